@@ -1,0 +1,330 @@
+"""Job configuration: the schema of config.yaml, its defaults and its validation.
+
+A job config is complete on its own: data, cuts, normalisation, model, training,
+evaluation and seed. This module imports neither torch nor numpy, so the orchestration
+layer can validate thousands of grid points quickly.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hepae_core.errors import ConfigError
+from hepae_core.variables import VARIABLE_SETS, default_residual_kind
+
+ACTIVATIONS = ("tanh", "relu", "leaky_relu", "elu", "silu")
+NORMALISATIONS = ("standard", "minmax", "custom_4d", "custom_27d", "none")
+SCHEDULES = ("constant", "one_cycle", "plateau")
+OPTIMIZERS = ("adam", "adamw")
+DEVICES = ("auto", "cpu", "cuda")
+RESIDUAL_KINDS = ("relative", "absolute", "angle")
+FORMATS = ("auto", "root", "hdf5", "csv")
+
+# Thesis models. "encoder" is the list of hidden widths before the latent layer; the
+# decoder mirrors it unless given.
+PRESETS: dict[str, dict[str, Any]] = {
+    "AE_3D_200": {"encoder": [200, 100, 50], "latent": 3, "activation": "tanh"},
+    "AE_3D_100": {"encoder": [100, 100, 50], "latent": 3, "activation": "tanh"},
+    "AE_3D_50": {"encoder": [50, 50, 20], "latent": 3, "activation": "tanh"},
+    "AE_big": {"encoder": [8, 6, 4], "latent": 3, "activation": "tanh"},
+    "AE_bn_LeakyReLU": {
+        "encoder": [200, 200, 200],
+        "latent": 18,
+        "activation": "leaky_relu",
+        "batch_norm": True,
+    },
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One leaf of the schema: default value, a type check and a human description."""
+
+    default: Any
+    check: Callable[[Any], bool]
+    expects: str
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+def _pos_int(v: Any) -> bool:
+    return _is_int(v) and v > 0
+
+
+def _opt(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _choice(*options: str) -> Callable[[Any], bool]:
+    return lambda v: v in options
+
+
+def _int_list(v: Any) -> bool:
+    return isinstance(v, list) and all(_pos_int(x) for x in v)
+
+
+def _str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+
+
+def _str_map(v: Any) -> bool:
+    return isinstance(v, dict) and all(
+        isinstance(k, str) and isinstance(x, str) for k, x in v.items()
+    )
+
+
+def _residual_map(v: Any) -> bool:
+    return isinstance(v, dict) and all(
+        isinstance(k, str) and x in RESIDUAL_KINDS for k, x in v.items()
+    )
+
+
+def _variables(v: Any) -> bool:
+    return (isinstance(v, str) and v in VARIABLE_SETS) or (_str_list(v) and len(v) > 0)
+
+
+def _cuts(v: Any) -> bool:
+    return isinstance(v, str) or _str_list(v) or v == []
+
+
+SCHEMA: dict[str, dict[str, Field]] = {
+    "data": {
+        "source": Field(
+            "bundled:dijet_4d", lambda v: isinstance(v, str) and v != "", "a file path"
+        ),
+        "format": Field("auto", _choice(*FORMATS), "one of " + ", ".join(FORMATS)),
+        "tree": Field("jets", lambda v: isinstance(v, str) and v != "", "a tree name"),
+        "key": Field(None, _opt(lambda v: isinstance(v, str)), "an HDF5 group or dataset"),
+        "variables": Field(
+            "4d", _variables, "a variable set (" + ", ".join(VARIABLE_SETS) + ") or a list"
+        ),
+        "branches": Field({}, _str_map, "a mapping variable -> branch name"),
+        "units": Field("GeV", _choice("GeV", "MeV"), "GeV or MeV"),
+        "max_jets": Field(None, _opt(_pos_int), "a positive integer or null"),
+        "test_fraction": Field(0.2, lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1)"),
+        "nonfinite": Field("drop", _choice("drop", "refuse"), "drop or refuse"),
+        "cuts": Field([], _cuts, "a cut preset name or a list of cut expressions"),
+    },
+    "normalisation": {
+        "kind": Field(
+            "custom_4d", _choice(*NORMALISATIONS), "one of " + ", ".join(NORMALISATIONS)
+        ),
+    },
+    "model": {
+        "preset": Field(
+            None, _opt(lambda v: v in PRESETS), "null or one of " + ", ".join(PRESETS)
+        ),
+        "encoder": Field([200, 100, 50], _int_list, "a list of positive layer widths"),
+        "latent": Field(3, _pos_int, "a positive integer"),
+        "decoder": Field(None, _opt(_int_list), "null (mirror the encoder) or a list"),
+        "activation": Field("tanh", _choice(*ACTIVATIONS), "one of " + ", ".join(ACTIVATIONS)),
+        "batch_norm": Field(False, lambda v: isinstance(v, bool), "true or false"),
+        "dropout": Field(0.0, lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
+        "latent_activation": Field(False, lambda v: isinstance(v, bool), "true or false"),
+    },
+    "train": {
+        "optimizer": Field("adam", _choice(*OPTIMIZERS), "adam or adamw"),
+        "lr": Field(1e-3, lambda v: _is_num(v) and v > 0, "a positive number"),
+        "weight_decay": Field(0.0, lambda v: _is_num(v) and v >= 0, "a number >= 0"),
+        "batch_size": Field(256, _pos_int, "a positive integer"),
+        "epochs": Field(30, _pos_int, "a positive integer"),
+        "schedule": Field("constant", _choice(*SCHEDULES), "one of " + ", ".join(SCHEDULES)),
+        "patience": Field(None, _opt(_pos_int), "null or a positive integer (epochs)"),
+        "min_delta": Field(0.0, lambda v: _is_num(v) and v >= 0, "a number >= 0"),
+        "device": Field("auto", _choice(*DEVICES), "auto, cpu or cuda"),
+        "threads": Field(None, _opt(_pos_int), "null (from the scheduler) or a count"),
+        "checkpoint_every_s": Field(
+            None, _opt(lambda v: _is_num(v) and v > 0), "null (each epoch) or seconds"
+        ),
+        "val_fraction": Field(
+            0.1, lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1) of the train jets"
+        ),
+    },
+    "evaluate": {
+        "residuals": Field({}, _residual_map, "a mapping variable -> relative|absolute|angle"),
+        "max_jets": Field(None, _opt(_pos_int), "null (all test jets) or a count"),
+        "timing_jets": Field(100_000, _pos_int, "a positive integer"),
+        "plots": Field(True, lambda v: isinstance(v, bool), "true or false"),
+        "round": Field([], _str_list, "a list of integer-valued variables to round"),
+    },
+}
+TOP_LEVEL: dict[str, Field] = {
+    "name": Field(None, _opt(lambda v: isinstance(v, str)), "a string"),
+    "seed": Field(0, lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+}
+SECTIONS = tuple(SCHEMA)
+
+
+def known_keys() -> list[str]:
+    """All dotted keys a config may set, e.g. ``train.lr``."""
+    keys = list(TOP_LEVEL)
+    for section, fields in SCHEMA.items():
+        keys.extend(f"{section}.{name}" for name in fields)
+    return keys
+
+
+def _suggest(key: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(key, options, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def defaults() -> dict[str, Any]:
+    """A complete config with every default filled in."""
+    out: dict[str, Any] = {k: copy.deepcopy(f.default) for k, f in TOP_LEVEL.items()}
+    for section, fields in SCHEMA.items():
+        out[section] = {k: copy.deepcopy(f.default) for k, f in fields.items()}
+    return out
+
+
+def resolve(raw: Any, source: str = "config") -> dict[str, Any]:
+    """Validate a raw config mapping and return it complete, with defaults and presets.
+
+    Parameters
+    ----------
+    raw
+        The parsed YAML: a mapping of sections to mappings.
+    source
+        Where it came from (a file name), used in error messages.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first bad key, what it expects and what to do.
+    """
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            source, None, f"the config must be a mapping of sections, got {type(raw).__name__}"
+        )
+    cfg = defaults()
+    allowed = list(TOP_LEVEL) + list(SECTIONS)
+    for key, value in raw.items():
+        if not isinstance(key, str) or key not in allowed:
+            raise ConfigError(
+                source, str(key), "unknown key" + _suggest(str(key), allowed + known_keys())
+            )
+        if key in TOP_LEVEL:
+            _check(source, key, TOP_LEVEL[key], value)
+            cfg[key] = value
+            continue
+        if value is None:
+            continue
+        if not isinstance(value, Mapping):
+            raise ConfigError(source, key, "must be a mapping of settings")
+        fields = SCHEMA[key]
+        for sub, subval in value.items():
+            dotted = f"{key}.{sub}"
+            if sub not in fields:
+                raise ConfigError(
+                    source, dotted, "unknown key" + _suggest(dotted, known_keys())
+                )
+            _check(source, dotted, fields[sub], subval)
+        section = dict(value)
+        if key == "model":
+            section = _apply_preset(section)
+        cfg[key].update(copy.deepcopy(section))
+    _check_consistency(cfg, source)
+    return cfg
+
+
+def _check(source: str, key: str, field: Field, value: Any) -> None:
+    if not field.check(value):
+        raise ConfigError(source, key, f"expects {field.expects}, got {value!r}")
+
+
+def _apply_preset(model: dict[str, Any]) -> dict[str, Any]:
+    """Fill a model section from its preset; keys set beside the preset override it."""
+    preset = model.get("preset")
+    if preset is None:
+        return model
+    merged = dict(PRESETS[preset])
+    merged.update(model)
+    return merged
+
+
+def variables_of(cfg: Mapping[str, Any]) -> list[str]:
+    """The list of variable names a resolved config trains on."""
+    v = cfg["data"]["variables"]
+    return list(VARIABLE_SETS[v]) if isinstance(v, str) else list(v)
+
+
+def residual_kinds(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """Residual kind per variable: the config's choice, else the variable's default."""
+    kinds = {v: default_residual_kind(v) for v in variables_of(cfg)}
+    kinds.update(cfg["evaluate"]["residuals"])
+    return kinds
+
+
+def _check_consistency(cfg: dict[str, Any], source: str) -> None:
+    names = variables_of(cfg)
+    if len(set(names)) != len(names):
+        raise ConfigError(source, "data.variables", "lists a variable twice")
+    n_in = len(names)
+    latent = cfg["model"]["latent"]
+    if latent >= n_in:
+        raise ConfigError(
+            source,
+            "model.latent",
+            f"is {latent} but the data has {n_in} variables: an autoencoder must compress, "
+            f"so choose a latent size below {n_in}",
+        )
+    for key in cfg["evaluate"]["residuals"]:
+        if key not in names:
+            raise ConfigError(
+                source, f"evaluate.residuals.{key}", "names a variable that is not trained on"
+            )
+    for key in cfg["data"]["branches"]:
+        if key not in names:
+            raise ConfigError(
+                source,
+                f"data.branches.{key}",
+                "maps a variable that is not in data.variables" + _suggest(key, names),
+            )
+    norm = cfg["normalisation"]["kind"]
+    if norm.startswith("custom_"):
+        from hepae_core.variables import CUSTOM_FORMULAS
+
+        missing = [v for v in names if v not in CUSTOM_FORMULAS]
+        if missing:
+            raise ConfigError(
+                source,
+                "normalisation.kind",
+                f"{norm} has no formula for {', '.join(missing)}; use standard or minmax",
+            )
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read and resolve a config file (safe YAML only)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), None, "file not found") from None
+    except OSError as exc:
+        raise ConfigError(str(path), None, f"cannot be read: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(path), None, f"is not valid YAML{where}: {problem}") from None
+    return resolve(raw, str(path))
+
+
+def dump(cfg: Mapping[str, Any]) -> str:
+    """Canonical YAML text of a config (sorted keys), the form job ids are hashed from."""
+    return yaml.safe_dump(dict(cfg), sort_keys=True, default_flow_style=None)
