@@ -1,0 +1,68 @@
+"""``gridsearch plan space.yaml [-o DIR] [--dry-run]``: make or update a campaign."""
+
+from __future__ import annotations
+
+import argparse
+
+from gridsearch.plan import DEFAULT_MAX_POINTS, PlanReport, plan
+from gridsearch.table import table
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "plan",
+        help="expand a space file into a campaign directory (one job dir per point)",
+        description="Validate every point of SPACE as a job config, then write the campaign "
+        "directory: a copy of the space, manifest.json and jobs/<id>/config.yaml. Planning "
+        "again is idempotent and reports what changed; it never deletes a job nor touches "
+        "one that started.",
+    )
+    p.add_argument("space", help="the space YAML file")
+    p.add_argument("-o", "--output", metavar="DIR", help="campaign directory (default: ./NAME)")
+    p.add_argument("--dry-run", action="store_true", help="print the table, write nothing")
+    p.add_argument("--yes", action="store_true", help="allow more points than --max-points")
+    p.add_argument(
+        "--max-points",
+        type=int,
+        default=DEFAULT_MAX_POINTS,
+        metavar="N",
+        help=f"more points than this need --yes (default {DEFAULT_MAX_POINTS})",
+    )
+    p.add_argument("--table", action="store_true", help="print the table of jobs as well")
+    p.set_defaults(func=run)
+
+
+def _table(report: PlanReport) -> str:
+    added = set(report.added)
+    keys = report.space.keys
+    rows = [
+        [j.index, j.id, j.name, "new" if j.id in added else "planned", *(j.params[k] for k in keys)]
+        for j in report.jobs
+    ]
+    return table(["#", "id", "name", "plan", *keys], rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = plan(
+        args.space,
+        args.output,
+        dry_run=args.dry_run,
+        yes=args.yes,
+        max_points=args.max_points,
+    )
+    if args.dry_run or args.table:
+        print(_table(report))
+    verb = "would plan" if report.dry_run else "planned"
+    what = "new campaign" if report.new_campaign else "campaign"
+    print(
+        f"{verb} {len(report.jobs)} points of '{report.space.name}' in {what} {report.root}: "
+        f"{len(report.added)} added, {len(report.unchanged)} unchanged, "
+        f"{len(report.gone)} no longer in the space (kept, flagged)"
+    )
+    if report.renamed:
+        print(f"{len(report.renamed)} readable names changed (ids did not)")
+    if report.returning:
+        print(f"{len(report.returning)} jobs are back in the space")
+    if report.dry_run:
+        print("dry run: nothing written")
+    return 0

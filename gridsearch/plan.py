@@ -1,0 +1,405 @@
+"""Planning: a space file into a campaign directory with one job directory per point.
+
+Every point is validated as a complete job config (``hepae_core.config.resolve``) before
+anything is written. A job's id is the first 12 hex digits of the sha256 of its canonical
+resolved config (``hepae_core.config.dump`` without ``name``), so planning again gives the
+same ids, and a changed point a new one. Planning again never touches a job that started,
+never deletes anything, and says what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import gridsearch
+from gridsearch import campaign as C
+from gridsearch.errors import GridsearchError
+from gridsearch.space import Point, Space, absolute_source, expand, load_space
+from hepae_core.config import resolve
+from hepae_core.errors import ConfigError
+from hepae_core.jobdir import CONFIG, STATE, atomic_write_json, atomic_write_text, now_iso
+
+DEFAULT_MAX_POINTS = 5000
+ID_LENGTH = 12
+
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Canon:
+    """``hepae_core.config.dump`` of resolved configs, fast for many similar configs.
+
+    The dump of a block mapping is the concatenation of the dumps of its keys, so each
+    top-level entry is dumped once per distinct value and cached (the result is byte for
+    byte ``dump``'s; a test checks it).
+    """
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple[str, str], str] = {}
+
+    def piece(self, key: str, value: Any) -> str:
+        ck = (key, repr(value))  # equal reprs of plain YAML values are equal dumps
+        text = self.cache.get(ck)
+        if text is None:
+            # a lone scalar would make the one-key mapping a flow mapping: force block there
+            flow = None if isinstance(value, dict | list) else False
+            text = yaml.dump({key: value}, Dumper=_Dumper, sort_keys=True, default_flow_style=flow)
+            self.cache[ck] = text
+        return text
+
+    def dump(self, cfg: Mapping[str, Any], skip: str | None = None) -> str:
+        return "".join(self.piece(k, cfg[k]) for k in sorted(cfg) if k != skip)
+
+
+def job_id_of(canonical: str) -> str:
+    """The job id of a canonical config text."""
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:ID_LENGTH]
+
+
+# Short labels of common keys in readable names; others use their last part.
+LABELS = {
+    "model.latent": "z",
+    "model.encoder": "enc",
+    "model.decoder": "dec",
+    "model.activation": "",
+    "model.batch_norm": "bn",
+    "model.dropout": "do",
+    "model.preset": "",
+    "train.lr": "lr",
+    "train.weight_decay": "wd",
+    "train.batch_size": "bs",
+    "train.epochs": "ep",
+    "train.optimizer": "",
+    "train.schedule": "",
+    "normalisation.kind": "",
+    "data.variables": "v",
+    "data.max_jets": "nj",
+    "seed": "s",
+}
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+-")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        short = f"{value:.0e}"
+        return short if float(short) == value else f"{value:.3g}"
+    if isinstance(value, list):
+        return "-".join(_fmt(v) for v in value)
+    if isinstance(value, str):
+        value = os.path.splitext(os.path.basename(value))[0] or value
+    return "".join(c for c in str(value) if c in _SAFE)[:24]
+
+
+def readable_name(params: Mapping[str, Any], varied: list[str]) -> str:
+    """E.g. ``z3_lr1e-03_wd1e-06_bs256``: built from the varied keys; never used as a path."""
+    parts = []
+    for key in varied:
+        label = LABELS.get(key, key.rsplit(".", 1)[-1])
+        label = "".join(c for c in label if c in _SAFE)
+        parts.append(f"{label}{_fmt(params[key])}")
+    return "_".join(p for p in parts if p) or "point"
+
+
+@dataclass
+class PlannedJob:
+    """One point, validated: its id, readable name, parameters and config text."""
+
+    index: int
+    id: str
+    name: str
+    params: dict[str, Any]
+    canonical: str  # dump of the resolved config without name
+
+    def config_text(self, space_name: str) -> str:
+        header = f"# planned by gridsearch from space '{space_name}', point {self.index}\n"
+        return header + f"name: {json.dumps(self.name)}\n" + self.canonical
+
+    def manifest_entry(self, in_space: bool = True) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "id": self.id,
+            "name": self.name,
+            "params": self.params,
+            "dir": f"{C.JOBS}/{self.id}",
+            "in_space": in_space,
+        }
+
+
+@dataclass
+class PlanReport:
+    """What a plan did (or would do, for a dry run)."""
+
+    root: Path
+    space: Space
+    jobs: list[PlannedJob]
+    added: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    renamed: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # planned before, no longer in the space
+    returning: list[str] = field(default_factory=list)  # flagged gone before, back now
+    new_campaign: bool = False
+    dry_run: bool = False
+
+
+def _point_desc(params: Mapping[str, Any]) -> str:
+    text = ", ".join(f"{k}={v!r}" for k, v in params.items())
+    return text if len(text) < 120 else text[:117] + "..."
+
+
+def validate(space: Space, points: list[Point]) -> list[PlannedJob]:
+    """Resolve every point as a job config and give it its id and readable name.
+
+    Raises
+    ------
+    GridsearchError
+        On the first invalid point (naming the line of the key that set it) or on two
+        points that resolve to the same config.
+    """
+    canon = _Canon()
+    space_dir = space.path.resolve().parent
+    keys = space.keys
+    resolved: list[tuple[Point, str]] = []
+    first_of: dict[str, Point] = {}
+    for point in points:
+        absolute_source(point.raw, space_dir)
+        try:
+            cfg = resolve(point.raw, str(space.path))
+        except ConfigError as exc:
+            key = exc.key or ""
+            hint = ""
+            if key in point.params and key in ("model.encoder", "model.decoder"):
+                hint = "; a list-valued setting is one value: write [[200, 100, 50]] in a grid"
+            raise GridsearchError(
+                f"{exc.message}{hint} (point {point.index}: {_point_desc(point.params)})",
+                source=space.where_key(key) if key else str(space.path),
+                key=key or None,
+            ) from None
+        text = canon.dump(cfg, skip="name")
+        jid = job_id_of(text)
+        if jid in first_of:
+            other = first_of[jid]
+            raise GridsearchError(
+                f"points {other.index} ({_point_desc(other.params)}) and {point.index} "
+                f"({_point_desc(point.params)}) are the same job config; remove the "
+                "duplicate value or the axis that changes nothing",
+                source=str(space.path),
+            )
+        first_of[jid] = point
+        resolved.append((point, text))
+    varied = [k for k in keys if len({repr(p.params[k]) for p, _ in resolved}) > 1]
+    jobs = []
+    for point, text in resolved:
+        name = readable_name(point.params, varied) if varied else space.name
+        jobs.append(PlannedJob(point.index, job_id_of(text), name, point.params, text))
+    # readable names are for people; make clashes (rare: sanitised strings) distinct
+    count: dict[str, int] = {}
+    for job in jobs:
+        count[job.name] = count.get(job.name, 0) + 1
+    for job in jobs:
+        if count[job.name] > 1:
+            job.name = f"{job.name}_{job.id[:6]}"
+    return jobs
+
+
+def _check_target(root: Path, space: Space) -> bool:
+    """Whether ``root`` is an existing campaign of this space; refuse anything else."""
+    if root.exists() and not root.is_dir():
+        raise GridsearchError("exists and is not a directory; choose another -o", str(root))
+    if C.is_campaign(root):
+        try:
+            info = json.loads((root / C.CAMPAIGN).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise GridsearchError(f"campaign.json cannot be read ({exc})", str(root)) from None
+        if info.get("name") != space.name:
+            raise GridsearchError(
+                f"is the campaign '{info.get('name')}', but the space is named "
+                f"'{space.name}'; choose another -o",
+                str(root),
+            )
+        return True
+    if root.is_dir() and any(p.name != C.LOCK for p in root.iterdir()):
+        raise GridsearchError(
+            "exists, is not empty and is not a campaign directory (no campaign.json); "
+            "choose a new or empty directory with -o",
+            str(root),
+        )
+    return False
+
+
+def _write_job(jobs_dir: str, job: PlannedJob, text: str) -> bool:
+    """Create ``jobs/<id>/config.yaml`` atomically (a temp dir renamed); False if it exists.
+
+    No fsync: a crash loses at most whole job dirs, and the manifest, written last, names
+    only jobs written before it.
+    """
+    tmp = os.path.join(jobs_dir, f".tmp-{job.id}-{os.getpid()}")
+    os.mkdir(tmp)
+    with open(os.path.join(tmp, CONFIG), "w", encoding="utf-8") as fh:
+        fh.write(text)
+    try:
+        os.rename(tmp, os.path.join(jobs_dir, job.id))
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if os.path.isfile(os.path.join(jobs_dir, job.id, CONFIG)):
+            return False
+        raise
+    return True
+
+
+def _manifest_text(header: dict[str, Any], jobs: list[dict[str, Any]]) -> str:
+    """manifest.json with one job per line: readable, diffable, quick to write."""
+    head = json.dumps(header, sort_keys=True)[:-1]
+    rows = ",\n  ".join(json.dumps(j, sort_keys=True) for j in jobs)
+    return f'{head}, "jobs": [\n  {rows}\n]}}\n'
+
+
+def plan(
+    space_path: str | Path,
+    out: str | Path | None = None,
+    *,
+    dry_run: bool = False,
+    yes: bool = False,
+    max_points: int = DEFAULT_MAX_POINTS,
+    lock_wait_s: float = 30.0,
+    progress: Callable[[str], None] | None = None,
+) -> PlanReport:
+    """Plan (or re-plan) the campaign of a space file.
+
+    Parameters
+    ----------
+    space_path
+        The space YAML file.
+    out
+        The campaign directory; default ``./<space name>``.
+    dry_run
+        Validate and compare with an existing campaign, write nothing.
+    yes
+        Allow more than ``max_points`` points.
+    """
+    space = load_space(space_path)
+    points = expand(space, max_points=max_points, yes=yes)
+    jobs = validate(space, points)
+    root = Path(out) if out is not None else Path(space.name)
+    exists = _check_target(root, space)
+    report = PlanReport(root=root, space=space, jobs=jobs, new_campaign=not exists)
+    report.dry_run = dry_run
+    if dry_run:
+        old = _old_manifest(root) if exists else {}
+        _compare(report, old, {p.name for p in _scan(root / C.JOBS)} if exists else set())
+        return report
+    root.mkdir(parents=True, exist_ok=True)
+    with C.campaign_lock(root, "plan", lock_wait_s):
+        # again under the lock: another plan may have made it meanwhile
+        _check_target(root, space)
+        jobs_dir = root / C.JOBS
+        jobs_dir.mkdir(exist_ok=True)
+        for entry in _scan(jobs_dir, hidden=True):
+            if entry.name.startswith(".tmp-"):
+                shutil.rmtree(entry.path, ignore_errors=True)  # left by a plan that died
+        old = _old_manifest(root)
+        present = {e.name for e in _scan(jobs_dir)}
+        _compare(report, old, present)
+        _write_campaign(root, space, report)
+        by_id = {j.id: j for j in jobs}
+        for jid in report.added:
+            _write_job(str(jobs_dir), by_id[jid], by_id[jid].config_text(space.name))
+        for jid in report.renamed:
+            job_dir = jobs_dir / jid
+            if not (job_dir / STATE).exists():  # never touch a job that started
+                atomic_write_text(job_dir / CONFIG, by_id[jid].config_text(space.name))
+        entries = [j.manifest_entry() for j in jobs]
+        gone_entries = [dict(old[jid], in_space=False) for jid in report.gone]
+        for i, entry in enumerate(gone_entries, start=len(entries)):
+            entry["index"] = i
+        header = {
+            "name": space.name,
+            "planned": now_iso(),
+            "space_sha256": _sha(space.text),
+            "axes": space.keys,
+        }
+        atomic_write_text(root / C.MANIFEST, _manifest_text(header, entries + gone_entries))
+    if progress:
+        progress(f"planned {len(jobs)} jobs in {root}")
+    return report
+
+
+def _scan(path: Path, hidden: bool = False) -> list[os.DirEntry]:
+    try:
+        with os.scandir(path) as it:
+            return [e for e in it if hidden or not e.name.startswith(".")]
+    except FileNotFoundError:
+        return []
+
+
+def _old_manifest(root: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads((root / C.MANIFEST).read_text(encoding="utf-8"))
+        return {e["id"]: e for e in data.get("jobs", []) if isinstance(e, dict) and "id" in e}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _compare(report: PlanReport, old: dict[str, dict[str, Any]], present: set[str]) -> None:
+    ids = set()
+    for job in report.jobs:
+        ids.add(job.id)
+        if job.id not in present:
+            report.added.append(job.id)
+            continue
+        report.unchanged.append(job.id)
+        before = old.get(job.id)
+        if before is not None and before.get("name") != job.name:
+            report.renamed.append(job.id)
+        if before is not None and before.get("in_space") is False:
+            report.returning.append(job.id)
+    report.gone = [jid for jid in old if jid not in ids]
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _write_campaign(root: Path, space: Space, report: PlanReport) -> None:
+    sha = _sha(space.text)
+    path = root / C.CAMPAIGN
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = {"name": space.name, "created": now_iso(), "plans": []}
+    previous = info.get("space", {}).get("sha256")
+    if previous and previous != sha and (root / C.SPACE).exists():
+        # keep the grid that ran before: history/space-<sha12>.yaml
+        (root / C.HISTORY).mkdir(exist_ok=True)
+        kept = root / C.HISTORY / f"space-{previous[:12]}.yaml"
+        if not kept.exists():
+            shutil.copyfile(root / C.SPACE, kept)
+    info.update(
+        name=space.name,
+        tool_version=gridsearch.__version__,
+        space={"path": str(space.path.resolve()), "sha256": sha},
+    )
+    info.setdefault("plans", []).append(
+        {
+            "time": now_iso(),
+            "space_sha256": sha,
+            "points": len(report.jobs),
+            "added": len(report.added),
+            "unchanged": len(report.unchanged),
+            "not_in_space": len(report.gone),
+        }
+    )
+    atomic_write_json(path, info)
+    if previous != sha or not (root / C.SPACE).exists():
+        atomic_write_text(root / C.SPACE, space.text)
