@@ -1,0 +1,348 @@
+"""Run a campaign's jobs on this machine through submitit's LocalExecutor.
+
+Each job runs as ``python -m hepae_core.job DIR`` in a process of its own (inside a
+submitit task), at most ``workers`` at a time, each with ``threads`` CPU threads, so that
+``workers x threads`` never exceeds this machine's cores. ``submit`` shows a progress bar
+and returns when every job has ended (this backend is ``blocking``).
+
+Ctrl-C (or SIGTERM) asks the running jobs to checkpoint (SIGTERM: they exit 75,
+``interrupted``), waits for them a little, and raises :class:`Interrupted`, which carries
+the :class:`~gridsearch.backends.base.Submission` of what had started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from gridsearch.backends.base import JobRef, SchedulerState, Submission
+from gridsearch.errors import GridsearchError
+
+THREAD_VARS = ("HEPAE_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+EXIT_MEANING = {0: "done", 1: "failed", 2: "failed (bad input)", 75: "interrupted"}
+JOB_MODULE = "hepae_core.job"  # what runs a job dir; profiles may name another (tests do)
+DEFAULT_TIMEOUT_MIN = 60 * 24 * 30  # no limit unless --time is given: 30 days
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def parse_minutes(value: Any) -> float:
+    """Minutes from a Slurm-style time: ``90``, ``MM:SS``, ``H:MM:SS``, ``D-H[:MM[:SS]]``."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    text = str(value).strip()
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
+    if not m:
+        raise GridsearchError(
+            f"is not a time such as 90 (minutes), 1:30:00 or 2-00:00:00, got {value!r}",
+            key="--time",
+        )
+    days, a, b, c = (int(x) if x else None for x in m.groups())
+    if days is not None:  # D-H, D-H:M, D-H:M:S
+        minutes = days * 1440 + a * 60 + (b or 0) + (c or 0) / 60
+    elif c is not None:  # H:M:S
+        minutes = a * 60 + b + c / 60
+    elif b is not None:  # M:S
+        minutes = a + b / 60
+    else:
+        minutes = float(a)
+    if minutes <= 0:
+        raise GridsearchError("must be longer than zero", key="--time")
+    return minutes
+
+
+def resources(profile: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Workers, threads per job and time limit, with workers x threads <= cores."""
+    opts = dict(profile.get("options") or {})
+    over = {k: v for k, v in (overrides or {}).items() if v is not None}
+    n = cores()
+    workers = over.get("workers", opts.get("workers"))
+    threads = over.get("threads")
+    for name, value in (("workers", workers), ("threads", threads)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise GridsearchError(f"must be a positive integer, got {value!r}", key=name)
+    notes = []
+    if workers is not None and workers > n:
+        notes.append(f"{workers} workers asked, this machine has {n} cores: using {n}")
+        workers = n
+    if threads is None:
+        threads = max(1, n // workers) if workers else int(opts.get("threads") or 1)
+    threads = min(threads, n)
+    if workers is None:
+        workers = max(1, n // threads)
+    if workers * threads > n:
+        threads = max(1, n // workers)
+    time_min = over.get("time", opts.get("time"))
+    timeout = parse_minutes(time_min) if time_min is not None else DEFAULT_TIMEOUT_MIN
+    if over.get("mem") is not None:
+        notes.append("--mem is not enforced for local runs")
+    return {"workers": workers, "threads": threads, "timeout_min": timeout, "notes": notes}
+
+
+def _import_roots() -> list[str]:
+    """Directories holding hepae_core and gridsearch, when they are not installed."""
+    import site
+
+    installed = {os.path.realpath(p) for p in site.getsitepackages()}
+    roots = []
+    for name in ("hepae_core", "gridsearch"):
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.origin:
+            continue
+        root = os.path.realpath(Path(spec.origin).parent.parent)
+        if root not in installed and root not in roots:
+            roots.append(root)
+    return roots
+
+
+@contextlib.contextmanager
+def _pythonpath(roots: list[str]) -> Iterator[None]:
+    """Put ``roots`` on PYTHONPATH for the processes started meanwhile."""
+    old = os.environ.get("PYTHONPATH")
+    parts = roots + ([old] if old else [])
+    if roots:
+        os.environ["PYTHONPATH"] = os.pathsep.join(parts)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def run_job(
+    job_dir: str, threads: int, task_id: str, python: str, cuda: str | None, module: str
+) -> int:
+    """Run one job in a child process (the body of a submitit task); return its exit code.
+
+    The child runs in a session of its own, so a Ctrl-C at the terminal reaches it only as
+    the SIGTERM this function forwards (the job then checkpoints and exits 75).
+    """
+    env = dict(os.environ)
+    for var in THREAD_VARS:
+        env[var] = str(threads)
+    env["HEPAE_SCHEDULER_JOB_ID"] = task_id
+    if cuda is None:
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = cuda
+    child: list[subprocess.Popen] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        for proc in child:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+
+    for sig in _SIGNALS:
+        signal.signal(sig, forward)
+    with open(os.path.join(job_dir, "job.log"), "ab") as log:
+        log.write(f"=== gridsearch local task {task_id}: {time.ctime()} ===\n".encode())
+        log.flush()
+        child.append(
+            subprocess.Popen(
+                [python, "-m", module, job_dir],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=job_dir,
+                env=env,
+                start_new_session=True,
+            )
+        )
+        while True:
+            try:
+                return child[0].wait()
+            except InterruptedError:  # pragma: no cover - PEP 475 retries already
+                continue
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a local run; ``submission`` says what had started."""
+
+    def __init__(self, submission: Submission) -> None:
+        super().__init__("interrupted")
+        self.submission = submission
+
+
+class LocalBackend:
+    """This machine; see the module docstring."""
+
+    kind = "local"
+    blocking = True
+
+    def query(self, task_ids: list[str]) -> dict[str, SchedulerState]:
+        """A local run has ended when its ledger record exists: nothing is in flight."""
+        return {t: SchedulerState(t, "unknown") for t in task_ids}
+
+    def submit(
+        self,
+        jobs: list[JobRef],
+        profile: dict[str, Any],
+        directory: Path,
+        dry_run: bool = False,
+        overrides: dict[str, Any] | None = None,
+    ) -> Submission:
+        """Run ``jobs`` here, ``workers`` at a time; return when all have ended."""
+        res = resources(profile, overrides)
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        python = sys.executable
+        res["module"] = str((profile.get("options") or {}).get("job_module") or JOB_MODULE)
+        tasks = {f"{directory.name}_{i}": ref.id for i, ref in enumerate(jobs)}
+        command = [python, "-m", res["module"], "DIR"]
+        plan_file = directory / "local.json"
+        plan_file.write_text(
+            json.dumps(
+                {
+                    "workers": res["workers"],
+                    "threads": res["threads"],
+                    "timeout_min": res["timeout_min"],
+                    "cores": cores(),
+                    "command": command,
+                    "jobs": {t: str(jobs[i].dir) for i, t in enumerate(tasks)},
+                },
+                indent=1,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
+        sub = Submission(
+            kind=self.kind,
+            directory=directory,
+            files=[plan_file],
+            command=command,
+            scheduler_ids=[directory.name],
+            tasks=tasks,
+            dry_run=dry_run,
+        )
+        for note in res["notes"]:
+            print(f"note: {note}", file=sys.stderr)
+        if dry_run or not jobs:
+            return sub
+        return self._run(jobs, res, directory, python, sub)
+
+    def _run(
+        self, jobs: list[JobRef], res: dict[str, Any], directory: Path, python: str, sub: Submission
+    ) -> Submission:
+        import submitit
+        from tqdm import tqdm
+
+        executor = submitit.LocalExecutor(folder=directory / "submitit")
+        signal_delay = int(min(120, max(10, res["timeout_min"] * 6)))  # a tenth, 10 s..2 min
+        executor.update_parameters(timeout_min=res["timeout_min"], signal_delay_s=signal_delay)
+        cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
+        pending = list(enumerate(jobs))
+        pending.reverse()
+        running: dict[str, tuple[Any, JobRef]] = {}
+        started: dict[str, str] = {}
+        tally = {"done": 0, "failed": 0, "interrupted": 0}
+        old_term = signal.getsignal(signal.SIGTERM)
+
+        def on_term(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        bar = tqdm(
+            total=len(jobs),
+            unit="job",
+            desc=f"local {res['workers']}x{res['threads']} threads",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            disable=None,  # a bar on a terminal; one line per finished job otherwise
+        )
+        try:
+            signal.signal(signal.SIGTERM, on_term)
+            with _pythonpath(_import_roots()):
+                while pending or running:
+                    while pending and len(running) < res["workers"]:
+                        i, ref = pending.pop()
+                        task_id = f"{directory.name}_{i}"
+                        job = executor.submit(
+                            run_job,
+                            str(ref.dir),
+                            res["threads"],
+                            task_id,
+                            python,
+                            cuda,
+                            res["module"],
+                        )
+                        running[task_id] = (job, ref)
+                        started[task_id] = ref.id
+                    for task_id, (job, ref_done) in list(running.items()):
+                        if not job.done():
+                            continue
+                        del running[task_id]
+                        try:
+                            code = job.result()
+                        except Exception:  # the task itself failed (see submitit logs)
+                            code = -1
+                        outcome = EXIT_MEANING.get(code, "failed")
+                        tally[outcome.split(" ")[0]] += 1
+                        bar.set_postfix(tally, refresh=False)
+                        bar.update(1)
+                        if bar.disable:
+                            n = sum(tally.values())
+                            print(
+                                f"[{n}/{len(jobs)}] {ref_done.id} {outcome} (exit {code})",
+                                file=sys.stderr,
+                                flush=True,
+                            )
+                    time.sleep(0.1)
+        except KeyboardInterrupt:
+            bar.close()
+            for job, _ in running.values():
+                with contextlib.suppress(Exception):
+                    job.cancel(check=False)  # SIGINT to the controller -> SIGTERM to the job
+            _wait_checkpoints([ref for _, ref in running.values()])
+            sub.tasks = started
+            raise Interrupted(sub) from None
+        finally:
+            signal.signal(signal.SIGTERM, old_term)
+            bar.close()
+        return sub
+
+
+def _wait_checkpoints(refs: list[JobRef], limit_s: float = 60.0) -> None:
+    """Wait until interrupted jobs have written their state (they checkpoint on SIGTERM)."""
+    from hepae_core.jobdir import read_state
+
+    if refs:
+        print(
+            f"waiting up to {limit_s:.0f} s for {len(refs)} running job(s) to checkpoint...",
+            file=sys.stderr,
+        )
+    deadline = time.monotonic() + limit_s
+    while refs and time.monotonic() < deadline:
+        left = []
+        for ref in refs:
+            st = read_state(ref.dir) or {}
+            pid = st.get("pid")
+            alive = st.get("state") == "running" and isinstance(pid, int)
+            if alive:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    alive = False
+                except PermissionError:
+                    pass
+            if alive:
+                left.append(ref)
+        refs = left
+        time.sleep(0.2)

@@ -1,0 +1,101 @@
+"""``gridsearch submit [DIR] --site SITE``: submit a campaign's jobs (local: run them)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gridsearch.campaign import open_campaign
+from gridsearch.status import counts
+from gridsearch.submit import SELECTABLE, parse_only, submit
+
+
+def add_arguments(p: argparse.ArgumentParser, only_default: str | None) -> None:
+    """The options ``submit`` and ``resubmit`` share."""
+    p.add_argument("campaign", nargs="?", default=".", help="campaign directory (default: .)")
+    p.add_argument("--site", required=True, help="site profile: local, slurm, kebnekaise, ...")
+    p.add_argument("--dry-run", action="store_true", help="render the files, submit nothing")
+    p.add_argument(
+        "--only",
+        default=only_default,
+        metavar="STATES",
+        help="exactly the jobs in these states, comma-separated: "
+        + ", ".join(SELECTABLE)
+        + f" (default: {only_default or 'planned'})",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="allow submitted, running and done jobs in --only"
+    )
+    p.add_argument("--workers", type=int, metavar="N", help="local: jobs at a time")
+    p.add_argument("--threads", type=int, metavar="N", help="local: CPU threads per job")
+    p.add_argument("--time", help="time limit per job, e.g. 90 or 1:30:00")
+    p.add_argument("--mem", help="memory per job, e.g. 4G")
+    p.add_argument(
+        "--sites-dir",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="also look for site profiles here (repeatable)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "submit",
+        help="submit the campaign's planned jobs to a site (local: run them here)",
+        description="Submit jobs to the site's scheduler and record the submission in "
+        "ledger.jsonl. By default the planned jobs; --only picks exactly the given states. "
+        "Jobs queued, running or done are never submitted again unless --force.",
+    )
+    add_arguments(p, None)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    campaign = open_campaign(args.campaign)
+    overrides = {
+        "workers": args.workers,
+        "threads": args.threads,
+        "time": args.time,
+        "mem": args.mem,
+    }
+    try:
+        report = submit(
+            campaign,
+            args.site,
+            only=parse_only(args.only),
+            force=args.force,
+            dry_run=args.dry_run,
+            overrides={k: v for k, v in overrides.items() if v is not None},
+            sites_dir=args.sites_dir,
+        )
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: running jobs were asked to checkpoint; "
+            "'gridsearch resubmit --site ...' resumes them",
+            file=sys.stderr,
+        )
+        raise
+    left = ", ".join(f"{n} {s}" for s, n in report.skipped.items()) or "none"
+    if not report.selected:
+        print(f"nothing to submit (jobs left alone: {left}); see 'gridsearch status'")
+        return 0
+    rec = report.record or {}
+    what = "would submit" if args.dry_run else "submitted"
+    print(
+        f"{what} {len(report.selected)} jobs to {args.site} ({rec.get('kind')}) as "
+        f"{rec.get('submission')}; files in {campaign.root / rec.get('dir', '')}"
+    )
+    if rec.get("scheduler_ids") and not args.dry_run and rec.get("kind") != "local":
+        print("scheduler ids: " + ", ".join(rec["scheduler_ids"]))
+    if rec.get("kind") == "local" and not args.dry_run:
+        from gridsearch.status import campaign_status
+
+        ids = {js.id for js in report.selected}
+        done = [js for js in campaign_status(campaign, query=False) if js.id in ids]
+        summary = ", ".join(f"{n} {s}" for s, n in counts(done).items())
+        print(f"local run ended: {summary}")
+        return 0 if all(js.state == "done" for js in done) else 1
+    return 0
