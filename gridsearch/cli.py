@@ -1,0 +1,61 @@
+"""The ``gridsearch`` command line: one subcommand per module, registered from a list.
+
+Each module named in :data:`COMMAND_MODULES` exposes ``register(subparsers)``, which adds
+its subparser and sets ``func`` (taking the parsed arguments, returning an exit code) as a
+default. Errors a user can act on are printed as one ``error: ...`` line, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+import gridsearch
+from gridsearch.errors import GridsearchError
+from hepae_core.errors import HepaeError
+
+# Add a module here to add a subcommand; each must define register(subparsers).
+COMMAND_MODULES: list[str] = [
+    "gridsearch.cmd_plan",
+    "gridsearch.cmd_submit",
+    "gridsearch.cmd_resubmit",
+    "gridsearch.cmd_status",
+    "gridsearch.cmd_show",
+    "gridsearch.cmd_clean",
+]
+
+
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
+    """The argument parser with every command module registered."""
+    parser = argparse.ArgumentParser(
+        prog="gridsearch",
+        description="Plan, submit, follow and rerun hyperparameter scans of jet autoencoders.",
+    )
+    parser.add_argument("--version", action="version", version=gridsearch.__version__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in modules:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except (GridsearchError, HepaeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `gridsearch status | head`
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
