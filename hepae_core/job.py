@@ -109,6 +109,7 @@ def _train_and_evaluate(job_dir: Path, cfg: dict[str, Any], fresh: bool) -> int:
     torch.set_num_threads(threads)
     device = pick_device(tcfg["device"])
     seed = cfg["seed"]
+    torch.manual_seed(seed)  # before the model is built: its initial weights come from it
     stop = StopFlag().install()
 
     jets = load_jets(cfg, job_dir)
