@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 from hepae_core import jobdir
 from hepae_core.config import dump, load
 from hepae_core.errors import EXIT_BAD_INPUT, HepaeError

@@ -23,7 +23,7 @@ def test_unknown_key_is_named_with_a_suggestion():
 def test_bad_value_says_what_is_expected():
     with pytest.raises(ConfigError, match=r"'train.batch_size'.*positive integer"):
         resolve({"train": {"batch_size": -3}})
-    with pytest.raises(ConfigError, match="model.activation"):
+    with pytest.raises(ConfigError, match=r"model\.activation"):
         resolve({"model": {"activation": "sigmoidish"}})
 
 

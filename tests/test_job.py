@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import REPO, run_job_process, write_job
+
 from hepae_core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from hepae_core.job import load_model
 
@@ -51,7 +51,7 @@ def test_job_trains_evaluates_and_writes_everything(tmp_path, tiny_job_config):
         "E",
     ]
     # The saved model is usable without the training data.
-    model, norm, payload = load_model(job / "model.pt")
+    model, norm, _ = load_model(job / "model.pt")
     x = ev["inputs"][:100]
     with torch.no_grad():
         y = norm.inverse(model(torch.from_numpy(norm.forward(x))).numpy())

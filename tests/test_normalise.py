@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from hepae_core.data import load_jets
 from hepae_core.config import resolve
+from hepae_core.data import load_jets
 from hepae_core.normalise import Normaliser
 
 
