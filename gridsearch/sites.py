@@ -109,7 +109,5 @@ def load_profile(name: str, extra: list[Path] | None = None) -> dict[str, Any]:
     profile["name"] = name
     profile["source"] = chain[0][1]
     if profile.get("kind") not in ("local", "slurm", "condor"):
-        raise GridsearchError(
-            "must be local, slurm or condor", source=chain[0][1], key="kind"
-        )
+        raise GridsearchError("must be local, slurm or condor", source=chain[0][1], key="kind")
     return profile

@@ -120,14 +120,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "cuts": Field([], _cuts, "a cut preset name or a list of cut expressions"),
     },
     "normalisation": {
-        "kind": Field(
-            "custom_4d", _choice(*NORMALISATIONS), "one of " + ", ".join(NORMALISATIONS)
-        ),
+        "kind": Field("custom_4d", _choice(*NORMALISATIONS), "one of " + ", ".join(NORMALISATIONS)),
     },
     "model": {
-        "preset": Field(
-            None, _opt(lambda v: v in PRESETS), "null or one of " + ", ".join(PRESETS)
-        ),
+        "preset": Field(None, _opt(lambda v: v in PRESETS), "null or one of " + ", ".join(PRESETS)),
         "encoder": Field([200, 100, 50], _int_list, "a list of positive layer widths"),
         "latent": Field(3, _pos_int, "a positive integer"),
         "decoder": Field(None, _opt(_int_list), "null (mirror the encoder) or a list"),
@@ -149,6 +145,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "threads": Field(None, _opt(_pos_int), "null (from the scheduler) or a count"),
         "checkpoint_every_s": Field(
             None, _opt(lambda v: _is_num(v) and v > 0), "null (each epoch) or seconds"
+        ),
+        "compile": Field(
+            False, lambda v: isinstance(v, bool), "true (torch.compile the model) or false"
         ),
         "val_fraction": Field(
             0.1, lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1) of the train jets"
@@ -228,9 +227,7 @@ def resolve(raw: Any, source: str = "config") -> dict[str, Any]:
         for sub, subval in value.items():
             dotted = f"{key}.{sub}"
             if sub not in fields:
-                raise ConfigError(
-                    source, dotted, "unknown key" + _suggest(dotted, known_keys())
-                )
+                raise ConfigError(source, dotted, "unknown key" + _suggest(dotted, known_keys()))
             _check(source, dotted, fields[sub], subval)
         section = dict(value)
         if key == "model":
