@@ -86,7 +86,7 @@ def run(args: argparse.Namespace, confirm: Callable[[str], bool] | None = None) 
             if args.failed and js.state == FAILED:
                 for name in sorted(os.listdir(js.dir)):
                     if name != CONFIG:
-                        removals.append(Removal(f"output of failed job {js.id}", js.dir / name))
+                        removals.append(Removal("output files of failed jobs", js.dir / name))
             if args.not_in_space and not js.in_space:
                 if js.state in (RUNNING, SUBMITTED):
                     print(f"keeping {js.id}: it is {js.state}", file=sys.stderr)
@@ -104,8 +104,7 @@ def run(args: argparse.Namespace, confirm: Callable[[str], bool] | None = None) 
             return 0
         kinds: dict[str, int] = {}
         for r in removals:
-            key = r.what.split(" of failed job")[0]
-            kinds[key] = kinds.get(key, 0) + 1
+            kinds[r.what] = kinds.get(r.what, 0) + 1
         size = sum(_size(r.path) for r in removals)
         listing = ", ".join(f"{n} {k}" for k, n in kinds.items())
         question = f"remove {listing} ({_human(size)}) from {campaign.root}? [y/N] "

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         print(
-            "\ninterrupted: running jobs were asked to checkpoint; "
+            "\nrunning jobs were asked to checkpoint; "
             "'gridsearch resubmit --site ...' resumes them",
             file=sys.stderr,
         )

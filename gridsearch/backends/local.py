@@ -274,15 +274,21 @@ class LocalBackend:
                     while pending and len(running) < res["workers"]:
                         i, ref = pending.pop()
                         task_id = f"{directory.name}_{i}"
-                        job = executor.submit(
-                            run_job,
-                            str(ref.dir),
-                            res["threads"],
-                            task_id,
-                            python,
-                            cuda,
-                            res["module"],
-                        )
+                        # the controller inherits an ignored SIGINT, so a Ctrl-C at the
+                        # terminal reaches the jobs only through our SIGTERM (no tracebacks)
+                        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                        try:
+                            job = executor.submit(
+                                run_job,
+                                str(ref.dir),
+                                res["threads"],
+                                task_id,
+                                python,
+                                cuda,
+                                res["module"],
+                            )
+                        finally:
+                            signal.signal(signal.SIGINT, old_int)
                         running[task_id] = (job, ref)
                         started[task_id] = ref.id
                     for task_id, (job, ref_done) in list(running.items()):
@@ -307,10 +313,15 @@ class LocalBackend:
                     time.sleep(0.1)
         except KeyboardInterrupt:
             bar.close()
-            for job, _ in running.values():
-                with contextlib.suppress(Exception):
-                    job.cancel(check=False)  # SIGINT to the controller -> SIGTERM to the job
+            controllers = [getattr(job, "_process", None) for job, _ in running.values()]
+            for proc in controllers:
+                if proc is not None:  # submitit's controller forwards SIGTERM to the job
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.terminate()
             _wait_checkpoints([ref for _, ref in running.values()])
+            for proc in controllers:
+                with contextlib.suppress(Exception):
+                    proc.wait(timeout=5)
             sub.tasks = started
             raise Interrupted(sub) from None
         finally:
