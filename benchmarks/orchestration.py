@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gridsearch.cli import main  # noqa: E402
-from hepae_core.jobdir import now_iso  # noqa: E402
+from gridsearch.cli import main
+from hepae_core.jobdir import now_iso
 
 AXES = {  # size -> (latents, lrs, wds, batch sizes, seeds)
     100: (5, 4, 5, 1, 1),

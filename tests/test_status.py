@@ -87,15 +87,8 @@ def test_scheduler_is_asked_only_about_jobs_in_flight(camp, monkeypatch):
             "tasks": {f"9_{i}": ids[i] for i in range(7)},
         }
     )
-    camp.append_ledger(
-        {
-            "submission": "dry",
-            "time": iso(0),
-            "kind": "slurm",
-            "dry_run": True,
-            "tasks": {"99_0": ids[7]},
-        }  # fmt: skip
-    )
+    dry = {"submission": "dry", "time": iso(0), "kind": "slurm", "dry_run": True}
+    camp.append_ledger({**dry, "tasks": {"99_0": ids[7]}})
     set_state(d[0], "done")
     set_state(d[1], "running", epoch=1)
     set_state(d[2], "running", updated=iso(7200))
