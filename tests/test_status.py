@@ -2,8 +2,7 @@
 
 import json
 import os
-import subprocess
-import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -155,21 +154,24 @@ def test_status_command(camp, capsys):
     assert data["counts"]["failed"] == 1 and len(data["jobs"]) == 8
 
 
-def test_status_over_10000_job_dirs_is_fast(tmp_path):
-    code = (
-        "import sys, time; sys.path.insert(0, 'benchmarks');"
-        "import orchestration as o; o.run([10000], sys.argv[1])"
-    )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    _, _, status_s = map(float, out.stdout.splitlines()[-1].split()[1:])
-    # target: <= 1 s; allow for a busy machine in the test. Planning 10,000 job dirs is
-    # bound by the file system, measured (not asserted) by benchmarks/orchestration.py
-    assert status_s < 2.0, out.stdout
+def test_status_over_many_job_dirs_is_fast(tmp_path):
+    n = 2000  # benchmarks/orchestration.py measures 10,000 (target <= 1 s)
+    root = tmp_path / "camp"
+    (root / "jobs").mkdir(parents=True)
+    (root / "campaign.json").write_text("{}")
+    done = json.dumps({"state": "done", "updated": iso(), "epoch": 2, "val_loss": 0.1})
+    entries = []
+    for i in range(n):
+        jid = f"{i:012x}"
+        os.mkdir(root / "jobs" / jid)
+        if i % 2 == 0:
+            (root / "jobs" / jid / "state.json").write_text(done)
+        entries.append({"index": i, "id": jid, "name": f"p{i}", "params": {}, "dir": f"jobs/{jid}"})
+    (root / "manifest.json").write_text(json.dumps({"name": "big", "jobs": entries}))
+    camp = open_campaign(root)
+    t = time.perf_counter()
+    st = campaign_status(camp)
+    elapsed = time.perf_counter() - t
+    assert counts(st) == {"planned": n // 2, "done": n // 2}
+    # target 0.2 s for 2,000; a generous bound for a busy machine
+    assert elapsed < 1.0
