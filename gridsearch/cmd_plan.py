@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from gridsearch.plan import DEFAULT_MAX_POINTS, PlanReport, plan
 from gridsearch.table import table
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         yes=args.yes,
         max_points=args.max_points,
     )
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.dry_run or args.table:
         print(_table(report))
     verb = "would plan" if report.dry_run else "planned"

@@ -151,6 +151,7 @@ class PlanReport:
     returning: list[str] = field(default_factory=list)  # flagged gone before, back now
     new_campaign: bool = False
     dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)
 
 
 def _point_desc(params: Mapping[str, Any]) -> str:
@@ -290,6 +291,10 @@ def plan(
     exists = _check_target(root, space)
     report = PlanReport(root=root, space=space, jobs=jobs, new_campaign=not exists)
     report.dry_run = dry_run
+    sources = {p.raw.get("data", {}).get("source") for p in points} - {None}
+    for source in sorted(s for s in sources if isinstance(s, str)):
+        if not source.startswith("bundled:") and "://" not in source and not Path(source).exists():
+            report.warnings.append(f"data file {source} does not exist (yet)")
     if dry_run:
         old = _old_manifest(root) if exists else {}
         _compare(report, old, {p.name for p in _scan(root / C.JOBS)} if exists else set())

@@ -193,3 +193,15 @@ def test_two_plans_at_once_make_no_duplicates(tmp_path):
     ids = [j["id"] for j in manifest(camp)["jobs"]]
     assert len(ids) == len(set(ids)) == 300
     assert sorted(os.listdir(camp / "jobs")) == sorted(ids)
+
+
+@pytest.mark.parametrize(
+    "name, points", [("demo.yaml", 4), ("thesis_4d.yaml", 20), ("thesis_27d.yaml", 216)]
+)
+def test_examples_plan(name, points, tmp_path):
+    report = plan(REPO / "examples" / name, tmp_path / "c", dry_run=True)
+    assert len(report.jobs) == points
+    if name == "thesis_27d.yaml":
+        combos = {(j.params["model.latent"], j.params["train.batch_size"]) for j in report.jobs}
+        assert all((bs >= 4096) if z < 14 else (bs <= 4096) for z, bs in combos)
+        assert {z for z, _ in combos} == {8, 10, 12, 14, 16, 18, 20}
