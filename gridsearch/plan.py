@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,7 +171,7 @@ def validate(space: Space, points: list[Point]) -> list[PlannedJob]:
     canon = _Canon()
     space_dir = space.path.resolve().parent
     keys = space.keys
-    resolved: list[tuple[Point, str]] = []
+    resolved: list[tuple[Point, str, str]] = []
     first_of: dict[str, Point] = {}
     for point in points:
         absolute_source(point.raw, space_dir)
@@ -198,12 +198,12 @@ def validate(space: Space, points: list[Point]) -> list[PlannedJob]:
                 source=str(space.path),
             )
         first_of[jid] = point
-        resolved.append((point, text))
-    varied = [k for k in keys if len({repr(p.params[k]) for p, _ in resolved}) > 1]
+        resolved.append((point, jid, text))
+    varied = [k for k in keys if len({repr(p.params[k]) for p, _, _ in resolved}) > 1]
     jobs = []
-    for point, text in resolved:
+    for point, jid, text in resolved:
         name = readable_name(point.params, varied) if varied else space.name
-        jobs.append(PlannedJob(point.index, job_id_of(text), name, point.params, text))
+        jobs.append(PlannedJob(point.index, jid, name, point.params, text))
     # readable names are for people; make clashes (rare: sanitised strings) distinct
     count: dict[str, int] = {}
     for job in jobs:
@@ -269,7 +269,6 @@ def plan(
     yes: bool = False,
     max_points: int = DEFAULT_MAX_POINTS,
     lock_wait_s: float = 30.0,
-    progress: Callable[[str], None] | None = None,
 ) -> PlanReport:
     """Plan (or re-plan) the campaign of a space file.
 
@@ -291,7 +290,7 @@ def plan(
     exists = _check_target(root, space)
     report = PlanReport(root=root, space=space, jobs=jobs, new_campaign=not exists)
     report.dry_run = dry_run
-    sources = {p.raw.get("data", {}).get("source") for p in points} - {None}
+    sources = {(p.raw.get("data") or {}).get("source") for p in points} - {None}
     for source in sorted(s for s in sources if isinstance(s, str)):
         if not source.startswith("bundled:") and "://" not in source and not Path(source).exists():
             report.warnings.append(f"data file {source} does not exist (yet)")
@@ -330,8 +329,6 @@ def plan(
             "axes": space.keys,
         }
         atomic_write_text(root / C.MANIFEST, _manifest_text(header, entries + gone_entries))
-    if progress:
-        progress(f"planned {len(jobs)} jobs in {root}")
     return report
 
 

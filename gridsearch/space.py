@@ -245,6 +245,13 @@ def load_space(path: str | Path) -> Space:
         raise GridsearchError(
             "must be a mapping of job config sections", source=space.where("base"), key="base"
         )
+    for key, value in base.items():
+        if key in SCHEMA and value is not None and not isinstance(value, Mapping):
+            raise GridsearchError(
+                f"must be a mapping of {key} settings, got {value!r}",
+                source=space.where("base", key),
+                key=key,
+            )
     space.base = dict(base)
     _read_grid(space, data)
     _read_zip(space, data)

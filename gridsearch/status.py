@@ -103,6 +103,8 @@ def log_tail(job_dir: Path, lines: int = 5, max_bytes: int = 8192) -> list[str]:
             data = fh.read()
     except OSError:
         return []
+    if lines <= 0:
+        return []
     text = data.decode("utf-8", errors="replace")
     return [ln for ln in text.splitlines() if ln.strip()][-lines:]
 
@@ -197,13 +199,8 @@ def campaign_status(
             js.error_kind, js.exit_code = st.get("error_kind"), st.get("exit_code")
             updated = parse_time(js.updated)
             state = st.get("state")
-            if (
-                state != RUNNING
-                and sub_time is not None
-                and updated is not None
-                and sub_time > updated
-            ):
-                state = None  # resubmitted after this state was written: in flight again
+            if sub_time is not None and updated is not None and sub_time > updated:
+                state = None  # submitted again after this state was written: in flight
             if state in (DONE, FAILED, INTERRUPTED):
                 js.state = state
             elif state == RUNNING:
@@ -237,7 +234,7 @@ def campaign_status(
     if query and in_flight:
         _ask_schedulers(in_flight, now, stale_after_s, record_time, submitted)
     for js in out:
-        if js.state == FAILED:
+        if js.state == FAILED and log_lines > 0:
             js.log_tail = log_tail(js.dir, log_lines)
         elif js.state == DONE and metrics:
             js.metrics = _read_state(os.path.join(js.dir, METRICS))
@@ -245,8 +242,6 @@ def campaign_status(
 
 
 def _is_blocking(kind: str) -> bool:
-    if kind == "local":
-        return True
     try:
         from gridsearch.backends import get_backend
 
@@ -289,13 +284,17 @@ def _ask_schedulers(
             js.scheduler_state = sched
             detail = f"{ans.reason} " if ans is not None and ans.reason else ""
             exit_note = f"exit {ans.exit_code}" if ans is not None and ans.exit_code else ""
-            if sched in ("queued", "running"):
-                if js.state == SUBMITTED and sched == "running":
+            if sched == "queued":
+                if js.state != SUBMITTED:
+                    js.state = SUBMITTED
+                    js.reason = "queued again (requeued by the scheduler)"
+            elif sched == "running":
+                if js.state == SUBMITTED:
                     js.state = RUNNING
                     js.reason = "starting"
                 elif js.state == STALE:
                     js.state = RUNNING
-                    js.reason = f"silent ({js.reason}), but the scheduler says {sched}"
+                    js.reason = f"silent ({js.reason}), but the scheduler says running"
             elif sched in _FATAL:
                 js.state = FAILED
                 js.reason = (

@@ -39,7 +39,6 @@ class SubmitReport:
     submission: Submission | None = None
     record: dict[str, Any] | None = None
     skipped: dict[str, int] = field(default_factory=dict)  # state -> jobs left alone
-    interrupted: bool = False
 
 
 def parse_only(text: str | Iterable[str] | None) -> set[str] | None:

@@ -90,7 +90,7 @@ def test_scheduler_is_asked_only_about_jobs_in_flight(camp, monkeypatch):
     camp.append_ledger({**dry, "tasks": {"99_0": ids[7]}})
     set_state(d[0], "done")
     set_state(d[1], "running", epoch=1)
-    set_state(d[2], "running", updated=iso(7200))
+    set_state(d[2], "running", updated=iso(300))  # silent since, but after the submission
     set_state(d[6], "failed", updated=iso(1200))  # failed before the submission: in flight
     fake = FakeScheduler(
         {
@@ -102,17 +102,18 @@ def test_scheduler_is_asked_only_about_jobs_in_flight(camp, monkeypatch):
         }
     )
     monkeypatch.setattr(gridsearch.backends, "get_backend", lambda kind: fake)
-    st = campaign_status(camp)
+    st = campaign_status(camp, stale_after_s=60)
     assert fake.asked == [["9_1", "9_2", "9_3", "9_4", "9_5", "9_6"]]
     got = [s.state for s in st]
     assert got == [
-        "done", "running", "running", "submitted", "failed", "submitted", "running", "planned",
+        "done", "running", "running", "submitted", "failed", "stale", "running", "planned",
     ]  # fmt: skip
     assert "TIMEOUT" in st[4].reason and "silent" in st[2].reason
+    assert "no longer knows task 9_5" in st[5].reason
     assert st[3].submission == "s1" and st[3].task_id == "9_3"
     # no query: decided from files and the ledger alone
     fake.asked.clear()
-    st = campaign_status(camp, query=False)
+    st = campaign_status(camp, query=False, stale_after_s=60)
     assert fake.asked == []
     assert [s.state for s in st][:5] == ["done", "running", "stale", "submitted", "submitted"]
 

@@ -167,11 +167,7 @@ def run_job(
                 start_new_session=True,
             )
         )
-        while True:
-            try:
-                return child[0].wait()
-            except InterruptedError:  # pragma: no cover - PEP 475 retries already
-                continue
+        return child[0].wait()
 
 
 class Interrupted(KeyboardInterrupt):
