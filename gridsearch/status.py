@@ -208,9 +208,13 @@ def campaign_status(
                 if updated is not None and now - updated > stale_after_s:
                     js.state = STALE
                     js.reason = f"no update for {_ago(now - updated)} (state.json 'updated')"
-                if js.kind in (None, "local") and js.host == host and not _pid_alive(st.get("pid")):
-                    js.state = STALE
-                    js.reason = f"its process {st.get('pid')} on {host} is gone"
+                if js.kind in (None, "local") and js.host == host:  # ask the process itself
+                    if not _pid_alive(st.get("pid")):
+                        js.state = STALE
+                        js.reason = f"its process {st.get('pid')} on {host} is gone"
+                    elif js.state == STALE:
+                        js.state = RUNNING
+                        js.reason = f"silent ({js.reason}), but its process is alive"
             elif state is None:
                 js.state = SUBMITTED
             else:

@@ -176,3 +176,10 @@ def test_status_over_many_job_dirs_is_fast(tmp_path):
     assert counts(st) == {"planned": n // 2, "done": n // 2}
     # target 0.2 s for 2,000; a generous bound for a busy machine
     assert elapsed < 1.0
+
+
+def test_local_job_silent_but_alive_is_running(camp):
+    d = jobs(camp)
+    set_state(d[0], "running", updated=iso(7200), host=os.uname().nodename, pid=os.getpid())
+    st = campaign_status(camp)
+    assert st[0].state == "running" and "process is alive" in st[0].reason

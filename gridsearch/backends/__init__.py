@@ -27,7 +27,9 @@ def get_backend(kind: str) -> Backend:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name != module_name:
-            raise
+            raise GridsearchError(
+                f"the {kind} backend cannot be loaded: {exc}; install what it needs"
+            ) from None
         raise GridsearchError(
             f"the {kind} backend is not available in this installation ({module_name} is "
             "missing); update hepae-gridsearch or use --site local"
