@@ -102,13 +102,21 @@ def _fmt(value: Any) -> str:
     return "".join(c for c in str(value) if c in _SAFE)[:24]
 
 
-def readable_name(params: Mapping[str, Any], varied: list[str]) -> str:
+def readable_name(
+    params: Mapping[str, Any], varied: list[str], cache: dict[tuple[str, str], str] | None = None
+) -> str:
     """E.g. ``z3_lr1e-03_wd1e-06_bs256``: built from the varied keys; never used as a path."""
+    cache = {} if cache is None else cache
     parts = []
     for key in varied:
-        label = LABELS.get(key, key.rsplit(".", 1)[-1])
-        label = "".join(c for c in label if c in _SAFE)
-        parts.append(f"{label}{_fmt(params[key])}")
+        value = params[key]
+        ck = (key, repr(value))
+        part = cache.get(ck)
+        if part is None:
+            label = LABELS.get(key, key.rsplit(".", 1)[-1])
+            part = "".join(c for c in label if c in _SAFE) + _fmt(value)
+            cache[ck] = part
+        parts.append(part)
     return "_".join(p for p in parts if p) or "point"
 
 
@@ -201,8 +209,9 @@ def validate(space: Space, points: list[Point]) -> list[PlannedJob]:
         resolved.append((point, jid, text))
     varied = [k for k in keys if len({repr(p.params[k]) for p, _, _ in resolved}) > 1]
     jobs = []
+    parts: dict[tuple[str, str], str] = {}
     for point, jid, text in resolved:
-        name = readable_name(point.params, varied) if varied else space.name
+        name = readable_name(point.params, varied, parts) if varied else space.name
         jobs.append(PlannedJob(point.index, jid, name, point.params, text))
     # readable names are for people; make clashes (rare: sanitised strings) distinct
     count: dict[str, int] = {}
