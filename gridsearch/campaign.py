@@ -155,8 +155,8 @@ def lock_holder(root: Path) -> str | None:
     """Who holds the campaign lock now, or None when it is free."""
     path = root / LOCK
     try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
