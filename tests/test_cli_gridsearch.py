@@ -162,3 +162,41 @@ def test_real_local_campaign_end_to_end(tmp_path):
     assert "2 jobs: 2 done" in out.stdout
     out = run_gs("submit", camp, "--site", "local")
     assert out.returncode == 0 and "nothing to submit" in out.stdout
+
+
+def test_real_interrupt_then_resubmit_resumes(tmp_path):
+    """Ctrl-C a real local run mid-training; `resubmit` resumes it from its checkpoint."""
+    import signal
+    import time
+
+    base = TINY_BASE.replace("epochs: 2", "epochs: 400")
+    space = write(tmp_path / "space.yaml", "name: resume\n" + base + "grid:\n  seed: [1]\n")
+    camp = tmp_path / "camp"
+    assert run_gs("plan", space, "-o", camp).returncode == 0
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gridsearch", "submit", str(camp), "--site", "local"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    job = camp / manifest(camp)["jobs"][0]["dir"]
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if json.loads((job / "state.json").read_text()).get("epoch", 0) >= 2:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    state = json.loads((job / "state.json").read_text())
+    if state["state"] == "done":
+        pytest.skip("the job finished before it could be interrupted")
+    assert state["state"] == "interrupted" and (job / "checkpoint.pt").exists()
+    out = run_gs("status", camp)
+    assert "1 jobs: 1 interrupted" in out.stdout
+    out = run_gs("resubmit", camp, "--site", "local", timeout=300)
+    assert out.returncode == 0, out.stderr
+    m = json.loads((job / "metrics.json").read_text())
+    assert m["attempts"] == 2 and m["epochs_run"] == 400
