@@ -267,7 +267,12 @@ def _default_branches(path: Path, fmt: str, args: argparse.Namespace) -> dict[st
                 continue
             out[b[len(prefix) :]] = b
         if not args.container:
-            flat = {v: b for v, b in out.items() if not is_jagged(t[b])}
+            counters = {
+                br.count_branch.name
+                for br in (t[b] for b in out.values())
+                if is_jagged(br) and getattr(br, "count_branch", None) is not None
+            }
+            flat = {v: b for v, b in out.items() if not is_jagged(t[b]) and b not in counters}
             if flat:
                 return flat
             raise DataError(
