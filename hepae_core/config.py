@@ -125,7 +125,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
             "null or a branch-name prefix (e.g. 'jet_' or '...AuxDyn.')",
         ),
         "leading": Field(None, _opt(_pos_int), "null (all jets) or N: the leading N per event"),
-        "chunk_size": Field(200_000, _pos_int, "a positive integer (entries read at a time)"),
+        "chunk_size": Field(100_000, _pos_int, "a positive integer (entries read at a time)"),
         "csv_objects": Field(
             ["j"],
             lambda v: _str_list(v) and len(v) > 0 and all(x in CSV_OBJECTS for x in v),

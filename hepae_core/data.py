@@ -9,6 +9,8 @@ downstream of this module is in GeV.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -103,7 +105,7 @@ def request_for(cfg: dict[str, Any], needed: list[str]) -> ReadRequest:
         key=data["key"],
         leading=data.get("leading"),
         pt_branch=branch("pt"),
-        chunk_size=data.get("chunk_size") or 200_000,
+        chunk_size=data.get("chunk_size") or 100_000,
         max_jets=data["max_jets"],
         csv_objects=tuple(data.get("csv_objects") or ("j",)),
     )
@@ -209,10 +211,14 @@ def load_jets(cfg: dict[str, Any], base_dir: Path | None = None) -> JetData:
             n = stop - n_read
             chunk = {v: a[:n] for v, a in chunk.items()}
         n_read += n
-        cols = to_columns(chunk, needed, data["units"])
+        # float32 GeV for the kept array, one column at a time; float64 only for the
+        # columns the cuts read, so a chunk costs little beyond what the reader holds.
         values = np.empty((n, n_train), dtype=np.float32)
         for j, var in enumerate(variables):
-            values[:, j] = cols[var]
+            values[:, j] = to_columns({var: chunk[var]}, [var], data["units"])[var]
+        cut_names = {name for cut in flow.cuts for name in cut.names}
+        cols = to_columns({v: chunk[v] for v in cut_names}, sorted(cut_names), data["units"])
+        del chunk
         bad = ~np.isfinite(values).all(axis=1)
         if bad.any():
             if data["nonfinite"] == "refuse":
@@ -228,13 +234,13 @@ def load_jets(cfg: dict[str, Any], base_dir: Path | None = None) -> JetData:
         if flow.cuts:
             values = values[flow.mask(cols)]
         kept.append(values)
-        del cols, chunk
+        del cols, values
+        release_memory()
         if stop is not None and n_read >= stop:
             break
     if n_read == 0:
         raise DataError(source, "holds no jets (the tree or table is empty)", key="data.source")
-    values = np.concatenate(kept) if len(kept) > 1 else kept[0]
-    del kept
+    values = _concatenate(kept, n_train)
     counts: dict[str, Any] = {"jets_read": n_read}
     counts.update({k: v for k, v in req.stats.items()})
     counts["jets_nonfinite_dropped"] = n_bad
@@ -248,6 +254,42 @@ def load_jets(cfg: dict[str, Any], base_dir: Path | None = None) -> JetData:
             key="data.cuts",
         )
     return JetData(values=values, variables=variables, counts=counts)
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_memory() -> None:
+    """Give freed heap memory back to the system (glibc), so RSS follows what is kept.
+
+    Chunks of a few tens of MB come from the heap once glibc's mmap threshold has grown;
+    freeing them does not shrink RSS without this, and peak RSS would count every chunk.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def _concatenate(parts: list[np.ndarray], width: int) -> np.ndarray:
+    """Join chunks into one array, freeing each as it is copied (peak: total + one chunk)."""
+    if len(parts) == 1:
+        return parts.pop()
+    out = np.empty((sum(len(p) for p in parts), width), dtype=np.float32)
+    row = 0
+    for i in range(len(parts)):
+        part = parts[i]
+        out[row : row + len(part)] = part
+        row += len(part)
+        parts[i] = None  # type: ignore[call-overload]
+        del part
+        release_memory()
+    parts.clear()
+    return out
 
 
 def split(n: int, test_fraction: float, val_fraction: float, seed: int) -> Split:

@@ -418,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--container", default=None, help="jagged branch prefix, e.g. jet_")
     c.add_argument("--leading", type=int, default=None, help="leading N jets per event")
     c.add_argument("--objects", default="j", help="CSV object types, e.g. j,b")
-    c.add_argument("--chunk-size", type=int, default=200_000)
+    c.add_argument("--chunk-size", type=int, default=100_000)
     c.add_argument("--out-tree", default="jets")
     c.add_argument("--out-key", default=None, help="HDF5 group to write into")
     c.add_argument("--force", action="store_true", help="overwrite the output")

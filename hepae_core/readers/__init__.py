@@ -55,7 +55,7 @@ class ReadRequest:
     key: str | None = None
     leading: int | None = None
     pt_branch: str = "pt"
-    chunk_size: int = 200_000
+    chunk_size: int = 100_000
     max_jets: int | None = None
     csv_objects: tuple[str, ...] = ("j",)
     stats: dict[str, int] = field(default_factory=dict)
