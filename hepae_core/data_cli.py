@@ -78,14 +78,14 @@ def inspect_root(path: Path, tree: str | None, max_entries: int) -> list[str]:
     import numpy as np
 
     from hepae_core.generate import read_metadata
-    from hepae_core.readers.root import is_jagged, list_trees, open_root
+    from hepae_core.readers.root import TREE_CLASSES, is_jagged, list_trees, open_root
 
     lines = [f"{path}: ROOT file"]
     f = open_root(path)
     with f:
         classes = {k.split(";")[0]: c for k, c in f.classnames().items()}
         trees = list_trees(f)
-        others = {k: c for k, c in classes.items() if c != "TTree" and "/" not in k}
+        others = {k: c for k, c in classes.items() if c not in TREE_CLASSES and "/" not in k}
         if tree is not None and tree not in trees:
             from hepae_core.readers import closest
 
@@ -98,7 +98,8 @@ def inspect_root(path: Path, tree: str | None, max_entries: int) -> list[str]:
             lines.append("  no TTree in this file")
         for name in [tree] if tree else trees:
             t = f[name]
-            lines.append(f"  tree '{name}': {t.num_entries} entries, {len(t.keys())} branches")
+            kind = "RNTuple" if classes.get(name) == "ROOT::RNTuple" else "tree"
+            lines.append(f"  {kind} '{name}': {t.num_entries} entries, {len(t.keys())} branches")
             stop = min(t.num_entries, max_entries)
             note = "" if stop == t.num_entries else f" (ranges from the first {stop} entries)"
             lines.append(f"    {'branch':<60} {'type':<22} {'min':>12} {'max':>12}{note}")

@@ -312,3 +312,36 @@ def test_bundled_sample_still_reads():
     jets = load_jets(resolve({"data": {"max_jets": 1000}}), None)
     assert jets.values.shape == (1000, 4)
     assert jets.counts["jets_read"] == 1000
+
+
+def test_binary_file_declared_csv(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_bytes(bytes(range(256)) * 4)
+    _expect(resolve({"data": {"source": str(path), "format": "csv"}}), "not a text file")
+
+
+def test_rntuple_flat_and_jagged(tmp_path):
+    """uproot 5.7 writes an RNTuple when a dict is assigned: read those too."""
+    path = tmp_path / "rn.root"
+    n = 40
+    with uproot.recreate(path) as f:
+        f["jets"] = {v: np.arange(n, dtype="f4") + 20 for v in ("pt", "eta", "phi", "E")}
+        f["ev"] = {
+            "jet_pt": ak.Array([[1.0, 2.0], [3.0]] * 10),
+            "jet_eta": ak.Array([[0.1, 0.2], [0.3]] * 10),
+        }
+    jets = load_jets(resolve({"data": {"source": str(path), "chunk_size": 7}}), None)
+    np.testing.assert_array_equal(jets.values[:, 0], np.arange(n) + 20)
+    cfg = resolve(
+        {
+            "data": {
+                "source": str(path),
+                "tree": "ev",
+                "container": "jet_",
+                "variables": ["pt", "eta"],
+                "leading": 1,
+            },
+            "model": {"latent": 1},
+        }
+    )
+    np.testing.assert_array_equal(read_source(cfg)["pt"], [2.0, 3.0] * 10)

@@ -65,46 +65,55 @@ def iter_csv(path: Path, req: ReadRequest) -> Iterator[dict[str, Any]]:
                 f"{closest(col, list(CSV_VARIABLES))}; it has: {', '.join(CSV_VARIABLES)}",
                 key="data.variables",
             )
-    keep = set(req.csv_objects)
     req.stats.setdefault("events_read", 0)
     req.stats.setdefault("jets_beyond_leading", 0)
-    jets = 0
-    rows: list[list[float]] = []
-    n_events = 0
     try:
         fh = open(path, encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
         raise DataError(str(path), f"cannot be read: {exc.strerror}") from None
     with fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip() or line.lstrip().startswith("#"):
+        try:
+            yield from _iter_events(path, fh, req)
+        except UnicodeDecodeError:
+            raise DataError(
+                str(path), "is not a text file, so not a PhenoML CSV file; check data.format"
+            ) from None
+
+
+def _iter_events(path: Path, fh, req: ReadRequest) -> Iterator[dict[str, Any]]:
+    keep = set(req.csv_objects)
+    jets = 0
+    rows: list[list[float]] = []
+    n_events = 0
+    for lineno, line in enumerate(fh, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        event, objects = parse_line(line, lineno, path)
+        n_events += 1
+        chosen = []
+        for o in objects:
+            if o[0] not in keep:
                 continue
-            event, objects = parse_line(line, lineno, path)
-            n_events += 1
-            chosen = []
-            for o in objects:
-                if o[0] not in keep:
-                    continue
-                try:
-                    chosen.append([float(x) for x in o[1:]])
-                except ValueError:
-                    raise DataError(
-                        str(path),
-                        f"line {lineno}: object '{','.join(o)}' has a value that is not a number",
-                        key="data.format",
-                    ) from None
-            if req.leading is not None and len(chosen) > req.leading:
-                chosen.sort(key=lambda r: -r[1])
-                req.stats["jets_beyond_leading"] += len(chosen) - req.leading
-                chosen = chosen[: req.leading]
-            rows.extend(r + event for r in chosen)
-            if n_events >= req.chunk_size:
-                jets += len(rows)
-                yield _columns(rows, req)
-                req.stats["events_read"] += n_events
-                rows, n_events = [], 0
-                if req.max_jets is not None and jets >= req.max_jets:
-                    return
+            try:
+                chosen.append([float(x) for x in o[1:]])
+            except ValueError:
+                raise DataError(
+                    str(path),
+                    f"line {lineno}: object '{','.join(o)}' has a value that is not a number",
+                    key="data.format",
+                ) from None
+        if req.leading is not None and len(chosen) > req.leading:
+            chosen.sort(key=lambda r: -r[1])
+            req.stats["jets_beyond_leading"] += len(chosen) - req.leading
+            chosen = chosen[: req.leading]
+        rows.extend(r + event for r in chosen)
+        if n_events >= req.chunk_size:
+            jets += len(rows)
+            req.stats["events_read"] += n_events
+            yield _columns(rows, req)
+            rows, n_events = [], 0
+            if req.max_jets is not None and jets >= req.max_jets:
+                return
     req.stats["events_read"] += n_events
     if rows:
         yield _columns(rows, req)

@@ -22,9 +22,12 @@ def open_root(path: Path):
         raise DataError(str(path), f"cannot be opened as a ROOT file ({exc})") from None
 
 
+TREE_CLASSES = ("TTree", "ROOT::RNTuple")
+
+
 def list_trees(f) -> list[str]:
-    """Names of the TTrees in an open file (cycle numbers dropped, each once)."""
-    names = [k.split(";")[0] for k, c in f.classnames().items() if c == "TTree"]
+    """Names of the TTrees and RNTuples in an open file (cycle numbers dropped, each once)."""
+    names = [k.split(";")[0] for k, c in f.classnames().items() if c in TREE_CLASSES]
     return list(dict.fromkeys(names))
 
 
@@ -32,7 +35,9 @@ def get_tree(f, path: Path, tree: str):
     trees = list_trees(f)
     if tree not in trees:
         if not trees:
-            raise DataError(str(path), "holds no TTree: the file is empty of jets", key="data.tree")
+            raise DataError(
+                str(path), "holds no TTree or RNTuple: the file is empty of jets", key="data.tree"
+            )
         raise DataError(
             str(path),
             f"has no tree '{tree}'{closest(tree, trees)} (trees: {', '.join(trees)}); "
@@ -46,7 +51,9 @@ def is_jagged(branch) -> bool:
     """True for a branch with several values per entry (vector<float>, float[n], ...)."""
     import uproot
 
-    interp = branch.interpretation
+    interp = getattr(branch, "interpretation", None)
+    if interp is None:  # an RNTuple field: look at its first entry
+        return branch.array(entry_stop=1, library="ak").ndim > 1
     if isinstance(interp, uproot.interpretation.numerical.AsDtype):
         return interp.to_dtype.shape != () if hasattr(interp, "to_dtype") else False
     return True
