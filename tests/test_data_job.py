@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
-import yaml
+from conftest import run_job_process, write_job
 
 from hepae_core.readers.synthetic import (
     ATLAS_CONTAINER,
@@ -18,8 +14,6 @@ from hepae_core.readers.synthetic import (
     events_of,
     write_atlas_root,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_27d_job_records_cut_counts(tmp_path):
@@ -45,16 +39,8 @@ def test_27d_job_records_cut_counts(tmp_path):
         "train": {"epochs": 1, "batch_size": 256, "device": "cpu", "threads": 1},
         "evaluate": {"plots": False, "timing_jets": 500, "round": ["N90Constituents"]},
     }
-    (job / "config.yaml").write_text(yaml.safe_dump(config))
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(
-        [sys.executable, "-m", "hepae_core.job", str(job)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-    )
+    write_job(job, config)
+    proc = run_job_process(job)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((job / "metrics.json").read_text())
     assert metrics["status"] == "done"
@@ -74,16 +60,8 @@ def test_27d_job_records_cut_counts(tmp_path):
 
 
 def test_bad_cut_fails_the_job_with_one_message(tmp_path):
-    job = tmp_path / "job"
-    job.mkdir()
-    (job / "config.yaml").write_text(yaml.safe_dump({"data": {"cuts": ["abs(etaa) < 2"]}}))
-    proc = subprocess.run(
-        [sys.executable, "-m", "hepae_core.job", str(job)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    job = write_job(tmp_path / "job", {"data": {"cuts": ["abs(etaa) < 2"]}})
+    proc = run_job_process(job, timeout=120)
     assert proc.returncode == 2
     assert "'data.cuts[0]'" in proc.stderr and "did you mean 'eta'" in proc.stderr
     assert not (job / "metrics.json").exists()
