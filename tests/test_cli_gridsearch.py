@@ -33,6 +33,13 @@ def test_import_leaves_torch_out():
     assert out.returncode == 0, out.stderr
 
 
+def test_usage_errors_return_2(capsys):
+    assert gcli.main(["plan"]) == 2
+    assert gcli.main(["frobnicate"]) == 2
+    assert gcli.main(["--help"]) == 0
+    capsys.readouterr()
+
+
 def test_command_modules_are_a_list_to_extend():
     assert "gridsearch.cmd_plan" in gcli.COMMAND_MODULES
     parser = gcli.build_parser()
