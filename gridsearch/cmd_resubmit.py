@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from gridsearch import cmd_submit
+from gridsearch.submit import RESUBMIT_DEFAULT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,5 +19,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Like 'submit --only failed,interrupted': exactly those jobs, nothing "
         "else. Use --only to choose other states (e.g. failed,interrupted,stale).",
     )
-    cmd_submit.add_arguments(p, "failed,interrupted")
+    cmd_submit.add_arguments(p, ",".join(RESUBMIT_DEFAULT))
     p.set_defaults(func=cmd_submit.run)

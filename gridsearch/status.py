@@ -109,7 +109,8 @@ def log_tail(job_dir: Path, lines: int = 5, max_bytes: int = 8192) -> list[str]:
     return [ln for ln in text.splitlines() if ln.strip()][-lines:]
 
 
-def _pid_alive(pid: Any) -> bool:
+def pid_alive(pid: Any) -> bool:
+    """Whether a process of this machine lives (True when it cannot be told)."""
     if not isinstance(pid, int) or pid <= 0:
         return True  # cannot tell: assume alive
     try:
@@ -209,7 +210,7 @@ def campaign_status(
                     js.state = STALE
                     js.reason = f"no update for {_ago(now - updated)} (state.json 'updated')"
                 if js.kind in (None, "local") and js.host == host:  # ask the process itself
-                    if not _pid_alive(st.get("pid")):
+                    if not pid_alive(st.get("pid")):
                         js.state = STALE
                         js.reason = f"its process {st.get('pid')} on {host} is gone"
                     elif js.state == STALE:

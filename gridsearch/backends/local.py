@@ -328,6 +328,7 @@ class LocalBackend:
 
 def _wait_checkpoints(refs: list[JobRef], limit_s: float = 60.0) -> None:
     """Wait until interrupted jobs have written their state (they checkpoint on SIGTERM)."""
+    from gridsearch.status import pid_alive
     from hepae_core.jobdir import read_state
 
     if refs:
@@ -340,16 +341,7 @@ def _wait_checkpoints(refs: list[JobRef], limit_s: float = 60.0) -> None:
         left = []
         for ref in refs:
             st = read_state(ref.dir) or {}
-            pid = st.get("pid")
-            alive = st.get("state") == "running" and isinstance(pid, int)
-            if alive:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    alive = False
-                except PermissionError:
-                    pass
-            if alive:
+            if st.get("state") == "running" and pid_alive(st.get("pid")):
                 left.append(ref)
         refs = left
         time.sleep(0.2)
