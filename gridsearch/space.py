@@ -123,8 +123,19 @@ class Space:
         return self.where("base", *dotted.split("."))
 
 
-def _lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int], src: str):
+def _lines(
+    node: yaml.Node,
+    path: tuple[Any, ...],
+    out: dict[tuple[Any, ...], int],
+    src: str,
+    seen_nodes: set[int] | None = None,
+) -> None:
     """Record the line of every mapping key and sequence item; refuse duplicate keys."""
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if isinstance(node, yaml.CollectionNode):
+        if id(node) in seen_nodes:  # an alias of a node already walked (maybe recursive)
+            return
+        seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
@@ -138,11 +149,11 @@ def _lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], in
                 )
             seen[key] = line
             out[(*path, key)] = line
-            _lines(value_node, (*path, key), out, src)
+            _lines(value_node, (*path, key), out, src, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             out[(*path, i)] = item.start_mark.line + 1
-            _lines(item, (*path, i), out, src)
+            _lines(item, (*path, i), out, src, seen_nodes)
 
 
 def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]:

@@ -156,3 +156,11 @@ def test_rules_that_leave_nothing(tmp_path):
     s = space(tmp_path, "name: s\ngrid:\n  seed: [0, 1]\nexclude:\n  - {seed: [0, 1]}\n")
     with pytest.raises(GridsearchError, match="leave no point"):
         expand(s)
+
+
+def test_recursive_alias_is_an_error_not_a_crash(tmp_path):
+    from gridsearch.plan import plan
+
+    path = write(tmp_path / "space.yaml", "name: s\ngrid:\n  seed: &a [1, *a]\n")
+    with pytest.raises(GridsearchError, match="expects an integer"):
+        plan(path, tmp_path / "c")
