@@ -53,12 +53,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (GridsearchError, HepaeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # e.g. `gridsearch status | head`
         sys.stderr.close()
         return 0
+    except OSError as exc:  # permissions, a full disk...: say which file, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
