@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gridsearch.errors import GridsearchError
-from hepae_core.jobdir import now_iso
+from hepae_core.jobdir import atomic_write_text, now_iso
 
 CAMPAIGN = "campaign.json"
 SPACE = "space.yaml"
@@ -82,6 +82,15 @@ class Campaign:
         """Hold the campaign lock while writing; see :func:`campaign_lock`."""
         with campaign_lock(self.root, what, wait_s):
             yield
+
+
+def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    """Replace manifest.json atomically, one job per line: readable, diffable, quick."""
+    header = {k: v for k, v in manifest.items() if k != "jobs"}
+    head = json.dumps(header, sort_keys=True)[:-1]
+    sep = ", " if header else ""
+    rows = ",\n  ".join(json.dumps(j, sort_keys=True) for j in manifest.get("jobs", []))
+    atomic_write_text(root / MANIFEST, f'{head}{sep}"jobs": [\n  {rows}\n]}}\n')
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridsearch.campaign import MANIFEST, SUBMIT, SUMMARY, open_campaign
+from gridsearch.campaign import SUBMIT, SUMMARY, open_campaign, write_manifest
 from gridsearch.errors import GridsearchError
 from gridsearch.status import DONE, FAILED, RUNNING, SUBMITTED, campaign_status
-from hepae_core.jobdir import CHECKPOINT, CONFIG, atomic_write_json, read_json
+from hepae_core.jobdir import CHECKPOINT, CONFIG
 
 
 @dataclass
@@ -122,8 +122,8 @@ def run(args: argparse.Namespace, confirm: Callable[[str], bool] | None = None) 
             else:
                 r.path.unlink()
         if gone_ids:
-            manifest = read_json(campaign.root / MANIFEST) or {}
-            manifest["jobs"] = [j for j in manifest.get("jobs", []) if j.get("id") not in gone_ids]
-            atomic_write_json(campaign.root / MANIFEST, manifest)
+            manifest = campaign.manifest()
+            manifest["jobs"] = [j for j in manifest["jobs"] if j.get("id") not in gone_ids]
+            write_manifest(campaign.root, manifest)
         print(f"removed {listing} ({_human(size)})")
     return 0

@@ -263,13 +263,6 @@ def _write_job(jobs_dir: str, job: PlannedJob, text: str) -> None:
         os.close(fd)
 
 
-def _manifest_text(header: dict[str, Any], jobs: list[dict[str, Any]]) -> str:
-    """manifest.json with one job per line: readable, diffable, quick to write."""
-    head = json.dumps(header, sort_keys=True)[:-1]
-    rows = ",\n  ".join(json.dumps(j, sort_keys=True) for j in jobs)
-    return f'{head}, "jobs": [\n  {rows}\n]}}\n'
-
-
 def plan(
     space_path: str | Path,
     out: str | Path | None = None,
@@ -337,7 +330,7 @@ def plan(
             "space_sha256": _sha(space.text),
             "axes": space.keys,
         }
-        atomic_write_text(root / C.MANIFEST, _manifest_text(header, entries + gone_entries))
+        C.write_manifest(root, {**header, "jobs": entries + gone_entries})
     return report
 
 

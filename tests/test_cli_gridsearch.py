@@ -207,3 +207,17 @@ def test_real_interrupt_then_resubmit_resumes(tmp_path):
     assert out.returncode == 0, out.stderr
     m = json.loads((job / "metrics.json").read_text())
     assert m["attempts"] == 2 and m["epochs_run"] == 400
+
+
+def test_clean_not_in_space(tmp_path, capsys):
+    space = write(tmp_path / "s.yaml", "name: s\ngrid:\n  seed: [1, 2, 3]\n")
+    camp = tmp_path / "c"
+    cli(capsys, "plan", space, "-o", camp)
+    write(space, "name: s\ngrid:\n  seed: [1, 2]\n")
+    code, out, _ = cli(capsys, "plan", space, "-o", camp)
+    assert "1 no longer in the space" in out
+    gone = [j for j in manifest(camp)["jobs"] if not j["in_space"]]
+    code, out, _ = cli(capsys, "clean", camp, "--not-in-space", "--yes")
+    assert code == 0 and "removed 1 job not in the space" in out
+    assert not (camp / gone[0]["dir"]).exists()
+    assert [j["in_space"] for j in manifest(camp)["jobs"]] == [True, True]
