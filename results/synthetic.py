@@ -48,6 +48,9 @@ def _name(p: dict[str, Any]) -> str:
 
 def _points(n_jobs: int) -> list[tuple[dict[str, Any], int]]:
     grid = list(itertools.product(LATENTS, LRS, WDS, BATCH_SIZES, ENCODERS))
+    if n_jobs < len(grid):  # a spread-out subset, so small campaigns cover every latent size
+        pick = np.random.default_rng(12345).permutation(len(grid))[:n_jobs]
+        grid = [grid[i] for i in sorted(pick, key=lambda i: (grid[i][0], i))]
     points = []
     for i in range(n_jobs):
         z, lr, wd, bs, enc = grid[i % len(grid)]
