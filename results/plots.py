@@ -56,7 +56,6 @@ STYLE = {
     "ytick.minor.visible": True,
     "lines.linewidth": 1.5,
     "lines.markersize": 5,
-    "pdf.fonttype": 42,
     "image.cmap": "viridis",
 }
 EVALUATE_MODULE = "hepae_core.evaluate_job"
@@ -443,8 +442,8 @@ def load_evaluation(job_dir: Path, reevaluate: bool = True) -> tuple[dict[str, A
 
 def _grid(n: int) -> tuple[Any, Any]:
     ncols, nrows = min(3, n), math.ceil(n / 3)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.3 * nrows + 0.4),
-                             squeeze=False, layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.3 * nrows + 0.4), squeeze=False)
+    fig.subplots_adjust(hspace=0.35, wspace=0.3)
     return fig, axes
 
 
@@ -466,7 +465,7 @@ def best_runs(ctx: PlotContext) -> list[tuple[str, str]]:
         x, y, names = ev["inputs"], ev["outputs"], ev["variables"]
         res = residuals(x, y, ev["residual_kinds"])
         pages = _grid_pages(len(names))
-        with plt.rc_context(STYLE):
+        with plt.rc_context({**STYLE, "xtick.minor.visible": False, "ytick.minor.visible": False}):
             for pi, page in enumerate(pages):
                 suffix = f"_{pi + 1}" if len(pages) > 1 else ""
                 fig, axes = _grid(len(page))

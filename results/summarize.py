@@ -70,8 +70,8 @@ class SummaryReport:
         problem_plots = any(p for _, _, p in self.plots_skipped)
         return 1 if (self.skipped or self.notes or problem_plots or not self.n_used) else 0
 
-    def text(self) -> str:
-        """The report as text (what report.txt holds)."""
+    def text(self, limit: int | None = None) -> str:
+        """The report as text (what report.txt holds); ``limit`` caps the skipped-job list."""
         t = self.table
         out = [f"Summary of campaign {self.campaign}", ""]
         states = ", ".join(f"{n} {s}" for s, n in sorted(self.states.items()))
@@ -92,8 +92,12 @@ class SummaryReport:
             out.append("No finished run with a finite metric: nothing to rank.")
         out.append("")
         out.append(f"Skipped jobs ({len(self.skipped)}):")
-        for job, why in self.skipped:
+        shown = self.skipped if limit is None else self.skipped[:limit]
+        for job, why in shown:
             out.append(f"  {job}: {why}")
+        if len(shown) < len(self.skipped):
+            more = len(self.skipped) - len(shown)
+            out.append(f"  ... and {more} more: see {self.files.get('report', REPORT_NAME)}")
         if self.notes:
             out.append("")
             out.append(f"Other problems ({len(self.notes)}):")
@@ -112,7 +116,7 @@ class SummaryReport:
         verdict = (
             "everything was used"
             if self.exit_code == 0
-            else "something was skipped (see above): exit code 1"
+            else "something was skipped (listed above and in report.txt): exit code 1"
         )
         out.append(f"Result: {verdict}")
         return "\n".join(out) + "\n"
@@ -189,15 +193,20 @@ def summarize(
     out_dir = root / SUMMARY_DIR
     df = table.frame()
     seconds = time.perf_counter() - t0
-    metric_col = resolve(df.columns, metric, "metric") if len(df) else metric
+    any_metrics = bool(len(df)) and bool(df["has_metrics"].any())
+    try:
+        metric_col = resolve(df.columns, metric, "metric")
+    except SummaryError:
+        if any_metrics:
+            raise
+        metric_col = metric  # nothing finished: no metric columns to check against
     group_col = None
     if group_by:
         try:
             group_col = resolve(df.columns, group_by, "group-by column")
         except SummaryError:
-            if len(df) and df["has_metrics"].any():
+            if any_metrics:
                 raise
-            group_col = None  # an empty campaign has no columns to group by
     mask = used_mask(df, metric_col) if len(df) else []
     used = df[mask] if len(df) else df
     report = SummaryReport(root, table, metric_col, group_col, table_seconds=seconds)
