@@ -24,15 +24,15 @@ def load(campaign_dir: Any) -> Any:
 
 
 def summarize(campaign_dir: Any, **options: Any) -> Any:
-    """Summarize a campaign (see :func:`results.summarize.summarize`)."""
-    from results.summarize import summarize as _summarize
+    """Summarize a campaign (see :func:`results.summary.summarize`)."""
+    from results.summary import summarize as _summarize
 
     return _summarize(campaign_dir, **options)
 
 
 def __getattr__(name: str) -> Any:
     if name == "SummaryReport":
-        from results.summarize import SummaryReport
+        from results.summary import SummaryReport
 
         return SummaryReport
     if name == "SummaryError":

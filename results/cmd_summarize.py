@@ -87,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the summary for parsed ``args``; print the report; return the exit code."""
-    from results.summarize import summarize
+    from results.summary import summarize
 
     try:
         only = args.only
