@@ -78,14 +78,15 @@ def _stat_sig(path: str) -> list[int]:
     return [st.st_mtime_ns, st.st_size]
 
 
-def _read_text(path: str) -> str | None:
+def _read_bytes(path: str) -> bytes | None:
+    """The file's bytes; None when missing; b"" when unreadable (treated as corrupt)."""
     try:
         with open(path, "rb") as fh:
-            return fh.read().decode("utf-8")
+            return fh.read()
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        return f"\0{exc}"
+    except OSError:
+        return b""
 
 
 def _flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -120,21 +121,21 @@ def read_job(job_path: str) -> dict[str, Any]:
     """Read one job dir's state.json and metrics.json into a flat row (no manifest info)."""
     row: dict[str, Any] = {}
     problems: list[str] = []
-    text = _read_text(os.path.join(job_path, STATE))
+    text = _read_bytes(os.path.join(job_path, STATE))
     state: dict[str, Any] | None = None
     if text is not None:
         try:
-            state = json.loads(text) if not text.startswith("\0") else None
+            state = json.loads(text)
         except ValueError:
             state = None
         if not isinstance(state, dict):
             state = None
             problems.append("state.json is unreadable or not valid JSON: state set to 'unknown'")
-    mtext = _read_text(os.path.join(job_path, METRICS))
+    mtext = _read_bytes(os.path.join(job_path, METRICS))
     metrics: Any = None
     if mtext is not None:
         try:
-            metrics = json.loads(mtext) if not mtext.startswith("\0") else None
+            metrics = json.loads(mtext)
         except ValueError:
             metrics = None
         if not isinstance(metrics, dict):
@@ -353,20 +354,25 @@ def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> 
     columns: dict[str, np.ndarray] = {}
     has = old_cols["has_metrics"][take].tolist() if cached_ids and "has_metrics" in old_cols else []
     has += [bool(r.get("has_metrics")) for r in fresh]
-    for key in _order(keys):
+    order = _order(keys)
+    # Fresh rows transposed to columns in C loops: one list per row, then zip.
+    fresh_cols = dict(zip(order, zip(*[list(map(r.get, order)) for r in fresh])))
+    bare = [i for i, h in enumerate(has) if not h]  # rows without metrics
+    manifest_params = {f"param.{k}" for info in manifest for k in info.get("params") or {}}
+    for key in order:
         if key in ("job_id", "job_dir", "in_space"):
             continue
         if cached_ids and key in old_cols:
             vals = _values(old_cols[key][take])
         else:
             vals = [None] * len(cached_ids)
-        vals += [r.get(key) for r in fresh]
-        if key.startswith("param."):
+        vals += fresh_cols.get(key, ())
+        if key in manifest_params:
             # A job without metrics takes its varied parameters from the manifest.
             short = key[len("param.") :]
-            for i, jid in enumerate(order_ids):
-                if vals[i] is None and not has[i]:
-                    vals[i] = (by_id.get(jid, {}).get("params") or {}).get(short)
+            for i in bare:
+                if vals[i] is None:
+                    vals[i] = (by_id.get(order_ids[i], {}).get("params") or {}).get(short)
         elif key == "name":
             vals = [by_id.get(jid, {}).get("name") or v or jid for jid, v in zip(order_ids, vals)]
         if key == PROBLEMS:
