@@ -88,11 +88,13 @@ class PlotContext:
     label: str = ""
     notes: list[str] = field(default_factory=list)  # problems met while drawing
 
-    def save(self, fig: Any, stem: str) -> None:
+    def save(self, fig: Any, stem: str, tight: bool = True) -> None:
+        """Write ``fig`` in every format (``tight=False`` skips the tight-bbox pass)."""
         self.out.mkdir(parents=True, exist_ok=True)
+        bbox = "tight" if tight else fig.bbox_inches
         for f in self.formats:
             with atomic_path(self.out / f"{stem}.{f}") as tmp:
-                fig.savefig(tmp, format=f)
+                fig.savefig(tmp, format=f, bbox_inches=bbox)
         plt.close(fig)
 
     def stamp(self, ax: Any) -> None:
@@ -443,7 +445,7 @@ def load_evaluation(job_dir: Path, reevaluate: bool = True) -> tuple[dict[str, A
 def _grid(n: int) -> tuple[Any, Any]:
     ncols, nrows = min(3, n), math.ceil(n / 3)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.3 * nrows + 0.4), squeeze=False)
-    fig.subplots_adjust(hspace=0.35, wspace=0.3)
+    fig.subplots_adjust(left=0.07, right=0.97, bottom=0.1, top=0.9, hspace=0.35, wspace=0.3)
     return fig, axes
 
 
@@ -482,7 +484,7 @@ def best_runs(ctx: PlotContext) -> list[tuple[str, str]]:
                     ax.set_visible(False)
                 axes.flat[0].set_ylabel("jets")
                 fig.suptitle(f"{best.name}: input vs output ({tag}, best)")
-                ctx.save(fig, f"best_{tag}_inputs_outputs{suffix}")
+                ctx.save(fig, f"best_{tag}_inputs_outputs{suffix}", tight=False)
                 desc = f"input vs output of every variable, best run of {tag}"
                 written.append((f"best_{tag}_inputs_outputs{suffix}", desc))
                 fig, axes = _grid(len(page))
@@ -498,7 +500,7 @@ def best_runs(ctx: PlotContext) -> list[tuple[str, str]]:
                     ax.set_visible(False)
                 axes.flat[0].set_ylabel("jets")
                 fig.suptitle(f"{best.name}: residuals ({tag}, best)")
-                ctx.save(fig, f"best_{tag}_residuals{suffix}")
+                ctx.save(fig, f"best_{tag}_residuals{suffix}", tight=False)
                 written.append((f"best_{tag}_residuals{suffix}",
                                 f"residual histograms, best run of {tag}"))  # fmt: skip
             ok = np.all(np.isfinite(res), axis=1)

@@ -177,7 +177,7 @@ def _jets(n: int, variables: Sequence[str], rng: np.random.Generator) -> np.ndar
             cols.append(pt)
         elif v == "eta":
             cols.append(eta)
-        elif v == "phi":
+        elif default_residual_kind(v) == "angle":
             cols.append(rng.uniform(-math.pi, math.pi, n))
         elif v == "E":
             cols.append(pt * np.cosh(eta) * (1.0 + rng.exponential(0.02, n)))

@@ -273,3 +273,17 @@ def test_results_never_imports_torch(campaign: Path) -> None:
         + "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_27_variables_make_pages_of_nine(tmp_path: Path) -> None:
+    from hepae_core.variables import VARIABLES_27D
+
+    root = make_campaign(tmp_path / "c27", 8, variables=VARIABLES_27D, eval_fraction=0.0)
+    report = results.summarize(root, group_by="param.train.optimizer", only=["best_runs"],
+                               formats=["png"])  # fmt: skip
+    assert report.exit_code == 0, report.text()
+    stems = sorted(f.stem for f in report.figures)
+    assert stems == sorted(
+        [f"best_optimizeradam_{k}_{i}" for k in ("inputs_outputs", "residuals") for i in (1, 2, 3)]
+        + ["best_optimizeradam_residual_correlation"]
+    )
