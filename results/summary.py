@@ -207,6 +207,11 @@ def summarize(
         except SummaryError:
             if any_metrics:
                 raise
+    if heatmap and any_metrics:
+        heatmap = (
+            resolve(df.columns, heatmap[0], "parameter"),
+            resolve(df.columns, heatmap[1], "parameter"),
+        )
     mask = used_mask(df, metric_col) if len(df) else []
     used = df[mask] if len(df) else df
     report = SummaryReport(root, table, metric_col, group_col, table_seconds=seconds)

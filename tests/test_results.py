@@ -287,3 +287,28 @@ def test_27_variables_make_pages_of_nine(tmp_path: Path) -> None:
         [f"best_optimizeradam_{k}_{i}" for k in ("inputs_outputs", "residuals") for i in (1, 2, 3)]
         + ["best_optimizeradam_residual_correlation"]
     )
+
+
+def test_missing_evaluation_is_recomputed_by_the_evaluate_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an evaluate module available, best_runs re-evaluates in a subprocess."""
+    pkg = tmp_path / "fake_eval"
+    pkg.mkdir()
+    (pkg / "fake_evaluate_job.py").write_text(
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from results.synthetic import write_evaluation\n"
+        "d = Path(sys.argv[1])\n"
+        "m = json.loads((d / 'metrics.json').read_text())\n"
+        "write_evaluation(d, m, m['variables'].split(','), 500, 1)\n"
+    )
+    repo = str(Path(__file__).parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pkg), repo]))
+    monkeypatch.syspath_prepend(str(pkg))
+    monkeypatch.setattr("results.plots.EVALUATE_MODULE", "fake_evaluate_job")
+    root = make_campaign(tmp_path / "reeval", 6, eval_fraction=0.0, eval_best=False)
+    report = results.summarize(root, group_by=None, only=["best_runs"], formats=["png"])
+    assert report.exit_code == 0, report.text()
+    best = report.groups[0].picks[0]
+    assert (root / best.job_dir / "evaluation.npz").exists()
