@@ -13,7 +13,9 @@ times:
 4. every plot, on the cached table, with the time of each.
 
 The job files were just written, so they are in the page cache: "cold" means no summary
-cache, not a cold disk.
+cache, not a cold disk. Each line gives the wall time, the CPU time of this (single
+threaded) process, and the load average: on a machine busy with other work the wall time
+grows while the CPU time stays put.
 """
 
 from __future__ import annotations
@@ -69,14 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cpus: {os.cpu_count()}, python {sys.version.split()[0]}")
 
     def timed(label: str, **kw: object) -> object:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         report = summarize(root, **kw)
-        dt = time.perf_counter() - t
+        dt, dc = time.perf_counter() - t, time.process_time() - c
         tb = report.table
         state = "written" if tb.written else "unchanged"
+        load = os.getloadavg()[0]
         print(
-            f"{label:<28} {dt:6.2f} s   (read {tb.n_read}, cached {tb.n_cached}, "
-            f"table {state}, exit {report.exit_code})"
+            f"{label:<30} {dt:6.2f} s wall {dc:6.2f} s cpu  (read {tb.n_read}, cached "
+            f"{tb.n_cached}, table {state}, exit {report.exit_code}, load {load:.1f})"
         )
         return report
 

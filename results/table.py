@@ -121,7 +121,7 @@ def read_job(job_path: str) -> dict[str, Any]:
     """Read one job dir's state.json and metrics.json into a flat row (no manifest info)."""
     row: dict[str, Any] = {}
     problems: list[str] = []
-    text = _read_bytes(os.path.join(job_path, STATE))
+    text = _read_bytes(f"{job_path}/{STATE}")
     state: dict[str, Any] | None = None
     if text is not None:
         try:
@@ -131,7 +131,7 @@ def read_job(job_path: str) -> dict[str, Any]:
         if not isinstance(state, dict):
             state = None
             problems.append("state.json is unreadable or not valid JSON: state set to 'unknown'")
-    mtext = _read_bytes(os.path.join(job_path, METRICS))
+    mtext = _read_bytes(f"{job_path}/{METRICS}")
     metrics: Any = None
     if mtext is not None:
         try:
@@ -327,12 +327,13 @@ def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> 
     fresh_ids: list[str] = []
     fresh: list[dict[str, Any]] = []
     rels: dict[str, str] = {}
+    root_s = str(root)
     for jid in ids:
         info = by_id.get(jid, {})
         rel = info.get("dir") if isinstance(info.get("dir"), str) else f"jobs/{jid}"
         rels[jid] = rel
-        path = os.path.join(root, rel)
-        sig = _stat_sig(os.path.join(path, METRICS)) + _stat_sig(os.path.join(path, STATE))
+        path = f"{root_s}/{rel}"
+        sig = _stat_sig(f"{path}/{METRICS}") + _stat_sig(f"{path}/{STATE}")
         sigs[jid] = sig
         if old_sigs.get(jid) == sig and jid in old_index:
             cached_ids.append(jid)
