@@ -343,6 +343,7 @@ def heatmap(ctx: PlotContext) -> list[tuple[str, str]]:
         ax.set_xlabel(short(a))
         ax.set_ylabel(short(b))
         fig.colorbar(im, ax=ax, label=f"best {short(ctx.metric)}")
+        ctx.stamp(ax)
         stem = f"heatmap_{short(a)}_{short(b)}"
         ctx.save(fig, stem)
     return [(stem, f"best {short(ctx.metric)} over {short(a)} and {short(b)}")]
