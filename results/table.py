@@ -102,6 +102,15 @@ def _flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _scalar(v: Any) -> Any:
+    """A manifest value as metrics.json writes it: lists joined with '-', maps as JSON."""
+    if isinstance(v, list):
+        return "-".join(str(x) for x in v)
+    if isinstance(v, dict):
+        return json.dumps(v, sort_keys=True)
+    return v
+
+
 def _old_schema(m: dict[str, Any]) -> dict[str, Any]:
     """Best-effort mapping of a metrics.json that is nested or from another schema."""
     flat = _flatten(m)
@@ -373,7 +382,8 @@ def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> 
             short = key[len("param.") :]
             for i in bare:
                 if vals[i] is None:
-                    vals[i] = (by_id.get(order_ids[i], {}).get("params") or {}).get(short)
+                    v = (by_id.get(order_ids[i], {}).get("params") or {}).get(short)
+                    vals[i] = _scalar(v)
         elif key == "name":
             vals = [by_id.get(jid, {}).get("name") or v or jid for jid, v in zip(order_ids, vals)]
         if key == PROBLEMS:
@@ -425,10 +435,11 @@ def write_h5(path: Path, columns: dict[str, np.ndarray], campaign: str = "") -> 
         f.attrs["n_jobs"] = len(next(iter(columns.values()), []))
         g = f.create_group(H5_GROUP, track_order=True)
         for name, col in columns.items():
+            key = name.replace("%", "%25").replace("/", "%2F")  # '/' would nest groups
             if col.dtype == object:
-                g.create_dataset(name, data=col, dtype=str_dt)
+                g.create_dataset(key, data=col, dtype=str_dt)
             else:
-                g.create_dataset(name, data=col)
+                g.create_dataset(key, data=col)
 
 
 def _read_h5(path: Path) -> dict[str, np.ndarray]:
@@ -436,7 +447,9 @@ def _read_h5(path: Path) -> dict[str, np.ndarray]:
 
     with h5py.File(path, "r") as f:
         return {
-            k: (d.asstr()[()].astype(object) if d.dtype.kind == "O" else d[()])
+            k.replace("%2F", "/").replace("%25", "%"): (
+                d.asstr()[()].astype(object) if d.dtype.kind == "O" else d[()]
+            )
             for k, d in f[H5_GROUP].items()
         }
 

@@ -312,3 +312,22 @@ def test_missing_evaluation_is_recomputed_by_the_evaluate_module(
     assert report.exit_code == 0, report.text()
     best = report.groups[0].picks[0]
     assert (root / best.job_dir / "evaluation.npz").exists()
+
+
+def test_manifest_lists_and_odd_column_names(tmp_path: Path) -> None:
+    root = make_campaign(tmp_path / "odd", 6, eval_fraction=0.0, n_failed=1)
+    manifest = json.loads((root / "manifest.json").read_text())
+    failed = manifest["jobs"][-1]
+    failed["params"]["model.encoder"] = [64, 32]
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    done = root / manifest["jobs"][0]["dir"] / "metrics.json"
+    m = json.loads(done.read_text())
+    m["cut.1.expr"] = "pt/E > 0.1"
+    m["ratio pt/E%"] = 0.5
+    _bump(done, json.dumps(m))
+    collect(root)
+    df = results.load(root)
+    row = df.set_index("job_id").loc[failed["id"]]
+    assert row["param.model.encoder"] == "64-32"
+    assert df["ratio pt/E%"].notna().sum() == 1
+    assert (df["cut.1.expr"] == "pt/E > 0.1").sum() == 1
