@@ -200,6 +200,8 @@ def summarize(
         if any_metrics:
             raise
         metric_col = metric  # nothing finished: no metric columns to check against
+    if metric_col in df and df[metric_col].dtype.kind not in "fiub":
+        raise SummaryError(f"column {metric_col!r} is not numeric: choose a numeric --metric")
     group_col = None
     if group_by:
         try:
@@ -226,6 +228,8 @@ def summarize(
         report.groups = rank(used, metric_col, group_col)
         write_text(out_dir / LATEX_NAME, latex_tables(report.groups, metric_col, group_col))
         report.files["latex"] = out_dir / LATEX_NAME
+    else:
+        (out_dir / LATEX_NAME).unlink(missing_ok=True)  # no stale table of an earlier run
     if plots and len(used):
         _draw(report, df, used, only, formats, top, heatmap, variable)
     elif plots:

@@ -341,7 +341,7 @@ def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> 
         info = by_id.get(jid, {})
         rel = info.get("dir") if isinstance(info.get("dir"), str) else f"jobs/{jid}"
         rels[jid] = rel
-        path = f"{root_s}/{rel}"
+        path = rel if os.path.isabs(rel) else f"{root_s}/{rel}"
         sig = _stat_sig(f"{path}/{METRICS}") + _stat_sig(f"{path}/{STATE}")
         sigs[jid] = sig
         if old_sigs.get(jid) == sig and jid in old_index:
@@ -389,6 +389,8 @@ def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> 
         if key == PROBLEMS:
             columns[key] = vals  # merged below
             continue
+        if key not in META and vals.count(None) == n:
+            continue  # only jobs no longer in the campaign had it
         columns[key] = _column(key, vals, problems)
     base = columns.pop(PROBLEMS, [None] * n)
     columns[PROBLEMS] = np.array(

@@ -109,3 +109,9 @@ def test_python_m_results_has_no_traceback(tmp_path: Path) -> None:
     )
     assert res.returncode == 2
     assert "Traceback" not in res.stderr and "no such directory" in res.stderr
+
+
+def test_non_numeric_metric_is_bad_input(clean: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main([str(clean), "--metric", "device", "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "'device' is not numeric" in err and "Traceback" not in err
