@@ -194,11 +194,17 @@ def _suggest(key: str, options: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+def _copy(value: Any) -> Any:
+    # Only lists and dicts are mutable among the defaults; copying nothing else keeps
+    # resolving (done once per grid point when planning) cheap.
+    return copy.deepcopy(value) if isinstance(value, list | dict) else value
+
+
 def defaults() -> dict[str, Any]:
     """A complete config with every default filled in."""
-    out: dict[str, Any] = {k: copy.deepcopy(f.default) for k, f in TOP_LEVEL.items()}
+    out: dict[str, Any] = {k: _copy(f.default) for k, f in TOP_LEVEL.items()}
     for section, fields in SCHEMA.items():
-        out[section] = {k: copy.deepcopy(f.default) for k, f in fields.items()}
+        out[section] = {k: _copy(f.default) for k, f in fields.items()}
     return out
 
 

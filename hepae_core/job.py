@@ -33,6 +33,8 @@ def flatten_params(cfg: dict[str, Any]) -> dict[str, Any]:
     """``param.<section>.<key>`` for every setting; lists joined with '-', maps as JSON."""
     out: dict[str, Any] = {}
     for section, value in cfg.items():
+        if section == "name":  # a label, not a parameter; metrics.json has it as "name"
+            continue
         items = value.items() if isinstance(value, dict) else [(None, value)]
         for key, v in items:
             name = f"param.{section}" + (f".{key}" if key else "")

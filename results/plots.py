@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter
 
 from hepae_core.jobdir import EVAL, HISTORY, atomic_path
 from results.report import Group, fmt, rank, resolve, short
@@ -165,6 +166,8 @@ def loss_vs_lr(ctx: PlotContext) -> list[tuple[str, str]]:
                             lw=1.2, alpha=0.9)  # fmt: skip
             ax.set_xscale("log")
             ax.set_yscale("log")
+            # Minor-tick labels of a short log axis overlap each other: label decades only.
+            ax.xaxis.set_minor_formatter(NullFormatter())
             if g is not None:
                 ax.set_title(f"{short(ctx.group_by)} = {fmt(g)}", loc="right")
         ncols = min(3, len(parts))
@@ -420,7 +423,7 @@ def load_evaluation(job_dir: Path, reevaluate: bool = True) -> tuple[dict[str, A
                 res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
                 if res.returncode != 0:
                     tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or [""]
-                    why = f"re-evaluation failed (exit {res.returncode}): {tail[0]}"
+                    why = f"no {EVAL}, and re-evaluation failed (exit {res.returncode}): {tail[0]}"
             except (OSError, subprocess.TimeoutExpired) as exc:
                 why = f"re-evaluation failed: {exc}"
     if not path.exists():

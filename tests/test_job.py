@@ -209,3 +209,13 @@ def test_reevaluation_rewrites_the_same_evaluation(tmp_path, tiny_job_config):
     np.testing.assert_array_equal(again["inputs"], first["inputs"])
     np.testing.assert_allclose(again["outputs"], first["outputs"], rtol=1e-5, atol=1e-6)
     assert list(again["variables"]) == list(first["variables"])
+
+
+def test_job_files_follow_the_umask(tmp_path, tiny_job_config):
+    """Colleagues sharing a project directory can read a job's files (not mkstemp's 0600)."""
+    from hepae_core.jobdir import FILE_MODE
+
+    job = write_job(tmp_path / "job", tiny_job_config)
+    assert run_job_process(job).returncode == 0
+    for name in ("state.json", "metrics.json", "history.csv", "model.pt", "evaluation.npz"):
+        assert (job / name).stat().st_mode & 0o777 == FILE_MODE

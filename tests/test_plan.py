@@ -196,7 +196,7 @@ def test_two_plans_at_once_make_no_duplicates(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name, points", [("demo.yaml", 4), ("thesis_4d.yaml", 20), ("thesis_27d.yaml", 216)]
+    "name, points", [("demo.yaml", 6), ("thesis_4d.yaml", 20), ("thesis_27d.yaml", 216)]
 )
 def test_examples_plan(name, points, tmp_path):
     report = plan(REPO / "examples" / name, tmp_path / "c", dry_run=True)
