@@ -120,14 +120,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "cuts": Field([], _cuts, "a cut preset name or a list of cut expressions"),
     },
     "normalisation": {
-        "kind": Field(
-            "custom_4d", _choice(*NORMALISATIONS), "one of " + ", ".join(NORMALISATIONS)
-        ),
+        "kind": Field("custom_4d", _choice(*NORMALISATIONS), "one of " + ", ".join(NORMALISATIONS)),
     },
     "model": {
-        "preset": Field(
-            None, _opt(lambda v: v in PRESETS), "null or one of " + ", ".join(PRESETS)
-        ),
+        "preset": Field(None, _opt(lambda v: v in PRESETS), "null or one of " + ", ".join(PRESETS)),
         "encoder": Field([200, 100, 50], _int_list, "a list of positive layer widths"),
         "latent": Field(3, _pos_int, "a positive integer"),
         "decoder": Field(None, _opt(_int_list), "null (mirror the encoder) or a list"),
@@ -228,9 +224,7 @@ def resolve(raw: Any, source: str = "config") -> dict[str, Any]:
         for sub, subval in value.items():
             dotted = f"{key}.{sub}"
             if sub not in fields:
-                raise ConfigError(
-                    source, dotted, "unknown key" + _suggest(dotted, known_keys())
-                )
+                raise ConfigError(source, dotted, "unknown key" + _suggest(dotted, known_keys()))
             _check(source, dotted, fields[sub], subval)
         section = dict(value)
         if key == "model":

@@ -38,7 +38,9 @@ class SchedulerState:
     """What the scheduler says of one task still in flight (or recently finished)."""
 
     task_id: str
-    state: str  # queued, running, done, failed, cancelled, timeout, oom, node_fail, preempted, unknown
+    state: (
+        str  # queued, running, done, failed, cancelled, timeout, oom, node_fail, preempted, unknown
+    )
     reason: str = ""
     exit_code: int | None = None
 

@@ -1,0 +1,388 @@
+"""The training loop: in-memory batches, exact checkpoints, early stopping, clean interrupts.
+
+For these small models the cost per batch is dominated by Python and framework overhead,
+not arithmetic. So the loop shuffles the whole training tensor once per epoch with one
+gather and then takes contiguous slices (views, no copies), uses the fused/foreach Adam
+step, keeps the running loss on the device (no host sync per batch), and does nothing per
+batch beyond forward, backward and step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from hepae_core.jobdir import atomic_path
+
+VAL_BATCH = 65536
+
+
+@dataclass
+class TrainResult:
+    """What training did; ``history`` has one dict per epoch."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_loss: float = math.inf
+    epochs_run: int = 0
+    train_time_s: float = 0.0
+    interrupted: bool = False
+    early_stopped: bool = False
+    signal_name: str | None = None
+
+    @property
+    def jets_per_s(self) -> float:
+        rates = [h["jets_per_s"] for h in self.history if h.get("jets_per_s")]
+        return sum(rates) / len(rates) if rates else float("nan")
+
+
+def pick_device(choice: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if choice == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if choice == "cuda":
+        raise RuntimeError("train.device is cuda but no CUDA device is available")
+    return torch.device("cpu")
+
+
+def allocated_cpus() -> int:
+    """CPUs this process may use: the affinity mask, i.e. what the scheduler allocated."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def pick_threads(configured: int | None) -> int:
+    """Threads to use: the config, else the scheduler's allocation; never above the CPUs.
+
+    The scheduler's allocation is read from ``HEPAE_THREADS`` (set by our job templates),
+    ``SLURM_CPUS_PER_TASK`` or ``OMP_NUM_THREADS`` (HTCondor sets it to request_cpus).
+    """
+    limit = allocated_cpus()
+    if configured is None:
+        for var in ("HEPAE_THREADS", "SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
+            value = os.environ.get(var, "")
+            if value.isdigit() and int(value) > 0:
+                configured = int(value)
+                break
+    return max(1, min(configured or limit, limit))
+
+
+def make_optimizer(model: nn.Module, tcfg: dict[str, Any], device: torch.device):
+    """Adam or AdamW; fused kernels where this torch has them for the device."""
+    cls = torch.optim.AdamW if tcfg["optimizer"] == "adamw" else torch.optim.Adam
+    kwargs = {"lr": tcfg["lr"], "weight_decay": tcfg["weight_decay"]}
+    try:
+        return cls(model.parameters(), fused=True, **kwargs)
+    except (RuntimeError, TypeError):  # no fused kernel for this device or torch version
+        return cls(model.parameters(), foreach=True, **kwargs)
+
+
+def make_scheduler(optimizer, tcfg: dict[str, Any], steps_per_epoch: int):
+    """The learning-rate schedule; stepped per batch (one_cycle) or per epoch (plateau)."""
+    if tcfg["schedule"] == "one_cycle":
+        # As fastai's fit_one_cycle: warm up for 25 % of the steps from lr/25, then cosine
+        # annealing down to lr/1e5.
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=tcfg["lr"],
+            total_steps=max(1, tcfg["epochs"] * steps_per_epoch),
+            pct_start=0.25,
+            div_factor=25.0,
+            final_div_factor=1e4,
+        )
+    if tcfg["schedule"] == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.3, patience=3)
+    return None
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGUSR1 (walltime warning, preemption); checked between batches."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __bool__(self) -> bool:
+        return self.signal_name is not None
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.signal_name = signal.Signals(signum).name
+
+    def install(self) -> StopFlag:
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, x: torch.Tensor) -> float:
+    """Mean squared error over ``x`` in eval mode, in large batches."""
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    for i in range(0, x.shape[0], VAL_BATCH):
+        xb = x[i : i + VAL_BATCH]
+        total += F.mse_loss(model(xb), xb, reduction="sum").double()
+    model.train()
+    return total.item() / max(1, x.numel())
+
+
+class Trainer:
+    """Train one model, checkpointing to ``checkpoint_path`` so a restart continues exactly.
+
+    Parameters
+    ----------
+    model
+        The autoencoder, already on ``device``.
+    x_train, x_val
+        Normalised float32 tensors on ``device``.
+    tcfg
+        The resolved ``train`` section.
+    seed
+        Seeds the shuffling generator and torch's global RNG (dropout).
+    checkpoint_path
+        Where the checkpoint lives; ``None`` disables checkpoints.
+    on_best
+        Called with (epoch, val_loss) when the validation loss improves; saves the model.
+    on_epoch
+        Called with the epoch's history record (progress display, state file, history).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        x_train: torch.Tensor,
+        x_val: torch.Tensor,
+        tcfg: dict[str, Any],
+        seed: int,
+        checkpoint_path: Path | None = None,
+        on_best: Callable[[int, float], None] | None = None,
+        on_epoch: Callable[[dict[str, float]], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.x_train = x_train
+        self.x_val = x_val
+        self.cfg = tcfg
+        self.device = x_train.device
+        self.checkpoint_path = checkpoint_path
+        self.on_best = on_best
+        self.on_epoch = on_epoch
+        self.batch_size = int(tcfg["batch_size"])
+        n = x_train.shape[0]
+        self.starts = list(range(0, n, self.batch_size))
+        # A last batch of one jet breaks batch norm and adds noise: fold it away.
+        if len(self.starts) > 1 and n - self.starts[-1] < 2:
+            self.starts.pop()
+        self.optimizer = make_optimizer(model, tcfg, self.device)
+        self.scheduler = make_scheduler(self.optimizer, tcfg, len(self.starts))
+        self.per_batch_schedule = tcfg["schedule"] == "one_cycle"
+        torch.manual_seed(seed)
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.result = TrainResult()
+        self.epoch = 0  # completed epochs
+        self.batch = 0  # next batch of the epoch in progress
+        self.perm: torch.Tensor | None = None
+        self.epoch_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.epoch_time = 0.0
+        self.bad_epochs = 0
+        self._last_checkpoint = time.monotonic()
+
+    # -- checkpoints -----------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly; tensors and plain data only."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "perm": self.perm,
+            "epoch_loss": self.epoch_loss.cpu(),
+            "epoch_time": self.epoch_time,
+            "bad_epochs": self.bad_epochs,
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "history": self.result.history,
+            "best_epoch": self.result.best_epoch,
+            "best_val_loss": self.result.best_val_loss,
+            "train_time_s": self.result.train_time_s,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.batch = int(state["batch"])
+        self.perm = state["perm"]
+        self.epoch_loss = state["epoch_loss"].to(self.device)
+        self.epoch_time = float(state["epoch_time"])
+        self.bad_epochs = int(state["bad_epochs"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.result.history = list(state["history"])
+        self.result.best_epoch = int(state["best_epoch"])
+        self.result.best_val_loss = float(state["best_val_loss"])
+        self.result.train_time_s = float(state["train_time_s"])
+
+    def save_checkpoint(self) -> None:
+        if self.checkpoint_path is None:
+            return
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(self.state_dict(), tmp)
+        self._last_checkpoint = time.monotonic()
+
+    def resume(self) -> bool:
+        """Load the checkpoint if there is one; True when training continues from it."""
+        if self.checkpoint_path is None or not self.checkpoint_path.is_file():
+            return False
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        self.load_state_dict(state)
+        return True
+
+    # -- the loop --------------------------------------------------------------------
+    def run(self, stop: StopFlag | None = None) -> TrainResult:
+        """Train until the configured epochs, early stopping or a stop signal."""
+        epochs = int(self.cfg["epochs"])
+        patience = self.cfg["patience"]
+        every = self.cfg["checkpoint_every_s"]
+        model, opt, sched = self.model, self.optimizer, self.scheduler
+        x = self.x_train
+        bs = self.batch_size
+        model.train()
+        while self.epoch < epochs:
+            if self.batch == 0:
+                self.perm = torch.randperm(x.shape[0], generator=self.generator)
+                self.epoch_loss.zero_()
+                self.epoch_time = 0.0
+            xs = x[self.perm.to(x.device)]  # one gather per epoch; batches are views
+            t0 = time.perf_counter()
+            loss_sum = self.epoch_loss
+            starts = self.starts
+            i = self.batch
+            while i < len(starts):
+                xb = xs[starts[i] : starts[i] + bs]
+                loss = F.mse_loss(model(xb), xb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if self.per_batch_schedule:
+                    sched.step()
+                loss_sum += loss.detach() * xb.shape[0]
+                i += 1
+                if stop or (every and time.monotonic() - self._last_checkpoint > every):
+                    self.batch = i
+                    self.epoch_time += time.perf_counter() - t0
+                    self.result.train_time_s += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    if i < len(starts):
+                        self.save_checkpoint()
+                    if stop:
+                        self.result.epochs_run = self.epoch
+                        self.result.interrupted = True
+                        self.result.signal_name = stop.signal_name
+                        return self.result
+            elapsed = time.perf_counter() - t0
+            self.epoch_time += elapsed
+            self.result.train_time_s += elapsed
+            self.batch = 0
+            self.epoch += 1
+            n_seen = starts[-1] + min(bs, x.shape[0] - starts[-1])
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            train_loss = loss_sum.item() / (n_seen * x.shape[1])
+            val_loss = evaluate_loss(model, self.x_val)
+            if sched is not None and not self.per_batch_schedule:
+                sched.step(val_loss)
+            record = {
+                "epoch": self.epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": self.epoch_time,
+                "jets_per_s": n_seen / self.epoch_time if self.epoch_time > 0 else 0.0,
+            }
+            self.result.history.append(record)
+            improved = val_loss < self.result.best_val_loss - self.cfg["min_delta"]
+            if improved:
+                self.result.best_val_loss = val_loss
+                self.result.best_epoch = self.epoch
+                self.bad_epochs = 0
+                if self.on_best:
+                    self.on_best(self.epoch, val_loss)
+            else:
+                self.bad_epochs += 1
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(
+                    f"the training loss became {train_loss} at epoch {self.epoch}; "
+                    "lower train.lr or check the inputs"
+                )
+            if not every or time.monotonic() - self._last_checkpoint > every:
+                self.save_checkpoint()
+            if self.on_epoch:
+                self.on_epoch(record)
+            if patience and self.bad_epochs >= patience:
+                self.result.early_stopped = True
+                break
+            if stop:
+                self.save_checkpoint()
+                self.result.epochs_run = self.epoch
+                self.result.interrupted = True
+                self.result.signal_name = stop.signal_name
+                return self.result
+        self.result.epochs_run = self.epoch
+        return self.result
+
+
+def progress_printer(epochs: int, stream=None) -> Callable[[dict[str, float]], None]:
+    """A per-epoch reporter: a tqdm bar on a terminal, one log line per epoch otherwise."""
+    stream = stream or sys.stderr
+    if stream.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=epochs, unit="epoch", file=stream, dynamic_ncols=True)
+
+        def show(rec: dict[str, float]) -> None:
+            bar.n = int(rec["epoch"])
+            bar.set_postfix(
+                loss=f"{rec['train_loss']:.3e}",
+                val=f"{rec['val_loss']:.3e}",
+                jets_s=f"{rec['jets_per_s']:.0f}",
+            )
+            if bar.n >= epochs:
+                bar.close()
+
+        return show
+
+    def log(rec: dict[str, float]) -> None:
+        print(
+            f"epoch {int(rec['epoch'])}/{epochs} train_loss {rec['train_loss']:.4e} "
+            f"val_loss {rec['val_loss']:.4e} lr {rec['lr']:.2e} "
+            f"{rec['seconds']:.1f}s {rec['jets_per_s']:.0f} jets/s",
+            file=stream,
+            flush=True,
+        )
+
+    return log
