@@ -243,7 +243,15 @@ class SlurmBackend:
                     )
                     found[task] = SchedulerState(task, state, reason, code)
         for t in wanted:
-            found.setdefault(t, SchedulerState(t, "unknown", "not known to Slurm any more"))
+            found.setdefault(
+                t,
+                SchedulerState(
+                    t,
+                    "unknown",
+                    "not known to Slurm (finished longer ago than MinJobAge, or cancelled "
+                    "before it started)",
+                ),
+            )
         return found
 
     @staticmethod
