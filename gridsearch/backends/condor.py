@@ -4,7 +4,8 @@
 base script; HTCondor passes it the index and ``ClusterId.ProcId``) and ``job.sub``; it
 parses ``job.sub`` with HTCondor's own parser (the ``htcondor`` wheel, when installed)
 and checks that it yields exactly the planned jobs, then runs ``condor_submit job.sub``
-and returns at once. Task ids are ``<ClusterId>.<ProcId>``.
+and returns at once (it runs in the submission directory: ``cd DIR && condor_submit
+job.sub``). Task ids are ``<ClusterId>.<ProcId>``.
 
 ``query`` asks ``condor_q`` about jobs in the queue, then ``condor_history`` about those
 that left it, and classifies them like the Slurm backend does.
@@ -12,6 +13,7 @@ that left it, and classifies them like the Slurm backend does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -42,16 +44,18 @@ def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess
     )
 
 
-def parse_submit(text: str) -> list[dict[str, str]] | None:
-    """The items HTCondor's own parser reads from a submit description, or None when the
-    ``htcondor`` wheel is not installed. Raises GridsearchError when it refuses the text.
+def parse_submit(text: str, directory: Path) -> list[dict[str, str]] | None:
+    """The items HTCondor's own parser reads from a submit description in ``directory``
+    (where ``condor_submit`` runs), or None when the ``htcondor`` wheel is not installed.
+    Raises GridsearchError when it refuses the text.
     """
     try:
         import htcondor2
     except ImportError:
         return None
     try:
-        return [dict(item) for item in htcondor2.Submit(text).itemdata()]
+        with contextlib.chdir(directory):
+            return [dict(item) for item in htcondor2.Submit(text).itemdata()]
     except Exception as exc:  # the bindings raise ValueError, RuntimeError, HTCondorException
         raise GridsearchError(f"HTCondor cannot parse the submit description: {exc}") from None
 
@@ -146,7 +150,9 @@ class CondorBackend:
         context = render.script_context(profile, request, environment, directory)
         script = directory / SCRIPT_FILE
         list_path = directory / render.LIST_FILE
-        context.update(script=str(script), list_file=str(list_path), n_jobs=len(jobs))
+        # The list file is named relative to the submission dir, where condor_submit runs:
+        # `queue ... from PATH` would read a '|' in PATH as a command to run.
+        context.update(script=str(script), list_file=list_path.name, n_jobs=len(jobs))
         script_text = render.render(profile.get("script_template", "condor.sh.j2"), context)
         submit_text = render.render(profile.get("template", "condor.sub.j2"), context)
 
@@ -158,13 +164,13 @@ class CondorBackend:
         submit_file.write_text(submit_text, encoding="utf-8")
 
         planned = [{"index": str(i), "jobdir": str(j.dir)} for i, j in zip(indices, jobs)]
-        items = parse_submit(submit_text)
+        items = parse_submit(submit_text, directory)
         if items is not None and items != planned:
             raise GridsearchError(
                 f"{submit_file} yields {len(items)} jobs to HTCondor's parser, not the "
                 f"{len(planned)} planned ones; please report this"
             )
-        command = ["condor_submit", str(submit_file)]
+        command = ["condor_submit", SUBMIT_FILE]  # run in the submission directory
         submission = Submission(
             kind=self.kind,
             directory=directory,
