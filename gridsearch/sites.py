@@ -133,7 +133,14 @@ def load_profile(name: str, extra: list[Path] | None = None) -> dict[str, Any]:
     while current is not None:
         if len(chain) > 20:
             raise GridsearchError(f"profile '{name}' extends itself through '{current}'")
-        data, source = _read(current, extra, used)
+        try:
+            data, source = _read(current, extra, used)
+        except GridsearchError:
+            if any(Path(s).stem == current for s in used):
+                raise GridsearchError(
+                    f"profile '{name}' extends itself through '{current}'"
+                ) from None
+            raise
         used.add(source)
         chain.append((data, source))
         parent = data.get("extends")
