@@ -146,6 +146,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "checkpoint_every_s": Field(
             None, _opt(lambda v: _is_num(v) and v > 0), "null (each epoch) or seconds"
         ),
+        "compile": Field(
+            False, lambda v: isinstance(v, bool), "true (torch.compile the model) or false"
+        ),
         "val_fraction": Field(
             0.1, lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1) of the train jets"
         ),

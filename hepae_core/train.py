@@ -110,6 +110,30 @@ def make_scheduler(optimizer, tcfg: dict[str, Any], steps_per_epoch: int):
     return None
 
 
+class _CompiledOrEager(nn.Module):
+    """torch.compile'd model that falls back to eager if compiling fails (no compiler)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.eager = model
+        self.compiled = torch.compile(model)
+        self.failed = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.failed:
+            try:
+                return self.compiled(x)
+            except Exception as exc:  # compilation errors surface at the first call
+                self.failed = True
+                print(f"warning: torch.compile failed, training eagerly ({exc})", file=sys.stderr)
+        return self.eager(x)
+
+
+def compile_or_eager(model: nn.Module) -> nn.Module:
+    """The model compiled with torch.compile, with an eager fallback."""
+    return _CompiledOrEager(model)
+
+
 class StopFlag:
     """Set by SIGTERM/SIGUSR1 (walltime warning, preemption); checked between batches."""
 
@@ -194,6 +218,9 @@ class Trainer:
         self.optimizer = make_optimizer(model, tcfg, self.device)
         self.scheduler = make_scheduler(self.optimizer, tcfg, len(self.starts))
         self.per_batch_schedule = tcfg["schedule"] == "one_cycle"
+        # The compiled module shares its parameters with ``model``; it is used for the
+        # training steps only, so evaluation at other batch sizes never recompiles.
+        self.forward = compile_or_eager(model) if tcfg.get("compile") else model
         torch.manual_seed(seed)
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self.result = TrainResult()
@@ -284,7 +311,7 @@ class Trainer:
             i = self.batch
             while i < len(starts):
                 xb = xs[starts[i] : starts[i] + bs]
-                loss = F.mse_loss(model(xb), xb)
+                loss = F.mse_loss(self.forward(xb), xb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

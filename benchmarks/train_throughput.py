@@ -1,0 +1,165 @@
+"""Training throughput: our loop against a plain DataLoader(TensorDataset) loop, side by side.
+
+Prints jets/s of one warm epoch for each model, batch size and thread count, for:
+  hepae      hepae_core.train.Trainer (one gather per epoch, views, fused Adam)
+  compiled   the same with train.compile: true (torch.compile of the model)
+  slicing    a plain loop over index slices with torch's default Adam
+  dataloader DataLoader(TensorDataset(x), shuffle=True) with torch's default Adam
+and the ratios hepae/dataloader and compiled/dataloader (target >= 1.5). Also the thesis-era
+reference shape 4-200-200-20-3 (tanh) at batch size 256, one thread, beside the fastai
+figure.
+
+    python benchmarks/train_throughput.py [--jets N] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from hepae_core.config import resolve
+from hepae_core.data import load_jets
+from hepae_core.models import build_model
+from hepae_core.normalise import Normaliser
+from hepae_core.train import Trainer
+
+MODELS = {
+    "AE_3D_200 (4D)": ({"preset": "AE_3D_200"}, "4d"),
+    "AE_bn_LeakyReLU z=18 (27D)": ({"preset": "AE_bn_LeakyReLU", "latent": 18}, "27d"),
+    "4-200-200-20-3 tanh (thesis)": ({"encoder": [200, 200, 20], "latent": 3}, "4d"),
+}
+
+
+def data_4d(n: int) -> torch.Tensor:
+    cfg = resolve({"data": {"max_jets": n}})
+    jets = load_jets(cfg)
+    return torch.from_numpy(
+        Normaliser.fit("custom_4d", jets.variables, jets.values).forward(jets.values)
+    )
+
+
+def data_27d(n: int) -> torch.Tensor:
+    # Throughput does not depend on the values; normal noise of the right shape is enough.
+    return torch.randn(n, 27, generator=torch.Generator().manual_seed(0))
+
+
+def epoch_rate_hepae(model_cfg, x, bs, device, compile_model=False) -> float:
+    cfg = resolve(
+        {
+            "model": model_cfg,
+            "data": {"variables": "27d" if x.shape[1] == 27 else "4d"},
+            "normalisation": {"kind": "standard"},
+            "train": {"batch_size": bs, "epochs": 3, "compile": compile_model},
+        }
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg["model"], x.shape[1]).to(device)
+    t = Trainer(model, x.to(device), x[:1000].to(device), cfg["train"], 0)
+    res = t.run()
+    return res.history[-1]["jets_per_s"]  # a warm epoch (compiled before the first ends)
+
+
+def _plain_epochs(model, batches_fn, opt, device, epochs=2) -> float:
+    rate = 0.0
+    for _ in range(epochs):
+        n = 0
+        t0 = time.perf_counter()
+        for xb in batches_fn():
+            xb = xb.to(device, non_blocking=True)
+            loss = F.mse_loss(model(xb), xb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            n += xb.shape[0]
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rate = n / (time.perf_counter() - t0)
+    return rate
+
+
+def epoch_rate_slicing(model_cfg, x, bs, device) -> float:
+    cfg = resolve(
+        {
+            "model": model_cfg,
+            "data": {"variables": "27d" if x.shape[1] == 27 else "4d"},
+            "normalisation": {"kind": "standard"},
+        }
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg["model"], x.shape[1]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    xd = x.to(device)
+
+    def batches():
+        idx = torch.randperm(x.shape[0], device=device)
+        for i in range(0, x.shape[0], bs):
+            yield xd[idx[i : i + bs]]
+
+    return _plain_epochs(model, batches, opt, device)
+
+
+def epoch_rate_dataloader(model_cfg, x, bs, device) -> float:
+    cfg = resolve(
+        {
+            "model": model_cfg,
+            "data": {"variables": "27d" if x.shape[1] == 27 else "4d"},
+            "normalisation": {"kind": "standard"},
+        }
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg["model"], x.shape[1]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = DataLoader(TensorDataset(x), batch_size=bs, shuffle=True)
+    return _plain_epochs(model, lambda: (b for (b,) in loader), opt, device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jets", type=int, default=100_000, help="training jets per epoch")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", default="1,2")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    x4 = data_4d(args.jets)
+    x27 = data_27d(args.jets // 2)
+    print(
+        f"torch {torch.__version__}, device {device}, {args.jets} 4D jets, "
+        f"{args.jets // 2} 27D jets; jets/s of a warm epoch"
+    )
+    header = (
+        f"{'model':30} {'thr':>3} {'bs':>5} {'hepae':>10} {'slicing':>10} "
+        f"{'dataloader':>10} {'ratio':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    ratios, ratios_c = [], []
+    for threads in [int(t) for t in args.threads.split(",")]:
+        torch.set_num_threads(threads)
+        for name, (model_cfg, variables) in MODELS.items():
+            x = x27 if variables == "27d" else x4
+            sizes = [256] if "thesis" in name else [256, 1024, 4096]
+            for bs in sizes:
+                ours = epoch_rate_hepae(model_cfg, x, bs, device)
+                compiled = epoch_rate_hepae(model_cfg, x, bs, device, compile_model=True)
+                plain = epoch_rate_slicing(model_cfg, x, bs, device)
+                loader = epoch_rate_dataloader(model_cfg, x, bs, device)
+                ratios.append(ours / loader)
+                ratios_c.append(compiled / loader)
+                print(
+                    f"{name:30} {threads:>3} {bs:>5} {ours:>9.0f} {compiled:>9.0f} "
+                    f"{plain:>9.0f} {loader:>10.0f} {ours / loader:>6.2f} "
+                    f"{compiled / loader:>7.2f}",
+                    flush=True,
+                )
+    print(
+        f"minimum ratio hepae/dataloader: {min(ratios):.2f}, "
+        f"compiled/dataloader: {min(ratios_c):.2f} (target >= 1.5)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""``hepae-train CONFIG --out DIR``: train one model from a config file, outside any campaign."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hepae_core import jobdir
+from hepae_core.config import dump, load
+from hepae_core.errors import EXIT_BAD_INPUT, HepaeError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hepae-train",
+        description="Train and evaluate one jet autoencoder; results go to --out.",
+    )
+    parser.add_argument("config", type=Path, help="job config (YAML)")
+    parser.add_argument("--out", type=Path, required=True, help="job directory to write")
+    parser.add_argument("--force", action="store_true", help="retrain a finished job")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load(args.config)
+    except HepaeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    # Relative data paths are relative to the config file; the job dir may be elsewhere.
+    source = cfg["data"]["source"]
+    if not source.startswith("bundled:") and not Path(source).is_absolute():
+        cfg["data"]["source"] = str((args.config.resolve().parent / source).resolve())
+    out = args.out
+    target = out / jobdir.CONFIG
+    text = dump(cfg)
+    if target.is_file():
+        try:
+            existing = dump(load(target))
+        except HepaeError:
+            existing = None
+        if existing != text:
+            print(
+                f"error: {target} exists with a different config; choose another --out "
+                "(nothing was changed)",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        jobdir.atomic_write_text(target, text)
+    from hepae_core.job import run_job
+
+    return run_job(out, force=args.force)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
