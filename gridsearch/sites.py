@@ -177,6 +177,10 @@ OVERRIDABLE = (
     "max_restarts",
 )
 
+#: The CLI's generic options as the cluster requests they mean: ``--threads`` is the
+#: cores per job, ``--workers`` the jobs running at once (the array throttle).
+OVERRIDE_ALIASES = {"threads": "cpus", "workers": "throttle"}
+
 # Scheduler option values go into ``#SBATCH`` lines and submit descriptions, which are
 # not shell; they must be plain tokens (no spaces, quotes, newlines, ``$``).
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:,+=@%/\-]+$")
@@ -357,6 +361,7 @@ def resolve_request(
     for key, value in (overrides or {}).items():
         if value is None:
             continue
+        key = OVERRIDE_ALIASES.get(key, key)
         if key not in OVERRIDABLE:
             raise GridsearchError(
                 f"cannot be overridden (known: {', '.join(OVERRIDABLE)})", key=key

@@ -173,6 +173,11 @@ def test_more_gpus_than_a_node_has_is_refused():
         )
 
 
+def test_cli_option_aliases():
+    request = sites.resolve_request(sites.load_profile("slurm"), {"threads": 4, "workers": 8})
+    assert request["cpus"] == 4 and request["throttle"] == 8
+
+
 def test_unknown_partition_and_override():
     with pytest.raises(GridsearchError, match="not one of cosmos's partitions"):
         sites.resolve_request(sites.load_profile("cosmos"), {"account": "x", "partition": "p"})

@@ -235,6 +235,3 @@ class CondorBackend:
         for t in wanted:
             found.setdefault(t, SchedulerState(t, "unknown", "not known to HTCondor"))
         return found
-
-
-backend = CondorBackend()

@@ -334,6 +334,3 @@ def _chain(commands: list[list[str]]) -> list[str]:
 def format_command(command: list[str]) -> str:
     """The command as a user would type it."""
     return " ".join(c if c == "&&" else shlex.quote(c) for c in command)
-
-
-backend = SlurmBackend()
