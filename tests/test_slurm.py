@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 import time
@@ -50,6 +49,8 @@ TERMINAL = {"done", "failed", "cancelled", "timeout", "oom", "node_fail", "preem
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
+    """The one-node cluster, started by tests/slurm/start_cluster.sh unless it runs. It is
+    left running afterwards so the next session reuses it; stop_cluster.sh stops it."""
     reason = cluster.ensure()
     if reason:
         pytest.skip(reason)
@@ -298,12 +299,3 @@ def test_classify_reasons():
     assert classify("FAILED", "0:9")[1] == "killed by signal 9"
     assert "requeued 1 time" in classify("PENDING", "0:0", "BeginTime", restarts=1)[1]
     assert classify("TIMEOUT", "0:1")[1] == "walltime exceeded"
-
-
-if os.environ.get("HEPAE_KEEP_SLURM") is None:
-
-    @pytest.fixture(scope="session", autouse=True)
-    def _leave_cluster_running():
-        # The cluster is left running on purpose: the next session reuses it in
-        # milliseconds. tests/slurm/stop_cluster.sh stops it.
-        yield
