@@ -120,6 +120,11 @@ def wait(backend: SlurmBackend, tasks: list[str], timeout: float = 240) -> dict:
         time.sleep(1.5)
 
 
+def _epoch(job: JobRef) -> int:
+    path = job.dir / "state.json"
+    return int(json.loads(path.read_text()).get("epoch") or 0) if path.exists() else 0
+
+
 def state_of(job: JobRef) -> dict:
     return json.loads((job.dir / "state.json").read_text())
 
@@ -138,9 +143,10 @@ def run(slurm_cluster, tmp_path_factory):
             ("cccc22222222", _merge(TINY, seed=1)),
             ("dddd33333333", LONG),
             ("eeee44444444", _merge(TINY, train={"epochs": 500})),
+            ("ffff55555555", _merge(LONG, train={"epochs": 60})),
         ],
     )
-    ok0, bad, ok1, long_job, cancel_me = jobs
+    ok0, bad, ok1, long_job, cancel_me, preempt_me = jobs
     profile = test_profile(tmp_path_factory)
     backend = SlurmBackend()
     t0 = time.monotonic()
@@ -165,10 +171,28 @@ def run(slurm_cluster, tmp_path_factory):
     retry = backend.submit(
         retry_jobs, profile, root / "submit" / "s-retry", overrides={"time": "10m"}
     )
-    retry_states = wait(backend, list(retry.tasks))
+    # Preemption: `scontrol requeue` sends SIGTERM (passed on: checkpoint, exit 75) and
+    # queues the task again; started at once, it resumes to done.
+    preempt = backend.submit([preempt_me], profile, root / "submit" / "s-preempt")
+    ptask = next(iter(preempt.tasks))
+    deadline = time.monotonic() + 120
+    while _epoch(preempt_me) < 2:
+        assert time.monotonic() < deadline, "the task to preempt never got going"
+        time.sleep(0.3)
+    subprocess.run(["scontrol", "requeue", ptask], check=True)
+    requeued = None
+    for _ in range(60):
+        requeued = backend.query([ptask])[ptask]
+        if requeued.state in ("queued", "preempted"):
+            break
+        time.sleep(0.3)
+    subprocess.run(["scontrol", "update", f"JobId={ptask}", "StartTime=now"], check=False)
+    retry_states = wait(backend, [*retry.tasks, ptask])
     return {
         "root": root,
-        "jobs": dict(zip(("ok0", "bad", "ok1", "long", "cancel"), jobs)),
+        "jobs": dict(zip(("ok0", "bad", "ok1", "long", "cancel", "preempt"), jobs)),
+        "preempt": preempt,
+        "requeued": requeued,
         "walltime": walltime,
         "first": first,
         "states": states,
@@ -256,6 +280,20 @@ def test_only_failed_is_one_compact_array(run):
     assert retry.tasks == {f"{array}_1": "bbbb11111111", f"{array}_3": "dddd33333333"}
     listed = (retry.directory / "jobs.txt").read_text().splitlines()
     assert [line.split(" ", 1)[0] for line in listed] == ["1", "3"]
+
+
+def test_preempted_task_is_requeued_and_resumes(run):
+    job = run["jobs"]["preempt"]
+    requeued = run["requeued"]
+    assert requeued.state in ("queued", "preempted"), requeued
+    if requeued.state == "queued":
+        assert "requeued" in requeued.reason or "pending" in requeued.reason
+    ptask = next(iter(run["preempt"].tasks))
+    assert run["retry_states"][ptask].state == "done"
+    final = state_of(job)
+    assert final["state"] == "done" and final["attempt"] == 2, final
+    assert "received SIGTERM" in (job.dir / "job.log").read_text()
+    assert len((job.dir / "history.csv").read_text().splitlines()) == 1 + 60
 
 
 def test_runtime_is_reasonable(run):
