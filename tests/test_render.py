@@ -267,3 +267,40 @@ def test_sbatch_missing_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(GridsearchError, match="sbatch not found"):
         SlurmBackend().submit(make_jobs(tmp_path, 1), sites.load_profile("slurm"), tmp_path / "s")
+
+
+SLOW_START_PYTHON = """#!{python}
+import os, signal, sys, time
+got = []
+time.sleep(1.5)  # importing torch, reading data: the signal may come before this is done
+signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))
+for _ in range(200):
+    if got:
+        open("interrupted.txt", "w").write("USR1")
+        sys.exit(75)
+    time.sleep(0.05)
+sys.exit(0)
+"""
+
+
+def test_signal_during_job_start_up_is_not_lost(tmp_path):
+    """Slurm may send the walltime warning early (up to a minute, its docs say), even
+    before the job installed its handler: the script passes it on again until handled."""
+    import signal
+    import time
+
+    jobs = make_jobs(tmp_path / "camp", 1)
+    python = tmp_path / "python"
+    python.write_text(SLOW_START_PYTHON.format(python=sys.executable))
+    python.chmod(0o755)
+    profile = sites.load_profile("slurm")
+    profile["python"] = str(python)
+    sub = SlurmBackend().submit(jobs, profile, tmp_path / "camp" / "submit" / "s", True)
+    env = dict(os.environ, SLURM_ARRAY_JOB_ID="5", SLURM_ARRAY_TASK_ID="0")
+    proc = subprocess.Popen(["bash", str(sub.directory / "job.sh")], env=env)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGUSR1)
+    assert proc.wait(timeout=30) == 75
+    assert (jobs[0].dir / "interrupted.txt").read_text() == "USR1"
+    log = (jobs[0].dir / "job.log").read_text()
+    assert "received SIGUSR1" in log and "job exited with 75" in log

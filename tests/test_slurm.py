@@ -256,7 +256,7 @@ def test_walltime_checkpoints_then_resumes(run):
     first = run["long_after_first"]
     assert first["state"] == "interrupted", first
     assert first["signal"] == "SIGUSR1"
-    assert 0 < first["epoch"] < 250
+    assert first["epoch"] < 250  # 0 when the warning came early (Slurm may send it early)
     sched = run["states"][task]
     assert sched.state == "failed" and sched.exit_code == 75 and "resume" in sched.reason
     assert "received SIGUSR1" in (job.dir / "job.log").read_text()

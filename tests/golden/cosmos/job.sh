@@ -38,23 +38,37 @@ module purge || setup_failed "module purge"
 module load GCCcore/12.3.0 || setup_failed 'module load GCCcore/12.3.0'
 module load Python/3.11.3 || setup_failed 'module load Python/3.11.3'
 # The job runs in the background so that this shell can pass on the scheduler's signals
-# (walltime warning, preemption, eviction): the job then checkpoints and exits 75.
+# (walltime warning, preemption, eviction): the job then checkpoints and exits 75. It
+# starts with USR1 and TERM ignored and handles them once it is ready; until it exits, a
+# signal received here is passed on again every second, so that one arriving while the
+# job starts up is not lost.
 child=0
+pending=""
 forward() {
     echo "gridsearch: received SIG$1, passing it to the job (pid $child)"
+    pending=$1
     [ "$child" -ne 0 ] && kill -s "$1" "$child" 2>/dev/null
 }
+trap '' USR1 TERM
+python3 -m hepae_core.job "$JOB_DIR" &
+child=$!
 trap 'forward USR1' USR1
 trap 'forward TERM' TERM
 trap 'forward INT' INT
-python3 -m hepae_core.job "$JOB_DIR" &
-child=$!
-while :; do
-    wait "$child"
-    rc=$?
-    # A trapped signal ends `wait` early (status > 128) while the job still runs.
-    if [ "$rc" -gt 128 ] && kill -0 "$child" 2>/dev/null; then continue; fi
-    break
+wait "$child"
+rc=$?
+while kill -0 "$child" 2>/dev/null; do
+    sleep 1 &
+    wait $! 2>/dev/null
+    if [ -n "$pending" ] && [ "$pending" != INT ]; then
+        kill -s "$pending" "$child" 2>/dev/null
+    fi
 done
+if [ "$rc" -gt 128 ]; then
+    # `wait` was ended by a signal: the job's own exit status comes now.
+    wait "$child"
+    status=$?
+    [ "$status" -ne 127 ] && rc=$status
+fi
 echo "=== gridsearch: $(date -u +%Y-%m-%dT%H:%M:%SZ) job exited with $rc"
 exit "$rc"
