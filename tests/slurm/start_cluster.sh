@@ -14,6 +14,7 @@ set -euo pipefail
 TIMEOUT=${HEPAE_SLURM_TIMEOUT:-60}
 CONF=${SLURM_CONF:-/etc/slurm/slurm.conf}
 RUN=/run/hepae-slurm
+MARK="# Written by tests/slurm/start_cluster.sh"
 
 say() { echo "start_cluster: $*"; }
 die() { echo "start_cluster: error: $*" >&2; exit 1; }
@@ -26,9 +27,14 @@ done
 node_state() { sinfo -h -N -o '%T' 2>/dev/null | head -n1 | tr -d '*~#' || true; }
 
 state=$(node_state)
+recorded=$(cat "$RUN/dir" 2>/dev/null || true)
 case "$state" in
     idle|mixed|allocated|completing)
-        say "already running (node $state)"; exit 0 ;;
+        # Reuse it, unless its state directory was cleaned away under it.
+        if [ -n "$recorded" ] && [ -d "$recorded/spool" ]; then
+            say "already running (node $state, state in $recorded)"; exit 0
+        fi
+        say "a cluster answers but its state directory is gone: restarting it" ;;
 esac
 
 # munge: authentication between the clients and the daemons.
@@ -42,12 +48,22 @@ fi
 
 # A previous cluster whose daemons died (or whose state dir was removed): stop what is
 # left of it and start afresh in a new directory.
-if [ -f "$RUN/dir" ]; then
-    old=$(cat "$RUN/dir")
-    for pidf in "$old/slurmd.pid" "$old/slurmctld.pid"; do
+if [ -n "$recorded" ]; then
+    for pidf in "$recorded/slurmd.pid" "$recorded/slurmctld.pid"; do
         if [ -f "$pidf" ]; then kill "$(cat "$pidf")" 2>/dev/null || true; fi
     done
-    sleep 0.5
+fi
+# Daemons whose pid files are gone too (only those of this test cluster's config).
+for daemon in slurmd slurmctld; do
+    if pgrep -x "$daemon" >/dev/null && grep -q "^$MARK" "$CONF" 2>/dev/null; then
+        for pid in $(pgrep -x "$daemon"); do kill "$pid" 2>/dev/null || true; done
+    fi
+done
+sleep 0.5
+
+# Never overwrite a slurm.conf this script did not write (a real cluster's, say).
+if [ -f "$CONF" ] && ! grep -q "^$MARK" "$CONF" && [ -z "${HEPAE_SLURM_FORCE:-}" ]; then
+    die "$CONF exists and was not written by this script; move it away or set HEPAE_SLURM_FORCE=1"
 fi
 
 DIR=$(mktemp -d /tmp/hepae-slurm.XXXXXX)
@@ -58,7 +74,7 @@ MEM=$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)
 
 mkdir -p "$(dirname "$CONF")"
 cat > "$CONF" <<CONFEOF
-# Written by tests/slurm/start_cluster.sh: a one-node test cluster (state in $DIR).
+$MARK: a one-node test cluster (state in $DIR).
 ClusterName=hepae
 SlurmctldHost=localhost
 SlurmUser=root
