@@ -27,6 +27,7 @@ OPTIMIZERS = ("adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
 RESIDUAL_KINDS = ("relative", "absolute", "angle")
 FORMATS = ("auto", "root", "hdf5", "csv")
+CSV_OBJECTS = ("j", "b", "e-", "e+", "m-", "m+", "g")
 
 # Thesis models. "encoder" is the list of hidden widths before the latent layer; the
 # decoder mirrors it unless given.
@@ -118,6 +119,18 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "test_fraction": Field(0.2, lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1)"),
         "nonfinite": Field("drop", _choice("drop", "refuse"), "drop or refuse"),
         "cuts": Field([], _cuts, "a cut preset name or a list of cut expressions"),
+        "container": Field(
+            None,
+            _opt(lambda v: isinstance(v, str) and v != ""),
+            "null or a branch-name prefix (e.g. 'jet_' or '...AuxDyn.')",
+        ),
+        "leading": Field(None, _opt(_pos_int), "null (all jets) or N: the leading N per event"),
+        "chunk_size": Field(100_000, _pos_int, "a positive integer (entries read at a time)"),
+        "csv_objects": Field(
+            ["j"],
+            lambda v: _str_list(v) and len(v) > 0 and all(x in CSV_OBJECTS for x in v),
+            "a non-empty list of CSV object types from " + ", ".join(CSV_OBJECTS),
+        ),
     },
     "normalisation": {
         "kind": Field("custom_4d", _choice(*NORMALISATIONS), "one of " + ", ".join(NORMALISATIONS)),
@@ -283,13 +296,7 @@ def _check_consistency(cfg: dict[str, Any], source: str) -> None:
             raise ConfigError(
                 source, f"evaluate.residuals.{key}", "names a variable that is not trained on"
             )
-    for key in cfg["data"]["branches"]:
-        if key not in names:
-            raise ConfigError(
-                source,
-                f"data.branches.{key}",
-                "maps a variable that is not in data.variables" + _suggest(key, names),
-            )
+    _check_cuts(cfg, source, names)
     norm = cfg["normalisation"]["kind"]
     if norm.startswith("custom_"):
         from hepae_core.variables import CUSTOM_FORMULAS
@@ -300,6 +307,27 @@ def _check_consistency(cfg: dict[str, Any], source: str) -> None:
                 source,
                 "normalisation.kind",
                 f"{norm} has no formula for {', '.join(missing)}; use standard or minmax",
+            )
+
+
+def _check_cuts(cfg: dict[str, Any], source: str, names: list[str]) -> None:
+    """Cuts must parse and name known variables; branches may map trained or cut variables."""
+    from hepae_core.cuts import check_cuts, cut_variables
+    from hepae_core.variables import KNOWN_VARIABLES
+
+    data = cfg["data"]
+    problems = check_cuts(data["cuts"], set(names) | KNOWN_VARIABLES | set(data["branches"]))
+    if problems:
+        key, message = problems[0]
+        raise ConfigError(source, key, message)
+    usable = names + [v for v in cut_variables(data["cuts"]) if v not in names]
+    for key in data["branches"]:
+        if key not in usable:
+            raise ConfigError(
+                source,
+                f"data.branches.{key}",
+                "maps a variable that is neither in data.variables nor used by data.cuts"
+                + _suggest(key, usable),
             )
 
 

@@ -1,11 +1,17 @@
 """Reading jets into one float32 array (jets x variables), with cuts and a seeded split.
 
-Sources: a flat ROOT tree with one row per jet (uproot), an HDF5 table (h5py), or a
-bundled sample (``bundled:NAME``). Everything downstream of this module is in GeV.
+Sources (see docs/data.md): ROOT trees with one row per jet or jagged per-event branches
+(ATLAS derivations, ntuples), HDF5 tables, PhenoML / DarkMachines CSV files, or a bundled
+sample (``bundled:NAME``). The readers live in :mod:`hepae_core.readers` and yield chunks;
+:func:`load_jets` converts, cleans and cuts each chunk before reading the next. Everything
+downstream of this module is in GeV.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -15,12 +21,22 @@ import numpy as np
 
 from hepae_core.config import variables_of
 from hepae_core.errors import DataError
+from hepae_core.readers import ReadRequest, detect_format, iter_chunks
 from hepae_core.variables import ENERGY_VARIABLES
 
+__all__ = [
+    "BUNDLED_PREFIX",
+    "JetData",
+    "Split",
+    "detect_format",
+    "iter_source",
+    "load_jets",
+    "read_source",
+    "resolve_source",
+    "split",
+]
+
 BUNDLED_PREFIX = "bundled:"
-ROOT_SUFFIXES = (".root",)
-HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
-CSV_SUFFIXES = (".csv", ".txt")
 
 
 @dataclass
@@ -75,140 +91,69 @@ def resolve_source(source: str, base_dir: Path | None = None) -> Path:
     return path
 
 
-def detect_format(path: Path, declared: str) -> str:
-    """The reader to use: the declared format, else by suffix, else by magic bytes."""
-    if declared != "auto":
-        return declared
-    suffix = path.suffix.lower()
-    if suffix in ROOT_SUFFIXES:
-        return "root"
-    if suffix in HDF5_SUFFIXES:
-        return "hdf5"
-    if suffix in CSV_SUFFIXES:
-        return "csv"
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head.startswith(b"root"):
-        return "root"
-    if head.startswith(b"\x89HDF\r\n\x1a\n"):
-        return "hdf5"
-    raise DataError(
-        str(path), "is neither a ROOT nor an HDF5 file; set data.format", key="data.format"
+def request_for(cfg: dict[str, Any], needed: list[str]) -> ReadRequest:
+    """The :class:`ReadRequest` of a config's data section for the variables ``needed``."""
+    data = cfg["data"]
+    prefix = data.get("container") or ""
+
+    def branch(var: str) -> str:
+        return data["branches"].get(var, prefix + var)
+
+    return ReadRequest(
+        branches={v: branch(v) for v in needed},
+        tree=data["tree"],
+        key=data["key"],
+        leading=data.get("leading"),
+        pt_branch=branch("pt"),
+        chunk_size=data.get("chunk_size") or 100_000,
+        max_jets=data["max_jets"],
+        csv_objects=tuple(data.get("csv_objects") or ("j",)),
     )
 
 
-def _closest(name: str, options: list[str]) -> str:
-    import difflib
+def needed_variables(cfg: dict[str, Any]) -> list[str]:
+    """Variables to read: the trained ones, then those only the cuts use."""
+    from hepae_core.cuts import cut_variables
 
-    close = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
-def _missing_branch(path: Path, where: str, branch: str, available: list[str]) -> DataError:
-    listing = ", ".join(available[:30]) + (" ..." if len(available) > 30 else "")
-    return DataError(
-        str(path),
-        f"{where} has no branch '{branch}'{_closest(branch, available)} "
-        f"(it has: {listing}); map variables to branches with data.branches",
-        key="data.branches",
-    )
+    variables = variables_of(cfg)
+    extra = [v for v in cut_variables(cfg["data"]["cuts"]) if v not in variables]
+    return variables + extra
 
 
-def read_root_flat(
-    path: Path, tree: str, branches: dict[str, str], max_jets: int | None
-) -> dict[str, np.ndarray]:
-    """Read one row per jet from a flat TTree: {variable: array}."""
-    import uproot
-
-    try:
-        f = uproot.open(path)
-    except Exception as exc:  # uproot raises many kinds for a file that is not ROOT
-        raise DataError(str(path), f"cannot be opened as a ROOT file ({exc})") from None
-    with f:
-        trees = [k.split(";")[0] for k, c in f.classnames().items() if c == "TTree"]
-        if tree not in trees:
-            raise DataError(
-                str(path),
-                f"has no tree '{tree}'{_closest(tree, trees)} (trees: {', '.join(trees)}); "
-                "set data.tree",
-                key="data.tree",
-            )
-        t = f[tree]
-        available = list(t.keys())
-        for branch in branches.values():
-            if branch not in available:
-                raise _missing_branch(path, f"tree '{tree}'", branch, available)
-        arrays = t.arrays(list(branches.values()), entry_stop=max_jets, library="np")
-    out = {}
-    for var, branch in branches.items():
-        arr = arrays[branch]
-        if arr.dtype == object:
-            raise DataError(
-                str(path),
-                f"branch '{branch}' is jagged (several jets per entry); use a per-jet tree",
-                key="data.tree",
-            )
-        out[var] = arr
-    return out
-
-
-def read_hdf5(
-    path: Path, key: str | None, branches: dict[str, str], max_jets: int | None
-) -> dict[str, np.ndarray]:
-    """Read jets from HDF5: a group with one 1-D dataset per variable, or a compound table."""
-    import h5py
-
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(str(path), f"cannot be opened as an HDF5 file ({exc})") from None
-    with f:
-        node = f[key] if key else f
-        if key and key not in f:
-            raise DataError(str(path), f"has no group or dataset '{key}'", key="data.key")
-        stop = max_jets
-        out = {}
-        if isinstance(node, h5py.Dataset) and node.dtype.names:
-            available = list(node.dtype.names)
-            for branch in branches.values():
-                if branch not in available:
-                    raise _missing_branch(path, f"table '{node.name}'", branch, available)
-            table = node[:stop]
-            for var, branch in branches.items():
-                out[var] = np.asarray(table[branch])
-            return out
-        if not isinstance(node, h5py.Group):
-            raise DataError(str(path), "data.key must name a group of datasets or a compound table")
-        available = list(node.keys())
-        for var, branch in branches.items():
-            if branch not in available:
-                raise _missing_branch(path, f"group '{node.name}'", branch, available)
-            ds = node[branch]
-            if ds.ndim != 1:
-                raise DataError(str(path), f"dataset '{branch}' must be one-dimensional")
-            out[var] = ds[:stop]
-        return out
+def iter_source(
+    cfg: dict[str, Any], base_dir: Path | None = None, variables: list[str] | None = None
+) -> tuple[Iterator[dict[str, np.ndarray]], ReadRequest]:
+    """Chunks of ``{variable: array}`` (file units) of a config's source, and the request."""
+    data = cfg["data"]
+    path = resolve_source(data["source"], base_dir)
+    fmt = detect_format(path, data["format"])
+    req = request_for(cfg, variables if variables is not None else variables_of(cfg))
+    return iter_chunks(path, fmt, req), req
 
 
 def read_source(cfg: dict[str, Any], base_dir: Path | None = None) -> dict[str, np.ndarray]:
-    """Read the variables a config asks for, as {variable: float array}, in file units."""
-    data = cfg["data"]
-    path = resolve_source(data["source"], base_dir)
+    """Read the variables a config trains on, as {variable: array}, in file units, at once."""
+    chunks, _ = iter_source(cfg, base_dir)
+    parts = list(chunks)
     variables = variables_of(cfg)
-    branches = {v: data["branches"].get(v, v) for v in variables}
-    fmt = detect_format(path, data["format"])
-    if fmt == "root":
-        columns = read_root_flat(path, data["tree"], branches, data["max_jets"])
-    elif fmt == "hdf5":
-        columns = read_hdf5(path, data["key"], branches, data["max_jets"])
-    else:
-        from hepae_core import readers_extra  # CSV and jagged trees live there
+    if not parts:
+        return {v: np.empty(0, dtype=np.float32) for v in variables}
+    out = {v: np.concatenate([p[v] for p in parts]) for v in variables}
+    stop = cfg["data"]["max_jets"]
+    return {v: a[:stop] for v, a in out.items()} if stop else out
 
-        columns = readers_extra.read(fmt, path, cfg)
-    lengths = {len(a) for a in columns.values()}
-    if len(lengths) > 1:
-        raise DataError(str(path), "the variables have different numbers of jets")
-    return columns
+
+def to_columns(
+    chunk: dict[str, np.ndarray], variables: list[str], units: str
+) -> dict[str, np.ndarray]:
+    """float64 columns in GeV (energies divided by 1000 when the source is in MeV)."""
+    out = {}
+    for var in variables:
+        col = np.asarray(chunk[var], dtype=np.float64)
+        if units == "MeV" and var in ENERGY_VARIABLES:
+            col = col / 1000.0
+        out[var] = col
+    return out
 
 
 def to_array(columns: dict[str, np.ndarray], variables: list[str], units: str) -> np.ndarray:
@@ -237,20 +182,69 @@ def drop_nonfinite(values: np.ndarray, policy: str, source: str) -> tuple[np.nda
 
 
 def load_jets(cfg: dict[str, Any], base_dir: Path | None = None) -> JetData:
-    """Read, convert, clean and cut the jets of a resolved config."""
-    variables = variables_of(cfg)
-    source = cfg["data"]["source"]
-    columns = read_source(cfg, base_dir)
-    values = to_array(columns, variables, cfg["data"]["units"])
-    counts: dict[str, Any] = {"jets_read": int(values.shape[0])}
-    values, n_bad = drop_nonfinite(values, cfg["data"]["nonfinite"], source)
-    counts["jets_nonfinite_dropped"] = n_bad
-    cuts = cfg["data"]["cuts"]
-    if cuts:
-        from hepae_core.cuts import apply_cuts
+    """Read, convert, clean and cut the jets of a resolved config, chunk by chunk.
 
-        values, cut_counts = apply_cuts(values, variables, cuts, source)
-        counts.update(cut_counts)
+    Each chunk is converted to GeV, cleaned of non-finite values (in the trained variables)
+    and cut before the next is read, so memory stays about proportional to the jets kept.
+    Counts: ``jets_read``, ``jets_nonfinite_dropped``, ``cut.<i>.expr``/``cut.<i>.removed``,
+    ``jets_after_cuts``; for per-event inputs also ``events_read`` and
+    ``jets_beyond_leading``.
+    """
+    from hepae_core.cuts import CutFlow, CutSyntaxError
+
+    variables = variables_of(cfg)
+    data = cfg["data"]
+    source = data["source"]
+    try:
+        flow = CutFlow(data["cuts"])
+    except CutSyntaxError as exc:  # resolve() checks this; a hand-made cfg may not have
+        raise DataError(source, str(exc), key="data.cuts") from None
+    needed = needed_variables(cfg)
+    chunks, req = iter_source(cfg, base_dir, needed)
+    n_train = len(variables)
+    kept: list[np.ndarray] = []
+    n_read = n_bad = 0
+    stop = data["max_jets"]
+    for chunk in chunks:
+        n = len(next(iter(chunk.values()))) if chunk else 0
+        if stop is not None and n_read + n > stop:
+            n = stop - n_read
+            chunk = {v: a[:n] for v, a in chunk.items()}
+        n_read += n
+        # float32 GeV for the kept array, one column at a time; float64 only for the
+        # columns the cuts read, so a chunk costs little beyond what the reader holds.
+        values = np.empty((n, n_train), dtype=np.float32)
+        for j, var in enumerate(variables):
+            values[:, j] = to_columns({var: chunk[var]}, [var], data["units"])[var]
+        cut_names = {name for cut in flow.cuts for name in cut.names}
+        cols = to_columns({v: chunk[v] for v in cut_names}, sorted(cut_names), data["units"])
+        del chunk
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            if data["nonfinite"] == "refuse":
+                raise DataError(
+                    source,
+                    f"{int(bad.sum())} jets contain NaN or inf; set data.nonfinite: drop to "
+                    "skip them",
+                    key="data.nonfinite",
+                )
+            n_bad += int(bad.sum())
+            values = values[~bad]
+            cols = {v: c[~bad] for v, c in cols.items()}
+        if flow.cuts:
+            values = values[flow.mask(cols)]
+        kept.append(values)
+        del cols, values
+        release_memory()
+        if stop is not None and n_read >= stop:
+            break
+    if n_read == 0:
+        raise DataError(source, "holds no jets (the tree or table is empty)", key="data.source")
+    values = _concatenate(kept, n_train)
+    counts: dict[str, Any] = {"jets_read": n_read}
+    counts.update({k: v for k, v in req.stats.items()})
+    counts["jets_nonfinite_dropped"] = n_bad
+    counts.update(flow.counts())
     counts["jets_after_cuts"] = int(values.shape[0])
     if values.shape[0] < 10:
         raise DataError(
@@ -260,6 +254,42 @@ def load_jets(cfg: dict[str, Any], base_dir: Path | None = None) -> JetData:
             key="data.cuts",
         )
     return JetData(values=values, variables=variables, counts=counts)
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_memory() -> None:
+    """Give freed heap memory back to the system (glibc), so RSS follows what is kept.
+
+    Chunks of a few tens of MB come from the heap once glibc's mmap threshold has grown;
+    freeing them does not shrink RSS without this, and peak RSS would count every chunk.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def _concatenate(parts: list[np.ndarray], width: int) -> np.ndarray:
+    """Join chunks into one array, freeing each as it is copied (peak: total + one chunk)."""
+    if len(parts) == 1:
+        return parts.pop()
+    out = np.empty((sum(len(p) for p in parts), width), dtype=np.float32)
+    row = 0
+    for i in range(len(parts)):
+        part = parts[i]
+        out[row : row + len(part)] = part
+        row += len(part)
+        parts[i] = None  # type: ignore[call-overload]
+        del part
+        release_memory()
+    parts.clear()
+    return out
 
 
 def split(n: int, test_fraction: float, val_fraction: float, seed: int) -> Split:

@@ -70,6 +70,22 @@ def save_model(path: Path, model, cfg: dict[str, Any], norm, epoch: int, val_los
         torch.save(payload, tmp)
 
 
+def write_evaluation(
+    job_dir: Path, inputs, outputs, variables: list[str], kinds: list[str]
+) -> None:
+    """evaluation.npz: test jets in and out (physical units), for the summary plots."""
+    import numpy as np
+
+    with jobdir.atomic_path(job_dir / jobdir.EVAL) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            inputs=inputs,
+            outputs=outputs,
+            variables=np.array(variables),
+            residual_kinds=np.array(kinds),
+        )
+
+
 def load_model(path: str | Path):
     """Load a saved model: returns (model in eval mode, normaliser, payload)."""
     import torch
@@ -201,14 +217,7 @@ def _train_and_evaluate(job_dir: Path, cfg: dict[str, Any], fresh: bool) -> int:
 
     kind_list = [kinds[v] for v in jets.variables]
     sample = slice(0, EVAL_SAMPLE)
-    with jobdir.atomic_path(job_dir / jobdir.EVAL) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(
-            fh,
-            inputs=x_eval[sample],
-            outputs=out[sample],
-            variables=np.array(jets.variables),
-            residual_kinds=np.array(kind_list),
-        )
+    write_evaluation(job_dir, x_eval[sample], out[sample], jets.variables, kind_list)
     if cfg["evaluate"]["plots"]:
         plot_dir = job_dir / jobdir.PLOTS
         plot_dir.mkdir(exist_ok=True)

@@ -26,8 +26,29 @@ VARIABLE_SETS: dict[str, tuple[str, ...]] = {
     "27d": VARIABLES_27D,
 }
 
+# Per-jet branches of the generator sample (hepae_core.generate, ../shared/data): usable in
+# data.variables lists and in cuts.
+GENERATOR_VARIABLES = (
+    "event", "rank", "pt", "eta", "phi", "E", "m", "n_constituents", "n90", "width",
+    "width_eta", "width_phi", "em_frac", "charged_frac", "neutral_hadron_frac", "n_trk500",
+    "n_trk1000", "sum_pt_trk500", "lead_pt", "ptD", "tau21", "tau32", "weight",
+)  # fmt: skip
+
+# Per-object columns of the PhenoML / DarkMachines CSV reader (event-level ones repeated
+# for each object of the event).
+CSV_VARIABLES = ("E", "pt", "eta", "phi", "m", "event_weight", "MET", "MET_Phi")
+
+# Every variable name the package knows (cuts may name these without a data.branches entry).
+KNOWN_VARIABLES = frozenset(
+    {v for names in VARIABLE_SETS.values() for v in names}
+    | set(GENERATOR_VARIABLES)
+    | set(CSV_VARIABLES)
+)
+
 # Variables quoted in MeV in ATLAS files; converted to GeV on reading when units: MeV.
-ENERGY_VARIABLES = frozenset({"pt", "E", "m", "LeadingClusterPt", "NegativeE"})
+ENERGY_VARIABLES = frozenset(
+    {"pt", "E", "m", "LeadingClusterPt", "NegativeE", "MET", "lead_pt", "sum_pt_trk500"}
+)
 
 RELATIVE_RESIDUAL = frozenset({"pt", "E", "m", "LeadingClusterPt", "ActiveArea4vec_m"})
 ANGLE_RESIDUAL = frozenset({"phi", "ActiveArea4vec_phi"})

@@ -189,3 +189,23 @@ def test_hepae_train_cli(tmp_path, tiny_job_config):
 def test_no_config_in_dir(tmp_path):
     out = run_job_process(tmp_path)
     assert out.returncode == EXIT_BAD_INPUT and "no config.yaml" in out.stderr
+
+
+def test_reevaluation_rewrites_the_same_evaluation(tmp_path, tiny_job_config):
+    job = write_job(tmp_path / "job", tiny_job_config)
+    assert run_job_process(job).returncode == 0
+    first = dict(np.load(job / "evaluation.npz"))
+    (job / "evaluation.npz").unlink()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    out = subprocess.run(
+        [sys.executable, "-m", "hepae_core.evaluate_job", str(job)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    again = np.load(job / "evaluation.npz")
+    np.testing.assert_array_equal(again["inputs"], first["inputs"])
+    np.testing.assert_allclose(again["outputs"], first["outputs"], rtol=1e-5, atol=1e-6)
+    assert list(again["variables"]) == list(first["variables"])

@@ -1,0 +1,446 @@
+"""``hepae-data``: generate a jet sample, inspect a data file, convert ROOT <-> HDF5.
+
+    hepae-data generate --out dijet.root --events 20000 --seed 1
+    hepae-data inspect FILE [--tree NAME] [--max-entries N]
+    hepae-data convert IN OUT [--tree T] [--branches a,b] [--container P] [--leading N]
+
+Exit codes: 0 done, 2 bad input (the message names the file and what to change), 1 other
+failures. ``convert`` writes to a temporary file and renames it: a failure leaves nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hepae_core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, DataError, HepaeError
+
+
+def _err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------- generate
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from hepae_core.generate import GenSettings, generate
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise DataError(str(out), "exists already; choose another --out or pass --force")
+    if not out.parent.is_dir():
+        raise DataError(str(out), "its directory does not exist")
+    settings = GenSettings(
+        process=args.process,
+        n_events=args.events,
+        seed=args.seed,
+        pthat_min=args.pthat_min,
+        bias_power=args.bias_power,
+        jet_ptmin=args.jet_ptmin,
+        jet_etamax=args.jet_etamax,
+        extra=list(args.set or []),
+    )
+    step = max(1, args.events // 20)
+
+    def progress(i: int, n: int) -> None:
+        if i % step == 0 or i == n:
+            print(f"  {i}/{n} events", file=sys.stderr, flush=True)
+
+    generate(out, settings, progress=None if args.quiet else progress)
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- inspect
+
+
+def _fmt(x: Any) -> str:
+    try:
+        return f"{float(x):.6g}"
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def _units_hint(name: str, median: float) -> str:
+    short = name.rsplit(".", 1)[-1].rsplit("_", 1)[-1]
+    if short.lower() in ("pt", "e", "m", "et") and median > 0:
+        return "  (likely MeV)" if median > 1000 else "  (likely GeV)"
+    return ""
+
+
+def inspect_root(path: Path, tree: str | None, max_entries: int) -> list[str]:
+    import awkward as ak
+    import numpy as np
+
+    from hepae_core.generate import read_metadata
+    from hepae_core.readers.root import TREE_CLASSES, is_jagged, list_trees, open_root
+
+    lines = [f"{path}: ROOT file"]
+    f = open_root(path)
+    with f:
+        classes = {k.split(";")[0]: c for k, c in f.classnames().items()}
+        trees = list_trees(f)
+        others = {k: c for k, c in classes.items() if c not in TREE_CLASSES and "/" not in k}
+        if tree is not None and tree not in trees:
+            from hepae_core.readers import closest
+
+            raise DataError(
+                str(path),
+                f"has no tree '{tree}'{closest(tree, trees)} (trees: {', '.join(trees)})",
+                key="--tree",
+            )
+        if not trees:
+            lines.append("  no TTree in this file")
+        for name in [tree] if tree else trees:
+            t = f[name]
+            kind = "RNTuple" if classes.get(name) == "ROOT::RNTuple" else "tree"
+            lines.append(f"  {kind} '{name}': {t.num_entries} entries, {len(t.keys())} branches")
+            stop = min(t.num_entries, max_entries)
+            note = "" if stop == t.num_entries else f" (ranges from the first {stop} entries)"
+            lines.append(f"    {'branch':<60} {'type':<22} {'min':>12} {'max':>12}{note}")
+            branch_names = t.keys()
+            for b in branch_names:
+                br = t[b]
+                kind = str(br.typename)
+                try:
+                    arr = br.array(entry_stop=stop, library="ak")
+                    jag = is_jagged(br)
+                    flat = ak.to_numpy(ak.flatten(arr, axis=None)) if jag else ak.to_numpy(arr)
+                    is_float = np.issubdtype(np.asarray(flat).dtype, np.floating)
+                    flat = np.asarray(flat, dtype=np.float64)
+                except Exception:
+                    lines.append(f"    {b:<60} {kind:<22} {'(not numeric)':>25}")
+                    continue
+                if flat.size:
+                    lo, hi = np.nanmin(flat), np.nanmax(flat)
+                    extra = f"  {flat.size} values" if jag else ""
+                    hint = _units_hint(b, float(np.nanmedian(np.abs(flat)))) if is_float else ""
+                    lines.append(
+                        f"    {b:<60} {kind:<22} {_fmt(lo):>12} {_fmt(hi):>12}{extra}{hint}"
+                    )
+                else:
+                    lines.append(f"    {b:<60} {kind:<22} {'(empty)':>25}")
+        for k, c in others.items():
+            lines.append(f"  {c} '{k}'")
+    meta = read_metadata(path)
+    if meta:
+        lines.append(f"  generator metadata: units {meta.get('units', '?')}, {meta}")
+    return lines
+
+
+def inspect_hdf5(path: Path, max_entries: int) -> list[str]:
+    import h5py
+    import numpy as np
+
+    from hepae_core.readers.hdf5 import open_hdf5
+
+    lines = [f"{path}: HDF5 file"]
+    f = open_hdf5(path)
+    with f:
+        items: list[tuple[str, Any]] = []
+        f.visititems(lambda n, o: items.append((n, o)))
+        if not items:
+            lines.append("  empty: no groups or datasets")
+        for name, obj in items:
+            if isinstance(obj, h5py.Group):
+                lines.append(f"  group '{name}'")
+                continue
+            units = obj.attrs.get("units")
+            head = f"  dataset '{name}': shape {obj.shape}, {obj.dtype}"
+            lines.append(head + (f", units {units}" if units is not None else ""))
+            if obj.shape and obj.shape[0]:
+                data = obj[: min(obj.shape[0], max_entries)]
+                fields = obj.dtype.names or [None]
+                for fld in fields:
+                    col = data[fld] if fld else data
+                    try:
+                        col = np.asarray(col, dtype=np.float64)
+                    except (TypeError, ValueError):
+                        continue
+                    label = f"field '{fld}'" if fld else "values"
+                    lines.append(
+                        f"    {label}: min {_fmt(np.nanmin(col))}, max {_fmt(np.nanmax(col))}"
+                        + _units_hint(fld or name, float(np.nanmedian(np.abs(col))))
+                    )
+    return lines
+
+
+def inspect_csv(path: Path, max_entries: int) -> list[str]:
+    import numpy as np
+
+    from hepae_core.readers.phenoml import parse_line
+
+    n_events = 0
+    per_type: dict[str, int] = {}
+    values: dict[str, list[float]] = {"E": [], "pt": [], "eta": [], "phi": [], "MET": []}
+    processes: dict[str, int] = {}
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            event, objects = parse_line(line, lineno, path)
+            n_events += 1
+            if n_events > max_entries:
+                continue
+            proc = line.split(";")[1]
+            processes[proc] = processes.get(proc, 0) + 1
+            values["MET"].append(event[1])
+            for o in objects:
+                per_type[o[0]] = per_type.get(o[0], 0) + 1
+                for k, v in zip(("E", "pt", "eta", "phi"), o[1:]):
+                    values[k].append(float(v))
+    lines = [f"{path}: PhenoML CSV, {n_events} events"]
+    if n_events == 0:
+        lines.append("  empty: no events")
+        return lines
+    lines.append("  processes: " + ", ".join(f"{k} ({v})" for k, v in processes.items()))
+    lines.append("  objects: " + ", ".join(f"{k}: {v}" for k, v in sorted(per_type.items())))
+    for k, vals in values.items():
+        if vals:
+            a = np.asarray(vals)
+            hint = _units_hint(k if k != "MET" else "met_pt", float(np.median(np.abs(a))))
+            lines.append(f"  {k}: min {_fmt(a.min())}, max {_fmt(a.max())}{hint}")
+    return lines
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from hepae_core.readers import detect_format
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise DataError(str(path), "file not found")
+    fmt = detect_format(path, args.format)
+    if fmt == "root":
+        lines = inspect_root(path, args.tree, args.max_entries)
+    elif fmt == "hdf5":
+        lines = inspect_hdf5(path, args.max_entries)
+    else:
+        lines = inspect_csv(path, args.max_entries)
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- convert
+
+
+def _default_branches(path: Path, fmt: str, args: argparse.Namespace) -> dict[str, str]:
+    """variable -> branch for convert when --branches is not given."""
+    prefix = args.container or ""
+    if args.branches:
+        names = [b.strip() for b in args.branches.split(",") if b.strip()]
+        return {n: prefix + n for n in names}
+    if fmt == "csv":
+        from hepae_core.variables import CSV_VARIABLES
+
+        return {v: v for v in CSV_VARIABLES}
+    if fmt == "hdf5":
+        import h5py
+
+        from hepae_core.readers.hdf5 import open_hdf5
+
+        with open_hdf5(path) as f:
+            node = f[args.key] if args.key and args.key in f else f
+            if isinstance(node, h5py.Dataset) and node.dtype.names:
+                return {n: n for n in node.dtype.names}
+            if isinstance(node, h5py.Group):
+                return {
+                    k: k for k in node if isinstance(node[k], h5py.Dataset) and node[k].ndim == 1
+                }
+            return {}
+    from hepae_core.readers.root import get_tree, is_jagged, open_root
+
+    with open_root(path) as f:
+        t = get_tree(f, path, args.tree)
+        out = {}
+        branch_names = t.keys()
+        for b in branch_names:
+            if prefix and not b.startswith(prefix):
+                continue
+            br = t[b]
+            if not _is_numeric(br):
+                continue
+            if args.container and not is_jagged(br):
+                continue
+            out[b[len(prefix) :]] = b
+        if not args.container:
+            counters = {
+                br.count_branch.name
+                for br in (t[b] for b in out.values())
+                if is_jagged(br) and getattr(br, "count_branch", None) is not None
+            }
+            flat = {v: b for v, b in out.items() if not is_jagged(t[b]) and b not in counters}
+            if flat:
+                return flat
+            raise DataError(
+                str(path),
+                f"tree '{args.tree}' has only per-event (jagged) branches; choose the jets with "
+                "--container PREFIX (e.g. jet_) or --branches",
+                key="--container",
+            )
+        return out
+
+
+def _is_numeric(branch) -> bool:
+    """A branch of numbers, one per entry or jagged."""
+    import numpy as np
+    import uproot
+
+    interp = branch.interpretation
+    if isinstance(interp, uproot.interpretation.jagged.AsJagged):
+        interp = interp.content
+    return isinstance(interp, uproot.interpretation.numerical.AsDtype) and (
+        np.issubdtype(interp.to_dtype, np.number) or interp.to_dtype == np.bool_
+    )
+
+
+def _write_root(tmp: Path, chunks: Iterator[dict[str, Any]], tree: str) -> int:
+    import numpy as np
+    import uproot
+
+    n = 0
+    with uproot.recreate(tmp) as f:
+        t = None
+        for chunk in chunks:
+            chunk = {k: np.ascontiguousarray(v) for k, v in chunk.items()}
+            if t is None:
+                t = f.mktree(tree, {k: v.dtype for k, v in chunk.items()})
+            t.extend(chunk)
+            n += len(next(iter(chunk.values())))
+    return n
+
+
+def _write_hdf5(tmp: Path, chunks: Iterator[dict[str, Any]], key: str | None) -> int:
+    import h5py
+    import numpy as np
+
+    n = 0
+    with h5py.File(tmp, "w") as f:
+        group = f.require_group(key) if key else f
+        for chunk in chunks:
+            m = len(next(iter(chunk.values())))
+            for k, v in chunk.items():
+                v = np.asarray(v)
+                if k not in group:
+                    group.create_dataset(
+                        k, shape=(0,), maxshape=(None,), dtype=v.dtype, chunks=True
+                    )
+                ds = group[k]
+                ds.resize((n + m,))
+                ds[n : n + m] = v
+            n += m
+    return n
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from hepae_core.readers import HDF5_SUFFIXES, ReadRequest, detect_format, iter_chunks
+
+    src, out = Path(args.input), Path(args.output)
+    if not src.is_file():
+        raise DataError(str(src), "file not found")
+    if out.exists() and not args.force:
+        raise DataError(str(out), "exists already; choose another output or pass --force")
+    if out.suffix.lower() == ".root":
+        out_fmt = "root"
+    elif out.suffix.lower() in HDF5_SUFFIXES:
+        out_fmt = "hdf5"
+    else:
+        raise DataError(str(out), "the output must end in .root, .h5 or .hdf5")
+    fmt = detect_format(src, args.format)
+    branches = _default_branches(src, fmt, args)
+    if not branches:
+        raise DataError(str(src), "has no numeric per-jet columns to convert", key="--branches")
+    req = ReadRequest(
+        branches=branches,
+        tree=args.tree,
+        key=args.key,
+        leading=args.leading,
+        pt_branch=(args.container or "") + "pt",
+        chunk_size=args.chunk_size,
+        csv_objects=tuple(args.objects.split(",")),
+    )
+    chunks = iter_chunks(src, fmt, req)
+    fd, name = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent or ".")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        if out_fmt == "root":
+            n = _write_root(tmp, chunks, args.out_tree)
+        else:
+            n = _write_hdf5(tmp, chunks, args.out_key)
+        if n == 0:
+            raise DataError(str(src), "holds no jets to convert")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"wrote {n} jets, {len(branches)} columns ({', '.join(branches)}) to {out}")
+    return EXIT_OK
+
+
+# -------------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hepae-data", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="generate a Pythia 8 jet sample (needs the gen extra)")
+    g.add_argument("--out", required=True, help="output ROOT file")
+    g.add_argument("--process", choices=("dijet", "ttbar"), default="dijet")
+    g.add_argument("--events", type=int, default=10_000)
+    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--pthat-min", type=float, default=25.0, help="GeV (dijet)")
+    g.add_argument("--bias-power", type=float, default=0.0, help="bias pT-hat by (pT-hat/min)^p")
+    g.add_argument("--jet-ptmin", type=float, default=20.0, help="GeV")
+    g.add_argument("--jet-etamax", type=float, default=4.5)
+    g.add_argument("--set", action="append", help="extra Pythia setting, e.g. 'Tune:pp = 14'")
+    g.add_argument("--force", action="store_true", help="overwrite --out")
+    g.add_argument("--quiet", action="store_true")
+    g.set_defaults(func=cmd_generate)
+
+    i = sub.add_parser("inspect", help="trees, branches, counts, units and ranges of a file")
+    i.add_argument("file")
+    i.add_argument("--tree", default=None, help="only this tree")
+    i.add_argument("--format", default="auto", choices=("auto", "root", "hdf5", "csv"))
+    i.add_argument("--max-entries", type=int, default=1_000_000, help="entries read for ranges")
+    i.set_defaults(func=cmd_inspect)
+
+    c = sub.add_parser("convert", help="convert jets between ROOT, HDF5 (and from CSV)")
+    c.add_argument("input")
+    c.add_argument("output", help="ends in .root (TTree) or .h5/.hdf5 (group of datasets)")
+    c.add_argument("--format", default="auto", choices=("auto", "root", "hdf5", "csv"))
+    c.add_argument("--tree", default="jets", help="input tree (default jets)")
+    c.add_argument("--key", default=None, help="input HDF5 group or table")
+    c.add_argument("--branches", default=None, help="comma-separated columns (after prefix)")
+    c.add_argument("--container", default=None, help="jagged branch prefix, e.g. jet_")
+    c.add_argument("--leading", type=int, default=None, help="leading N jets per event")
+    c.add_argument("--objects", default="j", help="CSV object types, e.g. j,b")
+    c.add_argument("--chunk-size", type=int, default=100_000)
+    c.add_argument("--out-tree", default="jets")
+    c.add_argument("--out-key", default=None, help="HDF5 group to write into")
+    c.add_argument("--force", action="store_true", help="overwrite the output")
+    c.set_defaults(func=cmd_convert)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HepaeError as exc:
+        _err(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_FAILED
+    except OSError as exc:
+        _err(f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}")
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

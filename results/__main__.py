@@ -1,0 +1,5 @@
+import sys
+
+from results.cli import main
+
+sys.exit(main())

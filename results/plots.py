@@ -1,0 +1,538 @@
+"""The comparison plots of a campaign summary, in one house style (matplotlib, Agg).
+
+Each plot function takes a :class:`PlotContext` and returns the figures it wrote as
+``(stem, description)`` pairs, or raises :class:`PlotSkipped` saying why it could not be
+drawn (``problem=True`` when something the user may fix was missing, such as a job's
+``evaluation.npz``; ``False`` when the plot does not apply, such as a heat map of a
+campaign that varies one parameter). Files go to ``summary/figures/<stem>.<format>``,
+each written atomically.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.lines import Line2D
+
+from hepae_core.jobdir import EVAL, HISTORY, atomic_path
+from results.report import Group, fmt, rank, resolve, short
+
+# Okabe-Ito: distinguishable by colour-blind readers, prints in grey.
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
+           "#F0E442"]  # fmt: skip
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+STYLE = {
+    "figure.figsize": (6.4, 4.8),
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "font.size": 10,
+    "axes.labelsize": 11,
+    "axes.titlesize": 10,
+    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+    "axes.linewidth": 1.0,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "xtick.direction": "in",
+    "ytick.direction": "in",
+    "xtick.top": True,
+    "ytick.right": True,
+    "xtick.minor.visible": True,
+    "ytick.minor.visible": True,
+    "lines.linewidth": 1.5,
+    "lines.markersize": 5,
+    "image.cmap": "viridis",
+}
+EVALUATE_MODULE = "hepae_core.evaluate_job"
+
+
+class PlotSkipped(Exception):
+    """A plot that could not be drawn; ``problem`` says whether the user should act."""
+
+    def __init__(self, reason: str, problem: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.problem = problem
+
+
+@dataclass
+class PlotContext:
+    """Everything a plot needs: the tables, the options and where to write."""
+
+    root: Path
+    df: Any  # every job
+    used: Any  # the jobs that count (done, finite metric)
+    metric: str
+    group_by: str | None
+    groups: list[Group]
+    out: Path
+    formats: list[str]
+    top: int = 5
+    heatmap: tuple[str, str] | None = None
+    variable: str | None = None
+    label: str = ""
+    notes: list[str] = field(default_factory=list)  # problems met while drawing
+
+    def save(self, fig: Any, stem: str, tight: bool = True) -> None:
+        """Write ``fig`` in every format (``tight=False`` skips the tight-bbox pass)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        bbox = "tight" if tight else fig.bbox_inches
+        for f in self.formats:
+            with atomic_path(self.out / f"{stem}.{f}") as tmp:
+                fig.savefig(tmp, format=f, bbox_inches=bbox)
+        plt.close(fig)
+
+    def stamp(self, ax: Any) -> None:
+        """The house label in the top left corner of an axis."""
+        ax.annotate("hepae-gridsearch", (0, 1), xytext=(0, 14), xycoords="axes fraction",
+                    textcoords="offset points", ha="left", va="bottom", fontweight="bold",
+                    fontstyle="italic", fontsize=9)  # fmt: skip
+        if self.label:
+            ax.annotate(self.label, (0, 1), xytext=(0, 3), xycoords="axes fraction",
+                        textcoords="offset points", ha="left", va="bottom", fontsize=8)  # fmt: skip
+
+
+def _col(ctx: PlotContext, name: str) -> str | None:
+    try:
+        return resolve(ctx.df.columns, name)
+    except Exception:
+        return None
+
+
+def _panels(n: int) -> tuple[Any, Any]:
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows), squeeze=False,
+                             sharex=True, sharey=True, layout="constrained")  # fmt: skip
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)
+
+
+def _slug(v: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", fmt(v))
+
+
+# --------------------------------------------------------------------------- 1
+
+
+def loss_vs_lr(ctx: PlotContext) -> list[tuple[str, str]]:
+    """Loss against learning rate, one panel per group, one line per (wd, bs)."""
+    lr = _col(ctx, "lr")
+    used = ctx.used
+    if lr is None or used[lr].nunique() < 2:
+        raise PlotSkipped("the learning rate is not varied")
+    wd, bs = _col(ctx, "wd"), _col(ctx, "bs")
+    wds = sorted(used[wd].dropna().unique()) if wd else [None]
+    bss = sorted(used[bs].dropna().unique()) if bs else [None]
+    cmap = plt.get_cmap("viridis")
+    colour = {b: cmap(0.1 + 0.8 * i / max(1, len(bss) - 1)) for i, b in enumerate(bss)}
+    marker = {w: MARKERS[i % len(MARKERS)] for i, w in enumerate(wds)}
+    parts = (
+        [(g, used[used[ctx.group_by] == g]) for g in sorted(used[ctx.group_by].dropna().unique())]
+        if ctx.group_by
+        else [(None, used)]
+    )
+    with plt.rc_context(STYLE):
+        fig, axes = _panels(len(parts))
+        for ax, (g, sub) in zip(axes, parts):
+            for w in wds:
+                for b in bss:
+                    sel = sub
+                    if wd:
+                        sel = sel[sel[wd] == w]
+                    if bs:
+                        sel = sel[sel[bs] == b]
+                    if sel.empty:
+                        continue
+                    best = sel.groupby(lr)[ctx.metric].min().sort_index()
+                    ax.plot(best.index, best.values, color=colour[b], marker=marker[w],
+                            lw=1.2, alpha=0.9)  # fmt: skip
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            if g is not None:
+                ax.set_title(f"{short(ctx.group_by)} = {fmt(g)}", loc="right")
+        ncols = min(3, len(parts))
+        for i, ax in enumerate(axes[: len(parts)]):
+            if i + ncols >= len(parts):  # the lowest panel of its column
+                ax.set_xlabel("learning rate")
+                ax.xaxis.set_tick_params(labelbottom=True)
+            if i % ncols == 0:
+                ax.set_ylabel(short(ctx.metric))
+        ctx.stamp(axes[0])
+        handles = [Line2D([], [], color=colour[b], lw=2, label=f"batch size {fmt(b)}")
+                   for b in bss if b is not None]  # fmt: skip
+        handles += [
+            Line2D([], [], color="grey", marker=marker[w], lw=0, label=f"weight decay {fmt(w)}")
+            for w in wds
+            if w is not None
+        ]
+        if handles:
+            fig.legend(handles=handles, loc="outside right center")
+        ctx.save(fig, "loss_vs_lr")
+    return [("loss_vs_lr", f"{short(ctx.metric)} against learning rate (best over the rest)")]
+
+
+# --------------------------------------------------------------------------- 2
+
+
+def _variables(df: Any, source: str = "ae") -> list[str]:
+    pat = re.compile(rf"^{re.escape(source)}\.(.+)\.width$")
+    found = [m.group(1) for c in df.columns if (m := pat.match(c))]
+    # The campaign's own variable order (metrics.json "variables"), then any others.
+    listed = df["variables"].dropna() if "variables" in df else []
+    order = str(listed.iloc[0]).split(",") if len(listed) else []
+    return [v for v in order if v in found] + [v for v in found if v not in order]
+
+
+def widths_vs_latent(ctx: PlotContext) -> list[tuple[str, str]]:
+    """Residual width (solid) and mean (dashed) per variable against latent size."""
+    latent = _col(ctx, "latent") or ("latent" if "latent" in ctx.df else None)
+    variables = _variables(ctx.used)
+    if latent is None:
+        raise PlotSkipped("no latent size column")
+    if not variables:
+        raise PlotSkipped("no ae.<variable>.width columns in the metrics", problem=True)
+    groups = rank(ctx.used, ctx.metric, latent)
+    zs = [float(g.value) for g in groups]
+    row = {r["job_id"]: r for _, r in ctx.used.iterrows()} if len(ctx.used) < 2000 else None
+
+    def value(job_id: str, key: str) -> float:
+        if row is not None:
+            return float(row[job_id].get(key, np.nan))
+        sel = ctx.used.loc[ctx.used["job_id"] == job_id, key] if key in ctx.used else []
+        return float(sel.iloc[0]) if len(sel) else math.nan
+
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True, layout="constrained")
+        for ax, label in zip(axes, ("best", "median")):
+            for i, v in enumerate(variables):
+                c = PALETTE[i % len(PALETTE)] if len(variables) <= len(PALETTE) else \
+                    plt.get_cmap("turbo")(i / max(1, len(variables) - 1))  # fmt: skip
+                picks = [next(p for p in g.picks if p.label == label) for g in groups]
+                w = [value(p.job_id, f"ae.{v}.width") for p in picks]
+                m = [value(p.job_id, f"ae.{v}.mean") for p in picks]
+                ax.plot(zs, w, "-o", color=c, label=v)
+                ax.plot(zs, m, "--", color=c, lw=1.0)
+                for src, ls in (("float16", ":"), ("bfloat16", "-.")):
+                    key = f"{src}.{v}.width"
+                    if key in ctx.used and ctx.used[key].notna().any():
+                        ax.axhline(float(ctx.used[key].median()), color=c, ls=ls, lw=0.8)
+            ax.axhline(0.0, color="black", lw=0.6)
+            ax.set_xlabel("latent size")
+            ax.set_title(f"{label} run per latent size", loc="right")
+            ax.set_xticks(zs)
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        axes[0].set_ylabel("residual width (solid), mean (dashed)")
+        ctx.stamp(axes[0])
+        handles = axes[0].get_legend_handles_labels()[0]
+        handles += [Line2D([], [], color="grey", ls=":", label="float16 cast width"),
+                    Line2D([], [], color="grey", ls="-.", label="bfloat16 cast width")]  # fmt: skip
+        fig.legend(handles=handles, loc="outside right center", ncols=1 + len(handles) // 16)
+        ctx.save(fig, "widths_vs_latent")
+    return [("widths_vs_latent", "residual width and mean per variable against latent size, "
+             "best and median run, with the float16/bfloat16 cast widths")]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- 3
+
+
+def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the points not beaten in both larger x and smaller y, by falling x."""
+    order = np.lexsort((y, -x))
+    front, best = [], math.inf
+    for i in order:
+        if y[i] < best:
+            front.append(i)
+            best = y[i]
+    return np.array(front, dtype=np.int64)
+
+
+def pareto(ctx: PlotContext) -> list[tuple[str, str]]:
+    """Compression ratio against the residual width of one variable, front highlighted."""
+    variables = _variables(ctx.used)
+    if not variables:
+        raise PlotSkipped("no ae.<variable>.width columns in the metrics", problem=True)
+    v = ctx.variable or ("pt" if "pt" in variables else variables[0])
+    if v not in variables:
+        raise PlotSkipped(f"no residual width of variable {v!r} (have {', '.join(variables)})",
+                          problem=True)  # fmt: skip
+    if "compression_ratio" not in ctx.used:
+        raise PlotSkipped("no compression_ratio in the metrics", problem=True)
+    sel = ctx.used[["compression_ratio", f"ae.{v}.width"]].dropna()
+    x = sel["compression_ratio"].to_numpy(float)
+    y = sel[f"ae.{v}.width"].to_numpy(float)
+    front = pareto_front(x, y)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots()
+        ax.scatter(x, y, s=10, color="#999999", alpha=0.6, lw=0, label=f"runs ({len(x)})")
+        ax.plot(x[front], y[front], "-o", color=PALETTE[1], label="Pareto front")
+        key = f"ae_f16latent.{v}.width"
+        if key in ctx.used and "compression_ratio_f16" in ctx.used:
+            s2 = ctx.used[["compression_ratio_f16", key]].dropna()
+            if len(s2):
+                x2, y2 = s2.iloc[:, 0].to_numpy(float), s2.iloc[:, 1].to_numpy(float)
+                f2 = pareto_front(x2, y2)
+                ax.plot(x2[f2], y2[f2], "--s", color=PALETTE[0], ms=4,
+                        label="front, float16 latent")  # fmt: skip
+        for src, mk, c in (("float16", "*", PALETTE[2]), ("bfloat16", "P", PALETTE[3])):
+            k = f"{src}.{v}.width"
+            if k in ctx.used and ctx.used[k].notna().any():
+                ax.plot([2.0], [float(ctx.used[k].median())], mk, color=c, ms=11,
+                        label=f"{src} cast")  # fmt: skip
+        ax.set_yscale("log")
+        ax.set_xlabel("compression ratio (input bytes / stored bytes)")
+        ax.set_ylabel(f"{v} residual width")
+        ctx.stamp(ax)
+        ax.legend(loc="lower right")
+        ctx.save(fig, "pareto")
+    return [("pareto", f"compression ratio against the {v} residual width, Pareto front "
+             "and the plain float16/bfloat16 casts")]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- 4
+
+
+def heatmap(ctx: PlotContext) -> list[tuple[str, str]]:
+    """The best metric over two parameters."""
+    if ctx.heatmap:
+        a, b = (resolve(ctx.df.columns, n, "parameter") for n in ctx.heatmap)
+    else:
+        lr, wd = _col(ctx, "lr"), _col(ctx, "wd")
+        vary = [c for c in ctx.used.columns if c.startswith("param.")
+                and ctx.used[c].nunique() > 1]  # fmt: skip
+        if lr in vary and wd in vary:
+            a, b = lr, wd
+        elif len(vary) >= 2:
+            a, b = vary[0], vary[1]
+        else:
+            raise PlotSkipped("fewer than two parameters are varied")
+    table = ctx.used.pivot_table(index=b, columns=a, values=ctx.metric, aggfunc="min")
+    if table.empty:
+        raise PlotSkipped(f"no runs with both {a} and {b}", problem=True)
+    data = table.to_numpy(float)
+    with plt.rc_context({**STYLE, "xtick.minor.visible": False, "ytick.minor.visible": False}):
+        fig, ax = plt.subplots(figsize=(1.2 + 1.0 * data.shape[1], 1.0 + 0.7 * data.shape[0]))
+        positive = data[np.isfinite(data) & (data > 0)]
+        norm = LogNorm(positive.min(), positive.max()) if positive.size else None
+        im = ax.imshow(data, norm=norm, aspect="auto", origin="lower")
+        ax.set_xticks(range(data.shape[1]), [fmt(c) for c in table.columns])
+        ax.set_yticks(range(data.shape[0]), [fmt(i) for i in table.index])
+        ax.tick_params(top=False, right=False)
+        if data.size <= 150:
+            mid = math.sqrt(positive.min() * positive.max()) if positive.size else 0
+            for (i, j), val in np.ndenumerate(data):
+                if math.isfinite(val):
+                    ax.text(j, i, f"{val:.2e}", ha="center", va="center", fontsize=7,
+                            color="white" if val < mid else "black")  # fmt: skip
+        ax.set_xlabel(short(a))
+        ax.set_ylabel(short(b))
+        fig.colorbar(im, ax=ax, label=f"best {short(ctx.metric)}")
+        ctx.stamp(ax)
+        stem = f"heatmap_{short(a)}_{short(b)}"
+        ctx.save(fig, stem)
+    return [(stem, f"best {short(ctx.metric)} over {short(a)} and {short(b)}")]
+
+
+# --------------------------------------------------------------------------- 5
+
+
+def read_history(path: Path) -> dict[str, np.ndarray] | None:
+    """history.csv as columns, or None when missing or unreadable."""
+    try:
+        data = np.genfromtxt(path, delimiter=",", names=True, dtype=float, ndmin=1)
+    except (OSError, ValueError):
+        return None
+    if data.dtype.names is None or "epoch" not in data.dtype.names or data.size == 0:
+        return None
+    return {n: np.atleast_1d(data[n]) for n in data.dtype.names}
+
+
+def curves(ctx: PlotContext) -> list[tuple[str, str]]:
+    """Training curves (validation solid, training dashed) of the top-k runs."""
+    top = ctx.used.nsmallest(max(1, ctx.top), ctx.metric)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots()
+        drawn = 0
+        for i, (_, r) in enumerate(top.iterrows()):
+            h = read_history(ctx.root / r["job_dir"] / HISTORY)
+            if h is None or "val_loss" not in h:
+                ctx.notes.append(f"{r['job_dir']}: no readable {HISTORY}, left out of the curves")
+                continue
+            c = PALETTE[i % len(PALETTE)]
+            ax.plot(h["epoch"], h["val_loss"], color=c, label=f"{i + 1}. {r['name']}")
+            if "train_loss" in h:
+                ax.plot(h["epoch"], h["train_loss"], color=c, ls="--", lw=1.0)
+            drawn += 1
+        if not drawn:
+            plt.close(fig)
+            raise PlotSkipped(f"none of the top {len(top)} runs has a readable {HISTORY}",
+                              problem=True)  # fmt: skip
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss (validation solid, training dashed)")
+        ctx.stamp(ax)
+        ax.legend(loc="upper right")
+        ctx.save(fig, "curves_top")
+    return [("curves_top", f"training curves of the top {drawn} runs by {short(ctx.metric)}")]
+
+
+# --------------------------------------------------------------------------- 6
+
+
+def residuals(inputs: np.ndarray, outputs: np.ndarray, kinds: list[str]) -> np.ndarray:
+    """Per-variable residuals: relative, absolute, or angle wrapped to [-pi, pi]."""
+    d = (outputs - inputs).astype(np.float64)
+    for i, k in enumerate(kinds):
+        if k == "relative":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                d[:, i] = np.where(inputs[:, i] != 0, d[:, i] / inputs[:, i], np.nan)
+        elif k == "angle":
+            d[:, i] = (d[:, i] + np.pi) % (2 * np.pi) - np.pi
+    return d
+
+
+def load_evaluation(job_dir: Path, reevaluate: bool = True) -> tuple[dict[str, Any] | None, str]:
+    """A job's evaluation.npz, re-evaluating from model.pt when missing and possible."""
+    path = job_dir / EVAL
+    why = ""
+    if not path.exists() and reevaluate:
+        if importlib.util.find_spec(EVALUATE_MODULE) is None:
+            why = f"no {EVAL} and no {EVALUATE_MODULE} to re-evaluate the saved model"
+        else:
+            cmd = [sys.executable, "-m", EVALUATE_MODULE, str(job_dir)]
+            try:
+                res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+                if res.returncode != 0:
+                    tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or [""]
+                    why = f"re-evaluation failed (exit {res.returncode}): {tail[0]}"
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                why = f"re-evaluation failed: {exc}"
+    if not path.exists():
+        return None, why or f"no {EVAL}"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            ev = {k: z[k] for k in ("inputs", "outputs", "variables")}
+            ev["residual_kinds"] = z.get("residual_kinds")
+    except (OSError, ValueError, KeyError) as exc:
+        return None, f"{EVAL} is unreadable ({exc}); rerun the job's evaluation"
+    ev["variables"] = [str(v) for v in ev["variables"]]
+    if ev["residual_kinds"] is None:
+        from hepae_core.variables import default_residual_kind
+
+        ev["residual_kinds"] = [default_residual_kind(v) for v in ev["variables"]]
+    else:
+        ev["residual_kinds"] = [str(k) for k in ev["residual_kinds"]]
+    if ev["inputs"].shape != ev["outputs"].shape or ev["inputs"].ndim != 2:
+        return None, f"{EVAL}: inputs and outputs differ in shape"
+    return ev, ""
+
+
+def _grid(n: int) -> tuple[Any, Any]:
+    ncols, nrows = min(3, n), math.ceil(n / 3)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.3 * nrows + 0.4), squeeze=False)
+    fig.subplots_adjust(left=0.07, right=0.97, bottom=0.1, top=0.9, hspace=0.35, wspace=0.3)
+    return fig, axes
+
+
+def _grid_pages(n: int) -> list[range]:
+    return [range(i, min(n, i + 9)) for i in range(0, n, 9)]
+
+
+def best_runs(ctx: PlotContext) -> list[tuple[str, str]]:
+    """Input/output and residual histograms and residual correlations of each best run."""
+    written: list[tuple[str, str]] = []
+    missing = []
+    for g in ctx.groups:
+        best = g.picks[0]
+        ev, why = load_evaluation(ctx.root / best.job_dir)
+        tag = f"{short(ctx.group_by)}{_slug(g.value)}" if ctx.group_by else "all"
+        if ev is None:
+            missing.append(f"{best.job_dir} (best of {tag}): {why}")
+            continue
+        x, y, names = ev["inputs"], ev["outputs"], ev["variables"]
+        res = residuals(x, y, ev["residual_kinds"])
+        pages = _grid_pages(len(names))
+        with plt.rc_context({**STYLE, "xtick.minor.visible": False, "ytick.minor.visible": False}):
+            for pi, page in enumerate(pages):
+                suffix = f"_{pi + 1}" if len(pages) > 1 else ""
+                fig, axes = _grid(len(page))
+                for ax, i in zip(axes.flat, page):
+                    lo, hi = np.nanpercentile(x[:, i], [0.5, 99.5])
+                    bins = np.linspace(lo, hi, 60) if hi > lo else 60
+                    ax.hist(x[:, i], bins=bins, histtype="step", lw=1.5, label="input")
+                    ax.hist(y[:, i], bins=bins, histtype="step", lw=1.2, ls="--",
+                            label="output")  # fmt: skip
+                    ax.set_yscale("log")
+                    ax.set_xlabel(names[i])
+                    ax.legend(loc="upper right")
+                for ax in axes.flat[len(page) :]:
+                    ax.set_visible(False)
+                axes.flat[0].set_ylabel("jets")
+                fig.suptitle(f"{best.name}: input vs output ({tag}, best)")
+                ctx.save(fig, f"best_{tag}_inputs_outputs{suffix}", tight=False)
+                desc = f"input vs output of every variable, best run of {tag}"
+                written.append((f"best_{tag}_inputs_outputs{suffix}", desc))
+                fig, axes = _grid(len(page))
+                for ax, i in zip(axes.flat, page):
+                    r = res[:, i][np.isfinite(res[:, i])]
+                    lo, hi = np.percentile(r, [0.5, 99.5]) if r.size else (-1, 1)
+                    w = (np.percentile(r, 84) - np.percentile(r, 16)) / 2 if r.size else 0
+                    ax.hist(r, bins=np.linspace(lo, hi, 80) if hi > lo else 80, histtype="step",
+                            lw=1.5, label=f"mean {r.mean():.2e}\nwidth {w:.2e}")  # fmt: skip
+                    ax.set_xlabel(f"{names[i]} residual ({ev['residual_kinds'][i]})")
+                    ax.legend(loc="upper right")
+                for ax in axes.flat[len(page) :]:
+                    ax.set_visible(False)
+                axes.flat[0].set_ylabel("jets")
+                fig.suptitle(f"{best.name}: residuals ({tag}, best)")
+                ctx.save(fig, f"best_{tag}_residuals{suffix}", tight=False)
+                written.append((f"best_{tag}_residuals{suffix}",
+                                f"residual histograms, best run of {tag}"))  # fmt: skip
+            ok = np.all(np.isfinite(res), axis=1)
+            corr = np.corrcoef(res[ok].T) if ok.sum() > 2 else np.full((len(names),) * 2, np.nan)
+            n = len(names)
+            fig, ax = plt.subplots(figsize=(2 + 0.45 * n, 1.5 + 0.45 * n))
+            im = ax.imshow(np.atleast_2d(corr), cmap="RdBu_r", vmin=-1, vmax=1)
+            ax.set_xticks(range(n), names, rotation=90)
+            ax.set_yticks(range(n), names)
+            ax.tick_params(which="minor", bottom=False, left=False, top=False, right=False)
+            if n <= 12:
+                for (i, j), val in np.ndenumerate(np.atleast_2d(corr)):
+                    ax.text(j, i, f"{val:.2f}", ha="center", va="center", fontsize=7)
+            fig.colorbar(im, ax=ax, label="residual correlation")
+            ax.set_title(f"{best.name} ({tag}, best)")
+            ctx.save(fig, f"best_{tag}_residual_correlation")
+            written.append((f"best_{tag}_residual_correlation",
+                            f"residual correlation matrix, best run of {tag}"))  # fmt: skip
+    for m in missing:
+        ctx.notes.append(f"best-run plots skipped for {m}")
+    if not written:
+        raise PlotSkipped("no best run has evaluation outputs: " + "; ".join(missing),
+                          problem=True)  # fmt: skip
+    return written
+
+
+PLOTS: dict[str, Callable[[PlotContext], list[tuple[str, str]]]] = {
+    "loss_vs_lr": loss_vs_lr,
+    "widths": widths_vs_latent,
+    "pareto": pareto,
+    "heatmap": heatmap,
+    "curves": curves,
+    "best_runs": best_runs,
+}

@@ -1,0 +1,507 @@
+"""Collect the jobs of a campaign into one table: ``summary/summary.h5`` and ``summary.csv``.
+
+One row per job (every job of the manifest and every directory under ``jobs/``), one typed
+column per parameter and metric, plus the job's state. Reading is incremental: a small
+JSON cache in ``summary/`` keeps each job's parsed files keyed by the ``mtime_ns`` and size
+of its ``metrics.json`` and ``state.json``, so summarizing again re-reads only the jobs
+whose files changed. Every file is written atomically.
+
+Columns (see docs/results.md):
+
+* ``job_id``, ``name``, ``job_dir`` (relative to the campaign), ``in_space``,
+* ``state``: ``done``, ``failed``, ``running``, ``interrupted``, ``planned`` (never
+  started) or ``unknown`` (state.json unreadable); ``state_reason`` (a failed job's reason),
+* ``has_metrics``: a readable metrics.json was found; ``problems``: what of this job was
+  skipped and why (empty when nothing),
+* then every ``param.*`` key, then every other metrics.json key, sorted.
+
+Types: int64 / float64 / bool where every row has a value of that kind; numbers with a
+missing value become float64 with NaN; booleans with a missing value become float64
+(1.0 / 0.0 / NaN); anything else is a UTF-8 string ("" in the file when missing).
+A string in a numeric column that does not parse as a number becomes NaN and is listed in
+the job's ``problems``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hepae_core.jobdir import METRICS, STATE, atomic_path, atomic_write_text, read_json
+from results.errors import SummaryError
+
+SUMMARY_DIR = "summary"
+H5_NAME = "summary.h5"
+CSV_NAME = "summary.csv"
+CACHE_NAME = "cache.json"
+CACHE_FORMAT = 1
+H5_FORMAT = 1
+METRICS_SCHEMA = 1
+H5_GROUP = "jobs"
+
+META = ("job_id", "name", "job_dir", "in_space", "state", "state_reason", "has_metrics")
+PROBLEMS = "problems"
+
+
+@dataclass
+class Table:
+    """The collected table: typed numpy columns in order, and what the collection saw."""
+
+    columns: dict[str, np.ndarray]
+    n_jobs: int
+    n_read: int = 0  # jobs whose files were (re)read this time
+    n_cached: int = 0  # jobs taken from the cache unchanged
+    written: bool = False  # summary.h5/csv were (re)written this time
+    notes: list[str] = field(default_factory=list)  # campaign-level problems
+
+    def frame(self) -> Any:
+        """The table as a pandas DataFrame (missing strings as NaN)."""
+        return _frame(self.columns)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _stat_sig(path: str) -> list[int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [-1, -1]
+    return [st.st_mtime_ns, st.st_size]
+
+
+def _read_bytes(path: str) -> bytes | None:
+    """The file's bytes; None when missing; b"" when unreadable (treated as corrupt)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return b""
+
+
+def _flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif isinstance(v, list):
+            out[key] = "-".join(str(x) for x in v)
+        else:
+            out[key] = v
+    return out
+
+
+def _scalar(v: Any) -> Any:
+    """A manifest value as metrics.json writes it: lists joined with '-', maps as JSON."""
+    if isinstance(v, list):
+        return "-".join(str(x) for x in v)
+    if isinstance(v, dict):
+        return json.dumps(v, sort_keys=True)
+    return v
+
+
+def _old_schema(m: dict[str, Any]) -> dict[str, Any]:
+    """Best-effort mapping of a metrics.json that is nested or from another schema."""
+    flat = _flatten(m)
+    out = {}
+    for k, v in flat.items():
+        if k.startswith("params."):
+            k = "param." + k[len("params.") :]
+        out[k] = v
+    aliases = {"losses.best_val": "best_val_loss", "losses.epoch": "best_epoch"}
+    for old, new in aliases.items():
+        if old in out and new not in out:
+            out[new] = out[old]
+    return out
+
+
+def read_job(job_path: str) -> dict[str, Any]:
+    """Read one job dir's state.json and metrics.json into a flat row (no manifest info)."""
+    row: dict[str, Any] = {}
+    problems: list[str] = []
+    text = _read_bytes(f"{job_path}/{STATE}")
+    state: dict[str, Any] | None = None
+    if text is not None:
+        try:
+            state = json.loads(text)
+        except ValueError:
+            state = None
+        if not isinstance(state, dict):
+            state = None
+            problems.append("state.json is unreadable or not valid JSON: state set to 'unknown'")
+    mtext = _read_bytes(f"{job_path}/{METRICS}")
+    metrics: Any = None
+    if mtext is not None:
+        try:
+            metrics = json.loads(mtext)
+        except ValueError:
+            metrics = None
+        if not isinstance(metrics, dict):
+            metrics = None
+            problems.append(
+                "metrics.json is not valid JSON (truncated?): its metrics are skipped; "
+                "rerun the job with --force"
+            )
+    if metrics is not None:
+        version = metrics.get("schema_version")
+        types = set(map(type, metrics.values()))
+        nested = dict in types or list in types
+        if version != METRICS_SCHEMA or nested:
+            metrics = _old_schema(metrics)
+            problems.append(
+                f"metrics.json has schema_version {version!r} (expected {METRICS_SCHEMA}): "
+                "read best-effort, keys that do not match docs/metrics.md are kept as they are"
+            )
+        row.update(metrics)
+    if state is not None:
+        s = state.get("state")
+        row["state"] = s if isinstance(s, str) else "unknown"
+        if state.get("reason") is not None:
+            row["state_reason"] = str(state["reason"])
+    elif text is not None:
+        row["state"] = "unknown"
+    else:
+        row["state"] = "done" if metrics is not None else "planned"
+    row["has_metrics"] = metrics is not None
+    if problems:
+        row[PROBLEMS] = "; ".join(problems)
+    return row
+
+
+def _manifest(root: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    notes = []
+    path = root / "manifest.json"
+    if not path.exists():
+        return [], []
+    m = read_json(path)
+    jobs = m.get("jobs") if m else None
+    if not isinstance(jobs, list):
+        notes.append(
+            f"{path}: unreadable or without a 'jobs' list: job names and planned jobs "
+            "are taken from jobs/ only; re-plan the campaign to restore it"
+        )
+        return [], notes
+    return [j for j in jobs if isinstance(j, dict) and isinstance(j.get("id"), str)], notes
+
+
+def check_campaign(root: str | Path) -> Path:
+    """The campaign dir as a Path, or a SummaryError saying why it is not one."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SummaryError(
+            "no such directory; give the campaign directory made by `gridsearch plan`",
+            source=str(root),
+        )
+    if not (root / "manifest.json").is_file() and not (root / "jobs").is_dir():
+        raise SummaryError(
+            "not a campaign directory (neither manifest.json nor jobs/ found); give the "
+            "directory made by `gridsearch plan`",
+            source=str(root),
+        )
+    return root
+
+
+# --------------------------------------------------------------------------- cache
+#
+# summary/cache.json holds only signatures: {"format", "h5": [mtime_ns, size] of the
+# summary.h5 it goes with, "manifest": signature of manifest.json, "jobs": {id: signature}}.
+# The values of unchanged jobs are taken back from summary.h5 itself (columnar, fast).
+
+
+def _load_cache(out_dir: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], Any]:
+    """(job signatures, the h5's columns, manifest signature), or empty when unusable."""
+    c = read_json(out_dir / CACHE_NAME)
+    h5 = out_dir / H5_NAME
+    if (
+        not c
+        or c.get("format") != CACHE_FORMAT
+        or not isinstance(c.get("jobs"), dict)
+        or c.get("h5") != _stat_sig(str(h5))
+    ):
+        return {}, {}, None
+    try:
+        columns = _read_h5(h5)
+    except (OSError, KeyError, ValueError):
+        return {}, {}, None
+    if "job_id" not in columns:
+        return {}, {}, None
+    return c["jobs"], columns, c.get("manifest")
+
+
+def _save_cache(out_dir: Path, sigs: dict[str, Any], manifest_sig: list[int]) -> None:
+    obj = {
+        "format": CACHE_FORMAT,
+        "h5": _stat_sig(str(out_dir / H5_NAME)),
+        "manifest": manifest_sig,
+        "jobs": sigs,
+    }
+    atomic_write_text(out_dir / CACHE_NAME, json.dumps(obj, separators=(",", ":")))
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def _values(arr: np.ndarray) -> list[Any]:
+    """A stored column back to Python values, missing (NaN or "") as None."""
+    vals = arr.tolist()
+    if arr.dtype.kind == "f":
+        if np.isnan(arr).any():
+            vals = [None if v != v else v for v in vals]
+    elif arr.dtype == object:
+        vals = [v if v != "" else None for v in vals]
+    return vals
+
+
+def _column(key: str, values: list[Any], problems: list[list[str]]) -> np.ndarray:
+    types = set(map(type, values))
+    types.discard(type(None))
+    n = len(values)
+    if not types:
+        return np.full(n, np.nan)
+    missing = len(types) < len(set(map(type, values)))
+    if types == {bool}:
+        if missing:
+            return np.array(values, dtype=float)  # None -> NaN
+        return np.array(values, dtype=bool)
+    if types == {int}:
+        return np.array(values, dtype=float if missing else np.int64)
+    if types & {int, float} and types <= {int, float, bool, str}:
+        if str not in types:
+            return np.array(values, dtype=float)
+        out = np.empty(n)
+        for i, v in enumerate(values):
+            if isinstance(v, str):
+                try:
+                    v = float(v)
+                except ValueError:
+                    problems[i].append(f"{key} = {v!r} is not a number: set to NaN")
+                    v = math.nan
+            out[i] = math.nan if v is None else v
+        return out
+    return np.array(["" if v is None else str(v) for v in values], dtype=object)
+
+
+def _order(keys: Iterable[str]) -> list[str]:
+    keys = set(keys) - set(META) - {PROBLEMS}
+    params = sorted(k for k in keys if k.startswith("param."))
+    rest = sorted(k for k in keys if not k.startswith("param."))
+    return [*META, PROBLEMS, *params, *rest]
+
+
+# --------------------------------------------------------------------------- collect
+
+
+def _job_dirs(root: Path) -> list[str]:
+    jobs = root / "jobs"
+    if not jobs.is_dir():
+        return []
+    with os.scandir(jobs) as it:
+        return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+
+
+def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> Table:
+    """Read every job of the campaign (incrementally) and write summary.h5 and summary.csv.
+
+    Raises SummaryError when ``root`` is not a campaign directory. Jobs that are failed,
+    running or unreadable become rows with their state and ``problems``; they never abort.
+    """
+    root = check_campaign(root)
+    manifest, notes = _manifest(root)
+    by_id = {j["id"]: j for j in manifest}
+    ids = list(by_id)
+    seen = set(ids)
+    for name in _job_dirs(root):
+        if name not in seen:
+            ids.append(name)
+            seen.add(name)
+    out_dir = root / SUMMARY_DIR
+    manifest_sig = _stat_sig(str(root / "manifest.json"))
+    old_sigs, old_cols, old_manifest = _load_cache(out_dir) if use_cache else ({}, {}, None)
+    old_index = {jid: i for i, jid in enumerate(old_cols["job_id"].tolist())} if old_cols else {}
+
+    sigs: dict[str, Any] = {}
+    cached_ids: list[str] = []
+    cached_rows: list[int] = []
+    fresh_ids: list[str] = []
+    fresh: list[dict[str, Any]] = []
+    rels: dict[str, str] = {}
+    root_s = str(root)
+    for jid in ids:
+        info = by_id.get(jid, {})
+        rel = info.get("dir") if isinstance(info.get("dir"), str) else f"jobs/{jid}"
+        rels[jid] = rel
+        path = rel if os.path.isabs(rel) else f"{root_s}/{rel}"
+        sig = _stat_sig(f"{path}/{METRICS}") + _stat_sig(f"{path}/{STATE}")
+        sigs[jid] = sig
+        if old_sigs.get(jid) == sig and jid in old_index:
+            cached_ids.append(jid)
+            cached_rows.append(old_index[jid])
+        else:
+            fresh_ids.append(jid)
+            fresh.append(read_job(path))
+
+    # Rows: the cached ones first, then the fresh ones; reordered to `ids` at the end.
+    order_ids = cached_ids + fresh_ids
+    n = len(order_ids)
+    keys: set[str] = set(old_cols) if cached_ids else set()
+    for r in fresh:
+        keys.update(r)
+    for info in manifest:
+        keys.update(f"param.{k}" for k in info.get("params") or {})
+    take = np.array(cached_rows, dtype=np.int64)
+    problems: list[list[str]] = [[] for _ in range(n)]
+    columns: dict[str, np.ndarray] = {}
+    has = old_cols["has_metrics"][take].tolist() if cached_ids and "has_metrics" in old_cols else []
+    has += [bool(r.get("has_metrics")) for r in fresh]
+    order = _order(keys)
+    # Fresh rows transposed to columns in C loops: one list per row, then zip.
+    fresh_cols = dict(zip(order, zip(*[list(map(r.get, order)) for r in fresh])))
+    bare = [i for i, h in enumerate(has) if not h]  # rows without metrics
+    manifest_params = {f"param.{k}" for info in manifest for k in info.get("params") or {}}
+    for key in order:
+        if key in ("job_id", "job_dir", "in_space"):
+            continue
+        if cached_ids and key in old_cols:
+            vals = _values(old_cols[key][take])
+        else:
+            vals = [None] * len(cached_ids)
+        vals += fresh_cols.get(key, ())
+        if key in manifest_params:
+            # A job without metrics takes its varied parameters from the manifest.
+            short = key[len("param.") :]
+            for i in bare:
+                if vals[i] is None:
+                    v = (by_id.get(order_ids[i], {}).get("params") or {}).get(short)
+                    vals[i] = _scalar(v)
+        elif key == "name":
+            vals = [by_id.get(jid, {}).get("name") or v or jid for jid, v in zip(order_ids, vals)]
+        if key == PROBLEMS:
+            columns[key] = vals  # merged below
+            continue
+        if key not in META and vals.count(None) == n:
+            continue  # only jobs no longer in the campaign had it
+        columns[key] = _column(key, vals, problems)
+    base = columns.pop(PROBLEMS, [None] * n)
+    columns[PROBLEMS] = np.array(
+        ["; ".join(([b] if b else []) + extra) for b, extra in zip(base, problems)], dtype=object
+    )
+    columns["job_id"] = np.array(order_ids, dtype=object)
+    columns["job_dir"] = np.array([rels[j] for j in order_ids], dtype=object)
+    columns["in_space"] = np.array(
+        [bool(by_id[j].get("in_space", True)) if j in by_id else False for j in order_ids]
+    )
+    position = {jid: i for i, jid in enumerate(order_ids)}
+    perm = np.array([position[j] for j in ids], dtype=np.int64)
+    columns = {k: columns[k][perm] for k in _order(columns)}
+
+    table = Table(columns, n, len(fresh_ids), len(cached_ids), notes=notes)
+    if not write:
+        return table
+    out_dir.mkdir(exist_ok=True)
+    changed = (
+        bool(fresh_ids)
+        or set(old_sigs) != set(sigs)
+        or manifest_sig != old_manifest
+        or not (out_dir / CSV_NAME).exists()
+    )
+    if changed:
+        write_h5(out_dir / H5_NAME, columns, campaign=str(root))
+        write_csv(out_dir / CSV_NAME, columns)
+        _save_cache(out_dir, sigs, manifest_sig)
+        table.written = True
+    return table
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_h5(path: Path, columns: dict[str, np.ndarray], campaign: str = "") -> None:
+    """Write the columns as datasets of group ``jobs`` (creation order kept), atomically."""
+    import h5py
+
+    str_dt = h5py.string_dtype("utf-8")
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+        f.attrs["format"] = H5_FORMAT
+        f.attrs["campaign"] = campaign
+        f.attrs["n_jobs"] = len(next(iter(columns.values()), []))
+        g = f.create_group(H5_GROUP, track_order=True)
+        for name, col in columns.items():
+            key = name.replace("%", "%25").replace("/", "%2F")  # '/' would nest groups
+            if col.dtype == object:
+                g.create_dataset(key, data=col, dtype=str_dt)
+            else:
+                g.create_dataset(key, data=col)
+
+
+def _read_h5(path: Path) -> dict[str, np.ndarray]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return {
+            k.replace("%2F", "/").replace("%25", "%"): (
+                d.asstr()[()].astype(object) if d.dtype.kind == "O" else d[()]
+            )
+            for k, d in f[H5_GROUP].items()
+        }
+
+
+def write_csv(path: Path, columns: dict[str, np.ndarray]) -> None:
+    """Write the columns as CSV (missing values empty), atomically."""
+    cols = []
+    for c in columns.values():
+        vals = c.tolist()
+        if c.dtype.kind == "f" and np.isnan(c).any():
+            vals = [None if v != v else v for v in vals]
+        cols.append(vals)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(list(columns))
+        w.writerows(zip(*cols))
+
+
+def _frame(columns: dict[str, np.ndarray]) -> Any:
+    import pandas as pd
+
+    data = {}
+    for k, c in columns.items():
+        if c.dtype == object:
+            data[k] = pd.array(np.where(c == "", None, c), dtype=object)
+        else:
+            data[k] = c
+    return pd.DataFrame(data)
+
+
+def load(campaign_dir: str | Path) -> Any:
+    """The summary table of a campaign (or a summary.h5 path) as a pandas DataFrame.
+
+    Reads ``<campaign>/summary/summary.h5`` with h5py (PyTables is not needed). Strings that
+    are missing ("" in the file) come back as NaN, like missing numbers.
+    """
+
+    path = Path(campaign_dir)
+    if path.is_dir():
+        path = path / SUMMARY_DIR / H5_NAME
+    if not path.is_file():
+        raise SummaryError(
+            "no summary table; run `gridsearch summarize` on the campaign first",
+            source=str(path),
+        )
+    try:
+        columns = _read_h5(path)
+    except (OSError, KeyError) as exc:
+        raise SummaryError(
+            f"not a readable summary table ({exc}); run `gridsearch summarize` again",
+            source=str(path),
+        ) from None
+    return _frame(columns)
