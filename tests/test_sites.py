@@ -272,3 +272,13 @@ def test_sites_command_lists_and_shows(capsys, tmp_path):
     (tmp_path / "extra" / "mine.yaml").write_text("extends: condor\n")
     assert _cli(["sites", "--sites-dir", str(tmp_path / "extra"), "list"]) == 0
     assert "mine" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["slurm", "condor"])
+def test_backends_are_found_by_kind(kind):
+    backends = pytest.importorskip("gridsearch.backends")
+    if not hasattr(backends, "get_backend"):
+        pytest.skip("get_backend comes with the gridsearch core")
+    backend = backends.get_backend(kind)
+    assert backend.kind == kind
+    assert callable(backend.submit) and callable(backend.query)
