@@ -12,7 +12,9 @@ User profiles are looked up, before the packaged ones, in the directories given 
 from __future__ import annotations
 
 import copy
+import math
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -51,12 +53,20 @@ def available(extra: list[Path] | None = None) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def _read(name: str, extra: list[Path] | None) -> tuple[dict[str, Any], str]:
+def _read(
+    name: str, extra: list[Path] | None, used: set[str] | None = None
+) -> tuple[dict[str, Any], str]:
+    """The first profile ``name`` along the search path whose source is not in ``used``.
+
+    Skipping used sources lets a user profile extend the packaged one of the same name
+    (``~/.config/gridsearch/sites/kebnekaise.yaml`` with ``extends: kebnekaise``).
+    """
+    used = used or set()
     for d in user_site_dirs(extra):
         p = d / f"{name}.yaml"
-        if p.is_file():
+        if p.is_file() and str(p) not in used:
             return _parse(p.read_text(encoding="utf-8"), str(p)), str(p)
-    text = _packaged(name)
+    text = _packaged(name) if f"sites/{name}.yaml" not in used else None
     if text is None:
         known = ", ".join(available(extra)) or "none"
         raise GridsearchError(
@@ -67,9 +77,36 @@ def _read(name: str, extra: list[Path] | None) -> tuple[dict[str, Any], str]:
     return _parse(text, f"sites/{name}.yaml"), f"sites/{name}.yaml"
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML without YAML 1.1's base-60 numbers: ``time: 20:00`` stays a string."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [
+        (tag, rx)
+        for tag, rx in resolvers
+        if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+)$"
+    ),
+    list("-+0123456789."),
+)
+
+
 def _parse(text: str, source: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise GridsearchError(f"is not valid YAML: {exc}", source=source) from None
     if not isinstance(data, dict):
@@ -91,13 +128,20 @@ def merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
 def load_profile(name: str, extra: list[Path] | None = None) -> dict[str, Any]:
     """The resolved profile ``name``: its ``extends`` chain merged, ``name`` and ``source`` set."""
     chain: list[tuple[dict[str, Any], str]] = []
-    seen: set[str] = set()
+    used: set[str] = set()
     current: str | None = name
     while current is not None:
-        if current in seen:
+        if len(chain) > 20:
             raise GridsearchError(f"profile '{name}' extends itself through '{current}'")
-        seen.add(current)
-        data, source = _read(current, extra)
+        try:
+            data, source = _read(current, extra, used)
+        except GridsearchError:
+            if any(Path(s).stem == current for s in used):
+                raise GridsearchError(
+                    f"profile '{name}' extends itself through '{current}'"
+                ) from None
+            raise
+        used.add(source)
         chain.append((data, source))
         parent = data.get("extends")
         if parent is not None and not isinstance(parent, str):
@@ -111,3 +155,357 @@ def load_profile(name: str, extra: list[Path] | None = None) -> dict[str, Any]:
     if profile.get("kind") not in ("local", "slurm", "condor"):
         raise GridsearchError("must be local, slurm or condor", source=chain[0][1], key="kind")
     return profile
+
+
+# --------------------------------------------------------------------------------------
+# Requests: walltime, memory, cores, GPUs, checked against the site's limits.
+
+#: Keys ``gridsearch submit`` may override per submission (``--time 30m --mem 4G``).
+OVERRIDABLE = (
+    "account",
+    "partition",
+    "qos",
+    "constraint",
+    "time",
+    "mem",
+    "cpus",
+    "gpus",
+    "gpu_type",
+    "throttle",
+    "signal_before_s",
+    "disk",
+    "max_restarts",
+)
+
+#: The CLI's generic options as the cluster requests they mean: ``--threads`` is the
+#: cores per job, ``--workers`` the jobs running at once (the array throttle).
+OVERRIDE_ALIASES = {"threads": "cpus", "workers": "throttle"}
+
+# Scheduler option values go into ``#SBATCH`` lines and submit descriptions, which are
+# not shell; they must be plain tokens (no spaces, quotes, newlines, ``$``).
+_TOKEN = re.compile(r"^[A-Za-z0-9_.:,+=@%/\-]+$")
+_CONSTRAINT = re.compile(r"^[A-Za-z0-9_.:,+=@%/\-&|\[\]*!()]+$")
+_OPTION = re.compile(r"^--?[A-Za-z][A-Za-z0-9\-]*(=[A-Za-z0-9_.:,+=@%/\-&|\[\]*!]+)?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_CONDOR_KEY = re.compile(r"^\+?[A-Za-z_][A-Za-z0-9_.]*$")
+
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_walltime(value: Any, key: str = "time") -> int:
+    """Seconds of a walltime written the Slurm way or with a unit.
+
+    Accepts an integer (minutes, as sbatch does), ``MM``, ``MM:SS``, ``HH:MM:SS``,
+    ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``, or a number with a unit: ``90s``, ``20m``,
+    ``2h``, ``1d``, ``1w``.
+    """
+    bad = GridsearchError(
+        f"expects a walltime (minutes, HH:MM:SS, D-HH:MM:SS or 20m/2h/1d/1w), got {value!r}",
+        key=key,
+    )
+    if isinstance(value, bool):
+        raise bad
+    if isinstance(value, int):
+        if value <= 0:
+            raise bad
+        return value * 60
+    if not isinstance(value, str):
+        raise bad
+    text = value.strip()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text)
+    if m:
+        seconds = math.ceil(float(m.group(1)) * _UNIT_S[m.group(2)])
+        if seconds <= 0:
+            raise bad
+        return seconds
+    days = 0
+    m = re.fullmatch(r"(\d+)-(\d+)(?::(\d+))?(?::(\d+))?", text)
+    if m:
+        days, hours = int(m.group(1)), int(m.group(2))
+        minutes, seconds = int(m.group(3) or 0), int(m.group(4) or 0)
+    elif re.fullmatch(r"\d+", text):
+        hours, minutes, seconds = 0, int(text), 0
+    elif re.fullmatch(r"\d+:\d+", text):
+        hours, (minutes, seconds) = 0, map(int, text.split(":"))
+    elif re.fullmatch(r"\d+:\d+:\d+", text):
+        hours, minutes, seconds = map(int, text.split(":"))
+    else:
+        raise bad
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total <= 0:
+        raise bad
+    return total
+
+
+def format_walltime(seconds: int) -> str:
+    """``HH:MM:SS``, or ``D-HH:MM:SS`` from one day on (both read by sbatch)."""
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    hms = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days}-{hms}" if days else hms
+
+
+def parse_memory(value: Any, key: str = "mem") -> int:
+    """Megabytes of a memory request: an integer (MB) or ``512M``, ``4G``, ``4GB``, ``1T``."""
+    bad = GridsearchError(f"expects a memory size (e.g. 4000, 4000M, 4G), got {value!r}", key=key)
+    if isinstance(value, bool):
+        raise bad
+    if isinstance(value, int):
+        if value <= 0:
+            raise bad
+        return value
+    if not isinstance(value, str):
+        raise bad
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?", value.strip(), flags=re.IGNORECASE)
+    if not m:
+        raise bad
+    factor = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}[m.group(2).upper()]
+    mb = math.ceil(float(m.group(1)) * factor)
+    if mb <= 0:
+        raise bad
+    return mb
+
+
+def _count(value: Any, key: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise GridsearchError(f"expects an integer >= {minimum}, got {value!r}", key=key)
+    return value
+
+
+def _token(value: Any, key: str, pattern: re.Pattern[str] = _TOKEN) -> str:
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise GridsearchError(f"expects a name, got {value!r}", key=key)
+    text = str(value)
+    if not pattern.match(text):
+        raise GridsearchError(
+            f"{text!r} is not a plain scheduler value (letters, digits and _.:,+=@%/- only; "
+            "no spaces, quotes, newlines or $)",
+            key=key,
+        )
+    return text
+
+
+def _str_list(value: Any, key: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise GridsearchError("expects a list of non-empty strings", key=key)
+    return list(value)
+
+
+def check_environment(profile: dict[str, Any]) -> dict[str, Any]:
+    """The profile's ``python``, ``module`` and ``env`` section, checked and completed.
+
+    These values are rendered into the job script quoted for the shell, so any string is
+    safe; they are only checked for shape.
+    """
+    src = profile.get("source")
+    python = profile.get("python", "python3")
+    if not isinstance(python, str) or not python.strip() or "\n" in python:
+        raise GridsearchError("expects one interpreter name or path", source=src, key="python")
+    module = profile.get("module", "hepae_core.job")
+    if not isinstance(module, str) or not _MODULE.match(module):
+        raise GridsearchError("expects a Python module name", source=src, key="module")
+    env = profile.get("env") or {}
+    if not isinstance(env, dict):
+        raise GridsearchError("must be a mapping", source=src, key="env")
+    known = {"module_purge", "modules", "source", "conda", "venv", "variables"}
+    for k in env:
+        if k not in known:
+            raise GridsearchError(
+                f"unknown key (known: {', '.join(sorted(known))})", source=src, key=f"env.{k}"
+            )
+    out: dict[str, Any] = {
+        "module_purge": bool(env.get("module_purge", False)),
+        "modules": _str_list(env.get("modules"), "env.modules"),
+        "source": _str_list(env.get("source"), "env.source"),
+        "conda": env.get("conda"),
+        "venv": env.get("venv"),
+        "variables": {},
+    }
+    for k in ("conda", "venv"):
+        if out[k] is not None and (not isinstance(out[k], str) or not out[k]):
+            raise GridsearchError("expects a string or null", source=src, key=f"env.{k}")
+    variables = env.get("variables") or {}
+    if not isinstance(variables, dict):
+        raise GridsearchError("must be a mapping NAME: value", source=src, key="env.variables")
+    for name, value in variables.items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise GridsearchError(
+                "is not a shell variable name", source=src, key=f"env.variables.{name}"
+            )
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise GridsearchError(
+                "expects a string or number", source=src, key=f"env.variables.{name}"
+            )
+        out["variables"][name] = str(value)
+    return {"python": python, "module": module, "env": out}
+
+
+def resolve_request(
+    profile: dict[str, Any], overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The profile's requests with ``overrides`` applied, checked against its limits.
+
+    Returns the request mapping with normalised extra keys: ``time_s`` (seconds), ``time``
+    (``HH:MM:SS``), ``mem_mb`` (or None), ``cpus``, ``gpus``, ``signal_before_s`` and,
+    for sites with walltime classes, ``flavour``. Raises :class:`GridsearchError` naming
+    the key and the limit when a required value is missing or a request breaks a limit;
+    nothing has been written at that point.
+    """
+    site = profile.get("name", "?")
+    src = profile.get("source")
+    request = dict(profile.get("request") or {})
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        key = OVERRIDE_ALIASES.get(key, key)
+        if key not in OVERRIDABLE:
+            raise GridsearchError(
+                f"cannot be overridden (known: {', '.join(OVERRIDABLE)})", key=key
+            )
+        request[key] = value
+    for key in profile.get("required") or []:
+        if request.get(key) in (None, ""):
+            raise GridsearchError(
+                f"is required at site '{site}' and not set: add `request: {{{key}: ...}}` to a "
+                f"user profile (e.g. ~/.config/gridsearch/sites/{site}.yaml with "
+                f"`extends: {site}`) or pass --{key.replace('_', '-')} to submit",
+                source=src,
+                key=f"request.{key}",
+            )
+    for key in ("account", "partition", "qos", "gpu_type"):
+        if request.get(key) is not None:
+            request[key] = _token(request[key], f"request.{key}")
+    if request.get("constraint") is not None:
+        request["constraint"] = _token(request["constraint"], "request.constraint", _CONSTRAINT)
+    request["time_s"] = parse_walltime(request.get("time", "01:00:00"), "request.time")
+    request["time"] = format_walltime(request["time_s"])
+    request["mem_mb"] = (
+        None if request.get("mem") is None else parse_memory(request["mem"], "request.mem")
+    )
+    request["cpus"] = _count(request.get("cpus", 1), "request.cpus", 1)
+    request["gpus"] = _count(request.get("gpus", 0), "request.gpus", 0)
+    if request.get("throttle") is not None:
+        request["throttle"] = _count(request["throttle"], "request.throttle", 1)
+    signal = _count(request.get("signal_before_s", 300), "request.signal_before_s", 0)
+    # A warning that would come before the job starts is useless: keep half the walltime.
+    request["signal_before_s"] = signal if signal < request["time_s"] else request["time_s"] // 2
+    _check_limits(profile, request)
+    if profile.get("kind") == "condor":
+        request["flavour"] = choose_flavour(profile, request["time_s"])
+        request["disk_kb"] = (
+            None
+            if request.get("disk") is None
+            else parse_memory(request["disk"], "request.disk") * 1024
+        )
+        request["max_restarts"] = _count(request.get("max_restarts", 5), "request.max_restarts")
+        request["transfer_files"] = _token(
+            request.get("transfer_files", "IF_NEEDED"), "request.transfer_files"
+        ).upper()
+        if request["transfer_files"] not in ("YES", "NO", "IF_NEEDED"):
+            raise GridsearchError("expects YES, NO or IF_NEEDED", key="request.transfer_files")
+        extra = request.get("extra") or {}
+        if not isinstance(extra, dict):
+            raise GridsearchError("expects a mapping of submit commands", key="request.extra")
+        for k, v in extra.items():
+            if not isinstance(k, str) or not _CONDOR_KEY.match(k):
+                raise GridsearchError("is not a submit command name", key=f"request.extra.{k}")
+            if not isinstance(v, str | int | float) or "\n" in str(v) or "\r" in str(v):
+                raise GridsearchError("expects a one-line value", key=f"request.extra.{k}")
+        request["extra"] = {k: str(v) for k, v in extra.items()}
+    else:
+        extra = _str_list(request.get("extra"), "request.extra")
+        for opt in extra:
+            if not _OPTION.match(opt):
+                raise GridsearchError(
+                    f"{opt!r} is not a plain sbatch option like --exclusive or --mail-type=END",
+                    key="request.extra",
+                )
+        request["extra"] = extra
+    return request
+
+
+def _check_limits(profile: dict[str, Any], request: dict[str, Any]) -> None:
+    site = profile.get("name", "?")
+    limits = profile.get("limits") or {}
+    partitions = limits.get("partitions") or {}
+    partition = request.get("partition")
+    plimits: dict[str, Any] = {}
+    where = f"site '{site}'"
+    if partitions and partition is not None:
+        if partition not in partitions:
+            raise GridsearchError(
+                f"partition '{partition}' is not one of {site}'s partitions "
+                f"({', '.join(partitions)})",
+                key="request.partition",
+            )
+        plimits = partitions[partition] or {}
+        where = f"partition '{partition}' at {site}"
+    max_time = plimits.get("max_time", limits.get("max_time"))
+    if max_time is not None:
+        max_s = parse_walltime(max_time, "limits.max_time")
+        if request["time_s"] > max_s:
+            raise GridsearchError(
+                f"walltime {request['time']} is over the limit {format_walltime(max_s)} "
+                f"(max_time) of {where}",
+                key="request.time",
+            )
+    max_gpus = plimits.get("gpus_per_node", limits.get("max_gpus"))
+    if max_gpus is not None and request["gpus"] > max_gpus:
+        raise GridsearchError(
+            f"{request['gpus']} GPUs per job is more than the {max_gpus} a node has "
+            f"(gpus_per_node / max_gpus) in {where}",
+            key="request.gpus",
+        )
+    max_cpus = plimits.get("cpus_per_node", limits.get("max_cpus"))
+    if max_cpus is not None and request["cpus"] > max_cpus:
+        raise GridsearchError(
+            f"{request['cpus']} cores per job is more than the {max_cpus} a node has "
+            f"(cpus_per_node / max_cpus) in {where}",
+            key="request.cpus",
+        )
+    types = limits.get("gpu_types") or []
+    if request.get("gpu_type") is not None and types and request["gpu_type"] not in types:
+        raise GridsearchError(
+            f"GPU type '{request['gpu_type']}' is not one of {site}'s ({', '.join(types)})",
+            key="request.gpu_type",
+        )
+
+
+def choose_flavour(profile: dict[str, Any], time_s: int) -> str | None:
+    """The smallest walltime class (``+JobFlavour`` at CERN) that holds ``time_s``."""
+    flavours = profile.get("flavours") or {}
+    if not flavours:
+        return None
+    ranked = sorted(
+        ((parse_walltime(v, f"flavours.{k}"), k) for k, v in flavours.items()), key=lambda x: x[0]
+    )
+    for limit, name in ranked:
+        if time_s <= limit:
+            return name
+    limit, name = ranked[-1]
+    raise GridsearchError(
+        f"walltime {format_walltime(time_s)} is over the longest job flavour at "
+        f"{profile.get('name')} ({name}: {format_walltime(limit)})",
+        key="request.time",
+    )
+
+
+def max_jobs_per_submission(profile: dict[str, Any]) -> int | None:
+    """The site's limit on jobs in one submission, or None."""
+    value = (profile.get("limits") or {}).get("max_jobs_per_submission")
+    return None if value is None else _count(value, "limits.max_jobs_per_submission", 1)
+
+
+def max_array_size(profile: dict[str, Any]) -> int:
+    """Slurm's MaxArraySize at the site: array indices must stay below it."""
+    value = (profile.get("limits") or {}).get("max_array_size", 1001)
+    return _count(value, "limits.max_array_size", 2)
+
+
+def show(profile: dict[str, Any]) -> str:
+    """A resolved profile as YAML text, for ``gridsearch sites show``."""
+    return yaml.safe_dump(profile, sort_keys=False, default_flow_style=False)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Stop the one-node test cluster started by start_cluster.sh (munged is left running:
+# it is harmless and other tools may use it). Pass --purge to delete its state directory.
+set -uo pipefail
+RUN=/run/hepae-slurm
+[ -f "$RUN/dir" ] || { echo "stop_cluster: no cluster recorded in $RUN/dir"; exit 0; }
+DIR=$(cat "$RUN/dir")
+for pidf in "$DIR/slurmd.pid" "$DIR/slurmctld.pid"; do
+    if [ -f "$pidf" ]; then
+        pid=$(cat "$pidf")
+        kill "$pid" 2>/dev/null && echo "stop_cluster: stopped pid $pid ($(basename "$pidf" .pid))"
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+done
+rm -f "$RUN/dir"
+if [ "${1:-}" = "--purge" ]; then rm -rf "$DIR"; echo "stop_cluster: removed $DIR"; fi
+exit 0
