@@ -24,6 +24,7 @@ COMMAND_MODULES: list[str] = [
     "gridsearch.cmd_status",
     "gridsearch.cmd_show",
     "gridsearch.cmd_clean",
+    "gridsearch.cmd_sites",
     "results.cmd_summarize",
 ]
 

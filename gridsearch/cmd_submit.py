@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -31,6 +32,13 @@ def add_arguments(p: argparse.ArgumentParser, only_default: str | None) -> None:
     p.add_argument("--threads", type=int, metavar="N", help="local: CPU threads per job")
     p.add_argument("--time", help="time limit per job, e.g. 90 or 1:30:00")
     p.add_argument("--mem", help="memory per job, e.g. 4G")
+    p.add_argument("--account", help="cluster: project/account to charge")
+    p.add_argument("--partition", help="cluster: Slurm partition")
+    p.add_argument("--qos", help="cluster: Slurm quality of service")
+    p.add_argument("--cpus", type=int, metavar="N", help="cluster: cores per job")
+    p.add_argument("--gpus", type=int, metavar="N", help="cluster: GPUs per job")
+    p.add_argument("--gpu-type", help="cluster: GPU type, e.g. v100 or a100")
+    p.add_argument("--throttle", type=int, metavar="N", help="cluster: array tasks at a time")
     p.add_argument(
         "--sites-dir",
         action="append",
@@ -60,6 +68,13 @@ def run(args: argparse.Namespace) -> int:
         "threads": args.threads,
         "time": args.time,
         "mem": args.mem,
+        "account": args.account,
+        "partition": args.partition,
+        "qos": args.qos,
+        "cpus": args.cpus,
+        "gpus": args.gpus,
+        "gpu_type": args.gpu_type,
+        "throttle": args.throttle,
     }
     try:
         report = submit(
@@ -88,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
         f"{what} {len(report.selected)} jobs to {args.site} ({rec.get('kind')}) as "
         f"{rec.get('submission')}; files in {campaign.root / rec.get('dir', '')}"
     )
+    if rec.get("command") and rec.get("kind") != "local":
+        words = rec["command"]
+        print("command: " + " ".join(w if w == "&&" else shlex.quote(w) for w in words))
     if rec.get("scheduler_ids") and not args.dry_run and rec.get("kind") != "local":
         print("scheduler ids: " + ", ".join(rec["scheduler_ids"]))
     if rec.get("kind") == "local" and not args.dry_run:
