@@ -131,8 +131,8 @@ def main() -> None:
         f"{args.jets // 2} 27D jets; jets/s of a warm epoch"
     )
     header = (
-        f"{'model':30} {'thr':>3} {'bs':>5} {'hepae':>10} {'slicing':>10} "
-        f"{'dataloader':>10} {'ratio':>6}"
+        f"{'model':30} {'thr':>3} {'bs':>5} {'hepae':>9} {'compiled':>9} "
+        f"{'slicing':>9} {'dataloader':>10} {'ratio':>6} {'ratio_c':>7}"
     )
     print(header)
     print("-" * len(header))

@@ -500,6 +500,27 @@ def max_jobs_per_submission(profile: dict[str, Any]) -> int | None:
     return None if value is None else _count(value, "limits.max_jobs_per_submission", 1)
 
 
+def check_submission(
+    profile: dict[str, Any], overrides: dict[str, Any] | None, n_jobs: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The checks every cluster submission makes before writing anything.
+
+    Returns the resolved request and environment; raises naming the value or limit broken.
+    """
+    if n_jobs == 0:
+        raise GridsearchError("nothing to submit: no jobs given")
+    request = resolve_request(profile, overrides)
+    environment = check_environment(profile)
+    limit = max_jobs_per_submission(profile)
+    if limit is not None and n_jobs > limit:
+        raise GridsearchError(
+            f"{n_jobs} jobs are more than site '{profile.get('name')}' takes in one "
+            f"submission (max_jobs_per_submission: {limit}); submit in parts",
+            key="limits.max_jobs_per_submission",
+        )
+    return request, environment
+
+
 def max_array_size(profile: dict[str, Any]) -> int:
     """Slurm's MaxArraySize at the site: array indices must stay below it."""
     value = (profile.get("limits") or {}).get("max_array_size", 1001)

@@ -130,19 +130,9 @@ class CondorBackend:
         """Render ``job.sh``, ``job.sub`` and ``jobs.txt`` into ``directory``, check the
         submit description with HTCondor's parser, and unless ``dry_run`` submit it.
         """
-        if not jobs:
-            raise GridsearchError("nothing to submit: no jobs given")
         profile = dict(profile)
         profile.setdefault("kind", self.kind)
-        request = sites.resolve_request(profile, overrides)
-        environment = sites.check_environment(profile)
-        limit = sites.max_jobs_per_submission(profile)
-        if limit is not None and len(jobs) > limit:
-            raise GridsearchError(
-                f"{len(jobs)} jobs are more than site '{profile.get('name')}' takes in one "
-                f"submission (max_jobs_per_submission: {limit}); submit in parts",
-                key="limits.max_jobs_per_submission",
-            )
+        request, environment = sites.check_submission(profile, overrides, len(jobs))
         directory = Path(directory).absolute()
         for job in jobs:
             render.condor_value(render.check_job_dir(Path(job.dir)))

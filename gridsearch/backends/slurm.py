@@ -141,17 +141,7 @@ class SlurmBackend:
 
         Every check (required values, limits, job dirs) runs before anything is written.
         """
-        if not jobs:
-            raise GridsearchError("nothing to submit: no jobs given")
-        request = sites.resolve_request(profile, overrides)
-        environment = sites.check_environment(profile)
-        limit = sites.max_jobs_per_submission(profile)
-        if limit is not None and len(jobs) > limit:
-            raise GridsearchError(
-                f"{len(jobs)} jobs are more than site '{profile.get('name')}' takes in one "
-                f"submission (max_jobs_per_submission: {limit}); submit in parts",
-                key="limits.max_jobs_per_submission",
-            )
+        request, environment = sites.check_submission(profile, overrides, len(jobs))
         for job in jobs:
             render.check_job_dir(Path(job.dir))
         max_array = sites.max_array_size(profile)
