@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gridsearch import render
 from gridsearch import status as S
 from gridsearch.backends import get_backend
 from gridsearch.backends.base import JobRef, Submission
@@ -138,9 +139,8 @@ def submit(
         directory = campaign.root / SUBMIT / sub_id
         directory.mkdir(parents=True)
         refs = [JobRef(js.id, js.dir) for js in chosen]
-        (directory / "jobs.txt").write_text(
-            "".join(f"{i}\t{r.id}\t{r.dir}\n" for i, r in enumerate(refs)), encoding="utf-8"
-        )
+        # The task index -> job dir map, in the one format every backend reads.
+        render.write_list(directory, zip(render.task_indices(refs), (r.dir for r in refs)))
         started = now_iso()  # before any job starts: status compares it with state.json
         interrupted = None
         try:
