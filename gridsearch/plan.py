@@ -223,8 +223,17 @@ def validate(space: Space, points: list[Point]) -> list[PlannedJob]:
     return jobs
 
 
-def _check_target(root: Path, space: Space) -> bool:
-    """Whether ``root`` is an existing campaign of this space; refuse anything else."""
+# What a plan writes before campaign.json exists: another plan may be making the campaign.
+_PLAN_IN_PROGRESS = frozenset({C.LOCK, C.JOBS})
+
+
+def _check_target(root: Path, space: Space, racing: bool = False) -> bool:
+    """Whether ``root`` is an existing campaign of this space; refuse anything else.
+
+    With ``racing`` (the check before the lock is taken) a directory holding only what a
+    plan writes first is accepted: another plan may be creating the campaign right now,
+    and the check is made again, strictly, under the lock.
+    """
     if root.exists() and not root.is_dir():
         raise GridsearchError("exists and is not a directory; choose another -o", str(root))
     if C.is_campaign(root):
@@ -239,7 +248,8 @@ def _check_target(root: Path, space: Space) -> bool:
                 str(root),
             )
         return True
-    if root.is_dir() and any(p.name != C.LOCK for p in root.iterdir()):
+    allowed = _PLAN_IN_PROGRESS if racing else frozenset({C.LOCK})
+    if root.is_dir() and any(p.name not in allowed for p in root.iterdir()):
         raise GridsearchError(
             "exists, is not empty and is not a campaign directory (no campaign.json); "
             "choose a new or empty directory with -o",
@@ -289,7 +299,7 @@ def plan(
     points = expand(space, max_points=max_points, yes=yes)
     jobs = validate(space, points)
     root = Path(out) if out is not None else Path(space.name)
-    exists = _check_target(root, space)
+    exists = _check_target(root, space, racing=not dry_run)
     report = PlanReport(root=root, space=space, jobs=jobs, new_campaign=not exists)
     report.dry_run = dry_run
     sources = {(p.raw.get("data") or {}).get("source") for p in points} - {None}
@@ -303,7 +313,7 @@ def plan(
     root.mkdir(parents=True, exist_ok=True)
     with C.campaign_lock(root, "plan", lock_wait_s):
         # again under the lock: another plan may have made it meanwhile
-        _check_target(root, space)
+        report.new_campaign = not _check_target(root, space)
         jobs_dir = root / C.JOBS
         jobs_dir.mkdir(exist_ok=True)
         old = _old_manifest(root)
