@@ -223,6 +223,7 @@ def widths_vs_latent(ctx: PlotContext) -> list[tuple[str, str]]:
 
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True, layout="constrained")
+        smallest = math.inf
         for ax, label in zip(axes, ("best", "median")):
             for i, v in enumerate(variables):
                 c = PALETTE[i % len(PALETTE)] if len(variables) <= len(PALETTE) else \
@@ -232,15 +233,22 @@ def widths_vs_latent(ctx: PlotContext) -> list[tuple[str, str]]:
                 m = [value(p.job_id, f"ae.{v}.mean") for p in picks]
                 ax.plot(zs, w, "-o", color=c, label=v)
                 ax.plot(zs, m, "--", color=c, lw=1.0)
+                smallest = min([smallest, *(x for x in w if x > 0)])
                 for src, ls in (("float16", ":"), ("bfloat16", "-.")):
                     key = f"{src}.{v}.width"
                     if key in ctx.used and ctx.used[key].notna().any():
-                        ax.axhline(float(ctx.used[key].median()), color=c, ls=ls, lw=0.8)
+                        ref = float(ctx.used[key].median())
+                        ax.axhline(ref, color=c, ls=ls, lw=0.8)
+                        smallest = min(smallest, ref) if ref > 0 else smallest
             ax.axhline(0.0, color="black", lw=0.6)
             ax.set_xlabel("latent size")
             ax.set_title(f"{label} run per latent size", loc="right")
             ax.set_xticks(zs)
             ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        # Widths span decades (a float16 cast ~2e-4, a starved latent ~0.3) and means take
+        # both signs: a symmetric log axis shows them all.
+        if math.isfinite(smallest):
+            axes[0].set_yscale("symlog", linthresh=10 ** math.floor(math.log10(smallest)))
         axes[0].set_ylabel("residual width (solid), mean (dashed)")
         ctx.stamp(axes[0])
         handles = axes[0].get_legend_handles_labels()[0]
