@@ -48,16 +48,8 @@ def data_27d(n: int) -> torch.Tensor:
 
 
 def epoch_rate_hepae(model_cfg, x, bs, device, compile_model=False) -> float:
-    cfg = resolve(
-        {
-            "model": model_cfg,
-            "data": {"variables": "27d" if x.shape[1] == 27 else "4d"},
-            "normalisation": {"kind": "standard"},
-            "train": {"batch_size": bs, "epochs": 3, "compile": compile_model},
-        }
-    )
-    torch.manual_seed(0)
-    model = build_model(cfg["model"], x.shape[1]).to(device)
+    cfg = job_config(model_cfg, x, batch_size=bs, epochs=3, compile=compile_model)
+    model = fresh_model(model_cfg, x, device)
     t = Trainer(model, x.to(device), x[:1000].to(device), cfg["train"], 0)
     res = t.run()
     return res.history[-1]["jets_per_s"]  # a warm epoch (compiled before the first ends)
@@ -81,16 +73,26 @@ def _plain_epochs(model, batches_fn, opt, device, epochs=2) -> float:
     return rate
 
 
-def epoch_rate_slicing(model_cfg, x, bs, device) -> float:
-    cfg = resolve(
+def job_config(model_cfg: dict, x: torch.Tensor, **train) -> dict:
+    """A resolved config for this model on ``x`` (4 or 27 columns)."""
+    return resolve(
         {
             "model": model_cfg,
             "data": {"variables": "27d" if x.shape[1] == 27 else "4d"},
             "normalisation": {"kind": "standard"},
+            "train": train,
         }
     )
+
+
+def fresh_model(model_cfg: dict, x: torch.Tensor, device: torch.device):
+    """The model with the same initial weights for every loop compared."""
     torch.manual_seed(0)
-    model = build_model(cfg["model"], x.shape[1]).to(device)
+    return build_model(job_config(model_cfg, x)["model"], x.shape[1]).to(device)
+
+
+def epoch_rate_slicing(model_cfg, x, bs, device) -> float:
+    model = fresh_model(model_cfg, x, device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     xd = x.to(device)
 
@@ -103,15 +105,7 @@ def epoch_rate_slicing(model_cfg, x, bs, device) -> float:
 
 
 def epoch_rate_dataloader(model_cfg, x, bs, device) -> float:
-    cfg = resolve(
-        {
-            "model": model_cfg,
-            "data": {"variables": "27d" if x.shape[1] == 27 else "4d"},
-            "normalisation": {"kind": "standard"},
-        }
-    )
-    torch.manual_seed(0)
-    model = build_model(cfg["model"], x.shape[1]).to(device)
+    model = fresh_model(model_cfg, x, device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = DataLoader(TensorDataset(x), batch_size=bs, shuffle=True)
     return _plain_epochs(model, lambda: (b for (b,) in loader), opt, device)
