@@ -111,9 +111,10 @@ def _train_and_evaluate(job_dir: Path, cfg: dict[str, Any], fresh: bool) -> int:
     from hepae_core import plots
     from hepae_core.config import residual_kinds
     from hepae_core.data import load_jets, split
-    from hepae_core.evaluate import evaluate, residuals
+    from hepae_core.evaluate import evaluate
     from hepae_core.models import build_model, count_parameters, describe
     from hepae_core.normalise import Normaliser
+    from hepae_core.residuals import residuals
     from hepae_core.train import (
         StopFlag,
         Trainer,

@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from hepae_core.evaluate import residual_stats
 from hepae_core.jobdir import atomic_path
+from hepae_core.residuals import residual_stats
 
 RESIDUAL_LABEL = {
     "relative": r"$(x_{out}-x_{in})/x_{in}$",

@@ -31,6 +31,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
 from hepae_core.jobdir import EVAL, HISTORY, atomic_path
+from hepae_core.residuals import residuals
 from results.report import Group, fmt, rank, resolve, short
 
 # Okabe-Ito: distinguishable by colour-blind readers, prints in grey.
@@ -404,18 +405,6 @@ def curves(ctx: PlotContext) -> list[tuple[str, str]]:
 
 
 # --------------------------------------------------------------------------- 6
-
-
-def residuals(inputs: np.ndarray, outputs: np.ndarray, kinds: list[str]) -> np.ndarray:
-    """Per-variable residuals: relative, absolute, or angle wrapped to [-pi, pi]."""
-    d = (outputs - inputs).astype(np.float64)
-    for i, k in enumerate(kinds):
-        if k == "relative":
-            with np.errstate(divide="ignore", invalid="ignore"):
-                d[:, i] = np.where(inputs[:, i] != 0, d[:, i] / inputs[:, i], np.nan)
-        elif k == "angle":
-            d[:, i] = (d[:, i] + np.pi) % (2 * np.pi) - np.pi
-    return d
 
 
 def load_evaluation(job_dir: Path, reevaluate: bool = True) -> tuple[dict[str, Any] | None, str]:
