@@ -55,12 +55,13 @@ class Campaign:
         path = self.root / MANIFEST
         if not path.exists():
             raise GridsearchError(
-                "has no manifest.json: planning did not finish; run 'gridsearch plan' again",
+                message="has no manifest.json: planning did not finish; run 'gridsearch "
+                "plan' again",
                 source=str(self.root),
             )
         data = _read_json(path, "manifest.json")
         if not isinstance(data.get("jobs"), list):
-            raise GridsearchError("has no 'jobs' list; plan again", source=str(path))
+            raise GridsearchError(message="has no 'jobs' list; plan again", source=str(path))
         return data
 
     def ledger(self) -> list[dict[str, Any]]:
@@ -98,11 +99,13 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
     except FileNotFoundError:
-        raise GridsearchError(f"{what} is missing", source=str(path.parent)) from None
+        raise GridsearchError(message=f"{what} is missing", source=str(path.parent)) from None
     except (OSError, ValueError) as exc:
-        raise GridsearchError(f"cannot be read ({exc}); restore it", source=str(path)) from None
+        raise GridsearchError(
+            message=f"cannot be read ({exc}); restore it", source=str(path)
+        ) from None
     if not isinstance(data, dict):
-        raise GridsearchError("is not a JSON object; restore it", source=str(path))
+        raise GridsearchError(message="is not a JSON object; restore it", source=str(path))
     return data
 
 
@@ -133,14 +136,14 @@ def open_campaign(path: str | Path = ".") -> Campaign:
     root = Path(path)
     if not root.exists():
         raise GridsearchError(
-            "no such directory; make a campaign with 'gridsearch plan space.yaml -o DIR'",
+            message="no such directory; make a campaign with 'gridsearch plan space.yaml -o DIR'",
             source=str(root),
         )
     if not root.is_dir():
-        raise GridsearchError("is not a directory", source=str(root))
+        raise GridsearchError(message="is not a directory", source=str(root))
     if not is_campaign(root):
         raise GridsearchError(
-            "is not a campaign directory (no campaign.json); pass the directory "
+            message="is not a campaign directory (no campaign.json); pass the directory "
             "'gridsearch plan' made, or make one with 'gridsearch plan space.yaml -o DIR'",
             source=str(root),
         )
@@ -198,7 +201,7 @@ def campaign_lock(root: Path, what: str, wait_s: float = 30.0) -> Iterator[None]
                     raise
                 if time.monotonic() >= deadline:
                     raise GridsearchError(
-                        f"is busy: {_holder(path)} is writing to it; wait for it to finish "
+                        message=f"is busy: {_holder(path)} is writing to it; wait for it to finish "
                         "and try again",
                         source=str(root),
                     ) from None

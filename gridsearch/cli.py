@@ -13,8 +13,7 @@ import sys
 from collections.abc import Sequence
 
 import gridsearch
-from gridsearch.errors import GridsearchError
-from hepae_core.errors import HepaeError
+from hepae_core.errors import UserError
 
 # Add a module here to add a subcommand; each must define register(subparsers).
 COMMAND_MODULES: list[str] = [
@@ -52,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.func(args) or 0)
-    except (GridsearchError, HepaeError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `gridsearch status | head`

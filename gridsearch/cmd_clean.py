@@ -72,7 +72,7 @@ def run(args: argparse.Namespace, confirm: Callable[[str], bool] | None = None) 
     flags = ("checkpoints", "submit_files", "summary", "failed", "not_in_space")
     if not any(getattr(args, f) for f in flags):
         raise GridsearchError(
-            "name what to remove: --checkpoints, --submit-files, --summary, --failed or "
+            message="name what to remove: --checkpoints, --submit-files, --summary, --failed or "
             "--not-in-space"
         )
     campaign = open_campaign(args.campaign)
@@ -111,7 +111,9 @@ def run(args: argparse.Namespace, confirm: Callable[[str], bool] | None = None) 
         if not args.yes:
             if confirm is None:
                 if not sys.stdin.isatty():
-                    raise GridsearchError("asks for confirmation; pass --yes to run unattended")
+                    raise GridsearchError(
+                        message="asks for confirmation; pass --yes to run unattended"
+                    )
                 confirm = lambda q: input(q).strip().lower() in ("y", "yes")  # noqa: E731
             if not confirm(question):
                 print("nothing removed")

@@ -33,10 +33,10 @@ def find(statuses: list[JobStatus], key: str) -> JobStatus:
         return prefix[0]
     if not prefix:
         raise GridsearchError(
-            "no job with this id, name or index; see 'gridsearch status'", key=key
+            message="no job with this id, name or index; see 'gridsearch status'", key=key
         )
     raise GridsearchError(
-        f"matches {len(prefix)} jobs ({', '.join(js.id for js in prefix[:5])}...); "
+        message=f"matches {len(prefix)} jobs ({', '.join(js.id for js in prefix[:5])}...); "
         "give more of the id",
         key=key,
     )

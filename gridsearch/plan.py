@@ -191,7 +191,7 @@ def validate(space: Space, points: list[Point]) -> list[PlannedJob]:
             if key in point.params and key in ("model.encoder", "model.decoder"):
                 hint = "; a list-valued setting is one value: write [[200, 100, 50]] in a grid"
             raise GridsearchError(
-                f"{exc.message}{hint} (point {point.index}: {_point_desc(point.params)})",
+                message=f"{exc.message}{hint} (point {point.index}: {_point_desc(point.params)})",
                 source=space.where_key(key) if key else str(space.path),
                 key=key or None,
             ) from None
@@ -200,7 +200,7 @@ def validate(space: Space, points: list[Point]) -> list[PlannedJob]:
         if jid in first_of:
             other = first_of[jid]
             raise GridsearchError(
-                f"points {other.index} ({_point_desc(other.params)}) and {point.index} "
+                message=f"points {other.index} ({_point_desc(other.params)}) and {point.index} "
                 f"({_point_desc(point.params)}) are the same job config; remove the "
                 "duplicate value or the axis that changes nothing",
                 source=str(space.path),
@@ -235,25 +235,29 @@ def _check_target(root: Path, space: Space, racing: bool = False) -> bool:
     and the check is made again, strictly, under the lock.
     """
     if root.exists() and not root.is_dir():
-        raise GridsearchError("exists and is not a directory; choose another -o", str(root))
+        raise GridsearchError(
+            message="exists and is not a directory; choose another -o", source=str(root)
+        )
     if C.is_campaign(root):
         try:
             info = json.loads((root / C.CAMPAIGN).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise GridsearchError(f"campaign.json cannot be read ({exc})", str(root)) from None
+            raise GridsearchError(
+                message=f"campaign.json cannot be read ({exc})", source=str(root)
+            ) from None
         if info.get("name") != space.name:
             raise GridsearchError(
-                f"is the campaign '{info.get('name')}', but the space is named "
+                message=f"is the campaign '{info.get('name')}', but the space is named "
                 f"'{space.name}'; choose another -o",
-                str(root),
+                source=str(root),
             )
         return True
     allowed = _PLAN_IN_PROGRESS if racing else frozenset({C.LOCK})
     if root.is_dir() and any(p.name not in allowed for p in root.iterdir()):
         raise GridsearchError(
-            "exists, is not empty and is not a campaign directory (no campaign.json); "
+            message="exists, is not empty and is not a campaign directory (no campaign.json); "
             "choose a new or empty directory with -o",
-            str(root),
+            source=str(root),
         )
     return False
 

@@ -35,7 +35,7 @@ LIST_FILE = "jobs.txt"
 def shell_quote(value: Any) -> str:
     """``value`` as one shell word (``shlex.quote`` of its text)."""
     if value is None or isinstance(value, bool | dict | list | tuple):
-        raise GridsearchError(f"cannot render {value!r} into a shell script")
+        raise GridsearchError(message=f"cannot render {value!r} into a shell script")
     return shlex.quote(str(value))
 
 
@@ -44,7 +44,7 @@ def condor_value(value: Any) -> str:
     text = str(value)
     if "\n" in text or "\r" in text or "$(" in text or "$$(" in text or text != text.strip():
         raise GridsearchError(
-            f"{text!r} cannot be written into an HTCondor submit description (line breaks, "
+            message=f"{text!r} cannot be written into an HTCondor submit description (line breaks, "
             "'$(' and surrounding spaces would change its meaning): move the campaign to a "
             "plainer path"
         )
@@ -55,7 +55,7 @@ def one_line(value: Any) -> str:
     """``value`` for a comment line: must not break the line."""
     text = str(value)
     if "\n" in text or "\r" in text:
-        raise GridsearchError(f"{text!r} holds a line break and cannot be rendered")
+        raise GridsearchError(message=f"{text!r} holds a line break and cannot be rendered")
     return text
 
 
@@ -101,9 +101,9 @@ def render(template: str, context: dict[str, Any]) -> str:
     try:
         text = environment().get_template(template).render(**context)
     except jinja2.TemplateNotFound as exc:
-        raise GridsearchError(f"no such template: {exc}", key="template") from None
+        raise GridsearchError(message=f"no such template: {exc}", key="template") from None
     except jinja2.UndefinedError as exc:
-        raise GridsearchError(f"template {template} needs a value: {exc}") from None
+        raise GridsearchError(message=f"template {template} needs a value: {exc}") from None
     # Blank lines left where optional directives were skipped.
     return re.sub(r"\n{3,}", "\n\n", text)
 
@@ -119,10 +119,11 @@ def check_job_dir(path: Path) -> Path:
     path = Path(path)
     text = str(path)
     if not path.is_absolute():
-        raise GridsearchError(f"job directory {text!r} must be absolute")
+        raise GridsearchError(message=f"job directory {text!r} must be absolute")
     if "\n" in text or "\r" in text or text != text.strip():
         raise GridsearchError(
-            f"job directory {text!r} holds a line break or surrounding spaces, which a list "
+            message=f"job directory {text!r} holds a line break or surrounding spaces, "
+            "which a list "
             "file cannot carry: move the campaign to a plainer path"
         )
     return path

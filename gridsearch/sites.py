@@ -70,7 +70,7 @@ def _read(
     if text is None:
         known = ", ".join(available(extra)) or "none"
         raise GridsearchError(
-            f"no site profile named '{name}' (known: {known}); add one as "
+            message=f"no site profile named '{name}' (known: {known}); add one as "
             f"~/.config/gridsearch/sites/{name}.yaml or pass --sites-dir",
             key="--site",
         )
@@ -108,9 +108,9 @@ def _parse(text: str, source: str) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise GridsearchError(f"is not valid YAML: {exc}", source=source) from None
+        raise GridsearchError(message=f"is not valid YAML: {exc}", source=source) from None
     if not isinstance(data, dict):
-        raise GridsearchError("a site profile must be a mapping", source=source)
+        raise GridsearchError(message="a site profile must be a mapping", source=source)
     return data
 
 
@@ -132,20 +132,20 @@ def load_profile(name: str, extra: list[Path] | None = None) -> dict[str, Any]:
     current: str | None = name
     while current is not None:
         if len(chain) > 20:
-            raise GridsearchError(f"profile '{name}' extends itself through '{current}'")
+            raise GridsearchError(message=f"profile '{name}' extends itself through '{current}'")
         try:
             data, source = _read(current, extra, used)
         except GridsearchError:
             if any(Path(s).stem == current for s in used):
                 raise GridsearchError(
-                    f"profile '{name}' extends itself through '{current}'"
+                    message=f"profile '{name}' extends itself through '{current}'"
                 ) from None
             raise
         used.add(source)
         chain.append((data, source))
         parent = data.get("extends")
         if parent is not None and not isinstance(parent, str):
-            raise GridsearchError("must name one profile", source=source, key="extends")
+            raise GridsearchError(message="must name one profile", source=source, key="extends")
         current = parent
     profile: dict[str, Any] = {}
     for data, _ in reversed(chain):
@@ -153,7 +153,9 @@ def load_profile(name: str, extra: list[Path] | None = None) -> dict[str, Any]:
     profile["name"] = name
     profile["source"] = chain[0][1]
     if profile.get("kind") not in ("local", "slurm", "condor"):
-        raise GridsearchError("must be local, slurm or condor", source=chain[0][1], key="kind")
+        raise GridsearchError(
+            message="must be local, slurm or condor", source=chain[0][1], key="kind"
+        )
     return profile
 
 
@@ -201,7 +203,8 @@ def parse_walltime(value: Any, key: str = "time") -> int:
     ``2h``, ``1d``, ``1w``.
     """
     bad = GridsearchError(
-        f"expects a walltime (minutes, HH:MM:SS, D-HH:MM:SS or 20m/2h/1d/1w), got {value!r}",
+        message="expects a walltime (minutes, HH:MM:SS, D-HH:MM:SS or 20m/2h/1d/1w), got "
+        f"{value!r}",
         key=key,
     )
     if isinstance(value, bool):
@@ -249,7 +252,9 @@ def format_walltime(seconds: int) -> str:
 
 def parse_memory(value: Any, key: str = "mem") -> int:
     """Megabytes of a memory request: an integer (MB) or ``512M``, ``4G``, ``4GB``, ``1T``."""
-    bad = GridsearchError(f"expects a memory size (e.g. 4000, 4000M, 4G), got {value!r}", key=key)
+    bad = GridsearchError(
+        message=f"expects a memory size (e.g. 4000, 4000M, 4G), got {value!r}", key=key
+    )
     if isinstance(value, bool):
         raise bad
     if isinstance(value, int):
@@ -270,17 +275,18 @@ def parse_memory(value: Any, key: str = "mem") -> int:
 
 def _count(value: Any, key: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise GridsearchError(f"expects an integer >= {minimum}, got {value!r}", key=key)
+        raise GridsearchError(message=f"expects an integer >= {minimum}, got {value!r}", key=key)
     return value
 
 
 def _token(value: Any, key: str, pattern: re.Pattern[str] = _TOKEN) -> str:
     if not isinstance(value, str | int) or isinstance(value, bool):
-        raise GridsearchError(f"expects a name, got {value!r}", key=key)
+        raise GridsearchError(message=f"expects a name, got {value!r}", key=key)
     text = str(value)
     if not pattern.match(text):
         raise GridsearchError(
-            f"{text!r} is not a plain scheduler value (letters, digits and _.:,+=@%/- only; "
+            message=f"{text!r} is not a plain scheduler value (letters, digits and "
+            "_.:,+=@%/- only; "
             "no spaces, quotes, newlines or $)",
             key=key,
         )
@@ -291,7 +297,7 @@ def _str_list(value: Any, key: str) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise GridsearchError("expects a list of non-empty strings", key=key)
+        raise GridsearchError(message="expects a list of non-empty strings", key=key)
     return list(value)
 
 
@@ -304,18 +310,22 @@ def check_environment(profile: dict[str, Any]) -> dict[str, Any]:
     src = profile.get("source")
     python = profile.get("python", "python3")
     if not isinstance(python, str) or not python.strip() or "\n" in python:
-        raise GridsearchError("expects one interpreter name or path", source=src, key="python")
+        raise GridsearchError(
+            message="expects one interpreter name or path", source=src, key="python"
+        )
     module = profile.get("module", "hepae_core.job")
     if not isinstance(module, str) or not _MODULE.match(module):
-        raise GridsearchError("expects a Python module name", source=src, key="module")
+        raise GridsearchError(message="expects a Python module name", source=src, key="module")
     env = profile.get("env") or {}
     if not isinstance(env, dict):
-        raise GridsearchError("must be a mapping", source=src, key="env")
+        raise GridsearchError(message="must be a mapping", source=src, key="env")
     known = {"module_purge", "modules", "source", "conda", "venv", "variables"}
     for k in env:
         if k not in known:
             raise GridsearchError(
-                f"unknown key (known: {', '.join(sorted(known))})", source=src, key=f"env.{k}"
+                message=f"unknown key (known: {', '.join(sorted(known))})",
+                source=src,
+                key=f"env.{k}",
             )
     out: dict[str, Any] = {
         "module_purge": bool(env.get("module_purge", False)),
@@ -327,18 +337,20 @@ def check_environment(profile: dict[str, Any]) -> dict[str, Any]:
     }
     for k in ("conda", "venv"):
         if out[k] is not None and (not isinstance(out[k], str) or not out[k]):
-            raise GridsearchError("expects a string or null", source=src, key=f"env.{k}")
+            raise GridsearchError(message="expects a string or null", source=src, key=f"env.{k}")
     variables = env.get("variables") or {}
     if not isinstance(variables, dict):
-        raise GridsearchError("must be a mapping NAME: value", source=src, key="env.variables")
+        raise GridsearchError(
+            message="must be a mapping NAME: value", source=src, key="env.variables"
+        )
     for name, value in variables.items():
         if not isinstance(name, str) or not _ENV_NAME.match(name):
             raise GridsearchError(
-                "is not a shell variable name", source=src, key=f"env.variables.{name}"
+                message="is not a shell variable name", source=src, key=f"env.variables.{name}"
             )
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise GridsearchError(
-                "expects a string or number", source=src, key=f"env.variables.{name}"
+                message="expects a string or number", source=src, key=f"env.variables.{name}"
             )
         out["variables"][name] = str(value)
     return {"python": python, "module": module, "env": out}
@@ -364,13 +376,14 @@ def resolve_request(
         key = OVERRIDE_ALIASES.get(key, key)
         if key not in OVERRIDABLE:
             raise GridsearchError(
-                f"cannot be overridden (known: {', '.join(OVERRIDABLE)})", key=key
+                message=f"cannot be overridden (known: {', '.join(OVERRIDABLE)})", key=key
             )
         request[key] = value
     for key in profile.get("required") or []:
         if request.get(key) in (None, ""):
             raise GridsearchError(
-                f"is required at site '{site}' and not set: add `request: {{{key}: ...}}` to a "
+                message=f"is required at site '{site}' and not set: add `request: "
+                f"{{{key}: ...}}` to a "
                 f"user profile (e.g. ~/.config/gridsearch/sites/{site}.yaml with "
                 f"`extends: {site}`) or pass --{key.replace('_', '-')} to submit",
                 source=src,
@@ -406,22 +419,29 @@ def resolve_request(
             request.get("transfer_files", "IF_NEEDED"), "request.transfer_files"
         ).upper()
         if request["transfer_files"] not in ("YES", "NO", "IF_NEEDED"):
-            raise GridsearchError("expects YES, NO or IF_NEEDED", key="request.transfer_files")
+            raise GridsearchError(
+                message="expects YES, NO or IF_NEEDED", key="request.transfer_files"
+            )
         extra = request.get("extra") or {}
         if not isinstance(extra, dict):
-            raise GridsearchError("expects a mapping of submit commands", key="request.extra")
+            raise GridsearchError(
+                message="expects a mapping of submit commands", key="request.extra"
+            )
         for k, v in extra.items():
             if not isinstance(k, str) or not _CONDOR_KEY.match(k):
-                raise GridsearchError("is not a submit command name", key=f"request.extra.{k}")
+                raise GridsearchError(
+                    message="is not a submit command name", key=f"request.extra.{k}"
+                )
             if not isinstance(v, str | int | float) or "\n" in str(v) or "\r" in str(v):
-                raise GridsearchError("expects a one-line value", key=f"request.extra.{k}")
+                raise GridsearchError(message="expects a one-line value", key=f"request.extra.{k}")
         request["extra"] = {k: str(v) for k, v in extra.items()}
     else:
         extra = _str_list(request.get("extra"), "request.extra")
         for opt in extra:
             if not _OPTION.match(opt):
                 raise GridsearchError(
-                    f"{opt!r} is not a plain sbatch option like --exclusive or --mail-type=END",
+                    message=f"{opt!r} is not a plain sbatch option like --exclusive or "
+                    "--mail-type=END",
                     key="request.extra",
                 )
         request["extra"] = extra
@@ -438,7 +458,7 @@ def _check_limits(profile: dict[str, Any], request: dict[str, Any]) -> None:
     if partitions and partition is not None:
         if partition not in partitions:
             raise GridsearchError(
-                f"partition '{partition}' is not one of {site}'s partitions "
+                message=f"partition '{partition}' is not one of {site}'s partitions "
                 f"({', '.join(partitions)})",
                 key="request.partition",
             )
@@ -449,28 +469,28 @@ def _check_limits(profile: dict[str, Any], request: dict[str, Any]) -> None:
         max_s = parse_walltime(max_time, "limits.max_time")
         if request["time_s"] > max_s:
             raise GridsearchError(
-                f"walltime {request['time']} is over the limit {format_walltime(max_s)} "
+                message=f"walltime {request['time']} is over the limit {format_walltime(max_s)} "
                 f"(max_time) of {where}",
                 key="request.time",
             )
     max_gpus = plimits.get("gpus_per_node", limits.get("max_gpus"))
     if max_gpus is not None and request["gpus"] > max_gpus:
         raise GridsearchError(
-            f"{request['gpus']} GPUs per job is more than the {max_gpus} a node has "
+            message=f"{request['gpus']} GPUs per job is more than the {max_gpus} a node has "
             f"(gpus_per_node / max_gpus) in {where}",
             key="request.gpus",
         )
     max_cpus = plimits.get("cpus_per_node", limits.get("max_cpus"))
     if max_cpus is not None and request["cpus"] > max_cpus:
         raise GridsearchError(
-            f"{request['cpus']} cores per job is more than the {max_cpus} a node has "
+            message=f"{request['cpus']} cores per job is more than the {max_cpus} a node has "
             f"(cpus_per_node / max_cpus) in {where}",
             key="request.cpus",
         )
     types = limits.get("gpu_types") or []
     if request.get("gpu_type") is not None and types and request["gpu_type"] not in types:
         raise GridsearchError(
-            f"GPU type '{request['gpu_type']}' is not one of {site}'s ({', '.join(types)})",
+            message=f"GPU type '{request['gpu_type']}' is not one of {site}'s ({', '.join(types)})",
             key="request.gpu_type",
         )
 
@@ -488,7 +508,7 @@ def choose_flavour(profile: dict[str, Any], time_s: int) -> str | None:
             return name
     limit, name = ranked[-1]
     raise GridsearchError(
-        f"walltime {format_walltime(time_s)} is over the longest job flavour at "
+        message=f"walltime {format_walltime(time_s)} is over the longest job flavour at "
         f"{profile.get('name')} ({name}: {format_walltime(limit)})",
         key="request.time",
     )
@@ -508,13 +528,13 @@ def check_submission(
     Returns the resolved request and environment; raises naming the value or limit broken.
     """
     if n_jobs == 0:
-        raise GridsearchError("nothing to submit: no jobs given")
+        raise GridsearchError(message="nothing to submit: no jobs given")
     request = resolve_request(profile, overrides)
     environment = check_environment(profile)
     limit = max_jobs_per_submission(profile)
     if limit is not None and n_jobs > limit:
         raise GridsearchError(
-            f"{n_jobs} jobs are more than site '{profile.get('name')}' takes in one "
+            message=f"{n_jobs} jobs are more than site '{profile.get('name')}' takes in one "
             f"submission (max_jobs_per_submission: {limit}); submit in parts",
             key="limits.max_jobs_per_submission",
         )

@@ -143,7 +143,7 @@ def _lines(
             line = key_node.start_mark.line + 1
             if key in seen:
                 raise GridsearchError(
-                    f"key given twice (first at line {seen[key]}); keep one",
+                    message=f"key given twice (first at line {seen[key]}); keep one",
                     source=f"{src}:{line}",
                     key=str(key),
                 )
@@ -173,7 +173,7 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]
         if context and cmark is not None:
             problem += f" ({context} at line {cmark.line + 1})"
         raise GridsearchError(
-            f"is not valid YAML: {problem}; fix the syntax", source=where
+            message=f"is not valid YAML: {problem}; fix the syntax", source=where
         ) from None
     finally:
         loader.dispose()
@@ -189,7 +189,9 @@ def check_key(dotted: Any, where: str) -> str:
     """A dotted job-config key an axis or a rule may name; raise with a suggestion if not."""
     if not isinstance(dotted, str):
         raise GridsearchError(
-            "keys must be dotted config keys such as train.lr", source=where, key=str(dotted)
+            message="keys must be dotted config keys such as train.lr",
+            source=where,
+            key=str(dotted),
         )
     known = known_keys()
     if dotted in known and dotted != "name":
@@ -206,10 +208,12 @@ def check_key(dotted: Any, where: str) -> str:
         return dotted
     if dotted == "name":
         raise GridsearchError(
-            "is given by gridsearch to each point; it cannot be an axis", source=where, key=dotted
+            message="is given by gridsearch to each point; it cannot be an axis",
+            source=where,
+            key=dotted,
         )
     raise GridsearchError(
-        "is not a key hepae_core knows" + _suggest(dotted, known), source=where, key=dotted
+        message="is not a key hepae_core knows" + _suggest(dotted, known), source=where, key=dotted
     )
 
 
@@ -220,18 +224,20 @@ def load_space(path: str | Path) -> Space:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise GridsearchError("file not found", source=src) from None
+        raise GridsearchError(message="file not found", source=src) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise GridsearchError(f"cannot be read: {exc}", source=src) from None
+        raise GridsearchError(message=f"cannot be read: {exc}", source=src) from None
     data, lines = parse_yaml(text, src)
     space = Space(path=path, text=text, name="", base={}, axes=[], include=[], exclude=[])
     space.lines = lines
     if not isinstance(data, Mapping):
-        raise GridsearchError("a space file must be a mapping with name, base and grid", source=src)
+        raise GridsearchError(
+            message="a space file must be a mapping with name, base and grid", source=src
+        )
     for key in data:
         if key not in TOP_KEYS:
             raise GridsearchError(
-                "is not a space file key (expected one of "
+                message="is not a space file key (expected one of "
                 + ", ".join(TOP_KEYS)
                 + ")"
                 + _suggest(str(key), list(TOP_KEYS))
@@ -246,7 +252,7 @@ def load_space(path: str | Path) -> Space:
     name = data.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise GridsearchError(
-            f"must be a short name of letters, digits, '.', '_' or '-', got {name!r}",
+            message=f"must be a short name of letters, digits, '.', '_' or '-', got {name!r}",
             source=space.where("name"),
             key="name",
         )
@@ -254,12 +260,14 @@ def load_space(path: str | Path) -> Space:
     base = data.get("base") or {}
     if not isinstance(base, Mapping):
         raise GridsearchError(
-            "must be a mapping of job config sections", source=space.where("base"), key="base"
+            message="must be a mapping of job config sections",
+            source=space.where("base"),
+            key="base",
         )
     for key, value in base.items():
         if key in SCHEMA and value is not None and not isinstance(value, Mapping):
             raise GridsearchError(
-                f"must be a mapping of {key} settings, got {value!r}",
+                message=f"must be a mapping of {key} settings, got {value!r}",
                 source=space.where("base", key),
                 key=key,
             )
@@ -269,7 +277,7 @@ def load_space(path: str | Path) -> Space:
     _read_repeat(space, data)
     if not space.axes:
         raise GridsearchError(
-            "the space has no axes: add a 'grid:' (e.g. train.lr: [1e-2, 1e-3]), "
+            message="the space has no axes: add a 'grid:' (e.g. train.lr: [1e-2, 1e-3]), "
             "a 'zip:' or 'repeat:'",
             source=src,
         )
@@ -278,7 +286,7 @@ def load_space(path: str | Path) -> Space:
         for k in axis.keys:
             if k in seen:
                 raise GridsearchError(
-                    f"is an axis of both {seen[k]} and {axis.kind}; keep one",
+                    message=f"is an axis of both {seen[k]} and {axis.kind}; keep one",
                     source=space.where_key(k),
                     key=k,
                 )
@@ -292,13 +300,14 @@ def _values(space: Space, value: Any, *path: Any) -> list[Any]:
     key = str(path[-1])
     if not isinstance(value, list):
         raise GridsearchError(
-            f"must be a list of values, got {value!r}; write [{value!r}] for a single value",
+            message=f"must be a list of values, got {value!r}; write [{value!r}] for a "
+            "single value",
             source=space.where(*path),
             key=key,
         )
     if not value:
         raise GridsearchError(
-            "is an empty list: give at least one value", source=space.where(*path), key=key
+            message="is an empty list: give at least one value", source=space.where(*path), key=key
         )
     return value
 
@@ -309,7 +318,8 @@ def _read_grid(space: Space, data: Mapping[str, Any]) -> None:
     grid = data["grid"]
     if not isinstance(grid, Mapping) or not grid:
         raise GridsearchError(
-            "is empty: give dotted keys with lists of values, e.g. 'train.lr: [1e-2, 1e-3]'",
+            message="is empty: give dotted keys with lists of values, e.g. 'train.lr: "
+            "[1e-2, 1e-3]'",
             source=space.where("grid"),
             key="grid",
         )
@@ -330,14 +340,14 @@ def _read_zip(space: Space, data: Mapping[str, Any]) -> None:
         paths = [("zip", i) for i in range(len(groups))]
     else:
         raise GridsearchError(
-            "must be a mapping of dotted keys to lists of equal length (or a list of them)",
+            message="must be a mapping of dotted keys to lists of equal length (or a list of them)",
             source=space.where("zip"),
             key="zip",
         )
     for group, path in zip(groups, paths):
         if not isinstance(group, Mapping) or not group:
             raise GridsearchError(
-                "must be a non-empty mapping of dotted keys to lists",
+                message="must be a non-empty mapping of dotted keys to lists",
                 source=space.where(*path),
                 key="zip",
             )
@@ -350,7 +360,7 @@ def _read_zip(space: Space, data: Mapping[str, Any]) -> None:
         if len(lengths) > 1:
             sizes = ", ".join(f"{k}: {len(c)}" for k, c in zip(keys, columns))
             raise GridsearchError(
-                f"lists that vary together must have the same length ({sizes})",
+                message=f"lists that vary together must have the same length ({sizes})",
                 source=space.where(*path),
                 key="zip",
             )
@@ -368,7 +378,7 @@ def _read_repeat(space: Space, data: Mapping[str, Any]) -> None:
         or (isinstance(rep, list) and rep and all(type(s) is int and s >= 0 for s in rep))
     ):
         raise GridsearchError(
-            f"must be a number of seeds (>= 1) or a list of seeds, got {rep!r}",
+            message=f"must be a number of seeds (>= 1) or a list of seeds, got {rep!r}",
             source=where,
             key="repeat",
         )
@@ -389,7 +399,7 @@ def _read_rules(space: Space, data: Mapping[str, Any], kind: str) -> list[Rule]:
         rules = [rules]
     if not isinstance(rules, list) or not rules:
         raise GridsearchError(
-            "must be a list of rules, each a mapping of dotted keys to values or operators",
+            message="must be a list of rules, each a mapping of dotted keys to values or operators",
             source=space.where(kind),
             key=kind,
         )
@@ -398,7 +408,7 @@ def _read_rules(space: Space, data: Mapping[str, Any], kind: str) -> list[Rule]:
         path = (kind, i) if isinstance(data[kind], list) else (kind,)
         if not isinstance(rule, Mapping) or not rule:
             raise GridsearchError(
-                "a rule must be a non-empty mapping such as {model.latent: {lt: 12}}",
+                message="a rule must be a non-empty mapping such as {model.latent: {lt: 12}}",
                 source=space.where(*path),
                 key=kind,
             )
@@ -409,13 +419,13 @@ def _read_rules(space: Space, data: Mapping[str, Any], kind: str) -> list[Rule]:
                 for op in cond:
                     if op not in OPERATORS:
                         raise GridsearchError(
-                            f"unknown operator {op!r}; use one of " + ", ".join(OPERATORS),
+                            message=f"unknown operator {op!r}; use one of " + ", ".join(OPERATORS),
                             source=where,
                             key=key,
                         )
                     if op in ("in", "not_in") and not isinstance(cond[op], list):
                         raise GridsearchError(
-                            f"'{op}' needs a list of values", source=where, key=key
+                            message=f"'{op}' needs a list of values", source=where, key=key
                         )
         out.append(Rule(dict(rule), kind, space.lines.get(path)))
     return out
@@ -525,19 +535,21 @@ def expand(space: Space, max_points: int | None = None, yes: bool = False) -> li
     total = space.count()
     if total > HARD_MAX_POINTS:
         raise GridsearchError(
-            f"the space has {total:,} points, more than gridsearch plans ({HARD_MAX_POINTS:,}); "
+            message=f"the space has {total:,} points, more than gridsearch plans "
+            f"({HARD_MAX_POINTS:,}); "
             "split it into several spaces or use fewer values",
             source=str(space.path),
         )
     points = list(iter_points(space))
     if not points:
         raise GridsearchError(
-            f"include/exclude rules leave no point of the {total:,} in the grid; loosen them",
+            message=f"include/exclude rules leave no point of the {total:,} in the grid; "
+            "loosen them",
             source=space.where("exclude" if space.exclude else "include"),
         )
     if max_points is not None and len(points) > max_points and not yes:
         raise GridsearchError(
-            f"the space has {len(points):,} points, more than --max-points {max_points:,}; "
+            message=f"the space has {len(points):,} points, more than --max-points {max_points:,}; "
             "check the grid, then pass --yes to plan them all",
             source=str(space.path),
         )

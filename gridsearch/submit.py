@@ -51,7 +51,7 @@ def parse_only(text: str | Iterable[str] | None) -> set[str] | None:
     bad = sorted(states - set(SELECTABLE))
     if bad or not states:
         raise GridsearchError(
-            f"unknown state(s) {', '.join(bad) or '(none)'}; use a comma-separated list of "
+            message=f"unknown state(s) {', '.join(bad) or '(none)'}; use a comma-separated list of "
             + ", ".join(SELECTABLE),
             key="--only",
         )
@@ -66,7 +66,8 @@ def select_jobs(
     blocked = sorted(wanted & set(NEEDS_FORCE)) if not force else []
     if blocked:
         raise GridsearchError(
-            f"{', '.join(blocked)} jobs are in flight or finished and are not submitted again; "
+            message=f"{', '.join(blocked)} jobs are in flight or finished and are not "
+            "submitted again; "
             "add --force if you really mean it",
             key="--only",
         )

@@ -225,14 +225,18 @@ def resolve(raw: Any, source: str = "config") -> dict[str, Any]:
     """
     if not isinstance(raw, Mapping):
         raise ConfigError(
-            source, None, f"the config must be a mapping of sections, got {type(raw).__name__}"
+            source=source,
+            key=None,
+            message=f"the config must be a mapping of sections, got {type(raw).__name__}",
         )
     cfg = defaults()
     allowed = list(TOP_LEVEL) + list(SECTIONS)
     for key, value in raw.items():
         if not isinstance(key, str) or key not in allowed:
             raise ConfigError(
-                source, str(key), "unknown key" + _suggest(str(key), allowed + known_keys())
+                source=source,
+                key=str(key),
+                message="unknown key" + _suggest(str(key), allowed + known_keys()),
             )
         if key in TOP_LEVEL:
             _check(source, key, TOP_LEVEL[key], value)
@@ -241,12 +245,16 @@ def resolve(raw: Any, source: str = "config") -> dict[str, Any]:
         if value is None:
             continue
         if not isinstance(value, Mapping):
-            raise ConfigError(source, key, "must be a mapping of settings")
+            raise ConfigError(source=source, key=key, message="must be a mapping of settings")
         fields = SCHEMA[key]
         for sub, subval in value.items():
             dotted = f"{key}.{sub}"
             if sub not in fields:
-                raise ConfigError(source, dotted, "unknown key" + _suggest(dotted, known_keys()))
+                raise ConfigError(
+                    source=source,
+                    key=dotted,
+                    message="unknown key" + _suggest(dotted, known_keys()),
+                )
             _check(source, dotted, fields[sub], subval)
         section = dict(value)
         if key == "model":
@@ -258,7 +266,7 @@ def resolve(raw: Any, source: str = "config") -> dict[str, Any]:
 
 def _check(source: str, key: str, field: Field, value: Any) -> None:
     if not field.check(value):
-        raise ConfigError(source, key, f"expects {field.expects}, got {value!r}")
+        raise ConfigError(source=source, key=key, message=f"expects {field.expects}, got {value!r}")
 
 
 def _apply_preset(model: dict[str, Any]) -> dict[str, Any]:
@@ -287,20 +295,22 @@ def residual_kinds(cfg: Mapping[str, Any]) -> dict[str, str]:
 def _check_consistency(cfg: dict[str, Any], source: str) -> None:
     names = variables_of(cfg)
     if len(set(names)) != len(names):
-        raise ConfigError(source, "data.variables", "lists a variable twice")
+        raise ConfigError(source=source, key="data.variables", message="lists a variable twice")
     n_in = len(names)
     latent = cfg["model"]["latent"]
     if latent >= n_in:
         raise ConfigError(
-            source,
-            "model.latent",
-            f"is {latent} but the data has {n_in} variables: an autoencoder must compress, "
+            source=source,
+            key="model.latent",
+            message=f"is {latent} but the data has {n_in} variables: an autoencoder must compress, "
             f"so choose a latent size below {n_in}",
         )
     for key in cfg["evaluate"]["residuals"]:
         if key not in names:
             raise ConfigError(
-                source, f"evaluate.residuals.{key}", "names a variable that is not trained on"
+                source=source,
+                key=f"evaluate.residuals.{key}",
+                message="names a variable that is not trained on",
             )
     _check_cuts(cfg, source, names)
     norm = cfg["normalisation"]["kind"]
@@ -310,9 +320,9 @@ def _check_consistency(cfg: dict[str, Any], source: str) -> None:
         missing = [v for v in names if v not in CUSTOM_FORMULAS]
         if missing:
             raise ConfigError(
-                source,
-                "normalisation.kind",
-                f"{norm} has no formula for {', '.join(missing)}; use standard or minmax",
+                source=source,
+                key="normalisation.kind",
+                message=f"{norm} has no formula for {', '.join(missing)}; use standard or minmax",
             )
 
 
@@ -325,14 +335,14 @@ def _check_cuts(cfg: dict[str, Any], source: str, names: list[str]) -> None:
     problems = check_cuts(data["cuts"], set(names) | KNOWN_VARIABLES | set(data["branches"]))
     if problems:
         key, message = problems[0]
-        raise ConfigError(source, key, message)
+        raise ConfigError(source=source, key=key, message=message)
     usable = names + [v for v in cut_variables(data["cuts"]) if v not in names]
     for key in data["branches"]:
         if key not in usable:
             raise ConfigError(
-                source,
-                f"data.branches.{key}",
-                "maps a variable that is neither in data.variables nor used by data.cuts"
+                source=source,
+                key=f"data.branches.{key}",
+                message="maps a variable that is neither in data.variables nor used by data.cuts"
                 + _suggest(key, usable),
             )
 
@@ -343,16 +353,20 @@ def load(path: str | Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(str(path), None, "file not found") from None
+        raise ConfigError(source=str(path), key=None, message="file not found") from None
     except OSError as exc:
-        raise ConfigError(str(path), None, f"cannot be read: {exc.strerror}") from None
+        raise ConfigError(
+            source=str(path), key=None, message=f"cannot be read: {exc.strerror}"
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(str(path), None, f"is not valid YAML{where}: {problem}") from None
+        raise ConfigError(
+            source=str(path), key=None, message=f"is not valid YAML{where}: {problem}"
+        ) from None
     return resolve(raw, str(path))
 
 

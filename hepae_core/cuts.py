@@ -314,13 +314,15 @@ def apply_cuts(
     try:
         flow = CutFlow(cuts)
     except CutSyntaxError as exc:
-        raise DataError(source, str(exc), key="data.cuts") from None
+        raise DataError(source=source, message=str(exc), key="data.cuts") from None
     columns = {v: values[:, j] for j, v in enumerate(variables)}
     for i, cut in enumerate(flow.cuts):
         missing = [n for n in cut.names if n not in columns]
         if missing:
             raise DataError(
-                source, f"'{cut.expr}' needs {', '.join(missing)}, not read", key=f"data.cuts[{i}]"
+                source=source,
+                message=f"'{cut.expr}' needs {', '.join(missing)}, not read",
+                key=f"data.cuts[{i}]",
             )
     keep = flow.mask(columns)
     return values[keep], flow.counts()

@@ -67,8 +67,8 @@ def bundled_path(name: str) -> Path:
             if p.name.endswith(".root")
         )
         raise DataError(
-            f"{BUNDLED_PREFIX}{name}",
-            f"no bundled sample of that name; bundled samples: {', '.join(known)}",
+            source=f"{BUNDLED_PREFIX}{name}",
+            message=f"no bundled sample of that name; bundled samples: {', '.join(known)}",
             key="data.source",
         )
     return Path(str(entry))
@@ -83,8 +83,8 @@ def resolve_source(source: str, base_dir: Path | None = None) -> Path:
         path = base_dir / path
     if not path.is_file():
         raise DataError(
-            str(path),
-            "data file not found; check data.source (relative paths are taken from the "
+            source=str(path),
+            message="data file not found; check data.source (relative paths are taken from the "
             "directory of config.yaml)",
             key="data.source",
         )
@@ -174,8 +174,8 @@ def drop_nonfinite(values: np.ndarray, policy: str, source: str) -> tuple[np.nda
     n_bad = int(bad.sum())
     if n_bad and policy == "refuse":
         raise DataError(
-            source,
-            f"{n_bad} jets contain NaN or inf; set data.nonfinite: drop to skip them",
+            source=source,
+            message=f"{n_bad} jets contain NaN or inf; set data.nonfinite: drop to skip them",
             key="data.nonfinite",
         )
     return (values[~bad] if n_bad else values), n_bad
@@ -198,7 +198,7 @@ def load_jets(cfg: dict[str, Any], base_dir: Path | None = None) -> JetData:
     try:
         flow = CutFlow(data["cuts"])
     except CutSyntaxError as exc:  # resolve() checks this; a hand-made cfg may not have
-        raise DataError(source, str(exc), key="data.cuts") from None
+        raise DataError(source=source, message=str(exc), key="data.cuts") from None
     needed = needed_variables(cfg)
     chunks, req = iter_source(cfg, base_dir, needed)
     n_train = len(variables)
@@ -223,8 +223,9 @@ def load_jets(cfg: dict[str, Any], base_dir: Path | None = None) -> JetData:
         if bad.any():
             if data["nonfinite"] == "refuse":
                 raise DataError(
-                    source,
-                    f"{int(bad.sum())} jets contain NaN or inf; set data.nonfinite: drop to "
+                    source=source,
+                    message=f"{int(bad.sum())} jets contain NaN or inf; set data.nonfinite: "
+                    "drop to "
                     "skip them",
                     key="data.nonfinite",
                 )
@@ -239,7 +240,9 @@ def load_jets(cfg: dict[str, Any], base_dir: Path | None = None) -> JetData:
         if stop is not None and n_read >= stop:
             break
     if n_read == 0:
-        raise DataError(source, "holds no jets (the tree or table is empty)", key="data.source")
+        raise DataError(
+            source=source, message="holds no jets (the tree or table is empty)", key="data.source"
+        )
     values = _concatenate(kept, n_train)
     counts: dict[str, Any] = {"jets_read": n_read}
     counts.update({k: v for k, v in req.stats.items()})
@@ -248,8 +251,8 @@ def load_jets(cfg: dict[str, Any], base_dir: Path | None = None) -> JetData:
     counts["jets_after_cuts"] = int(values.shape[0])
     if values.shape[0] < 10:
         raise DataError(
-            source,
-            f"only {values.shape[0]} jets are left after cleaning and cuts; "
+            source=source,
+            message=f"only {values.shape[0]} jets are left after cleaning and cuts; "
             "loosen data.cuts or check the file",
             key="data.cuts",
         )

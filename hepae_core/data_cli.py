@@ -33,9 +33,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.exists() and not args.force:
-        raise DataError(str(out), "exists already; choose another --out or pass --force")
+        raise DataError(
+            source=str(out), message="exists already; choose another --out or pass --force"
+        )
     if not out.parent.is_dir():
-        raise DataError(str(out), "its directory does not exist")
+        raise DataError(source=str(out), message="its directory does not exist")
     settings = GenSettings(
         process=args.process,
         n_events=args.events,
@@ -90,8 +92,8 @@ def inspect_root(path: Path, tree: str | None, max_entries: int) -> list[str]:
             from hepae_core.readers import closest
 
             raise DataError(
-                str(path),
-                f"has no tree '{tree}'{closest(tree, trees)} (trees: {', '.join(trees)})",
+                source=str(path),
+                message=f"has no tree '{tree}'{closest(tree, trees)} (trees: {', '.join(trees)})",
                 key="--tree",
             )
         if not trees:
@@ -213,7 +215,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     path = Path(args.file)
     if not path.is_file():
-        raise DataError(str(path), "file not found")
+        raise DataError(source=str(path), message="file not found")
     fmt = detect_format(path, args.format)
     if fmt == "root":
         lines = inspect_root(path, args.tree, args.max_entries)
@@ -277,8 +279,9 @@ def _default_branches(path: Path, fmt: str, args: argparse.Namespace) -> dict[st
             if flat:
                 return flat
             raise DataError(
-                str(path),
-                f"tree '{args.tree}' has only per-event (jagged) branches; choose the jets with "
+                source=str(path),
+                message=f"tree '{args.tree}' has only per-event (jagged) branches; choose "
+                "the jets with "
                 "--container PREFIX (e.g. jet_) or --branches",
                 key="--container",
             )
@@ -341,19 +344,23 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     src, out = Path(args.input), Path(args.output)
     if not src.is_file():
-        raise DataError(str(src), "file not found")
+        raise DataError(source=str(src), message="file not found")
     if out.exists() and not args.force:
-        raise DataError(str(out), "exists already; choose another output or pass --force")
+        raise DataError(
+            source=str(out), message="exists already; choose another output or pass --force"
+        )
     if out.suffix.lower() == ".root":
         out_fmt = "root"
     elif out.suffix.lower() in HDF5_SUFFIXES:
         out_fmt = "hdf5"
     else:
-        raise DataError(str(out), "the output must end in .root, .h5 or .hdf5")
+        raise DataError(source=str(out), message="the output must end in .root, .h5 or .hdf5")
     fmt = detect_format(src, args.format)
     branches = _default_branches(src, fmt, args)
     if not branches:
-        raise DataError(str(src), "has no numeric per-jet columns to convert", key="--branches")
+        raise DataError(
+            source=str(src), message="has no numeric per-jet columns to convert", key="--branches"
+        )
     req = ReadRequest(
         branches=branches,
         tree=args.tree,
@@ -373,7 +380,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         else:
             n = _write_hdf5(tmp, chunks, args.out_key)
         if n == 0:
-            raise DataError(str(src), "holds no jets to convert")
+            raise DataError(source=str(src), message="holds no jets to convert")
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

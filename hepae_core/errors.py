@@ -1,20 +1,42 @@
-"""Errors a user can act on, and the exit codes the job entry point uses for them."""
+"""Errors a user can act on, and the exit codes the job entry point uses for them.
+
+Every package's user-facing errors derive from :class:`UserError`: ``hepae_core``
+(:class:`HepaeError`), ``gridsearch`` (``GridsearchError``) and ``results``
+(``SummaryError``). The command lines print ``str(error)`` (file: 'key': what to do) and
+exit with ``error.exit_code``, never with a traceback.
+"""
 
 from __future__ import annotations
 
-# Exit codes of `python -m hepae_core.job` (documented in docs/jobdir.md).
-EXIT_OK = 0
-EXIT_FAILED = 1  # the job raised: a bug, or a problem found only while training
-EXIT_BAD_INPUT = 2  # the config or the data is unusable: fix it, rerunning will not help
-EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: checkpoint written on SIGTERM/SIGUSR1, resume me
+import difflib
+from collections.abc import Iterable
+
+from hepae_core.states import (  # noqa: F401  (re-exported: one home, old import paths)
+    EXIT_BAD_ENVIRONMENT,
+    EXIT_BAD_INPUT,
+    EXIT_BUSY,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+)
 
 
-class HepaeError(Exception):
-    """An error with a message meant for the user; never shown with a traceback."""
+class UserError(Exception):
+    """An error with a message meant for the user; never shown with a traceback.
+
+    Parameters
+    ----------
+    message
+        What is wrong and what to do about it.
+    source
+        The file (or directory, or option) the problem is in.
+    key
+        The key within it (``train.lr``, ``--time``).
+    """
 
     exit_code = EXIT_BAD_INPUT
 
-    def __init__(self, source: str | None, key: str | None, message: str) -> None:
+    def __init__(self, *, message: str, source: str | None = None, key: str | None = None):
         self.source = source
         self.key = key
         self.message = message
@@ -25,12 +47,19 @@ class HepaeError(Exception):
         return ": ".join([*parts, self.message])
 
 
+def did_you_mean(name: str, options: Iterable[str], cutoff: float = 0.6) -> str:
+    """``; did you mean 'x'?`` for the closest of ``options``, or an empty string."""
+    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=cutoff)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+class HepaeError(UserError):
+    """A user error of the science package (config, data, model files)."""
+
+
 class ConfigError(HepaeError):
     """A job config that cannot be used: names the file and the key."""
 
 
 class DataError(HepaeError):
     """Data that cannot be read or used: names the file, the branch or the cut."""
-
-    def __init__(self, source: str | None, message: str, key: str | None = None) -> None:
-        super().__init__(source, key, message)

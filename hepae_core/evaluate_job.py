@@ -27,7 +27,9 @@ def reevaluate(job_dir: Path) -> Path:
     from hepae_core.job import EVAL_SAMPLE, load_model, write_evaluation
 
     if not (job_dir / jobdir.MODEL).is_file():
-        raise HepaeError(str(job_dir), None, f"has no {jobdir.MODEL}: run the job first")
+        raise HepaeError(
+            source=str(job_dir), key=None, message=f"has no {jobdir.MODEL}: run the job first"
+        )
     cfg = load(job_dir / jobdir.CONFIG)
     model, norm, _ = load_model(job_dir / jobdir.MODEL)
     jets = load_jets(cfg, job_dir)

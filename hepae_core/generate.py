@@ -44,9 +44,7 @@ class GeneratorUnavailable(HepaeError):
 
     def __init__(self, missing: str) -> None:
         super().__init__(
-            None,
-            None,
-            f"the event generator needs the '{missing}' package, which is not installed; "
+            message=f"the event generator needs the '{missing}' package, which is not installed; "
             f"install the optional extra with: {INSTALL_HINT} (pythia8mc may compile from "
             "source for tens of minutes)",
         )
@@ -70,7 +68,9 @@ class GenSettings:
     def pythia_strings(self) -> list[str]:
         """The Pythia settings (readString lines) these settings stand for."""
         if self.process not in PROCESSES:
-            raise HepaeError(None, "process", f"must be one of {', '.join(PROCESSES)}")
+            raise HepaeError(
+                source=None, key="process", message=f"must be one of {', '.join(PROCESSES)}"
+            )
         out = [
             "Beams:idA = 2212",
             "Beams:idB = 2212",
@@ -315,9 +315,13 @@ def generate(
     pythia = pythia8.Pythia("", False)
     for line in settings.pythia_strings():
         if not pythia.readString(line):
-            raise HepaeError(None, "settings", f"Pythia refused the setting '{line}'")
+            raise HepaeError(
+                source=None, key="settings", message=f"Pythia refused the setting '{line}'"
+            )
     if not pythia.init():
-        raise HepaeError(None, "settings", "Pythia failed to initialise; check the settings")
+        raise HepaeError(
+            source=None, key="settings", message="Pythia failed to initialise; check the settings"
+        )
     jetdef = fastjet.JetDefinition(fastjet.antikt_algorithm, settings.jet_r)
     rows: list[dict[str, float]] = []
     n_done = n_failed = 0
@@ -325,7 +329,7 @@ def generate(
         if not pythia.next():
             n_failed += 1
             if n_failed > 100 + settings.n_events // 10:
-                raise HepaeError(None, None, "Pythia failed on too many events")
+                raise HepaeError(source=None, key=None, message="Pythia failed on too many events")
             continue
         parts = [
             (p.px(), p.py(), p.pz(), p.e(), p.id(), p.charge())

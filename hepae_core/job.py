@@ -97,7 +97,7 @@ def load_model(path: str | Path):
 
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if payload.get("format") != MODEL_FORMAT:
-        raise HepaeError(str(path), None, "is not a model saved by hepae_core")
+        raise HepaeError(source=str(path), key=None, message="is not a model saved by hepae_core")
     model = build_model(payload["model_config"], len(payload["variables"]))
     model.load_state_dict(payload["state_dict"])
     model.eval()

@@ -10,14 +10,20 @@ and numpy so the orchestration layer can use it on a login node.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from hepae_core.states import EXIT_BUSY, WRITTEN_BY_JOB, JobState
 
 CONFIG = "config.yaml"
 STATE = "state.json"
@@ -29,12 +35,18 @@ LOG = "job.log"
 PLOTS = "plots"
 EVAL = "evaluation.npz"
 
-# Values of state.json's "state".
-RUNNING = "running"
-DONE = "done"
-FAILED = "failed"
-INTERRUPTED = "interrupted"
-STATES = (RUNNING, DONE, FAILED, INTERRUPTED)
+HEARTBEAT = "heartbeat"  # touched while the job runs; its mtime is the last sign of life
+JOB_LOCK = ".lock"  # flock-ed by the one process that may write into the job dir
+
+# Values of state.json's "state": the words of the states a job writes itself.
+RUNNING = JobState.RUNNING.word
+DONE = JobState.DONE.word
+FAILED = JobState.FAILED.word
+INTERRUPTED = JobState.INTERRUPTED.word
+STATES = tuple(s.word for s in WRITTEN_BY_JOB)
+
+#: Seconds between heartbeats of a running job (also touched at every epoch's end).
+HEARTBEAT_INTERVAL_S = 30.0
 
 # Set by the job templates so a job can record which scheduler job ran it, without
 # hepae_core knowing any scheduler.
@@ -159,3 +171,147 @@ def start_attempt(job_dir: str | Path) -> dict[str, Any]:
     }
     atomic_write_json(Path(job_dir) / STATE, record)
     return record
+
+
+# ----------------------------------------------------------------------------- heartbeat
+
+
+def touch_heartbeat(job_dir: str | Path) -> None:
+    """Mark the job alive now: create ``heartbeat`` or bump its mtime."""
+    path = Path(job_dir) / HEARTBEAT
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
+        os.close(fd)
+
+
+def heartbeat_age(job_dir: str | Path, now: float | None = None) -> float | None:
+    """Seconds since the job's last heartbeat, or None when it never beat."""
+    try:
+        mtime = os.stat(Path(job_dir) / HEARTBEAT).st_mtime
+    except OSError:
+        return None
+    return max(0.0, (time.time() if now is None else now) - mtime)
+
+
+class Heartbeat:
+    """Touch the job dir's heartbeat every ``interval_s`` from a daemon thread.
+
+    The thread dies with the process, so a killed job stops beating at once; ``status``
+    tells a slow job from a dead one by this file. Errors (a full disk) never stop the
+    job: a missed beat only makes the job look silent.
+    """
+
+    def __init__(self, job_dir: str | Path, interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
+        self.job_dir = Path(job_dir)
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def beat(self) -> None:
+        """Touch the heartbeat now (the training loop calls this every epoch)."""
+        with contextlib.suppress(OSError):
+            touch_heartbeat(self.job_dir)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.beat()
+
+    def __enter__(self) -> Heartbeat:
+        self.beat()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+# ----------------------------------------------------------------------------- the lock
+
+
+class JobDirBusy(Exception):
+    """Another process holds the job dir's lock; this one must touch nothing."""
+
+    exit_code = EXIT_BUSY
+
+    def __init__(self, job_dir: Path, holder: str) -> None:
+        self.job_dir = job_dir
+        self.holder = holder
+        super().__init__(
+            f"{job_dir}: another process ({holder}) is running this job; this one exits "
+            "without touching its files"
+        )
+
+
+def _lock_info(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return "unknown"
+    if not isinstance(info, dict) or not info:
+        return "unknown"
+    return (
+        f"pid {info.get('pid', '?')} on {info.get('host', '?')}, scheduler job "
+        f"{info.get('scheduler_job_id') or '-'}, since {info.get('since', '?')}"
+    )
+
+
+@contextlib.contextmanager
+def job_lock(job_dir: str | Path) -> Iterator[None]:
+    """Hold the job dir's exclusive lock (flock on ``.lock``) for the whole run.
+
+    Raises :class:`JobDirBusy` at once when another process holds it. The kernel drops
+    the lock when the holder dies (kill -9 included), so a crash never leaves a job dir
+    locked. The lock file holds who took it, for the message of the next taker.
+    """
+    job_dir = Path(job_dir)
+    path = job_dir / JOB_LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise JobDirBusy(job_dir, _lock_info(path)) from None
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": now_iso(),
+            "scheduler_job_id": os.environ.get(SCHEDULER_ID_ENV),
+        }
+        with contextlib.suppress(OSError):  # a full disk must not stop the job here
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def job_lock_holder(job_dir: str | Path) -> str | None:
+    """Who holds the job dir's lock now (``pid ... on host``), or None when it is free.
+
+    Only trustworthy where flock is coherent between the asking and the holding host
+    (the same machine; most cluster file systems, but not every NFS setup).
+    """
+    path = Path(job_dir) / JOB_LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return _lock_info(path)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

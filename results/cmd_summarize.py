@@ -12,7 +12,8 @@ import argparse
 import os
 import sys
 
-from gridsearch.errors import GridsearchError
+from hepae_core.errors import UserError
+from results.errors import SummaryError
 
 PLOT_CHOICES = ("loss_vs_lr", "widths", "pareto", "heatmap", "curves", "best_runs")
 HELP = "collect the jobs' metrics into summary.h5 and draw the comparison plots"
@@ -95,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
         if only and "none" in only:
             only, plots = None, False
         if args.heatmap is not None and len(args.heatmap) != 2:
-            raise GridsearchError(
-                f"--heatmap needs two parameters separated by a comma, got {args.heatmap!r}"
+            raise SummaryError(
+                message=f"--heatmap needs two parameters separated by a comma, got {args.heatmap!r}"
             )
         group_by = None if str(args.group_by).lower() == "none" else args.group_by
         report = summarize(
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             plots=plots,
             use_cache=not args.no_cache,
         )
-    except GridsearchError as exc:
+    except UserError as exc:
         print(f"gridsearch summarize: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

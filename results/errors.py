@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from gridsearch.errors import GridsearchError
+from hepae_core.errors import UserError
 
 
-class SummaryError(GridsearchError):
+class SummaryError(UserError):
     """Not a campaign, or an unreadable summary: one message naming the file and what to do."""
-
-    exit_code = 2

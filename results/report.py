@@ -49,7 +49,7 @@ def resolve(columns: Any, name: str, what: str = "column") -> str:
         return ends[0]
     params = ", ".join(c for c in cols if c.startswith("param."))
     hint = f"ambiguous: {', '.join(ends)}" if ends else f"parameters: {params or 'none'}"
-    raise SummaryError(f"no {what} named {name!r} in the summary ({hint})", key=name)
+    raise SummaryError(message=f"no {what} named {name!r} in the summary ({hint})", key=name)
 
 
 def short(col: str) -> str:

@@ -182,11 +182,11 @@ def summarize(
     formats = list(formats or ["png", "pdf"])
     bad = [f for f in formats if f not in FORMATS]
     if bad:
-        raise SummaryError(f"unknown figure format {bad[0]!r}; use {', '.join(FORMATS)}")
+        raise SummaryError(message=f"unknown figure format {bad[0]!r}; use {', '.join(FORMATS)}")
     only = list(only) if only else list(PLOT_NAMES)
     bad = [p for p in only if p not in PLOT_NAMES]
     if bad:
-        raise SummaryError(f"unknown plot {bad[0]!r}; choose from {', '.join(PLOT_NAMES)}")
+        raise SummaryError(message=f"unknown plot {bad[0]!r}; choose from {', '.join(PLOT_NAMES)}")
     t0 = time.perf_counter()
     table = collect(campaign_dir, use_cache=use_cache)
     root = Path(campaign_dir)
@@ -201,7 +201,9 @@ def summarize(
             raise
         metric_col = metric  # nothing finished: no metric columns to check against
     if metric_col in df and df[metric_col].dtype.kind not in "fiub":
-        raise SummaryError(f"column {metric_col!r} is not numeric: choose a numeric --metric")
+        raise SummaryError(
+            message=f"column {metric_col!r} is not numeric: choose a numeric --metric"
+        )
     group_col = None
     if group_by:
         try:

@@ -200,12 +200,12 @@ def check_campaign(root: str | Path) -> Path:
     root = Path(root)
     if not root.is_dir():
         raise SummaryError(
-            "no such directory; give the campaign directory made by `gridsearch plan`",
+            message="no such directory; give the campaign directory made by `gridsearch plan`",
             source=str(root),
         )
     if not (root / "manifest.json").is_file() and not (root / "jobs").is_dir():
         raise SummaryError(
-            "not a campaign directory (neither manifest.json nor jobs/ found); give the "
+            message="not a campaign directory (neither manifest.json nor jobs/ found); give the "
             "directory made by `gridsearch plan`",
             source=str(root),
         )
@@ -494,14 +494,14 @@ def load(campaign_dir: str | Path) -> Any:
         path = path / SUMMARY_DIR / H5_NAME
     if not path.is_file():
         raise SummaryError(
-            "no summary table; run `gridsearch summarize` on the campaign first",
+            message="no summary table; run `gridsearch summarize` on the campaign first",
             source=str(path),
         )
     try:
         columns = _read_h5(path)
     except (OSError, KeyError) as exc:
         raise SummaryError(
-            f"not a readable summary table ({exc}); run `gridsearch summarize` again",
+            message=f"not a readable summary table ({exc}); run `gridsearch summarize` again",
             source=str(path),
         ) from None
     return _frame(columns)

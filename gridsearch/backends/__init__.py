@@ -20,7 +20,7 @@ def get_backend(kind: str) -> Backend:
     """The backend for a scheduler kind (``local``, ``slurm``, ``condor``)."""
     if kind not in KINDS:
         raise GridsearchError(
-            f"unknown scheduler kind {kind!r}; use one of " + ", ".join(KINDS), key="kind"
+            message=f"unknown scheduler kind {kind!r}; use one of " + ", ".join(KINDS), key="kind"
         )
     module_name = f"gridsearch.backends.{kind}"
     try:
@@ -28,17 +28,19 @@ def get_backend(kind: str) -> Backend:
     except ModuleNotFoundError as exc:
         if exc.name != module_name:
             raise GridsearchError(
-                f"the {kind} backend cannot be loaded: {exc}; install what it needs"
+                message=f"the {kind} backend cannot be loaded: {exc}; install what it needs"
             ) from None
         raise GridsearchError(
-            f"the {kind} backend is not available in this installation ({module_name} is "
+            message=f"the {kind} backend is not available in this installation ({module_name} is "
             "missing); update hepae-gridsearch or use --site local"
         ) from None
     factory = getattr(module, "backend", None) or getattr(
         module, f"{kind.capitalize()}Backend", None
     )
     if factory is None:
-        raise GridsearchError(f"{module_name} defines no backend() nor {kind.capitalize()}Backend")
+        raise GridsearchError(
+            message=f"{module_name} defines no backend() nor {kind.capitalize()}Backend"
+        )
     return factory()
 
 

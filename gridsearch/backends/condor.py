@@ -57,7 +57,9 @@ def parse_submit(text: str, directory: Path) -> list[dict[str, str]] | None:
         with contextlib.chdir(directory):
             return [dict(item) for item in htcondor2.Submit(text).itemdata()]
     except Exception as exc:  # the bindings raise ValueError, RuntimeError, HTCondorException
-        raise GridsearchError(f"HTCondor cannot parse the submit description: {exc}") from None
+        raise GridsearchError(
+            message=f"HTCondor cannot parse the submit description: {exc}"
+        ) from None
 
 
 def _is(value: Any, expected: Any) -> bool:
@@ -157,7 +159,7 @@ class CondorBackend:
         items = parse_submit(submit_text, directory)
         if items is not None and items != planned:
             raise GridsearchError(
-                f"{submit_file} yields {len(items)} jobs to HTCondor's parser, not the "
+                message=f"{submit_file} yields {len(items)} jobs to HTCondor's parser, not the "
                 f"{len(planned)} planned ones; please report this"
             )
         command = ["condor_submit", SUBMIT_FILE]  # run in the submission directory
@@ -174,20 +176,23 @@ class CondorBackend:
             proc = _run(command, cwd=directory)
         except FileNotFoundError:
             raise GridsearchError(
-                "condor_submit not found on PATH: submit from a machine of the pool (e.g. "
+                message="condor_submit not found on PATH: submit from a machine of the pool (e.g. "
                 "lxplus), or use --dry-run to only render the files"
             ) from None
         if proc.returncode != 0:
             raise GridsearchError(
-                f"condor_submit refused {submit_file}: {(proc.stderr or proc.stdout).strip()}"
+                message=f"condor_submit refused {submit_file}: "
+                f"{(proc.stderr or proc.stdout).strip()}"
             )
         m = re.search(r"(\d+) job\(s\) submitted to cluster (\d+)", proc.stdout)
         if not m:
-            raise GridsearchError(f"condor_submit printed no cluster id: {proc.stdout.strip()!r}")
+            raise GridsearchError(
+                message=f"condor_submit printed no cluster id: {proc.stdout.strip()!r}"
+            )
         count, cluster = int(m.group(1)), m.group(2)
         if count != len(jobs):
             raise GridsearchError(
-                f"condor_submit queued {count} jobs in cluster {cluster}, not {len(jobs)}: "
+                message=f"condor_submit queued {count} jobs in cluster {cluster}, not {len(jobs)}: "
                 f"check it with condor_q {cluster}"
             )
         submission.scheduler_ids.append(cluster)

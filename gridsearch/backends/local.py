@@ -51,7 +51,7 @@ def parse_minutes(value: Any) -> float:
     m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
     if not m:
         raise GridsearchError(
-            f"is not a time such as 90 (minutes), 1:30:00 or 2-00:00:00, got {value!r}",
+            message=f"is not a time such as 90 (minutes), 1:30:00 or 2-00:00:00, got {value!r}",
             key="--time",
         )
     days, a, b, c = (int(x) if x else None for x in m.groups())
@@ -64,7 +64,7 @@ def parse_minutes(value: Any) -> float:
     else:
         minutes = float(a)
     if minutes <= 0:
-        raise GridsearchError("must be longer than zero", key="--time")
+        raise GridsearchError(message="must be longer than zero", key="--time")
     return minutes
 
 
@@ -77,7 +77,7 @@ def resources(profile: dict[str, Any], overrides: dict[str, Any] | None) -> dict
     threads = over.get("threads")
     for name, value in (("workers", workers), ("threads", threads)):
         if value is not None and (not isinstance(value, int) or value < 1):
-            raise GridsearchError(f"must be a positive integer, got {value!r}", key=name)
+            raise GridsearchError(message=f"must be a positive integer, got {value!r}", key=name)
     notes = []
     if workers is not None and workers > n:
         notes.append(f"{workers} workers asked, this machine has {n} cores: using {n}")

@@ -190,18 +190,19 @@ class SlurmBackend:
                 proc = _run(cmd, cwd=directory)
             except FileNotFoundError:
                 raise GridsearchError(
-                    "sbatch not found on PATH: submit from the cluster's login node, or use "
+                    message="sbatch not found on PATH: submit from the cluster's login "
+                    "node, or use "
                     "--dry-run to only render the scripts"
                 ) from None
             if proc.returncode != 0:
                 done = ", ".join(submission.scheduler_ids) or "none"
                 raise GridsearchError(
-                    f"sbatch refused {cmd[-1]}: {(proc.stderr or proc.stdout).strip()} "
+                    message=f"sbatch refused {cmd[-1]}: {(proc.stderr or proc.stdout).strip()} "
                     f"(arrays already submitted: {done})"
                 )
             array_id = proc.stdout.strip().splitlines()[-1].split(";")[0].strip()
             if not array_id.isdigit():
-                raise GridsearchError(f"sbatch printed no job id: {proc.stdout.strip()!r}")
+                raise GridsearchError(message=f"sbatch printed no job id: {proc.stdout.strip()!r}")
             submission.scheduler_ids.append(array_id)
             for index, job in members:
                 submission.tasks[f"{array_id}_{index - offset}"] = job.id

@@ -71,8 +71,8 @@ def missing_branch(path: Path, where: str, branch: str, available: list[str]) ->
     """The error for a branch that is not there: lists what is and suggests the closest."""
     listing = ", ".join(available[:40]) + (" ..." if len(available) > 40 else "")
     return DataError(
-        str(path),
-        f"{where} has no branch '{branch}'{closest(branch, available)} "
+        source=str(path),
+        message=f"{where} has no branch '{branch}'{closest(branch, available)} "
         f"(it has: {listing}); map variables to branches with data.branches or data.container",
         key="data.branches",
     )
@@ -105,13 +105,13 @@ def detect_format(path: Path, declared: str = "auto") -> str:
         For an empty file, or one that is neither ROOT, HDF5 nor PhenoML CSV.
     """
     if path.stat().st_size == 0:
-        raise DataError(str(path), "is empty (0 bytes)", key="data.source")
+        raise DataError(source=str(path), message="is empty (0 bytes)", key="data.source")
     sniffed = sniff_format(path)
     if declared != "auto":
         if declared in ("root", "hdf5") and sniffed != declared:
             raise DataError(
-                str(path),
-                f"is not a{'n' if declared == 'hdf5' else ''} {declared.upper()} file "
+                source=str(path),
+                message=f"is not a{'n' if declared == 'hdf5' else ''} {declared.upper()} file "
                 f"(data.format says {declared}){_kind_hint(sniffed)}",
                 key="data.format",
             )
@@ -122,8 +122,8 @@ def detect_format(path: Path, declared: str = "auto") -> str:
     if suffix in CSV_SUFFIXES:
         return "csv"
     raise DataError(
-        str(path),
-        "is neither a ROOT file, an HDF5 file nor a PhenoML CSV file"
+        source=str(path),
+        message="is neither a ROOT file, an HDF5 file nor a PhenoML CSV file"
         + (f" (its name ends in {suffix} but its content does not match)" if suffix else "")
         + "; check data.source",
         key="data.source",
@@ -148,4 +148,6 @@ def iter_chunks(path: Path, fmt: str, request: ReadRequest) -> Iterator[dict[str
         from hepae_core.readers.phenoml import iter_csv
 
         return iter_csv(path, request)
-    raise DataError(str(path), f"unknown format '{fmt}'", key="data.format")  # pragma: no cover
+    raise DataError(
+        source=str(path), message=f"unknown format '{fmt}'", key="data.format"
+    )  # pragma: no cover

@@ -18,7 +18,9 @@ def open_hdf5(path: Path):
     try:
         return h5py.File(path, "r")
     except OSError as exc:
-        raise DataError(str(path), f"cannot be opened as an HDF5 file ({exc})") from None
+        raise DataError(
+            source=str(path), message=f"cannot be opened as an HDF5 file ({exc})"
+        ) from None
 
 
 def iter_hdf5(path: Path, req: ReadRequest) -> Iterator[dict[str, Any]]:
@@ -31,16 +33,16 @@ def iter_hdf5(path: Path, req: ReadRequest) -> Iterator[dict[str, Any]]:
             groups = []
             f.visit(groups.append)
             raise DataError(
-                str(path),
-                f"has no group or dataset '{req.key}'{closest(req.key, groups)} "
+                source=str(path),
+                message=f"has no group or dataset '{req.key}'{closest(req.key, groups)} "
                 f"(it has: {', '.join(groups[:20]) or 'nothing'})",
                 key="data.key",
             )
         node = f[req.key] if req.key else f
         if req.leading is not None:
             raise DataError(
-                str(path),
-                "data.leading needs per-event data; HDF5 tables hold one row per jet",
+                source=str(path),
+                message="data.leading needs per-event data; HDF5 tables hold one row per jet",
                 key="data.leading",
             )
         if isinstance(node, h5py.Dataset) and node.dtype.names:
@@ -55,8 +57,8 @@ def iter_hdf5(path: Path, req: ReadRequest) -> Iterator[dict[str, Any]]:
             return
         if not isinstance(node, h5py.Group):
             raise DataError(
-                str(path),
-                "data.key must name a group of 1-D datasets or a compound table",
+                source=str(path),
+                message="data.key must name a group of 1-D datasets or a compound table",
                 key="data.key",
             )
         available = [k for k in node if isinstance(node[k], h5py.Dataset)]
@@ -67,13 +69,14 @@ def iter_hdf5(path: Path, req: ReadRequest) -> Iterator[dict[str, Any]]:
             ds = node[branch]
             if ds.ndim != 1:
                 raise DataError(
-                    str(path), f"dataset '{branch}' must be one-dimensional, not {ds.shape}"
+                    source=str(path),
+                    message=f"dataset '{branch}' must be one-dimensional, not {ds.shape}",
                 )
             lengths[branch] = ds.shape[0]
         if len(set(lengths.values())) > 1:
             raise DataError(
-                str(path),
-                "datasets have different lengths: "
+                source=str(path),
+                message="datasets have different lengths: "
                 + ", ".join(f"{b}={n}" for b, n in lengths.items()),
                 key="data.branches",
             )

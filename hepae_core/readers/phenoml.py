@@ -29,8 +29,8 @@ def parse_line(line: str, lineno: int, path: Path) -> tuple[list[float], list[tu
     parts = [p for p in line.strip().split(";") if p != ""]
     if len(parts) < 5:
         raise DataError(
-            str(path),
-            f"line {lineno} has {len(parts)} ';'-separated fields, expected at least 5 "
+            source=str(path),
+            message=f"line {lineno} has {len(parts)} ';'-separated fields, expected at least 5 "
             "(event_ID;process_ID;event_weight;MET;MET_Phi;obj,E,pt,eta,phi;...)",
             key="data.format",
         )
@@ -38,8 +38,9 @@ def parse_line(line: str, lineno: int, path: Path) -> tuple[list[float], list[tu
         event = [float(x) for x in parts[2:5]]
     except ValueError:
         raise DataError(
-            str(path),
-            f"line {lineno}: event_weight, MET and MET_Phi must be numbers, got {parts[2:5]}",
+            source=str(path),
+            message=f"line {lineno}: event_weight, MET and MET_Phi must be numbers, got "
+            f"{parts[2:5]}",
             key="data.format",
         ) from None
     objects = []
@@ -47,8 +48,8 @@ def parse_line(line: str, lineno: int, path: Path) -> tuple[list[float], list[tu
         fields = obj.split(",")
         if len(fields) != 5:
             raise DataError(
-                str(path),
-                f"line {lineno}: object '{obj}' must be 'type,E,pt,eta,phi'",
+                source=str(path),
+                message=f"line {lineno}: object '{obj}' must be 'type,E,pt,eta,phi'",
                 key="data.format",
             )
         objects.append(tuple(fields))
@@ -60,8 +61,8 @@ def iter_csv(path: Path, req: ReadRequest) -> Iterator[dict[str, Any]]:
     for var, col in req.branches.items():
         if col not in CSV_VARIABLES:
             raise DataError(
-                str(path),
-                f"a PhenoML CSV file has no column '{col}' (for variable '{var}')"
+                source=str(path),
+                message=f"a PhenoML CSV file has no column '{col}' (for variable '{var}')"
                 f"{closest(col, list(CSV_VARIABLES))}; it has: {', '.join(CSV_VARIABLES)}",
                 key="data.variables",
             )
@@ -70,13 +71,14 @@ def iter_csv(path: Path, req: ReadRequest) -> Iterator[dict[str, Any]]:
     try:
         fh = open(path, encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
-        raise DataError(str(path), f"cannot be read: {exc.strerror}") from None
+        raise DataError(source=str(path), message=f"cannot be read: {exc.strerror}") from None
     with fh:
         try:
             yield from _iter_events(path, fh, req)
         except UnicodeDecodeError:
             raise DataError(
-                str(path), "is not a text file, so not a PhenoML CSV file; check data.format"
+                source=str(path),
+                message="is not a text file, so not a PhenoML CSV file; check data.format",
             ) from None
 
 
@@ -98,8 +100,9 @@ def _iter_events(path: Path, fh, req: ReadRequest) -> Iterator[dict[str, Any]]:
                 chosen.append([float(x) for x in o[1:]])
             except ValueError:
                 raise DataError(
-                    str(path),
-                    f"line {lineno}: object '{','.join(o)}' has a value that is not a number",
+                    source=str(path),
+                    message=f"line {lineno}: object '{','.join(o)}' has a value that is not "
+                    "a number",
                     key="data.format",
                 ) from None
         if req.leading is not None and len(chosen) > req.leading:

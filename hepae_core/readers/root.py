@@ -19,7 +19,9 @@ def open_root(path: Path):
     try:
         return uproot.open(path)
     except Exception as exc:  # uproot raises many kinds for a file that is not ROOT
-        raise DataError(str(path), f"cannot be opened as a ROOT file ({exc})") from None
+        raise DataError(
+            source=str(path), message=f"cannot be opened as a ROOT file ({exc})"
+        ) from None
 
 
 TREE_CLASSES = ("TTree", "ROOT::RNTuple")
@@ -36,11 +38,13 @@ def get_tree(f, path: Path, tree: str):
     if tree not in trees:
         if not trees:
             raise DataError(
-                str(path), "holds no TTree or RNTuple: the file is empty of jets", key="data.tree"
+                source=str(path),
+                message="holds no TTree or RNTuple: the file is empty of jets",
+                key="data.tree",
             )
         raise DataError(
-            str(path),
-            f"has no tree '{tree}'{closest(tree, trees)} (trees: {', '.join(trees)}); "
+            source=str(path),
+            message=f"has no tree '{tree}'{closest(tree, trees)} (trees: {', '.join(trees)}); "
             "set data.tree",
             key="data.tree",
         )
@@ -79,15 +83,16 @@ def iter_root(path: Path, req: ReadRequest) -> Iterator[dict[str, Any]]:
             flat = [b for b, j in jagged.items() if not j]
             per_event = [b for b, j in jagged.items() if j]
             raise DataError(
-                str(path),
-                f"tree '{req.tree}' mixes per-jet branches ({', '.join(flat[:3])}) with "
+                source=str(path),
+                message=f"tree '{req.tree}' mixes per-jet branches ({', '.join(flat[:3])}) with "
                 f"per-event jagged ones ({', '.join(per_event[:3])}); read one kind at a time",
                 key="data.branches",
             )
         if req.leading is not None:
             raise DataError(
-                str(path),
-                f"data.leading needs per-event (jagged) branches, but tree '{req.tree}' has "
+                source=str(path),
+                message="data.leading needs per-event (jagged) branches, but tree "
+                f"'{req.tree}' has "
                 "one row per jet; drop data.leading (or cut on a rank branch)",
                 key="data.leading",
             )
@@ -116,8 +121,8 @@ def _iter_jagged(path: Path, t, req: ReadRequest) -> Iterator[dict[str, Any]]:
             if not np.array_equal(counts[b], counts[ref]):
                 entry = start + int(np.flatnonzero(counts[b] != counts[ref])[0])
                 raise DataError(
-                    str(path),
-                    f"jagged branches '{ref}' and '{b}' have different numbers of jets "
+                    source=str(path),
+                    message=f"jagged branches '{ref}' and '{b}' have different numbers of jets "
                     f"(first in entry {entry}: {counts[ref][entry - start]} vs "
                     f"{counts[b][entry - start]}); they cannot describe the same jets",
                     key="data.branches",
