@@ -30,6 +30,7 @@ from typing import Any
 
 from hepae_core import jobdir
 from hepae_core.errors import (
+    EXIT_BAD_INPUT,
     EXIT_BUSY,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -142,7 +143,9 @@ def job_steps(
         on_epoch=on_epoch,
     )
     if trainer.resume():
-        _say(name, f"resuming from {jobdir.CHECKPOINT}: epoch {trainer.epoch}, batch {trainer.batch}")
+        _say(
+            name, f"resuming from {jobdir.CHECKPOINT}: epoch {trainer.epoch}, batch {trainer.batch}"
+        )
     _say(
         name,
         f"{describe(cfg['model'], len(jets.variables))} on {len(x_train)} jets, {device.type}",
@@ -317,21 +320,18 @@ def run_bundle(dirs: list[str | Path]) -> int:
         with contextlib.ExitStack() as held:
             live: list[Member] = []
             for m in members:
-                name = m.job_dir.name
                 if not (m.job_dir / jobdir.CONFIG).is_file():
-                    m.code, m.note = 2, f"no {jobdir.CONFIG} here (not a job directory)"
-                    _say(name, f"error: {m.job_dir}: {m.note}")
+                    m.code = EXIT_BAD_INPUT
+                    m.note = f"error: {m.job_dir}: no {jobdir.CONFIG} here (not a job directory)"
                     continue
                 try:
                     held.enter_context(jobdir.job_lock(m.job_dir))
                 except jobdir.JobDirBusy as exc:
                     m.code, m.note = EXIT_BUSY, f"skipped: {exc.holder} runs it"
-                    _say(name, m.note)
                     continue
                 previous = jobdir.read_state(m.job_dir) or {}
                 if previous.get("state") == jobdir.DONE:
                     m.code, m.note = EXIT_OK, "already done; skipped"
-                    _say(name, m.note)
                     continue
                 jobdir.start_attempt(m.job_dir)
                 held.enter_context(jobdir.Heartbeat(m.job_dir))

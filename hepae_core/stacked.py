@@ -273,9 +273,7 @@ class _Stack:
                 if self.any_dropout:
                     self.plan.append(("drop",))
 
-        self.rows = [
-            (self.p[r], self.g[r], self.m[r], self.v[r], self.steps[r]) for r in range(k)
-        ]
+        self.rows = [(self.p[r], self.g[r], self.m[r], self.v[r], self.steps[r]) for r in range(k)]
 
     # -- forward -------------------------------------------------------------------
     def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
@@ -400,9 +398,7 @@ class StackedTrainer:
 
     def run(self, stop: StopFlag | None = None) -> list[MemberOutcome]:
         """Train until every member is done, failed, or a stop signal arrives."""
-        active = [
-            i for i, tr in enumerate(self.trainers) if tr.epoch < int(tr.cfg["epochs"])
-        ]
+        active = [i for i, tr in enumerate(self.trainers) if tr.epoch < int(tr.cfg["epochs"])]
         for i in range(len(self.trainers)):
             if i not in active:
                 self.outcomes[i] = MemberOutcome("done")
