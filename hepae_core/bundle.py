@@ -74,8 +74,14 @@ def job_steps(
     from hepae_core.config import residual_kinds
     from hepae_core.data import load_jets, resolve_source, split
     from hepae_core.evaluate import evaluate
-    from hepae_core.job import EVAL_SAMPLE, flatten_params, history_csv, load_model, save_model
-    from hepae_core.job import write_evaluation
+    from hepae_core.job import (
+        EVAL_SAMPLE,
+        flatten_params,
+        history_csv,
+        load_model,
+        save_model,
+        write_evaluation,
+    )
     from hepae_core.models import build_model, count_parameters, describe
     from hepae_core.normalise import Normaliser
     from hepae_core.residuals import residuals

@@ -80,10 +80,9 @@ def layer_signature(model: nn.Module) -> tuple:
         if isinstance(layer, nn.Linear):
             sig.append(("linear", layer.in_features, layer.out_features, layer.bias is not None))
         elif isinstance(layer, nn.BatchNorm1d):
-            sig.append(
-                ("bn", layer.num_features, layer.eps, layer.momentum, layer.affine)
-                + (layer.track_running_stats,)
-            )
+            bn = layer
+            stats = bn.track_running_stats
+            sig.append(("bn", bn.num_features, bn.eps, bn.momentum, bn.affine, stats))
         else:
             sig.append(("act", repr(layer)))
     return tuple(sig)
