@@ -44,7 +44,6 @@ from __future__ import annotations
 import itertools
 import math
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -191,7 +190,6 @@ class _Stack:
         n_par = self.offsets[-1]
         self.n_par = n_par
         self.p = torch.empty(k, n_par, device=device)
-        self.g = torch.zeros(k, n_par, device=device)
         self.m = torch.zeros(k, n_par, device=device)
         self.v = torch.zeros(k, n_par, device=device)
         self.steps: list[torch.Tensor] = []
@@ -225,15 +223,25 @@ class _Stack:
             # steps it through the fused kernel, not through optimizer.step().
             opt._opt_called = True
 
-        # The stacked leaves share storage with the member rows; [K, *shape] views with the
-        # row stride P. Their gradients are views of one buffer, zeroed in one operation.
+        # The stacked leaves share storage with the member rows: [K, *shape] views with the
+        # row stride P. Their gradients are left to autograd (fresh tensors each batch,
+        # no zeroing and no accumulation pass) and read per member as views.
         self.leaves: list[torch.Tensor] = []
         for j, shape in enumerate(self.shapes):
             strides = _contiguous_strides(shape)
             leaf = self.p.as_strided((k, *shape), (n_par, *strides), self.offsets[j])
-            leaf = leaf.detach().requires_grad_(True)
-            leaf.grad = self.g.as_strided((k, *shape), (n_par, *strides), self.offsets[j])
-            self.leaves.append(leaf)
+            self.leaves.append(leaf.detach().requires_grad_(True))
+
+        def views(buf: torch.Tensor, row: int) -> list[torch.Tensor]:
+            return [
+                buf[row, self.offsets[j] : self.offsets[j + 1]].view(shape)
+                for j, shape in enumerate(self.shapes)
+            ]
+
+        self.rows = [
+            (views(self.p, r), views(self.m, r), views(self.v, r), [self.steps[r]] * len(sizes))
+            for r in range(k)
+        ]
 
         # The layer plan from the first member; batch-norm buffers packed channel-major
         # ([K*C]) because F.batch_norm takes them flat.
@@ -268,11 +276,9 @@ class _Stack:
                 self.plan.append(("bn", j, j + 1, len(self.bn_buffers) - 1, layer))
                 j += 2
             else:
-                self.plan.append(("act", layer))
+                self.plan.append(("act", _inplace(layer)))
                 if self.any_dropout:
                     self.plan.append(("drop",))
-
-        self.rows = [(self.p[r], self.g[r], self.m[r], self.v[r], self.steps[r]) for r in range(k)]
 
     # -- forward -------------------------------------------------------------------
     def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
@@ -307,21 +313,26 @@ class _Stack:
 
     # -- the optimiser step ----------------------------------------------------------
     def step(self) -> None:
-        """One Adam/AdamW step per member, with its own hyperparameters, fused kernel."""
-        for tr, (p, g, m, v, step) in zip(self.trainers, self.rows, strict=True):
+        """One Adam/AdamW step per member, with its own hyperparameters, fused kernel.
+
+        The kernel and its scalars are those of the member's own ``fused=True`` optimiser,
+        so the step adds no difference to a single run.
+        """
+        grads = [leaf.grad for leaf in self.leaves]
+        for row, (tr, (p, m, v, steps)) in enumerate(zip(self.trainers, self.rows, strict=True)):
             group = tr.optimizer.param_groups[0]
             beta1, beta2 = group["betas"]
-            step += 1
+            steps[0] += 1  # one step count per member, shared by its parameters
             fused = (
                 torch._fused_adamw_ if group.get("decoupled_weight_decay") else torch._fused_adam_
             )
             fused(
-                [p],
-                [g],
-                [m],
-                [v],
+                p,
+                [g[row] for g in grads],
+                m,
+                v,
                 [],
-                [step],
+                steps,
                 amsgrad=False,
                 lr=float(group["lr"]),
                 beta1=float(beta1),
@@ -332,6 +343,8 @@ class _Stack:
                 grad_scale=None,
                 found_inf=None,
             )
+        for leaf in self.leaves:
+            leaf.grad = None
 
     # -- handing members back ------------------------------------------------------------
     def release(self) -> None:
@@ -348,6 +361,22 @@ class _Stack:
                 if isinstance(layer, nn.BatchNorm1d):
                     for name in ("running_mean", "running_var", "num_batches_tracked"):
                         layer._buffers[name] = layer._buffers[name].clone()
+
+
+def _inplace(layer: nn.Module):
+    """The activation as a function; in place where autograd allows it (saves memory
+    traffic on the stack's large activations: the values are the same)."""
+    if isinstance(layer, nn.Tanh):
+        return torch.tanh_
+    if isinstance(layer, nn.ReLU):
+        return torch.relu_
+    if isinstance(layer, nn.LeakyReLU) and layer.negative_slope > 0:
+        slope = layer.negative_slope
+        return lambda h: F.leaky_relu_(h, slope)
+    if isinstance(layer, nn.ELU):
+        alpha = layer.alpha
+        return lambda h: F.elu_(h, alpha)
+    return layer
 
 
 def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -405,11 +434,7 @@ class StackedTrainer:
             members = [self.trainers[i] for i in active]
             stack = _Stack(members)
             try:
-                with warnings.catch_warnings():
-                    # The stacked leaves are strided views of the member rows, so autograd
-                    # notes that their gradients (views too) are not contiguous; harmless.
-                    warnings.filterwarnings("ignore", message="grad and param do not obey")
-                    finished, interrupted = self._run_stack(stack, members, stop)
+                finished, interrupted = self._run_stack(stack, members, stop)
             finally:
                 stack.release()
             for pos, outcome in finished.items():
@@ -447,12 +472,10 @@ class StackedTrainer:
             t0 = time.perf_counter()
             i = ref.batch
             per_batch = [tr for tr in members if tr.per_batch_schedule]
-            g = stack.g
             while i < len(starts):
                 xb = xs[:, starts[i] : starts[i] + bs]
                 out = stack.forward(xb, train=True)
                 losses = F.mse_loss(out, xb, reduction="none").mean(dim=(1, 2))
-                g.zero_()
                 losses.sum().backward()
                 stack.step()
                 for tr in per_batch:
