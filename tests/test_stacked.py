@@ -51,6 +51,10 @@ def member(jets, train: dict, seed: int, model: dict = SMALL, ckpt=None) -> Trai
     return Trainer(net, jets[0], jets[1], cfg["train"], seed, ckpt)
 
 
+def losses(tr: Trainer) -> list[tuple[float, float, float]]:
+    return [(h["train_loss"], h["val_loss"], h["lr"]) for h in tr.result.history]
+
+
 def val_losses(tr: Trainer) -> list[float]:
     return [h["val_loss"] for h in tr.result.history]
 
@@ -176,7 +180,7 @@ def test_resumed_stack_equals_uninterrupted(jets, tmp_path, model):
     assert all(tr.resume() for tr in resumed)
     StackedTrainer(resumed).run()
     for w, r in zip(whole, resumed, strict=True):
-        assert val_losses(r) == val_losses(w)  # bit for bit
+        assert losses(r) == losses(w)  # bit for bit, train and validation, every epoch
         for p, q in zip(r.model.parameters(), w.model.parameters(), strict=True):
             assert torch.equal(p, q)
         for b, c in zip(r.model.buffers(), w.model.buffers(), strict=True):
@@ -228,3 +232,31 @@ def test_dropout_member_trains_and_others_stay_exact(jets):
     dropout_alone.run()
     # Different masks (the stack's generator), same statistics: close, not equal.
     assert val_losses(trs[1])[-1] == pytest.approx(val_losses(dropout_alone)[-1], rel=0.3)
+
+
+def test_stacked_forward_is_each_members_own_forward(jets):
+    """Batch norm statistics per member: each member sees only its own batch."""
+    from hepae_core.stacked import _Stack
+
+    trs = [member(jets, {}, seed, SMALL_BN) for seed in (0, 1, 2)]
+    x = torch.stack([jets[0][:256], jets[0][256:512] * 3 + 1, jets[0][512:768] - 2])
+    copies = []
+    for tr in trs:
+        twin = build_model(resolve({"model": SMALL_BN})["model"], 4)
+        twin.load_state_dict(tr.model.state_dict())
+        copies.append(twin.train())
+    stack = _Stack(trs)
+    try:
+        out = stack.forward(x, train=True)
+        for k, twin in enumerate(copies):
+            torch.testing.assert_close(out[k], twin(x[k]), rtol=1e-5, atol=1e-6)
+            # running statistics updated from the member's own batch only
+            torch.testing.assert_close(
+                trs[k].model.encoder[1].running_mean, twin.encoder[1].running_mean
+            )
+        with torch.no_grad():
+            out = stack.forward(x, train=False)
+        for k, twin in enumerate(copies):
+            torch.testing.assert_close(out[k], twin.eval()(x[k]), rtol=1e-5, atol=1e-6)
+    finally:
+        stack.release()
