@@ -348,7 +348,12 @@ def run_bundle(dirs: list[str | Path]) -> int:
                     continue
                 live.append(m)
             if live:
-                _train(live, stop)
+                try:
+                    _train(live, stop)
+                except Exception as exc:  # a fault of the bundle itself: no member hangs
+                    for m in live:
+                        if m.code is None:
+                            _fail(m, exc)
     except KeyboardInterrupt:
         for m in members:
             if m.code is None:

@@ -427,8 +427,9 @@ class StackedTrainer:
     def run(self, stop: StopFlag | None = None) -> list[MemberOutcome]:
         """Train until every member is done, failed, or a stop signal arrives."""
         active = [i for i, tr in enumerate(self.trainers) if tr.epoch < int(tr.cfg["epochs"])]
-        for i in range(len(self.trainers)):
-            if i not in active:
+        for i, tr in enumerate(self.trainers):
+            if i not in active:  # resumed from its last epoch's checkpoint: nothing to train
+                tr.result.epochs_run = tr.epoch
                 self.outcomes[i] = MemberOutcome("done")
         while active:
             members = [self.trainers[i] for i in active]

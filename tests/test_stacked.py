@@ -260,3 +260,16 @@ def test_stacked_forward_is_each_members_own_forward(jets):
             torch.testing.assert_close(out[k], twin.eval()(x[k]), rtol=1e-5, atol=1e-6)
     finally:
         stack.release()
+
+
+def test_member_already_at_its_last_epoch_is_done_without_training(jets):
+    finished = member(jets, {"epochs": 1}, 0)
+    finished.run()
+    before = [p.detach().clone() for p in finished.model.parameters()]
+    finished.result.epochs_run = 0  # as after loading a checkpoint of its last epoch
+    other = member(jets, {"epochs": 1}, 1)
+    outcomes = StackedTrainer([finished, other]).run()
+    assert [o.state for o in outcomes] == ["done", "done"]
+    assert finished.result.epochs_run == 1 and other.result.epochs_run == 1
+    for p, q in zip(finished.model.parameters(), before, strict=True):
+        assert torch.equal(p, q)
