@@ -41,10 +41,11 @@ resuming an interrupted stack gives bit-for-bit the uninterrupted result.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,6 +169,24 @@ def save_member_checkpoint(trainer: Trainer) -> None:
     with atomic_path(trainer.checkpoint_path) as tmp:
         torch.save(state, tmp)
     trainer._last_checkpoint = time.monotonic()
+
+
+@contextlib.contextmanager
+def own_storage(model: nn.Module) -> Iterator[None]:
+    """Lend the member's modules copies of their tensors for a while (saving the model).
+
+    Inside a stack they are views of the stack's buffers, and torch.save writes a view's
+    whole buffer: every member's weights in each model.pt.
+    """
+    tensors = [*model.parameters(), *model.buffers()]
+    views = [t.data for t in tensors]
+    for t, v in zip(tensors, views, strict=True):
+        t.data = v.clone()
+    try:
+        yield
+    finally:
+        for t, v in zip(tensors, views, strict=True):
+            t.data = v
 
 
 class _Stack:
@@ -574,7 +593,8 @@ class StackedTrainer:
             tr.result.best_epoch = tr.epoch
             tr.bad_epochs = 0
             if tr.on_best:
-                tr.on_best(tr.epoch, val_loss)
+                with own_storage(tr.model):
+                    tr.on_best(tr.epoch, val_loss)
         else:
             tr.bad_epochs += 1
         tr.result.epochs_run = tr.epoch

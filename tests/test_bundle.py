@@ -74,6 +74,10 @@ def test_bundle_writes_every_member_as_a_single_job(tmp_path):
     assert mb["best_val_loss"] == pytest.approx(ms["best_val_loss"], rel=1e-5)
     assert mb["ae.pt.width"] == pytest.approx(ms["ae.pt.width"], rel=1e-3)
     assert mb["param.train.lr"] == 3e-3 and metrics(a)["param.train.lr"] == 1e-3
+    # model.pt of a stacked member holds its own weights only, not the stack's buffers
+    payload = torch.load(b / "model.pt", weights_only=True)
+    for t in payload["state_dict"].values():
+        assert t.untyped_storage().nbytes() == t.numel() * t.element_size()
 
     again, err = run_bundle(a, b, c)
     assert again == EXIT_OK and err.count("already done; skipped") == 3

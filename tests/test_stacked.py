@@ -273,3 +273,15 @@ def test_member_already_at_its_last_epoch_is_done_without_training(jets):
     assert finished.result.epochs_run == 1 and other.result.epochs_run == 1
     for p, q in zip(finished.model.parameters(), before, strict=True):
         assert torch.equal(p, q)
+
+
+def test_saved_best_model_holds_only_its_member(jets, tmp_path):
+    """torch.save of a view writes its whole buffer: the stack lends copies for saving."""
+    trs = [member(jets, {"epochs": 1}, 0, SMALL_BN), member(jets, {"epochs": 1}, 1, SMALL_BN)]
+    path = tmp_path / "best.pt"
+    trs[0].on_best = lambda epoch, loss: torch.save(trs[0].model.state_dict(), path)
+    StackedTrainer(trs).run()
+    saved = torch.load(path, weights_only=True)
+    for name, t in saved.items():
+        assert t.untyped_storage().nbytes() == t.numel() * t.element_size(), name
+        torch.testing.assert_close(t, trs[0].model.state_dict()[name])
