@@ -272,12 +272,13 @@ def _fail(m: Member, exc: BaseException) -> None:
     _say(m.job_dir.name, f"error: job failed: {reason}")
 
 
-def _interrupted(m: Member, signal_name: str | None) -> None:
+def _interrupted(m: Member, signal_name: str | None, trained: bool = True) -> None:
     epoch = m.trainer.epoch if m.trainer is not None else None
     fields = {"signal": signal_name} | ({"epoch": epoch} if epoch is not None else {})
     jobdir.write_state(m.job_dir, jobdir.INTERRUPTED, **fields)
     m.code = EXIT_INTERRUPTED
-    m.note = f"interrupted by {signal_name}" + (", checkpoint written" if m.trainer else "")
+    done = ", checkpoint written" if trained else " before its turn"
+    m.note = f"interrupted by {signal_name}{done}"
 
 
 def _finish(m: Member, result: Any) -> None:
@@ -358,6 +359,7 @@ def run_bundle(dirs: list[str | Path]) -> int:
         for m in members:
             if m.code is None:
                 _interrupted(m, "SIGINT")
+                m.note = "interrupted (Ctrl-C): run the bundle again to resume"
     finally:
         stop.restore()
     return _summary(members)
@@ -395,7 +397,7 @@ def _train(live: list[Member], stop: Any) -> None:
         group_members = [ready[i] for i in group]
         if stop:  # the walltime came before this group's turn: nothing was trained
             for m in group_members:
-                _interrupted(m, stop.signal_name)
+                _interrupted(m, stop.signal_name, trained=False)
             continue
         if len(group_members) > 1:
             outcomes = StackedTrainer([m.trainer for m in group_members]).run(stop)
