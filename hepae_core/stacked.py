@@ -292,8 +292,14 @@ class _Stack:
                     bn._buffers["running_var"] = rv[row * c : (row + 1) * c]
                     bn._buffers["num_batches_tracked"] = nbt[row]
                 self.bn_buffers.append((rm, rv, nbt))
-                self.plan.append(("bn", j, j + 1, len(self.bn_buffers) - 1, layer))
+                self.plan.append(("bn", j, j + 1, len(self.bn_buffers) - 1, layer, None))
                 j += 2
+            elif self.plan and self.plan[-1][0] == "bn":
+                # Applied inside the batch norm step, on its [B, K*C] output: in place on a
+                # view would make autograd copy the whole activation back in backward.
+                self.plan[-1] = (*self.plan[-1][:-1], _inplace(layer))
+                if self.any_dropout:
+                    self.plan.append(("drop",))
             else:
                 self.plan.append(("act", _inplace(layer)))
                 if self.any_dropout:
@@ -324,6 +330,8 @@ class _Stack:
                 )
                 if train:
                     nbt.add_(1)
+                if op[5] is not None:
+                    flat = op[5](flat)
                 h = flat.view(n, k, c).transpose(0, 1)
             elif train:  # dropout, per-member rate
                 keep = 1.0 - self.dropout
