@@ -120,10 +120,35 @@ def stack_key(trainer: Trainer) -> tuple:
     )
 
 
-def group_stackable(trainers: Sequence[Trainer]) -> tuple[list[list[int]], dict[int, str]]:
+#: Most members in one stack.
+MAX_STACK = 64
+
+#: On a CPU a stack stops paying once its activations outgrow the core's caches: measured
+#: on a core with 2 MiB of L2 (benchmarks/stacked.py, docs/bundles.md), the gain held while
+#: K x batch x (sum of layer widths) x 12 bytes stayed within about 16 MiB, and turned into
+#: a loss well beyond (batch 1024, 27 inputs: 0.6x at K = 8).
+CPU_STACK_BYTES = 16 * 2**20
+
+
+def stack_limit(trainer: Trainer) -> int:
+    """The most members worth stacking with this one on its device (cache heuristic)."""
+    if trainer.device.type != "cpu":
+        return MAX_STACK
+    widths = [
+        layer.out_features for layer in _layers(trainer.model) if isinstance(layer, nn.Linear)
+    ]
+    per_member = trainer.batch_size * (trainer.x_train.shape[1] + sum(widths)) * 12
+    return max(1, min(MAX_STACK, CPU_STACK_BYTES // per_member))
+
+
+def group_stackable(
+    trainers: Sequence[Trainer], max_members: int | None = None
+) -> tuple[list[list[int]], dict[int, str]]:
     """Indices grouped into stacks, and the reason each unstackable one runs alone.
 
-    Groups keep the input order; a group of one is a plain single training.
+    Groups keep the input order; a group of one is a plain single training. Members that
+    could share a stack are split into stacks of at most ``max_members`` (default:
+    :func:`stack_limit`), of nearly equal sizes.
     """
     groups: dict[tuple, list[int]] = {}
     alone: dict[int, str] = {}
@@ -133,7 +158,16 @@ def group_stackable(trainers: Sequence[Trainer]) -> tuple[list[list[int]], dict[
             alone[i] = reason
             continue
         groups.setdefault(stack_key(tr), []).append(i)
-    out = list(groups.values())
+    out: list[list[int]] = []
+    for group in groups.values():
+        limit = max_members or stack_limit(trainers[group[0]])
+        n_stacks = math.ceil(len(group) / max(1, limit))
+        size, extra = divmod(len(group), n_stacks)
+        start = 0
+        for s in range(n_stacks):
+            end = start + size + (1 if s < extra else 0)
+            out.append(group[start:end])
+            start = end
     out.extend([i] for i in alone)
     return out, alone
 
