@@ -123,11 +123,11 @@ def stack_key(trainer: Trainer) -> tuple:
 #: Most members in one stack.
 MAX_STACK = 64
 
-#: On a CPU a stack stops paying once its activations outgrow the core's caches: measured
-#: on a core with 2 MiB of L2 (benchmarks/stacked.py, docs/bundles.md), the gain held while
-#: K x batch x (sum of layer widths) x 12 bytes stayed within about 16 MiB, and turned into
-#: a loss well beyond (batch 1024, 27 inputs: 0.6x at K = 8).
-CPU_STACK_BYTES = 16 * 2**20
+#: On a CPU a stack stops paying once its activations outgrow the caches: measured on a
+#: core with 2 MiB of L2 (benchmarks/stacked.py, docs/bundles.md), the gain held while
+#: K x batch x (inputs + sum of layer widths) x 12 bytes stayed within about 24 MiB, and
+#: turned into a loss well beyond (AE_bn_LeakyReLU at batch 1024: 0.78x at K = 8).
+CPU_STACK_BYTES = 24 * 2**20
 
 
 def stack_limit(trainer: Trainer) -> int:
