@@ -560,7 +560,6 @@ class StackedTrainer:
                             tr.result.signal_name = stop.signal_name
                     if stop:
                         return {}, True
-                    ref._last_checkpoint = time.monotonic()
             elapsed = time.perf_counter() - t0
             if device.type == "cuda":
                 torch.cuda.synchronize()
