@@ -172,6 +172,17 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "timing_jets": Field(100_000, _pos_int, "a positive integer"),
         "plots": Field(True, lambda v: isinstance(v, bool), "true or false"),
         "round": Field([], _str_list, "a list of integer-valued variables to round"),
+        "baselines": Field(
+            True, lambda v: isinstance(v, bool), "true (quantiser/PCA/lossless curves) or false"
+        ),
+        "bits": Field(
+            list(range(6, 17)),
+            lambda v: (
+                isinstance(v, list) and len(v) > 0 and all(_is_int(x) and 1 <= x <= 24 for x in v)
+            ),
+            "a non-empty list of bits per value, each 1..24",
+        ),
+        "pca_components": Field(None, _opt(_pos_int), "null (the latent size) or a count"),
     },
 }
 TOP_LEVEL: dict[str, Field] = {

@@ -210,9 +210,12 @@ def _train_and_evaluate(job_dir: Path, cfg: dict[str, Any], fresh: bool) -> int:
     kinds = residual_kinds(cfg)
     eval_rows = slice(0, cfg["evaluate"]["max_jets"])
     x_eval = x_test_phys[eval_rows]
+    ecfg = cfg["evaluate"]
     metrics, out = evaluate(
-        best, norm, x_eval, kinds, cfg["model"]["latent"], device, cfg["evaluate"]["timing_jets"]
-    )
+        best, norm, x_eval, kinds, cfg["model"]["latent"], device, ecfg["timing_jets"],
+        x_train=jets.values[parts.train], baselines=ecfg["baselines"], bits=tuple(ecfg["bits"]),
+        pca_components=ecfg["pca_components"],
+    )  # fmt: skip
     for var in cfg["evaluate"]["round"]:
         if var in jets.variables:
             j = jets.variables.index(var)
