@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from results.errors import SummaryError
+from results.ratedist import report_lines
 from results.report import (
     Group,
     group_text,
     latex_tables,
     rank,
     resolve,
+    short,
     used_mask,
     write_text,
 )
@@ -62,6 +64,7 @@ class SummaryReport:
     figures: list[Figure] = field(default_factory=list)
     plots_skipped: list[tuple[str, str, bool]] = field(default_factory=list)  # name, why, problem
     plot_seconds: dict[str, float] = field(default_factory=dict)
+    rate_distortion: list[str] = field(default_factory=list)  # the verdict, in words
     table_seconds: float = 0.0
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -91,6 +94,9 @@ class SummaryReport:
         else:
             out.append("No finished run with a finite metric: nothing to rank.")
         out.append("")
+        if self.rate_distortion:
+            out += self.rate_distortion
+            out.append("")
         out.append(f"Skipped jobs ({len(self.skipped)}):")
         shown = self.skipped if limit is None else self.skipped[:limit]
         for job, why in shown:
@@ -228,6 +234,7 @@ def summarize(
     report.files = {"h5": out_dir / H5_NAME, "csv": out_dir / CSV_NAME}
     if len(used):
         report.groups = rank(used, metric_col, group_col)
+        report.rate_distortion = report_lines(used, report.groups, short(group_col or ""))
         write_text(out_dir / LATEX_NAME, latex_tables(report.groups, metric_col, group_col))
         report.files["latex"] = out_dir / LATEX_NAME
     else:
