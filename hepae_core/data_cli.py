@@ -3,6 +3,8 @@
     hepae-data generate --out dijet.root --events 20000 --seed 1
     hepae-data inspect FILE [--tree NAME] [--max-entries N]
     hepae-data convert IN OUT [--tree T] [--branches a,b] [--container P] [--leading N]
+    hepae-data compress --model JOB_DIR IN -o OUT.h5   (and decompress, evaluate: see
+    docs/compression.md)
 
 Exit codes: 0 done, 2 bad input (the message names the file and what to change), 1 other
 failures. ``convert`` writes to a temporary file and renames it: a failure leaves nothing.
@@ -431,6 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out-key", default=None, help="HDF5 group to write into")
     c.add_argument("--force", action="store_true", help="overwrite the output")
     c.set_defaults(func=cmd_convert)
+
+    from hepae_core.compress_cli import register  # compress, decompress, evaluate
+
+    register(sub)
     return p
 
 

@@ -1,0 +1,384 @@
+"""A trained autoencoder as a file codec: compress jets to quantised latent codes and back.
+
+File format ``hepae-compressed`` version 1 (HDF5; docs/compression.md):
+
+``/codes``
+    (n, latent) unsigned integers of the narrowest type for ``bits``: the latent of each
+    jet, quantised to ``bits`` bits over the training range of each latent dimension.
+``/latent_lo``, ``/latent_hi``
+    float32 (latent,): those ranges.
+``/exceptions/index``, ``/exceptions/values``
+    jets the model cannot encode (outside the normalisation's domain, non-finite): their
+    row numbers and their raw float32 values, stored losslessly and counted.
+``/kept/<branch>``
+    columns stored as they are (``--keep``), gzip + shuffle.
+``/model``
+    the bytes of the job's model.pt (weights, architecture, normalisation), uint8.
+
+Root attributes: ``format``, ``format_version``, ``tool_version``, ``created``,
+``variables``, ``branches``, ``units``, ``bits``, ``n_jets``, ``input_name``,
+``input_sha256``, ``input_format``, ``tree``, ``model_job_id``, ``model_sha256`` and the
+byte counts behind the ratios. Everything is written to a temporary file and renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hepae_core import __version__, jobdir
+from hepae_core.errors import DataError, HepaeError
+from hepae_core.quantise import LatentQuantiser, code_dtype
+from hepae_core.variables import ENERGY_VARIABLES
+
+FORMAT = "hepae-compressed"
+FORMAT_VERSION = 1
+CHUNK = 100_000
+H5_CHUNK = 16_384  # rows per HDF5 chunk: small enough that a short file wastes little
+
+
+@dataclass
+class Codec:
+    """A job's model, normaliser and latent ranges: what compress and decompress need."""
+
+    model: Any
+    norm: Any
+    quantiser: LatentQuantiser
+    model_bytes: bytes
+    job_id: str
+    units: str
+
+    @property
+    def variables(self) -> list[str]:
+        return list(self.norm.variables)
+
+    @property
+    def latent(self) -> int:
+        return len(self.quantiser.lo)
+
+    def encode(self, x: np.ndarray, bits: int) -> np.ndarray:
+        import torch
+
+        from hepae_core.evaluate import encode
+
+        return self.quantiser.encode(encode(self.model, self.norm, x, torch.device("cpu")), bits)
+
+    def decode(self, codes: np.ndarray, bits: int) -> np.ndarray:
+        import torch
+
+        from hepae_core.evaluate import decode
+
+        z = self.quantiser.decode(codes, bits)
+        return decode(self.model, self.norm, z, torch.device("cpu"))
+
+
+def _model_from_bytes(data: bytes, source: str) -> tuple[Any, Any]:
+    import torch
+
+    from hepae_core.job import MODEL_FORMAT
+    from hepae_core.models import build_model
+    from hepae_core.normalise import Normaliser
+
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise HepaeError(source=source, message=f"the model cannot be read ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise HepaeError(source=source, message="is not a model saved by hepae_core")
+    model = build_model(payload["model_config"], len(payload["variables"]))
+    model.load_state_dict(payload["state_dict"])
+    return model.eval(), Normaliser.from_dict(payload["normalisation"])
+
+
+def load_codec(job_dir: str | Path) -> Codec:
+    """The codec of a finished job: model.pt, and the latent ranges from metrics.json."""
+    job_dir = Path(job_dir)
+    model_path = job_dir / jobdir.MODEL
+    if not model_path.is_file():
+        raise HepaeError(
+            source=str(job_dir),
+            message=f"has no {jobdir.MODEL}: --model takes a finished job directory",
+        )
+    data = model_path.read_bytes()
+    model, norm = _model_from_bytes(data, str(model_path))
+    metrics_path = job_dir / jobdir.METRICS
+    try:
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        raise HepaeError(
+            source=str(metrics_path), message="missing or unreadable: is the job finished?"
+        ) from None
+    latent = metrics.get("latent")
+    lo = [metrics.get(f"latent.{i}.min") for i in range(int(latent or 0))]
+    hi = [metrics.get(f"latent.{i}.max") for i in range(int(latent or 0))]
+    if not latent or any(v is None for v in lo + hi):
+        raise HepaeError(
+            source=str(metrics_path),
+            key="latent.0.min",
+            message="has no training ranges of the latent (the job ran without "
+            "evaluate.baselines): rerun it with `hepae-train --force` or the job with --force",
+        )
+    units = "GeV"
+    try:
+        from hepae_core.config import load
+
+        units = load(job_dir / jobdir.CONFIG)["data"].get("units", "GeV") or "GeV"
+    except Exception:  # an old or moved config: the model's units are GeV then
+        pass
+    return Codec(model, norm, LatentQuantiser(lo, hi), data, job_dir.name, units)
+
+
+def sha256_of(path: Path, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _parse_map(text: str | None, option: str) -> dict[str, str]:
+    out = {}
+    for item in filter(None, (text or "").split(",")):
+        if "=" not in item:
+            raise HepaeError(source=option, message=f"{item!r}: write VARIABLE=BRANCH")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _appender(group: Any, name: str, dtype: Any, width: int | None = None, **kw: Any) -> Any:
+    shape = (0,) if width is None else (0, width)
+    maxshape = (None,) if width is None else (None, width)
+    chunks = (H5_CHUNK,) if width is None else (H5_CHUNK, width)
+    return group.create_dataset(name, shape=shape, maxshape=maxshape, dtype=dtype, chunks=chunks,
+                                **kw)  # fmt: skip
+
+
+def _append(ds: Any, values: np.ndarray) -> None:
+    n = ds.shape[0]
+    ds.resize((n + len(values), *ds.shape[1:]))
+    ds[n:] = values
+
+
+def compress(
+    job_dir: str | Path,
+    src: str | Path,
+    out: str | Path,
+    *,
+    bits: int = 12,
+    branches: str | None = None,
+    keep: list[str] | None = None,
+    tree: str = "jets",
+    key: str | None = None,
+    fmt: str = "auto",
+    units: str | None = None,
+    chunk_size: int = CHUNK,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Compress the jets of ``src`` with the model of ``job_dir``; returns the file's summary."""
+    import h5py
+
+    from hepae_core.readers import ReadRequest, detect_format, iter_chunks
+
+    if not 1 <= bits <= 32:
+        raise HepaeError(source="--bits", message=f"{bits}: use 1 to 32 bits per latent value")
+    codec = load_codec(job_dir)
+    src, out = Path(src), Path(out)
+    if not src.is_file():
+        raise DataError(source=str(src), message="no such file")
+    fmt = detect_format(src, fmt)
+    if fmt not in ("root", "hdf5"):
+        raise DataError(source=str(src), message=f"compress reads ROOT or HDF5, not {fmt}")
+    units = units or codec.units
+    bmap = _parse_map(branches, "--branches")
+    unknown = [v for v in bmap if v not in codec.variables]
+    if unknown:
+        raise HepaeError(source="--branches", message=f"the model has no variable {unknown[0]!r} "
+                         f"(it compresses {', '.join(codec.variables)})")  # fmt: skip
+    names = {v: bmap.get(v, v) for v in codec.variables}
+    keep = [k for k in (keep or []) if k not in names.values()]
+    request = ReadRequest(branches={**names, **{f"keep:{k}": k for k in keep}}, tree=tree,
+                          key=key, chunk_size=chunk_size)  # fmt: skip
+    t0 = time.perf_counter()
+    n = n_exc = 0
+    with jobdir.atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        codes = _appender(f, "codes", code_dtype(bits), codec.latent)
+        exc_group = f.create_group("exceptions")
+        exc_index = _appender(exc_group, "index", np.int64)
+        exc_values = _appender(exc_group, "values", np.float32, len(names))
+        kept_group = f.create_group("kept")
+        kept: dict[str, Any] = {}
+        for chunk in iter_chunks(src, fmt, request):
+            m = len(next(iter(chunk.values())))
+            x = np.empty((m, len(names)), dtype=np.float64)
+            for j, v in enumerate(codec.variables):
+                col = np.asarray(chunk[v], dtype=np.float64)
+                x[:, j] = col / 1000.0 if units == "MeV" and v in ENERGY_VARIABLES else col
+            ok = np.isfinite(codec.norm.forward(x)).all(axis=1)
+            c = np.zeros((m, codec.latent), dtype=code_dtype(bits))
+            if ok.any():
+                c[ok] = codec.encode(x[ok], bits)
+            _append(codes, c)
+            if not ok.all():
+                bad = np.flatnonzero(~ok)
+                raw = np.stack([np.asarray(chunk[v], np.float32)[bad] for v in codec.variables],
+                               axis=1)  # fmt: skip
+                _append(exc_index, bad + n)
+                _append(exc_values, raw)
+                n_exc += len(bad)
+            for k in keep:
+                col = np.asarray(chunk[f"keep:{k}"])
+                if k not in kept:
+                    kept[k] = _appender(kept_group, k, col.dtype, compression="gzip",
+                                        shuffle=True)  # fmt: skip
+                _append(kept[k], col)
+            n += m
+            if progress:
+                progress(n)
+        f.create_dataset("latent_lo", data=np.asarray(codec.quantiser.lo, np.float32))
+        f.create_dataset("latent_hi", data=np.asarray(codec.quantiser.hi, np.float32))
+        f.create_dataset("model", data=np.frombuffer(codec.model_bytes, dtype=np.uint8))
+        # payload bytes: what the codes need (the file rounds up to whole HDF5 chunks)
+        code_bytes = n * codec.latent * code_dtype(bits).itemsize
+        raw_bytes = 4 * len(names) * n
+        side = 8 * codec.latent + n_exc * (8 + 4 * len(names))
+        attrs = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "tool_version": __version__,
+            "created": jobdir.now_iso(),
+            "variables": json.dumps(codec.variables),
+            "branches": json.dumps(names),
+            "kept": json.dumps(keep),
+            "units": units,
+            "bits": bits,
+            "latent": codec.latent,
+            "n_jets": n,
+            "n_exceptions": n_exc,
+            "input_name": src.name,
+            "input_sha256": sha256_of(src),
+            "input_format": fmt,
+            "tree": tree if fmt == "root" else (key or ""),
+            "model_job_id": codec.job_id,
+            "model_sha256": hashlib.sha256(codec.model_bytes).hexdigest(),
+            "model_bytes": len(codec.model_bytes),
+            "raw_float32_bytes": raw_bytes,
+            "code_bytes": code_bytes,
+            "side_bytes": side,
+        }
+        f.attrs.update(attrs)
+    size = out.stat().st_size
+    summary = dict(attrs)
+    summary.update(
+        file_bytes=size,
+        file_bytes_without_model=size - len(codec.model_bytes),
+        ratio_codes=raw_bytes / code_bytes if code_bytes else math.nan,
+        ratio_codes_and_side=raw_bytes / (code_bytes + side) if code_bytes else math.nan,
+        seconds=time.perf_counter() - t0,
+    )
+    return summary
+
+
+def open_compressed(path: Path) -> Any:
+    """Open a compressed file, checking that it is one and that this version reads it."""
+    import h5py
+
+    if not path.is_file():
+        raise DataError(source=str(path), message="no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise DataError(source=str(path), message="is not an HDF5 file written by "
+                        "`hepae-data compress`") from None  # fmt: skip
+    fmt = f.attrs.get("format")
+    if fmt != FORMAT:
+        f.close()
+        raise DataError(source=str(path), message="is not a file written by "
+                        "`hepae-data compress` (no format attribute)")  # fmt: skip
+    version = int(f.attrs.get("format_version", 0))
+    if version > FORMAT_VERSION:
+        f.close()
+        raise DataError(source=str(path), message=f"format version {version} is newer than "
+                        f"this tool reads ({FORMAT_VERSION}): update hepae-gridsearch")  # fmt: skip
+    return f
+
+
+def iter_decompressed(path: Path, chunk_size: int = CHUNK) -> Iterator[dict[str, np.ndarray]]:
+    """Chunks ``{branch: values}`` of the decompressed file, in the input's units."""
+    with open_compressed(path) as f:
+        a = f.attrs
+        variables = json.loads(a["variables"])
+        names = json.loads(a["branches"])
+        kept = json.loads(a["kept"])
+        units, bits = str(a["units"]), int(a["bits"])
+        model, norm = _model_from_bytes(f["model"][()].tobytes(), str(path))
+        q = LatentQuantiser(f["latent_lo"][()].tolist(), f["latent_hi"][()].tolist())
+        codec = Codec(model, norm, q, b"", str(a["model_job_id"]), units)
+        exc_index = f["exceptions/index"][()]
+        exc_values = f["exceptions/values"][()]
+        n = int(a["n_jets"])
+        for lo in range(0, n, chunk_size):
+            hi = min(n, lo + chunk_size)
+            y = codec.decode(f["codes"][lo:hi], bits).astype(np.float64)
+            out = {}
+            for j, v in enumerate(variables):
+                col = y[:, j] * 1000.0 if units == "MeV" and v in ENERGY_VARIABLES else y[:, j]
+                out[names[v]] = col.astype(np.float32)
+            sel = (exc_index >= lo) & (exc_index < hi)
+            if sel.any():
+                for j, v in enumerate(variables):
+                    out[names[v]][exc_index[sel] - lo] = exc_values[sel, j]
+            for k in kept:
+                out[k] = f["kept"][k][lo:hi]
+            yield out
+
+
+def decompress(
+    path: str | Path, out: str | Path, *, progress: Callable[[int], None] | None = None
+) -> int:
+    """Write the decompressed jets to ``out`` (.root: a TTree; .h5/.hdf5: datasets)."""
+    path, out = Path(path), Path(out)
+    with open_compressed(path) as f:
+        tree = str(f.attrs.get("tree") or "jets")
+    suffix = out.suffix.lower()
+    if suffix not in (".root", ".h5", ".hdf5"):
+        raise HepaeError(source=str(out), message="write .root, .h5 or .hdf5")
+    n = 0
+    with jobdir.atomic_path(out) as tmp:
+        if suffix == ".root":
+            import uproot
+
+            with uproot.recreate(tmp) as rf:
+                t = None
+                for chunk in iter_decompressed(path):
+                    chunk = {k: np.ascontiguousarray(v) for k, v in chunk.items()}
+                    if t is None:
+                        t = rf.mktree(tree, {k: v.dtype for k, v in chunk.items()})
+                    t.extend(chunk)
+                    n += len(next(iter(chunk.values())))
+                    if progress:
+                        progress(n)
+        else:
+            import h5py
+
+            with h5py.File(tmp, "w") as hf:
+                group = hf.require_group(tree) if tree and tree != "jets" else hf
+                ds: dict[str, Any] = {}
+                for chunk in iter_decompressed(path):
+                    for k, v in chunk.items():
+                        if k not in ds:
+                            ds[k] = _appender(group, k, v.dtype)
+                        _append(ds[k], v)
+                    n += len(next(iter(chunk.values())))
+                    if progress:
+                        progress(n)
+    return n

@@ -1,0 +1,132 @@
+"""hepae-data compress / decompress / evaluate on real ROOT and HDF5 files."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import uproot
+from conftest import TINY_JOB, write_job
+
+from hepae_core.codec import FORMAT, load_codec
+from hepae_core.data import bundled_path
+from hepae_core.data_cli import main
+from hepae_core.evaluate import decode, encode
+from hepae_core.job import run_job
+from hepae_core.quantise import LatentQuantiser
+
+VARS = ["pt", "eta", "phi", "E"]
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cfg = copy.deepcopy(TINY_JOB)
+    cfg["evaluate"]["bits"] = [8, 12]
+    d = write_job(tmp_path_factory.mktemp("codec") / "job", cfg)
+    assert run_job(d) == 0
+    return d
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5000 real jets with an event number, and one jet no log can take (pt = -1)."""
+    with uproot.open(bundled_path("dijet_4d")) as f:
+        cols = {v: f["jets"][v].array(library="np")[:5000] for v in VARS}
+    cols["pt"][17] = -1.0
+    cols["event"] = np.arange(5000, dtype=np.int64) // 2
+    path = tmp_path_factory.mktemp("data") / "jets.root"
+    with uproot.recreate(path) as f:
+        f.mktree("jets", {k: v.dtype for k, v in cols.items()})
+        f["jets"].extend(cols)
+    return path
+
+
+def test_compress_decompress_round_trip(job: Path, sample: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "c.h5"
+    assert main(["compress", "--model", str(job), str(sample), "-o", str(out), "--bits", "12",
+                 "--keep", "event", "--quiet", "--chunk-size", "1500"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    with h5py.File(out) as f:
+        a = dict(f.attrs)
+        assert a["format"] == FORMAT and a["format_version"] == 1
+        assert f["codes"].dtype == np.uint16 and f["codes"].shape == (5000, 3)
+        assert a["input_sha256"] == hashlib.sha256(sample.read_bytes()).hexdigest()
+        assert a["model_job_id"] == job.name and a["n_exceptions"] == 1
+        assert f["exceptions/index"][()].tolist() == [17]
+        assert f["model"][()].tobytes() == (job / "model.pt").read_bytes()
+        codes = f["codes"][()]
+    # 4 float32 (16 bytes) in, 3 x 12 bits stored in uint16 (6 bytes) out
+    assert a["code_bytes"] == 5000 * 6 and a["raw_float32_bytes"] == 5000 * 16
+    assert "ratio 2.67" in err
+
+    reco = tmp_path / "reco.root"
+    assert main(["decompress", str(out), "-o", str(reco), "--quiet"]) == 0
+    with uproot.open(sample) as f:
+        x = {k: f["jets"][k].array(library="np") for k in [*VARS, "event"]}
+    with uproot.open(reco) as f:
+        t = f["jets"]
+        assert sorted(t.keys()) == sorted([*VARS, "event"])
+        y = {k: t[k].array(library="np") for k in [*VARS, "event"]}
+    assert np.array_equal(y["event"], x["event"]) and y["event"].dtype == np.int64
+    assert y["pt"][17] == -1.0  # stored raw, restored exactly
+
+    # the decoded jets are what the job's evaluation computes for a 12-bit latent
+    codec = load_codec(job)
+    xs = np.stack([x[v] for v in VARS], axis=1).astype(np.float64)
+    ok = np.ones(5000, bool)
+    ok[17] = False
+    z = encode(codec.model, codec.norm, xs[ok], torch.device("cpu"))
+    q = LatentQuantiser(codec.quantiser.lo, codec.quantiser.hi)
+    assert np.array_equal(q.encode(z, 12), codes[ok])
+    expect = decode(codec.model, codec.norm, q.decode(codes[ok], 12), torch.device("cpu"))
+    got = np.stack([y[v] for v in VARS], axis=1)[ok]
+    np.testing.assert_allclose(got, expect, rtol=1e-6)
+
+    h5 = tmp_path / "reco.h5"
+    assert main(["decompress", str(out), "-o", str(h5), "--quiet"]) == 0
+    with h5py.File(h5) as f:
+        np.testing.assert_array_equal(f["pt"][()], y["pt"])
+
+
+def test_bad_inputs_one_line_and_nothing_written(
+    job: Path, sample: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "c.h5"
+    # a file without the model's branches
+    nobranch = tmp_path / "noe.root"
+    with uproot.recreate(nobranch) as f:
+        f.mktree("jets", {"pt": np.float32, "eta": np.float32})
+        f["jets"].extend({"pt": np.ones(3, np.float32), "eta": np.zeros(3, np.float32)})
+    assert main(["compress", "--model", str(job), str(nobranch), "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "phi" in err and "noe.root" in err
+    assert not out.exists() and list(tmp_path.iterdir()) == [nobranch]
+    # a directory that is not a finished job
+    assert main(["compress", "--model", str(tmp_path), str(sample), "-o", str(out)]) == 2
+    assert "model.pt" in capsys.readouterr().err
+    # an HDF5 file that is not ours
+    alien = tmp_path / "alien.h5"
+    with h5py.File(alien, "w") as f:
+        f["x"] = np.arange(3)
+    assert main(["decompress", str(alien), "-o", str(tmp_path / "r.root")]) == 2
+    assert "not a file written by `hepae-data compress`" in capsys.readouterr().err
+    assert not (tmp_path / "r.root").exists()
+    # an existing output is never overwritten without --force
+    assert main(["compress", "--model", str(job), str(sample), "-o", str(alien), "--quiet"]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_evaluate_on_another_sample(job: Path, sample: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--model", str(job), str(sample), "-o", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert m["sample_jets"] == 5000 and m["norm_domain_errors"] == 1
+    assert m["sq12.bits_per_jet"] == 48 and "aeq8.pt.width" in m
+    text = capsys.readouterr().out
+    assert "1 outside the normalisation's domain" in text and "pt" in text
