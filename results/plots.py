@@ -62,6 +62,34 @@ STYLE = {
     "image.cmap": "viridis",
 }
 EVALUATE_MODULE = "hepae_core.evaluate_job"
+STYLES = ("house", "atlas", "cms", "root")
+
+
+def plot_style(name: str) -> dict[str, Any]:
+    """The house style, or one of mplhep's (``atlas``, ``cms``, ``root``) with our palette.
+
+    mplhep is optional (``pip install hepae-gridsearch[hepstyle]``): the house style stays
+    the default because these are generator-level jets, not an experiment's, and the
+    house palette is colour-blind safe.
+    """
+    if name == "house":
+        return STYLE
+    if name not in STYLES:
+        from results.errors import SummaryError
+
+        raise SummaryError(message=f"unknown style {name!r}; use {', '.join(STYLES)}")
+    try:
+        import mplhep
+    except ImportError:
+        from results.errors import SummaryError
+
+        raise SummaryError(
+            message=f"style {name!r} needs mplhep: pip install mplhep "
+            "(or hepae-gridsearch[hepstyle]), or use the house style"
+        ) from None
+    base = {"atlas": mplhep.style.ATLAS, "cms": mplhep.style.CMS, "root": mplhep.style.ROOT}
+    return {**base[name], "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+            "savefig.bbox": "tight"}  # fmt: skip
 
 
 class PlotSkipped(Exception):
@@ -91,9 +119,12 @@ class PlotContext:
     label: str = ""
     notes: list[str] = field(default_factory=list)  # problems met while drawing
 
+    style_name: str = "house"
+
     @property
     def style(self) -> dict[str, Any]:
-        return STYLE
+        """matplotlib settings of ``style_name`` (see :func:`plot_style`)."""
+        return plot_style(self.style_name)
 
     def save(self, fig: Any, stem: str, tight: bool = True) -> None:
         """Write ``fig`` in every format (``tight=False`` skips the tight-bbox pass)."""
@@ -155,7 +186,7 @@ def loss_vs_lr(ctx: PlotContext) -> list[tuple[str, str]]:
         if ctx.group_by
         else [(None, used)]
     )
-    with plt.rc_context(STYLE):
+    with plt.rc_context(ctx.style):
         fig, axes = _panels(len(parts))
         for ax, (g, sub) in zip(axes, parts):
             for w in wds:
@@ -227,7 +258,7 @@ def widths_vs_latent(ctx: PlotContext) -> list[tuple[str, str]]:
         sel = ctx.used.loc[ctx.used["job_id"] == job_id, key] if key in ctx.used else []
         return float(sel.iloc[0]) if len(sel) else math.nan
 
-    with plt.rc_context(STYLE):
+    with plt.rc_context(ctx.style):
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True, layout="constrained")
         smallest = math.inf
         for ax, label in zip(axes, ("best", "median")):
@@ -397,7 +428,7 @@ def pareto_ratio(ctx: PlotContext) -> list[tuple[str, str]]:
     x = sel["compression_ratio"].to_numpy(float)
     y = sel[f"ae.{v}.width"].to_numpy(float)
     front = pareto_front(x, y)
-    with plt.rc_context(STYLE):
+    with plt.rc_context(ctx.style):
         fig, ax = plt.subplots()
         ax.scatter(x, y, s=10, color="#999999", alpha=0.6, lw=0, label=f"runs ({len(x)})")
         ax.plot(x[front], y[front], "-o", color=PALETTE[1], label="Pareto front")
@@ -445,7 +476,7 @@ def heatmap(ctx: PlotContext) -> list[tuple[str, str]]:
     if table.empty:
         raise PlotSkipped(f"no runs with both {a} and {b}", problem=True)
     data = table.to_numpy(float)
-    with plt.rc_context({**STYLE, "xtick.minor.visible": False, "ytick.minor.visible": False}):
+    with plt.rc_context({**ctx.style, "xtick.minor.visible": False, "ytick.minor.visible": False}):
         fig, ax = plt.subplots(figsize=(1.2 + 1.0 * data.shape[1], 1.0 + 0.7 * data.shape[0]))
         positive = data[np.isfinite(data) & (data > 0)]
         norm = LogNorm(positive.min(), positive.max()) if positive.size else None
@@ -485,7 +516,7 @@ def read_history(path: Path) -> dict[str, np.ndarray] | None:
 def curves(ctx: PlotContext) -> list[tuple[str, str]]:
     """Training curves (validation solid, training dashed) of the top-k runs."""
     top = ctx.used.nsmallest(max(1, ctx.top), ctx.metric)
-    with plt.rc_context(STYLE):
+    with plt.rc_context(ctx.style):
         fig, ax = plt.subplots()
         drawn = 0
         for i, (_, r) in enumerate(top.iterrows()):
@@ -575,7 +606,9 @@ def best_runs(ctx: PlotContext) -> list[tuple[str, str]]:
         x, y, names = ev["inputs"], ev["outputs"], ev["variables"]
         res = residuals(x, y, ev["residual_kinds"])
         pages = _grid_pages(len(names))
-        with plt.rc_context({**STYLE, "xtick.minor.visible": False, "ytick.minor.visible": False}):
+        with plt.rc_context(
+            {**ctx.style, "xtick.minor.visible": False, "ytick.minor.visible": False}
+        ):
             for pi, page in enumerate(pages):
                 suffix = f"_{pi + 1}" if len(pages) > 1 else ""
                 fig, axes = _grid(len(page))

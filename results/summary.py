@@ -165,6 +165,7 @@ def summarize(
     variable: str | None = None,
     plots: bool = True,
     use_cache: bool = True,
+    style: str = "house",
 ) -> SummaryReport:
     """Summarize the campaign at ``campaign_dir``; returns the report (also written).
 
@@ -180,11 +181,15 @@ def summarize(
     variable : the variable of the Pareto plot (default pt).
     plots : False draws no plot.
     use_cache : False re-reads every job.
+    style : plot style: house (default) or an mplhep style (atlas, cms, root).
 
     Raises
     ------
     SummaryError : the directory is not a campaign, or an option names no column.
     """
+    from results.plots import plot_style
+
+    plot_style(style)  # an unknown style or a missing mplhep fails before any work
     formats = list(formats or ["png", "pdf"])
     bad = [f for f in formats if f not in FORMATS]
     if bad:
@@ -240,7 +245,7 @@ def summarize(
     else:
         (out_dir / LATEX_NAME).unlink(missing_ok=True)  # no stale table of an earlier run
     if plots and len(used):
-        _draw(report, df, used, only, formats, top, heatmap, variable)
+        _draw(report, df, used, only, formats, top, heatmap, variable, style)
     elif plots:
         report.plots_skipped.append(("all", "no finished run to plot", False))
     out_dir.mkdir(exist_ok=True)
@@ -258,6 +263,7 @@ def _draw(
     top: int,
     heatmap: tuple[str, str] | None,
     variable: str | None,
+    style: str = "house",
 ) -> None:
     from results.plots import PLOTS, PlotContext, PlotSkipped
 
@@ -275,6 +281,7 @@ def _draw(
         heatmap=heatmap,
         variable=variable,
         label=label,
+        style_name=style,
     )
     for name in only:
         t0 = time.perf_counter()

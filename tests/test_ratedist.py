@@ -127,3 +127,14 @@ def test_rate_distortion_of_a_single_variable(tmp_path: Path) -> None:
     report = results.summarize(root, only=["pareto"], formats=["png"], variable="eta")
     assert [f.stem for f in report.figures] == ["rate_distortion"]
     assert np.isfinite(report.figures[0].files[0].stat().st_size)
+
+
+def test_mplhep_style_and_unknown_style(tmp_path: Path) -> None:
+    pytest.importorskip("mplhep")
+    root = make_campaign(tmp_path / "sty", 8, eval_fraction=0.0)
+    _add_curves(root)
+    report = results.summarize(root, only=["pareto", "widths"], formats=["png"], style="atlas")
+    assert report.exit_code == 0, report.text()
+    assert {f.stem for f in report.figures} == {"rate_distortion", "widths_vs_latent"}
+    with pytest.raises(results.SummaryError, match="unknown style 'fancy'"):
+        results.summarize(root, style="fancy")
