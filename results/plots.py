@@ -382,7 +382,8 @@ def rate_distortion(ctx: PlotContext) -> list[tuple[str, str]]:
                            lw=1.0, label="lossless gzip (width 0)")  # fmt: skip
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.set_title(v, loc="right")
+            ax.text(0.97, 0.95, v, transform=ax.transAxes, ha="right", va="top",
+                    fontweight="bold")  # fmt: skip
 
             def to_ratio(b: Any) -> Any:  # bits per jet <-> ratio: the same map both ways
                 return 32 * n_in / np.maximum(b, 1e-9)
