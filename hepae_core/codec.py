@@ -12,6 +12,9 @@ File format ``hepae-compressed`` version 1 (HDF5; docs/compression.md):
     row numbers and their raw float32 values, stored losslessly and counted.
 ``/kept/<branch>``
     columns stored as they are (``--keep``), gzip + shuffle.
+``/corrections/<variable>/index``, ``/corrections/<variable>/values``
+    error-bounded mode (``--max-error``): rows whose decoded value missed the bound, and
+    their raw float32 values.
 ``/model``
     the bytes of the job's model.pt (weights, architecture, normalisation), uint8.
 
@@ -38,7 +41,8 @@ import numpy as np
 from hepae_core import __version__, jobdir
 from hepae_core.errors import DataError, HepaeError
 from hepae_core.quantise import LatentQuantiser, code_dtype
-from hepae_core.variables import ENERGY_VARIABLES
+from hepae_core.residuals import residuals
+from hepae_core.variables import ENERGY_VARIABLES, default_residual_kind
 
 FORMAT = "hepae-compressed"
 FORMAT_VERSION = 1
@@ -155,6 +159,25 @@ def _parse_map(text: str | None, option: str) -> dict[str, str]:
     return out
 
 
+def _bounds(spec: str | dict[str, float] | None, variables: list[str]) -> dict[str, float]:
+    if not spec:
+        return {}
+    raw = _parse_map(spec, "--max-error") if isinstance(spec, str) else dict(spec)
+    out = {}
+    for v, text in raw.items():
+        if v not in variables:
+            raise HepaeError(source="--max-error", message=f"the model has no variable {v!r} "
+                             f"(it compresses {', '.join(variables)})")  # fmt: skip
+        try:
+            bound = float(text)
+        except ValueError:
+            bound = math.nan
+        if not bound > 0:
+            raise HepaeError(source="--max-error", key=v, message=f"{text!r}: give a number > 0")
+        out[v] = bound
+    return out
+
+
 def _appender(group: Any, name: str, dtype: Any, width: int | None = None, **kw: Any) -> Any:
     shape = (0,) if width is None else (0, width)
     maxshape = (None,) if width is None else (None, width)
@@ -182,9 +205,16 @@ def compress(
     fmt: str = "auto",
     units: str | None = None,
     chunk_size: int = CHUNK,
+    max_error: str | dict[str, float] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Compress the jets of ``src`` with the model of ``job_dir``; returns the file's summary."""
+    """Compress the jets of ``src`` with the model of ``job_dir``; returns the file's summary.
+
+    ``max_error`` (``"pt=1e-3,eta=1e-3"`` or a dict) bounds the residual of those variables
+    (relative for pt, E, m; wrapped for phi; absolute otherwise): a jet whose decoded value
+    misses its bound gets that value stored raw (a correction), so every decompressed value
+    meets its bound.
+    """
     import h5py
 
     from hepae_core.readers import ReadRequest, detect_format, iter_chunks
@@ -206,10 +236,13 @@ def compress(
                          f"(it compresses {', '.join(codec.variables)})")  # fmt: skip
     names = {v: bmap.get(v, v) for v in codec.variables}
     keep = [k for k in (keep or []) if k not in names.values()]
+    bounds = _bounds(max_error, codec.variables)
+    kinds = [default_residual_kind(v) for v in codec.variables]
     request = ReadRequest(branches={**names, **{f"keep:{k}": k for k in keep}}, tree=tree,
                           key=key, chunk_size=chunk_size)  # fmt: skip
     t0 = time.perf_counter()
-    n = n_exc = 0
+    n = n_exc = n_jets_corr = 0
+    n_corr = dict.fromkeys(bounds, 0)
     with jobdir.atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         codes = _appender(f, "codes", code_dtype(bits), codec.latent)
         exc_group = f.create_group("exceptions")
@@ -217,6 +250,10 @@ def compress(
         exc_values = _appender(exc_group, "values", np.float32, len(names))
         kept_group = f.create_group("kept")
         kept: dict[str, Any] = {}
+        corr: dict[str, tuple[Any, Any]] = {}
+        for v in bounds:
+            g = f.create_group(f"corrections/{v}")
+            corr[v] = (_appender(g, "index", np.int64), _appender(g, "values", np.float32))
         for chunk in iter_chunks(src, fmt, request):
             m = len(next(iter(chunk.values())))
             x = np.empty((m, len(names)), dtype=np.float64)
@@ -228,6 +265,22 @@ def compress(
             if ok.any():
                 c[ok] = codec.encode(x[ok], bits)
             _append(codes, c)
+            if bounds and ok.any():
+                rows = np.flatnonzero(ok)
+                corrected = np.zeros(m, dtype=bool)
+                y = codec.decode(c[ok], bits)  # float32, exactly what decompress writes
+                x32 = x[ok].astype(np.float32)
+                res = residuals(x32, y, kinds)
+                for v, bound in bounds.items():
+                    j = codec.variables.index(v)
+                    miss = ~(np.abs(res[:, j]) <= bound)  # NaN misses too
+                    if miss.any():
+                        raw = np.asarray(chunk[v], np.float32)[rows[miss]]
+                        _append(corr[v][0], rows[miss] + n)
+                        _append(corr[v][1], raw)
+                        n_corr[v] += int(miss.sum())
+                        corrected[rows[miss]] = True
+                n_jets_corr += int(corrected.sum())
             if not ok.all():
                 bad = np.flatnonzero(~ok)
                 raw = np.stack([np.asarray(chunk[v], np.float32)[bad] for v in codec.variables],
@@ -250,7 +303,7 @@ def compress(
         # payload bytes: what the codes need (the file rounds up to whole HDF5 chunks)
         code_bytes = n * codec.latent * code_dtype(bits).itemsize
         raw_bytes = 4 * len(names) * n
-        side = 8 * codec.latent + n_exc * (8 + 4 * len(names))
+        side = 8 * codec.latent + n_exc * (8 + 4 * len(names)) + 12 * sum(n_corr.values())
         attrs = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -274,6 +327,9 @@ def compress(
             "raw_float32_bytes": raw_bytes,
             "code_bytes": code_bytes,
             "side_bytes": side,
+            "max_error": json.dumps(bounds),
+            "corrections": json.dumps(n_corr),
+            "jets_corrected": n_jets_corr,
         }
         f.attrs.update(attrs)
     size = out.stat().st_size
@@ -325,6 +381,10 @@ def iter_decompressed(path: Path, chunk_size: int = CHUNK) -> Iterator[dict[str,
         codec = Codec(model, norm, q, b"", str(a["model_job_id"]), units)
         exc_index = f["exceptions/index"][()]
         exc_values = f["exceptions/values"][()]
+        corrections = {
+            v: (f[f"corrections/{v}/index"][()], f[f"corrections/{v}/values"][()])
+            for v in json.loads(a.get("max_error", "{}"))
+        }
         n = int(a["n_jets"])
         for lo in range(0, n, chunk_size):
             hi = min(n, lo + chunk_size)
@@ -333,6 +393,9 @@ def iter_decompressed(path: Path, chunk_size: int = CHUNK) -> Iterator[dict[str,
             for j, v in enumerate(variables):
                 col = y[:, j] * 1000.0 if units == "MeV" and v in ENERGY_VARIABLES else y[:, j]
                 out[names[v]] = col.astype(np.float32)
+            for v, (idx, vals) in corrections.items():
+                sel = (idx >= lo) & (idx < hi)
+                out[names[v]][idx[sel] - lo] = vals[sel]
             sel = (exc_index >= lo) & (exc_index < hi)
             if sel.any():
                 for j, v in enumerate(variables):

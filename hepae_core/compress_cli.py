@@ -49,7 +49,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         s = compress(args.model, args.input, out, bits=args.bits, branches=args.branches,
                      keep=[k for k in (args.keep or "").split(",") if k], tree=args.tree,
                      key=args.key, fmt=args.format, units=args.units,
-                     chunk_size=args.chunk_size, progress=progress)  # fmt: skip
+                     chunk_size=args.chunk_size, max_error=args.max_error,
+                     progress=progress)  # fmt: skip
     finally:
         if bar is not None:
             bar.close()
@@ -64,6 +65,10 @@ def cmd_compress(args: argparse.Namespace) -> int:
         f"({s['n_jets'] / max(s['seconds'], 1e-9):.3g} jets/s)",
         file=sys.stderr,
     )
+    if args.max_error:
+        frac = s["jets_corrected"] / max(s["n_jets"], 1)
+        print(f"  error bound {args.max_error}: {s['jets_corrected']} jets ({100 * frac:.2f} %) "
+              f"corrected ({s['corrections']} values stored raw)", file=sys.stderr)  # fmt: skip
     return EXIT_OK
 
 
@@ -183,6 +188,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--units", default=None, choices=("GeV", "MeV"),
                    help="the file's energy units (default: the model's training data)")  # fmt: skip
     c.add_argument("--chunk-size", type=int, default=100_000)
+    c.add_argument("--max-error", default=None,
+                   help="error bound per variable, e.g. pt=1e-3,eta=1e-3: values that miss "
+                   "it are stored raw")  # fmt: skip
     c.add_argument("--force", action="store_true", help="overwrite the output")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_compress)
