@@ -68,6 +68,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--variable", default=None, help="variable of the Pareto plot (default: pt)")
     p.add_argument(
+        "--evaluate-on",
+        default=None,
+        metavar="SAMPLE",
+        help="also evaluate the best run of each group on this sample file",
+    )
+    p.add_argument(
         "--style",
         default="house",
         choices=("house", "atlas", "cms", "root"),
@@ -118,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
             plots=plots,
             use_cache=not args.no_cache,
             style=args.style,
+            evaluate_on=args.evaluate_on,
         )
     except UserError as exc:
         print(f"gridsearch summarize: error: {exc}", file=sys.stderr)

@@ -166,6 +166,7 @@ def summarize(
     plots: bool = True,
     use_cache: bool = True,
     style: str = "house",
+    evaluate_on: str | Path | None = None,
 ) -> SummaryReport:
     """Summarize the campaign at ``campaign_dir``; returns the report (also written).
 
@@ -182,6 +183,8 @@ def summarize(
     plots : False draws no plot.
     use_cache : False re-reads every job.
     style : plot style: house (default) or an mplhep style (atlas, cms, root).
+    evaluate_on : a sample file: the best run of each group is evaluated on it
+        (``hepae-data evaluate``, in a subprocess) and the report compares the widths.
 
     Raises
     ------
@@ -240,6 +243,16 @@ def summarize(
     if len(used):
         report.groups = rank(used, metric_col, group_col)
         report.rate_distortion = report_lines(used, report.groups, short(group_col or ""))
+        if evaluate_on:
+            from results.evaluate_on import evaluate_best
+
+            lines, problems, path = evaluate_best(
+                root, out_dir, used, report.groups, group_col, Path(evaluate_on)
+            )
+            report.rate_distortion += ["", *lines] if lines else []
+            report.notes += problems
+            if path:
+                report.files["evaluate_on"] = path
         write_text(out_dir / LATEX_NAME, latex_tables(report.groups, metric_col, group_col))
         report.files["latex"] = out_dir / LATEX_NAME
     else:

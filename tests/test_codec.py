@@ -165,3 +165,29 @@ def test_error_bounded_mode(job: Path, sample: Path, tmp_path: Path, capsys) -> 
     assert main(["compress", "--model", str(job), str(sample), "-o", str(tmp_path / "z.h5"),
                  "--max-error", "m=0.1"]) == 2  # fmt: skip
     assert "no variable 'm'" in capsys.readouterr().err
+
+
+def test_summarize_evaluate_on_runs_the_best_jobs(job: Path, sample: Path) -> None:
+    import pandas as pd
+
+    from results.evaluate_on import evaluate_best
+    from results.report import rank
+
+    m = json.loads((job / "metrics.json").read_text())
+    used = pd.DataFrame([{**m, "job_id": "j1", "name": "tiny", "job_dir": job.name,
+                          "state": "done"}])  # fmt: skip
+    groups = rank(used, "best_val_loss", None)
+    out = job.parent / "summary"
+    lines, problems, path = evaluate_best(job.parent, out, used, groups, None, sample)
+    assert problems == []
+    text = "\n".join(lines)
+    assert "5000 jets, 1 outside the normalisation's domain" in text
+    assert "pt: width" in text and "on the job's test jets" in text
+    row = path.read_text().splitlines()
+    assert row[0].startswith("group,job_id,name,on.") and len(row) == 2
+    cached = out / "evaluate_on" / "jets" / "j1.json"
+    t = cached.stat().st_mtime_ns
+    evaluate_best(job.parent, out, used, groups, None, sample)  # reused, not recomputed
+    assert cached.stat().st_mtime_ns == t
+    _, problems, _ = evaluate_best(job.parent, out, used, groups, None, job / "nope.root")
+    assert "no such file" in problems[0]
