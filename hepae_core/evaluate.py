@@ -22,6 +22,7 @@ from hepae_core.residuals import residuals, stats_table
 
 __all__ = ["CASTS", "baseline_metrics", "cast_roundtrip", "evaluate", "latent_metrics"]
 
+SQ_LOW_BITS = (2, 3, 4, 5)
 # The statistics kept for every point of a curve (the full set is kept for ae and casts).
 CURVE_STATS = ("mean", "rms", "width")
 
@@ -123,7 +124,9 @@ def baseline_metrics(
     for v, space in zip(variables, sq.spaces):
         out[f"space.{v}"] = space
     out["sq.side_bytes"] = sq.side_bytes
-    for k in bits:
+    # Down to 2 bits a value too: with many variables, the autoencoder's rates lie below
+    # d x 6 bits, and the quantiser's curve must reach them to be compared.
+    for k in sorted(set(bits) | set(SQ_LOW_BITS)):
         y = sq.roundtrip(x_test, k)
         out.update(stats_table(f"sq{k}", residuals(x_test, y, kind_list), variables, CURVE_STATS))
         out[f"sq{k}.bits_per_jet"] = sq.bits_per_jet(k)

@@ -77,6 +77,8 @@ class Comparison:
     sq: float  # the scalar quantiser's width at those bits (NaN: outside its curve)
     aeq_wins: list[int]  # latent bit depths k at which the quantised latent beats sq
     sq_bits: float = math.nan  # bits per jet of the quantiser point (fewer when off the top)
+    pca: float = math.nan  # PCA transform coding's width at the same bits
+    sq_min_bits: float = math.nan  # the quantiser curve's lowest rate
 
     @property
     def beats(self) -> bool | None:
@@ -109,7 +111,9 @@ def compare(row: Mapping[str, Any], variables: list[str]) -> list[Comparison]:
                 s = width_at(sq_b, sq_w, float(kb))
                 if math.isfinite(s) and float(kw) < s:
                     wins.append(k)
-        out.append(Comparison(v, float(b), w, sq, wins, sq_bits))
+        pca = width_at(*curve(row, "pca", v), float(b)) if math.isfinite(b) else math.nan
+        low = float(sq_b[0]) if len(sq_b) else math.nan
+        out.append(Comparison(v, float(b), w, sq, wins, sq_bits, pca, low))
     return out
 
 
@@ -122,8 +126,12 @@ def verdict_lines(row: Mapping[str, Any], variables: list[str], worst: int = 4) 
     comps = compare(row, variables)
     if not comps or not math.isfinite(comps[0].bits):
         return ["    rate-distortion: no bits-per-jet figures in the metrics"]
-    if not any(math.isfinite(c.sq) for c in comps):
-        return ["    rate-distortion: no scalar-quantiser curve at these bits (evaluate.baselines)"]
+    if not any(math.isfinite(c.sq) or math.isfinite(c.pca) for c in comps):
+        if math.isfinite(comps[0].sq_min_bits) and comps[0].bits < comps[0].sq_min_bits:
+            return [f"    rate-distortion: {comps[0].bits:.0f} bits per jet is below the scalar "
+                    f"quantiser's lowest rate ({comps[0].sq_min_bits:.0f}) and no PCA curve "
+                    "reaches it"]  # fmt: skip
+        return ["    rate-distortion: no baseline curves at these bits (evaluate.baselines)"]
     b = comps[0].bits
     n_in = len(variables)
     ratio = 32 * n_in / b if b else math.nan
@@ -132,17 +140,38 @@ def verdict_lines(row: Mapping[str, Any], variables: list[str], worst: int = 4) 
     if len(comps) > worst:
         # the variables where the autoencoder does worst relative to the quantiser
         def rel(c: Comparison) -> float:
-            return c.ae / c.sq if c.sq > 0 and math.isfinite(c.ae / c.sq) else math.inf
+            ref = c.sq if math.isfinite(c.sq) else c.pca
+            return c.ae / ref if ref > 0 and math.isfinite(c.ae / ref) else math.inf
 
         shown = sorted(comps, key=rel, reverse=True)[:worst]
+        n_cmp = sum(1 for c in comps if c.beats is not None)
         n_beats = sum(1 for c in comps if c.beats)
+        n_pca = sum(1 for c in comps if math.isfinite(c.pca))
+        n_pca_beats = sum(1 for c in comps if math.isfinite(c.pca) and c.ae < c.pca)
+        said = []
+        if n_cmp:
+            said.append(f"beats the scalar quantiser on {n_beats} of {n_cmp} variables")
+        else:
+            said.append(
+                "cannot be compared with the scalar quantiser (this rate is below its curve)"
+            )
+        if n_pca:
+            said.append(f"beats PCA on {n_pca_beats} of {n_pca}")
         lines.append(
-            f"      the autoencoder beats the scalar quantiser on {n_beats} of {n_in} variables;"
-            f" the {len(shown)} where it does worst:"
+            f"      the autoencoder {'; '.join(said)}; the {len(shown)} where it does worst:"
         )
     for c in shown:
+        pca = ""
+        if math.isfinite(c.pca) and math.isfinite(c.ae):
+            verb = "beats" if c.ae < c.pca else "does not beat"
+            pca = f"; PCA at the same bits {_sci(c.pca)}: the autoencoder {verb} it"
         if c.beats is None:
-            lines.append(f"      {c.var}: autoencoder width {_sci(c.ae)}, no quantiser figure")
+            why = (
+                f"below the quantiser's lowest rate ({c.sq_min_bits:.0f} bits per jet)"
+                if math.isfinite(c.sq_min_bits) and c.bits < c.sq_min_bits
+                else "no quantiser figure"
+            )
+            lines.append(f"      {c.var}: autoencoder width {_sci(c.ae)}, {why}{pca}")
             continue
         if c.beats:
             words = f"the autoencoder beats it ({c.sq / c.ae:.1f}x narrower)"
@@ -163,7 +192,7 @@ def verdict_lines(row: Mapping[str, Any], variables: list[str], worst: int = 4) 
         )
         lines.append(
             f"      {c.var}: autoencoder width {_sci(c.ae)}, scalar quantiser {_sci(c.sq)} "
-            f"{at}: {words}{wins}"
+            f"{at}: {words}{wins}{pca}"
         )
     return lines
 

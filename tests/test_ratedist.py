@@ -138,3 +138,22 @@ def test_mplhep_style_and_unknown_style(tmp_path: Path) -> None:
     assert {f.stem for f in report.figures} == {"rate_distortion", "widths_vs_latent"}
     with pytest.raises(results.SummaryError, match="unknown style 'fancy'"):
         results.summarize(root, style="fancy")
+
+
+def test_pca_at_equal_bits_and_rates_below_the_quantiser() -> None:
+    row = _row()
+    for k in range(6, 17):
+        row[f"pca{k}.bits_per_jet"] = 3 * k
+        for v in VARS:
+            row[f"pca{k}.{v}.width"] = 1e-3  # PCA's floor: worse than the AE's 6e-4
+    # 48 bits = PCA at k = 16: 1e-3 against the autoencoder's 6e-4
+    c = compare(row, list(VARS))[0]
+    assert c.pca == pytest.approx(1e-3)
+    text = "\n".join(verdict_lines(row, list(VARS)))
+    assert "PCA at the same bits 0.001: the autoencoder beats it" in text
+    # latent 1 with a float16 latent: 16 bits a jet, below the quantiser's lowest (24)
+    row.update({"latent": 1, "ae_f16latent.bits_per_jet": 16})
+    comps = compare(row, list(VARS))
+    assert comps[0].beats is None and comps[0].sq_min_bits == 24
+    text = "\n".join(verdict_lines(row, list(VARS)))
+    assert "below the scalar quantiser's lowest rate (24)" in text
