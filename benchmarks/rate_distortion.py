@@ -15,7 +15,7 @@ mass, widths, energy fractions, track sum, leading constituent, ptD). Besides th
 robust widths, each method gets one figure of merit over all variables: the mean squared
 error of the natural-space standardised variables (``mse``).
 
-    python benchmarks/rate_distortion.py [--epochs 30] [--jets 120000] [--threads 2]
+    python benchmarks/rate_distortion.py [--epochs 30] [--jets 120000] [--threads 1]
                                          [--only 4d|14d] [--json OUT.json]
 """
 
@@ -258,7 +258,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--jets", type=int, default=120_000, help="jets per sample (1/5 for test)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--only", choices=["4d", "14d"], default=None)
     p.add_argument("--qat-bits", type=int, default=6, help="bits of the noise fine-tuning")
     p.add_argument("--json", type=Path, default=None, help="write all rows here")
