@@ -118,8 +118,8 @@ def finetune_with_noise(
 ) -> torch.nn.Module:
     """Quantisation-aware fine-tuning: uniform noise of one ``bits``-bit step on the latent.
 
-    The decoder learns to tolerate the rounding the codec will apply; the latent ranges
-    stay those of the model before fine-tuning (the codec's stored ranges).
+    The decoder learns to tolerate the rounding the codec will apply; the noise step is
+    taken from the latent ranges before fine-tuning.
     """
     import copy
 
@@ -204,8 +204,10 @@ def run_sample(sample: str, args: argparse.Namespace) -> list[dict]:
         # matters; the codec keeps the original ranges (codes clip to them)
         k = args.qat_bits
         tuned = finetune_with_noise(model, norm.forward(train), q, k, max(1, args.epochs // 4))
+        # the codec stores the ranges of the model it ships: refit them on the tuned one
+        q2 = LatentQuantiser.fit(encode(tuned, norm, train, torch.device("cpu")))
         zt2 = encode(tuned, norm, test, torch.device("cpu"))
-        y = decode(tuned, norm, q.decode(q.encode(zt2, k), k), torch.device("cpu"))
+        y = decode(tuned, norm, q2.decode(q2.encode(zt2, k), k), torch.device("cpu"))
         add(f"ae{z}+noise", k, z * k, y.astype(np.float64))
     return rows
 
