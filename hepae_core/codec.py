@@ -149,7 +149,7 @@ def sha256_of(path: Path, block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _parse_map(text: str | None, option: str) -> dict[str, str]:
+def parse_map(text: str | None, option: str) -> dict[str, str]:
     out = {}
     for item in filter(None, (text or "").split(",")):
         if "=" not in item:
@@ -162,7 +162,7 @@ def _parse_map(text: str | None, option: str) -> dict[str, str]:
 def _bounds(spec: str | dict[str, float] | None, variables: list[str]) -> dict[str, float]:
     if not spec:
         return {}
-    raw = _parse_map(spec, "--max-error") if isinstance(spec, str) else dict(spec)
+    raw = parse_map(spec, "--max-error") if isinstance(spec, str) else dict(spec)
     out = {}
     for v, text in raw.items():
         if v not in variables:
@@ -229,7 +229,7 @@ def compress(
     if fmt not in ("root", "hdf5"):
         raise DataError(source=str(src), message=f"compress reads ROOT or HDF5, not {fmt}")
     units = units or codec.units
-    bmap = _parse_map(branches, "--branches")
+    bmap = parse_map(branches, "--branches")
     unknown = [v for v in bmap if v not in codec.variables]
     if unknown:
         raise HepaeError(source="--branches", message=f"the model has no variable {unknown[0]!r} "

@@ -110,7 +110,7 @@ def evaluate_on(
     import torch
 
     from hepae_core import jobdir
-    from hepae_core.codec import _parse_map, load_codec
+    from hepae_core.codec import load_codec, parse_map
     from hepae_core.config import load, residual_kinds
     from hepae_core.data import load_jets, split
     from hepae_core.evaluate import evaluate
@@ -119,7 +119,7 @@ def evaluate_on(
 
     codec = load_codec(job_dir)
     cfg = load(job_dir / jobdir.CONFIG)
-    bmap = _parse_map(branches, "--branches")
+    bmap = parse_map(branches, "--branches")
     names = {v: bmap.get(v, v) for v in codec.variables}
     fmt = detect_format(sample, fmt)
     req = ReadRequest(branches=names, tree=tree, key=key, max_jets=max_jets)
