@@ -206,6 +206,7 @@ def compress(
     units: str | None = None,
     chunk_size: int = CHUNK,
     max_error: str | dict[str, float] | None = None,
+    container: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Compress the jets of ``src`` with the model of ``job_dir``; returns the file's summary.
@@ -214,6 +215,10 @@ def compress(
     (relative for pt, E, m; wrapped for phi; absolute otherwise): a jet whose decoded value
     misses its bound gets that value stored raw (a correction), so every decompressed value
     meets its bound.
+
+    ``container`` (e.g. ``jet_``) reads a jagged per-event ROOT tree (branches
+    ``jet_pt``, ... counted by ``njet``): the jets are compressed, the per-event counts and
+    the ``keep`` branches (per event) are stored, and decompress rebuilds the events.
     """
     import h5py
 
@@ -234,12 +239,26 @@ def compress(
     if unknown:
         raise HepaeError(source="--branches", message=f"the model has no variable {unknown[0]!r} "
                          f"(it compresses {', '.join(codec.variables)})")  # fmt: skip
-    names = {v: bmap.get(v, v) for v in codec.variables}
+    names = {v: bmap.get(v, f"{container or ''}{v}") for v in codec.variables}
     keep = [k for k in (keep or []) if k not in names.values()]
     bounds = _bounds(max_error, codec.variables)
     kinds = [default_residual_kind(v) for v in codec.variables]
-    request = ReadRequest(branches={**names, **{f"keep:{k}": k for k in keep}}, tree=tree,
-                          key=key, chunk_size=chunk_size)  # fmt: skip
+    counter = None
+    if container:
+        odd = [b for b in names.values() if not b.startswith(container)]
+        if odd:
+            raise HepaeError(
+                source="--branches",
+                key=odd[0],
+                message=f"jagged branches must start with --container {container!r}",
+            )
+        if fmt != "root":
+            raise DataError(source=str(src), message="--container needs a ROOT tree of events")
+        chunks, counter = _jagged_chunks(src, tree, names, keep, chunk_size)
+    else:
+        request = ReadRequest(branches={**names, **{f"keep:{k}": k for k in keep}}, tree=tree,
+                              key=key, chunk_size=chunk_size)  # fmt: skip
+        chunks = _flat_chunks(iter_chunks(src, fmt, request), keep)
     t0 = time.perf_counter()
     n = n_exc = n_jets_corr = 0
     n_corr = dict.fromkeys(bounds, 0)
@@ -254,8 +273,11 @@ def compress(
         for v in bounds:
             g = f.create_group(f"corrections/{v}")
             corr[v] = (_appender(g, "index", np.int64), _appender(g, "values", np.float32))
-        for chunk in iter_chunks(src, fmt, request):
+        counts_ds = _appender(f, "jagged/counts", np.uint32) if container else None
+        for chunk, kept_cols, counts in chunks:
             m = len(next(iter(chunk.values())))
+            if counts_ds is not None:
+                _append(counts_ds, counts)
             x = np.empty((m, len(names)), dtype=np.float64)
             for j, v in enumerate(codec.variables):
                 col = np.asarray(chunk[v], dtype=np.float64)
@@ -289,7 +311,7 @@ def compress(
                 _append(exc_values, raw)
                 n_exc += len(bad)
             for k in keep:
-                col = np.asarray(chunk[f"keep:{k}"])
+                col = np.asarray(kept_cols[k])
                 if k not in kept:
                     kept[k] = _appender(kept_group, k, col.dtype, compression="gzip",
                                         shuffle=True)  # fmt: skip
@@ -327,6 +349,9 @@ def compress(
             "raw_float32_bytes": raw_bytes,
             "code_bytes": code_bytes,
             "side_bytes": side,
+            "container": container or "",
+            "counter": counter or "",
+            "n_events": int(counts_ds.shape[0]) if counts_ds is not None else n,
             "max_error": json.dumps(bounds),
             "corrections": json.dumps(n_corr),
             "jets_corrected": n_jets_corr,
@@ -342,6 +367,55 @@ def compress(
         seconds=time.perf_counter() - t0,
     )
     return summary
+
+
+Chunks = Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None]]
+
+
+def _flat_chunks(chunks: Iterator[dict[str, Any]], keep: list[str]) -> Chunks:
+    for chunk in chunks:
+        kept = {k: chunk.pop(f"keep:{k}") for k in keep}
+        yield chunk, kept, None
+
+
+def _jagged_chunks(
+    src: Path, tree: str, names: dict[str, str], keep: list[str], chunk_size: int
+) -> tuple[Chunks, str]:
+    """Flattened jets, per-event kept branches and jet counts of a jagged ROOT tree."""
+    import awkward as ak
+
+    from hepae_core.readers import missing_branch
+    from hepae_core.readers.root import get_tree, open_root
+
+    f = open_root(src)
+    t = get_tree(f, src, tree)
+    available = list(t.keys())
+    for b in [*names.values(), *keep]:
+        if b not in available:
+            f.close()
+            raise missing_branch(src, f"tree '{tree}'", b, available)
+    first = t[next(iter(names.values()))]
+    count = getattr(first, "count_branch", None)
+    if count is None:
+        f.close()
+        raise DataError(source=str(src), key=first.name, message="is not a jagged branch: "
+                        "drop --container for a tree of one row per jet")  # fmt: skip
+    keep = [k for k in keep if k != count.name]
+
+    def gen() -> Chunks:
+        with f:
+            for arrays in t.iterate([*names.values(), *keep], step_size=chunk_size,
+                                    library="ak"):  # fmt: skip
+                counts = ak.to_numpy(ak.num(arrays[next(iter(names.values()))]))
+                cols = {v: ak.to_numpy(ak.flatten(arrays[b])) for v, b in names.items()}
+                for b in names.values():
+                    if not np.array_equal(ak.to_numpy(ak.num(arrays[b])), counts):
+                        raise DataError(source=str(src), key=b, message="has other jet counts "
+                                        "than the other compressed branches")  # fmt: skip
+                kept = {k: ak.to_numpy(arrays[k]) for k in keep}
+                yield cols, kept, counts.astype(np.uint32)
+
+    return gen(), count.name
 
 
 def open_compressed(path: Path) -> Any:
@@ -368,8 +442,15 @@ def open_compressed(path: Path) -> Any:
     return f
 
 
-def iter_decompressed(path: Path, chunk_size: int = CHUNK) -> Iterator[dict[str, np.ndarray]]:
-    """Chunks ``{branch: values}`` of the decompressed file, in the input's units."""
+def iter_decompressed(
+    path: Path, chunk_size: int = CHUNK
+) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray | None]]:
+    """Chunks ``({branch: values}, counts)`` of the decompressed file, in the input's units.
+
+    Flat files: one row per jet, ``counts`` None. Jagged files (``container``): chunks of
+    ``chunk_size`` events; the jet branches are flat and ``counts`` gives jets per event;
+    the kept branches are per event.
+    """
     with open_compressed(path) as f:
         a = f.attrs
         variables = json.loads(a["variables"])
@@ -385,9 +466,8 @@ def iter_decompressed(path: Path, chunk_size: int = CHUNK) -> Iterator[dict[str,
             v: (f[f"corrections/{v}/index"][()], f[f"corrections/{v}/values"][()])
             for v in json.loads(a.get("max_error", "{}"))
         }
-        n = int(a["n_jets"])
-        for lo in range(0, n, chunk_size):
-            hi = min(n, lo + chunk_size)
+
+        def jets(lo: int, hi: int) -> dict[str, np.ndarray]:
             y = codec.decode(f["codes"][lo:hi], bits).astype(np.float64)
             out = {}
             for j, v in enumerate(variables):
@@ -400,18 +480,46 @@ def iter_decompressed(path: Path, chunk_size: int = CHUNK) -> Iterator[dict[str,
             if sel.any():
                 for j, v in enumerate(variables):
                     out[names[v]][exc_index[sel] - lo] = exc_values[sel, j]
+            return out
+
+        if a.get("container"):
+            counts_all = f["jagged/counts"]
+            n_events = counts_all.shape[0]
+            start = 0
+            for e0 in range(0, n_events, chunk_size):
+                e1 = min(n_events, e0 + chunk_size)
+                counts = counts_all[e0:e1].astype(np.int64)
+                stop = start + int(counts.sum())
+                out = jets(start, stop)
+                for k in kept:
+                    out[k] = f["kept"][k][e0:e1]
+                yield out, counts
+                start = stop
+            return
+        n = int(a["n_jets"])
+        for lo in range(0, n, chunk_size):
+            hi = min(n, lo + chunk_size)
+            out = jets(lo, hi)
             for k in kept:
                 out[k] = f["kept"][k][lo:hi]
-            yield out
+            yield out, None
 
 
 def decompress(
     path: str | Path, out: str | Path, *, progress: Callable[[int], None] | None = None
 ) -> int:
-    """Write the decompressed jets to ``out`` (.root: a TTree; .h5/.hdf5: datasets)."""
+    """Write the decompressed jets to ``out`` (.root: a TTree; .h5/.hdf5: datasets).
+
+    Jagged inputs come back as a tree of events with the input's jagged branches and
+    counter; in HDF5, as flat jet columns with the counter as a per-event column.
+    Returns the number of jets.
+    """
     path, out = Path(path), Path(out)
     with open_compressed(path) as f:
         tree = str(f.attrs.get("tree") or "jets")
+        container = str(f.attrs.get("container", ""))
+        counter = str(f.attrs.get("counter", "")) or "n"
+        jet_branches = list(json.loads(f.attrs["branches"]).values())
     suffix = out.suffix.lower()
     if suffix not in (".root", ".h5", ".hdf5"):
         raise HepaeError(source=str(out), message="write .root, .h5 or .hdf5")
@@ -422,12 +530,18 @@ def decompress(
 
             with uproot.recreate(tmp) as rf:
                 t = None
-                for chunk in iter_decompressed(path):
+                for chunk, counts in iter_decompressed(path):
+                    m = sum(len(chunk[b]) for b in jet_branches[:1])
                     chunk = {k: np.ascontiguousarray(v) for k, v in chunk.items()}
+                    if counts is not None:
+                        chunk = _events(chunk, counts, container, jet_branches)
                     if t is None:
-                        t = rf.mktree(tree, {k: v.dtype for k, v in chunk.items()})
+                        types = {k: (v.type.content if k == _OUTER else v.dtype)
+                                 for k, v in chunk.items()}  # fmt: skip
+                        t = rf.mktree(tree, types, counter_name=lambda _: counter,
+                                      field_name=lambda _, inner: container + inner)  # fmt: skip
                     t.extend(chunk)
-                    n += len(next(iter(chunk.values())))
+                    n += m
                     if progress:
                         progress(n)
         else:
@@ -436,12 +550,27 @@ def decompress(
             with h5py.File(tmp, "w") as hf:
                 group = hf.require_group(tree) if tree and tree != "jets" else hf
                 ds: dict[str, Any] = {}
-                for chunk in iter_decompressed(path):
+                for chunk, counts in iter_decompressed(path):
+                    if counts is not None:
+                        chunk[counter] = counts.astype(np.int32)
                     for k, v in chunk.items():
                         if k not in ds:
                             ds[k] = _appender(group, k, v.dtype)
                         _append(ds[k], v)
-                    n += len(next(iter(chunk.values())))
+                    n += len(chunk[jet_branches[0]])
                     if progress:
                         progress(n)
     return n
+
+
+_OUTER = "\x00jets"  # the record of jet branches while writing a jagged tree
+
+
+def _events(
+    chunk: dict[str, np.ndarray], counts: np.ndarray, container: str, jet_branches: list[str]
+) -> dict[str, Any]:
+    """Per-event kept branches plus one jagged record of the jet branches."""
+    import awkward as ak
+
+    fields = {b[len(container) :]: ak.unflatten(chunk.pop(b), counts) for b in jet_branches}
+    return {**chunk, _OUTER: ak.zip(fields)}

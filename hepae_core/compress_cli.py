@@ -50,6 +50,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
                      keep=[k for k in (args.keep or "").split(",") if k], tree=args.tree,
                      key=args.key, fmt=args.format, units=args.units,
                      chunk_size=args.chunk_size, max_error=args.max_error,
+                     container=args.container,
                      progress=progress)  # fmt: skip
     finally:
         if bar is not None:
@@ -183,6 +184,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--branches", default=None, help="VARIABLE=BRANCH,... when names differ")
     c.add_argument("--keep", default=None, help="branches stored as they are, e.g. event,rank")
     c.add_argument("--tree", default="jets")
+    c.add_argument("--container", default=None,
+                   help="jagged per-event tree: the jet branch prefix, e.g. jet_ (with --tree "
+                   "events)")  # fmt: skip
     c.add_argument("--key", default=None, help="HDF5 group or table")
     c.add_argument("--format", default="auto", choices=("auto", "root", "hdf5"))
     c.add_argument("--units", default=None, choices=("GeV", "MeV"),

@@ -191,3 +191,47 @@ def test_summarize_evaluate_on_runs_the_best_jobs(job: Path, sample: Path) -> No
     assert cached.stat().st_mtime_ns == t
     _, problems, _ = evaluate_best(job.parent, out, used, groups, None, job / "nope.root")
     assert "no such file" in problems[0]
+
+
+def test_jagged_events_come_back_as_events(job: Path, tmp_path: Path) -> None:
+    import awkward as ak
+
+    with uproot.open(bundled_path("dijet_4d")) as f:
+        cols = {v: f["jets"][v].array(library="np")[:3000] for v in VARS}
+    counts = np.tile([1, 2, 3, 0, 4], 300)  # 1500 events, 3000 jets, some without jets
+    jet = ak.zip({v: ak.unflatten(cols[v], counts) for v in VARS})
+    src = tmp_path / "events.root"
+    with uproot.recreate(src) as f:
+        f.mktree("events", {"event": np.int64, "jet": jet.type.content})
+        f["events"].extend({"event": np.arange(1500, dtype=np.int64) + 7, "jet": jet})
+    out, reco = tmp_path / "ev.h5", tmp_path / "ev.root"
+    args = ["--tree", "events", "--container", "jet_", "--keep", "event", "--chunk-size", "700"]
+    assert main(["compress", "--model", str(job), str(src), "-o", str(out), "--quiet", *args]) == 0
+    with h5py.File(out) as f:
+        assert f.attrs["n_jets"] == 3000 and f.attrs["n_events"] == 1500
+        assert f.attrs["counter"] == "njet"
+    assert main(["decompress", str(out), "-o", str(reco), "--quiet"]) == 0
+    with uproot.open(reco) as f:
+        t = f["events"]
+        assert sorted(t.keys()) == sorted(["event", "njet", *(f"jet_{v}" for v in VARS)])
+        assert t["njet"].array(library="np").tolist() == counts.tolist()
+        assert t["event"].array(library="np").tolist() == list(range(7, 1507))
+        pt = t["jet_pt"].array()
+    assert ak.num(pt).tolist() == counts.tolist()
+    assert main(["decompress", str(out), "-o", str(tmp_path / "evreco.h5"), "--quiet"]) == 0
+    with h5py.File(tmp_path / "evreco.h5") as f:
+        assert f["events/njet"][()].tolist() == counts.tolist()
+        np.testing.assert_array_equal(f["events/jet_pt"][()], ak.to_numpy(ak.flatten(pt)))
+    # the same jets as a flat file gives the same decoded values
+    flat = tmp_path / "flat.root"
+    with uproot.recreate(flat) as f:
+        f.mktree("jets", dict.fromkeys(VARS, np.float32))
+        f["jets"].extend(cols)
+    assert main(["compress", "--model", str(job), str(flat), "-o", str(tmp_path / "f.h5"),
+                 "--quiet"]) == 0  # fmt: skip
+    assert main(["decompress", str(tmp_path / "f.h5"), "-o", str(tmp_path / "f.root"),
+                 "--quiet"]) == 0  # fmt: skip
+    with uproot.open(tmp_path / "f.root") as f:
+        np.testing.assert_array_equal(
+            f["jets"]["pt"].array(library="np"), ak.to_numpy(ak.flatten(pt))
+        )
