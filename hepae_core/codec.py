@@ -231,8 +231,8 @@ def compress(
     if not src.is_file():
         raise DataError(source=str(src), message="no such file")
     fmt = detect_format(src, fmt)
-    if fmt not in ("root", "hdf5"):
-        raise DataError(source=str(src), message=f"compress reads ROOT or HDF5, not {fmt}")
+    if fmt not in ("root", "hdf5", "csv"):
+        raise DataError(source=str(src), message=f"compress reads ROOT, HDF5 or CSV, not {fmt}")
     units = units or codec.units
     bmap = parse_map(branches, "--branches")
     unknown = [v for v in bmap if v not in codec.variables]

@@ -238,3 +238,23 @@ def test_jagged_events_come_back_as_events(job: Path, tmp_path: Path) -> None:
         np.testing.assert_array_equal(
             f["jets"]["pt"].array(library="np"), ak.to_numpy(ak.flatten(pt))
         )
+
+
+def test_phenoml_csv_in_mev(job: Path, tmp_path: Path) -> None:
+    """CSV objects (jets only, MeV) come back as a flat tree of jets in MeV."""
+    src = tmp_path / "events.csv"
+    src.write_text(
+        "1;ttbar;1;52000;0.3;j,120000,100000,0.5,1.0;b,80000,60000,-1.2,2.0;"
+        "j,40000,30000,1.9,0.1;\n2;ttbar;1;9000;2.0;j,300000,250000,-0.3,-1.5;\n"
+    )
+    out, reco = tmp_path / "c.h5", tmp_path / "r.root"
+    assert main(["compress", "--model", str(job), str(src), "-o", str(out), "--units", "MeV",
+                 "--quiet"]) == 0  # fmt: skip
+    assert main(["decompress", str(out), "-o", str(reco), "--quiet"]) == 0
+    with uproot.open(reco) as f:
+        pt = f["jets"]["pt"].array(library="np")
+    # three jets, back in MeV: the model saw them in GeV, as it was trained
+    codec = load_codec(job)
+    x = np.array([[100, 0.5, 1.0, 120], [30, 1.9, 0.1, 40], [250, -0.3, -1.5, 300]], float)
+    y = codec.decode(codec.encode(x, 12), 12)
+    np.testing.assert_allclose(pt, 1000 * y[:, 0], rtol=1e-6)
