@@ -11,6 +11,7 @@ failures. ``convert`` writes to a temporary file and renames it: a failure leave
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Iterator
@@ -402,8 +403,8 @@ def _write_hdf5(tmp: Path, chunks: Iterator[dict[str, Any]], key: str | None, ou
                 n += m
     except DiskFull:
         raise
-    except OSError as exc:
-        if is_disk_full(exc) or "errno = 28" in str(exc):
+    except (OSError, RuntimeError) as exc:  # h5py raises either for a failed write or close
+        if is_disk_full(exc) or f"errno = {errno.ENOSPC}," in str(exc):
             raise _Hdf5WriteFailed(str(DiskFull(out, CONVERT_ADVICE))) from None
         raise
     return n
