@@ -135,3 +135,25 @@ def test_convert_on_a_full_disk(small_fs, suffix):
         "output) and run again; nothing was written"
     )
     assert list(small_fs.iterdir()) == []
+
+
+def test_hepae_train_cannot_even_write_the_config(small_fs, tmp_path):
+    cfg = tmp_path / "my.yaml"
+    cfg.write_text(yaml.safe_dump(TINY_JOB))
+    out_dir = small_fs / "run"
+    out_dir.mkdir()
+    fill(small_fs, 0)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    out = subprocess.run(
+        [sys.executable, "-m", "hepae_core.cli", str(cfg), "--out", str(out_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == (
+        f"error: no space left on device while writing {out_dir}/config.yaml; free space and "
+        "run hepae-train again; nothing was trained"
+    )
+    assert list(out_dir.iterdir()) == []
