@@ -5,7 +5,8 @@
     hepae-data convert IN OUT [--tree T] [--branches a,b] [--container P] [--leading N]
 
 Exit codes: 0 done, 2 bad input (the message names the file and what to change), 1 other
-failures. ``convert`` writes to a temporary file and renames it: a failure leaves nothing.
+failures (a full disk among them). ``convert`` writes to a temporary file and renames it:
+a failure leaves nothing.
 """
 
 from __future__ import annotations
