@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -236,7 +237,9 @@ def test_golden_rendered_scripts(case, tmp_path):
     assert sub.dry_run and not sub.scheduler_ids
     out = GOLDEN / case
     for path in sorted(sub.files):
+        # jobs run with the Python that submitted (this venv) unless the profile says
         text = path.read_text().replace(str(tmp_path), "/CAMPAIGNS")
+        text = text.replace(sys.executable, "/VENV/bin/python")
         golden = out / path.name
         if os.environ.get("UPDATE_GOLDEN"):
             out.mkdir(parents=True, exist_ok=True)
