@@ -113,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
         f"{what} {len(report.selected)} jobs to {args.site} ({rec.get('kind')}) as "
         f"{rec.get('submission')}; files in {campaign.root / rec.get('dir', '')}"
     )
+    unconfirmed = {k: n for k, n in report.skipped.items() if k.startswith("in submission")}
+    for key, n in unconfirmed.items():
+        print(f"left alone: {n} {key}")
     for note in sub.notes if sub is not None and not blocking else []:
         print(f"note: {note}")
     if rec.get("command") and not blocking:
