@@ -62,6 +62,22 @@ class Campaign:
         """Job id -> campaign index (the task index every backend uses), from the manifest."""
         return {str(j["id"]): int(j.get("index", i)) for i, j in enumerate(self.manifest()["jobs"])}
 
+    def intended_jobs(self) -> dict[str, tuple[str, float]]:
+        """Job id -> (submission id, its time in epoch seconds) for the jobs of submissions
+        whose scheduler was called (or about to be) and whose outcome is not recorded: the
+        scheduler may hold them, so they are in flight, never ``planned``, until a
+        state.json newer than that time says otherwise or ``gridsearch adopt`` records it.
+        """
+        out: dict[str, tuple[str, float]] = {}
+        for rec in self.submissions():
+            if rec.get("outcome") != "intended" or rec.get("dry_run"):
+                continue
+            when = parse_time(rec.get("time")) or 0.0
+            indices = rec.get("indices")
+            for job_id in indices.values() if isinstance(indices, dict) else []:
+                out[str(job_id)] = (str(rec.get("submission")), when)
+        return out
+
     def submission(self, submission: str) -> dict[str, Any] | None:
         """The merged ledger record of one submission, or None."""
         for rec in self.submissions():

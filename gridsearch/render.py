@@ -218,6 +218,22 @@ def compact_ranges(indices: Iterable[int]) -> str:
     return ",".join(parts)
 
 
+def import_check_code(module: str) -> str:
+    """Python code that fails, saying why, when the node cannot run ``module``.
+
+    For ``package.module`` (``hepae_core.job``) it imports the package, which catches a
+    missing or broken installation; a top-level module is only looked up, since
+    importing it would run it.
+    """
+    top = module.split(".")[0]
+    if "." in module:
+        return f"import {top}"
+    return (
+        f"import importlib.util, sys; "
+        f"sys.exit(importlib.util.find_spec({top!r}) is None and \"No module named '{top}'\")"
+    )
+
+
 def script_context(
     profile: dict[str, Any], request: dict[str, Any], environment: dict[str, Any], directory: Path
 ) -> dict[str, Any]:
@@ -227,6 +243,7 @@ def script_context(
     return {
         "exit_codes": dict(EXIT_CODES),
         "import_check": environment["module"].split(".")[0],
+        "import_code": import_check_code(environment["module"]),
         "site": profile.get("name", "?"),
         "kind": profile.get("kind", "?"),
         "submit_dir": str(directory),

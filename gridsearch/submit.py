@@ -65,17 +65,8 @@ def parse_only(text: str | Iterable[str] | None) -> set[str] | None:
 
 
 def intended_jobs(campaign: Campaign) -> dict[str, tuple[str, float]]:
-    """Job id -> (submission id, its time) for the jobs of submissions whose scheduler was
-    called (or about to be) and whose outcome is not recorded: the scheduler may hold them."""
-    out: dict[str, tuple[str, float]] = {}
-    for rec in campaign.submissions():
-        if rec.get("outcome") != "intended" or rec.get("dry_run"):
-            continue
-        when = parse_time(rec.get("time")) or 0.0
-        indices = rec.get("indices")
-        for job_id in indices.values() if isinstance(indices, dict) else []:
-            out[str(job_id)] = (str(rec.get("submission")), when)
-    return out
+    """See :meth:`gridsearch.campaign.Campaign.intended_jobs`."""
+    return campaign.intended_jobs()
 
 
 def _in_intended(js: S.JobStatus, intended: dict[str, tuple[str, float]]) -> bool:

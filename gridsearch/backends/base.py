@@ -264,6 +264,7 @@ class Backend:
                 SUBMITTED,
                 scheduler_ids=list(sub.scheduler_ids),
                 tasks=dict(sub.tasks),
+                command=[str(c) for c in sub.command],
                 dry_run=False,
                 **extra,
             )
@@ -290,8 +291,11 @@ class Backend:
     def _execute(self, prepared: Prepared, sub: Submission) -> None:
         """Run the submission command of each chunk; fill ``sub``'s ids and tasks."""
         previous: str | None = None
+        ran: list[str] = []
         for chunk in prepared.chunks:
             cmd = self._make_submission_command(prepared, chunk, previous)
+            ran.extend(["&&", *cmd] if ran else cmd)
+            sub.command = list(ran)  # what really ran, ids of earlier chunks filled in
             try:
                 proc = run_command(cmd, cwd=prepared.directory)
             except FileNotFoundError:
