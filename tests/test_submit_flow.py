@@ -342,3 +342,18 @@ def test_a_dollar_that_is_no_macro_passes(plain):
     htcondor2 = pytest.importorskip("htcondor2")
     assert htcondor2.Submit(f"executable = {plain}\nqueue\n").expand("executable") == plain
     assert render.condor_value(plain) == plain
+
+
+def test_clean_keeps_the_files_of_submissions_in_flight(tmp_path, capsys, monkeypatch):
+    """Queued tasks read jobs.txt and the script when they start: --submit-files keeps
+    them for submissions whose jobs are in flight (here: an unconfirmed one)."""
+    camp = _campaign(tmp_path)
+    jobs = [j["id"] for j in json.loads((camp / "manifest.json").read_text())["jobs"]]
+    sub = _intended(camp, jobs[:1], [{"offset": 0, "indices": [0]}])
+    (camp / "submit" / sub).mkdir(parents=True)
+    (camp / "submit" / sub / "jobs.txt").write_text(f"0 {camp / 'jobs' / jobs[0]}\n")
+    (camp / "submit" / "20250101-000000-slurm-0ld0").mkdir()
+    code, out, err = cli(capsys, "clean", camp, "--submit-files", "--yes")
+    assert code == 0, err
+    assert f"keeping submit/{sub}: its jobs are in flight" in err
+    assert _litter(camp) == [sub]
