@@ -208,9 +208,9 @@ class Backend:
                 command=[str(c) for c in sub.command],
                 jobs=len(jobs),
             )
-        if before_submit is not None:
-            before_submit()
         try:
+            if before_submit is not None:
+                before_submit()
             self._write(prepared)
         except OSError as exc:
             self._refused(journal, directory, f"cannot write the submission files: {exc}")
