@@ -357,3 +357,45 @@ def test_clean_keeps_the_files_of_submissions_in_flight(tmp_path, capsys, monkey
     assert code == 0 and "removed 1 submission files" in out, err
     assert f"keeping submit/{sub}: its jobs are in flight" in err
     assert _litter(camp) == [sub]
+
+
+def test_max_array_size_from_scontrol_when_smaller(tmp_path, monkeypatch):
+    """A stand-in scontrol (the real cluster's MaxArraySize, 10001, is above every
+    profile's): the smaller value wins, and submit says where it came from."""
+    bin_dir = tmp_path / "bin"
+    config = "Configuration data as of now\nMaxArraySize            = 3\nMaxJobCount = 10000\n"
+    write(bin_dir / "scontrol", f"#!/bin/sh\nprintf '{config}'\n").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    from gridsearch.backends.slurm import cluster_max_array_size
+
+    assert cluster_max_array_size() == 3
+    jobs = []
+    for i in range(5):
+        d = tmp_path / "camp" / "jobs" / f"j{i}"
+        d.mkdir(parents=True)
+        jobs.append(JobRef(f"j{i}", d, i))
+    sub = SlurmBackend().submit(jobs, sites.load_profile("slurm"), tmp_path / "s", True)
+    # indices 0-4 below 3 per chunk, worked out by hand: 0-2 and 3-4 (offset 3 -> 0-1)
+    arrays = sorted(
+        next(ln for ln in p.read_text().splitlines() if "--array" in ln)
+        for p in sub.files
+        if p.suffix == ".sh"
+    )
+    assert arrays == ["#SBATCH --array=0-1", "#SBATCH --array=0-2"]
+    assert any("MaxArraySize 3 from 'scontrol show config'" in n for n in sub.notes)
+
+
+def test_max_array_size_of_the_real_cluster():
+    import shutil
+
+    if shutil.which("scontrol") is None:
+        pytest.skip("no scontrol on PATH")
+    from gridsearch.backends.slurm import cluster_max_array_size
+
+    value = cluster_max_array_size()
+    if value is None:
+        pytest.skip("no Slurm controller answers")
+    # tests/slurm/start_cluster.sh configures MaxArraySize=10001
+    conf = Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf"))
+    if conf.is_file() and "start_cluster.sh" in conf.read_text():
+        assert value == 10001
