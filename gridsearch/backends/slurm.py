@@ -329,14 +329,4 @@ class SlurmBackend(Backend):
         return out
 
 
-def _chain(commands: list[list[str]]) -> list[str]:
-    """Several sbatch commands as one argv-like list joined by ``&&`` (for display)."""
-    out: list[str] = []
-    for cmd in commands:
-        if out:
-            out.append("&&")
-        out.extend(cmd)
-    return out
-
-
 __all__ = ["SlurmBackend", "classify", "cluster_max_array_size", "format_command"]
