@@ -5,6 +5,13 @@ By default the jobs that are ``planned`` (never started, not in flight) are subm
 are submitted, running or done are never submitted again unless ``force`` is given; a
 forced done job has its previous outputs moved to ``previous/<time>/`` in its directory
 first, so it starts afresh and nothing is lost.
+
+A job named by an ``intended`` submission (the ledger's write-ahead record without an
+outcome: the scheduler may hold it) counts as in flight, whatever its files say, until a
+newer state.json shows it ran; ``gridsearch adopt`` completes such a record.
+
+The flow of one submission (validate, write ahead, write, submit, complete the record) is
+:meth:`gridsearch.backends.base.Backend.submit`'s.
 """
 
 from __future__ import annotations
@@ -18,13 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gridsearch import render
 from gridsearch import status as S
 from gridsearch.backends import get_backend
-from gridsearch.backends.base import JobRef, Submission
-from gridsearch.campaign import SUBMIT, Campaign
+from gridsearch.backends.base import JobRef, Journal, Submission
+from gridsearch.campaign import Campaign, parse_time
 from gridsearch.errors import GridsearchError
-from gridsearch.sites import load_profile
+from gridsearch.sites import load_profile, user_site_dirs
 from hepae_core.jobdir import CONFIG, now_iso
 
 SELECTABLE = (S.PLANNED, S.FAILED, S.INTERRUPTED, S.STALE, S.SUBMITTED, S.RUNNING, S.DONE)
@@ -58,10 +64,30 @@ def parse_only(text: str | Iterable[str] | None) -> set[str] | None:
     return states
 
 
+def intended_jobs(campaign: Campaign) -> dict[str, tuple[str, float]]:
+    """See :meth:`gridsearch.campaign.Campaign.intended_jobs`."""
+    return campaign.intended_jobs()
+
+
+def _in_intended(js: S.JobStatus, intended: dict[str, tuple[str, float]]) -> bool:
+    """True when ``js`` may be held by an intended submission: nothing it wrote is newer."""
+    if js.id not in intended:
+        return False
+    updated = parse_time(js.updated)
+    return updated is None or updated < intended[js.id][1]
+
+
 def select_jobs(
-    statuses: list[S.JobStatus], only: set[str] | None = None, force: bool = False
+    statuses: list[S.JobStatus],
+    only: set[str] | None = None,
+    force: bool = False,
+    intended: dict[str, tuple[str, float]] | None = None,
 ) -> tuple[list[S.JobStatus], dict[str, int]]:
-    """The jobs to submit, and how many of each state were left alone."""
+    """The jobs to submit, and how many of each state were left alone.
+
+    Jobs of an ``intended`` submission (see :func:`intended_jobs`) are in flight: they are
+    left alone unless ``force`` is given.
+    """
     wanted = only if only is not None else {S.PLANNED}
     blocked = sorted(wanted & set(NEEDS_FORCE)) if not force else []
     if blocked:
@@ -71,9 +97,13 @@ def select_jobs(
             "add --force if you really mean it",
             key="--only",
         )
+    intended = intended or {}
     chosen, skipped = [], {}
     for js in statuses:
-        if js.in_space and js.state in wanted:
+        if not force and _in_intended(js, intended):
+            key = f"in submission {intended[js.id][0]} (not confirmed: see 'gridsearch adopt')"
+            skipped[key] = skipped.get(key, 0) + 1
+        elif js.in_space and js.state in wanted:
             chosen.append(js)
         else:
             key = js.state if js.in_space else "not in space"
@@ -111,17 +141,17 @@ def submit(
     stale_after_s: float = S.DEFAULT_STALE_AFTER_S,
     echo: Callable[[str], None] = print,
 ) -> SubmitReport:
-    """Submit a campaign's jobs to ``site`` and append the submission to the ledger.
+    """Submit a campaign's jobs to ``site``, recording the submission in the ledger.
 
-    The campaign lock is held throughout (for the local backend: until the jobs ended), so
-    two submissions never pick the same jobs.
+    The campaign lock is held throughout (for a blocking backend: until the jobs ended),
+    so two submissions never pick the same jobs.
     """
     profile = load_profile(site, sites_dir)
     kind = profile["kind"]
     backend = get_backend(kind)
     with campaign.lock("submit", lock_wait_s):
         statuses = S.campaign_status(campaign, stale_after_s=stale_after_s, log_lines=0)
-        chosen, skipped = select_jobs(statuses, only, force)
+        chosen, skipped = select_jobs(statuses, only, force, intended_jobs(campaign))
         report = SubmitReport(selected=chosen, skipped=skipped)
         if not chosen:
             return report
@@ -132,21 +162,35 @@ def submit(
                 f"{bad_input[0].name}: {bad_input[0].reason}); they fail again unless the "
                 "input was fixed"
             )
-        if not dry_run:
+        sub_id = new_submission_id(kind)
+        directory = campaign.submit_dir(sub_id)
+        refs = [JobRef(js.id, js.dir, js.index) for js in chosen]
+        fields = {
+            "time": now_iso(),  # before any job starts: status compares it with state.json
+            "site": site,
+            "kind": kind,
+            "dir": campaign.relative(directory),
+            "overrides": {k: v for k, v in (overrides or {}).items() if v is not None},
+            "profile": profile.get("source"),
+        }
+        journal = Journal(campaign, sub_id, fields)
+
+        def archive_done() -> None:
             for js in chosen:
                 if js.state == S.DONE:
                     archive_outputs(js.dir)
-        sub_id = new_submission_id(kind)
-        directory = campaign.root / SUBMIT / sub_id
-        directory.mkdir(parents=True)
-        refs = [JobRef(js.id, js.dir) for js in chosen]
-        # The task index -> job dir map, in the one format every backend reads.
-        render.write_list(directory, zip(render.task_indices(refs), (r.dir for r in refs)))
-        started = now_iso()  # before any job starts: status compares it with state.json
+
         interrupted = None
         try:
             sub = backend.submit(
-                refs, profile, directory=directory, dry_run=dry_run, overrides=overrides or {}
+                refs,
+                profile,
+                directory=directory,
+                dry_run=dry_run,
+                overrides=overrides or {},
+                journal=journal,
+                search=user_site_dirs(sites_dir),
+                before_submit=archive_done,
             )
         except KeyboardInterrupt as exc:
             sub = getattr(exc, "submission", None)
@@ -155,24 +199,57 @@ def submit(
             interrupted = exc
         record = {
             "submission": sub_id,
-            "time": started,
-            "site": site,
-            "kind": kind,
-            "dir": f"{SUBMIT}/{sub_id}",
+            **fields,
             "command": [str(c) for c in sub.command],
             "scheduler_ids": list(sub.scheduler_ids),
             "tasks": dict(sub.tasks),
             "dry_run": bool(dry_run),
             "jobs": len(refs),
-            "overrides": {k: v for k, v in (overrides or {}).items() if v is not None},
-            "profile": profile.get("source"),
+            "notes": list(sub.notes),
         }
-        if kind == "local" and not dry_run:
-            record["ended"] = now_iso()
+        if dry_run:  # one whole record; the scheduler was not called
+            campaign.append_ledger(record)
         if interrupted is not None:
             record["interrupted"] = True
-        campaign.append_ledger(record)
         report.submission, report.record = sub, record
         if interrupted is not None:
             raise interrupted
     return report
+
+
+def adopt(campaign: Campaign, submission: str, ids: list[str] | None) -> dict[str, Any]:
+    """Complete an ``intended`` submission with the scheduler ids printed when its record
+    could not be written; ``ids=None`` records that the scheduler queued nothing.
+
+    Returns the outcome record written. Refuses a submission that is unknown or already
+    has an outcome, so the same jobs are never recorded twice.
+    """
+    from gridsearch.campaign import REFUSED, SUBMITTED
+
+    with campaign.lock("adopt", 10.0):
+        rec = campaign.submission(submission)
+        if rec is None:
+            known = [r.get("submission") for r in campaign.submissions()]
+            raise GridsearchError(
+                message=f"no submission {submission!r} in the ledger (intended ones: "
+                + (", ".join(str(k) for k in known if k) or "none")
+                + ")",
+                source=str(campaign.root),
+            )
+        if rec.get("outcome") != "intended":
+            raise GridsearchError(
+                message=f"submission {submission} is already recorded as {rec.get('outcome')}; "
+                "nothing to adopt",
+                source=str(campaign.root),
+            )
+        fields = {k: rec[k] for k in ("time", "site", "kind", "dir") if k in rec}
+        if ids is None:
+            return campaign.record_outcome(
+                submission, REFUSED, reason="the scheduler queued nothing (gridsearch adopt)",
+                **fields,
+            )  # fmt: skip
+        tasks = get_backend(str(rec.get("kind"))).adopt_tasks(rec, ids)
+        return campaign.record_outcome(
+            submission, SUBMITTED, scheduler_ids=list(ids), tasks=tasks, dry_run=False,
+            adopted=now_iso(), **fields,
+        )  # fmt: skip
