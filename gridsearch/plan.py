@@ -18,20 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import gridsearch
 from gridsearch import campaign as C
 from gridsearch.errors import GridsearchError
 from gridsearch.space import Point, Space, absolute_source, expand, load_space
+from hepae_core import yamlio
 from hepae_core.config import resolve
 from hepae_core.errors import ConfigError
 from hepae_core.jobdir import CONFIG, STATE, atomic_write_json, atomic_write_text, now_iso
 
 DEFAULT_MAX_POINTS = 5000
 ID_LENGTH = 12
-
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 class _Canon:
@@ -51,7 +48,7 @@ class _Canon:
         if text is None:
             # a lone scalar would make the one-key mapping a flow mapping: force block there
             flow = None if isinstance(value, dict | list) else False
-            text = yaml.dump({key: value}, Dumper=_Dumper, sort_keys=True, default_flow_style=flow)
+            text = yamlio.dump({key: value}, sort_keys=True, default_flow_style=flow)
             self.cache[ck] = text
         return text
 

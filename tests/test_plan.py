@@ -53,6 +53,8 @@ def test_fast_canonical_dump_equals_hepae_core_dump():
          "model": {"preset": "AE_bn_LeakyReLU", "latent": 8}},
         {"evaluate": {"residuals": {"pt": "absolute"}, "round": ["pt"]},
          "data": {"branches": {"pt": "jet_pt"}, "cuts": ["pt > 20", "abs(eta) < 2.5"]}},
+        # strings a YAML 1.1 dumper writes bare and a YAML 1.2 reader takes for numbers
+        {"name": "1e3", "data": {"source": "1e3", "tree": "0o17"}},
     ]  # fmt: skip
     for raw in raws:
         cfg = hc.resolve(raw)
