@@ -13,8 +13,9 @@ from pathlib import Path
 
 from gridsearch.campaign import SUBMIT, SUMMARY, open_campaign, write_manifest
 from gridsearch.errors import GridsearchError
-from gridsearch.status import DONE, FAILED, RUNNING, SUBMITTED, campaign_status
+from gridsearch.status import HELD, campaign_status
 from hepae_core.jobdir import CHECKPOINT, CONFIG
+from hepae_core.states import JobState
 
 
 @dataclass
@@ -81,14 +82,14 @@ def run(args: argparse.Namespace, confirm: Callable[[str], bool] | None = None) 
         removals: list[Removal] = []
         gone_ids: set[str] = set()
         for js in statuses:
-            if args.checkpoints and js.state == DONE and (js.dir / CHECKPOINT).exists():
+            if args.checkpoints and js.state == JobState.DONE and (js.dir / CHECKPOINT).exists():
                 removals.append(Removal("checkpoint", js.dir / CHECKPOINT))
-            if args.failed and js.state == FAILED:
+            if args.failed and js.state == JobState.FAILED:
                 for name in sorted(os.listdir(js.dir)):
                     if name != CONFIG:
                         removals.append(Removal("output files of failed jobs", js.dir / name))
             if args.not_in_space and not js.in_space:
-                if js.state in (RUNNING, SUBMITTED):
+                if js.state in HELD:
                     print(f"keeping {js.id}: it is {js.state}", file=sys.stderr)
                     continue
                 removals.append(Removal("job not in the space", js.dir))

@@ -13,7 +13,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,13 +23,16 @@ from gridsearch import status as S
 from gridsearch.backends import get_backend
 from gridsearch.backends.base import JobRef, Submission
 from gridsearch.campaign import SUBMIT, Campaign
-from gridsearch.errors import GridsearchError
+from gridsearch.selection import (  # noqa: F401 (the selection policy lives there)
+    NEEDS_FORCE,
+    RESUBMIT_DEFAULT,
+    SELECTABLE,
+    parse_only,
+    select_jobs,
+)
 from gridsearch.sites import load_profile
 from hepae_core.jobdir import CONFIG, now_iso
-
-SELECTABLE = (S.PLANNED, S.FAILED, S.INTERRUPTED, S.STALE, S.SUBMITTED, S.RUNNING, S.DONE)
-NEEDS_FORCE = (S.SUBMITTED, S.RUNNING, S.DONE)
-RESUBMIT_DEFAULT = (S.FAILED, S.INTERRUPTED)
+from hepae_core.states import JobState
 
 
 @dataclass
@@ -40,45 +43,6 @@ class SubmitReport:
     submission: Submission | None = None
     record: dict[str, Any] | None = None
     skipped: dict[str, int] = field(default_factory=dict)  # state -> jobs left alone
-
-
-def parse_only(text: str | Iterable[str] | None) -> set[str] | None:
-    """``failed,interrupted`` -> {'failed', 'interrupted'}; refuse unknown state names."""
-    if text is None:
-        return None
-    items = text.split(",") if isinstance(text, str) else list(text)
-    states = {s.strip() for s in items if s.strip()}
-    bad = sorted(states - set(SELECTABLE))
-    if bad or not states:
-        raise GridsearchError(
-            message=f"unknown state(s) {', '.join(bad) or '(none)'}; use a comma-separated list of "
-            + ", ".join(SELECTABLE),
-            key="--only",
-        )
-    return states
-
-
-def select_jobs(
-    statuses: list[S.JobStatus], only: set[str] | None = None, force: bool = False
-) -> tuple[list[S.JobStatus], dict[str, int]]:
-    """The jobs to submit, and how many of each state were left alone."""
-    wanted = only if only is not None else {S.PLANNED}
-    blocked = sorted(wanted & set(NEEDS_FORCE)) if not force else []
-    if blocked:
-        raise GridsearchError(
-            message=f"{', '.join(blocked)} jobs are in flight or finished and are not "
-            "submitted again; "
-            "add --force if you really mean it",
-            key="--only",
-        )
-    chosen, skipped = [], {}
-    for js in statuses:
-        if js.in_space and js.state in wanted:
-            chosen.append(js)
-        else:
-            key = js.state if js.in_space else "not in space"
-            skipped[key] = skipped.get(key, 0) + 1
-    return chosen, skipped
 
 
 def archive_outputs(job_dir: Path) -> Path | None:
@@ -102,13 +66,13 @@ def submit(
     campaign: Campaign,
     site: str,
     *,
-    only: set[str] | None = None,
+    only: set[JobState] | None = None,
     force: bool = False,
     dry_run: bool = False,
     overrides: dict[str, Any] | None = None,
     sites_dir: list[Path] | None = None,
     lock_wait_s: float = 10.0,
-    stale_after_s: float = S.DEFAULT_STALE_AFTER_S,
+    lost_after_s: float = S.DEFAULT_LOST_AFTER_S,
     echo: Callable[[str], None] = print,
 ) -> SubmitReport:
     """Submit a campaign's jobs to ``site`` and append the submission to the ledger.
@@ -120,7 +84,7 @@ def submit(
     kind = profile["kind"]
     backend = get_backend(kind)
     with campaign.lock("submit", lock_wait_s):
-        statuses = S.campaign_status(campaign, stale_after_s=stale_after_s, log_lines=0)
+        statuses = S.campaign_status(campaign, lost_after_s=lost_after_s, log_lines=0)
         chosen, skipped = select_jobs(statuses, only, force)
         report = SubmitReport(selected=chosen, skipped=skipped)
         if not chosen:
@@ -134,7 +98,7 @@ def submit(
             )
         if not dry_run:
             for js in chosen:
-                if js.state == S.DONE:
+                if js.state == JobState.DONE:
                     archive_outputs(js.dir)
         sub_id = new_submission_id(kind)
         directory = campaign.root / SUBMIT / sub_id

@@ -43,6 +43,7 @@ class SchedulerState:
     )
     reason: str = ""
     exit_code: int | None = None
+    restarts: int = 0  # times the scheduler requeued the task (preemption, node failure)
 
 
 class Backend(Protocol):
