@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from gridsearch.errors import GridsearchError
+from hepae_core import yamlio
 
 USER_SITES_ENV = "GRIDSEARCH_SITES"
 
@@ -77,38 +78,8 @@ def _read(
     return _parse(text, f"sites/{name}.yaml"), f"sites/{name}.yaml"
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe YAML without YAML 1.1's base-60 numbers: ``time: 20:00`` stays a string."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [
-        (tag, rx)
-        for tag, rx in resolvers
-        if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
-    ]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:int",
-    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
-    list("-+0123456789"),
-)
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+)$"
-    ),
-    list("-+0123456789."),
-)
-
-
 def _parse(text: str, source: str) -> dict[str, Any]:
-    try:
-        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise GridsearchError(message=f"is not valid YAML: {exc}", source=source) from None
+    data, _ = yamlio.parse(text, source, GridsearchError)
     if not isinstance(data, dict):
         raise GridsearchError(message="a site profile must be a mapping", source=source)
     return data
