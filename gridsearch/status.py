@@ -369,6 +369,8 @@ def _decide_from_state(js: JobStatus, st: dict[str, Any], ev: _Evidence, now: fl
         state = None
     if state in (JobState.DONE, JobState.FAILED, JobState.INTERRUPTED):
         js.state = state
+        if state == JobState.INTERRUPTED and not js.reason:
+            js.reason = f"stopped by {st.get('signal') or 'a signal'}, checkpoint written"
         if state == JobState.FAILED and not js.reason:
             code = f" (exit {js.exit_code})" if js.exit_code is not None else ""
             js.reason = f"failed{code}; see job.log"
@@ -515,6 +517,8 @@ def _refine(ev: _Evidence, ans: Any, kind: str, now: float) -> None:
         return
     # The scheduler runs nothing for it any more (ended, or no longer known).
     if ev.ran and ev.written in ("done", "failed", "interrupted"):
+        if js.state == JobState.INTERRUPTED and sched not in ("failed", "unknown", "done"):
+            js.reason = f"{js.reason}; {word}"  # e.g. who stopped it: Slurm: cancelled
         return  # the job's own last word stands
     if ev.ran and ev.written == JobState.RUNNING.word:
         if ev.lock is True:
@@ -539,7 +543,7 @@ def _refine(ev: _Evidence, ans: Any, kind: str, now: float) -> None:
         js.reason = (
             "cancelled before it started"
             if sched == "cancelled"
-            else f"never started, and {word} (cancelled while pending)"
+            else f"never started, and {word}: cancelled while pending"
         )
         return
     js.state = JobState.FAILED

@@ -262,8 +262,7 @@ class SlurmBackend:
                 SchedulerState(
                     t,
                     "unknown",
-                    f"Slurm no longer knows task {t} (ended longer ago than MinJobAge, or "
-                    "cancelled while pending)",
+                    f"Slurm no longer knows task {t}",
                 ),
             )
         return found
