@@ -286,7 +286,7 @@ def test_resubmit_selection_never_takes_held_jobs(camp, monkeypatch):
     set_state(d[4], "running", updated=iso(3))
     fake = FakeScheduler(
         {
-            "9_0": ("queued", "pending (BeginTime)", None, 1),
+            "9_0": ("queued", "pending (BeginTime)"),  # no restart count: its state tells
             "9_1": ("failed", "exit 75", 75),
             "9_2": ("failed", "exit 137", 137),
             "9_3": ("failed", "exit 2", 2),
@@ -296,6 +296,7 @@ def test_resubmit_selection_never_takes_held_jobs(camp, monkeypatch):
     monkeypatch.setattr(gridsearch.backends, "get_backend", lambda kind: fake)
     st = campaign_status(camp)
     assert [s.state for s in st[:6]] == [Q, I, L, F, R, C]
+    assert st[0].reason.startswith("requeued by Slurm")
     chosen, skipped = select_jobs(st, set(RESUBMIT_DEFAULT))
     assert [js.index for js in chosen] == [1, 2, 3, 5]
     assert skipped == {"queued": 1, "running": 1, "planned": 6}
@@ -334,8 +335,7 @@ def test_status_command(camp, capsys, monkeypatch):
     d = jobs(camp)
     job = ids(camp)
     submitted(camp, {"9_0": job[0], "9_1": job[1], "9_2": job[2]}, site="my site")
-    set_state(d[0], "failed", reason="ValueError: boom \x1b[2J\x1b]0;owned\x07", epoch=0,
-              epochs=30)  # fmt: skip
+    set_state(d[0], "failed", reason="ValueError: boom \x1b[2J\x1b]0;owned\x07", epochs=30)
     (d[0] / "job.log").write_text("Traceback\nValueError: boom\x1b[31m red\n")
     set_state(d[1], "running", epoch=3, epochs=10, train_loss=0.5, val_loss=0.6, updated=iso(60))
     set_state(d[2], "running", epoch=3, epochs=10, updated=iso(3))
