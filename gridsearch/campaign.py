@@ -46,6 +46,45 @@ class Campaign:
     def job_dir(self, job_id: str) -> Path:
         return self.root / JOBS / job_id
 
+    @property
+    def submit_root(self) -> Path:
+        return self.root / SUBMIT
+
+    def submit_dir(self, submission: str) -> Path:
+        """The directory of one submission's files (made by the backend, not here)."""
+        return self.root / SUBMIT / submission
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the campaign root, as the ledger and manifest store it."""
+        return Path(path).absolute().relative_to(self.root).as_posix()
+
+    def job_indices(self) -> dict[str, int]:
+        """Job id -> campaign index (the task index every backend uses), from the manifest."""
+        return {str(j["id"]): int(j.get("index", i)) for i, j in enumerate(self.manifest()["jobs"])}
+
+    def intended_jobs(self) -> dict[str, tuple[str, float]]:
+        """Job id -> (submission id, its time in epoch seconds) for the jobs of submissions
+        whose scheduler was called (or about to be) and whose outcome is not recorded: the
+        scheduler may hold them, so they are in flight, never ``planned``, until a
+        state.json newer than that time says otherwise or ``gridsearch adopt`` records it.
+        """
+        out: dict[str, tuple[str, float]] = {}
+        for rec in self.submissions():
+            if rec.get("outcome") != "intended" or rec.get("dry_run"):
+                continue
+            when = parse_time(rec.get("time")) or 0.0
+            indices = rec.get("indices")
+            for job_id in indices.values() if isinstance(indices, dict) else []:
+                out[str(job_id)] = (str(rec.get("submission")), when)
+        return out
+
+    def submission(self, submission: str) -> dict[str, Any] | None:
+        """The merged ledger record of one submission, or None."""
+        for rec in self.submissions():
+            if rec.get("submission") == submission:
+                return rec
+        return None
+
     def info(self) -> dict[str, Any]:
         """campaign.json."""
         return _read_json(self.root / CAMPAIGN, "campaign.json")

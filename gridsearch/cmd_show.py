@@ -8,7 +8,7 @@ import json
 from gridsearch.campaign import open_campaign
 from gridsearch.errors import GridsearchError
 from gridsearch.status import JobStatus, campaign_status, log_tail
-from gridsearch.text import safe
+from gridsearch.text import safe, safe_text
 from hepae_core.jobdir import CONFIG, METRICS, read_json
 
 
@@ -67,14 +67,14 @@ def run(args: argparse.Namespace) -> int:
     if js.reason:
         print(safe(f"reason: {js.reason}"))
     print("\n--- config.yaml ---")
-    print(safe((config or "(missing)").rstrip()))
+    print(safe_text((config or "(missing)").rstrip()))
     print("\n--- state.json ---")
-    print(safe(json.dumps(state, indent=1, sort_keys=True)) if state else "(never started)")
+    print(safe_text(json.dumps(state, indent=1, sort_keys=True)) if state else "(never started)")
     if metrics:
         print("\n--- metrics.json ---")
         for key, value in sorted(metrics.items()):
             print(safe(f"{key}: {value}"))
     if tail:
         print("\n--- job.log (last lines) ---")
-        print(safe("\n".join(tail)))
+        print(safe_text("\n".join(tail)))
     return 0

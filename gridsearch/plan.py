@@ -323,7 +323,7 @@ def plan(
         old = _old_manifest(root)
         present = {e.name for e in _scan(jobs_dir)}
         _compare(report, old, present)
-        _write_campaign(root, space, report)
+        _write_campaign(root, space)
         by_id = {j.id: j for j in jobs}
         for jid in report.added:
             _write_job(str(jobs_dir), by_id[jid], by_id[jid].config_text(space.name))
@@ -345,6 +345,9 @@ def plan(
             "axes": space.keys,
         }
         C.write_manifest(root, {**header, "jobs": entries + gone_entries})
+        # Only a plan that completed is recorded: a killed one left no manifest update,
+        # and the next plan counts what it really adds.
+        _record_plan(root, space, report)
     return report
 
 
@@ -384,7 +387,8 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _write_campaign(root: Path, space: Space, report: PlanReport) -> None:
+def _write_campaign(root: Path, space: Space) -> None:
+    """campaign.json (what makes the directory a campaign) and space.yaml, before the jobs."""
     sha = _sha(space.text)
     path = root / C.CAMPAIGN
     try:
@@ -403,10 +407,20 @@ def _write_campaign(root: Path, space: Space, report: PlanReport) -> None:
         tool_version=gridsearch.__version__,
         space={"path": str(space.path.resolve()), "sha256": sha},
     )
+    info.setdefault("plans", [])
+    atomic_write_json(path, info)
+    if previous != sha or not (root / C.SPACE).exists():
+        atomic_write_text(root / C.SPACE, space.text)
+
+
+def _record_plan(root: Path, space: Space, report: PlanReport) -> None:
+    """Append the completed plan to campaign.json's ``plans``."""
+    path = root / C.CAMPAIGN
+    info = json.loads(path.read_text(encoding="utf-8"))
     info.setdefault("plans", []).append(
         {
             "time": now_iso(),
-            "space_sha256": sha,
+            "space_sha256": _sha(space.text),
             "points": len(report.jobs),
             "added": len(report.added),
             "unchanged": len(report.unchanged),
@@ -414,5 +428,3 @@ def _write_campaign(root: Path, space: Space, report: PlanReport) -> None:
         }
     )
     atomic_write_json(path, info)
-    if previous != sha or not (root / C.SPACE).exists():
-        atomic_write_text(root / C.SPACE, space.text)

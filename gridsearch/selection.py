@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from gridsearch.campaign import parse_time
 from gridsearch.errors import GridsearchError
 from gridsearch.status import JobStatus
 from hepae_core.states import JobState
@@ -64,12 +65,18 @@ def parse_only(text: str | Iterable[str] | None) -> set[JobState] | None:
 
 
 def select_jobs(
-    statuses: list[JobStatus], only: set[JobState] | None = None, force: bool = False
+    statuses: list[JobStatus],
+    only: set[JobState] | None = None,
+    force: bool = False,
+    intended: dict[str, tuple[str, float]] | None = None,
 ) -> tuple[list[JobStatus], dict[str, int]]:
     """The jobs to submit, and how many of each state were left alone.
 
     Refuses (unless ``force``) to take queued, running or done jobs, and to take any job
-    whose scheduler could not be asked whether it still holds it.
+    whose scheduler could not be asked whether it still holds it. ``intended`` (job id ->
+    (submission, time) of submissions without an outcome, from
+    :meth:`Campaign.intended_jobs`) is a second guard: status already calls such jobs
+    queued, unless they wrote a state after that submission.
     """
     wanted = only if only is not None else {JobState.PLANNED}
     blocked = [s.word for s in NEEDS_FORCE if s in wanted] if not force else []
@@ -81,8 +88,12 @@ def select_jobs(
         )
     chosen: list[JobStatus] = []
     skipped: dict[str, int] = {}
+    intended = intended or {}
     for js in statuses:
-        if js.in_space and js.state in wanted:
+        if not force and _in_intended(js, intended):
+            key = f"in submission {intended[js.id][0]} (not confirmed: see 'gridsearch adopt')"
+            skipped[key] = skipped.get(key, 0) + 1
+        elif js.in_space and js.state in wanted:
             chosen.append(js)
         else:
             key = js.state.word if js.in_space else "not in space"
@@ -95,3 +106,11 @@ def select_jobs(
             "try again when it answers, or add --force",
         )
     return chosen, skipped
+
+
+def _in_intended(js: JobStatus, intended: dict[str, tuple[str, float]]) -> bool:
+    """True when ``js`` may be held by an intended submission: nothing it wrote is newer."""
+    if js.id not in intended:
+        return False
+    updated = parse_time(js.updated)
+    return updated is None or updated < intended[js.id][1]

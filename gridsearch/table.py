@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gridsearch.text import safe_line
+from gridsearch.text import safe
 
 
 def fmt(value: Any) -> str:
@@ -24,10 +24,10 @@ def fmt(value: Any) -> str:
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Left-aligned columns separated by two spaces; one line per row.
 
-    Newlines in cells become spaces and control characters (terminal escape sequences
+    Newlines in cells are shown as \\n and control characters (terminal escape sequences
     from a value or a log line) are shown escaped (:func:`gridsearch.text.safe`).
     """
-    cells = [[safe_line(fmt(c)) for c in row] for row in rows]
+    cells = [[safe(fmt(c)) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, c in enumerate(row):

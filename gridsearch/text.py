@@ -1,35 +1,40 @@
-"""Text from files (names, reasons, log lines) made safe to print on a terminal.
+"""Text from users' files made safe to print on a terminal.
 
-Values in a campaign come from users and from jobs: a space file's value, a reason copied
-from an exception, a line of job.log. Printed raw, an escape sequence in one of them can
-recolour, clear or retitle the user's terminal, or hide a line. ``safe`` shows every control
-character as a visible escape instead (``\\x1b``, ``\\r``...), keeping ordinary text,
-including non-ASCII letters, as it is.
+Values in a space file, a job's reason, a line of job.log or a path may hold terminal
+control sequences (``ESC [ 2 J`` clears the screen, others retitle the window or hide
+text). Everything printed from such a source goes through :func:`safe` (one line: a table
+cell, a message) or :func:`safe_text` (several lines: a config, a log), which show control
+characters as Python-style escapes (``\\x1b``), so the output is what the file holds,
+visibly. Ordinary text, non-ASCII letters included, is left as it is.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
-# C0 controls but tab/newline, DEL, C1 controls, and the bidirectional overrides (which
-# reorder what is shown).
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_NAMED = {"\r": "\\r", "\x0b": "\\v", "\x0c": "\\f"}
+# C0 controls (tab and newline included: a cell or a one-line message must stay one
+# line), DEL, the C1 controls (U+0080-U+009F: 8-bit CSI and friends), and the
+# bidirectional overrides and isolates (they reorder what is shown).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# The same, but newline and tab: for text shown as several lines.
+_CONTROL_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
-def _escape(match: re.Match[str]) -> str:
-    ch = match.group(0)
+def _escape(m: re.Match[str]) -> str:
+    ch = m.group()
     if ch in _NAMED:
         return _NAMED[ch]
     code = ord(ch)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def safe(text: object) -> str:
-    """``str(text)`` with control characters shown as escapes (tab and newline kept)."""
-    return _UNSAFE.sub(_escape, str(text))
+def safe(value: Any) -> str:
+    """``str(value)`` with every control character shown as an escape: one line."""
+    return _CONTROL.sub(_escape, str(value))
 
 
-def safe_line(text: object) -> str:
-    """:func:`safe`, and newlines and tabs as spaces: one line for a table cell."""
-    return safe(text).replace("\n", " ").replace("\t", " ")
+def safe_text(value: Any) -> str:
+    """:func:`safe`, but newlines and tabs kept: for text shown as several lines."""
+    return _CONTROL_TEXT.sub(_escape, str(value))

@@ -76,7 +76,7 @@ def make_campaign(root: Path, configs: list[tuple[str, dict]]) -> list[JobRef]:
         d = root / "jobs" / job_id
         d.mkdir(parents=True)
         (d / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
-        jobs.append(JobRef(job_id, d))
+        jobs.append(JobRef(job_id, d, index))  # the campaign index, as submit passes it
         entries.append(
             {
                 "index": index,

@@ -14,13 +14,15 @@ import pytest
 from conftest_gs import cli, set_state, write
 
 import gridsearch.backends
+import gridsearch.cmd_submit  # bind the real get_backend before the tests patch it
+import gridsearch.submit
 from gridsearch.backends.base import SchedulerState
 from gridsearch.campaign import open_campaign
 from gridsearch.errors import GridsearchError
 from gridsearch.plan import plan
 from gridsearch.selection import RESUBMIT_DEFAULT, parse_only, select_jobs
 from gridsearch.status import campaign_status, counts
-from gridsearch.text import safe
+from gridsearch.text import safe, safe_text
 from hepae_core.jobdir import HEARTBEAT, job_lock, touch_heartbeat
 from hepae_core.states import JobState
 
@@ -361,7 +363,8 @@ def test_status_command(camp, capsys, monkeypatch):
 
 
 def test_safe_escapes_terminal_controls():
-    assert safe("a\x1b[31mb\rc\x9bd\u202ee\tf\ng é") == "a\\x1b[31mb\\rc\\x9bd\\u202ee\tf\ng é"
+    assert safe("a\x1b[31mb\rc\x9bd\u202ee\tf\ng é") == "a\\x1b[31mb\\rc\\x9bd\\u202ee\\tf\\ng é"
+    assert safe_text("a\x1b[31mb\tf\ng") == "a\\x1b[31mb\tf\ng"
 
 
 def test_status_over_many_job_dirs_is_fast(tmp_path):

@@ -1,10 +1,15 @@
-"""Slurm backend: one job array per submission, chunked at the site's MaxArraySize.
+"""Slurm backend: one job array per submission, chunked at the cluster's MaxArraySize.
 
-``submit`` writes into the submission directory ``jobs.txt`` (``INDEX DIR`` per line),
-one batch script per chunk of array indices (``job.sh``, or ``job-0.sh``, ``job-1.sh``...
-when the indices span more than the site's ``max_array_size``) and ``logs/`` for the
-batch shells' own output; each job's output goes to ``job.log`` in its job dir. It runs
-``sbatch --parsable`` and returns at once. Task ids are ``<array job id>_<array index>``.
+The submission flow is :class:`gridsearch.backends.base.Backend`'s; this module holds what
+is Slurm's own. ``jobs.txt`` (``INDEX DIR`` per line) maps task indices to job dirs; one
+batch script per chunk of array indices (``job.sh``, or ``job-0.sh``, ``job-1.sh``...
+when the indices reach the MaxArraySize: the smaller of the profile's
+``limits.max_array_size`` and, where ``scontrol`` is on PATH, the cluster's own); ``logs/``
+for the batch shells' output (each job's output goes to ``job.log`` in its job dir).
+``sbatch --parsable`` returns at once. Task ids are ``<array job id>_<array index>``.
+
+``--throttle N`` holds for the whole submission: each chunk is ``%N`` and chunk k is
+queued with ``--dependency=afterany:<chunk k-1>``, so only one chunk runs at a time.
 
 ``query`` asks ``squeue`` about tasks in the queue, then ``scontrol show job`` (which
 keeps finished jobs for MinJobAge seconds), then ``sacct`` (which fails where there is no
@@ -16,19 +21,23 @@ accounting database; that is handled), and classifies each task as one of ``queu
 from __future__ import annotations
 
 import re
-import shlex
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from gridsearch import render, sites
-from gridsearch.backends.base import JobRef, SchedulerState, Submission
+from gridsearch.backends.base import (
+    Backend,
+    Chunk,
+    JobRef,
+    Prepared,
+    SchedulerState,
+    format_command,
+    run_command,
+)
 from gridsearch.errors import GridsearchError
 from hepae_core import states
-
-#: Exit code of ``python -m hepae_core.job`` when it checkpointed on a signal.
-EXIT_INTERRUPTED = 75
+from hepae_core.states import EXIT_INTERRUPTED
 
 # REQUEUED/REQUEUE_FED are the moment of a requeue (preemption, node failure, scontrol
 # requeue): the task is pending again under the same id and will run by itself.
@@ -54,16 +63,17 @@ _SIMPLE = {
     "REVOKED": "cancelled",
 }
 
-_TIMEOUT_S = 60
+_run = run_command  # the one subprocess helper (base.run_command)
 
 
-def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which(cmd[0])
-    if exe is None:
-        raise FileNotFoundError(cmd[0])
-    return subprocess.run(
-        [exe, *cmd[1:]], cwd=cwd, capture_output=True, text=True, timeout=_TIMEOUT_S, check=False
-    )
+def cluster_max_array_size() -> int | None:
+    """MaxArraySize from ``scontrol show config``, or None where scontrol cannot tell."""
+    try:
+        proc = run_command(["scontrol", "show", "config"], timeout=20)
+    except (FileNotFoundError, subprocess.TimeoutExpired, OSError):
+        return None
+    m = re.search(r"^\s*MaxArraySize\s*=\s*(\d+)", proc.stdout, flags=re.MULTILINE)
+    return int(m.group(1)) if proc.returncode == 0 and m else None
 
 
 def parse_exit_code(text: str | None) -> tuple[int | None, int | None]:
@@ -137,91 +147,98 @@ def classify(
     return "unknown", f"Slurm state {slurm_state!r}" if slurm_state else "", code
 
 
-class SlurmBackend:
+class SlurmBackend(Backend):
     """Submission to Slurm with ``sbatch``; status with squeue -> scontrol -> sacct."""
 
     kind = "slurm"
+    submit_tool = "sbatch"
     script_template = "slurm.sh.j2"
 
-    def submit(
+    def _prepare(
         self,
         jobs: list[JobRef],
         profile: dict[str, Any],
         directory: Path,
-        dry_run: bool = False,
-        overrides: dict[str, Any] | None = None,
-    ) -> Submission:
-        """Render one array script per chunk into ``directory`` and, unless ``dry_run``,
-        submit them with ``sbatch --parsable``.
-
-        Every check (required values, limits, job dirs) runs before anything is written.
-        """
+        overrides: dict[str, Any],
+        search: list[Path],
+    ) -> Prepared:
+        """One array script per chunk of indices below MaxArraySize, and ``jobs.txt``."""
         request, environment = sites.check_submission(profile, overrides, len(jobs))
         for job in jobs:
             render.check_job_dir(Path(job.dir))
         max_array = sites.max_array_size(profile)
+        notes = [f"python on the nodes: {environment['python']} ({environment['origin']})"]
+        from_cluster = cluster_max_array_size()
+        if from_cluster is not None and from_cluster < max_array:
+            notes.append(
+                f"MaxArraySize {from_cluster} from 'scontrol show config' (the profile says "
+                f"{max_array})"
+            )
+            max_array = from_cluster
         indices = render.task_indices(jobs)
-        directory = Path(directory).absolute()
         template = profile.get("template", self.script_template)
-
-        chunks: dict[int, list[tuple[int, JobRef]]] = {}
+        groups: dict[int, list[tuple[int, JobRef]]] = {}
         for index, job in zip(indices, jobs):
-            chunks.setdefault(index // max_array, []).append((index, job))
+            groups.setdefault(index // max_array, []).append((index, job))
         throttle = request.get("throttle")
-        scripts: list[tuple[Path, int, list[tuple[int, JobRef]]]] = []
-        texts: list[str] = []
-        for k, (chunk, members) in enumerate(sorted(chunks.items())):
-            offset = chunk * max_array
+        files: dict[str, tuple[str, int]] = {
+            render.LIST_FILE: (
+                render.list_text((i, Path(j.dir)) for i, j in zip(indices, jobs)),
+                0o644,
+            )
+        }
+        chunks: list[Chunk] = []
+        for k, (group, members) in enumerate(sorted(groups.items())):
+            offset = group * max_array
             array = render.compact_ranges(i - offset for i, _ in members)
             if throttle:
                 array += f"%{throttle}"
             context = render.script_context(profile, request, environment, directory)
             context.update(array=array, offset=offset)
-            texts.append(render.render(template, context))
-            name = "job.sh" if len(chunks) == 1 else f"job-{k}.sh"
-            scripts.append((directory / name, offset, members))
+            name = "job.sh" if len(groups) == 1 else f"job-{k}.sh"
+            files[name] = (render.render(template, context, search), 0o755)
+            chunks.append(Chunk(name, members, offset))
+        if throttle and len(chunks) > 1:
+            notes.append(
+                f"--throttle {throttle} holds across the {len(chunks)} arrays: each runs after "
+                "the one before has ended (--dependency=afterany)"
+            )
+        return Prepared(directory, files, chunks, ["logs"], request, environment, notes=notes)
 
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "logs").mkdir(exist_ok=True)
-        list_file = render.write_list(directory, [(i, Path(j.dir)) for i, j in zip(indices, jobs)])
-        for (path, _, _), text in zip(scripts, texts):
-            path.write_text(text, encoding="utf-8")
-            path.chmod(0o755)
-        commands = [
-            ["sbatch", "--parsable", f"--chdir={directory}", str(path)] for path, _, _ in scripts
-        ]
-        command = commands[0] if len(commands) == 1 else _chain(commands)
-        submission = Submission(
-            kind=self.kind,
-            directory=directory,
-            files=[p for p, _, _ in scripts] + [list_file],
-            command=command,
-            dry_run=dry_run,
-        )
-        if dry_run:
-            return submission
-        for cmd, (_, offset, members) in zip(commands, scripts):
-            try:
-                proc = _run(cmd, cwd=directory)
-            except FileNotFoundError:
-                raise GridsearchError(
-                    message="sbatch not found on PATH: submit from the cluster's login "
-                    "node, or use "
-                    "--dry-run to only render the scripts"
-                ) from None
-            if proc.returncode != 0:
-                done = ", ".join(submission.scheduler_ids) or "none"
-                raise GridsearchError(
-                    message=f"sbatch refused {cmd[-1]}: {(proc.stderr or proc.stdout).strip()} "
-                    f"(arrays already submitted: {done})"
-                )
-            array_id = proc.stdout.strip().splitlines()[-1].split(";")[0].strip()
-            if not array_id.isdigit():
-                raise GridsearchError(message=f"sbatch printed no job id: {proc.stdout.strip()!r}")
-            submission.scheduler_ids.append(array_id)
-            for index, job in members:
-                submission.tasks[f"{array_id}_{index - offset}"] = job.id
-        return submission
+    def _make_submission_command(
+        self, prepared: Prepared, chunk: Chunk, previous: str | None
+    ) -> list[str]:
+        cmd = ["sbatch", "--parsable", f"--chdir={prepared.directory}"]
+        if previous is not None and prepared.request.get("throttle"):
+            cmd.append(f"--dependency=afterany:{previous}")
+        return [*cmd, str(prepared.directory / chunk.script)]
+
+    def _get_job_id_from_submission_command(self, stdout: str, chunk: Chunk) -> str:
+        lines = stdout.strip().splitlines()
+        array_id = lines[-1].split(";")[0].strip() if lines else ""
+        if not array_id.isdigit():
+            raise GridsearchError(
+                message=f"sbatch printed no job id for {chunk.script} ({stdout.strip()!r}): check "
+                "'squeue --me' before submitting again (the ledger keeps these jobs out of "
+                "'planned')"
+            )
+        return array_id
+
+    def _task_ids(self, job_id: str, chunk: Chunk) -> dict[str, str]:
+        return {f"{job_id}_{index - chunk.offset}": job.id for index, job in chunk.members}
+
+    def _refusal_message(
+        self, prepared: Prepared, chunk: Chunk, proc: subprocess.CompletedProcess[str]
+    ) -> str:
+        said = (proc.stderr or proc.stdout).strip()
+        msg = f"sbatch refused {chunk.script}: {said}"
+        if "invalid job array specification" in said.lower():
+            msg += (
+                "; the cluster's MaxArraySize is smaller than the profile's: set "
+                "limits.max_array_size in your site profile to the value of "
+                "'scontrol show config | grep MaxArraySize'"
+            )
+        return msg
 
     # ------------------------------------------------------------------ status
 
@@ -366,16 +383,10 @@ def _expand_indices(text: str) -> list[str]:
     return out
 
 
-def _chain(commands: list[list[str]]) -> list[str]:
-    """Several sbatch commands as one argv-like list joined by ``&&`` (for display)."""
-    out: list[str] = []
-    for cmd in commands:
-        if out:
-            out.append("&&")
-        out.extend(cmd)
-    return out
-
-
-def format_command(command: list[str]) -> str:
-    """The command as a user would type it."""
-    return " ".join(c if c == "&&" else shlex.quote(c) for c in command)
+__all__ = [
+    "SchedulerUnavailable",
+    "SlurmBackend",
+    "classify",
+    "cluster_max_array_size",
+    "format_command",
+]
