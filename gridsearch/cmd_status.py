@@ -89,9 +89,9 @@ def recovery_hints(statuses: list[JobStatus], root: str) -> list[str]:
     )
     for sub in intended:
         lines.append(
-            f"submission {sub} has no scheduler ids recorded: if the scheduler queued it, "
-            f"record its ids with 'gridsearch adopt {shlex.quote(root)} {sub} --ids ...'; "
-            "its jobs are not submitted again without --force"
+            f"submission {sub} has no scheduler ids recorded, so its jobs count as queued: "
+            f"'gridsearch adopt {shlex.quote(root)} {sub} --ids ID[,ID...]' records the ids "
+            "it printed, or '--none' if the scheduler holds nothing of it"
         )
     unasked = [js for js in statuses if js.asked is False]
     if unasked:

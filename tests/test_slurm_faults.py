@@ -29,6 +29,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gridsearch.campaign import open_campaign
+
 REPO = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("slurm_cluster", REPO / "tests/slurm/cluster.py")
 cluster = importlib.util.module_from_spec(_spec)
@@ -150,7 +152,7 @@ def faults(tmp_path_factory):
         print(f"\n--- {label}\n{text}")
 
     def last_submission() -> Path:
-        return camp / json.loads((camp / "ledger.jsonl").read_text().splitlines()[-1])["dir"]
+        return camp / open_campaign(camp).submissions()[-1]["dir"]
 
     t0 = time.monotonic()
     # A second task on a running job dir: the job-dir lock turns it away (exit 73).
@@ -252,13 +254,11 @@ def faults(tmp_path_factory):
         if all(j["state"] == "done" for j in jobs_now):
             break
         held = {j["id"] for j in jobs_now if j["state"] in ("queued", "running")}
-        before = len((camp / "ledger.jsonl").read_text().splitlines())
+        before = len(open_campaign(camp).submissions())
         out = gridsearch("resubmit", camp, *site).stdout
-        records = [
-            json.loads(line) for line in (camp / "ledger.jsonl").read_text().splitlines()[before:]
-        ]
         tasks = {}
-        for rec in records:
+        for rec in open_campaign(camp).submissions()[before:]:
+            assert rec["outcome"] == "submitted", rec
             tasks.update(rec.get("tasks") or {})
         obs["resubmits"].append({"out": out, "jobs": set(tasks.values()), "held": held})
         if round_ == 1:
@@ -339,9 +339,10 @@ def test_one_resubmit_recovers_everything(faults):
     r1 = faults["round1"]
     expected = {r1[i]["id"] for i in (KILL9, SCANCEL_RUNNING, CRASH, WALLTIME, CANCEL_PENDING)}
     assert first["jobs"] == expected
-    ledger = [json.loads(x) for x in (faults["camp"] / "ledger.jsonl").read_text().splitlines()]
-    script = (faults["camp"] / ledger[-1]["dir"] / "job.sh").read_text()
-    assert re.search(r"#SBATCH --array=[0-9,-]+\n", script)
+    first_rec = open_campaign(faults["camp"]).submissions()[3]  # busy, walltime, rest, resubmit
+    assert set(first_rec["tasks"].values()) == expected
+    script = (faults["camp"] / first_rec["dir"] / "job.sh").read_text()
+    assert "#SBATCH --array=1-2,4-6\n" in script  # campaign indices, one array
     # never more rounds than the faults that recur need
     assert len(faults["resubmits"]) <= 2
 

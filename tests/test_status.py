@@ -242,7 +242,7 @@ def test_job_resubmitted_after_its_state_is_in_flight_again(camp, monkeypatch):
     assert [s.state for s in st[:2]] == [Q, Q] and st[0].reason == "submitted as s1"
 
 
-def test_intended_submission_is_queued_and_never_planned(camp, monkeypatch):
+def test_intended_submission_is_queued_and_never_planned(camp, monkeypatch, capsys):
     job = ids(camp)
     camp.record_intent("s-int", kind="slurm", site="kebnekaise", indices={"0": job[0]})
     fake = FakeScheduler({})
@@ -256,6 +256,9 @@ def test_intended_submission_is_queued_and_never_planned(camp, monkeypatch):
     assert campaign_status(camp)[1].state == P
     with pytest.raises(GridsearchError, match="--force"):
         select_jobs(st, parse_only("queued"))
+    code, out, _ = cli(capsys, "status", camp.root)
+    assert code == 0 and "1 queued" in out
+    assert f"gridsearch adopt {camp.root} s-int --ids ID[,ID...]" in out
     chosen, skipped = select_jobs(st, set(RESUBMIT_DEFAULT))
     assert chosen == [] and skipped["queued"] == 1
 

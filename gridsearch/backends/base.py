@@ -155,6 +155,12 @@ def format_command(command: list[str]) -> str:
     return " ".join(c if c == "&&" else shlex.quote(c) for c in command)
 
 
+class SchedulerUnavailable(OSError):
+    """The scheduler could not answer a query (no controller, tool missing, a timeout):
+    its silence says nothing about the tasks, so status keeps the job dirs' word and
+    resubmit does not take jobs it may hold."""
+
+
 class Backend:
     """One scheduler; subclasses fill in the hooks named ``_make_*`` and ``_get_*``."""
 

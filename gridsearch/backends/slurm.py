@@ -32,6 +32,7 @@ from gridsearch.backends.base import (
     JobRef,
     Prepared,
     SchedulerState,
+    SchedulerUnavailable,
     format_command,
     run_command,
 )
@@ -365,10 +366,6 @@ class SlurmBackend(Backend):
                     "restarts": parts[4] if len(parts) > 4 and parts[4].isdigit() else "0",
                 }
         return out
-
-
-class SchedulerUnavailable(OSError):
-    """squeue could not answer: the scheduler's silence says nothing about the tasks."""
 
 
 def _expand_indices(text: str) -> list[str]:
