@@ -275,7 +275,10 @@ def faults(tmp_path_factory):
         table(f"after resubmit round {round_}")
     obs["final"] = status(camp)
     obs["seconds"] = time.monotonic() - t0
-    print(f"\nfault campaign: {obs['seconds']:.0f} s")
+    print(
+        f"\nfault campaign: {obs['seconds']:.0f} s; kill -9 shown lost after "
+        f"{obs['kill9_seconds']:.1f} s"
+    )
     return obs
 
 
