@@ -289,6 +289,7 @@ def campaign_status(
                 _decide_from_state(js, st, ev, now)
         if rec is not None and not ev.ran:
             js.state = JobState.QUEUED
+            js.error_kind = js.exit_code = None  # an earlier attempt's, not this one's
             js.reason = (
                 f"submitted as {js.submission}"
                 if js.outcome != "intended"

@@ -230,13 +230,14 @@ def test_job_resubmitted_after_its_state_is_in_flight_again(camp, monkeypatch):
     d = jobs(camp)
     job = ids(camp)
     set_state(d[0], "interrupted", updated=iso(1200))
-    set_state(d[1], "failed", updated=iso(1200))
+    set_state(d[1], "failed", updated=iso(1200), error_kind="bad_input", exit_code=2)
     submitted(camp, {"9_0": job[0], "9_1": job[1]}, seconds_ago=60)
     fake = FakeScheduler({"9_0": ("queued", "pending (Resources)"), "9_1": ("running",)})
     monkeypatch.setattr(gridsearch.backends, "get_backend", lambda kind: fake)
     st = campaign_status(camp)
     assert (st[0].state, st[0].reason) == (Q, "pending (Resources)")
     assert st[1].state == R and "no state yet" in st[1].reason
+    assert (st[1].error_kind, st[1].exit_code) == (None, None)  # the old attempt's
     # without asking: queued, from the ledger alone
     st = campaign_status(camp, query=False)
     assert [s.state for s in st[:2]] == [Q, Q] and st[0].reason == "submitted as s1"
