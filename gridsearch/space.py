@@ -146,12 +146,7 @@ def load_space(path: str | Path) -> Space:
     """Read and check a space file (structure, keys, axes, rules); does not expand it."""
     path = Path(path)
     src = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GridsearchError(message="file not found", source=src) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GridsearchError(message=f"cannot be read: {exc}", source=src) from None
+    text = yamlio.read_text(path, GridsearchError)
     data, lines = parse_yaml(text, src)
     space = Space(path=path, text=text, name="", base={}, axes=[], include=[], exclude=[])
     space.lines = lines

@@ -496,7 +496,7 @@ def heartbeat_interval() -> float:
         value = float(os.environ.get(HEARTBEAT_ENV, ""))
     except ValueError:
         return jobdir.HEARTBEAT_INTERVAL_S
-    return value if value > 0 else jobdir.HEARTBEAT_INTERVAL_S
+    return value if 0 < value < 86400 else jobdir.HEARTBEAT_INTERVAL_S
 
 
 def _report_busy(job_dir: Path, busy: jobdir.JobDirBusy) -> None:

@@ -189,3 +189,15 @@ def test_interrupted_and_resumed_job_equals_an_uninterrupted_one(tmp_path):
     assert ma.keys() == mb.keys() and len(ma) > 150
     for k in ma.keys() - TIMINGS - {"attempts"}:
         assert ma[k] == mb[k], k
+
+
+def test_heartbeat_interval_comes_from_the_environment(monkeypatch):
+    from hepae_core.job import heartbeat_interval
+
+    monkeypatch.setenv("HEPAE_HEARTBEAT_S", "0.25")
+    assert heartbeat_interval() == 0.25
+    for bad in ("", "soon", "0", "-3", "nan", "inf"):
+        monkeypatch.setenv("HEPAE_HEARTBEAT_S", bad)
+        assert heartbeat_interval() == jobdir.HEARTBEAT_INTERVAL_S == 30.0
+    monkeypatch.delenv("HEPAE_HEARTBEAT_S")
+    assert heartbeat_interval() == 30.0

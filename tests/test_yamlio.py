@@ -42,3 +42,14 @@ def test_site_profile_with_a_duplicate_key_is_refused():
 def test_unsafe_tag_is_refused():
     with pytest.raises(UserError, match=r"^f:1: is not valid YAML"):
         parse("a: !!python/name:os.system\n", "f")
+
+
+def test_space_file_that_is_a_directory_or_binary(tmp_path):
+    from gridsearch.space import load_space
+
+    with pytest.raises(GridsearchError, match="is a directory, not a YAML file"):
+        load_space(tmp_path)
+    p = tmp_path / "space.yaml"
+    p.write_bytes(b"name: s\n\xff\n")
+    with pytest.raises(GridsearchError, match=r"space.yaml: is not a text file \(byte 8"):
+        load_space(p)
