@@ -253,7 +253,14 @@ def _check_target(root: Path, space: Space, racing: bool = False) -> bool:
             )
         return True
     allowed = _PLAN_IN_PROGRESS if racing else frozenset({C.LOCK})
-    if root.is_dir() and any(p.name not in allowed for p in root.iterdir()):
+
+    def in_progress(name: str) -> bool:
+        # also campaign.json's temp file, there for an instant before its rename
+        return name in allowed or (
+            racing and name.startswith(f".{C.CAMPAIGN}.") and name.endswith(".tmp")
+        )
+
+    if root.is_dir() and any(not in_progress(p.name) for p in root.iterdir()):
         raise GridsearchError(
             message="exists, is not empty and is not a campaign directory (no campaign.json); "
             "choose a new or empty directory with -o",
