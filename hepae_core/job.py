@@ -554,7 +554,7 @@ def _run_locked(job_dir: Path, force: bool) -> int:
         if force:
             (job_dir / jobdir.CHECKPOINT).unlink(missing_ok=True)
         with writing(job_dir / jobdir.STATE):
-            jobdir.start_attempt(job_dir)
+            jobdir.start_attempt(job_dir, heartbeat_interval())
         with jobdir.Heartbeat(job_dir, heartbeat_interval()) as heartbeat:
             cfg = load(job_dir / jobdir.CONFIG)
             _write_state(job_dir, jobdir.RUNNING, epochs=cfg["train"]["epochs"])
