@@ -19,6 +19,7 @@ from hepae_core.errors import UserError
 COMMAND_MODULES: list[str] = [
     "gridsearch.cmd_plan",
     "gridsearch.cmd_submit",
+    "gridsearch.cmd_adopt",
     "gridsearch.cmd_resubmit",
     "gridsearch.cmd_status",
     "gridsearch.cmd_show",

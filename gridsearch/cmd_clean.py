@@ -1,26 +1,17 @@
-"""``gridsearch clean [DIR] --FLAG...``: remove only what a flag names, after confirmation."""
+"""``gridsearch clean [DIR] --FLAG...``: remove only what a flag names, after confirmation.
+
+What is removed is decided in :mod:`gridsearch.clean`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
-from gridsearch.campaign import SUBMIT, SUMMARY, open_campaign, write_manifest
+from gridsearch.campaign import open_campaign
+from gridsearch.clean import FLAGS, plan_removals, remove
 from gridsearch.errors import GridsearchError
-from gridsearch.status import DONE, FAILED, RUNNING, SUBMITTED, campaign_status
-from hepae_core.jobdir import CHECKPOINT, CONFIG
-
-
-@dataclass
-class Removal:
-    what: str
-    path: Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,17 +40,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    total = 0
-    for base, _, files in os.walk(path):
-        for f in files:
-            with contextlib.suppress(OSError):
-                total += os.path.getsize(os.path.join(base, f))
-    return total
-
-
 def _human(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000:
@@ -69,44 +49,22 @@ def _human(n: float) -> str:
 
 
 def run(args: argparse.Namespace, confirm: Callable[[str], bool] | None = None) -> int:
-    flags = ("checkpoints", "submit_files", "summary", "failed", "not_in_space")
-    if not any(getattr(args, f) for f in flags):
+    flags = {f for f in FLAGS if getattr(args, f)}
+    if not flags:
         raise GridsearchError(
             message="name what to remove: --checkpoints, --submit-files, --summary, --failed or "
             "--not-in-space"
         )
     campaign = open_campaign(args.campaign)
     with campaign.lock("clean", wait_s=5.0):
-        statuses = campaign_status(campaign, log_lines=0)
-        removals: list[Removal] = []
-        gone_ids: set[str] = set()
-        for js in statuses:
-            if args.checkpoints and js.state == DONE and (js.dir / CHECKPOINT).exists():
-                removals.append(Removal("checkpoint", js.dir / CHECKPOINT))
-            if args.failed and js.state == FAILED:
-                for name in sorted(os.listdir(js.dir)):
-                    if name != CONFIG:
-                        removals.append(Removal("output files of failed jobs", js.dir / name))
-            if args.not_in_space and not js.in_space:
-                if js.state in (RUNNING, SUBMITTED):
-                    print(f"keeping {js.id}: it is {js.state}", file=sys.stderr)
-                    continue
-                removals.append(Removal("job not in the space", js.dir))
-                gone_ids.add(js.id)
-        if args.submit_files and (campaign.root / SUBMIT).is_dir():
-            for entry in sorted((campaign.root / SUBMIT).iterdir()):
-                removals.append(Removal("submission files", entry))
-        if args.summary and (campaign.root / SUMMARY).exists():
-            removals.append(Removal("summary", campaign.root / SUMMARY))
-        removals = [r for r in removals if r.path.exists()]
-        if not removals:
+        plan = plan_removals(campaign, flags)
+        for note in plan.kept:
+            print(note, file=sys.stderr)
+        if not plan.removals:
             print("nothing to remove")
             return 0
-        kinds: dict[str, int] = {}
-        for r in removals:
-            kinds[r.what] = kinds.get(r.what, 0) + 1
-        size = sum(_size(r.path) for r in removals)
-        listing = ", ".join(f"{n} {k}" for k, n in kinds.items())
+        size = plan.size()
+        listing = ", ".join(f"{n} {k}" for k, n in plan.kinds().items())
         question = f"remove {listing} ({_human(size)}) from {campaign.root}? [y/N] "
         if not args.yes:
             if confirm is None:
@@ -118,14 +76,6 @@ def run(args: argparse.Namespace, confirm: Callable[[str], bool] | None = None) 
             if not confirm(question):
                 print("nothing removed")
                 return 1
-        for r in removals:
-            if r.path.is_dir() and not r.path.is_symlink():
-                shutil.rmtree(r.path)
-            else:
-                r.path.unlink()
-        if gone_ids:
-            manifest = campaign.manifest()
-            manifest["jobs"] = [j for j in manifest["jobs"] if j.get("id") not in gone_ids]
-            write_manifest(campaign.root, manifest)
+        remove(campaign, plan)
         print(f"removed {listing} ({_human(size)})")
     return 0

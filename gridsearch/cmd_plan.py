@@ -7,6 +7,7 @@ import sys
 
 from gridsearch.plan import DEFAULT_MAX_POINTS, PlanReport, plan
 from gridsearch.table import table
+from gridsearch.text import safe
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,10 +38,11 @@ def _table(report: PlanReport) -> str:
     added = set(report.added)
     keys = report.space.keys
     rows = [
-        [j.index, j.id, j.name, "new" if j.id in added else "planned", *(j.params[k] for k in keys)]
+        [j.index, j.id, safe(j.name), "new" if j.id in added else "planned"]
+        + [safe(j.params[k]) for k in keys]
         for j in report.jobs
     ]
-    return table(["#", "id", "name", "plan", *keys], rows)
+    return table(["#", "id", "name", "plan", *(safe(k) for k in keys)], rows)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,13 +54,14 @@ def run(args: argparse.Namespace) -> int:
         max_points=args.max_points,
     )
     for warning in report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {safe(warning)}", file=sys.stderr)
     if args.dry_run or args.table:
         print(_table(report))
     verb = "would plan" if report.dry_run else "planned"
     what = "new campaign" if report.new_campaign else "campaign"
     print(
-        f"{verb} {len(report.jobs)} points of '{report.space.name}' in {what} {report.root}: "
+        f"{verb} {len(report.jobs)} points of '{safe(report.space.name)}' in {what} "
+        f"{safe(report.root)}: "
         f"{len(report.added)} added, {len(report.unchanged)} unchanged, "
         f"{len(report.gone)} no longer in the space (kept, flagged)"
     )

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
+from gridsearch.backends import get_backend
+from gridsearch.backends.base import format_command
 from gridsearch.campaign import open_campaign
-from gridsearch.status import counts
-from gridsearch.submit import SELECTABLE, parse_only, submit
+from gridsearch.selection import SELECTABLE, words
+from gridsearch.status import DEFAULT_LOST_AFTER_S, counts
+from gridsearch.submit import parse_only, submit
+from hepae_core.states import JobState
 
 
 def add_arguments(p: argparse.ArgumentParser, only_default: str | None) -> None:
@@ -22,15 +25,26 @@ def add_arguments(p: argparse.ArgumentParser, only_default: str | None) -> None:
         default=only_default,
         metavar="STATES",
         help="exactly the jobs in these states, comma-separated: "
-        + ", ".join(SELECTABLE)
-        + f" (default: {only_default or 'planned'})",
+        + words(SELECTABLE).replace(",", ", ")
+        + f" (default: {only_default or 'planned'}); jobs the scheduler still holds are "
+        "never taken without --force",
     )
     p.add_argument(
-        "--force", action="store_true", help="allow submitted, running and done jobs in --only"
+        "--force", action="store_true", help="allow queued, running and done jobs in --only"
+    )
+    p.add_argument(
+        "--lost-after",
+        type=float,
+        default=DEFAULT_LOST_AFTER_S / 60,
+        metavar="MIN",
+        help="where the scheduler cannot tell, a running job silent this long is lost "
+        "(default %(default)g minutes)",
     )
     p.add_argument("--workers", type=int, metavar="N", help="local: jobs at a time")
     p.add_argument("--threads", type=int, metavar="N", help="local: CPU threads per job")
-    p.add_argument("--time", help="time limit per job, e.g. 90 or 1:30:00")
+    p.add_argument(
+        "--time", help="time limit per job, e.g. 90 (minutes), 1:30:00, 2-00:00:00, 2h or 1h30m"
+    )
     p.add_argument("--mem", help="memory per job, e.g. 4G")
     p.add_argument("--account", help="cluster: project/account to charge")
     p.add_argument("--partition", help="cluster: Slurm partition")
@@ -38,7 +52,12 @@ def add_arguments(p: argparse.ArgumentParser, only_default: str | None) -> None:
     p.add_argument("--cpus", type=int, metavar="N", help="cluster: cores per job")
     p.add_argument("--gpus", type=int, metavar="N", help="cluster: GPUs per job")
     p.add_argument("--gpu-type", help="cluster: GPU type, e.g. v100 or a100")
-    p.add_argument("--throttle", type=int, metavar="N", help="cluster: array tasks at a time")
+    p.add_argument(
+        "--throttle",
+        type=int,
+        metavar="N",
+        help="cluster: at most N tasks of this submission at a time (all array chunks together)",
+    )
     p.add_argument(
         "--sites-dir",
         action="append",
@@ -85,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             overrides={k: v for k, v in overrides.items() if v is not None},
             sites_dir=args.sites_dir,
+            lost_after_s=args.lost_after * 60,
         )
     except KeyboardInterrupt:
         print(
@@ -98,22 +118,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"nothing to submit (jobs left alone: {left}); see 'gridsearch status'")
         return 0
     rec = report.record or {}
+    sub = report.submission
+    blocking = get_backend(str(rec.get("kind"))).blocking
     what = "would submit" if args.dry_run else "submitted"
     print(
         f"{what} {len(report.selected)} jobs to {args.site} ({rec.get('kind')}) as "
         f"{rec.get('submission')}; files in {campaign.root / rec.get('dir', '')}"
     )
-    if rec.get("command") and rec.get("kind") != "local":
-        words = rec["command"]
-        print("command: " + " ".join(w if w == "&&" else shlex.quote(w) for w in words))
-    if rec.get("scheduler_ids") and not args.dry_run and rec.get("kind") != "local":
+    unconfirmed = {k: n for k, n in report.skipped.items() if k.startswith("in submission")}
+    for key, n in unconfirmed.items():
+        print(f"left alone: {n} {key}")
+    for note in sub.notes if sub is not None and not blocking else []:
+        print(f"note: {note}")
+    if rec.get("command") and not blocking:
+        print("command: " + format_command(rec["command"]))
+    if rec.get("scheduler_ids") and not args.dry_run and not blocking:
         print("scheduler ids: " + ", ".join(rec["scheduler_ids"]))
-    if rec.get("kind") == "local" and not args.dry_run:
+    if blocking and not args.dry_run:
         from gridsearch.status import campaign_status
 
         ids = {js.id for js in report.selected}
         done = [js for js in campaign_status(campaign, query=False) if js.id in ids]
         summary = ", ".join(f"{n} {s}" for s, n in counts(done).items())
         print(f"local run ended: {summary}")
-        return 0 if all(js.state == "done" for js in done) else 1
+        return 0 if all(js.state == JobState.DONE for js in done) else 1
     return 0

@@ -18,20 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import gridsearch
 from gridsearch import campaign as C
 from gridsearch.errors import GridsearchError
 from gridsearch.space import Point, Space, absolute_source, expand, load_space
+from hepae_core import yamlio
 from hepae_core.config import resolve
 from hepae_core.errors import ConfigError
 from hepae_core.jobdir import CONFIG, STATE, atomic_write_json, atomic_write_text, now_iso
 
 DEFAULT_MAX_POINTS = 5000
 ID_LENGTH = 12
-
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 class _Canon:
@@ -51,7 +48,7 @@ class _Canon:
         if text is None:
             # a lone scalar would make the one-key mapping a flow mapping: force block there
             flow = None if isinstance(value, dict | list) else False
-            text = yaml.dump({key: value}, Dumper=_Dumper, sort_keys=True, default_flow_style=flow)
+            text = yamlio.dump({key: value}, sort_keys=True, default_flow_style=flow)
             self.cache[ck] = text
         return text
 
@@ -253,7 +250,14 @@ def _check_target(root: Path, space: Space, racing: bool = False) -> bool:
             )
         return True
     allowed = _PLAN_IN_PROGRESS if racing else frozenset({C.LOCK})
-    if root.is_dir() and any(p.name not in allowed for p in root.iterdir()):
+
+    def in_progress(name: str) -> bool:
+        # also campaign.json's temp file, there for an instant before its rename
+        return name in allowed or (
+            racing and name.startswith(f".{C.CAMPAIGN}.") and name.endswith(".tmp")
+        )
+
+    if root.is_dir() and any(not in_progress(p.name) for p in root.iterdir()):
         raise GridsearchError(
             message="exists, is not empty and is not a campaign directory (no campaign.json); "
             "choose a new or empty directory with -o",
@@ -323,7 +327,7 @@ def plan(
         old = _old_manifest(root)
         present = {e.name for e in _scan(jobs_dir)}
         _compare(report, old, present)
-        _write_campaign(root, space, report)
+        _write_campaign(root, space)
         by_id = {j.id: j for j in jobs}
         for jid in report.added:
             _write_job(str(jobs_dir), by_id[jid], by_id[jid].config_text(space.name))
@@ -345,6 +349,9 @@ def plan(
             "axes": space.keys,
         }
         C.write_manifest(root, {**header, "jobs": entries + gone_entries})
+        # Only a plan that completed is recorded: a killed one left no manifest update,
+        # and the next plan counts what it really adds.
+        _record_plan(root, space, report)
     return report
 
 
@@ -384,7 +391,8 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _write_campaign(root: Path, space: Space, report: PlanReport) -> None:
+def _write_campaign(root: Path, space: Space) -> None:
+    """campaign.json (what makes the directory a campaign) and space.yaml, before the jobs."""
     sha = _sha(space.text)
     path = root / C.CAMPAIGN
     try:
@@ -403,10 +411,20 @@ def _write_campaign(root: Path, space: Space, report: PlanReport) -> None:
         tool_version=gridsearch.__version__,
         space={"path": str(space.path.resolve()), "sha256": sha},
     )
+    info.setdefault("plans", [])
+    atomic_write_json(path, info)
+    if previous != sha or not (root / C.SPACE).exists():
+        atomic_write_text(root / C.SPACE, space.text)
+
+
+def _record_plan(root: Path, space: Space, report: PlanReport) -> None:
+    """Append the completed plan to campaign.json's ``plans``."""
+    path = root / C.CAMPAIGN
+    info = json.loads(path.read_text(encoding="utf-8"))
     info.setdefault("plans", []).append(
         {
             "time": now_iso(),
-            "space_sha256": sha,
+            "space_sha256": _sha(space.text),
             "points": len(report.jobs),
             "added": len(report.added),
             "unchanged": len(report.unchanged),
@@ -414,5 +432,3 @@ def _write_campaign(root: Path, space: Space, report: PlanReport) -> None:
         }
     )
     atomic_write_json(path, info)
-    if previous != sha or not (root / C.SPACE).exists():
-        atomic_write_text(root / C.SPACE, space.text)

@@ -1,17 +1,23 @@
 """Rendering of job scripts and submit descriptions from the jinja2 templates.
 
-Templates live in the ``jobs_templates`` package: ``base.sh.j2`` is the one job script
-(cd into the job dir, set up the environment, run ``python -m hepae_core.job``, forward
-signals); ``slurm.sh.j2`` and ``condor.sh.j2`` extend it through blocks, and
-``condor.sub.j2`` is the HTCondor submit description. Undefined variables are errors
-(``StrictUndefined``), and values reach a script only through the filters below:
+Templates are looked up first in the user's site directories (``--sites-dir``,
+``$GRIDSEARCH_SITES``, ``~/.config/gridsearch/sites``), then in the ``jobs_templates``
+package (a jinja ``ChoiceLoader``, as signac-flow does), so a site quirk is a small
+template that ``{% extends "slurm.sh.j2" %}`` and overrides one block. ``base.sh.j2`` is
+the one job script (cd into the job dir, set up and check the environment, run ``python -m
+hepae_core.job``, forward signals); ``slurm.sh.j2`` and ``condor.sh.j2`` extend it through
+blocks, and ``condor.sub.j2`` is the HTCondor submit description. The exit codes of
+:mod:`hepae_core.states` reach every template as ``exit_codes`` (no literal codes in them).
+Undefined variables are errors (``StrictUndefined``), and values reach a script only
+through the filters below:
 
 ``q``
     quotes a value for the shell (``shlex.quote``): any string, including quotes, ``$()``,
     backticks and newlines, becomes one inert word.
 ``condor``
     a value for a submit description line: refused when HTCondor would read it as
-    something else (newlines, ``$(`` macros, surrounding spaces).
+    something else (newlines, any macro form: ``$`` followed by a letter, ``(`` or ``$``
+    such as ``$(X)``, ``$$(X)``, ``$ENV(X)``, ``$RANDOM_CHOICE(...)``; surrounding spaces).
 ``oneline``
     a value for a comment line: refused when it holds a line break.
 """
@@ -39,14 +45,19 @@ def shell_quote(value: Any) -> str:
     return shlex.quote(str(value))
 
 
+#: What HTCondor expands in a submit description: ``$(X)``, ``$$(X)``, ``$ENV(X)``,
+#: ``$RANDOM_CHOICE(...)``, ``$F(X)``... any ``$`` followed by a letter, ``(`` or ``$``.
+CONDOR_MACRO = re.compile(r"\$[A-Za-z($]")
+
+
 def condor_value(value: Any) -> str:
     """``value`` for the right-hand side of a submit description line, checked."""
     text = str(value)
-    if "\n" in text or "\r" in text or "$(" in text or "$$(" in text or text != text.strip():
+    if "\n" in text or "\r" in text or CONDOR_MACRO.search(text) or text != text.strip():
         raise GridsearchError(
             message=f"{text!r} cannot be written into an HTCondor submit description (line breaks, "
-            "'$(' and surrounding spaces would change its meaning): move the campaign to a "
-            "plainer path"
+            "macros such as '$(X)', '$$(X)' or '$ENV(X)', and surrounding spaces would change "
+            "its meaning): move the campaign to a plainer path"
         )
     return text
 
@@ -59,25 +70,32 @@ def one_line(value: Any) -> str:
     return text
 
 
-def _load(name: str) -> str:
+def _load(name: str) -> str | None:
     entry = resources.files("jobs_templates").joinpath(name)
     if not entry.is_file():
-        known = ", ".join(sorted(templates()))
-        raise jinja2.TemplateNotFound(f"{name} (templates: {known})")
+        return None
     return entry.read_text(encoding="utf-8")
 
 
-def templates() -> list[str]:
-    """Names of the packaged templates."""
-    return sorted(
-        e.name for e in resources.files("jobs_templates").iterdir() if e.name.endswith(".j2")
-    )
+def templates(search: list[Path] | None = None) -> list[str]:
+    """Names of the templates: the user's (in ``search``) and the packaged ones."""
+    names = {e.name for e in resources.files("jobs_templates").iterdir() if e.name.endswith(".j2")}
+    for d in search or []:
+        if Path(d).is_dir():
+            names.update(p.name for p in Path(d).glob("*.j2"))
+    return sorted(names)
 
 
-def environment() -> jinja2.Environment:
-    """The jinja2 environment: packaged templates, StrictUndefined, the quoting filters."""
+def environment(search: list[Path] | None = None) -> jinja2.Environment:
+    """The jinja2 environment: the user's template directories ``search`` first, then the
+    packaged templates; StrictUndefined; the quoting filters.
+    """
+    loaders: list[jinja2.BaseLoader] = [
+        jinja2.FileSystemLoader([str(d) for d in search or [] if Path(d).is_dir()]),
+        jinja2.FunctionLoader(_load),
+    ]
     env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(_load),
+        loader=jinja2.ChoiceLoader(loaders),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         trim_blocks=True,
@@ -90,8 +108,8 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def render(template: str, context: dict[str, Any]) -> str:
-    """Render the packaged template ``template`` with ``context``.
+def render(template: str, context: dict[str, Any], search: list[Path] | None = None) -> str:
+    """Render ``template`` (looked up in ``search``, then among the packaged ones).
 
     Raises
     ------
@@ -99,9 +117,17 @@ def render(template: str, context: dict[str, Any]) -> str:
         When the template is unknown or uses a value the context lacks.
     """
     try:
-        text = environment().get_template(template).render(**context)
+        text = environment(search).get_template(template).render(**context)
     except jinja2.TemplateNotFound as exc:
-        raise GridsearchError(message=f"no such template: {exc}", key="template") from None
+        known = ", ".join(templates(search))
+        raise GridsearchError(
+            message=f"no such template: {exc} (known: {known})", key="template"
+        ) from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise GridsearchError(
+            message=f"template error at line {exc.lineno}: {exc.message}",
+            source=exc.filename or template,
+        ) from None
     except jinja2.UndefinedError as exc:
         raise GridsearchError(message=f"template {template} needs a value: {exc}") from None
     # Blank lines left where optional directives were skipped.
@@ -129,42 +155,47 @@ def check_job_dir(path: Path) -> Path:
     return path
 
 
+def list_text(entries: Iterable[tuple[int, Path]]) -> str:
+    """The text of ``jobs.txt``: one ``INDEX DIR`` line per job dir.
+
+    The format leaves room for bundles (one task running several job dirs, in order): a
+    bundle would be several lines with the same INDEX. Today every index has one line and
+    the job script runs the first line of its index; readers must keep to that rule.
+    """
+    return "".join(f"{int(index)} {check_job_dir(path)}\n" for index, path in entries)
+
+
 def write_list(directory: Path, entries: Iterable[tuple[int, Path]]) -> Path:
-    """Write ``jobs.txt``: one ``INDEX DIR`` line per job, the task index -> job dir map."""
-    lines = [f"{int(index)} {check_job_dir(path)}\n" for index, path in entries]
+    """Write ``jobs.txt`` (see :func:`list_text`) atomically."""
+    from hepae_core.jobdir import atomic_write_text
+
     target = Path(directory) / LIST_FILE
-    target.write_text("".join(lines), encoding="utf-8")
+    atomic_write_text(target, list_text(entries))
     return target
 
 
-def read_list(path: Path) -> dict[int, str]:
-    """The task index -> job dir map of a list file."""
-    out: dict[int, str] = {}
+def read_list_all(path: Path) -> dict[int, list[str]]:
+    """The task index -> job dirs map of a list file (several dirs: a bundle)."""
+    out: dict[int, list[str]] = {}
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         if line:
             index, _, job_dir = line.partition(" ")
-            out[int(index)] = job_dir
+            out.setdefault(int(index), []).append(job_dir)
     return out
 
 
-def task_indices(jobs: list[Any]) -> list[int]:
-    """A stable task index per job: its index in the campaign's manifest.json when every
-    job is listed there (so a retry of jobs 3, 7 and 12 is the array ``3,7,12``), else its
-    position in ``jobs``.
-    """
-    import json
+def read_list(path: Path) -> dict[int, str]:
+    """The task index -> job dir map of a list file (the first dir of each index)."""
+    return {i: dirs[0] for i, dirs in read_list_all(path).items()}
 
-    if not jobs:
-        return []
-    manifest = Path(jobs[0].dir).parent.parent / "manifest.json"
-    try:
-        listed = json.loads(manifest.read_text(encoding="utf-8"))["jobs"]
-        by_id = {str(j["id"]): int(j["index"]) for j in listed}
-    except (OSError, ValueError, KeyError, TypeError):
-        by_id = {}
-    same_campaign = all(Path(j.dir).parent.parent == manifest.parent for j in jobs)
-    indices = [by_id.get(j.id) for j in jobs]
-    if same_campaign and None not in indices and len(set(indices)) == len(indices):
+
+def task_indices(jobs: list[Any]) -> list[int]:
+    """A stable task index per job: its campaign index (``job.index``, from the campaign's
+    manifest through :class:`gridsearch.campaign.Campaign`) when every job has a distinct
+    one (so a retry of jobs 3, 7 and 12 is the array ``3,7,12``), else its position.
+    """
+    indices = [getattr(j, "index", None) for j in jobs]
+    if None not in indices and len(set(indices)) == len(indices):
         return [int(i) for i in indices]  # type: ignore[arg-type]
     return list(range(len(jobs)))
 
@@ -187,11 +218,32 @@ def compact_ranges(indices: Iterable[int]) -> str:
     return ",".join(parts)
 
 
+def import_check_code(module: str) -> str:
+    """Python code that fails, saying why, when the node cannot run ``module``.
+
+    For ``package.module`` (``hepae_core.job``) it imports the package, which catches a
+    missing or broken installation; a top-level module is only looked up, since
+    importing it would run it.
+    """
+    top = module.split(".")[0]
+    if "." in module:
+        return f"import {top}"
+    return (
+        f"import importlib.util, sys; "
+        f"sys.exit(importlib.util.find_spec({top!r}) is None and \"No module named '{top}'\")"
+    )
+
+
 def script_context(
     profile: dict[str, Any], request: dict[str, Any], environment: dict[str, Any], directory: Path
 ) -> dict[str, Any]:
     """The values every job script template needs."""
+    from hepae_core.states import EXIT_CODES
+
     return {
+        "exit_codes": dict(EXIT_CODES),
+        "import_check": environment["module"].split(".")[0],
+        "import_code": import_check_code(environment["module"]),
         "site": profile.get("name", "?"),
         "kind": profile.get("kind", "?"),
         "submit_dir": str(directory),

@@ -12,9 +12,9 @@ User profiles are looked up, before the packaged ones, in the directories given 
 from __future__ import annotations
 
 import copy
-import math
 import os
 import re
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,9 @@ from typing import Any
 import yaml
 
 from gridsearch.errors import GridsearchError
+from gridsearch.units import format_walltime, parse_memory, parse_walltime
+from hepae_core import yamlio
+from hepae_core.errors import did_you_mean
 
 USER_SITES_ENV = "GRIDSEARCH_SITES"
 
@@ -77,38 +80,8 @@ def _read(
     return _parse(text, f"sites/{name}.yaml"), f"sites/{name}.yaml"
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe YAML without YAML 1.1's base-60 numbers: ``time: 20:00`` stays a string."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [
-        (tag, rx)
-        for tag, rx in resolvers
-        if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
-    ]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:int",
-    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
-    list("-+0123456789"),
-)
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+)$"
-    ),
-    list("-+0123456789."),
-)
-
-
 def _parse(text: str, source: str) -> dict[str, Any]:
-    try:
-        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise GridsearchError(message=f"is not valid YAML: {exc}", source=source) from None
+    data, _ = yamlio.parse(text, source, GridsearchError)
     if not isinstance(data, dict):
         raise GridsearchError(message="a site profile must be a mapping", source=source)
     return data
@@ -192,86 +165,6 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _CONDOR_KEY = re.compile(r"^\+?[A-Za-z_][A-Za-z0-9_.]*$")
 
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_walltime(value: Any, key: str = "time") -> int:
-    """Seconds of a walltime written the Slurm way or with a unit.
-
-    Accepts an integer (minutes, as sbatch does), ``MM``, ``MM:SS``, ``HH:MM:SS``,
-    ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``, or a number with a unit: ``90s``, ``20m``,
-    ``2h``, ``1d``, ``1w``.
-    """
-    bad = GridsearchError(
-        message="expects a walltime (minutes, HH:MM:SS, D-HH:MM:SS or 20m/2h/1d/1w), got "
-        f"{value!r}",
-        key=key,
-    )
-    if isinstance(value, bool):
-        raise bad
-    if isinstance(value, int):
-        if value <= 0:
-            raise bad
-        return value * 60
-    if not isinstance(value, str):
-        raise bad
-    text = value.strip()
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text)
-    if m:
-        seconds = math.ceil(float(m.group(1)) * _UNIT_S[m.group(2)])
-        if seconds <= 0:
-            raise bad
-        return seconds
-    days = 0
-    m = re.fullmatch(r"(\d+)-(\d+)(?::(\d+))?(?::(\d+))?", text)
-    if m:
-        days, hours = int(m.group(1)), int(m.group(2))
-        minutes, seconds = int(m.group(3) or 0), int(m.group(4) or 0)
-    elif re.fullmatch(r"\d+", text):
-        hours, minutes, seconds = 0, int(text), 0
-    elif re.fullmatch(r"\d+:\d+", text):
-        hours, (minutes, seconds) = 0, map(int, text.split(":"))
-    elif re.fullmatch(r"\d+:\d+:\d+", text):
-        hours, minutes, seconds = map(int, text.split(":"))
-    else:
-        raise bad
-    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
-    if total <= 0:
-        raise bad
-    return total
-
-
-def format_walltime(seconds: int) -> str:
-    """``HH:MM:SS``, or ``D-HH:MM:SS`` from one day on (both read by sbatch)."""
-    days, rest = divmod(int(seconds), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    hms = f"{hours:02d}:{minutes:02d}:{secs:02d}"
-    return f"{days}-{hms}" if days else hms
-
-
-def parse_memory(value: Any, key: str = "mem") -> int:
-    """Megabytes of a memory request: an integer (MB) or ``512M``, ``4G``, ``4GB``, ``1T``."""
-    bad = GridsearchError(
-        message=f"expects a memory size (e.g. 4000, 4000M, 4G), got {value!r}", key=key
-    )
-    if isinstance(value, bool):
-        raise bad
-    if isinstance(value, int):
-        if value <= 0:
-            raise bad
-        return value
-    if not isinstance(value, str):
-        raise bad
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?", value.strip(), flags=re.IGNORECASE)
-    if not m:
-        raise bad
-    factor = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}[m.group(2).upper()]
-    mb = math.ceil(float(m.group(1)) * factor)
-    if mb <= 0:
-        raise bad
-    return mb
-
 
 def _count(value: Any, key: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -301,17 +194,36 @@ def _str_list(value: Any, key: str) -> list[str]:
     return list(value)
 
 
+def submitting_python() -> tuple[str, str]:
+    """The interpreter that runs this command, and where it comes from (for messages).
+
+    Jobs use it by default: on a cluster the login node and the compute nodes share the
+    file system holding the user's venv or conda environment, while the ``python3`` of the
+    module system on the node does not have the package.
+    """
+    prefix = sys.prefix
+    if prefix != sys.base_prefix:
+        return sys.executable, f"the venv that ran gridsearch ({prefix})"
+    if os.environ.get("CONDA_PREFIX") == prefix or (Path(prefix) / "conda-meta").is_dir():
+        return sys.executable, f"the conda environment that ran gridsearch ({prefix})"
+    return sys.executable, "the Python that ran gridsearch"
+
+
 def check_environment(profile: dict[str, Any]) -> dict[str, Any]:
     """The profile's ``python``, ``module`` and ``env`` section, checked and completed.
 
     These values are rendered into the job script quoted for the shell, so any string is
-    safe; they are only checked for shape.
+    safe; they are only checked for shape. Unless the profile names ``python`` or an
+    ``env.venv`` / ``env.conda`` to activate, jobs run with the Python that runs this
+    command (:func:`submitting_python`); ``origin`` says which was chosen and why.
     """
     src = profile.get("source")
-    python = profile.get("python", "python3")
-    if not isinstance(python, str) or not python.strip() or "\n" in python:
+    python = profile.get("python")
+    if python is not None and (not isinstance(python, str) or not python.strip() or "\n" in python):
         raise GridsearchError(
-            message="expects one interpreter name or path", source=src, key="python"
+            message="expects one interpreter name or path (or null: the Python running gridsearch)",
+            source=src,
+            key="python",
         )
     module = profile.get("module", "hepae_core.job")
     if not isinstance(module, str) or not _MODULE.match(module):
@@ -323,7 +235,7 @@ def check_environment(profile: dict[str, Any]) -> dict[str, Any]:
     for k in env:
         if k not in known:
             raise GridsearchError(
-                message=f"unknown key (known: {', '.join(sorted(known))})",
+                message=f"unknown key{did_you_mean(k, known)} (known: {', '.join(sorted(known))})",
                 source=src,
                 key=f"env.{k}",
             )
@@ -353,7 +265,14 @@ def check_environment(profile: dict[str, Any]) -> dict[str, Any]:
                 message="expects a string or number", source=src, key=f"env.variables.{name}"
             )
         out["variables"][name] = str(value)
-    return {"python": python, "module": module, "env": out}
+    if python is not None:
+        origin = f"the profile's python ({src})"
+    elif out["venv"] or out["conda"]:
+        which = "venv" if out["venv"] else "conda"
+        python, origin = "python", f"'python' of the profile's env.{which} {out[which]}"
+    else:
+        python, origin = submitting_python()
+    return {"python": python, "module": module, "env": out, "origin": origin}
 
 
 def resolve_request(

@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gridsearch.errors import GridsearchError
+from hepae_core import yamlio
 from hepae_core.config import PRESETS, SCHEMA, known_keys
 
 # Refused before expanding, even with --yes: a scan this large is a mistake.
@@ -39,28 +38,6 @@ HARD_MAX_POINTS = 1_000_000
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TOP_KEYS = ("name", "description", "base", "grid", "zip", "repeat", "include", "exclude")
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in")
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe YAML with YAML 1.2 floats: ``1e-3`` is a number, not the string '1e-3'."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    ch: [r for r in resolvers if r[0] != "tag:yaml.org,2002:float"]
-    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
 
 
 @dataclass
@@ -123,61 +100,9 @@ class Space:
         return self.where("base", *dotted.split("."))
 
 
-def _lines(
-    node: yaml.Node,
-    path: tuple[Any, ...],
-    out: dict[tuple[Any, ...], int],
-    src: str,
-    seen_nodes: set[int] | None = None,
-) -> None:
-    """Record the line of every mapping key and sequence item; refuse duplicate keys."""
-    seen_nodes = set() if seen_nodes is None else seen_nodes
-    if isinstance(node, yaml.CollectionNode):
-        if id(node) in seen_nodes:  # an alias of a node already walked (maybe recursive)
-            return
-        seen_nodes.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, int] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise GridsearchError(
-                    message=f"key given twice (first at line {seen[key]}); keep one",
-                    source=f"{src}:{line}",
-                    key=str(key),
-                )
-            seen[key] = line
-            out[(*path, key)] = line
-            _lines(value_node, (*path, key), out, src, seen_nodes)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            out[(*path, i)] = item.start_mark.line + 1
-            _lines(item, (*path, i), out, src, seen_nodes)
-
-
 def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
-    """Parse YAML text safely; return the data and the line of every key."""
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        lines: dict[tuple[Any, ...], int] = {}
-        if node is not None:
-            _lines(node, (), lines, source)
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if context and cmark is not None:
-            problem += f" ({context} at line {cmark.line + 1})"
-        raise GridsearchError(
-            message=f"is not valid YAML: {problem}; fix the syntax", source=where
-        ) from None
-    finally:
-        loader.dispose()
-    return data, lines
+    """Parse YAML text safely (hepae_core.yamlio); return the data and the line of every key."""
+    return yamlio.parse(text, source, GridsearchError)
 
 
 def _suggest(key: str, options: list[str]) -> str:
@@ -221,12 +146,7 @@ def load_space(path: str | Path) -> Space:
     """Read and check a space file (structure, keys, axes, rules); does not expand it."""
     path = Path(path)
     src = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GridsearchError(message="file not found", source=src) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GridsearchError(message=f"cannot be read: {exc}", source=src) from None
+    text = yamlio.read_text(path, GridsearchError)
     data, lines = parse_yaml(text, src)
     space = Space(path=path, text=text, name="", base={}, axes=[], include=[], exclude=[])
     space.lines = lines

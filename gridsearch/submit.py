@@ -2,9 +2,17 @@
 
 By default the jobs that are ``planned`` (never started, not in flight) are submitted.
 ``only`` names exactly the states to submit (``failed,interrupted,planned``...). Jobs that
-are submitted, running or done are never submitted again unless ``force`` is given; a
+the scheduler still holds (queued, requeued, running) and done ones are never submitted
+again unless ``force`` is given (:mod:`gridsearch.selection`); a
 forced done job has its previous outputs moved to ``previous/<time>/`` in its directory
 first, so it starts afresh and nothing is lost.
+
+A job named by an ``intended`` submission (the ledger's write-ahead record without an
+outcome: the scheduler may hold it) counts as in flight, whatever its files say, until a
+newer state.json shows it ran; ``gridsearch adopt`` completes such a record.
+
+The flow of one submission (validate, write ahead, write, submit, complete the record) is
+:meth:`gridsearch.backends.base.Backend.submit`'s.
 """
 
 from __future__ import annotations
@@ -13,23 +21,26 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gridsearch import render
 from gridsearch import status as S
 from gridsearch.backends import get_backend
-from gridsearch.backends.base import JobRef, Submission
-from gridsearch.campaign import SUBMIT, Campaign
+from gridsearch.backends.base import JobRef, Journal, Submission
+from gridsearch.campaign import Campaign
 from gridsearch.errors import GridsearchError
-from gridsearch.sites import load_profile
+from gridsearch.selection import (  # noqa: F401 (the selection policy lives there)
+    NEEDS_FORCE,
+    RESUBMIT_DEFAULT,
+    SELECTABLE,
+    parse_only,
+    select_jobs,
+)
+from gridsearch.sites import load_profile, user_site_dirs
 from hepae_core.jobdir import CONFIG, now_iso
-
-SELECTABLE = (S.PLANNED, S.FAILED, S.INTERRUPTED, S.STALE, S.SUBMITTED, S.RUNNING, S.DONE)
-NEEDS_FORCE = (S.SUBMITTED, S.RUNNING, S.DONE)
-RESUBMIT_DEFAULT = (S.FAILED, S.INTERRUPTED)
+from hepae_core.states import JobState
 
 
 @dataclass
@@ -42,43 +53,9 @@ class SubmitReport:
     skipped: dict[str, int] = field(default_factory=dict)  # state -> jobs left alone
 
 
-def parse_only(text: str | Iterable[str] | None) -> set[str] | None:
-    """``failed,interrupted`` -> {'failed', 'interrupted'}; refuse unknown state names."""
-    if text is None:
-        return None
-    items = text.split(",") if isinstance(text, str) else list(text)
-    states = {s.strip() for s in items if s.strip()}
-    bad = sorted(states - set(SELECTABLE))
-    if bad or not states:
-        raise GridsearchError(
-            message=f"unknown state(s) {', '.join(bad) or '(none)'}; use a comma-separated list of "
-            + ", ".join(SELECTABLE),
-            key="--only",
-        )
-    return states
-
-
-def select_jobs(
-    statuses: list[S.JobStatus], only: set[str] | None = None, force: bool = False
-) -> tuple[list[S.JobStatus], dict[str, int]]:
-    """The jobs to submit, and how many of each state were left alone."""
-    wanted = only if only is not None else {S.PLANNED}
-    blocked = sorted(wanted & set(NEEDS_FORCE)) if not force else []
-    if blocked:
-        raise GridsearchError(
-            message=f"{', '.join(blocked)} jobs are in flight or finished and are not "
-            "submitted again; "
-            "add --force if you really mean it",
-            key="--only",
-        )
-    chosen, skipped = [], {}
-    for js in statuses:
-        if js.in_space and js.state in wanted:
-            chosen.append(js)
-        else:
-            key = js.state if js.in_space else "not in space"
-            skipped[key] = skipped.get(key, 0) + 1
-    return chosen, skipped
+def intended_jobs(campaign: Campaign) -> dict[str, tuple[str, float]]:
+    """See :meth:`gridsearch.campaign.Campaign.intended_jobs`."""
+    return campaign.intended_jobs()
 
 
 def archive_outputs(job_dir: Path) -> Path | None:
@@ -102,26 +79,26 @@ def submit(
     campaign: Campaign,
     site: str,
     *,
-    only: set[str] | None = None,
+    only: set[JobState] | None = None,
     force: bool = False,
     dry_run: bool = False,
     overrides: dict[str, Any] | None = None,
     sites_dir: list[Path] | None = None,
     lock_wait_s: float = 10.0,
-    stale_after_s: float = S.DEFAULT_STALE_AFTER_S,
+    lost_after_s: float = S.DEFAULT_LOST_AFTER_S,
     echo: Callable[[str], None] = print,
 ) -> SubmitReport:
-    """Submit a campaign's jobs to ``site`` and append the submission to the ledger.
+    """Submit a campaign's jobs to ``site``, recording the submission in the ledger.
 
-    The campaign lock is held throughout (for the local backend: until the jobs ended), so
-    two submissions never pick the same jobs.
+    The campaign lock is held throughout (for a blocking backend: until the jobs ended),
+    so two submissions never pick the same jobs.
     """
     profile = load_profile(site, sites_dir)
     kind = profile["kind"]
     backend = get_backend(kind)
     with campaign.lock("submit", lock_wait_s):
-        statuses = S.campaign_status(campaign, stale_after_s=stale_after_s, log_lines=0)
-        chosen, skipped = select_jobs(statuses, only, force)
+        statuses = S.campaign_status(campaign, lost_after_s=lost_after_s, log_lines=0)
+        chosen, skipped = select_jobs(statuses, only, force, intended_jobs(campaign))
         report = SubmitReport(selected=chosen, skipped=skipped)
         if not chosen:
             return report
@@ -132,21 +109,35 @@ def submit(
                 f"{bad_input[0].name}: {bad_input[0].reason}); they fail again unless the "
                 "input was fixed"
             )
-        if not dry_run:
-            for js in chosen:
-                if js.state == S.DONE:
-                    archive_outputs(js.dir)
         sub_id = new_submission_id(kind)
-        directory = campaign.root / SUBMIT / sub_id
-        directory.mkdir(parents=True)
-        refs = [JobRef(js.id, js.dir) for js in chosen]
-        # The task index -> job dir map, in the one format every backend reads.
-        render.write_list(directory, zip(render.task_indices(refs), (r.dir for r in refs)))
-        started = now_iso()  # before any job starts: status compares it with state.json
+        directory = campaign.submit_dir(sub_id)
+        refs = [JobRef(js.id, js.dir, js.index) for js in chosen]
+        fields = {
+            "time": now_iso(),  # before any job starts: status compares it with state.json
+            "site": site,
+            "kind": kind,
+            "dir": campaign.relative(directory),
+            "overrides": {k: v for k, v in (overrides or {}).items() if v is not None},
+            "profile": profile.get("source"),
+        }
+        journal = Journal(campaign, sub_id, fields)
+
+        def archive_done() -> None:
+            for js in chosen:
+                if js.state == JobState.DONE:
+                    archive_outputs(js.dir)
+
         interrupted = None
         try:
             sub = backend.submit(
-                refs, profile, directory=directory, dry_run=dry_run, overrides=overrides or {}
+                refs,
+                profile,
+                directory=directory,
+                dry_run=dry_run,
+                overrides=overrides or {},
+                journal=journal,
+                search=user_site_dirs(sites_dir),
+                before_submit=archive_done,
             )
         except KeyboardInterrupt as exc:
             sub = getattr(exc, "submission", None)
@@ -155,24 +146,57 @@ def submit(
             interrupted = exc
         record = {
             "submission": sub_id,
-            "time": started,
-            "site": site,
-            "kind": kind,
-            "dir": f"{SUBMIT}/{sub_id}",
+            **fields,
             "command": [str(c) for c in sub.command],
             "scheduler_ids": list(sub.scheduler_ids),
             "tasks": dict(sub.tasks),
             "dry_run": bool(dry_run),
             "jobs": len(refs),
-            "overrides": {k: v for k, v in (overrides or {}).items() if v is not None},
-            "profile": profile.get("source"),
+            "notes": list(sub.notes),
         }
-        if kind == "local" and not dry_run:
-            record["ended"] = now_iso()
+        if dry_run:  # one whole record; the scheduler was not called
+            campaign.append_ledger(record)
         if interrupted is not None:
             record["interrupted"] = True
-        campaign.append_ledger(record)
         report.submission, report.record = sub, record
         if interrupted is not None:
             raise interrupted
     return report
+
+
+def adopt(campaign: Campaign, submission: str, ids: list[str] | None) -> dict[str, Any]:
+    """Complete an ``intended`` submission with the scheduler ids printed when its record
+    could not be written; ``ids=None`` records that the scheduler queued nothing.
+
+    Returns the outcome record written. Refuses a submission that is unknown or already
+    has an outcome, so the same jobs are never recorded twice.
+    """
+    from gridsearch.campaign import REFUSED, SUBMITTED
+
+    with campaign.lock("adopt", 10.0):
+        rec = campaign.submission(submission)
+        if rec is None:
+            known = [r.get("submission") for r in campaign.submissions()]
+            raise GridsearchError(
+                message=f"no submission {submission!r} in the ledger (intended ones: "
+                + (", ".join(str(k) for k in known if k) or "none")
+                + ")",
+                source=str(campaign.root),
+            )
+        if rec.get("outcome") != "intended":
+            raise GridsearchError(
+                message=f"submission {submission} is already recorded as {rec.get('outcome')}; "
+                "nothing to adopt",
+                source=str(campaign.root),
+            )
+        fields = {k: rec[k] for k in ("time", "site", "kind", "dir") if k in rec}
+        if ids is None:
+            return campaign.record_outcome(
+                submission, REFUSED, reason="the scheduler queued nothing (gridsearch adopt)",
+                **fields,
+            )  # fmt: skip
+        tasks = get_backend(str(rec.get("kind"))).adopt_tasks(rec, ids)
+        return campaign.record_outcome(
+            submission, SUBMITTED, scheduler_ids=list(ids), tasks=tasks, dry_run=False,
+            adopted=now_iso(), **fields,
+        )  # fmt: skip

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hepae_core import jobdir
 from hepae_core.config import dump, load
+from hepae_core.diskfull import DiskFull, writing
 from hepae_core.errors import EXIT_BAD_INPUT, HepaeError
 
 
@@ -45,8 +46,16 @@ def main(argv: list[str] | None = None) -> int:
             )
             return EXIT_BAD_INPUT
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        jobdir.atomic_write_text(target, text)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            with writing(target, "free space and run hepae-train again; nothing was trained"):
+                jobdir.atomic_write_text(target, text)
+        except DiskFull as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except OSError as exc:
+            print(f"error: {exc.filename or out}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     from hepae_core.job import run_job
 
     return run_job(out, force=args.force)

@@ -8,16 +8,14 @@ layer can validate thousands of grid points quickly.
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from hepae_core.errors import ConfigError
+from hepae_core import yamlio
+from hepae_core.errors import ConfigError, did_you_mean
 from hepae_core.variables import VARIABLE_SETS, default_residual_kind
 
 ACTIVATIONS = ("tanh", "relu", "leaky_relu", "elu", "silu")
@@ -162,6 +160,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "compile": Field(
             False, lambda v: isinstance(v, bool), "true (torch.compile the model) or false"
         ),
+        "latent_noise_bits": Field(
+            None, _opt(lambda v: _is_int(v) and 1 <= v <= 24), "null or bits per latent value"
+        ),
+        "latent_noise_epochs": Field(None, _opt(_pos_int), "null (all epochs) or a count"),
         "val_fraction": Field(
             0.1, lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1) of the train jets"
         ),
@@ -172,6 +174,17 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "timing_jets": Field(100_000, _pos_int, "a positive integer"),
         "plots": Field(True, lambda v: isinstance(v, bool), "true or false"),
         "round": Field([], _str_list, "a list of integer-valued variables to round"),
+        "baselines": Field(
+            True, lambda v: isinstance(v, bool), "true (quantiser/PCA/lossless curves) or false"
+        ),
+        "bits": Field(
+            list(range(6, 17)),
+            lambda v: (
+                isinstance(v, list) and len(v) > 0 and all(_is_int(x) and 1 <= x <= 24 for x in v)
+            ),
+            "a non-empty list of bits per value, each 1..24",
+        ),
+        "pca_components": Field(None, _opt(_pos_int), "null (the latent size) or a count"),
     },
 }
 TOP_LEVEL: dict[str, Field] = {
@@ -190,8 +203,12 @@ def known_keys() -> list[str]:
 
 
 def _suggest(key: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(key, options, n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    """Did-you-mean for a dotted key: a top-level key set inside a section (``train.seed``)
+    is pointed to its real place before any near spelling."""
+    last = key.rsplit(".", 1)[-1]
+    if "." in key and last in TOP_LEVEL:
+        return f"; did you mean the top-level '{last}'? (write it unindented, outside any section)"
+    return did_you_mean(key, options)
 
 
 def _copy(value: Any) -> Any:
@@ -312,6 +329,14 @@ def _check_consistency(cfg: dict[str, Any], source: str) -> None:
                 key=f"evaluate.residuals.{key}",
                 message="names a variable that is not trained on",
             )
+    for i, var in enumerate(cfg["evaluate"]["round"]):
+        if var not in names:
+            raise ConfigError(
+                source=source,
+                key=f"evaluate.round.{i}",
+                message=f"'{var}' is not a trained variable{did_you_mean(var, names)} "
+                f"(trained: {', '.join(names)})",
+            )
     _check_cuts(cfg, source, names)
     norm = cfg["normalisation"]["kind"]
     if norm.startswith("custom_"):
@@ -348,28 +373,21 @@ def _check_cuts(cfg: dict[str, Any], source: str, names: list[str]) -> None:
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    """Read and resolve a config file (safe YAML only)."""
+    """Read and resolve a config file (safe YAML 1.2, duplicate keys refused).
+
+    Errors name ``file:line`` of the offending key where the file sets it.
+    """
     path = Path(path)
+    raw, lines, _ = yamlio.load(path, ConfigError)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(source=str(path), key=None, message="file not found") from None
-    except OSError as exc:
-        raise ConfigError(
-            source=str(path), key=None, message=f"cannot be read: {exc.strerror}"
-        ) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(
-            source=str(path), key=None, message=f"is not valid YAML{where}: {problem}"
-        ) from None
-    return resolve(raw, str(path))
+        return resolve(raw, str(path))
+    except ConfigError as exc:
+        if exc.key and exc.source == str(path):
+            located = yamlio.where(str(path), lines, *exc.key.split("."))
+            raise ConfigError(source=located, key=exc.key, message=exc.message) from None
+        raise
 
 
 def dump(cfg: Mapping[str, Any]) -> str:
     """Canonical YAML text of a config (sorted keys), the form job ids are hashed from."""
-    return yaml.safe_dump(dict(cfg), sort_keys=True, default_flow_style=None)
+    return yamlio.dump(dict(cfg), sort_keys=True, default_flow_style=None)

@@ -126,6 +126,27 @@ def _is_condition(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant) and isinstance(node.value, bool)
 
 
+def _constant(node: ast.AST) -> float | None:
+    """The value of a sub-expression made of numbers only (``1 - 1``), else None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (bool, int, float)):
+        return float(node.value)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _constant(node.operand)
+        return None if value is None else (-value if isinstance(node.op, ast.USub) else value)
+    if isinstance(node, ast.BinOp) and type(node.op) in _BIN:
+        left, right = _constant(node.left), _constant(node.right)
+        if left is None or right is None:
+            return None
+        if isinstance(node.op, ast.Add):
+            return left + right
+        if isinstance(node.op, ast.Sub):
+            return left - right
+        if isinstance(node.op, ast.Mult):
+            return left * right
+        return None if right == 0 else left / right
+    return None
+
+
 def _check(node: ast.AST, expr: str, names: list[str]) -> None:
     """Walk the tree and refuse anything outside the whitelist."""
     if isinstance(node, ast.Name):
@@ -158,6 +179,11 @@ def _check(node: ast.AST, expr: str, names: list[str]) -> None:
             )
         _check(node.left, expr, names)
         _check(node.right, expr, names)
+        if isinstance(node.op, ast.Div) and _constant(node.right) == 0:
+            raise CutSyntaxError(
+                f"'{expr}': divides by zero (the denominator '{ast.unparse(node.right)}' is 0), "
+                "so the cut would pass or fail every jet by accident; fix the denominator"
+            )
         return
     if isinstance(node, ast.Call):
         fname = node.func.id if isinstance(node.func, ast.Name) else None

@@ -21,7 +21,7 @@ import numpy as np
 
 from hepae_core.config import variables_of
 from hepae_core.errors import DataError
-from hepae_core.readers import ReadRequest, detect_format, iter_chunks
+from hepae_core.readers import ReadRequest, check_file, detect_format, iter_chunks
 from hepae_core.variables import ENERGY_VARIABLES
 
 __all__ = [
@@ -81,13 +81,14 @@ def resolve_source(source: str, base_dir: Path | None = None) -> Path:
     path = Path(source).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
-    if not path.is_file():
+    if not path.exists():
         raise DataError(
             source=str(path),
             message="data file not found; check data.source (relative paths are taken from the "
             "directory of config.yaml)",
             key="data.source",
         )
+    check_file(path)
     return path
 
 

@@ -3,22 +3,27 @@
     hepae-data generate --out dijet.root --events 20000 --seed 1
     hepae-data inspect FILE [--tree NAME] [--max-entries N]
     hepae-data convert IN OUT [--tree T] [--branches a,b] [--container P] [--leading N]
+    hepae-data compress --model JOB_DIR IN -o OUT.h5   (and decompress, evaluate: see
+    docs/compression.md)
 
 Exit codes: 0 done, 2 bad input (the message names the file and what to change), 1 other
-failures. ``convert`` writes to a temporary file and renames it: a failure leaves nothing.
+failures (a full disk among them). ``convert`` writes to a temporary file and renames it:
+a failure leaves nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hepae_core.diskfull import DiskFull, free_bytes, is_disk_full, writing
 from hepae_core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, DataError, HepaeError
+from hepae_core.jobdir import atomic_path
 
 
 def _err(msg: str) -> None:
@@ -68,6 +73,31 @@ def _fmt(x: Any) -> str:
         return str(x)
 
 
+def _range(values: Any) -> str:
+    """``min A, max B`` over the finite values, and how many are NaN or infinite."""
+    import numpy as np
+
+    a = np.asarray(values, dtype=np.float64)
+    finite = a[np.isfinite(a)]
+    text = (
+        f"min {_fmt(finite.min())}, max {_fmt(finite.max())}" if finite.size else "no finite value"
+    )
+    n_nan, n_inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+    if n_nan:
+        text += f", {n_nan} NaN"
+    if n_inf:
+        text += f", {n_inf} inf"
+    return text
+
+
+def _median_abs(values: Any) -> float:
+    import numpy as np
+
+    a = np.abs(np.asarray(values, dtype=np.float64))
+    a = a[np.isfinite(a)]
+    return float(np.median(a)) if a.size else 0.0
+
+
 def _units_hint(name: str, median: float) -> str:
     short = name.rsplit(".", 1)[-1].rsplit("_", 1)[-1]
     if short.lower() in ("pt", "e", "m", "et") and median > 0:
@@ -115,13 +145,18 @@ def inspect_root(path: Path, tree: str | None, max_entries: int) -> list[str]:
                     flat = ak.to_numpy(ak.flatten(arr, axis=None)) if jag else ak.to_numpy(arr)
                     is_float = np.issubdtype(np.asarray(flat).dtype, np.floating)
                     flat = np.asarray(flat, dtype=np.float64)
-                except Exception:
+                except Exception as exc:
+                    if _is_damage(exc, br):
+                        raise
                     lines.append(f"    {b:<60} {kind:<22} {'(not numeric)':>25}")
                     continue
                 if flat.size:
-                    lo, hi = np.nanmin(flat), np.nanmax(flat)
+                    finite = flat[np.isfinite(flat)]
+                    lo, hi = (finite.min(), finite.max()) if finite.size else ("-", "-")
                     extra = f"  {flat.size} values" if jag else ""
-                    hint = _units_hint(b, float(np.nanmedian(np.abs(flat)))) if is_float else ""
+                    n_nan = int(np.isnan(flat).sum())
+                    extra += f"  {n_nan} NaN" if n_nan else ""
+                    hint = _units_hint(b, _median_abs(flat)) if is_float else ""
                     lines.append(
                         f"    {b:<60} {kind:<22} {_fmt(lo):>12} {_fmt(hi):>12}{extra}{hint}"
                     )
@@ -133,6 +168,18 @@ def inspect_root(path: Path, tree: str | None, max_entries: int) -> list[str]:
     if meta:
         lines.append(f"  generator metadata: units {meta.get('units', '?')}, {meta}")
     return lines
+
+
+def _is_damage(exc: BaseException, branch) -> bool:
+    """A read that failed because the file is damaged, not because of the branch's type."""
+    import zlib
+
+    import uproot
+
+    if isinstance(exc, OSError | zlib.error | uproot.deserialization.DeserializationError):
+        return True
+    # A branch of numbers that cannot be read is damaged, whatever the library raised.
+    return getattr(branch, "interpretation", None) is not None and _is_numeric(branch)
 
 
 def inspect_hdf5(path: Path, max_entries: int) -> list[str]:
@@ -166,23 +213,21 @@ def inspect_hdf5(path: Path, max_entries: int) -> list[str]:
                         continue
                     label = f"field '{fld}'" if fld else "values"
                     lines.append(
-                        f"    {label}: min {_fmt(np.nanmin(col))}, max {_fmt(np.nanmax(col))}"
-                        + _units_hint(fld or name, float(np.nanmedian(np.abs(col))))
+                        f"    {label}: {_range(col)}" + _units_hint(fld or name, _median_abs(col))
                     )
     return lines
 
 
 def inspect_csv(path: Path, max_entries: int) -> list[str]:
-    import numpy as np
 
-    from hepae_core.readers.phenoml import parse_line
+    from hepae_core.readers.phenoml import parse_line, text_lines
 
     n_events = 0
     per_type: dict[str, int] = {}
     values: dict[str, list[float]] = {"E": [], "pt": [], "eta": [], "phi": [], "MET": []}
     processes: dict[str, int] = {}
     with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+        for lineno, line in text_lines(fh, path):
             if not line.strip():
                 continue
             event, objects = parse_line(line, lineno, path)
@@ -204,25 +249,28 @@ def inspect_csv(path: Path, max_entries: int) -> list[str]:
     lines.append("  objects: " + ", ".join(f"{k}: {v}" for k, v in sorted(per_type.items())))
     for k, vals in values.items():
         if vals:
-            a = np.asarray(vals)
-            hint = _units_hint(k if k != "MET" else "met_pt", float(np.median(np.abs(a))))
-            lines.append(f"  {k}: min {_fmt(a.min())}, max {_fmt(a.max())}{hint}")
+            hint = _units_hint(k if k != "MET" else "met_pt", _median_abs(vals))
+            lines.append(f"  {k}: {_range(vals)}{hint}")
     return lines
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from hepae_core.readers import detect_format
+    from hepae_core.readers import check_file, detect_format, unreadable
 
     path = Path(args.file)
-    if not path.is_file():
-        raise DataError(source=str(path), message="file not found")
+    check_file(path, key=None, hint="give a ROOT, HDF5 or PhenoML CSV file")
     fmt = detect_format(path, args.format)
-    if fmt == "root":
-        lines = inspect_root(path, args.tree, args.max_entries)
-    elif fmt == "hdf5":
-        lines = inspect_hdf5(path, args.max_entries)
-    else:
-        lines = inspect_csv(path, args.max_entries)
+    try:
+        if fmt == "root":
+            lines = inspect_root(path, args.tree, args.max_entries)
+        elif fmt == "hdf5":
+            lines = inspect_hdf5(path, args.max_entries)
+        else:
+            lines = inspect_csv(path, args.max_entries)
+    except (DataError, MemoryError):
+        raise
+    except Exception as exc:  # a reader library failing on the file's content
+        raise unreadable(path, exc) from None
     print("\n".join(lines))
     return EXIT_OK
 
@@ -243,15 +291,19 @@ def _default_branches(path: Path, fmt: str, args: argparse.Namespace) -> dict[st
     if fmt == "hdf5":
         import h5py
 
-        from hepae_core.readers.hdf5 import open_hdf5
+        from hepae_core.readers.hdf5 import is_numeric, open_hdf5
 
         with open_hdf5(path) as f:
             node = f[args.key] if args.key and args.key in f else f
             if isinstance(node, h5py.Dataset) and node.dtype.names:
-                return {n: n for n in node.dtype.names}
+                return {n: n for n in node.dtype.names if is_numeric(node.dtype[n])}
             if isinstance(node, h5py.Group):
                 return {
-                    k: k for k in node if isinstance(node[k], h5py.Dataset) and node[k].ndim == 1
+                    k: k
+                    for k in node
+                    if isinstance(node[k], h5py.Dataset)
+                    and node[k].ndim == 1
+                    and is_numeric(node[k].dtype)
                 }
             return {}
     from hepae_core.readers.root import get_tree, is_jagged, open_root
@@ -301,6 +353,18 @@ def _is_numeric(branch) -> bool:
     )
 
 
+CONVERT_ADVICE = "free space (or choose another output) and run again; nothing was written"
+
+# Room kept free beyond a chunk's data while writing HDF5: the library's metadata and
+# chunk index. HDF5 cannot recover from a failed write (its clean-up at exit then
+# crashes the interpreter), so convert stops before the disk is full, not after.
+HDF5_HEADROOM = 1 << 20
+
+
+class _Hdf5WriteFailed(Exception):
+    """HDF5 failed to write: its state is broken, the process must end without its finalisers."""
+
+
 def _write_root(tmp: Path, chunks: Iterator[dict[str, Any]], tree: str) -> int:
     import numpy as np
     import uproot
@@ -317,34 +381,52 @@ def _write_root(tmp: Path, chunks: Iterator[dict[str, Any]], tree: str) -> int:
     return n
 
 
-def _write_hdf5(tmp: Path, chunks: Iterator[dict[str, Any]], key: str | None) -> int:
+def _write_hdf5(tmp: Path, chunks: Iterator[dict[str, Any]], key: str | None, out: Path) -> int:
     import h5py
     import numpy as np
 
     n = 0
-    with h5py.File(tmp, "w") as f:
-        group = f.require_group(key) if key else f
-        for chunk in chunks:
-            m = len(next(iter(chunk.values())))
-            for k, v in chunk.items():
-                v = np.asarray(v)
-                if k not in group:
-                    group.create_dataset(
-                        k, shape=(0,), maxshape=(None,), dtype=v.dtype, chunks=True
-                    )
-                ds = group[k]
-                ds.resize((n + m,))
-                ds[n : n + m] = v
-            n += m
+    try:
+        with h5py.File(tmp, "w") as f:
+            group = f.require_group(key) if key else f
+            for chunk in chunks:
+                chunk = {k: np.asarray(v) for k, v in chunk.items()}
+                m = len(next(iter(chunk.values())))
+                need = sum(v.nbytes for v in chunk.values()) + HDF5_HEADROOM
+                if free_bytes(tmp.parent) < need:
+                    raise DiskFull(out, CONVERT_ADVICE)
+                for k, v in chunk.items():
+                    if k not in group:
+                        group.create_dataset(
+                            k, shape=(0,), maxshape=(None,), dtype=v.dtype, chunks=True
+                        )
+                    ds = group[k]
+                    ds.resize((n + m,))
+                    ds[n : n + m] = v
+                n += m
+    except DiskFull:
+        raise
+    except (OSError, RuntimeError) as exc:  # h5py raises either for a failed write or close
+        if is_disk_full(exc) or f"errno = {errno.ENOSPC}," in str(exc):
+            raise _Hdf5WriteFailed(str(DiskFull(out, CONVERT_ADVICE))) from None
+        raise
     return n
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from hepae_core.readers import HDF5_SUFFIXES, ReadRequest, detect_format, iter_chunks
+    from hepae_core.readers import (
+        HDF5_SUFFIXES,
+        ReadRequest,
+        check_file,
+        detect_format,
+        iter_chunks,
+        unreadable,
+    )
 
     src, out = Path(args.input), Path(args.output)
-    if not src.is_file():
-        raise DataError(source=str(src), message="file not found")
+    check_file(src, key=None, hint="give a ROOT, HDF5 or PhenoML CSV file")
+    if out.is_dir():
+        raise DataError(source=str(out), message="is a directory; give an output file name")
     if out.exists() and not args.force:
         raise DataError(
             source=str(out), message="exists already; choose another output or pass --force"
@@ -355,8 +437,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
         out_fmt = "hdf5"
     else:
         raise DataError(source=str(out), message="the output must end in .root, .h5 or .hdf5")
+    if not out.parent.resolve().is_dir():
+        raise DataError(source=str(out), message="its directory does not exist")
     fmt = detect_format(src, args.format)
-    branches = _default_branches(src, fmt, args)
+    try:
+        branches = _default_branches(src, fmt, args)
+    except (DataError, MemoryError):
+        raise
+    except Exception as exc:  # a reader library failing on the file's content
+        raise unreadable(src, exc) from None
     if not branches:
         raise DataError(
             source=str(src), message="has no numeric per-jet columns to convert", key="--branches"
@@ -371,19 +460,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
         csv_objects=tuple(args.objects.split(",")),
     )
     chunks = iter_chunks(src, fmt, req)
-    fd, name = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent or ".")
-    os.close(fd)
-    tmp = Path(name)
-    try:
+    # A temporary file beside the output, with the umask's mode, renamed at the end only.
+    with writing(out, CONVERT_ADVICE), atomic_path(out) as tmp:
         if out_fmt == "root":
             n = _write_root(tmp, chunks, args.out_tree)
         else:
-            n = _write_hdf5(tmp, chunks, args.out_key)
+            n = _write_hdf5(tmp, chunks, args.out_key, out)
         if n == 0:
             raise DataError(source=str(src), message="holds no jets to convert")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     print(f"wrote {n} jets, {len(branches)} columns ({', '.join(branches)}) to {out}")
     return EXIT_OK
 
@@ -391,10 +475,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------- main
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hepae-data", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_generate(sub) -> None:
     g = sub.add_parser("generate", help="generate a Pythia 8 jet sample (needs the gen extra)")
     g.add_argument("--out", required=True, help="output ROOT file")
     g.add_argument("--process", choices=("dijet", "ttbar"), default="dijet")
@@ -407,15 +488,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--set", action="append", help="extra Pythia setting, e.g. 'Tune:pp = 14'")
     g.add_argument("--force", action="store_true", help="overwrite --out")
     g.add_argument("--quiet", action="store_true")
-    g.set_defaults(func=cmd_generate)
+    g.set_defaults(func=cmd_generate, paths=("out",))
 
+
+def _add_inspect(sub) -> None:
     i = sub.add_parser("inspect", help="trees, branches, counts, units and ranges of a file")
     i.add_argument("file")
     i.add_argument("--tree", default=None, help="only this tree")
     i.add_argument("--format", default="auto", choices=("auto", "root", "hdf5", "csv"))
     i.add_argument("--max-entries", type=int, default=1_000_000, help="entries read for ranges")
-    i.set_defaults(func=cmd_inspect)
+    i.set_defaults(func=cmd_inspect, paths=("file",))
 
+
+def _add_convert(sub) -> None:
     c = sub.add_parser("convert", help="convert jets between ROOT, HDF5 (and from CSV)")
     c.add_argument("input")
     c.add_argument("output", help="ends in .root (TTree) or .h5/.hdf5 (group of datasets)")
@@ -430,8 +515,32 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out-tree", default="jets")
     c.add_argument("--out-key", default=None, help="HDF5 group to write into")
     c.add_argument("--force", action="store_true", help="overwrite the output")
-    c.set_defaults(func=cmd_convert)
+    c.set_defaults(func=cmd_convert, paths=("input", "output"))
+
+
+#: One function per subcommand: it adds its parser and sets ``func`` (the command) and
+#: ``paths`` (the arguments naming files, for error messages). Add new ones here.
+def _add_codec(sub: argparse._SubParsersAction) -> None:
+    from hepae_core.compress_cli import register  # compress, decompress, evaluate
+
+    register(sub)
+
+
+SUBCOMMANDS = [_add_generate, _add_inspect, _add_convert, _add_codec]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hepae-data", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
     return p
+
+
+def _first_path(args: argparse.Namespace) -> str:
+    """The file a command was given, for an error that does not name its own."""
+    names = [getattr(args, a, None) for a in getattr(args, "paths", ())]
+    return next((str(n) for n in names if n), "hepae-data")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -441,11 +550,24 @@ def main(argv: list[str] | None = None) -> int:
     except HepaeError as exc:
         _err(str(exc))
         return exc.exit_code
+    except DiskFull as exc:
+        _err(str(exc))
+        return exc.exit_code
+    except _Hdf5WriteFailed as exc:
+        # The HDF5 library's state is broken after a failed write; its finalisers would
+        # crash the interpreter at exit (exit 139). The temporary file is gone already.
+        _err(str(exc))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_FAILED)
     except KeyboardInterrupt:
         _err("interrupted")
         return EXIT_FAILED
     except OSError as exc:
-        _err(f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}")
+        if is_disk_full(exc):
+            _err(str(DiskFull(exc.filename or _first_path(args), CONVERT_ADVICE)))
+            return EXIT_FAILED
+        _err(f"{exc.filename or _first_path(args)}: {exc.strerror or exc}")
         return EXIT_BAD_INPUT
 
 

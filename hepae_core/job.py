@@ -1,32 +1,40 @@
 """Run one job directory: ``python -m hepae_core.job DIR [--force]``.
 
 Reads DIR/config.yaml, trains, evaluates and writes the job's files atomically (see
-docs/jobdir.md). Exit codes: 0 done, 1 failed, 2 bad input, 75 interrupted (resume me).
+docs/jobdir.md). The process first takes the job dir's lock (one writer per job dir) and
+keeps a heartbeat while it runs. Exit codes (hepae_core.states): 0 done, 1 failed, 2 bad
+input, 73 another process runs this job (nothing touched), 75 interrupted (resume me).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
+import os
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hepae_core import jobdir
-from hepae_core.errors import (
+from hepae_core import jobdir, yamlio
+from hepae_core.diskfull import DiskFull, is_disk_full, writing
+from hepae_core.errors import HepaeError
+from hepae_core.states import (
     EXIT_BAD_INPUT,
+    EXIT_BUSY,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    HepaeError,
 )
 
 EVAL_SAMPLE = 50_000  # test jets kept in evaluation.npz for the summary plots
 MODEL_FORMAT = "hepae-model-1"
+HEARTBEAT_ENV = "HEPAE_HEARTBEAT_S"  # seconds between heartbeats (tests make it short)
 
 
 def flatten_params(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +65,7 @@ def history_csv(history: list[dict[str, float]]) -> str:
 
 def save_model(path: Path, model, cfg: dict[str, Any], norm, epoch: int, val_loss: float) -> None:
     """The model with everything needed to use it: architecture, normalisation, variables."""
-    import torch
+    from hepae_core.train import save_tensors
 
     payload = {
         "format": MODEL_FORMAT,
@@ -68,8 +76,7 @@ def save_model(path: Path, model, cfg: dict[str, Any], norm, epoch: int, val_los
         "epoch": epoch,
         "val_loss": val_loss,
     }
-    with jobdir.atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_tensors(path, payload)
 
 
 def write_evaluation(
@@ -78,7 +85,8 @@ def write_evaluation(
     """evaluation.npz: test jets in and out (physical units), for the summary plots."""
     import numpy as np
 
-    with jobdir.atomic_path(job_dir / jobdir.EVAL) as tmp, open(tmp, "wb") as fh:
+    path = job_dir / jobdir.EVAL
+    with writing(path), jobdir.atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(
             fh,
             inputs=inputs,
@@ -104,36 +112,117 @@ def load_model(path: str | Path):
     return model, Normaliser.from_dict(payload["normalisation"]), payload
 
 
-def _train_and_evaluate(job_dir: Path, cfg: dict[str, Any], fresh: bool) -> int:
-    import numpy as np
+# --------------------------------------------------------------------- writing the job dir
+
+
+def _write_state(job_dir: Path, state: str, **fields: Any) -> None:
+    """state.json, atomically; a full disk raises DiskFull naming it."""
+    with writing(job_dir / jobdir.STATE):
+        jobdir.write_state(job_dir, state, **fields)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with writing(path):
+        jobdir.atomic_write_text(path, text)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with writing(path):
+        jobdir.atomic_write_json(path, obj)
+
+
+def _record_failure(job_dir: Path, kind: str, reason: str, code: int, t0: float) -> None:
+    """Mark the attempt failed; on a full disk, overwrite state.json in place as a last resort.
+
+    The atomic write needs room for a second copy; rewriting the existing file in place
+    reuses its blocks, so the record still says what happened. ``epoch``/``epochs`` are
+    always present, so status never shows ``0/None``.
+    """
+    previous = jobdir.read_state(job_dir) or {}
+    fields: dict[str, Any] = {
+        "error_kind": kind,
+        "reason": reason,
+        "exit_code": code,
+        "finished": jobdir.now_iso(),
+        "seconds": round(time.monotonic() - t0, 1),
+        "epoch": previous.get("epoch") or 0,
+        "epochs": previous.get("epochs") or _configured_epochs(job_dir),
+    }
+    try:
+        jobdir.write_state(job_dir, jobdir.FAILED, **fields)
+        return
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+    record = {**previous, **fields, "state": jobdir.FAILED, "updated": jobdir.now_iso()}
+    data = (json.dumps(record, sort_keys=True) + "\n").encode()
+    try:
+        fd = os.open(job_dir / jobdir.STATE, os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
+    except OSError:
+        _say(f"error: {jobdir.STATE} could not be updated either (the disk is full)")
+
+
+def _configured_epochs(job_dir: Path) -> int:
+    """train.epochs of the job's config as far as it can be read, else the default."""
+    from hepae_core.config import SCHEMA
+
+    try:
+        raw, _, _ = yamlio.load(job_dir / jobdir.CONFIG)
+        epochs = raw["train"]["epochs"]
+        if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0:
+            return epochs
+    except Exception:  # an unreadable config: the default is the best guess
+        pass
+    return SCHEMA["train"]["epochs"].default
+
+
+# ----------------------------------------------------------------------- the job's steps
+
+
+@dataclass
+class Prepared:
+    """The job's data after reading, cutting, splitting and normalising."""
+
+    variables: list[str]
+    norm: Any
+    x_train: Any  # normalised, finite
+    x_train_phys: Any  # the training jets in physical units (baseline quantiser ranges)
+    x_val: Any
+    x_test_phys: Any  # physical units, rows whose normalised values are finite
+    x_test_norm: Any
+    counts: dict[str, Any]
+
+
+def _setup_torch(cfg: dict[str, Any]):
+    """Threads, device and the seed, before any model is built."""
     import torch
 
-    from hepae_core import plots
-    from hepae_core.config import residual_kinds
-    from hepae_core.data import load_jets, split
-    from hepae_core.evaluate import evaluate
-    from hepae_core.models import build_model, count_parameters, describe
-    from hepae_core.normalise import Normaliser
-    from hepae_core.residuals import residuals
-    from hepae_core.train import (
-        StopFlag,
-        Trainer,
-        pick_device,
-        pick_threads,
-        progress_printer,
-    )
+    from hepae_core.train import pick_device, pick_threads
 
-    tcfg = cfg["train"]
-    threads = pick_threads(tcfg["threads"])
+    threads = pick_threads(cfg["train"]["threads"])
     torch.set_num_threads(threads)
-    device = pick_device(tcfg["device"])
-    seed = cfg["seed"]
-    torch.manual_seed(seed)  # before the model is built: its initial weights come from it
-    stop = StopFlag().install()
+    device = pick_device(cfg["train"]["device"])
+    torch.manual_seed(cfg["seed"])  # before the model is built: its initial weights come from it
+    return device, threads
+
+
+def _prepare_data(job_dir: Path, cfg: dict[str, Any]) -> Prepared:
+    """Read, cut, split and normalise the jets; drop those outside the normalisation's domain."""
+    import numpy as np
+
+    from hepae_core.data import load_jets, split
+    from hepae_core.normalise import Normaliser
 
     jets = load_jets(cfg, job_dir)
     counts = dict(jets.counts)
-    parts = split(len(jets.values), cfg["data"]["test_fraction"], tcfg["val_fraction"], seed)
+    parts = split(
+        len(jets.values), cfg["data"]["test_fraction"], cfg["train"]["val_fraction"], cfg["seed"]
+    )
     norm = Normaliser.fit(cfg["normalisation"]["kind"], jets.variables, jets.values[parts.train])
 
     def normalised(rows: np.ndarray) -> np.ndarray:
@@ -155,19 +244,44 @@ def _train_and_evaluate(job_dir: Path, cfg: dict[str, Any], fresh: bool) -> int:
         v for k, v in counts.items() if k.startswith("norm_domain_errors.")
     )
     counts.update(train_jets=len(x_train), val_jets=len(x_val), test_jets=len(x_test_phys))
+    return Prepared(
+        jets.variables,
+        norm,
+        x_train,
+        jets.values[parts.train],
+        x_val,
+        x_test_phys,
+        x_test_norm,
+        counts,
+    )
 
-    model = build_model(cfg["model"], len(jets.variables)).to(device)
-    xt = torch.from_numpy(x_train).to(device)
-    xv = torch.from_numpy(x_val).to(device)
+
+def _train(
+    job_dir: Path,
+    cfg: dict[str, Any],
+    data: Prepared,
+    device,
+    threads: int,
+    fresh: bool,
+    heartbeat: jobdir.Heartbeat,
+):
+    """Train (resuming from the checkpoint unless ``fresh``); returns (trainer, result)."""
+    import torch
+
+    from hepae_core.models import build_model, describe
+    from hepae_core.train import StopFlag, Trainer, progress_printer
+
+    tcfg = cfg["train"]
+    stop = StopFlag().install()
+    model = build_model(cfg["model"], len(data.variables)).to(device)
     report = progress_printer(tcfg["epochs"])
-    history_path = job_dir / jobdir.HISTORY
 
     def on_best(epoch: int, val_loss: float) -> None:
-        save_model(job_dir / jobdir.MODEL, model, cfg, norm, epoch, val_loss)
+        save_model(job_dir / jobdir.MODEL, model, cfg, data.norm, epoch, val_loss)
 
     def on_epoch(rec: dict[str, float]) -> None:
-        jobdir.atomic_write_text(history_path, history_csv(trainer.result.history))
-        jobdir.write_state(
+        _write_text(job_dir / jobdir.HISTORY, history_csv(trainer.result.history))
+        _write_state(
             job_dir,
             jobdir.RUNNING,
             epoch=int(rec["epoch"]),
@@ -175,76 +289,108 @@ def _train_and_evaluate(job_dir: Path, cfg: dict[str, Any], fresh: bool) -> int:
             train_loss=rec["train_loss"],
             val_loss=rec["val_loss"],
         )
+        heartbeat.beat()
         report(rec)
 
     trainer = Trainer(
-        model, xt, xv, tcfg, seed, job_dir / jobdir.CHECKPOINT, on_best=on_best, on_epoch=on_epoch
+        model,
+        torch.from_numpy(data.x_train).to(device),
+        torch.from_numpy(data.x_val).to(device),
+        tcfg,
+        cfg["seed"],
+        job_dir / jobdir.CHECKPOINT,
+        on_best=on_best,
+        on_epoch=on_epoch,
     )
     if not fresh and trainer.resume():
-        print(
-            f"resuming from {jobdir.CHECKPOINT}: epoch {trainer.epoch}, batch {trainer.batch}",
-            file=sys.stderr,
-        )
-    print(
-        f"training {describe(cfg['model'], len(jets.variables))} on {len(x_train)} jets, "
-        f"{device.type}, {threads} thread(s)",
-        file=sys.stderr,
-        flush=True,
+        _say(f"resuming from {jobdir.CHECKPOINT}: epoch {trainer.epoch}, batch {trainer.batch}")
+    _say(
+        f"training {describe(cfg['model'], len(data.variables))} on {len(data.x_train)} jets, "
+        f"{device.type}, {threads} thread(s)"
     )
-    result = trainer.run(stop)
-    stop.restore()
-    if result.interrupted:
-        jobdir.write_state(
-            job_dir, jobdir.INTERRUPTED, signal=result.signal_name, epoch=trainer.epoch
-        )
-        print(f"interrupted by {result.signal_name}: checkpoint written", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if result.best_epoch == 0:
-        raise FloatingPointError("no epoch produced a finite validation loss")
+    try:
+        result = trainer.run(stop)
+    finally:
+        stop.restore()
+    return trainer, result
+
+
+def _evaluate(job_dir: Path, cfg: dict[str, Any], data: Prepared, device):
+    """The best model on the test jets: (model, test loss, metrics, inputs, outputs)."""
+    import numpy as np
+    import torch
+
+    from hepae_core.config import residual_kinds
+    from hepae_core.evaluate import evaluate
+    from hepae_core.train import evaluate_loss
 
     best, _, _ = load_model(job_dir / jobdir.MODEL)
     best = best.to(device)
-    from hepae_core.train import evaluate_loss
-
-    test_loss = evaluate_loss(best, torch.from_numpy(x_test_norm).to(device))
+    test_loss = evaluate_loss(best, torch.from_numpy(data.x_test_norm).to(device))
     kinds = residual_kinds(cfg)
-    eval_rows = slice(0, cfg["evaluate"]["max_jets"])
-    x_eval = x_test_phys[eval_rows]
+    x_eval = data.x_test_phys[slice(0, cfg["evaluate"]["max_jets"])]
+    ecfg = cfg["evaluate"]
     metrics, out = evaluate(
-        best, norm, x_eval, kinds, cfg["model"]["latent"], device, cfg["evaluate"]["timing_jets"]
-    )
+        best, data.norm, x_eval, kinds, cfg["model"]["latent"], device, ecfg["timing_jets"],
+        x_train=data.x_train_phys, baselines=ecfg["baselines"], bits=tuple(ecfg["bits"]),
+        pca_components=ecfg["pca_components"],
+    )  # fmt: skip
     for var in cfg["evaluate"]["round"]:
-        if var in jets.variables:
-            j = jets.variables.index(var)
-            out[:, j] = np.round(out[:, j])
+        j = data.variables.index(var)
+        out[:, j] = np.round(out[:, j])
+    return best, test_loss, metrics, x_eval, out
 
-    kind_list = [kinds[v] for v in jets.variables]
+
+def _write_outputs(
+    job_dir: Path, cfg: dict[str, Any], data: Prepared, history, x_eval, out
+) -> None:
+    """evaluation.npz and, when asked for, the job's plots."""
+    from hepae_core import plots
+    from hepae_core.config import residual_kinds
+    from hepae_core.residuals import residuals
+
+    kinds = residual_kinds(cfg)
+    kind_list = [kinds[v] for v in data.variables]
     sample = slice(0, EVAL_SAMPLE)
-    write_evaluation(job_dir, x_eval[sample], out[sample], jets.variables, kind_list)
-    if cfg["evaluate"]["plots"]:
-        plot_dir = job_dir / jobdir.PLOTS
+    write_evaluation(job_dir, x_eval[sample], out[sample], data.variables, kind_list)
+    if not cfg["evaluate"]["plots"]:
+        return
+    plot_dir = job_dir / jobdir.PLOTS
+    with writing(plot_dir):
         plot_dir.mkdir(exist_ok=True)
-        title = cfg.get("name") or job_dir.name
-        plots.loss_curves(result.history, plot_dir / "loss.png", title)
+    title = cfg.get("name") or job_dir.name
+    with writing(plot_dir / "loss.png"):
+        plots.loss_curves(history, plot_dir / "loss.png", title)
+    with writing(plot_dir / "input_vs_output.png"):
         plots.input_vs_output(
-            x_eval[sample], out[sample], jets.variables, plot_dir / "input_vs_output.png"
+            x_eval[sample], out[sample], data.variables, plot_dir / "input_vs_output.png"
         )
+    with writing(plot_dir / "residuals.png"):
         plots.residual_histograms(
-            residuals(x_eval, out, kind_list), jets.variables, kind_list, plot_dir / "residuals.png"
+            residuals(x_eval, out, kind_list),
+            data.variables,
+            kind_list,
+            plot_dir / "residuals.png",
         )
 
-    state = jobdir.read_state(job_dir) or {}
+
+def _metrics(cfg, data: Prepared, result, best, test_loss, metrics, device, threads) -> dict:
+    """The flat metrics.json record (docs/metrics.md)."""
+    import torch
+
+    from hepae_core.models import count_parameters
+
     last = result.history[-1]
-    all_metrics: dict[str, Any] = {
+    return {
         "schema_version": 1,
         "status": jobdir.DONE,
         "name": cfg.get("name"),
         **flatten_params(cfg),
-        "n_inputs": len(jets.variables),
+        "n_inputs": len(data.variables),
         "latent": cfg["model"]["latent"],
         "n_params": count_parameters(best),
-        "variables": ",".join(jets.variables),
-        **{k: v for k, v in counts.items()},
+        "variables": ",".join(data.variables),
+        **data.counts,
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "best_val_loss": result.best_val_loss,
@@ -257,69 +403,194 @@ def _train_and_evaluate(job_dir: Path, cfg: dict[str, Any], fresh: bool) -> int:
         "device": device.type,
         "threads": threads,
         "torch_version": torch.__version__,
-        "attempts": state.get("attempt", 1),
         **metrics,
     }
-    jobdir.atomic_write_json(job_dir / jobdir.METRICS, all_metrics)
-    jobdir.write_state(job_dir, jobdir.DONE, finished=jobdir.now_iso(), exit_code=EXIT_OK)
+
+
+def _train_and_evaluate(
+    job_dir: Path, cfg: dict[str, Any], fresh: bool, heartbeat: jobdir.Heartbeat
+) -> int:
+    """Data, training, evaluation and the job's files; returns the exit code."""
+    device, threads = _setup_torch(cfg)
+    data = _prepare_data(job_dir, cfg)
+    trainer, result = _train(job_dir, cfg, data, device, threads, fresh, heartbeat)
+    if result.interrupted:
+        _write_state(job_dir, jobdir.INTERRUPTED, signal=result.signal_name, epoch=trainer.epoch)
+        _say(f"interrupted by {result.signal_name}: checkpoint written")
+        return EXIT_INTERRUPTED
+    if result.best_epoch == 0:
+        raise FloatingPointError("no epoch produced a finite validation loss")
+    best, test_loss, metrics, x_eval, out = _evaluate(job_dir, cfg, data, device)
+    _write_outputs(job_dir, cfg, data, result.history, x_eval, out)
+    record = _metrics(cfg, data, result, best, test_loss, metrics, device, threads)
+    record["attempts"] = (jobdir.read_state(job_dir) or {}).get("attempt", 1)
+    _write_json(job_dir / jobdir.METRICS, record)
+    _write_state(job_dir, jobdir.DONE, finished=jobdir.now_iso(), exit_code=EXIT_OK)
     (job_dir / jobdir.CHECKPOINT).unlink(missing_ok=True)
-    print(
+    _say(
         f"done: best val loss {result.best_val_loss:.4e} at epoch {result.best_epoch}; "
-        f"pt width {metrics.get('ae.pt.width', float('nan')):.3e}",
-        file=sys.stderr,
+        f"pt width {metrics.get('ae.pt.width', float('nan')):.3e}"
     )
     return EXIT_OK
 
 
+# ----------------------------------------------------------------------- output and entry
+
+
+class _PipeSafe(io.TextIOBase):
+    """A stdout/stderr that goes quiet when its reader has gone (``| head``, closed pipe).
+
+    The job's outcome is in its files; losing the reader of its messages must never turn
+    a finished job into a failed one. On a broken pipe the file descriptor is pointed at
+    /dev/null, so the interpreter's flush at exit does not fail either.
+    """
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self._broken = False
+
+    def _quiet(self) -> None:
+        self._broken = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def write(self, text: str) -> int:
+        if not self._broken:
+            try:
+                self._stream.write(text)
+            except (BrokenPipeError, ConnectionResetError):
+                self._quiet()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._broken:
+            try:
+                self._stream.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                self._quiet()
+
+    def isatty(self) -> bool:
+        return not self._broken and self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self):  # type: ignore[override]
+        return self._stream.encoding
+
+
+@contextlib.contextmanager
+def _pipe_safe_output():
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _PipeSafe(sys.stdout), _PipeSafe(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _say(text: str) -> None:
+    """One line for the user (job.log under a scheduler)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def heartbeat_interval() -> float:
+    """Seconds between heartbeats: ``HEPAE_HEARTBEAT_S`` when set (tests), else the default."""
+    try:
+        value = float(os.environ.get(HEARTBEAT_ENV, ""))
+    except ValueError:
+        return jobdir.HEARTBEAT_INTERVAL_S
+    return value if 0 < value < 86400 else jobdir.HEARTBEAT_INTERVAL_S
+
+
+def _report_busy(job_dir: Path, busy: jobdir.JobDirBusy) -> None:
+    """One line in job.log (and on stderr) saying why this process touched nothing."""
+    line = (
+        f"gridsearch: another process ({busy.holder}) is running this job; this one exits "
+        "without touching its files"
+    )
+    _say(line)
+    log = job_dir / jobdir.LOG
+    try:  # under a job script stderr already is job.log: write the line once
+        err, st = os.fstat(sys.stderr.fileno()), os.stat(log)
+        if (err.st_dev, err.st_ino) == (st.st_dev, st.st_ino):
+            return
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+    with contextlib.suppress(OSError), open(log, "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+
+
 def run_job(job_dir: str | Path, force: bool = False) -> int:
     """Run the job in ``job_dir``; returns the exit code (see module docstring)."""
+    job_dir = Path(job_dir).resolve()
+    with _pipe_safe_output():
+        if not (job_dir / jobdir.CONFIG).is_file():
+            _say(
+                f"error: {job_dir}: no {jobdir.CONFIG} here; a job directory needs one "
+                "(gridsearch plan writes them)"
+            )
+            return EXIT_BAD_INPUT
+        try:
+            with jobdir.job_lock(job_dir):
+                return _run_locked(job_dir, force)
+        except jobdir.JobDirBusy as busy:
+            _report_busy(job_dir, busy)
+            return EXIT_BUSY
+        except OSError as exc:  # the lock file cannot be made: nothing was written
+            if is_disk_full(exc):
+                _say(f"error: {DiskFull(job_dir / jobdir.JOB_LOCK)}")
+                return EXIT_FAILED
+            _say(f"error: {job_dir}: cannot lock the job directory: {exc.strerror or exc}")
+            return EXIT_BAD_INPUT
+
+
+def _run_locked(job_dir: Path, force: bool) -> int:
+    """The job, once this process holds the job dir's lock."""
     from hepae_core.config import load
 
-    job_dir = Path(job_dir).resolve()
-    if not (job_dir / jobdir.CONFIG).is_file():
-        print(
-            f"error: {job_dir}: no {jobdir.CONFIG} here; a job directory needs one "
-            "(gridsearch plan writes them)",
-            file=sys.stderr,
-        )
-        return EXIT_BAD_INPUT
     previous = jobdir.read_state(job_dir) or {}
     if previous.get("state") == jobdir.DONE and not force:
-        print(f"{job_dir.name}: already done; nothing to do (--force reruns it)", file=sys.stderr)
+        _say(f"{job_dir.name}: already done; nothing to do (--force reruns it)")
         return EXIT_OK
-    if force:
-        (job_dir / jobdir.CHECKPOINT).unlink(missing_ok=True)
-    jobdir.start_attempt(job_dir)
     t0 = time.monotonic()
     try:
-        cfg = load(job_dir / jobdir.CONFIG)
-        return _train_and_evaluate(job_dir, cfg, fresh=force)
+        if force:
+            (job_dir / jobdir.CHECKPOINT).unlink(missing_ok=True)
+        with writing(job_dir / jobdir.STATE):
+            jobdir.start_attempt(job_dir, heartbeat_interval())
+        with jobdir.Heartbeat(job_dir, heartbeat_interval()) as heartbeat:
+            cfg = load(job_dir / jobdir.CONFIG)
+            _write_state(job_dir, jobdir.RUNNING, epochs=cfg["train"]["epochs"])
+            return _train_and_evaluate(job_dir, cfg, fresh=force, heartbeat=heartbeat)
     except HepaeError as exc:
         _record_failure(job_dir, "bad_input", str(exc), exc.exit_code, t0)
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
         jobdir.write_state(job_dir, jobdir.INTERRUPTED, signal="SIGINT")
-        print("interrupted (Ctrl-C): resume by running the job again", file=sys.stderr)
+        _say("interrupted (Ctrl-C): resume by running the job again")
         return EXIT_INTERRUPTED
     except Exception as exc:
+        if is_disk_full(exc):
+            full = exc if isinstance(exc, DiskFull) else DiskFull(_filename(exc, job_dir))
+            _record_failure(job_dir, full.error_kind, str(full), full.exit_code, t0)
+            _say(f"error: {full}")
+            return full.exit_code
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         _record_failure(job_dir, "python_error", reason, EXIT_FAILED, t0)
         traceback.print_exc()
-        print(f"error: job failed: {reason}", file=sys.stderr)
+        _say(f"error: job failed: {reason}")
         return EXIT_FAILED
 
 
-def _record_failure(job_dir: Path, kind: str, reason: str, code: int, t0: float) -> None:
-    jobdir.write_state(
-        job_dir,
-        jobdir.FAILED,
-        error_kind=kind,
-        reason=reason,
-        exit_code=code,
-        finished=jobdir.now_iso(),
-        seconds=round(time.monotonic() - t0, 1),
-    )
+def _filename(exc: BaseException, job_dir: Path) -> str:
+    """The file an OSError names, else the job dir."""
+    name = getattr(exc, "filename", None) or getattr(exc.__context__, "filename", None)
+    return str(name or job_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

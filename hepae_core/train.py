@@ -9,6 +9,7 @@ batch beyond forward, backward and step.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import signal
@@ -23,7 +24,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hepae_core.jobdir import atomic_path
+from hepae_core.diskfull import writing
+from hepae_core.jobdir import atomic_write_bytes
 
 VAL_BATCH = 65536
 
@@ -108,6 +110,19 @@ def make_scheduler(optimizer, tcfg: dict[str, Any], steps_per_epoch: int):
     if tcfg["schedule"] == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.3, patience=3)
     return None
+
+
+def save_tensors(path: Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` to ``path`` atomically; a full disk raises :class:`DiskFull` (path).
+
+    The payload is serialised in memory first (checkpoints of these models are small), so
+    the write to disk is a plain file write whose out-of-space error is an ``OSError``,
+    not torch's unnamed ``RuntimeError('unexpected pos ...')``.
+    """
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    with writing(path):
+        atomic_write_bytes(path, buf.getvalue())
 
 
 class _CompiledOrEager(nn.Module):
@@ -221,6 +236,9 @@ class Trainer:
         # The compiled module shares its parameters with ``model``; it is used for the
         # training steps only, so evaluation at other batch sizes never recompiles.
         self.forward = compile_or_eager(model) if tcfg.get("compile") else model
+        from hepae_core.latent_noise import wrap  # train.latent_noise_bits (issue 10)
+
+        self.forward = wrap(self.forward, model, tcfg, lambda: self.epoch)
         torch.manual_seed(seed)
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self.result = TrainResult()
@@ -277,8 +295,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if self.checkpoint_path is None:
             return
-        with atomic_path(self.checkpoint_path) as tmp:
-            torch.save(self.state_dict(), tmp)
+        save_tensors(self.checkpoint_path, self.state_dict())
         self._last_checkpoint = time.monotonic()
 
     def resume(self) -> bool:

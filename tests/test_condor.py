@@ -68,7 +68,9 @@ def test_subset_keeps_campaign_indices(tmp_path):
     (tmp_path / "manifest.json").write_text(
         json.dumps({"jobs": [{"index": i, "id": j.id} for i, j in enumerate(jobs)]})
     )
-    subset = [jobs[1], jobs[4], jobs[5]]
+    subset = [JobRef(j.id, j.dir, i) for i, j in enumerate(jobs)][1:2] + [
+        JobRef(j.id, j.dir, i) for i, j in enumerate(jobs)
+    ][4:6]
     sub = CondorBackend().submit(subset, sites.load_profile("condor"), tmp_path / "s", True)
     items = parse_submit((sub.directory / "job.sub").read_text(), sub.directory)
     assert [it["index"] for it in items] == ["1", "4", "5"]
@@ -186,8 +188,12 @@ def test_condor_submit_errors(fake_condor, tmp_path, monkeypatch):
 
 
 def test_query_without_condor_tools(tmp_path, monkeypatch):
+    # no condor_q: no answer, which must not read as "the pool does not know the job"
+    from gridsearch.backends.base import SchedulerUnavailable
+
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
-    assert CondorBackend().query(["1.0"])["1.0"].state == "unknown"
+    with pytest.raises(SchedulerUnavailable, match="condor_q"):
+        CondorBackend().query(["1.0"])
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,7 @@ def test_config_that_is_not_a_mapping():
 def test_malformed_yaml_names_the_line(tmp_path):
     p = tmp_path / "config.yaml"
     p.write_text("train:\n  lr: [1, 2\n")
-    with pytest.raises(ConfigError, match="not valid YAML at line"):
+    with pytest.raises(ConfigError, match=r"config.yaml:3: is not valid YAML"):
         load(p)
 
 
@@ -97,3 +97,95 @@ def test_config_module_does_not_import_torch():
     code = "import hepae_core.config, hepae_core.jobdir, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------- one YAML loader (item 11)
+
+
+def test_hand_written_config_reads_yaml_12_numbers(tmp_path):
+    p = tmp_path / "config.yaml"
+    p.write_text("train:\n  lr: 1e-3\n  weight_decay: 5E-4\n  epochs: 012\nname: yes\n")
+    cfg = load(p)
+    assert cfg["train"]["lr"] == 0.001 and cfg["train"]["weight_decay"] == 0.0005
+    assert cfg["train"]["epochs"] == 12  # YAML 1.2: a leading zero is not octal (1.1: 10)
+    assert cfg["name"] == "yes"  # YAML 1.2: a string, not True
+
+
+def test_duplicate_key_is_refused_with_both_lines(tmp_path):
+    p = tmp_path / "config.yaml"
+    p.write_text("train:\n  lr: 0.1\nseed: 1\ntrain:\n  epochs: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load(p)
+    assert str(err.value) == (f"{p}:4: 'train': key given twice (first at line 1); keep one")
+
+
+def test_python_tags_are_refused(tmp_path):
+    p = tmp_path / "config.yaml"
+    p.write_text("name: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ConfigError, match=r"config.yaml:1: is not valid YAML"):
+        load(p)
+
+
+def test_bad_value_names_its_line(tmp_path):
+    p = tmp_path / "config.yaml"
+    p.write_text("seed: 1\ntrain:\n  epochs: 3\n  lr: fast\n")
+    with pytest.raises(ConfigError) as err:
+        load(p)
+    assert str(err.value).startswith(f"{p}:4: 'train.lr': expects a positive number")
+
+
+def test_config_dump_round_trips_strings_that_look_like_numbers():
+    cfg = resolve({"name": "1e3"})
+    text = dump(cfg)
+    assert "name: '1e3'" in text
+    from hepae_core import yamlio
+
+    assert yamlio.parse(text, "x")[0]["name"] == "1e3"
+
+
+def test_a_directory_or_binary_file_as_config(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory"):
+        load(tmp_path)
+    p = tmp_path / "config.yaml"
+    p.write_bytes(b"train:\n  lr: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="is not a text file"):
+        load(p)
+
+
+# ----------------------------------------------------------------- silent typos (item 12)
+
+
+def test_round_names_a_trained_variable():
+    with pytest.raises(ConfigError) as err:
+        resolve(
+            {
+                "data": {"variables": ["pt", "eta", "phi", "E", "N90Constituents"]},
+                "normalisation": {"kind": "standard"},
+                "evaluate": {"round": ["N90Constituent"]},
+            },
+            "c.yaml",
+        )
+    msg = str(err.value)
+    assert msg.startswith("c.yaml: 'evaluate.round.0': 'N90Constituent' is not a trained")
+    assert "did you mean 'N90Constituents'?" in msg
+
+
+def test_round_of_a_variable_that_is_not_trained_is_refused():
+    with pytest.raises(ConfigError, match=r"'evaluate\.round\.0': 'nConst' is not a trained"):
+        resolve({"evaluate": {"round": ["nConst"]}})
+
+
+def test_seed_inside_a_section_points_to_the_top_level_seed():
+    with pytest.raises(ConfigError) as err:
+        resolve({"train": {"seed": 3}})
+    assert "'train.seed'" in str(err.value)
+    assert "did you mean the top-level 'seed'?" in str(err.value)
+    assert "train.schedule" not in str(err.value)
+
+
+def test_division_by_a_literal_zero_in_a_cut_is_refused():
+    with pytest.raises(ConfigError, match=r"'data.cuts.*divides by zero"):
+        resolve({"data": {"cuts": ["pt / 0 > 1"]}})
+    with pytest.raises(ConfigError, match="divides by zero"):
+        resolve({"data": {"cuts": ["pt / (2 - 2.0) > 1"]}})
+    resolve({"data": {"cuts": ["pt / 2 > 1", "pt / eta > 0"]}})

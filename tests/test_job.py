@@ -92,7 +92,14 @@ def test_bad_input_fails_cleanly(tmp_path, tiny_job_config, change, message):
     state = json.loads((job / "state.json").read_text())
     assert state["state"] == "failed" and state["error_kind"] == "bad_input"
     assert message in state["reason"]
-    assert sorted(p.name for p in job.iterdir()) == ["config.yaml", "state.json"]
+    # Failed before its first epoch: status shows 0/N, never 0/None.
+    assert state["epoch"] == 0 and state["epochs"] == 2
+    assert sorted(p.name for p in job.iterdir()) == [
+        ".lock",
+        "config.yaml",
+        "heartbeat",
+        "state.json",
+    ]
 
 
 def test_config_not_a_mapping(tmp_path):

@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest_gs import FAKE_JOB, cli, fake_site, manifest, write
+from conftest_gs import cli, fake_site, manifest, write
 
 from gridsearch.backends import get_backend
-from gridsearch.backends.local import parse_minutes, resources
+from gridsearch.backends.local import resources
+from gridsearch.campaign import open_campaign
 from gridsearch.errors import GridsearchError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,13 +35,26 @@ def test_resources_split_cores(monkeypatch):
         resources(prof, {"workers": 0})
 
 
-def test_parse_minutes():
-    assert parse_minutes(90) == 90
-    assert parse_minutes("1:30:00") == 90
-    assert parse_minutes("2-00:00:00") == 2880
-    assert parse_minutes("10:30") == 10.5
-    with pytest.raises(GridsearchError, match="--time"):
-        parse_minutes("soon")
+@pytest.mark.parametrize(
+    "text, minutes",
+    [(90, 90), ("90", 90), ("1:30:00", 90), ("2-00:00:00", 2880), ("10:30", 10.5),
+     ("2h", 120), ("30m", 30), ("1h30m", 90), ("90s", 1.5)],
+)  # fmt: skip
+def test_local_time_limit_reads_every_documented_form(text, minutes):
+    # one walltime parser for every site: what --site slurm takes, --site local takes
+    assert resources({"options": {}}, {"time": text})["timeout_min"] == pytest.approx(minutes)
+
+
+@pytest.mark.parametrize("bad", ["soon", "0", "0m", "-5", "1h-30m"])
+def test_local_bad_time_is_refused(bad):
+    with pytest.raises(GridsearchError, match=r"--time.*walltime"):
+        resources({"options": {}}, {"time": bad})
+
+
+@pytest.mark.parametrize("bad", [0, "0", "0G", "lots"])
+def test_local_mem_zero_is_refused(bad):
+    with pytest.raises(GridsearchError, match=r"--mem.*above zero"):
+        resources({"options": {}}, {"mem": bad})
 
 
 def test_get_backend():
@@ -63,23 +77,26 @@ def test_local_run_fail_interrupt_and_resubmit_exactly_those(tmp_path, monkeypat
     camp = _campaign(tmp_path, "[1e-3, 1e-2, 2e-2, 1e-4]")
     code, out, err = cli(capsys, "submit", camp, "--site", "fake", "--sites-dir", sites)
     assert code == 1, err  # not every job is done
-    assert "local run ended: 2 done, 1 failed, 1 interrupted" in out
-    ledger = [json.loads(x) for x in (camp / "ledger.jsonl").read_text().splitlines()]
+    assert "local run ended: 1 interrupted, 1 failed, 2 done" in out
+    ledger = open_campaign(camp).submissions()
     assert len(ledger) == 1 and ledger[0]["kind"] == "local" and len(ledger[0]["tasks"]) == 4
+    assert ledger[0]["outcome"] == "submitted" and ledger[0]["indices"] == {
+        str(i): j["id"] for i, j in enumerate(manifest(camp)["jobs"])
+    }
     sub_dir = camp / ledger[0]["dir"]
     assert (sub_dir / "jobs.txt").read_text().count("\n") == 4
     ids = [j["id"] for j in manifest(camp)["jobs"]]
     st = json.loads((camp / "jobs" / ids[0] / "state.json").read_text())
     assert st["threads"] == "1" and st["scheduler_job_id"] in ledger[0]["tasks"]
     code, out, _ = cli(capsys, "status", camp, "--failed")
-    assert "ValueError: boom" in out and "4 jobs: 2 done, 1 failed, 1 interrupted" in out
+    assert "ValueError: boom" in out and "4 jobs: 1 interrupted, 1 failed, 2 done" in out
     # nothing planned is left: a plain submit does nothing
     code, out, _ = cli(capsys, "submit", camp, "--site", "fake", "--sites-dir", sites)
     assert code == 0 and "nothing to submit" in out
     # resubmit: exactly the failed and interrupted ones
     mtimes = {i: (camp / "jobs" / i / "state.json").stat().st_mtime_ns for i in ids}
     code, out, _ = cli(capsys, "resubmit", camp, "--site", "fake", "--sites-dir", sites)
-    ledger = [json.loads(x) for x in (camp / "ledger.jsonl").read_text().splitlines()]
+    ledger = open_campaign(camp).submissions()
     assert sorted(ledger[-1]["tasks"].values()) == sorted([ids[1], ids[2]])
     for i in (ids[0], ids[3]):
         assert (camp / "jobs" / i / "state.json").stat().st_mtime_ns == mtimes[i]
@@ -130,9 +147,27 @@ def test_ctrl_c_asks_jobs_to_checkpoint(tmp_path, monkeypatch):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "checkpoint" in err
     assert json.loads((job / "state.json").read_text())["state"] == "interrupted"
-    rec = json.loads((camp / "ledger.jsonl").read_text())
+    from gridsearch.campaign import read_ledger
+
+    events = [r.get("event") for r in read_ledger(camp / "ledger.jsonl")]
+    assert events == ["intent", "submitted"]  # written ahead, completed on Ctrl-C
+    rec = read_ledger(camp / "ledger.jsonl")[-1]
     assert rec["interrupted"] is True and list(rec["tasks"].values()) == [job.name]
 
 
-def test_fake_job_is_what_the_local_backend_runs(tmp_path):
-    assert "HEPAE_SCHEDULER_JOB_ID" in FAKE_JOB  # keep the stand-in honest about the contract
+def test_local_jobs_get_the_scheduler_id_and_threads(tmp_path, monkeypatch, capsys):
+    # What the job really receives (the stand-in writes it into state.json), not a string
+    # in the stand-in's source.
+    sites = fake_site(tmp_path, monkeypatch, workers=1)
+    camp = _campaign(tmp_path, "[1e-3]")
+    code, out, err = cli(capsys, "submit", camp, "--site", "fake", "--sites-dir", sites)
+    assert code == 0, out + err
+    job = next((camp / "jobs").iterdir())
+    state = json.loads((job / "state.json").read_text())
+    from gridsearch.campaign import read_ledger
+
+    rec = read_ledger(camp / "ledger.jsonl")[-1]
+    assert rec["event"] == "submitted" and rec["tasks"] == {state["scheduler_job_id"]: job.name}
+    from gridsearch.backends.local import cores
+
+    assert state["threads"] == str(cores())  # one worker gets every core

@@ -53,6 +53,8 @@ def test_fast_canonical_dump_equals_hepae_core_dump():
          "model": {"preset": "AE_bn_LeakyReLU", "latent": 8}},
         {"evaluate": {"residuals": {"pt": "absolute"}, "round": ["pt"]},
          "data": {"branches": {"pt": "jet_pt"}, "cuts": ["pt > 20", "abs(eta) < 2.5"]}},
+        # strings a YAML 1.1 dumper writes bare and a YAML 1.2 reader takes for numbers
+        {"name": "1e3", "data": {"source": "1e3", "tree": "0o17"}},
     ]  # fmt: skip
     for raw in raws:
         cfg = hc.resolve(raw)
@@ -205,3 +207,53 @@ def test_examples_plan(name, points, tmp_path):
         combos = {(j.params["model.latent"], j.params["train.batch_size"]) for j in report.jobs}
         assert all((bs >= 4096) if z < 14 else (bs <= 4096) for z, bs in combos)
         assert {z for z, _ in combos} == {8, 10, 12, 14, 16, 18, 20}
+
+
+def test_a_killed_plan_records_no_plan(tmp_path, monkeypatch):
+    """campaign.json lists only plans that completed: a plan killed after 5 of its 20 job
+    dirs records nothing; the next one records what it really added (15, by hand)."""
+    import gridsearch.plan as P
+
+    space = write(tmp_path / "space.yaml", "name: t\ngrid:\n  seed: [" + ", ".join(
+        str(i) for i in range(20)) + "]\n")  # fmt: skip
+    camp = tmp_path / "camp"
+    real, calls = P._write_job, []
+
+    def killed_after_five(*args):
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        calls.append(args)
+        real(*args)
+
+    monkeypatch.setattr(P, "_write_job", killed_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        plan(space, camp)
+    info = json.loads((camp / "campaign.json").read_text())
+    assert info["plans"] == []  # not "added: 20"
+    monkeypatch.setattr(P, "_write_job", real)
+    plan(space, camp)
+    (record,) = json.loads((camp / "campaign.json").read_text())["plans"]
+    assert (record["added"], record["unchanged"], record["points"]) == (15, 5, 20)
+
+
+def test_plan_prints_terminal_escapes_escaped(tmp_path, capsys):
+    from conftest_gs import cli
+
+    space = write(
+        tmp_path / "space.yaml",
+        "name: t\nbase:\n  data: {source: bundled:dijet_4d}\ngrid:\n"
+        '  data.source: ["/nope/a\\e[2J.h5", "/nope/b\\e]0;pwned\\a.h5"]\n',
+    )
+    code, out, err = cli(capsys, "plan", space, "-o", tmp_path / "camp", "--table")
+    assert code == 0, err
+    assert "\x1b" not in out + err and "\x07" not in out + err  # nothing raw reaches the terminal
+    assert "/nope/b\\x1b]0;pwned\\x07.h5" in out  # the table shows it, escaped
+    assert "data file /nope/a\\x1b[2J.h5 does not exist" in err
+
+
+def test_safe_escapes_controls_only():
+    from gridsearch.text import safe
+
+    assert safe("a\x1b[31mb\x9bc\x7f") == "a\\x1b[31mb\\x9bc\\x7f"
+    assert safe("line\nnext\ttab") == "line\\nnext\\ttab"
+    assert safe("ümläut ✓ $(x)") == "ümläut ✓ $(x)"

@@ -93,13 +93,14 @@ def test_compact_ranges():
     assert render.compact_ranges([]) == ""
 
 
-def test_task_indices_from_manifest(tmp_path):
+def test_task_indices_are_the_campaign_indices(tmp_path):
     jobs = make_jobs(tmp_path, 3)
-    assert render.task_indices(jobs) == [0, 1, 2]  # no manifest: positions
-    manifest = {"jobs": [{"index": 10 + i, "id": j.id} for i, j in enumerate(jobs)]}
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    assert render.task_indices(jobs) == [10, 11, 12]
-    assert render.task_indices(jobs[::2]) == [10, 12]
+    assert render.task_indices(jobs) == [0, 1, 2]  # no campaign index: positions
+    indexed = [JobRef(j.id, j.dir, 10 + i) for i, j in enumerate(jobs)]
+    assert render.task_indices(indexed) == [10, 11, 12]
+    assert render.task_indices(indexed[::2]) == [10, 12]
+    # a duplicated index cannot address two jobs: positions
+    assert render.task_indices([indexed[0], JobRef("x", jobs[1].dir, 10)]) == [0, 1]
 
 
 def _hostile_profile(tmp_path: Path, value: str, kind: str) -> dict:
@@ -233,9 +234,9 @@ def test_hostile_extra_options_are_refused(tmp_path):
 
 
 def test_slurm_chunks_at_max_array_size(tmp_path):
-    jobs = make_jobs(tmp_path, 5)
-    manifest = {"jobs": [{"index": i, "id": j.id} for i, j in zip([5, 1000, 1001, 2500, 7], jobs)]}
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    jobs = [
+        JobRef(j.id, j.dir, i) for i, j in zip([5, 1000, 1001, 2500, 7], make_jobs(tmp_path, 5))
+    ]
     profile = sites.load_profile("slurm")
     profile["request"]["throttle"] = 2
     sub = SlurmBackend().submit(jobs, profile, tmp_path / "submit" / "s", dry_run=True)
@@ -253,6 +254,8 @@ def test_slurm_chunks_at_max_array_size(tmp_path):
         "TASK_INDEX=$(( SLURM_ARRAY_TASK_ID + 2002 ))" in (sub.directory / "job-2.sh").read_text()
     )
     assert sub.command.count("&&") == 2
+    # the throttle holds across chunks: each chunk waits for the one before
+    assert sub.command.count("--dependency=afterany:PREVIOUS") == 2
     assert render.read_list(sub.directory / "jobs.txt")[2500] == str(jobs[3].dir)
 
 
@@ -271,6 +274,8 @@ def test_sbatch_missing_is_a_clear_error(tmp_path, monkeypatch):
 
 SLOW_START_PYTHON = """#!{python}
 import os, signal, sys, time
+if sys.argv[1] == "-c":  # the job script's check that the package imports
+    sys.exit(0)
 got = []
 time.sleep(1.5)  # importing torch, reading data: the signal may come before this is done
 signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))

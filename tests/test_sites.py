@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,13 +131,20 @@ def test_times_are_not_read_as_base_60_numbers(tmp_path):
         ("1.5h", 5400),
         ("1d", 86400),
         ("1w", 604800),
+        ("2h", 7200),
+        ("1h30m", 5400),
+        ("1d12h", 129600),
+        ("2-00:00:00", 172800),
+        (" 1H30M ", 5400),
     ],
 )
 def test_parse_walltime(text, seconds):
     assert sites.parse_walltime(text) == seconds
 
 
-@pytest.mark.parametrize("bad", ["", "soon", "0", -5, "1:2:3:4", True, None, "$(x)"])
+@pytest.mark.parametrize(
+    "bad", ["", "soon", "0", -5, "1:2:3:4", True, None, "$(x)", "0h0m", "1h-30m", "h30m"]
+)
 def test_bad_walltimes(bad):
     with pytest.raises(GridsearchError, match="walltime"):
         sites.parse_walltime(bad)
@@ -236,7 +244,9 @@ def test_golden_rendered_scripts(case, tmp_path):
     assert sub.dry_run and not sub.scheduler_ids
     out = GOLDEN / case
     for path in sorted(sub.files):
+        # jobs run with the Python that submitted (this venv) unless the profile says
         text = path.read_text().replace(str(tmp_path), "/CAMPAIGNS")
+        text = text.replace(sys.executable, "/VENV/bin/python")
         golden = out / path.name
         if os.environ.get("UPDATE_GOLDEN"):
             out.mkdir(parents=True, exist_ok=True)
@@ -282,3 +292,19 @@ def test_backends_are_found_by_kind(kind):
     backend = backends.get_backend(kind)
     assert backend.kind == kind
     assert callable(backend.submit) and callable(backend.query)
+
+
+def test_one_walltime_parser():
+    # sites, the local backend and slurm all read walltimes through gridsearch.units
+    from gridsearch import units
+    from gridsearch.backends import local
+
+    assert sites.parse_walltime is units.parse_walltime
+    assert local.parse_walltime is units.parse_walltime
+
+
+@pytest.mark.parametrize("bad", [0, "0", "0M", "0G"])
+def test_mem_zero_is_refused(bad):
+    profile = sites.load_profile("slurm")
+    with pytest.raises(GridsearchError, match="above zero"):
+        sites.resolve_request(profile, {"mem": bad})

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gridsearch.campaign import open_campaign
+
 pytest.importorskip("gridsearch.submit", reason="needs the gridsearch core (plan/submit/status)")
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,14 +80,15 @@ def test_plan_submit_status_retry_on_slurm(tmp_path):
     t0 = time.monotonic()
     out = gridsearch("submit", str(camp), *site)
     assert time.monotonic() - t0 < 30  # returns at once: never waits for the jobs
-    ledger = [json.loads(line) for line in (camp / "ledger.jsonl").read_text().splitlines()]
+    ledger = open_campaign(camp).submissions()  # the intent merged with its outcome
     assert len(ledger) == 1 and ledger[0]["kind"] == "slurm", out.stdout
+    assert ledger[0]["outcome"] == "submitted"
     assert ledger[0]["command"][:2] == ["sbatch", "--parsable"]
     assert len(ledger[0]["tasks"]) == 4
 
     # Submitting again submits nothing: the jobs are queued, running or done.
     again = gridsearch("submit", str(camp), *site, check=False)
-    assert len((camp / "ledger.jsonl").read_text().splitlines()) == 1, again.stdout
+    assert len(open_campaign(camp).submissions()) == 1, again.stdout
 
     deadline = time.monotonic() + 180
     while True:
@@ -101,8 +104,7 @@ def test_plan_submit_status_retry_on_slurm(tmp_path):
 
     # --only failed: exactly those, as one compact array of their campaign indices
     gridsearch("submit", str(camp), *site, "--only", "failed", "--time", "5")
-    ledger = [json.loads(line) for line in (camp / "ledger.jsonl").read_text().splitlines()]
-    retry = ledger[-1]
+    retry = open_campaign(camp).submissions()[-1]
     assert sorted(retry["tasks"].values()) == sorted(j["id"] for j in failed)
     script = (camp / retry["dir"] / "job.sh").read_text()
     indices = sorted(j["index"] for j in failed)

@@ -1,8 +1,9 @@
 """Submission backends, one module per scheduler kind, imported when first asked for.
 
-``get_backend(kind)`` returns an object implementing :class:`gridsearch.backends.base.Backend`
-(``submit`` and ``query``). A backend module ``gridsearch.backends.<kind>`` provides either a
-function ``backend()`` or a class named ``<Kind>Backend`` (``LocalBackend``, ``SlurmBackend``,
+``get_backend(kind)`` returns a :class:`gridsearch.backends.base.Backend` subclass instance
+(the base owns the submission flow; ``query`` answers status; ``blocking`` is a class
+attribute). A backend module ``gridsearch.backends.<kind>`` provides either a function
+``backend()`` or a class named ``<Kind>Backend`` (``LocalBackend``, ``SlurmBackend``,
 ``CondorBackend``) constructible without arguments.
 """
 

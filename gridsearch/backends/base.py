@@ -1,23 +1,50 @@
-"""The interface every submission backend (local, slurm, condor) implements.
+"""The scheduler-backend base class: it owns the submission flow; backends fill in hooks.
 
-A backend turns a list of job directories into rendered submit files and, unless it is a
-dry run, hands them to its scheduler. It never blocks on a cluster: submission returns as
-soon as the scheduler accepted the jobs (the local backend is the exception: it runs them).
+Modelled on submitit's ``Executor`` (``core/core.py``): :meth:`Backend.submit` runs the
+same steps for every scheduler, in this order, and a backend only says what differs.
+
+1. **Validate everything** (:meth:`Backend._prepare`): the request against the site's
+   limits, the account, hostile values, the job directories, and the rendering of every
+   file. Nothing is written before this step has passed, so a refused submission leaves
+   no ``submit/<id>/`` behind.
+2. **Write ahead** (:class:`Journal`): the intended submission (its task indices and job
+   ids) is appended to the campaign's ledger and fsync-ed before the scheduler is called.
+3. **Write the files** of the submission directory (atomically, one by one).
+4. **Run the command(s)** through :func:`run_command`, the one subprocess helper, and
+   parse the scheduler's ids (:meth:`Backend._get_job_id_from_submission_command`).
+5. **Complete the record** with the ids and task ids (``submitted``), or ``refused`` when
+   the scheduler queued nothing (the submission directory is then removed). When the
+   completion cannot be written (a full disk after the scheduler accepted), the error
+   names the scheduler ids and the one ``gridsearch adopt`` command that records them.
+
+``blocking`` is a class attribute: a blocking backend (local) runs the jobs in
+:meth:`Backend._execute` and returns when they ended; status never asks it about jobs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import shlex
+import shutil
+import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+from gridsearch.errors import GridsearchError
+
+#: Seconds a scheduler command may take before it counts as failed.
+COMMAND_TIMEOUT_S = 60
 
 
 @dataclass
 class JobRef:
-    """One job to submit: its id and its directory (absolute)."""
+    """One job to submit: its id, its directory (absolute) and its campaign index."""
 
     id: str
     dir: Path
+    index: int | None = None
 
 
 @dataclass
@@ -31,6 +58,7 @@ class Submission:
     scheduler_ids: list[str] = field(default_factory=list)
     tasks: dict[str, str] = field(default_factory=dict)  # scheduler task id -> job id
     dry_run: bool = False
+    notes: list[str] = field(default_factory=list)  # what the user should know (dry run too)
 
 
 @dataclass
@@ -43,12 +71,106 @@ class SchedulerState:
     )
     reason: str = ""
     exit_code: int | None = None
+    restarts: int = 0  # times the scheduler requeued the task (preemption, node failure)
 
 
-class Backend(Protocol):
-    """One scheduler."""
+@dataclass
+class Chunk:
+    """One scheduler command and the jobs it submits.
 
-    kind: str
+    ``members`` are ``(task index, job)`` pairs; ``offset`` is subtracted from a task index
+    to get the scheduler's own index (a Slurm array chunk starts at 0).
+    """
+
+    script: str
+    members: list[tuple[int, JobRef]]
+    offset: int = 0
+
+
+@dataclass
+class Prepared:
+    """Everything a submission will write and run, checked, before anything is written."""
+
+    directory: Path
+    files: dict[str, tuple[str, int]]  # file name in the directory -> (text, mode)
+    chunks: list[Chunk]
+    subdirs: list[str] = field(default_factory=list)
+    request: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def indices(self) -> dict[str, str]:
+        """Task index -> job id, for the ledger (JSON keys are strings)."""
+        return {str(i): j.id for c in self.chunks for i, j in c.members}
+
+
+class SchedulerRefused(GridsearchError):
+    """The scheduler refused a command; ``accepted`` says what was queued before it."""
+
+
+class OutcomeNotRecorded(GridsearchError):
+    """The scheduler accepted the jobs but the ledger could not record it."""
+
+
+@dataclass
+class Journal:
+    """The write-ahead ledger of one submission (see docs/campaign.md).
+
+    ``campaign`` is a :class:`gridsearch.campaign.Campaign`; ``fields`` go into every
+    record (kind, site, dir, time...).
+    """
+
+    campaign: Any
+    submission: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def intent(self, **more: Any) -> None:
+        self.campaign.record_intent(self.submission, **self.fields, **more)
+
+    def outcome(self, event: str, **more: Any) -> None:
+        self.campaign.record_outcome(self.submission, event, **self.fields, **more)
+
+    def adopt_command(self, ids: list[str]) -> str:
+        return (
+            f"gridsearch adopt {shlex.quote(str(self.campaign.root))} {self.submission} "
+            f"--ids {','.join(ids)}"
+        )
+
+
+def run_command(
+    cmd: list[str], cwd: Path | None = None, timeout: float = COMMAND_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
+    """Run a scheduler command (never through a shell); raise FileNotFoundError when the
+    tool is not on PATH. Its exit status is the caller's to judge."""
+    exe = shutil.which(cmd[0])
+    if exe is None:
+        raise FileNotFoundError(cmd[0])
+    return subprocess.run(
+        [exe, *cmd[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def format_command(command: list[str]) -> str:
+    """The command as a user would type it (``&&`` joins chained commands)."""
+    return " ".join(c if c == "&&" else shlex.quote(c) for c in command)
+
+
+class SchedulerUnavailable(OSError):
+    """The scheduler could not answer a query (no controller, tool missing, a timeout):
+    its silence says nothing about the tasks, so status keeps the job dirs' word and
+    resubmit does not take jobs it may hold."""
+
+
+class Backend:
+    """One scheduler; subclasses fill in the hooks named ``_make_*`` and ``_get_*``."""
+
+    kind: str = ""
+    #: True when ``submit`` runs the jobs and returns once they ended (local).
+    blocking: bool = False
+    #: The tool that submits, for the "not found on PATH" message.
+    submit_tool: str = ""
+
+    # ------------------------------------------------------------------ the flow
 
     def submit(
         self,
@@ -57,10 +179,212 @@ class Backend(Protocol):
         directory: Path,
         dry_run: bool = False,
         overrides: dict[str, Any] | None = None,
+        journal: Journal | None = None,
+        search: list[Path] | None = None,
+        before_submit: Callable[[], None] | None = None,
     ) -> Submission:
-        """Render the submit files for ``jobs`` into ``directory`` and submit them."""
-        ...
+        """Validate, record the intent, write the files, submit, record the outcome.
+
+        ``journal`` is the ledger of the submission (None: nothing is recorded, e.g. a
+        test calling a backend directly); ``search`` the user's template directories;
+        ``before_submit`` runs once everything was validated and the intent recorded (the
+        caller moves a forced done job's outputs aside there).
+        """
+        directory = Path(directory).absolute()
+        if directory.exists() and any(directory.iterdir()):
+            raise GridsearchError(message="already holds a submission", source=str(directory))
+        prepared = self._prepare(jobs, profile, directory, overrides or {}, search or [])
+        sub = Submission(
+            kind=self.kind,
+            directory=directory,
+            files=[directory / name for name in prepared.files],
+            command=self._display_command(prepared),
+            dry_run=dry_run,
+            notes=list(prepared.notes),
+        )
+        if dry_run:
+            self._write(prepared)
+            return sub
+        if journal is not None:
+            journal.intent(
+                indices=prepared.indices(),
+                chunks=[
+                    {"offset": c.offset, "indices": [i for i, _ in c.members]}
+                    for c in prepared.chunks
+                ],
+                command=[str(c) for c in sub.command],
+                jobs=len(jobs),
+            )
+        try:
+            if before_submit is not None:
+                before_submit()
+            self._write(prepared)
+        except OSError as exc:
+            self._refused(journal, directory, f"cannot write the submission files: {exc}")
+            raise GridsearchError(
+                message=f"cannot write the submission files ({exc.strerror or exc}); nothing was "
+                "submitted",
+                source=str(directory),
+            ) from None
+        try:
+            self._execute(prepared, sub)
+        except SchedulerRefused as exc:
+            if not sub.tasks:
+                self._refused(journal, directory, exc.message)
+                raise
+            # Part was queued (an earlier chunk): record that part, then report the rest.
+            self._record(journal, sub, partial=True)
+            raise SchedulerRefused(
+                message=f"{exc.message}; the tasks queued before it "
+                f"({', '.join(sub.scheduler_ids)}) are recorded, the other jobs stay planned"
+            ) from None
+        except BaseException:
+            if sub.tasks:  # interrupted after the scheduler accepted: keep what it holds
+                with contextlib.suppress(OSError):
+                    self._record(journal, sub, interrupted=True)
+            raise
+        self._record(journal, sub)
+        return sub
+
+    def _refused(self, journal: Journal | None, directory: Path, reason: str) -> None:
+        """The scheduler queued nothing: say so in the ledger and leave no files behind."""
+        from gridsearch.campaign import REFUSED
+
+        shutil.rmtree(directory, ignore_errors=True)
+        if journal is not None:
+            # A full disk may refuse this too: the intent alone then keeps the jobs out of
+            # `planned` until 'gridsearch adopt ... --ids none' or a forced resubmit.
+            with contextlib.suppress(OSError):
+                journal.outcome(REFUSED, reason=reason)
+
+    def _record(self, journal: Journal | None, sub: Submission, **extra: Any) -> None:
+        from gridsearch.campaign import SUBMITTED
+
+        if journal is None:
+            return
+        if self.blocking:
+            from hepae_core.jobdir import now_iso
+
+            extra.setdefault("ended", now_iso())
+        try:
+            journal.outcome(
+                SUBMITTED,
+                scheduler_ids=list(sub.scheduler_ids),
+                tasks=dict(sub.tasks),
+                command=[str(c) for c in sub.command],
+                dry_run=False,
+                **extra,
+            )
+        except OSError as exc:
+            ids = list(sub.scheduler_ids)
+            raise OutcomeNotRecorded(
+                message=f"the scheduler accepted the jobs (ids {', '.join(ids)}) but the ledger "
+                f"cannot record it ({exc.strerror or exc}). The jobs are queued: do NOT submit "
+                f"them again. Free some space, then record them with: {journal.adopt_command(ids)}",
+                source=str(journal.campaign.root),
+            ) from None
+
+    def _write(self, prepared: Prepared) -> None:
+        from hepae_core.jobdir import atomic_write_text
+
+        prepared.directory.mkdir(parents=True, exist_ok=True)
+        for sub in prepared.subdirs:
+            (prepared.directory / sub).mkdir(exist_ok=True)
+        for name, (text, mode) in prepared.files.items():
+            path = prepared.directory / name
+            atomic_write_text(path, text)
+            path.chmod(mode)
+
+    def _execute(self, prepared: Prepared, sub: Submission) -> None:
+        """Run the submission command of each chunk; fill ``sub``'s ids and tasks."""
+        previous: str | None = None
+        ran: list[str] = []
+        for chunk in prepared.chunks:
+            cmd = self._make_submission_command(prepared, chunk, previous)
+            ran.extend(["&&", *cmd] if ran else cmd)
+            sub.command = list(ran)  # what really ran, ids of earlier chunks filled in
+            try:
+                proc = run_command(cmd, cwd=prepared.directory)
+            except FileNotFoundError:
+                raise SchedulerRefused(
+                    message=f"{self.submit_tool} not found on PATH: submit from a machine of the "
+                    "cluster (its login node), or use --dry-run to only render the files"
+                ) from None
+            except subprocess.TimeoutExpired:
+                # It may have queued the jobs: treat as accepted-but-unknown, not refused.
+                raise GridsearchError(
+                    message=f"{self.submit_tool} did not answer in {COMMAND_TIMEOUT_S} s; check "
+                    f"the queue before submitting again (the ledger keeps the jobs out of "
+                    f"'planned')"
+                ) from None
+            if proc.returncode != 0:
+                raise SchedulerRefused(
+                    message=self._refusal_message(prepared, chunk, proc),
+                )
+            job_id = self._get_job_id_from_submission_command(proc.stdout, chunk)
+            sub.scheduler_ids.append(job_id)
+            sub.tasks.update(self._task_ids(job_id, chunk))
+            previous = job_id
+
+    def adopt_tasks(self, record: dict[str, Any], ids: list[str]) -> dict[str, str]:
+        """Task id -> job id of an intended submission whose scheduler ids were printed
+        but not recorded (``gridsearch adopt``); one id per chunk, in order."""
+        chunks = record.get("chunks") or []
+        indices = record.get("indices") or {}
+        if len(ids) != len(chunks):
+            raise GridsearchError(
+                message=f"submission {record.get('submission')} was {len(chunks)} scheduler "
+                f"command(s): give {len(chunks)} id(s), in the order they were printed",
+                key="--ids",
+            )
+        tasks: dict[str, str] = {}
+        for job_id, c in zip(ids, chunks):
+            refs = [(int(i), JobRef(indices[str(i)], Path("."), int(i))) for i in c["indices"]]
+            tasks.update(self._task_ids(job_id, Chunk("", refs, int(c.get("offset", 0)))))
+        return tasks
+
+    # ------------------------------------------------------------------ hooks
+
+    def _prepare(
+        self,
+        jobs: list[JobRef],
+        profile: dict[str, Any],
+        directory: Path,
+        overrides: dict[str, Any],
+        search: list[Path],
+    ) -> Prepared:
+        """Check everything and render every file; write nothing."""
+        raise NotImplementedError
+
+    def _display_command(self, prepared: Prepared) -> list[str]:
+        """The command(s) as recorded in the ledger and shown to the user."""
+        out: list[str] = []
+        for k, chunk in enumerate(prepared.chunks):
+            if out:
+                out.append("&&")
+            out.extend(self._make_submission_command(prepared, chunk, "PREVIOUS" if k else None))
+        return out
+
+    def _make_submission_command(
+        self, prepared: Prepared, chunk: Chunk, previous: str | None
+    ) -> list[str]:
+        """The argv that submits ``chunk``; ``previous`` is the id of the chunk before."""
+        raise NotImplementedError
+
+    def _get_job_id_from_submission_command(self, stdout: str, chunk: Chunk) -> str:
+        """The scheduler's id in the submission command's output."""
+        raise NotImplementedError
+
+    def _task_ids(self, job_id: str, chunk: Chunk) -> dict[str, str]:
+        """Task id -> job id for the jobs of ``chunk`` queued as ``job_id``."""
+        raise NotImplementedError
+
+    def _refusal_message(
+        self, prepared: Prepared, chunk: Chunk, proc: subprocess.CompletedProcess[str]
+    ) -> str:
+        said = (proc.stderr or proc.stdout).strip()
+        return f"{self.submit_tool} refused {chunk.script}: {said}"
 
     def query(self, task_ids: list[str]) -> dict[str, SchedulerState]:
         """Ask the scheduler about these task ids; missing ones are unknown to it."""
-        ...
+        raise NotImplementedError

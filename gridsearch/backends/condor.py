@@ -1,11 +1,12 @@
 """HTCondor backend: one submit description per submission, ``queue ... from jobs.txt``.
 
-``submit`` writes ``jobs.txt`` (``INDEX DIR`` per line), the job script ``job.sh`` (the
-base script; HTCondor passes it the index and ``ClusterId.ProcId``) and ``job.sub``; it
-parses ``job.sub`` with HTCondor's own parser (the ``htcondor`` wheel, when installed)
-and checks that it yields exactly the planned jobs, then runs ``condor_submit job.sub``
-and returns at once (it runs in the submission directory: ``cd DIR && condor_submit
-job.sub``). Task ids are ``<ClusterId>.<ProcId>``.
+The submission flow is :class:`gridsearch.backends.base.Backend`'s. A submission is
+``jobs.txt`` (``INDEX DIR`` per line), the job script ``job.sh`` (the base script;
+HTCondor passes it the index and ``ClusterId.ProcId``) and ``job.sub``. Before anything
+is written, ``job.sub`` is parsed with HTCondor's own parser (the ``htcondor`` wheel, when
+installed) beside a copy of the list file, and must yield exactly the planned jobs; then
+``condor_submit job.sub`` runs in the submission directory and returns at once. Task ids
+are ``<ClusterId>.<ProcId>``.
 
 ``query`` asks ``condor_q`` about jobs in the queue, then ``condor_history`` about those
 that left it, and classifies them like the Slurm backend does.
@@ -16,32 +17,31 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from gridsearch import render, sites
-from gridsearch.backends.base import JobRef, SchedulerState, Submission
+from gridsearch.backends.base import (
+    Backend,
+    Chunk,
+    JobRef,
+    Prepared,
+    SchedulerState,
+    SchedulerUnavailable,
+    run_command,
+)
 from gridsearch.errors import GridsearchError
+from hepae_core.states import EXIT_INTERRUPTED
 
-EXIT_INTERRUPTED = 75
 SUBMIT_FILE = "job.sub"
 SCRIPT_FILE = "job.sh"
 _ATTRS = (
     "ClusterId,ProcId,JobStatus,ExitCode,ExitBySignal,ExitSignal,HoldReason,HoldReasonCode,"
     "RemoveReason,NumJobStarts,LastHoldReason"
 )
-_TIMEOUT_S = 60
-
-
-def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which(cmd[0])
-    if exe is None:
-        raise FileNotFoundError(cmd[0])
-    return subprocess.run(
-        [exe, *cmd[1:]], cwd=cwd, capture_output=True, text=True, timeout=_TIMEOUT_S, check=False
-    )
+_run = run_command  # the one subprocess helper (base.run_command)
 
 
 def parse_submit(text: str, directory: Path) -> list[dict[str, str]] | None:
@@ -116,92 +116,84 @@ def _reason_state(text: str, reason: str, code: int | None) -> tuple[str, str, i
     return "failed", reason, code
 
 
-class CondorBackend:
+class CondorBackend(Backend):
     """Submission with ``condor_submit``; status with condor_q -> condor_history."""
 
     kind = "condor"
+    submit_tool = "condor_submit"
 
-    def submit(
+    def _prepare(
         self,
         jobs: list[JobRef],
         profile: dict[str, Any],
         directory: Path,
-        dry_run: bool = False,
-        overrides: dict[str, Any] | None = None,
-    ) -> Submission:
-        """Render ``job.sh``, ``job.sub`` and ``jobs.txt`` into ``directory``, check the
-        submit description with HTCondor's parser, and unless ``dry_run`` submit it.
-        """
+        overrides: dict[str, Any],
+        search: list[Path],
+    ) -> Prepared:
+        """Render ``job.sh``, ``job.sub`` and ``jobs.txt`` and check ``job.sub`` with
+        HTCondor's parser; write nothing."""
         profile = dict(profile)
         profile.setdefault("kind", self.kind)
         request, environment = sites.check_submission(profile, overrides, len(jobs))
-        directory = Path(directory).absolute()
         for job in jobs:
             render.condor_value(render.check_job_dir(Path(job.dir)))
         indices = render.task_indices(jobs)
         context = render.script_context(profile, request, environment, directory)
-        script = directory / SCRIPT_FILE
-        list_path = directory / render.LIST_FILE
         # The list file is named relative to the submission dir, where condor_submit runs:
         # `queue ... from PATH` would read a '|' in PATH as a command to run.
-        context.update(script=str(script), list_file=list_path.name, n_jobs=len(jobs))
-        script_text = render.render(profile.get("script_template", "condor.sh.j2"), context)
-        submit_text = render.render(profile.get("template", "condor.sub.j2"), context)
-
-        directory.mkdir(parents=True, exist_ok=True)
-        render.write_list(directory, [(i, Path(j.dir)) for i, j in zip(indices, jobs)])
-        script.write_text(script_text, encoding="utf-8")
-        script.chmod(0o755)
-        submit_file = directory / SUBMIT_FILE
-        submit_file.write_text(submit_text, encoding="utf-8")
-
+        context.update(
+            script=str(directory / SCRIPT_FILE), list_file=render.LIST_FILE, n_jobs=len(jobs)
+        )
+        script_text = render.render(profile.get("script_template", "condor.sh.j2"), context, search)
+        submit_text = render.render(profile.get("template", "condor.sub.j2"), context, search)
+        list_text = render.list_text((i, Path(j.dir)) for i, j in zip(indices, jobs))
         planned = [{"index": str(i), "jobdir": str(j.dir)} for i, j in zip(indices, jobs)]
-        items = parse_submit(submit_text, directory)
+        with tempfile.TemporaryDirectory(prefix="gridsearch-check-") as tmp:
+            (Path(tmp) / render.LIST_FILE).write_text(list_text, encoding="utf-8")
+            items = parse_submit(submit_text, Path(tmp))
         if items is not None and items != planned:
             raise GridsearchError(
-                message=f"{submit_file} yields {len(items)} jobs to HTCondor's parser, not the "
+                message=f"{SUBMIT_FILE} yields {len(items)} jobs to HTCondor's parser, not the "
                 f"{len(planned)} planned ones; please report this"
             )
-        command = ["condor_submit", SUBMIT_FILE]  # run in the submission directory
-        submission = Submission(
-            kind=self.kind,
-            directory=directory,
-            files=[submit_file, script, list_path],
-            command=command,
-            dry_run=dry_run,
-        )
-        if dry_run:
-            return submission
-        try:
-            proc = _run(command, cwd=directory)
-        except FileNotFoundError:
-            raise GridsearchError(
-                message="condor_submit not found on PATH: submit from a machine of the pool (e.g. "
-                "lxplus), or use --dry-run to only render the files"
-            ) from None
-        if proc.returncode != 0:
-            raise GridsearchError(
-                message=f"condor_submit refused {submit_file}: "
-                f"{(proc.stderr or proc.stdout).strip()}"
-            )
-        m = re.search(r"(\d+) job\(s\) submitted to cluster (\d+)", proc.stdout)
+        files = {
+            SUBMIT_FILE: (submit_text, 0o644),
+            SCRIPT_FILE: (script_text, 0o755),
+            render.LIST_FILE: (list_text, 0o644),
+        }
+        notes = [f"python on the nodes: {environment['python']} ({environment['origin']})"]
+        chunk = Chunk(SUBMIT_FILE, list(zip(indices, jobs)))
+        return Prepared(directory, files, [chunk], [], request, environment, notes=notes)
+
+    def _make_submission_command(
+        self, prepared: Prepared, chunk: Chunk, previous: str | None
+    ) -> list[str]:
+        return ["condor_submit", chunk.script]  # run in the submission directory
+
+    def _get_job_id_from_submission_command(self, stdout: str, chunk: Chunk) -> str:
+        m = re.search(r"(\d+) job\(s\) submitted to cluster (\d+)", stdout)
         if not m:
             raise GridsearchError(
-                message=f"condor_submit printed no cluster id: {proc.stdout.strip()!r}"
+                message=f"condor_submit printed no cluster id ({stdout.strip()!r}): check "
+                "condor_q before submitting again"
             )
         count, cluster = int(m.group(1)), m.group(2)
-        if count != len(jobs):
+        if count != len(chunk.members):
             raise GridsearchError(
-                message=f"condor_submit queued {count} jobs in cluster {cluster}, not {len(jobs)}: "
-                f"check it with condor_q {cluster}"
+                message=f"condor_submit queued {count} jobs in cluster {cluster}, not "
+                f"{len(chunk.members)}: check it with condor_q {cluster}"
             )
-        submission.scheduler_ids.append(cluster)
-        for proc_id, job in enumerate(jobs):
-            submission.tasks[f"{cluster}.{proc_id}"] = job.id
-        return submission
+        return cluster
+
+    def _task_ids(self, job_id: str, chunk: Chunk) -> dict[str, str]:
+        return {f"{job_id}.{proc}": job.id for proc, (_, job) in enumerate(chunk.members)}
 
     def query(self, task_ids: list[str]) -> dict[str, SchedulerState]:
-        """The pool's word on each ``ClusterId.ProcId``: condor_q, then condor_history."""
+        """The pool's word on each ``ClusterId.ProcId``: condor_q, then condor_history.
+
+        Raise :class:`SchedulerUnavailable` when condor_q cannot answer (not on PATH, no
+        schedd): a task is ``unknown`` only when the pool answered and does not know it.
+        """
         wanted = [str(t) for t in task_ids]
         found: dict[str, SchedulerState] = {}
         for tool in ("condor_q", "condor_history"):
@@ -214,9 +206,14 @@ class CondorBackend:
             constraint = " || ".join(f"ClusterId == {c}" for c in clusters)
             try:
                 proc = _run([tool, "-json", "-attributes", _ATTRS, "-constraint", constraint])
-            except (FileNotFoundError, subprocess.TimeoutExpired):
+            except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+                if tool == "condor_q":  # no answer at all: silence proves nothing
+                    raise SchedulerUnavailable(f"condor_q could not be run: {exc}") from None
                 continue
             if proc.returncode != 0:
+                if tool == "condor_q":
+                    said = (proc.stderr or proc.stdout).strip() or f"exit {proc.returncode}"
+                    raise SchedulerUnavailable(f"condor_q failed: {said}")
                 continue
             try:
                 ads = json.loads(proc.stdout) if proc.stdout.strip() else []
@@ -226,7 +223,9 @@ class CondorBackend:
                 task = f"{ad.get('ClusterId')}.{ad.get('ProcId')}"
                 if task in missing and task not in found:
                     state, reason, code = classify(ad)
-                    found[task] = SchedulerState(task, state, reason, code)
+                    # idle after earlier starts: evicted (or requeued), it runs again by itself
+                    restarts = int(ad.get("NumJobStarts") or 0) if state == "queued" else 0
+                    found[task] = SchedulerState(task, state, reason, code, restarts)
         for t in wanted:
             found.setdefault(t, SchedulerState(t, "unknown", "not known to HTCondor"))
         return found

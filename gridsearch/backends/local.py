@@ -16,7 +16,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -25,11 +24,28 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gridsearch.backends.base import JobRef, SchedulerState, Submission
+from gridsearch import render
+from gridsearch.backends.base import Backend, Chunk, JobRef, Prepared, SchedulerState, Submission
 from gridsearch.errors import GridsearchError
+from gridsearch.units import parse_memory, parse_walltime
+from hepae_core.states import (
+    EXIT_BAD_ENVIRONMENT,
+    EXIT_BAD_INPUT,
+    EXIT_BUSY,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+)
 
 THREAD_VARS = ("HEPAE_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-EXIT_MEANING = {0: "done", 1: "failed", 2: "failed (bad input)", 75: "interrupted"}
+EXIT_MEANING = {
+    EXIT_OK: "done",
+    EXIT_FAILED: "failed",
+    EXIT_BAD_INPUT: "failed (bad input)",
+    EXIT_BUSY: "failed (job dir busy)",
+    EXIT_INTERRUPTED: "interrupted",
+    EXIT_BAD_ENVIRONMENT: "failed (bad environment)",
+}
 JOB_MODULE = "hepae_core.job"  # what runs a job dir; profiles may name another (tests do)
 DEFAULT_TIMEOUT_MIN = 60 * 24 * 30  # no limit unless --time is given: 30 days
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
@@ -41,31 +57,6 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-
-
-def parse_minutes(value: Any) -> float:
-    """Minutes from a Slurm-style time: ``90``, ``MM:SS``, ``H:MM:SS``, ``D-H[:MM[:SS]]``."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    text = str(value).strip()
-    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
-    if not m:
-        raise GridsearchError(
-            message=f"is not a time such as 90 (minutes), 1:30:00 or 2-00:00:00, got {value!r}",
-            key="--time",
-        )
-    days, a, b, c = (int(x) if x else None for x in m.groups())
-    if days is not None:  # D-H, D-H:M, D-H:M:S
-        minutes = days * 1440 + a * 60 + (b or 0) + (c or 0) / 60
-    elif c is not None:  # H:M:S
-        minutes = a * 60 + b + c / 60
-    elif b is not None:  # M:S
-        minutes = a + b / 60
-    else:
-        minutes = float(a)
-    if minutes <= 0:
-        raise GridsearchError(message="must be longer than zero", key="--time")
-    return minutes
 
 
 def resources(profile: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
@@ -90,8 +81,11 @@ def resources(profile: dict[str, Any], overrides: dict[str, Any] | None) -> dict
     if workers * threads > n:
         threads = max(1, n // workers)
     time_min = over.get("time", opts.get("time"))
-    timeout = parse_minutes(time_min) if time_min is not None else DEFAULT_TIMEOUT_MIN
+    timeout = (
+        parse_walltime(time_min, "--time") / 60 if time_min is not None else DEFAULT_TIMEOUT_MIN
+    )
     if over.get("mem") is not None:
+        parse_memory(over["mem"], "--mem")  # refused when it is no memory size, as elsewhere
         notes.append("--mem is not enforced for local runs")
     return {"workers": workers, "threads": threads, "timeout_min": timeout, "notes": notes}
 
@@ -178,62 +172,65 @@ class Interrupted(KeyboardInterrupt):
         self.submission = submission
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     """This machine; see the module docstring."""
 
     kind = "local"
     blocking = True
+    submit_tool = "python"
 
     def query(self, task_ids: list[str]) -> dict[str, SchedulerState]:
         """A local run has ended when its ledger record exists: nothing is in flight."""
         return {t: SchedulerState(t, "unknown") for t in task_ids}
 
-    def submit(
+    def _prepare(
         self,
         jobs: list[JobRef],
         profile: dict[str, Any],
         directory: Path,
-        dry_run: bool = False,
-        overrides: dict[str, Any] | None = None,
-    ) -> Submission:
-        """Run ``jobs`` here, ``workers`` at a time; return when all have ended."""
+        overrides: dict[str, Any],
+        search: list[Path],
+    ) -> Prepared:
+        """Workers, threads and time limit, checked; ``local.json`` says what will run."""
+        if not jobs:
+            raise GridsearchError(message="nothing to submit: no jobs given")
         res = resources(profile, overrides)
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        python = sys.executable
         res["module"] = str((profile.get("options") or {}).get("job_module") or JOB_MODULE)
-        tasks = {f"{directory.name}_{i}": ref.id for i, ref in enumerate(jobs)}
-        command = [python, "-m", res["module"], "DIR"]
-        plan_file = directory / "local.json"
-        plan_file.write_text(
-            json.dumps(
-                {
-                    "workers": res["workers"],
-                    "threads": res["threads"],
-                    "timeout_min": res["timeout_min"],
-                    "cores": cores(),
-                    "command": command,
-                    "jobs": {t: str(jobs[i].dir) for i, t in enumerate(tasks)},
-                },
-                indent=1,
-            )
-            + "\n",
-            encoding="utf-8",
+        res["python"] = sys.executable
+        chunk = Chunk("local.json", [(i, ref) for i, ref in enumerate(jobs)])
+        tasks = self._task_ids(directory.name, chunk)
+        text = json.dumps(
+            {
+                "workers": res["workers"],
+                "threads": res["threads"],
+                "timeout_min": res["timeout_min"],
+                "cores": cores(),
+                "command": [res["python"], "-m", res["module"], "DIR"],
+                "jobs": {t: str(ref.dir) for t, (_, ref) in zip(tasks, chunk.members)},
+            },
+            indent=1,
         )
-        sub = Submission(
-            kind=self.kind,
-            directory=directory,
-            files=[plan_file],
-            command=command,
-            scheduler_ids=[directory.name],
-            tasks=tasks,
-            dry_run=dry_run,
-        )
-        for note in res["notes"]:
+        notes = list(res.pop("notes"))
+        listed = render.list_text(
+            zip(render.task_indices(jobs), (Path(ref.dir) for ref in jobs))
+        )  # the task index -> job dir map every backend writes
+        files = {"local.json": (text + "\n", 0o644), render.LIST_FILE: (listed, 0o644)}
+        return Prepared(directory, files, [chunk], [], res, {}, notes)
+
+    def _display_command(self, prepared: Prepared) -> list[str]:
+        return [prepared.request["python"], "-m", prepared.request["module"], "DIR"]
+
+    def _task_ids(self, job_id: str, chunk: Chunk) -> dict[str, str]:
+        return {f"{job_id}_{i}": ref.id for i, (_, ref) in enumerate(chunk.members)}
+
+    def _execute(self, prepared: Prepared, sub: Submission) -> None:
+        """Run the jobs here, ``workers`` at a time; return when all have ended."""
+        for note in prepared.notes:
             print(f"note: {note}", file=sys.stderr)
-        if dry_run or not jobs:
-            return sub
-        return self._run(jobs, res, directory, python, sub)
+        jobs = [ref for _, ref in prepared.chunks[0].members]
+        sub.scheduler_ids = [prepared.directory.name]
+        sub.tasks = self._task_ids(prepared.directory.name, prepared.chunks[0])
+        self._run(jobs, prepared.request, prepared.directory, prepared.request["python"], sub)
 
     def _run(
         self, jobs: list[JobRef], res: dict[str, Any], directory: Path, python: str, sub: Submission

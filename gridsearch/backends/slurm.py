@@ -1,10 +1,15 @@
-"""Slurm backend: one job array per submission, chunked at the site's MaxArraySize.
+"""Slurm backend: one job array per submission, chunked at the cluster's MaxArraySize.
 
-``submit`` writes into the submission directory ``jobs.txt`` (``INDEX DIR`` per line),
-one batch script per chunk of array indices (``job.sh``, or ``job-0.sh``, ``job-1.sh``...
-when the indices span more than the site's ``max_array_size``) and ``logs/`` for the
-batch shells' own output; each job's output goes to ``job.log`` in its job dir. It runs
-``sbatch --parsable`` and returns at once. Task ids are ``<array job id>_<array index>``.
+The submission flow is :class:`gridsearch.backends.base.Backend`'s; this module holds what
+is Slurm's own. ``jobs.txt`` (``INDEX DIR`` per line) maps task indices to job dirs; one
+batch script per chunk of array indices (``job.sh``, or ``job-0.sh``, ``job-1.sh``...
+when the indices reach the MaxArraySize: the smaller of the profile's
+``limits.max_array_size`` and, where ``scontrol`` is on PATH, the cluster's own); ``logs/``
+for the batch shells' output (each job's output goes to ``job.log`` in its job dir).
+``sbatch --parsable`` returns at once. Task ids are ``<array job id>_<array index>``.
+
+``--throttle N`` holds for the whole submission: each chunk is ``%N`` and chunk k is
+queued with ``--dependency=afterany:<chunk k-1>``, so only one chunk runs at a time.
 
 ``query`` asks ``squeue`` about tasks in the queue, then ``scontrol show job`` (which
 keeps finished jobs for MinJobAge seconds), then ``sacct`` (which fails where there is no
@@ -16,20 +21,36 @@ accounting database; that is handled), and classifies each task as one of ``queu
 from __future__ import annotations
 
 import re
-import shlex
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from gridsearch import render, sites
-from gridsearch.backends.base import JobRef, SchedulerState, Submission
+from gridsearch.backends.base import (
+    Backend,
+    Chunk,
+    JobRef,
+    Prepared,
+    SchedulerState,
+    SchedulerUnavailable,
+    format_command,
+    run_command,
+)
 from gridsearch.errors import GridsearchError
+from hepae_core import states
+from hepae_core.states import EXIT_INTERRUPTED
 
-#: Exit code of ``python -m hepae_core.job`` when it checkpointed on a signal.
-EXIT_INTERRUPTED = 75
-
-_QUEUED = {"PENDING", "CONFIGURING", "REQUEUE_HOLD", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
+# REQUEUED/REQUEUE_FED are the moment of a requeue (preemption, node failure, scontrol
+# requeue): the task is pending again under the same id and will run by itself.
+_QUEUED = {
+    "PENDING",
+    "CONFIGURING",
+    "REQUEUED",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "RESV_DEL_HOLD",
+    "SPECIAL_EXIT",
+}
 _RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "SUSPENDED", "STOPPED"}
 _SIMPLE = {
     "COMPLETED": "done",
@@ -40,21 +61,20 @@ _SIMPLE = {
     "NODE_FAIL": "node_fail",
     "BOOT_FAIL": "node_fail",
     "PREEMPTED": "preempted",
-    "REQUEUED": "preempted",
-    "REQUEUE_FED": "preempted",
     "REVOKED": "cancelled",
 }
 
-_TIMEOUT_S = 60
+_run = run_command  # the one subprocess helper (base.run_command)
 
 
-def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which(cmd[0])
-    if exe is None:
-        raise FileNotFoundError(cmd[0])
-    return subprocess.run(
-        [exe, *cmd[1:]], cwd=cwd, capture_output=True, text=True, timeout=_TIMEOUT_S, check=False
-    )
+def cluster_max_array_size() -> int | None:
+    """MaxArraySize from ``scontrol show config``, or None where scontrol cannot tell."""
+    try:
+        proc = run_command(["scontrol", "show", "config"], timeout=20)
+    except (FileNotFoundError, subprocess.TimeoutExpired, OSError):
+        return None
+    m = re.search(r"^\s*MaxArraySize\s*=\s*(\d+)", proc.stdout, flags=re.MULTILINE)
+    return int(m.group(1)) if proc.returncode == 0 and m else None
 
 
 def parse_exit_code(text: str | None) -> tuple[int | None, int | None]:
@@ -93,8 +113,14 @@ def classify(
                 f"exit {code}: interrupted, checkpoint written; resubmit to resume",
                 code,
             )
-        if code == 2:
+        if code == states.EXIT_BAD_INPUT:
             return "failed", "exit 2: bad config or data (see state.json / job.log)", code
+        if code == states.EXIT_BUSY:
+            return "failed", "exit 73: another process runs this job dir; it touched nothing", code
+        if code == states.EXIT_BAD_ENVIRONMENT:
+            return "failed", "exit 78: the node's python cannot import the project", code
+        if code is not None and code > 128:
+            return "failed", f"exit {code}: killed by signal {code - 128}", code
         if code == 127:
             return "failed", "exit 127: python not found (check the profile's env)", code
         why = f"exit {code}" if code is not None else "failed"
@@ -111,7 +137,7 @@ def classify(
             "timeout": "walltime exceeded",
             "oom": "out of memory",
             "node_fail": "node failure",
-            "preempted": "preempted/requeued",
+            "preempted": "preempted",
         }
         why = labels[state]
         if state == "done" and code not in (None, 0):
@@ -122,96 +148,111 @@ def classify(
     return "unknown", f"Slurm state {slurm_state!r}" if slurm_state else "", code
 
 
-class SlurmBackend:
+class SlurmBackend(Backend):
     """Submission to Slurm with ``sbatch``; status with squeue -> scontrol -> sacct."""
 
     kind = "slurm"
+    submit_tool = "sbatch"
     script_template = "slurm.sh.j2"
 
-    def submit(
+    def _prepare(
         self,
         jobs: list[JobRef],
         profile: dict[str, Any],
         directory: Path,
-        dry_run: bool = False,
-        overrides: dict[str, Any] | None = None,
-    ) -> Submission:
-        """Render one array script per chunk into ``directory`` and, unless ``dry_run``,
-        submit them with ``sbatch --parsable``.
-
-        Every check (required values, limits, job dirs) runs before anything is written.
-        """
+        overrides: dict[str, Any],
+        search: list[Path],
+    ) -> Prepared:
+        """One array script per chunk of indices below MaxArraySize, and ``jobs.txt``."""
         request, environment = sites.check_submission(profile, overrides, len(jobs))
         for job in jobs:
             render.check_job_dir(Path(job.dir))
         max_array = sites.max_array_size(profile)
+        notes = [f"python on the nodes: {environment['python']} ({environment['origin']})"]
+        from_cluster = cluster_max_array_size()
+        if from_cluster is not None and from_cluster < max_array:
+            notes.append(
+                f"MaxArraySize {from_cluster} from 'scontrol show config' (the profile says "
+                f"{max_array})"
+            )
+            max_array = from_cluster
         indices = render.task_indices(jobs)
-        directory = Path(directory).absolute()
         template = profile.get("template", self.script_template)
-
-        chunks: dict[int, list[tuple[int, JobRef]]] = {}
+        groups: dict[int, list[tuple[int, JobRef]]] = {}
         for index, job in zip(indices, jobs):
-            chunks.setdefault(index // max_array, []).append((index, job))
+            groups.setdefault(index // max_array, []).append((index, job))
         throttle = request.get("throttle")
-        scripts: list[tuple[Path, int, list[tuple[int, JobRef]]]] = []
-        texts: list[str] = []
-        for k, (chunk, members) in enumerate(sorted(chunks.items())):
-            offset = chunk * max_array
+        files: dict[str, tuple[str, int]] = {
+            render.LIST_FILE: (
+                render.list_text((i, Path(j.dir)) for i, j in zip(indices, jobs)),
+                0o644,
+            )
+        }
+        chunks: list[Chunk] = []
+        for k, (group, members) in enumerate(sorted(groups.items())):
+            offset = group * max_array
             array = render.compact_ranges(i - offset for i, _ in members)
             if throttle:
                 array += f"%{throttle}"
             context = render.script_context(profile, request, environment, directory)
             context.update(array=array, offset=offset)
-            texts.append(render.render(template, context))
-            name = "job.sh" if len(chunks) == 1 else f"job-{k}.sh"
-            scripts.append((directory / name, offset, members))
+            name = "job.sh" if len(groups) == 1 else f"job-{k}.sh"
+            files[name] = (render.render(template, context, search), 0o755)
+            chunks.append(Chunk(name, members, offset))
+        if throttle and len(chunks) > 1:
+            notes.append(
+                f"--throttle {throttle} holds across the {len(chunks)} arrays: each runs after "
+                "the one before has ended (--dependency=afterany)"
+            )
+        return Prepared(directory, files, chunks, ["logs"], request, environment, notes=notes)
 
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "logs").mkdir(exist_ok=True)
-        list_file = render.write_list(directory, [(i, Path(j.dir)) for i, j in zip(indices, jobs)])
-        for (path, _, _), text in zip(scripts, texts):
-            path.write_text(text, encoding="utf-8")
-            path.chmod(0o755)
-        commands = [
-            ["sbatch", "--parsable", f"--chdir={directory}", str(path)] for path, _, _ in scripts
-        ]
-        command = commands[0] if len(commands) == 1 else _chain(commands)
-        submission = Submission(
-            kind=self.kind,
-            directory=directory,
-            files=[p for p, _, _ in scripts] + [list_file],
-            command=command,
-            dry_run=dry_run,
-        )
-        if dry_run:
-            return submission
-        for cmd, (_, offset, members) in zip(commands, scripts):
-            try:
-                proc = _run(cmd, cwd=directory)
-            except FileNotFoundError:
-                raise GridsearchError(
-                    message="sbatch not found on PATH: submit from the cluster's login "
-                    "node, or use "
-                    "--dry-run to only render the scripts"
-                ) from None
-            if proc.returncode != 0:
-                done = ", ".join(submission.scheduler_ids) or "none"
-                raise GridsearchError(
-                    message=f"sbatch refused {cmd[-1]}: {(proc.stderr or proc.stdout).strip()} "
-                    f"(arrays already submitted: {done})"
-                )
-            array_id = proc.stdout.strip().splitlines()[-1].split(";")[0].strip()
-            if not array_id.isdigit():
-                raise GridsearchError(message=f"sbatch printed no job id: {proc.stdout.strip()!r}")
-            submission.scheduler_ids.append(array_id)
-            for index, job in members:
-                submission.tasks[f"{array_id}_{index - offset}"] = job.id
-        return submission
+    def _make_submission_command(
+        self, prepared: Prepared, chunk: Chunk, previous: str | None
+    ) -> list[str]:
+        cmd = ["sbatch", "--parsable", f"--chdir={prepared.directory}"]
+        if previous is not None and prepared.request.get("throttle"):
+            cmd.append(f"--dependency=afterany:{previous}")
+        return [*cmd, str(prepared.directory / chunk.script)]
+
+    def _get_job_id_from_submission_command(self, stdout: str, chunk: Chunk) -> str:
+        lines = stdout.strip().splitlines()
+        array_id = lines[-1].split(";")[0].strip() if lines else ""
+        if not array_id.isdigit():
+            raise GridsearchError(
+                message=f"sbatch printed no job id for {chunk.script} ({stdout.strip()!r}): check "
+                "'squeue --me' before submitting again (the ledger keeps these jobs out of "
+                "'planned')"
+            )
+        return array_id
+
+    def _task_ids(self, job_id: str, chunk: Chunk) -> dict[str, str]:
+        return {f"{job_id}_{index - chunk.offset}": job.id for index, job in chunk.members}
+
+    def _refusal_message(
+        self, prepared: Prepared, chunk: Chunk, proc: subprocess.CompletedProcess[str]
+    ) -> str:
+        said = (proc.stderr or proc.stdout).strip()
+        msg = f"sbatch refused {chunk.script}: {said}"
+        if "invalid job array specification" in said.lower():
+            msg += (
+                "; the cluster's MaxArraySize is smaller than the profile's: set "
+                "limits.max_array_size in your site profile to the value of "
+                "'scontrol show config | grep MaxArraySize'"
+            )
+        return msg
 
     # ------------------------------------------------------------------ status
 
     def query(self, task_ids: list[str]) -> dict[str, SchedulerState]:
-        """The scheduler's word on each ``<array id>_<index>`` (or plain job id)."""
+        """The scheduler's word on each ``<array id>_<index>`` (or plain job id).
+
+        squeue first (tasks in the queue), then ``scontrol show job`` (which keeps ended
+        tasks for MinJobAge seconds), then sacct (which fails where there is no accounting
+        database). A task none of them knows is ``unknown``: Slurm ended it longer ago than
+        MinJobAge, or it was cancelled while pending (Slurm drops such array tasks at once).
+        When squeue itself cannot answer (no controller, a timeout), raise
+        :class:`SchedulerUnavailable`: silence is then no evidence of anything.
+        """
         wanted = [str(t) for t in task_ids]
         found: dict[str, SchedulerState] = {}
         if not wanted:
@@ -222,25 +263,24 @@ class SlurmBackend:
                 break
             try:
                 records = fetch(sorted({t.split("_")[0] for t in missing}))
-            except (FileNotFoundError, subprocess.TimeoutExpired):
+            except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+                if fetch == self._squeue:
+                    raise SchedulerUnavailable(f"squeue could not be run: {exc}") from None
                 continue
             for task, rec in records.items():
                 if task in missing:
+                    restarts = int(rec.get("restarts") or 0)
                     state, reason, code = classify(
-                        rec.get("state", ""),
-                        rec.get("exit"),
-                        rec.get("reason", ""),
-                        int(rec.get("restarts") or 0),
+                        rec.get("state", ""), rec.get("exit"), rec.get("reason", ""), restarts
                     )
-                    found[task] = SchedulerState(task, state, reason, code)
+                    found[task] = SchedulerState(task, state, reason, code, restarts)
         for t in wanted:
             found.setdefault(
                 t,
                 SchedulerState(
                     t,
                     "unknown",
-                    "not known to Slurm (finished longer ago than MinJobAge, or cancelled "
-                    "before it started)",
+                    f"Slurm no longer knows task {t}",
                 ),
             )
         return found
@@ -248,19 +288,32 @@ class SlurmBackend:
     @staticmethod
     def _squeue(ids: list[str]) -> dict[str, dict[str, str]]:
         proc = _run(
-            ["squeue", "--noheader", "--array", f"--jobs={','.join(ids)}", "--format=%i|%T|%r"]
+            [
+                "squeue",
+                "--noheader",
+                "--array",
+                f"--jobs={','.join(ids)}",
+                "--Format=JobArrayID:|,State:|,Reason:|,RestartCnt:|",
+            ]
         )
         out: dict[str, dict[str, str]] = {}
         if proc.returncode != 0:
+            text = (proc.stderr or proc.stdout).strip()
+            if "Invalid job id" not in text:  # the controller did not answer
+                raise SchedulerUnavailable(f"squeue failed: {text or proc.returncode}")
             # One id the controller has forgotten makes squeue refuse them all: ask singly.
             if len(ids) > 1:
                 for one in ids:
                     out.update(SlurmBackend._squeue([one]))
             return out
         for line in proc.stdout.splitlines():
-            parts = line.strip().split("|")
-            if len(parts) >= 2:
-                out[parts[0]] = {"state": parts[1], "reason": parts[2] if len(parts) > 2 else ""}
+            parts = [p.strip() for p in line.strip().split("|")]
+            if len(parts) >= 2 and parts[0]:
+                out[parts[0]] = {
+                    "state": parts[1],
+                    "reason": parts[2] if len(parts) > 2 else "",
+                    "restarts": parts[3] if len(parts) > 3 and parts[3].isdigit() else "0",
+                }
         return out
 
     @staticmethod
@@ -274,16 +327,18 @@ class SlurmBackend:
                 fields = dict(re.findall(r"(\w+)=(\S*)", line))
                 if "JobState" not in fields:
                     continue
-                if fields.get("ArrayTaskId") and fields.get("ArrayJobId"):
-                    task = f"{fields['ArrayJobId']}_{fields['ArrayTaskId']}"
-                else:
-                    task = fields.get("JobId", "")
-                out[task] = {
+                record = {
                     "state": fields["JobState"],
                     "reason": fields.get("Reason", ""),
                     "exit": fields.get("ExitCode", ""),
                     "restarts": fields.get("Restarts", "0"),
                 }
+                if fields.get("ArrayTaskId") and fields.get("ArrayJobId"):
+                    # Tasks not yet split off share one record: ArrayTaskId=3-7%2 or 1,4.
+                    for index in _expand_indices(fields["ArrayTaskId"]):
+                        out[f"{fields['ArrayJobId']}_{index}"] = record
+                else:
+                    out[fields.get("JobId", "")] = record
         return out
 
     @staticmethod
@@ -295,7 +350,7 @@ class SlurmBackend:
                 "--parsable2",
                 "--allocations",
                 f"--jobs={','.join(ids)}",
-                "--format=JobID,State,ExitCode,Reason",
+                "--format=JobID,State,ExitCode,Reason,Restarts",
             ]
         )
         out: dict[str, dict[str, str]] = {}
@@ -308,20 +363,27 @@ class SlurmBackend:
                     "state": parts[1],
                     "exit": parts[2],
                     "reason": parts[3] if len(parts) > 3 else "",
+                    "restarts": parts[4] if len(parts) > 4 and parts[4].isdigit() else "0",
                 }
         return out
 
 
-def _chain(commands: list[list[str]]) -> list[str]:
-    """Several sbatch commands as one argv-like list joined by ``&&`` (for display)."""
+def _expand_indices(text: str) -> list[str]:
+    """``3-5%2`` -> ['3', '4', '5']; ``1,4`` -> ['1', '4']; ``7`` -> ['7']."""
     out: list[str] = []
-    for cmd in commands:
-        if out:
-            out.append("&&")
-        out.extend(cmd)
+    for part in text.split("%")[0].split(","):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit() and hi.isdigit() and int(hi) - int(lo) < 100000:
+            out.extend(str(i) for i in range(int(lo), int(hi) + 1))
+        elif lo.isdigit() and not hi:
+            out.append(lo)
     return out
 
 
-def format_command(command: list[str]) -> str:
-    """The command as a user would type it."""
-    return " ".join(c if c == "&&" else shlex.quote(c) for c in command)
+__all__ = [
+    "SchedulerUnavailable",
+    "SlurmBackend",
+    "classify",
+    "cluster_max_array_size",
+    "format_command",
+]

@@ -12,6 +12,7 @@ the size of the file. :func:`iter_chunks` picks the reader.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,36 @@ def missing_branch(path: Path, where: str, branch: str, available: list[str]) ->
     )
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's text on one line (uproot's messages span several), shortened."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_file(
+    path: Path, key: str | None = "data.source", hint: str = "check data.source"
+) -> None:
+    """Refuse, in one line naming ``path``, a data file that is missing or not a file."""
+    if path.is_dir():
+        raise DataError(
+            source=str(path), message=f"is a directory, not a data file; {hint}", key=key
+        )
+    if not path.exists():
+        raise DataError(source=str(path), message=f"file not found; {hint}", key=key)
+    if not os.access(path, os.R_OK):
+        raise DataError(source=str(path), message=f"cannot be read (no permission); {hint}")
+
+
+def unreadable(path: Path, exc: BaseException) -> DataError:
+    """The error for a file a reader library failed on (truncated, corrupt)."""
+    return DataError(
+        source=str(path),
+        message=f"cannot be read: the file looks truncated or corrupt ({type(exc).__name__}: "
+        f"{one_line(exc)}); copy or produce it again",
+        key="data.source",
+    )
+
+
 def sniff_format(path: Path) -> str | None:
     """``root``, ``hdf5`` or ``csv`` from the first bytes of a file; None if none fits."""
     with open(path, "rb") as fh:
@@ -104,6 +135,7 @@ def detect_format(path: Path, declared: str = "auto") -> str:
     DataError
         For an empty file, or one that is neither ROOT, HDF5 nor PhenoML CSV.
     """
+    check_file(path)
     if path.stat().st_size == 0:
         raise DataError(source=str(path), message="is empty (0 bytes)", key="data.source")
     sniffed = sniff_format(path)
@@ -135,19 +167,26 @@ def _kind_hint(sniffed: str | None) -> str:
 
 
 def iter_chunks(path: Path, fmt: str, request: ReadRequest) -> Iterator[dict[str, Any]]:
-    """Yield ``{variable: array}`` chunks of jets from ``path`` in file units."""
+    """Yield ``{variable: array}`` chunks of jets from ``path`` in file units.
+
+    Whatever a reader library raises on a damaged file (uproot's ``OSError: expected
+    Chunk of length ...``, h5py's errors) becomes one :class:`DataError` naming the file.
+    """
     if fmt == "root":
-        from hepae_core.readers.root import iter_root
+        from hepae_core.readers.root import iter_root as reader
+    elif fmt == "hdf5":
+        from hepae_core.readers.hdf5 import iter_hdf5 as reader
+    elif fmt == "csv":
+        from hepae_core.readers.phenoml import iter_csv as reader
+    else:  # pragma: no cover
+        raise DataError(source=str(path), message=f"unknown format '{fmt}'", key="data.format")
+    return _guarded(path, reader(path, request))
 
-        return iter_root(path, request)
-    if fmt == "hdf5":
-        from hepae_core.readers.hdf5 import iter_hdf5
 
-        return iter_hdf5(path, request)
-    if fmt == "csv":
-        from hepae_core.readers.phenoml import iter_csv
-
-        return iter_csv(path, request)
-    raise DataError(
-        source=str(path), message=f"unknown format '{fmt}'", key="data.format"
-    )  # pragma: no cover
+def _guarded(path: Path, chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    try:
+        yield from chunks
+    except (DataError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a reader library failing on the file's content
+        raise unreadable(path, exc) from None

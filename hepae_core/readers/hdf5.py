@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from hepae_core.errors import DataError
-from hepae_core.readers import ReadRequest, closest, missing_branch
+from hepae_core.readers import ReadRequest, closest, missing_branch, one_line
 
 
 def open_hdf5(path: Path):
@@ -19,8 +19,24 @@ def open_hdf5(path: Path):
         return h5py.File(path, "r")
     except OSError as exc:
         raise DataError(
-            source=str(path), message=f"cannot be opened as an HDF5 file ({exc})"
+            source=str(path), message=f"cannot be opened as an HDF5 file ({one_line(exc)})"
         ) from None
+
+
+def is_numeric(dtype) -> bool:
+    """True for numbers (and booleans): what can become a float32 column."""
+    return dtype.kind in "biuf"
+
+
+def _refuse_non_numeric(path: Path, column: str, dtype) -> None:
+    if not is_numeric(dtype):
+        what = "strings" if dtype.kind in "SUO" else f"values of type {dtype}"
+        raise DataError(
+            source=str(path),
+            message=f"column '{column}' holds {what}, not numbers; map the variable to a "
+            "numeric column with data.branches",
+            key="data.branches",
+        )
 
 
 def iter_hdf5(path: Path, req: ReadRequest) -> Iterator[dict[str, Any]]:
@@ -50,6 +66,7 @@ def iter_hdf5(path: Path, req: ReadRequest) -> Iterator[dict[str, Any]]:
             for branch in req.branches.values():
                 if branch not in available:
                     raise missing_branch(path, f"table '{node.name}'", branch, available)
+                _refuse_non_numeric(path, branch, node.dtype[branch])
             n = _stop(node.shape[0], req.max_jets)
             for lo in range(0, n, req.chunk_size):
                 table = node[lo : min(n, lo + req.chunk_size)]
@@ -67,6 +84,7 @@ def iter_hdf5(path: Path, req: ReadRequest) -> Iterator[dict[str, Any]]:
             if branch not in available:
                 raise missing_branch(path, f"group '{node.name}'", branch, available)
             ds = node[branch]
+            _refuse_non_numeric(path, branch, ds.dtype)
             if ds.ndim != 1:
                 raise DataError(
                     source=str(path),

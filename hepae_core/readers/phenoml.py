@@ -24,6 +24,22 @@ OBJECT_FIELDS = ("E", "pt", "eta", "phi")
 EVENT_FIELDS = ("event_weight", "MET", "MET_Phi")
 
 
+def text_lines(fh, path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a text file; bytes that are not UTF-8 give one DataError."""
+    lineno = 0
+    try:
+        for lineno, line in enumerate(fh, start=1):
+            yield lineno, line
+    except UnicodeDecodeError as exc:
+        where = f"after line {lineno}" if lineno else "in its first lines"
+        raise DataError(
+            source=str(path),
+            message=f"is not a text file: it holds bytes that are not UTF-8 {where} "
+            f"({exc.reason}); a PhenoML CSV file is plain text: check the file or data.format",
+            key="data.format",
+        ) from None
+
+
 def parse_line(line: str, lineno: int, path: Path) -> tuple[list[float], list[tuple[str, ...]]]:
     """(event weight, MET, MET_Phi) and the objects of one line; DataError when malformed."""
     parts = [p for p in line.strip().split(";") if p != ""]
@@ -87,7 +103,7 @@ def _iter_events(path: Path, fh, req: ReadRequest) -> Iterator[dict[str, Any]]:
     jets = 0
     rows: list[list[float]] = []
     n_events = 0
-    for lineno, line in enumerate(fh, start=1):
+    for lineno, line in text_lines(fh, path):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         event, objects = parse_line(line, lineno, path)

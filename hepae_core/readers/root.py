@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from hepae_core.errors import DataError
-from hepae_core.readers import ReadRequest, closest, missing_branch
+from hepae_core.readers import ReadRequest, closest, missing_branch, one_line
 
 
 def open_root(path: Path):
@@ -20,7 +20,7 @@ def open_root(path: Path):
         return uproot.open(path)
     except Exception as exc:  # uproot raises many kinds for a file that is not ROOT
         raise DataError(
-            source=str(path), message=f"cannot be opened as a ROOT file ({exc})"
+            source=str(path), message=f"cannot be opened as a ROOT file ({one_line(exc)})"
         ) from None
 
 

@@ -2,7 +2,9 @@
 # Start a real one-node Slurm cluster on this machine (Debian packages slurmctld, slurmd,
 # slurm-client and munge; must run as root). Idempotent: when a node already answers,
 # it says so and leaves the cluster alone. State, spool, pid and log files live in a
-# fresh temporary directory whose path is kept in /run/hepae-slurm/dir for stop_cluster.sh.
+# fresh temporary directory whose path is kept in /run/hepae-slurm/dir for stop_cluster.sh;
+# the daemons' pids are kept in /run/hepae-slurm/*.pid: only those processes are ever
+# stopped (never daemons found by name).
 #
 #   tests/slurm/start_cluster.sh            # start (or reuse) and wait until the node is idle
 #   HEPAE_SLURM_TIMEOUT=90 tests/slurm/start_cluster.sh
@@ -46,18 +48,28 @@ if ! (munge -n 2>/dev/null | unmunge >/dev/null 2>&1); then
     say "munged started"
 fi
 
-# A previous cluster whose daemons died (or whose state dir was removed): stop what is
-# left of it and start afresh in a new directory.
-if [ -n "$recorded" ]; then
-    for pidf in "$recorded/slurmd.pid" "$recorded/slurmctld.pid"; do
-        if [ -f "$pidf" ]; then kill "$(cat "$pidf")" 2>/dev/null || true; fi
-    done
-fi
-# Daemons whose pid files are gone too (only those of this test cluster's config).
-for daemon in slurmd slurmctld; do
-    if pgrep -x "$daemon" >/dev/null && grep -q "^$MARK" "$CONF" 2>/dev/null; then
-        for pid in $(pgrep -x "$daemon"); do kill "$pid" 2>/dev/null || true; done
+# Stop a daemon this script started, by its pid file, never by name: other slurmd or
+# slurmctld processes on this machine are not ours. The pid must still be that daemon
+# (/proc/PID/comm), not a process that got the number since.
+stop_pidfile() {
+    local pidf=$1 name=$2 pid
+    [ -f "$pidf" ] || return 0
+    pid=$(cat "$pidf" 2>/dev/null || true)
+    case "$pid" in ''|*[!0-9]*) return 0 ;; esac
+    if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]; then
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        say "stopped $name (pid $pid) of the previous test cluster"
     fi
+    rm -f "$pidf"
+}
+
+# A previous cluster whose daemons died (or whose state dir was removed): stop what is
+# left of it and start afresh in a new directory. Its pids are in $RUN (copied there at
+# start, so they survive the removal of its state directory) and in its own directory.
+for daemon in slurmd slurmctld; do
+    stop_pidfile "$RUN/$daemon.pid" "$daemon"
+    [ -n "$recorded" ] && stop_pidfile "$recorded/$daemon.pid" "$daemon"
 done
 sleep 0.5
 
@@ -103,6 +115,11 @@ CONFEOF
 
 slurmctld
 slurmd
+# Keep the daemons' pids where the next start (and stop_cluster.sh) finds them.
+for daemon in slurmctld slurmd; do
+    for _ in $(seq 50); do [ -s "$DIR/$daemon.pid" ] && break; sleep 0.1; done
+    cp "$DIR/$daemon.pid" "$RUN/$daemon.pid" 2>/dev/null || say "warning: no pid file for $daemon"
+done
 say "slurmctld and slurmd started (config $CONF, state in $DIR)"
 
 deadline=$((SECONDS + TIMEOUT))

@@ -1,0 +1,101 @@
+"""Walltimes and memory sizes as users write them: the one parser of each.
+
+Every place that reads a time limit (site profiles, ``--time`` for any site, the local
+backend's timeout) or a memory request goes through these functions, so that what the
+docs promise (``90``, ``1:30:00``, ``2-00:00:00``, ``2h``, ``30m``, ``1h30m``) holds for
+every site alike.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from gridsearch.errors import GridsearchError
+
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_UNITS = re.compile(r"(?:\d+(?:\.\d+)?\s*[smhdw]\s*)+")
+_UNIT_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+
+
+def parse_walltime(value: Any, key: str = "time") -> int:
+    """Seconds of a walltime written the Slurm way or with units.
+
+    Accepts an integer (minutes, as sbatch does), ``MM``, ``MM:SS``, ``HH:MM:SS``,
+    ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``, or numbers with units, alone or combined:
+    ``90s``, ``20m``, ``2h``, ``1h30m``, ``1d``, ``1w``. Zero and negative times are refused.
+    """
+    bad = GridsearchError(
+        message="expects a walltime (minutes, HH:MM:SS, D-HH:MM:SS or 30m/2h/1h30m/1d), got "
+        f"{value!r}",
+        key=key,
+    )
+    if isinstance(value, bool):
+        raise bad
+    if isinstance(value, int):
+        if value <= 0:
+            raise bad
+        return value * 60
+    if not isinstance(value, str):
+        raise bad
+    text = value.strip().lower()
+    if _UNITS.fullmatch(text):
+        seconds = sum(float(n) * _UNIT_S[u] for n, u in _UNIT_PART.findall(text))
+        if seconds <= 0:
+            raise bad
+        return math.ceil(seconds)
+    days = 0
+    m = re.fullmatch(r"(\d+)-(\d+)(?::(\d+))?(?::(\d+))?", text)
+    if m:
+        days, hours = int(m.group(1)), int(m.group(2))
+        minutes, seconds = int(m.group(3) or 0), int(m.group(4) or 0)
+    elif re.fullmatch(r"\d+", text):
+        hours, minutes, seconds = 0, int(text), 0
+    elif re.fullmatch(r"\d+:\d+", text):
+        hours, (minutes, seconds) = 0, map(int, text.split(":"))
+    elif re.fullmatch(r"\d+:\d+:\d+", text):
+        hours, minutes, seconds = map(int, text.split(":"))
+    else:
+        raise bad
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total <= 0:
+        raise bad
+    return total
+
+
+def format_walltime(seconds: int) -> str:
+    """``HH:MM:SS``, or ``D-HH:MM:SS`` from one day on (both read by sbatch)."""
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    hms = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days}-{hms}" if days else hms
+
+
+def parse_memory(value: Any, key: str = "mem") -> int:
+    """Megabytes of a memory request: an integer (MB) or ``512M``, ``4G``, ``4GB``, ``1T``.
+
+    Zero is refused: Slurm reads ``--mem=0`` as "all the node's memory", which nobody
+    means when typing it for one small training.
+    """
+    bad = GridsearchError(
+        message=f"expects a memory size above zero (e.g. 4000, 4000M, 4G), got {value!r}",
+        key=key,
+    )
+    if isinstance(value, bool):
+        raise bad
+    if isinstance(value, int):
+        if value <= 0:
+            raise bad
+        return value
+    if not isinstance(value, str):
+        raise bad
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?", value.strip(), flags=re.IGNORECASE)
+    if not m:
+        raise bad
+    factor = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}[m.group(2).upper()]
+    mb = math.ceil(float(m.group(1)) * factor)
+    if mb <= 0:
+        raise bad
+    return mb
