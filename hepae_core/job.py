@@ -211,14 +211,19 @@ def _setup_torch(cfg: dict[str, Any]):
     return device, threads
 
 
-def _prepare_data(job_dir: Path, cfg: dict[str, Any]) -> Prepared:
-    """Read, cut, split and normalise the jets; drop those outside the normalisation's domain."""
+def _prepare_data(job_dir: Path, cfg: dict[str, Any], jets: Any = None) -> Prepared:
+    """Read, cut, split and normalise the jets; drop those outside the normalisation's domain.
+
+    ``jets`` (what ``load_jets`` returned for this data section) lets a bundle read a
+    sample once for all its members.
+    """
     import numpy as np
 
     from hepae_core.data import load_jets, split
     from hepae_core.normalise import Normaliser
 
-    jets = load_jets(cfg, job_dir)
+    if jets is None:
+        jets = load_jets(cfg, job_dir)
     counts = dict(jets.counts)
     parts = split(
         len(jets.values), cfg["data"]["test_fraction"], cfg["train"]["val_fraction"], cfg["seed"]
