@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gridsearch.errors import GridsearchError
-from hepae_core.jobdir import atomic_write_text, now_iso
+from hepae_core.jobdir import atomic_write_text, flock_holder, now_iso
 
 CAMPAIGN = "campaign.json"
 SPACE = "space.yaml"
@@ -308,20 +308,7 @@ def _holder(path: Path) -> str:
 
 def lock_holder(root: Path) -> str | None:
     """Who holds the campaign lock now, or None when it is free."""
-    path = root / LOCK
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return _holder(path)
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
+    return flock_holder(root / LOCK, _holder)
 
 
 @contextlib.contextmanager

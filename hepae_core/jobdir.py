@@ -18,7 +18,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -301,13 +301,13 @@ def job_lock(job_dir: str | Path) -> Iterator[None]:
         os.close(fd)
 
 
-def job_lock_holder(job_dir: str | Path) -> str | None:
-    """Who holds the job dir's lock now (``pid ... on host``), or None when it is free.
+def flock_holder(path: str | Path, describe: Callable[[Path], str]) -> str | None:
+    """``describe(path)`` when another process holds an flock on ``path``; None when free.
 
     Only trustworthy where flock is coherent between the asking and the holding host
     (the same machine; most cluster file systems, but not every NFS setup).
     """
-    path = Path(job_dir) / JOB_LOCK
+    path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -315,9 +315,14 @@ def job_lock_holder(job_dir: str | Path) -> str | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        return _lock_info(path)
+        return describe(path)
     else:
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
         os.close(fd)
+
+
+def job_lock_holder(job_dir: str | Path) -> str | None:
+    """Who holds the job dir's lock now (``pid ... on host``), or None when it is free."""
+    return flock_holder(Path(job_dir) / JOB_LOCK, _lock_info)
