@@ -58,19 +58,18 @@ class GroupedCodec:
     size: int
     device: torch.device
 
-    @property
-    def feature_width(self) -> int:
-        return self.model.encoder[0].in_features // self.size
-
     @torch.no_grad()
-    def features(self, x_phys: np.ndarray) -> np.ndarray:
-        """Per-jet inputs of the grouped model (normalised values or normalised latents)."""
+    def features(self, x_phys: np.ndarray, raw: bool = False) -> np.ndarray:
+        """Per-jet inputs of the grouped model (normalised values or normalised latents).
+
+        ``raw``: the stage-1 latents before their normalisation (to fit it).
+        """
         x = self.norm.forward(x_phys)
         if self.stage1 is None:
             return x
         self.stage1.eval()
         z = self.stage1.encode(torch.from_numpy(x).to(self.device)).cpu().numpy()
-        return self.feat_norm.forward(z)
+        return z if raw else self.feat_norm.forward(z)
 
     @torch.no_grad()
     def jets_from_features(self, f: np.ndarray) -> np.ndarray:
@@ -176,7 +175,7 @@ def prepare(job_dir: Path, cfg: dict[str, Any]):
             group["size"],
             torch.device("cpu"),
         )
-        z_train = codec.features(jets.values[train_jets])
+        z_train = codec.features(jets.values[train_jets], raw=True)
         names = [f"z{i}" for i in range(stage1.latent)]
         codec.feat_norm = Normaliser.fit(
             "standard", names, z_train[np.isfinite(z_train).all(axis=1)]
