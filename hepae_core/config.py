@@ -374,7 +374,7 @@ def _check_consistency(cfg: dict[str, Any], source: str) -> None:
             source=source,
             key="model.latent",
             message=f"is {latent} but a group of {group['size']} jets has "
-            f"{n_in * group['size']} values: choose a latent size below that",
+            f"{n_in * group['size']} values: choose a latent size below {n_in * group['size']}",
         )
     elif group is None and latent >= n_in:
         raise ConfigError(
