@@ -111,10 +111,10 @@ GROUP_CHOICES = {
 
 
 def _group(v: Any) -> bool:
-    """``data.group``: {} (one jet per input) or a mapping of GROUP_DEFAULTS' keys."""
+    """``data.group``: {} or size null (one jet per input), or a mapping of GROUP_DEFAULTS' keys."""
     if not isinstance(v, dict) or not set(v) <= set(GROUP_DEFAULTS):
         return False
-    if v and not _is_int(v.get("size")):
+    if v.get("size") is not None and not _is_int(v["size"]):
         return False
     return all(v[k] in opts for k, opts in GROUP_CHOICES.items() if k in v) and (
         "event" not in v or (isinstance(v["event"], str) and v["event"] != "")
@@ -124,7 +124,7 @@ def _group(v: Any) -> bool:
 def group_of(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
     """The resolved ``data.group`` (every key filled in), or None for one jet per input."""
     g = cfg["data"].get("group") or {}
-    return {**GROUP_DEFAULTS, **g} if g else None
+    return {**GROUP_DEFAULTS, **g} if g.get("size") is not None else None
 
 
 def _cuts(v: Any) -> bool:
