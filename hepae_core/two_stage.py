@@ -23,7 +23,7 @@ import torch
 from hepae_core import jobdir
 from hepae_core.baselines import CASTS, FLOAT_BYTES, cast_roundtrip, ratio
 from hepae_core.config import group_of
-from hepae_core.errors import HepaeError
+from hepae_core.errors import DataError, HepaeError
 from hepae_core.grouping import Groups, event_branch, flat_mask, form_groups, gather, split_groups
 from hepae_core.models import AutoEncoder, build_model
 from hepae_core.normalise import Normaliser
@@ -144,7 +144,17 @@ def prepare(job_dir: Path, cfg: dict[str, Any]):
     variables = variables_of(cfg)
     stage1 = load_stage1(cfg, job_dir, variables) if cfg["model"]["stage1"] else None
     carry = event_branch(cfg, group)
-    jets = load_jets(cfg, job_dir, carry)
+    try:
+        jets = load_jets(cfg, job_dir, carry)
+    except DataError as exc:
+        if carry and f"no branch '{carry[0]}'" in exc.message:
+            raise DataError(
+                source=exc.source,
+                key="data.group.event",
+                message=f"by: event needs a per-jet event-number branch, and there is no "
+                f"'{carry[0]}': name it with data.group.event, or use by: sequence",
+            ) from None
+        raise
     counts = dict(jets.counts)
     pt = jets.values[:, variables.index("pt")] if "pt" in variables else None
     if group["order"] == "pt" and pt is None:

@@ -174,3 +174,17 @@ def test_a_group_too_large_for_the_data_is_refused(tmp_path):
     assert out.returncode == EXIT_BAD_INPUT
     assert "data.group.size" in out.stderr and "at most 20" in out.stderr
     assert "Traceback" not in out.stderr and not (job / "model.pt").exists()
+
+
+def test_by_event_without_an_event_branch_names_data_group_event(tmp_path):
+    write_events_file(tmp_path / "ev.root")
+    cfg = json.loads(json.dumps(GROUPED_JOB))
+    cfg["data"] = {
+        "source": str(tmp_path / "ev.root"),
+        "group": {"size": 2, "by": "event", "event": "evt"},
+    }
+    job = write_job(tmp_path / "n", cfg)
+    out = run_job_process(job)
+    assert out.returncode == EXIT_BAD_INPUT
+    assert "'data.group.event'" in out.stderr and "no 'evt'" in out.stderr
+    assert "Traceback" not in out.stderr and not (job / "model.pt").exists()
