@@ -377,8 +377,11 @@ class Trainer:
             n_seen = starts[-1] + min(bs, x.shape[0] - starts[-1])
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
+            # loss_sum adds each batch's mean squared error weighted by its rows (real
+            # values / d for masked groups): dividing by the rows seen gives the mean
+            # squared error per value, the unit of val_loss.
             seen = n_seen if ms is None else ms[:n_seen].sum().item() / x.shape[1]
-            train_loss = loss_sum.item() / (seen * x.shape[1])
+            train_loss = loss_sum.item() / seen
             val_loss = evaluate_loss(model, self.x_val, self.m_val)
             if sched is not None and not self.per_batch_schedule:
                 sched.step(val_loss)

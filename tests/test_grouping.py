@@ -11,7 +11,7 @@ from conftest import run_job_process, write_job
 from hepae_core.config import group_of, resolve
 from hepae_core.errors import EXIT_BAD_INPUT, ConfigError, DataError
 from hepae_core.grouping import form_groups, split_groups
-from hepae_core.train import evaluate_loss, masked_mse
+from hepae_core.train import Trainer, evaluate_loss, masked_mse
 
 CFG = {"data": {"source": "test.root"}}
 
@@ -89,6 +89,33 @@ def test_masked_loss_ignores_padded_slots():
         model.bias.zero_()
     # y = 2x: errors are x, real values 1 and 2 -> (1 + 4) / 2
     assert evaluate_loss(model, x, m) == pytest.approx(2.5)
+
+
+def test_trainer_loss_is_the_mean_over_real_values_only():
+    """At a learning rate too small to move the weights, the epoch's training loss is the
+    masked MSE of the initial model: sum over real values / their count."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 8, generator=g)
+    m = torch.ones(200, 8)
+    m[::3, 4:] = 0  # every third group has its second jet missing
+    x = x * m  # padded slots hold zeros, as grouping.gather writes them
+    tcfg = {"batch_size": 32, "lr": 1e-20, "weight_decay": 0.0, "optimizer": "adam",
+            "schedule": "constant", "epochs": 1, "patience": None, "min_delta": 0.0,
+            "checkpoint_every_s": None}  # fmt: skip
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 3), torch.nn.Linear(3, 8))
+    with torch.no_grad():
+        err = (model(x) - x) ** 2
+        expected = float((err * m).sum() / m.sum())  # 200*8 - 67*4 = 1332 real values
+        unmasked = float(err.mean())
+    assert abs(expected - unmasked) > 1e-3  # the padded outputs are not zero: it matters
+    result = Trainer(model, x, x[:50], tcfg, seed=1, m_train=m, m_val=m[:50]).run()
+    assert result.history[0]["train_loss"] == pytest.approx(expected, rel=1e-5)
+    # and without a mask (per-jet models): the plain mean over every value, as val_loss
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 3), torch.nn.Linear(3, 8))
+    result = Trainer(model, x, x[:50], tcfg, seed=1).run()
+    assert result.history[0]["train_loss"] == pytest.approx(unmasked, rel=1e-5)
 
 
 def write_events_file(path, n_events=300, seed=0):

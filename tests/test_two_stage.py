@@ -3,12 +3,15 @@
 import copy
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 from conftest import run_job_process, write_job
 
+from hepae_core.data import resolve_source
 from hepae_core.errors import EXIT_BAD_INPUT, HepaeError
 from hepae_core.job import load_model
 from hepae_core.two_stage import codec_from_payload
@@ -52,6 +55,15 @@ def test_stage2_trains_on_stage1_latents_and_stands_alone(tmp_path, stage1_job):
             m[f"ae.{v}.width"] / m[f"stage1.{v}.width"]
         )
     assert m["slot0.jets"] + m["slot1.jets"] == m["test_jets"]
+    # per-jet tools refuse a grouped model with one line, writing nothing
+    src = resolve_source("bundled:dijet_4d")
+    res = subprocess.run(
+        [sys.executable, "-m", "hepae_core.data_cli", "compress", "--model", str(job), str(src),
+         "-o", str(tmp_path / "c.h5")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == EXIT_BAD_INPUT and "grouped" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "c.h5").exists()
     # model.pt holds stage 1: remove the stage-1 job and decode through both stages
     shutil.rmtree(s1)
     model, norm, payload = load_model(job / "model.pt", allow_grouped=True)
