@@ -237,8 +237,8 @@ def compress(
     if not src.is_file():
         raise DataError(source=str(src), message="no such file")
     fmt = detect_format(src, fmt)
-    if fmt not in ("root", "hdf5"):
-        raise DataError(source=str(src), message=f"compress reads ROOT or HDF5, not {fmt}")
+    if fmt not in ("root", "hdf5", "csv"):
+        raise DataError(source=str(src), message=f"compress reads ROOT, HDF5 or CSV, not {fmt}")
     units = units or codec.units
     bmap = parse_map(branches, "--branches")
     unknown = [v for v in bmap if v not in codec.variables]
@@ -250,6 +250,7 @@ def compress(
     bounds = _bounds(max_error, codec.variables)
     kinds = [default_residual_kind(v) for v in codec.variables]
     counter = None
+    keep_jets: list[str] = []
     if container:
         odd = [b for b in names.values() if not b.startswith(container)]
         if odd:
@@ -260,7 +261,8 @@ def compress(
             )
         if fmt != "root":
             raise DataError(source=str(src), message="--container needs a ROOT tree of events")
-        chunks, counter = _jagged_chunks(src, tree, names, keep, chunk_size)
+        chunks, counter, keep_jets = _jagged_chunks(src, tree, names, keep, chunk_size, container)
+        keep = [k for k in keep if k != counter]
     else:
         request = ReadRequest(branches={**names, **{f"keep:{k}": k for k in keep}}, tree=tree,
                               key=key, chunk_size=chunk_size)  # fmt: skip
@@ -340,6 +342,7 @@ def compress(
             "variables": json.dumps(codec.variables),
             "branches": json.dumps(names),
             "kept": json.dumps(keep),
+            "kept_jets": json.dumps(keep_jets),
             "units": units,
             "bits": bits,
             "latent": codec.latent,
@@ -385,9 +388,13 @@ def _flat_chunks(chunks: Iterator[dict[str, Any]], keep: list[str]) -> Chunks:
 
 
 def _jagged_chunks(
-    src: Path, tree: str, names: dict[str, str], keep: list[str], chunk_size: int
-) -> tuple[Chunks, str]:
-    """Flattened jets, per-event kept branches and jet counts of a jagged ROOT tree."""
+    src: Path, tree: str, names: dict[str, str], keep: list[str], chunk_size: int, container: str
+) -> tuple[Chunks, str, list[str]]:
+    """Flattened jets, kept branches and jet counts of a jagged ROOT tree.
+
+    Kept branches counted by the same counter as the jets (``jet_m``) are kept per jet
+    (flattened; returned as the third item), the others per event.
+    """
     import awkward as ak
 
     from hepae_core.readers import missing_branch
@@ -407,6 +414,16 @@ def _jagged_chunks(
         raise DataError(source=str(src), key=first.name, message="is not a jagged branch: "
                         "drop --container for a tree of one row per jet")  # fmt: skip
     keep = [k for k in keep if k != count.name]
+    keep_jets = []
+    for k in keep:
+        kc = getattr(t[k], "count_branch", None)
+        if kc is not None:
+            if kc.name != count.name or not k.startswith(container):
+                f.close()
+                raise DataError(source=str(src), key=k, message=f"--keep takes per-event "
+                                f"branches and jet branches counted by {count.name} and named "
+                                f"{container}...")  # fmt: skip
+            keep_jets.append(k)
 
     def gen() -> Chunks:
         with f:
@@ -418,10 +435,11 @@ def _jagged_chunks(
                     if not np.array_equal(ak.to_numpy(ak.num(arrays[b])), counts):
                         raise DataError(source=str(src), key=b, message="has other jet counts "
                                         "than the other compressed branches")  # fmt: skip
-                kept = {k: ak.to_numpy(arrays[k]) for k in keep}
+                kept = {k: ak.to_numpy(ak.flatten(arrays[k]) if k in keep_jets else arrays[k])
+                        for k in keep}  # fmt: skip
                 yield cols, kept, counts.astype(np.uint32)
 
-    return gen(), count.name
+    return gen(), count.name, keep_jets
 
 
 def open_compressed(path: Path) -> Any:
@@ -462,6 +480,7 @@ def iter_decompressed(
         variables = json.loads(a["variables"])
         names = json.loads(a["branches"])
         kept = json.loads(a["kept"])
+        kept_jets = set(json.loads(a.get("kept_jets", "[]")))
         units, bits = str(a["units"]), int(a["bits"])
         model, norm = _model_from_bytes(f["model"][()].tobytes(), str(path))
         q = LatentQuantiser(f["latent_lo"][()].tolist(), f["latent_hi"][()].tolist())
@@ -498,7 +517,7 @@ def iter_decompressed(
                 stop = start + int(counts.sum())
                 out = jets(start, stop)
                 for k in kept:
-                    out[k] = f["kept"][k][e0:e1]
+                    out[k] = f["kept"][k][start:stop] if k in kept_jets else f["kept"][k][e0:e1]
                 yield out, counts
                 start = stop
             return
@@ -526,6 +545,7 @@ def decompress(
         container = str(f.attrs.get("container", ""))
         counter = str(f.attrs.get("counter", "")) or "n"
         jet_branches = list(json.loads(f.attrs["branches"]).values())
+        jet_branches += json.loads(f.attrs.get("kept_jets", "[]"))
     suffix = out.suffix.lower()
     if suffix not in (".root", ".h5", ".hdf5"):
         raise HepaeError(source=str(out), message="write .root, .h5 or .hdf5")

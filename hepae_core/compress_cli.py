@@ -177,7 +177,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the compress, decompress and evaluate subcommands to ``hepae-data``."""
     c = sub.add_parser("compress", help="compress jets with a trained model (HDF5 out)")
-    c.add_argument("input", help="ROOT (flat TTree) or HDF5 file")
+    c.add_argument("input", help="ROOT (flat or jagged TTree), HDF5 or PhenoML CSV file")
     c.add_argument("-o", "--output", required=True, help="the compressed .h5 file")
     c.add_argument("--model", required=True, help="a finished job directory")
     c.add_argument("--bits", type=int, default=12, help="bits per latent value (default 12)")
@@ -188,7 +188,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="jagged per-event tree: the jet branch prefix, e.g. jet_ (with --tree "
                    "events)")  # fmt: skip
     c.add_argument("--key", default=None, help="HDF5 group or table")
-    c.add_argument("--format", default="auto", choices=("auto", "root", "hdf5"))
+    c.add_argument("--format", default="auto", choices=("auto", "root", "hdf5", "csv"))
     c.add_argument("--units", default=None, choices=("GeV", "MeV"),
                    help="the file's energy units (default: the model's training data)")  # fmt: skip
     c.add_argument("--chunk-size", type=int, default=100_000)

@@ -202,6 +202,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "compile": Field(
             False, lambda v: isinstance(v, bool), "true (torch.compile the model) or false"
         ),
+        "latent_noise_bits": Field(
+            None, _opt(lambda v: _is_int(v) and 1 <= v <= 24), "null or bits per latent value"
+        ),
+        "latent_noise_epochs": Field(None, _opt(_pos_int), "null (all epochs) or a count"),
         "val_fraction": Field(
             0.1, lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1) of the train jets"
         ),

@@ -197,15 +197,16 @@ def test_jagged_events_come_back_as_events(job: Path, tmp_path: Path) -> None:
     import awkward as ak
 
     with uproot.open(bundled_path("dijet_4d")) as f:
-        cols = {v: f["jets"][v].array(library="np")[:3000] for v in VARS}
+        cols = {v: f["jets"][v].array(library="np")[:3000] for v in [*VARS, "m"]}
     counts = np.tile([1, 2, 3, 0, 4], 300)  # 1500 events, 3000 jets, some without jets
-    jet = ak.zip({v: ak.unflatten(cols[v], counts) for v in VARS})
+    jet = ak.zip({v: ak.unflatten(cols[v], counts) for v in [*VARS, "m"]})
     src = tmp_path / "events.root"
     with uproot.recreate(src) as f:
         f.mktree("events", {"event": np.int64, "jet": jet.type.content})
         f["events"].extend({"event": np.arange(1500, dtype=np.int64) + 7, "jet": jet})
     out, reco = tmp_path / "ev.h5", tmp_path / "ev.root"
-    args = ["--tree", "events", "--container", "jet_", "--keep", "event", "--chunk-size", "700"]
+    args = ["--tree", "events", "--container", "jet_", "--keep", "event,jet_m,njet",
+            "--chunk-size", "700"]  # fmt: skip
     assert main(["compress", "--model", str(job), str(src), "-o", str(out), "--quiet", *args]) == 0
     with h5py.File(out) as f:
         assert f.attrs["n_jets"] == 3000 and f.attrs["n_events"] == 1500
@@ -213,7 +214,9 @@ def test_jagged_events_come_back_as_events(job: Path, tmp_path: Path) -> None:
     assert main(["decompress", str(out), "-o", str(reco), "--quiet"]) == 0
     with uproot.open(reco) as f:
         t = f["events"]
-        assert sorted(t.keys()) == sorted(["event", "njet", *(f"jet_{v}" for v in VARS)])
+        assert sorted(t.keys()) == sorted(["event", "njet", *(f"jet_{v}" for v in [*VARS, "m"])])
+        # a kept jet branch comes back exactly, in its events
+        assert ak.to_numpy(ak.flatten(t["jet_m"].array())).tolist() == cols["m"].tolist()
         assert t["njet"].array(library="np").tolist() == counts.tolist()
         assert t["event"].array(library="np").tolist() == list(range(7, 1507))
         pt = t["jet_pt"].array()
@@ -226,7 +229,7 @@ def test_jagged_events_come_back_as_events(job: Path, tmp_path: Path) -> None:
     flat = tmp_path / "flat.root"
     with uproot.recreate(flat) as f:
         f.mktree("jets", dict.fromkeys(VARS, np.float32))
-        f["jets"].extend(cols)
+        f["jets"].extend({v: cols[v] for v in VARS})
     assert main(["compress", "--model", str(job), str(flat), "-o", str(tmp_path / "f.h5"),
                  "--quiet"]) == 0  # fmt: skip
     assert main(["decompress", str(tmp_path / "f.h5"), "-o", str(tmp_path / "f.root"),
@@ -235,3 +238,23 @@ def test_jagged_events_come_back_as_events(job: Path, tmp_path: Path) -> None:
         np.testing.assert_array_equal(
             f["jets"]["pt"].array(library="np"), ak.to_numpy(ak.flatten(pt))
         )
+
+
+def test_phenoml_csv_in_mev(job: Path, tmp_path: Path) -> None:
+    """CSV objects (jets only, MeV) come back as a flat tree of jets in MeV."""
+    src = tmp_path / "events.csv"
+    src.write_text(
+        "1;ttbar;1;52000;0.3;j,120000,100000,0.5,1.0;b,80000,60000,-1.2,2.0;"
+        "j,40000,30000,1.9,0.1;\n2;ttbar;1;9000;2.0;j,300000,250000,-0.3,-1.5;\n"
+    )
+    out, reco = tmp_path / "c.h5", tmp_path / "r.root"
+    assert main(["compress", "--model", str(job), str(src), "-o", str(out), "--units", "MeV",
+                 "--quiet"]) == 0  # fmt: skip
+    assert main(["decompress", str(out), "-o", str(reco), "--quiet"]) == 0
+    with uproot.open(reco) as f:
+        pt = f["jets"]["pt"].array(library="np")
+    # three jets, back in MeV: the model saw them in GeV, as it was trained
+    codec = load_codec(job)
+    x = np.array([[100, 0.5, 1.0, 120], [30, 1.9, 0.1, 40], [250, -0.3, -1.5, 300]], float)
+    y = codec.decode(codec.encode(x, 12), 12)
+    np.testing.assert_allclose(pt, 1000 * y[:, 0], rtol=1e-6)
