@@ -338,7 +338,7 @@ def evaluate_grouped(
             x1 = torch.from_numpy(codec.norm.forward(x_in)).to(codec.device)
             y1 = codec.norm.inverse(stage1(x1).cpu().numpy())
         m.update(stats_table("stage1", residuals(x_in, y1, kind_list), variables))
-        z1 = stage1.encoder[-1].out_features if hasattr(stage1.encoder[-1], "out_features") else 0
+        z1 = len(codec.feat_norm.variables)  # one standardised variable per stage-1 latent
         m["stage1.latent"] = z1
         m["stage1.compression_ratio"] = d / z1 if z1 else float("nan")
         for v in variables:

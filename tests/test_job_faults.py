@@ -27,7 +27,13 @@ SLOW_JOB = {
     "train": {"epochs": 30, "batch_size": 32, "threads": 1},
     "evaluate": {"plots": False, "timing_jets": 1000},
 }
-TIMINGS = {"train_time_s", "train_jets_per_s", "encode_s_per_jet", "decode_s_per_jet"}
+TIMINGS = {
+    "train_time_s",
+    "train_jets_per_s",
+    "encode_s_per_jet",
+    "decode_s_per_jet",
+    "baselines_s",
+}
 
 
 def _env(**extra: str) -> dict[str, str]:
