@@ -143,6 +143,14 @@ def prepare(job_dir: Path, cfg: dict[str, Any]):
     group = group_of(cfg)
     variables = variables_of(cfg)
     stage1 = load_stage1(cfg, job_dir, variables) if cfg["model"]["stage1"] else None
+    if stage1 is not None and cfg["model"]["latent"] >= group["size"] * stage1.latent:
+        n = group["size"] * stage1.latent
+        raise HepaeError(
+            source=str(job_dir / jobdir.CONFIG),
+            key="model.latent",
+            message=f"is {cfg['model']['latent']}, but a group of {group['size']} stage-1 "
+            f"latent vectors has {n} values: choose a latent size below {n}",
+        )
     carry = event_branch(cfg, group)
     try:
         jets = load_jets(cfg, job_dir, carry)

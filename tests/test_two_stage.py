@@ -85,6 +85,7 @@ def test_stage2_trains_on_stage1_latents_and_stands_alone(tmp_path, stage1_job):
         ("missing", "no stage-1 job directory here"),
         ("unfinished", "not finished"),
         ("variables", "was trained on pt, eta, phi, E"),
+        ("latent", "below 6"),
     ],
 )
 def test_bad_stage1_is_one_clear_line_and_exit_2(tmp_path, stage1_job, setup, expect):
@@ -96,10 +97,14 @@ def test_bad_stage1_is_one_clear_line_and_exit_2(tmp_path, stage1_job, setup, ex
         shutil.copytree(stage1_job, tmp_path / "s1")
         cfg["data"]["variables"] = ["pt", "eta", "phi", "m"]
         cfg["normalisation"] = {"kind": "standard"}
+    elif setup == "latent":  # G x z1 = 2 x 3: a stage-2 latent of 6 does not compress
+        shutil.copytree(stage1_job, tmp_path / "s1")
+        cfg["model"]["latent"] = 6
     job = write_job(tmp_path / "s2", cfg)
     out = run_job_process(job)
     assert out.returncode == EXIT_BAD_INPUT
     line = [ln for ln in out.stderr.splitlines() if ln.startswith("error:")]
-    assert len(line) == 1 and "model.stage1" in line[0] and expect in line[0]
+    key = "model.latent" if setup == "latent" else "model.stage1"
+    assert len(line) == 1 and key in line[0] and expect in line[0]
     assert "Traceback" not in out.stderr
     assert not (job / "model.pt").exists() and not (job / "metrics.json").exists()
