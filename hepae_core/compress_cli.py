@@ -197,14 +197,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "it are stored raw")  # fmt: skip
     c.add_argument("--force", action="store_true", help="overwrite the output")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
-    c.set_defaults(func=cmd_compress)
+    c.set_defaults(func=cmd_compress, paths=("input", "output", "model"))
 
     d = sub.add_parser("decompress", help="decompress a file written by compress")
     d.add_argument("input")
     d.add_argument("-o", "--output", required=True, help=".root (TTree) or .h5/.hdf5")
     d.add_argument("--force", action="store_true")
     d.add_argument("--quiet", action="store_true")
-    d.set_defaults(func=cmd_decompress)
+    d.set_defaults(func=cmd_decompress, paths=("input", "output"))
 
     e = sub.add_parser("evaluate", help="metrics of a trained model on another sample")
     e.add_argument("sample")
@@ -215,4 +215,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--branches", default=None, help="VARIABLE=BRANCH,...")
     e.add_argument("--max-jets", type=int, default=None)
     e.add_argument("--format", default="auto", choices=("auto", "root", "hdf5"))
-    e.set_defaults(func=cmd_evaluate)
+    e.set_defaults(func=cmd_evaluate, paths=("sample", "model"))

@@ -518,15 +518,15 @@ def _add_convert(sub) -> None:
     c.set_defaults(func=cmd_convert, paths=("input", "output"))
 
 
-def _add_compress(sub) -> None:
+#: One function per subcommand: it adds its parser and sets ``func`` (the command) and
+#: ``paths`` (the arguments naming files, for error messages). Add new ones here.
+def _add_codec(sub: argparse._SubParsersAction) -> None:
     from hepae_core.compress_cli import register  # compress, decompress, evaluate
 
     register(sub)
 
 
-#: One function per subcommand: it adds its parser and sets ``func`` (the command) and
-#: ``paths`` (the arguments naming files, for error messages). Add new ones here.
-SUBCOMMANDS = [_add_generate, _add_inspect, _add_convert, _add_compress]
+SUBCOMMANDS = [_add_generate, _add_inspect, _add_convert, _add_codec]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -215,11 +215,11 @@ class Prepared:
     variables: list[str]
     norm: Any
     x_train: Any  # normalised, finite
+    x_train_phys: Any  # the training jets in physical units (baseline quantiser ranges)
     x_val: Any
     x_test_phys: Any  # physical units, rows whose normalised values are finite
     x_test_norm: Any
     counts: dict[str, Any]
-    x_train_phys: Any = None  # physical units, every training row (the baselines fit on it)
     # grouped and two-stage jobs (hepae_core.two_stage): flattened groups, masks of the
     # real slots, the model's input width and what model.pt must carry
     n_inputs: int | None = None
@@ -287,11 +287,11 @@ def _prepare_data(job_dir: Path, cfg: dict[str, Any]) -> Prepared:
         jets.variables,
         norm,
         x_train,
+        jets.values[parts.train],
         x_val,
         x_test_phys,
         x_test_norm,
         counts,
-        x_train_phys=jets.values[parts.train],
     )
 
 
@@ -619,7 +619,7 @@ def _run_locked(job_dir: Path, force: bool) -> int:
         if force:
             (job_dir / jobdir.CHECKPOINT).unlink(missing_ok=True)
         with writing(job_dir / jobdir.STATE):
-            jobdir.start_attempt(job_dir)
+            jobdir.start_attempt(job_dir, heartbeat_interval())
         with jobdir.Heartbeat(job_dir, heartbeat_interval()) as heartbeat:
             cfg = load(job_dir / jobdir.CONFIG)
             _write_state(job_dir, jobdir.RUNNING, epochs=cfg["train"]["epochs"])

@@ -228,11 +228,11 @@ def prepare(job_dir: Path, cfg: dict[str, Any]):
         variables,
         norm,
         x_train,
+        jets.values[train_jets],
         x_val,
         jets.values,  # the test jets are picked by rows, see GroupedData
         x_test,
         counts,
-        x_train_phys=jets.values[train_jets],
     )
     prepared.n_inputs = group["size"] * width
     prepared.m_train, prepared.m_val, prepared.m_test = m_train, m_val, m_test
