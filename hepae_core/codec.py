@@ -98,6 +98,12 @@ def _model_from_bytes(data: bytes, source: str) -> tuple[Any, Any]:
         raise HepaeError(source=source, message=f"the model cannot be read ({exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise HepaeError(source=source, message="is not a model saved by hepae_core")
+    if payload.get("group"):  # several jets per input (docs/collective.md)
+        raise HepaeError(
+            source=source,
+            message="is a grouped (collective) model taking several jets per input; "
+            "compress handles per-jet models only",
+        )
     model = build_model(payload["model_config"], len(payload["variables"]))
     model.load_state_dict(payload["state_dict"])
     return model.eval(), Normaliser.from_dict(payload["normalisation"])

@@ -96,6 +96,37 @@ def _variables(v: Any) -> bool:
     return (isinstance(v, str) and v in VARIABLE_SETS) or (_str_list(v) and len(v) > 0)
 
 
+GROUP_DEFAULTS: dict[str, Any] = {
+    "size": None,
+    "by": "sequence",
+    "order": "file",
+    "overflow": "drop",
+    "event": "event",
+}
+GROUP_CHOICES = {
+    "by": ("sequence", "event"),
+    "order": ("file", "pt"),
+    "overflow": ("drop", "new_group"),
+}
+
+
+def _group(v: Any) -> bool:
+    """``data.group``: {} or size null (one jet per input), or a mapping of GROUP_DEFAULTS' keys."""
+    if not isinstance(v, dict) or not set(v) <= set(GROUP_DEFAULTS):
+        return False
+    if v.get("size") is not None and not _is_int(v["size"]):
+        return False
+    return all(v[k] in opts for k, opts in GROUP_CHOICES.items() if k in v) and (
+        "event" not in v or (isinstance(v["event"], str) and v["event"] != "")
+    )
+
+
+def group_of(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The resolved ``data.group`` (every key filled in), or None for one jet per input."""
+    g = cfg["data"].get("group") or {}
+    return {**GROUP_DEFAULTS, **g} if g.get("size") is not None else None
+
+
 def _cuts(v: Any) -> bool:
     return isinstance(v, str) or _str_list(v) or v == []
 
@@ -124,6 +155,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
         ),
         "leading": Field(None, _opt(_pos_int), "null (all jets) or N: the leading N per event"),
         "chunk_size": Field(100_000, _pos_int, "a positive integer (entries read at a time)"),
+        "group": Field(
+            {},
+            _group,
+            "{} or a mapping {size: G, by: sequence|event, order: file|pt, "
+            "overflow: drop|new_group, event: BRANCH}",
+        ),
         "csv_objects": Field(
             ["j"],
             lambda v: _str_list(v) and len(v) > 0 and all(x in CSV_OBJECTS for x in v),
@@ -142,6 +179,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "batch_norm": Field(False, lambda v: isinstance(v, bool), "true or false"),
         "dropout": Field(0.0, lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
         "latent_activation": Field(False, lambda v: isinstance(v, bool), "true or false"),
+        "stage1": Field(
+            None,
+            _opt(lambda v: isinstance(v, str) and v != ""),
+            "null or the path of a finished stage-1 job dir (relative to this config)",
+        ),
     },
     "train": {
         "optimizer": Field("adam", _choice(*OPTIMIZERS), "adam or adamw"),
@@ -315,7 +357,30 @@ def _check_consistency(cfg: dict[str, Any], source: str) -> None:
         raise ConfigError(source=source, key="data.variables", message="lists a variable twice")
     n_in = len(names)
     latent = cfg["model"]["latent"]
-    if latent >= n_in:
+    group = group_of(cfg)
+    if group is not None and group["size"] < 1:
+        raise ConfigError(
+            source=source,
+            key="data.group.size",
+            message=f"is {group['size']}; a group holds at least 1 jet: choose 1 or more",
+        )
+    if cfg["model"]["stage1"] is not None:
+        if group is None:
+            raise ConfigError(
+                source=source,
+                key="data.group",
+                message="is not set, but model.stage1 is: a stage-2 model compresses groups of "
+                "stage-1 latent vectors; set data.group.size",
+            )
+        # the stage-2 input width (G x z1) is known only once the stage-1 model is read
+    elif group is not None and latent >= n_in * group["size"]:
+        raise ConfigError(
+            source=source,
+            key="model.latent",
+            message=f"is {latent} but a group of {group['size']} jets has "
+            f"{n_in * group['size']} values: choose a latent size below {n_in * group['size']}",
+        )
+    elif group is None and latent >= n_in:
         raise ConfigError(
             source=source,
             key="model.latent",

@@ -46,6 +46,8 @@ class JetData:
     values: np.ndarray
     variables: list[str]
     counts: dict[str, Any] = field(default_factory=dict)
+    #: columns read beside the variables (e.g. the event number for grouping), same rows
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -182,14 +184,17 @@ def drop_nonfinite(values: np.ndarray, policy: str, source: str) -> tuple[np.nda
     return (values[~bad] if n_bad else values), n_bad
 
 
-def load_jets(cfg: dict[str, Any], base_dir: Path | None = None) -> JetData:
+def load_jets(
+    cfg: dict[str, Any], base_dir: Path | None = None, carry: tuple[str, ...] = ()
+) -> JetData:
     """Read, convert, clean and cut the jets of a resolved config, chunk by chunk.
 
     Each chunk is converted to GeV, cleaned of non-finite values (in the trained variables)
     and cut before the next is read, so memory stays about proportional to the jets kept.
     Counts: ``jets_read``, ``jets_nonfinite_dropped``, ``cut.<i>.expr``/``cut.<i>.removed``,
     ``jets_after_cuts``; for per-event inputs also ``events_read`` and
-    ``jets_beyond_leading``.
+    ``jets_beyond_leading``. ``carry`` names branches read as they are (float64, not
+    cleaned, no unit conversion) and kept row by row beside the jets in ``JetData.extra``.
     """
     from hepae_core.cuts import CutFlow, CutSyntaxError
 
@@ -201,9 +206,11 @@ def load_jets(cfg: dict[str, Any], base_dir: Path | None = None) -> JetData:
     except CutSyntaxError as exc:  # resolve() checks this; a hand-made cfg may not have
         raise DataError(source=source, message=str(exc), key="data.cuts") from None
     needed = needed_variables(cfg)
+    needed += [c for c in carry if c not in needed]
     chunks, req = iter_source(cfg, base_dir, needed)
     n_train = len(variables)
     kept: list[np.ndarray] = []
+    carried: dict[str, list[np.ndarray]] = {c: [] for c in carry}
     n_read = n_bad = 0
     stop = data["max_jets"]
     for chunk in chunks:
@@ -219,6 +226,7 @@ def load_jets(cfg: dict[str, Any], base_dir: Path | None = None) -> JetData:
             values[:, j] = to_columns({var: chunk[var]}, [var], data["units"])[var]
         cut_names = {name for cut in flow.cuts for name in cut.names}
         cols = to_columns({v: chunk[v] for v in cut_names}, sorted(cut_names), data["units"])
+        extra = {c: np.asarray(chunk[c], dtype=np.float64) for c in carry}
         del chunk
         bad = ~np.isfinite(values).all(axis=1)
         if bad.any():
@@ -233,9 +241,14 @@ def load_jets(cfg: dict[str, Any], base_dir: Path | None = None) -> JetData:
             n_bad += int(bad.sum())
             values = values[~bad]
             cols = {v: c[~bad] for v, c in cols.items()}
+            extra = {v: c[~bad] for v, c in extra.items()}
         if flow.cuts:
-            values = values[flow.mask(cols)]
+            passed = flow.mask(cols)
+            values = values[passed]
+            extra = {v: c[passed] for v, c in extra.items()}
         kept.append(values)
+        for c, col in extra.items():
+            carried[c].append(col)
         del cols, values
         release_memory()
         if stop is not None and n_read >= stop:
@@ -257,7 +270,8 @@ def load_jets(cfg: dict[str, Any], base_dir: Path | None = None) -> JetData:
             "loosen data.cuts or check the file",
             key="data.cuts",
         )
-    return JetData(values=values, variables=variables, counts=counts)
+    extra_cols = {c: np.concatenate(parts) for c, parts in carried.items()}
+    return JetData(values=values, variables=variables, counts=counts, extra=extra_cols)
 
 
 @functools.cache

@@ -63,8 +63,20 @@ def history_csv(history: list[dict[str, float]]) -> str:
     return buf.getvalue()
 
 
-def save_model(path: Path, model, cfg: dict[str, Any], norm, epoch: int, val_loss: float) -> None:
-    """The model with everything needed to use it: architecture, normalisation, variables."""
+def save_model(
+    path: Path,
+    model,
+    cfg: dict[str, Any],
+    norm,
+    epoch: int,
+    val_loss: float,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """The model with everything needed to use it: architecture, normalisation, variables.
+
+    ``extra`` adds the keys of grouped and two-stage models (``group``, ``n_inputs``,
+    ``stage1``, ``feature_normalisation``; see hepae_core.two_stage).
+    """
     from hepae_core.train import save_tensors
 
     payload = {
@@ -75,6 +87,7 @@ def save_model(path: Path, model, cfg: dict[str, Any], norm, epoch: int, val_los
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "epoch": epoch,
         "val_loss": val_loss,
+        **(extra or {}),
     }
     save_tensors(path, payload)
 
@@ -96,8 +109,12 @@ def write_evaluation(
         )
 
 
-def load_model(path: str | Path):
-    """Load a saved model: returns (model in eval mode, normaliser, payload)."""
+def load_model(path: str | Path, allow_grouped: bool = False):
+    """Load a saved model: returns (model in eval mode, normaliser, payload).
+
+    Grouped and two-stage models (several jets per input) are refused unless
+    ``allow_grouped``: code that feeds one jet at a time cannot use them.
+    """
     import torch
 
     from hepae_core.models import build_model
@@ -106,7 +123,14 @@ def load_model(path: str | Path):
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if payload.get("format") != MODEL_FORMAT:
         raise HepaeError(source=str(path), key=None, message="is not a model saved by hepae_core")
-    model = build_model(payload["model_config"], len(payload["variables"]))
+    if payload.get("group") and not allow_grouped:
+        raise HepaeError(
+            source=str(path),
+            key="data.group",
+            message="is a grouped (collective) model taking several jets per input; this "
+            "command handles one jet per input (see docs/collective.md)",
+        )
+    model = build_model(payload["model_config"], payload.get("n_inputs", len(payload["variables"])))
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, Normaliser.from_dict(payload["normalisation"]), payload
@@ -196,6 +220,14 @@ class Prepared:
     x_test_phys: Any  # physical units, rows whose normalised values are finite
     x_test_norm: Any
     counts: dict[str, Any]
+    # grouped and two-stage jobs (hepae_core.two_stage): flattened groups, masks of the
+    # real slots, the model's input width and what model.pt must carry
+    n_inputs: int | None = None
+    m_train: Any = None
+    m_val: Any = None
+    m_test: Any = None
+    grouped: Any = None
+    model_extra: dict[str, Any] | None = None
 
 
 def _setup_torch(cfg: dict[str, Any]):
@@ -218,6 +250,13 @@ def _prepare_data(job_dir: Path, cfg: dict[str, Any], jets: Any = None) -> Prepa
     sample once for all its members.
     """
     import numpy as np
+
+    from hepae_core.config import group_of
+
+    if group_of(cfg) is not None:
+        from hepae_core.two_stage import prepare
+
+        return prepare(job_dir, cfg)
 
     from hepae_core.data import load_jets, split
     from hepae_core.normalise import Normaliser
@@ -278,11 +317,11 @@ def _train(
 
     tcfg = cfg["train"]
     stop = StopFlag().install()
-    model = build_model(cfg["model"], len(data.variables)).to(device)
+    model = build_model(cfg["model"], data.n_inputs or len(data.variables)).to(device)
     report = progress_printer(tcfg["epochs"])
 
     def on_best(epoch: int, val_loss: float) -> None:
-        save_model(job_dir / jobdir.MODEL, model, cfg, data.norm, epoch, val_loss)
+        save_model(job_dir / jobdir.MODEL, model, cfg, data.norm, epoch, val_loss, data.model_extra)
 
     def on_epoch(rec: dict[str, float]) -> None:
         _write_text(job_dir / jobdir.HISTORY, history_csv(trainer.result.history))
@@ -306,11 +345,14 @@ def _train(
         job_dir / jobdir.CHECKPOINT,
         on_best=on_best,
         on_epoch=on_epoch,
+        m_train=None if data.m_train is None else torch.from_numpy(data.m_train).to(device),
+        m_val=None if data.m_val is None else torch.from_numpy(data.m_val).to(device),
     )
     if not fresh and trainer.resume():
         _say(f"resuming from {jobdir.CHECKPOINT}: epoch {trainer.epoch}, batch {trainer.batch}")
     _say(
-        f"training {describe(cfg['model'], len(data.variables))} on {len(data.x_train)} jets, "
+        f"training {describe(cfg['model'], data.n_inputs or len(data.variables))} on "
+        f"{data.counts['train_jets']} jets, "
         f"{device.type}, {threads} thread(s)"
     )
     try:
@@ -329,10 +371,26 @@ def _evaluate(job_dir: Path, cfg: dict[str, Any], data: Prepared, device):
     from hepae_core.evaluate import evaluate
     from hepae_core.train import evaluate_loss
 
-    best, _, _ = load_model(job_dir / jobdir.MODEL)
+    best, _, _ = load_model(job_dir / jobdir.MODEL, allow_grouped=True)
     best = best.to(device)
-    test_loss = evaluate_loss(best, torch.from_numpy(data.x_test_norm).to(device))
+    mask = None if data.m_test is None else torch.from_numpy(data.m_test).to(device)
+    test_loss = evaluate_loss(best, torch.from_numpy(data.x_test_norm).to(device), mask)
     kinds = residual_kinds(cfg)
+    if data.grouped is not None:
+        from hepae_core.two_stage import evaluate_grouped
+
+        g = data.grouped
+        g.codec.model, g.codec.device = best, device
+        if g.codec.stage1 is not None:
+            g.codec.stage1 = g.codec.stage1.to(device)
+        metrics, x_eval, out = evaluate_grouped(
+            g.codec, data.x_test_phys, g.test_rows, g.train_rows, kinds, cfg["evaluate"],
+            stage1=g.codec.stage1,
+        )  # fmt: skip
+        for var in cfg["evaluate"]["round"]:
+            j = data.variables.index(var)
+            out[:, j] = np.round(out[:, j])
+        return best, test_loss, metrics, x_eval, out
     x_eval = data.x_test_phys[slice(0, cfg["evaluate"]["max_jets"])]
     ecfg = cfg["evaluate"]
     metrics, out = evaluate(
@@ -391,7 +449,7 @@ def _metrics(cfg, data: Prepared, result, best, test_loss, metrics, device, thre
         "status": jobdir.DONE,
         "name": cfg.get("name"),
         **flatten_params(cfg),
-        "n_inputs": len(data.variables),
+        "n_inputs": data.n_inputs or len(data.variables),
         "latent": cfg["model"]["latent"],
         "n_params": count_parameters(best),
         "variables": ",".join(data.variables),

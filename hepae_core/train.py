@@ -172,16 +172,26 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
+def masked_mse(y: torch.Tensor, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the values where ``m`` is 1 (padded group slots are 0)."""
+    return (((y - x) * m) ** 2).sum() / m.sum().clamp(min=1)
+
+
 @torch.no_grad()
-def evaluate_loss(model: nn.Module, x: torch.Tensor) -> float:
-    """Mean squared error over ``x`` in eval mode, in large batches."""
+def evaluate_loss(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """Mean squared error over ``x`` (the values ``mask`` keeps) in eval mode, in large batches."""
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=x.device)
     for i in range(0, x.shape[0], VAL_BATCH):
         xb = x[i : i + VAL_BATCH]
-        total += F.mse_loss(model(xb), xb, reduction="sum").double()
+        if mask is None:
+            total += F.mse_loss(model(xb), xb, reduction="sum").double()
+        else:
+            mb = mask[i : i + VAL_BATCH]
+            total += (((model(xb) - xb) * mb) ** 2).sum().double()
     model.train()
-    return total.item() / max(1, x.numel())
+    n = x.numel() if mask is None else float(mask.sum().item())
+    return total.item() / max(1, n)
 
 
 class Trainer:
@@ -203,6 +213,9 @@ class Trainer:
         Called with (epoch, val_loss) when the validation loss improves; saves the model.
     on_epoch
         Called with the epoch's history record (progress display, state file, history).
+    m_train, m_val
+        For grouped inputs: 1 for the values of real jets, 0 for padded slots (same shape
+        as ``x_train``/``x_val``); the loss averages over the real values only.
     """
 
     def __init__(
@@ -215,8 +228,12 @@ class Trainer:
         checkpoint_path: Path | None = None,
         on_best: Callable[[int, float], None] | None = None,
         on_epoch: Callable[[dict[str, float]], None] | None = None,
+        m_train: torch.Tensor | None = None,
+        m_val: torch.Tensor | None = None,
     ) -> None:
         self.model = model
+        self.m_train = m_train
+        self.m_val = m_val
         self.x_train = x_train
         self.x_val = x_val
         self.cfg = tcfg
@@ -322,19 +339,26 @@ class Trainer:
                 self.epoch_loss.zero_()
                 self.epoch_time = 0.0
             xs = x[self.perm.to(x.device)]  # one gather per epoch; batches are views
+            ms = None if self.m_train is None else self.m_train[self.perm.to(x.device)]
             t0 = time.perf_counter()
             loss_sum = self.epoch_loss
             starts = self.starts
             i = self.batch
             while i < len(starts):
                 xb = xs[starts[i] : starts[i] + bs]
-                loss = F.mse_loss(self.forward(xb), xb)
+                if ms is None:
+                    loss = F.mse_loss(self.forward(xb), xb)
+                    weight = xb.shape[0]
+                else:
+                    mb = ms[starts[i] : starts[i] + bs]
+                    loss = masked_mse(self.forward(xb), xb, mb)
+                    weight = mb.sum() / x.shape[1]  # real values, in units of a full row
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 if self.per_batch_schedule:
                     sched.step()
-                loss_sum += loss.detach() * xb.shape[0]
+                loss_sum += loss.detach() * weight
                 i += 1
                 if stop or (every and time.monotonic() - self._last_checkpoint > every):
                     self.batch = i
@@ -356,8 +380,12 @@ class Trainer:
             n_seen = starts[-1] + min(bs, x.shape[0] - starts[-1])
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
-            train_loss = loss_sum.item() / (n_seen * x.shape[1])
-            val_loss = evaluate_loss(model, self.x_val)
+            # loss_sum adds each batch's mean squared error weighted by its rows (real
+            # values / d for masked groups): dividing by the rows seen gives the mean
+            # squared error per value, the unit of val_loss.
+            seen = n_seen if ms is None else ms[:n_seen].sum().item() / x.shape[1]
+            train_loss = loss_sum.item() / seen
+            val_loss = evaluate_loss(model, self.x_val, self.m_val)
             if sched is not None and not self.per_batch_schedule:
                 sched.step(val_loss)
             record = {

@@ -1,0 +1,375 @@
+"""Grouped and two-stage (collective) models: their data, their model file, their evaluation.
+
+* Grouped: G jets (d values each) per input, G x d -> z.
+* Two-stage: a finished per-jet job (stage 1, d -> z1) named by ``model.stage1``; its
+  encoder turns every jet into z1 values, and stage 2 compresses groups of G of them
+  (G x z1 -> z2). The stage-1 weights and normalisation are copied into the stage-2
+  model.pt, which therefore stands alone.
+
+Both are evaluated per jet in physical units with the residual code every model uses,
+plus widths per slot; see docs/collective.md and docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hepae_core import jobdir
+from hepae_core.baselines import CASTS, FLOAT_BYTES, cast_roundtrip, ratio
+from hepae_core.config import group_of
+from hepae_core.errors import DataError, HepaeError
+from hepae_core.grouping import Groups, event_branch, flat_mask, form_groups, gather, split_groups
+from hepae_core.models import AutoEncoder, build_model
+from hepae_core.normalise import Normaliser
+from hepae_core.quantise import LatentQuantiser
+from hepae_core.residuals import residuals, stats_table
+
+SLOT_STATS = ("mean", "rms", "width")
+
+
+@dataclass
+class Stage1:
+    """A finished per-jet model: the first stage of a two-stage model."""
+
+    model: AutoEncoder
+    norm: Normaliser
+    payload: dict[str, Any]
+    job_dir: Path | None = None
+
+    @property
+    def latent(self) -> int:
+        return int(self.payload["model_config"]["latent"])
+
+
+@dataclass
+class GroupedCodec:
+    """Jets in physical units <-> one latent vector per group, through one or two stages."""
+
+    model: AutoEncoder  # the grouped (stage-2) model
+    norm: Normaliser  # physical jets -> normalised (stage 1's for two-stage models)
+    feat_norm: Normaliser | None  # stage-1 latent -> normalised (two-stage only)
+    stage1: AutoEncoder | None
+    size: int
+    device: torch.device
+
+    @torch.no_grad()
+    def features(self, x_phys: np.ndarray, raw: bool = False) -> np.ndarray:
+        """Per-jet inputs of the grouped model (normalised values or normalised latents).
+
+        ``raw``: the stage-1 latents before their normalisation (to fit it).
+        """
+        x = self.norm.forward(x_phys)
+        if self.stage1 is None:
+            return x
+        self.stage1.eval()
+        z = self.stage1.encode(torch.from_numpy(x).to(self.device)).cpu().numpy()
+        return z if raw else self.feat_norm.forward(z)
+
+    @torch.no_grad()
+    def jets_from_features(self, f: np.ndarray) -> np.ndarray:
+        if self.stage1 is None:
+            return self.norm.inverse(f)
+        z = torch.from_numpy(np.ascontiguousarray(self.feat_norm.inverse(f), dtype=np.float32))
+        return self.norm.inverse(self.stage1.decode(z.to(self.device)).cpu().numpy())
+
+    @torch.no_grad()
+    def encode(self, x_phys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        f = gather(self.features(x_phys), rows).reshape(len(rows), -1)
+        self.model.eval()
+        return self.model.encode(torch.from_numpy(f).to(self.device)).cpu().numpy()
+
+    @torch.no_grad()
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Latents -> (n_groups, G, d) physical jets (every slot, padded ones too)."""
+        zt = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)).to(self.device)
+        f = self.model.decode(zt).cpu().numpy().reshape(len(z) * self.size, -1)
+        return self.jets_from_features(f).reshape(len(z), self.size, -1)
+
+
+def load_stage1(cfg: dict[str, Any], job_dir: Path, variables: list[str]) -> Stage1:
+    """The stage-1 model ``model.stage1`` names; HepaeError (exit 2) when unusable."""
+    from hepae_core.job import load_model
+
+    path = Path(cfg["model"]["stage1"]).expanduser()
+    if not path.is_absolute():
+        path = job_dir / path
+    src = str(path)
+
+    def bad(message: str) -> HepaeError:
+        return HepaeError(source=src, key="model.stage1", message=message)
+
+    if not path.is_dir():
+        raise bad(
+            "no stage-1 job directory here; model.stage1 names a finished per-jet job dir "
+            "(relative paths are taken from the directory of config.yaml)"
+        )
+    state = (jobdir.read_state(path) or {}).get("state")
+    if state != jobdir.DONE or not (path / jobdir.MODEL).is_file():
+        raise bad(
+            f"the stage-1 job is not finished (state: {state or 'none'}); run it first, then "
+            "this job"
+        )
+    model, norm, payload = load_model(path / jobdir.MODEL)
+    if payload.get("group") or payload.get("stage1"):
+        raise bad("is a grouped model; stage 1 must be a per-jet model (one jet per input)")
+    if list(payload["variables"]) != list(variables):
+        raise bad(
+            f"was trained on {', '.join(payload['variables'])} but this config's "
+            f"data.variables are {', '.join(variables)}: use the same variables"
+        )
+    return Stage1(model=model, norm=norm, payload=payload, job_dir=path)
+
+
+def stage1_from_payload(payload: dict[str, Any]) -> tuple[AutoEncoder, Normaliser]:
+    s1 = payload["stage1"]
+    model = build_model(s1["model_config"], len(payload["variables"]))
+    model.load_state_dict(s1["state_dict"])
+    model.eval()
+    return model, Normaliser.from_dict(payload["normalisation"])
+
+
+def prepare(job_dir: Path, cfg: dict[str, Any]):
+    """Read, group, split and normalise for a grouped or two-stage job: a job.Prepared."""
+    from hepae_core.config import variables_of
+    from hepae_core.data import load_jets
+    from hepae_core.job import Prepared
+
+    group = group_of(cfg)
+    variables = variables_of(cfg)
+    stage1 = load_stage1(cfg, job_dir, variables) if cfg["model"]["stage1"] else None
+    if stage1 is not None and cfg["model"]["latent"] >= group["size"] * stage1.latent:
+        n = group["size"] * stage1.latent
+        raise HepaeError(
+            source=str(job_dir / jobdir.CONFIG),
+            key="model.latent",
+            message=f"is {cfg['model']['latent']}, but a group of {group['size']} stage-1 "
+            f"latent vectors has {n} values: choose a latent size below {n}",
+        )
+    carry = event_branch(cfg, group)
+    try:
+        jets = load_jets(cfg, job_dir, carry)
+    except DataError as exc:
+        if carry and f"no branch '{carry[0]}'" in exc.message:
+            raise DataError(
+                source=exc.source,
+                key="data.group.event",
+                message=f"by: event needs a per-jet event-number branch, and there is no "
+                f"'{carry[0]}': name it with data.group.event, or use by: sequence",
+            ) from None
+        raise
+    counts = dict(jets.counts)
+    pt = jets.values[:, variables.index("pt")] if "pt" in variables else None
+    if group["order"] == "pt" and pt is None:
+        raise HepaeError(
+            source=cfg["data"]["source"],
+            key="data.group.order",
+            message="is pt, but pt is not among data.variables: use order: file",
+        )
+    event = jets.extra.get(carry[0]) if carry else None
+    groups = form_groups(cfg, group, len(jets.values), pt, event)
+    parts = split_groups(
+        groups, cfg["data"]["test_fraction"], cfg["train"]["val_fraction"], cfg["seed"]
+    )
+    train_jets = groups.rows[parts.train]
+    train_jets = train_jets[train_jets >= 0]
+    if stage1 is None:
+        norm = Normaliser.fit(cfg["normalisation"]["kind"], variables, jets.values[train_jets])
+        codec = GroupedCodec(
+            build_model(cfg["model"], 1), norm, None, None, group["size"], torch.device("cpu")
+        )
+    else:
+        norm = stage1.norm
+        codec = GroupedCodec(
+            build_model(cfg["model"], 1),
+            norm,
+            None,
+            stage1.model,
+            group["size"],
+            torch.device("cpu"),
+        )
+        z_train = codec.features(jets.values[train_jets], raw=True)
+        names = [f"z{i}" for i in range(stage1.latent)]
+        codec.feat_norm = Normaliser.fit(
+            "standard", names, z_train[np.isfinite(z_train).all(axis=1)]
+        )
+    feats = codec.features(jets.values)
+    # Jets outside the normalisation's domain cannot be encoded: their slots become padding.
+    bad = ~np.isfinite(feats).all(axis=1)
+    counts["norm_domain_errors"] = int(bad.sum())
+    rows = np.where(bad[np.maximum(groups.rows, 0)] & (groups.rows >= 0), -1, groups.rows)
+    groups = Groups(rows=rows, unit=groups.unit, counts=groups.counts)
+    counts.update(groups.counts)
+    feats = np.where(bad[:, None], 0.0, feats).astype(np.float32)
+    width = feats.shape[1]
+
+    def flat(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r = groups.rows[idx]
+        return gather(feats, r).reshape(len(r), -1), flat_mask(r >= 0, width)
+
+    (x_train, m_train), (x_val, m_val), (x_test, m_test) = (
+        flat(p) for p in (parts.train, parts.val, parts.test)
+    )
+    test_rows = groups.rows[parts.test]
+    counts.update(
+        train_groups=len(parts.train),
+        val_groups=len(parts.val),
+        test_groups=len(parts.test),
+        train_jets=int((groups.rows[parts.train] >= 0).sum()),
+        val_jets=int((groups.rows[parts.val] >= 0).sum()),
+        test_jets=int((test_rows >= 0).sum()),
+    )
+    prepared = Prepared(
+        variables,
+        norm,
+        x_train,
+        jets.values[train_jets],
+        x_val,
+        jets.values,  # the test jets are picked by rows, see GroupedData
+        x_test,
+        counts,
+    )
+    prepared.n_inputs = group["size"] * width
+    prepared.m_train, prepared.m_val, prepared.m_test = m_train, m_val, m_test
+    prepared.grouped = GroupedData(
+        codec=codec,
+        test_rows=test_rows,
+        train_rows=groups.rows[parts.train],
+        stage1=stage1,
+    )
+    extra: dict[str, Any] = {"group": group, "n_inputs": prepared.n_inputs}
+    if stage1 is not None:
+        extra["stage1"] = {
+            "model_config": stage1.payload["model_config"],
+            "state_dict": stage1.payload["state_dict"],
+            "job_dir": str(stage1.job_dir),
+            "val_loss": stage1.payload.get("val_loss"),
+        }
+        extra["feature_normalisation"] = codec.feat_norm.to_dict()
+    prepared.model_extra = extra
+    return prepared
+
+
+@dataclass
+class GroupedData:
+    """What the evaluation of a grouped job needs beside job.Prepared's arrays."""
+
+    codec: GroupedCodec
+    test_rows: np.ndarray  # (n_groups, G) rows of the test jets in Prepared.x_test_phys
+    train_rows: np.ndarray
+    stage1: Stage1 | None
+
+
+def codec_from_payload(
+    model: AutoEncoder, norm: Normaliser, payload: dict[str, Any], device
+) -> GroupedCodec:
+    """The GroupedCodec of a saved grouped or two-stage model.pt."""
+    stage1 = feat = None
+    if payload.get("stage1"):
+        stage1, _ = stage1_from_payload(payload)
+        stage1 = stage1.to(device)
+        feat = Normaliser.from_dict(payload["feature_normalisation"])
+    return GroupedCodec(model.to(device), norm, feat, stage1, int(payload["group"]["size"]), device)
+
+
+def evaluate_grouped(
+    codec: GroupedCodec,
+    x_phys: np.ndarray,
+    test_rows: np.ndarray,
+    train_rows: np.ndarray,
+    kinds: dict[str, str],
+    ecfg: dict[str, Any],
+    stage1: AutoEncoder | None = None,
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Metrics of a grouped model on the test groups: (metrics, test jets in, jets out).
+
+    Returns per-jet arrays of the real (unpadded) slots, in physical units.
+    """
+    from hepae_core.evaluate import CURVE_STATS, baseline_metrics
+
+    variables = codec.norm.variables
+    kind_list = [kinds[v] for v in variables]
+    d, g = len(variables), codec.size
+    rows = test_rows
+    if ecfg["max_jets"]:
+        keep = np.cumsum((rows >= 0).sum(axis=1)) <= ecfg["max_jets"]
+        keep[0] = True
+        rows = rows[keep]
+    real = rows >= 0
+    n_groups, n_real = len(rows), int(real.sum())
+    x_in = x_phys[rows[real]]
+    t0 = time.perf_counter()
+    z = codec.encode(x_phys, rows)
+    t1 = time.perf_counter()
+    y = codec.decode(z)
+    t2 = time.perf_counter()
+    out = y[real]
+    latent = z.shape[1]
+    m: dict[str, Any] = {}
+    res = residuals(x_in, out, kind_list)
+    m.update(stats_table("ae", res, variables))
+    slot = np.broadcast_to(np.arange(g), rows.shape)[real]
+    for k in range(g):
+        sel = slot == k
+        m[f"slot{k}.jets"] = int(sel.sum())
+        if sel.any():
+            m.update(stats_table(f"slot{k}", res[sel], variables, SLOT_STATS))
+    z16 = z.astype(np.float16).astype(np.float32)
+    m.update(
+        stats_table("ae_f16latent", residuals(x_in, codec.decode(z16)[real], kind_list), variables)
+    )
+    for name in CASTS:
+        cast = cast_roundtrip(x_in, name)
+        m.update(stats_table(name, residuals(x_in, cast, kind_list), variables))
+        m[f"{name}.bits_per_jet"] = 16 * d
+        m[f"{name}.ratio"] = 2.0
+    for v in variables:
+        m[f"residual.{v}"] = kinds[v]
+    jets_per_group = n_real / n_groups if n_groups else float("nan")
+    m["group.size"] = g
+    m["group.jets_per_group"] = jets_per_group
+    m["input_bytes_per_jet"] = FLOAT_BYTES * d
+    m["compression_ratio"] = g * d / latent
+    m["compression_ratio_effective"] = jets_per_group * d / latent
+    m["compression_ratio_f16"] = FLOAT_BYTES * g * d / (2 * latent)
+    m["ae.bits_per_jet"] = 32 * latent / jets_per_group
+    m["ae_f16latent.bits_per_jet"] = 16 * latent / jets_per_group
+    m["encode_s_per_jet"] = (t1 - t0) / max(1, n_real)
+    m["decode_s_per_jet"] = (t2 - t1) / max(1, n_real)
+    if stage1 is not None:
+        with torch.no_grad():
+            x1 = torch.from_numpy(codec.norm.forward(x_in)).to(codec.device)
+            y1 = codec.norm.inverse(stage1(x1).cpu().numpy())
+        m.update(stats_table("stage1", residuals(x_in, y1, kind_list), variables))
+        z1 = len(codec.feat_norm.variables)  # one standardised variable per stage-1 latent
+        m["stage1.latent"] = z1
+        m["stage1.compression_ratio"] = d / z1 if z1 else float("nan")
+        for v in variables:
+            w1, w2 = m[f"stage1.{v}.width"], m[f"ae.{v}.width"]
+            m[f"stage2_cost.{v}.width_ratio"] = w2 / w1 if w1 else float("nan")
+    if ecfg["baselines"] and n_real:
+        t0 = time.perf_counter()
+        train_real = train_rows[train_rows >= 0]
+        x_train = x_phys[train_real]
+        bits = tuple(ecfg["bits"])
+        pca_z = ecfg["pca_components"] or max(1, min(d - 1, round(latent / g)))
+        m.update(baseline_metrics(x_in, x_train, variables, kind_list, bits, pca_z))
+        z_train = codec.encode(x_phys, train_rows)
+        q = LatentQuantiser.fit(z_train[np.isfinite(z_train).all(axis=1)])
+        for i, (a, b) in enumerate(zip(q.lo, q.hi)):
+            m[f"latent.{i}.min"] = a
+            m[f"latent.{i}.max"] = b
+        for k in bits:
+            yq = codec.decode(q.decode(q.encode(z, k), k))[real]
+            m.update(stats_table(f"aeq{k}", residuals(x_in, yq, kind_list), variables, CURVE_STATS))
+            bpj = latent * k / jets_per_group
+            m[f"aeq{k}.bits_per_jet"] = bpj
+            m[f"aeq{k}.ratio"] = ratio(n_real, d, bpj, q.side_bytes)
+            m[f"aeq{k}.clipped"] = q.clipped
+        m["baselines_s"] = time.perf_counter() - t0
+    return m, x_in, out
