@@ -616,7 +616,7 @@ class StackedTrainer:
         tr.batch = 0
         tr.epoch += 1
         n_seen = starts[-1] + min(bs, x.shape[0] - starts[-1])
-        train_loss = loss_sum / (n_seen * x.shape[1])
+        train_loss = loss_sum / n_seen  # batch means weighted by rows: per-value MSE
         sched, opt = tr.scheduler, tr.optimizer
         if sched is not None and not tr.per_batch_schedule:
             sched.step(val_loss)
