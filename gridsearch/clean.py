@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gridsearch.campaign import SUMMARY, Campaign, write_manifest
-from gridsearch.status import DONE, FAILED, RUNNING, STALE, SUBMITTED, campaign_status
+from gridsearch.status import HELD, campaign_status
 from hepae_core.jobdir import CHECKPOINT, CONFIG
+from hepae_core.states import JobState
 
 FLAGS = ("checkpoints", "submit_files", "summary", "failed", "not_in_space")
-_IN_FLIGHT = (RUNNING, SUBMITTED, STALE)
+_IN_FLIGHT = (*HELD, JobState.LOST)  # lost: kept until status is sure, like in flight
 
 
 @dataclass
@@ -64,9 +65,9 @@ def plan_removals(campaign: Campaign, flags: set[str]) -> CleanPlan:
     busy_submissions = {js.submission for js in statuses if js.state in _IN_FLIGHT}
     busy_submissions |= {sub for sub, _ in campaign.intended_jobs().values()}
     for js in statuses:
-        if "checkpoints" in flags and js.state == DONE and (js.dir / CHECKPOINT).exists():
+        if "checkpoints" in flags and js.state == JobState.DONE and (js.dir / CHECKPOINT).exists():
             plan.removals.append(Removal("checkpoint", js.dir / CHECKPOINT))
-        if "failed" in flags and js.state == FAILED:
+        if "failed" in flags and js.state == JobState.FAILED:
             for name in sorted(os.listdir(js.dir)):
                 if name != CONFIG:
                     plan.removals.append(Removal("output files of failed jobs", js.dir / name))

@@ -1,7 +1,10 @@
-"""``gridsearch resubmit [DIR] --site SITE``: submit the failed and interrupted jobs again.
+"""``gridsearch resubmit [DIR] --site SITE``: rerun every job that ended unfinished.
 
-The same as ``gridsearch submit --only failed,interrupted``; interrupted jobs resume from
-their checkpoint.
+The same as ``gridsearch submit --only failed,interrupted,lost,cancelled``: interrupted and
+lost jobs resume from their checkpoints. A job the scheduler still holds (queued, requeued
+after a preemption or a node failure, running, or named by a submission whose ids were not
+recorded) is never submitted again, whatever ``--only`` says, unless ``--force``. Repeat it
+until status shows nothing left to rerun.
 """
 
 from __future__ import annotations
@@ -9,15 +12,17 @@ from __future__ import annotations
 import argparse
 
 from gridsearch import cmd_submit
-from gridsearch.submit import RESUBMIT_DEFAULT
+from gridsearch.selection import RESUBMIT_DEFAULT, words
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "resubmit",
-        help="submit the failed and interrupted jobs again (they resume from checkpoints)",
-        description="Like 'submit --only failed,interrupted': exactly those jobs, nothing "
-        "else. Use --only to choose other states (e.g. failed,interrupted,stale).",
+        help="rerun the failed, interrupted, lost and cancelled jobs (they resume from "
+        "checkpoints)",
+        description="Like 'submit --only " + words(RESUBMIT_DEFAULT) + "': exactly those jobs. "
+        "Jobs the scheduler still holds (queued, requeued, running) are never submitted "
+        "again without --force. Use --only to choose other states.",
     )
-    cmd_submit.add_arguments(p, ",".join(RESUBMIT_DEFAULT))
+    cmd_submit.add_arguments(p, words(RESUBMIT_DEFAULT))
     p.set_defaults(func=cmd_submit.run)

@@ -8,6 +8,7 @@ import json
 from gridsearch.campaign import open_campaign
 from gridsearch.errors import GridsearchError
 from gridsearch.status import JobStatus, campaign_status, log_tail
+from gridsearch.text import safe, safe_text
 from hepae_core.jobdir import CONFIG, METRICS, read_json
 
 
@@ -57,21 +58,23 @@ def run(args: argparse.Namespace) -> int:
         out["log_tail"] = tail
         print(json.dumps(out, indent=1))
         return 0
-    print(f"job {js.id}  {js.name}  (#{js.index}, {js.state})")
-    print(f"dir: {js.dir}")
+    print(safe(f"job {js.id}  {js.name}  (#{js.index}, {js.state.word})"))
+    print(safe(f"dir: {js.dir}"))
     if js.params:
-        print("params: " + ", ".join(f"{k}={v}" for k, v in js.params.items()))
+        print(safe("params: " + ", ".join(f"{k}={v}" for k, v in js.params.items())))
+    if js.epoch_text:
+        print(f"epoch: {js.epoch_text}")
     if js.reason:
-        print(f"reason: {js.reason}")
+        print(safe(f"reason: {js.reason}"))
     print("\n--- config.yaml ---")
-    print((config or "(missing)").rstrip())
+    print(safe_text((config or "(missing)").rstrip()))
     print("\n--- state.json ---")
-    print(json.dumps(state, indent=1, sort_keys=True) if state else "(never started)")
+    print(safe_text(json.dumps(state, indent=1, sort_keys=True)) if state else "(never started)")
     if metrics:
         print("\n--- metrics.json ---")
         for key, value in sorted(metrics.items()):
-            print(f"{key}: {value}")
+            print(safe(f"{key}: {value}"))
     if tail:
         print("\n--- job.log (last lines) ---")
-        print("\n".join(tail))
+        print(safe_text("\n".join(tail)))
     return 0

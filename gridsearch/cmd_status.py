@@ -4,44 +4,102 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+from collections import Counter
 
 from gridsearch.campaign import lock_holder, open_campaign
-from gridsearch.status import DEFAULT_STALE_AFTER_S, FAILED, STATES, campaign_status, counts
+from gridsearch.selection import RESUBMIT_DEFAULT
+from gridsearch.status import DEFAULT_LOST_AFTER_S, JobStatus, campaign_status, counts
 from gridsearch.table import table
+from gridsearch.text import safe
+from hepae_core.states import JobState
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "status",
         help="counts and a table of the campaign's jobs, from their job-dir files",
-        description="Decide each job's state from its directory (state.json), asking the "
-        "scheduler only about jobs still in flight.",
+        description="Decide each job's state from its directory (state.json, heartbeat, "
+        "lock), asking the scheduler only about jobs it may still hold.",
     )
     p.add_argument("campaign", nargs="?", default=".", help="campaign directory (default: .)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument(
-        "--failed", action="store_true", help="only failed jobs, with reason and log lines"
+        "--failed", action="store_true", help="only failed and lost jobs, with log lines"
     )
-    p.add_argument("--state", choices=STATES, action="append", help="only jobs in this state")
+    p.add_argument(
+        "--state",
+        type=_state_word,
+        action="append",
+        metavar="STATE",
+        help="only jobs in this state (repeatable): " + ", ".join(s.word for s in JobState),
+    )
     p.add_argument("--counts", action="store_true", help="only the counts")
     p.add_argument(
-        "--stale-after",
+        "--lost-after",
         type=float,
-        default=DEFAULT_STALE_AFTER_S / 60,
+        default=DEFAULT_LOST_AFTER_S / 60,
         metavar="MIN",
-        help="a running job silent this long is stale (default %(default)g minutes)",
+        help="without a scheduler answer, a running job silent this long is lost "
+        "(default %(default)g minutes)",
     )
     p.add_argument("--no-query", action="store_true", help="never ask the scheduler")
     p.add_argument("--lines", type=int, default=5, help="log lines shown per failed job")
     p.set_defaults(func=run)
 
 
-def _info(js) -> str:
-    if js.state == "running" and js.epoch is not None:
-        return js.reason
-    if js.state == "submitted":
+def _state_word(text: str) -> JobState:
+    try:
+        return JobState.from_word(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _info(js: JobStatus) -> str:
+    if js.state == JobState.QUEUED and not js.reason:
         return js.scheduler_state or js.submission or ""
     return js.reason or ""
+
+
+def recovery_hints(statuses: list[JobStatus], root: str) -> list[str]:
+    """The one command that reruns the jobs that ended unfinished, and notes for the rest."""
+    lines = []
+    rerun = [js for js in statuses if js.in_space and js.state in RESUBMIT_DEFAULT]
+    if rerun:
+        sites = Counter(js.site for js in rerun if js.site)
+        site = sites.most_common(1)[0][0] if sites else "SITE"
+        what = ", ".join(f"{n} {s}" for s, n in counts(rerun).items())
+        lines.append(
+            f"to rerun the {what} job{'s' if len(rerun) > 1 else ''} (interrupted and lost "
+            f"ones resume from their checkpoints): gridsearch resubmit {shlex.quote(root)} "
+            f"--site {shlex.quote(site)}"
+        )
+        bad = [js for js in rerun if js.error_kind == "bad_input"]
+        if bad:
+            lines.append(
+                f"  {len(bad)} of them failed on bad input (e.g. {bad[0].name}): they fail again "
+                "until the input is fixed; see 'gridsearch status --failed'"
+            )
+    intended = sorted(
+        {
+            js.submission
+            for js in statuses
+            if js.state == JobState.QUEUED and js.outcome == "intended"
+        }
+    )
+    for sub in intended:
+        lines.append(
+            f"submission {sub} has no scheduler ids recorded, so its jobs count as queued: "
+            f"'gridsearch adopt {shlex.quote(root)} {sub} --ids ID[,ID...]' records the ids "
+            "it printed, or '--none' if the scheduler holds nothing of it"
+        )
+    unasked = [js for js in statuses if js.asked is False]
+    if unasked:
+        lines.append(
+            f"the scheduler could not be asked about {len(unasked)} job(s); their states come "
+            "from the job dirs alone"
+        )
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,13 +107,13 @@ def run(args: argparse.Namespace) -> int:
     statuses = campaign_status(
         campaign,
         query=not args.no_query,
-        stale_after_s=args.stale_after * 60,
+        lost_after_s=args.lost_after * 60,
         metrics=args.json,
         log_lines=args.lines,
     )
     wanted = set(args.state or [])
     if args.failed:
-        wanted.add(FAILED)
+        wanted |= {JobState.FAILED, JobState.LOST}
     shown = [js for js in statuses if not wanted or js.state in wanted]
     total = counts(statuses)
     if args.json:
@@ -72,15 +130,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     holder = lock_holder(campaign.root)
     if holder:
-        print(f"note: {holder} holds the campaign lock")
+        print(f"note: {safe(holder)} holds the campaign lock")
     if not args.counts and shown:
         rows = [
             [
                 js.index,
                 js.id,
                 js.name,
-                js.state + ("" if js.in_space else " (not in space)"),
-                f"{js.epoch}/{js.epochs}" if js.epoch is not None else None,
+                js.state.word + ("" if js.in_space else " (not in space)"),
+                js.epoch_text,
                 js.train_loss,
                 js.val_loss,
                 _info(js),
@@ -90,10 +148,12 @@ def run(args: argparse.Namespace) -> int:
         print(table(["#", "id", "name", "state", "epoch", "train", "val", "info"], rows))
         if args.failed:
             for js in shown:
-                if js.state == FAILED and js.log_tail:
-                    print(f"\n{js.id} {js.name}: {js.reason}")
+                if js.log_tail:
+                    print(f"\n{safe(js.id)} {safe(js.name)}: {safe(js.reason)}")
                     for line in js.log_tail:
-                        print(f"  | {line}")
+                        print(f"  | {safe(line)}")
     summary = ", ".join(f"{n} {s}" for s, n in total.items())
     print(f"{len(statuses)} jobs: {summary}")
+    for line in recovery_hints(statuses, str(campaign.root)):
+        print(safe(line))
     return 0

@@ -9,8 +9,10 @@ from pathlib import Path
 from gridsearch.backends import get_backend
 from gridsearch.backends.base import format_command
 from gridsearch.campaign import open_campaign
-from gridsearch.status import counts
-from gridsearch.submit import SELECTABLE, parse_only, submit
+from gridsearch.selection import SELECTABLE, words
+from gridsearch.status import DEFAULT_LOST_AFTER_S, counts
+from gridsearch.submit import parse_only, submit
+from hepae_core.states import JobState
 
 
 def add_arguments(p: argparse.ArgumentParser, only_default: str | None) -> None:
@@ -23,11 +25,20 @@ def add_arguments(p: argparse.ArgumentParser, only_default: str | None) -> None:
         default=only_default,
         metavar="STATES",
         help="exactly the jobs in these states, comma-separated: "
-        + ", ".join(SELECTABLE)
-        + f" (default: {only_default or 'planned'})",
+        + words(SELECTABLE).replace(",", ", ")
+        + f" (default: {only_default or 'planned'}); jobs the scheduler still holds are "
+        "never taken without --force",
     )
     p.add_argument(
-        "--force", action="store_true", help="allow submitted, running and done jobs in --only"
+        "--force", action="store_true", help="allow queued, running and done jobs in --only"
+    )
+    p.add_argument(
+        "--lost-after",
+        type=float,
+        default=DEFAULT_LOST_AFTER_S / 60,
+        metavar="MIN",
+        help="where the scheduler cannot tell, a running job silent this long is lost "
+        "(default %(default)g minutes)",
     )
     p.add_argument("--workers", type=int, metavar="N", help="local: jobs at a time")
     p.add_argument("--threads", type=int, metavar="N", help="local: CPU threads per job")
@@ -93,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             overrides={k: v for k, v in overrides.items() if v is not None},
             sites_dir=args.sites_dir,
+            lost_after_s=args.lost_after * 60,
         )
     except KeyboardInterrupt:
         print(
@@ -129,5 +141,5 @@ def run(args: argparse.Namespace) -> int:
         done = [js for js in campaign_status(campaign, query=False) if js.id in ids]
         summary = ", ".join(f"{n} {s}" for s, n in counts(done).items())
         print(f"local run ended: {summary}")
-        return 0 if all(js.state == "done" for js in done) else 1
+        return 0 if all(js.state == JobState.DONE for js in done) else 1
     return 0

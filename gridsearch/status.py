@@ -1,17 +1,31 @@
-"""The state of every job of a campaign, decided from job-dir files first.
+"""The state of every job of a campaign (a :class:`~hepae_core.states.JobState`), decided
+from the job dir first, then the ledger, then the scheduler.
 
-Order of evidence, per job:
+Evidence, per job:
 
-1. ``state.json`` (docs/jobdir.md): ``done``, ``failed``, ``interrupted`` are final for the
-   attempt that wrote them; ``running`` is trusted while ``updated`` keeps moving, and is
-   ``stale`` once it is older than ``stale_after_s``.
-2. The ledger (docs/campaign.md): a job named by a submission newer than its state file is
-   ``submitted`` (in flight); a job never named by one and never started is ``planned``.
-3. Only for jobs still in flight (submitted, or running per state.json) is the scheduler
-   asked, through the backend's ``query(task_ids)``: one call per backend kind.
+1. ``state.json`` (docs/jobdir.md), when it was written after the newest submission naming
+   the job: ``done``, ``failed`` and ``interrupted`` are the job's own last word; ``running``
+   is checked against the job's signs of life (the ``heartbeat`` file and ``updated``) and,
+   on this host, its job-dir lock (held by the running process, freed by the kernel when it
+   dies).
+2. The ledger (docs/campaign.md): a job named by a submission newer than its state is
+   ``queued``; so is a job named by an ``intended`` submission (the scheduler was called but
+   no ids were recorded: it may hold the job). A job never named and never started is
+   ``planned``.
+3. The scheduler, through the backend's ``query(task_ids)`` (one call per kind), for every
+   job its newest submission may still hold: queued, running, and also interrupted and
+   failed ones (a requeued task, preempted or after a node failure, is pending again under
+   the same task id and will run by itself). Its answer decides ``queued``/``running``, and
+   for a job that never started or never wrote its final state, ``cancelled``, ``failed`` or
+   ``lost``. When it cannot be asked, nothing is concluded from its silence.
+
+A job is ``lost`` when its state says running but its process is gone: the scheduler no
+longer runs the task (ended, or forgotten) and its heartbeat is older than
+``LOST_BEATS`` intervals; or, on this host, its job-dir lock is free; or, with no scheduler
+answer, its heartbeat stopped for ``lost_after_s``.
 
 Backends that block until their jobs end (``blocking = True``: the local one) are never
-asked: once their ledger record exists, nothing of theirs is in flight.
+asked: once their submission is complete, nothing of theirs is in flight.
 """
 
 from __future__ import annotations
@@ -26,21 +40,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gridsearch.campaign import Campaign, parse_time
+from gridsearch.campaign import Campaign, lock_holder, parse_time
 from gridsearch.errors import GridsearchError
-from hepae_core.jobdir import LOG, METRICS, STATE
+from hepae_core.jobdir import (
+    HEARTBEAT_INTERVAL_S,
+    JOB_LOCK,
+    LOG,
+    METRICS,
+    STATE,
+    heartbeat_age,
+    job_lock_holder,
+)
+from hepae_core.states import JobState
 
-PLANNED = "planned"
-SUBMITTED = "submitted"
-RUNNING = "running"
-DONE = "done"
-FAILED = "failed"
-INTERRUPTED = "interrupted"
-STALE = "stale"
-STATES = (PLANNED, SUBMITTED, RUNNING, DONE, FAILED, INTERRUPTED, STALE)
-
-DEFAULT_STALE_AFTER_S = 3600.0
-_FATAL = {"failed", "cancelled", "timeout", "oom", "node_fail", "preempted"}
+#: Without a scheduler answer, a running job silent this long is lost.
+DEFAULT_LOST_AFTER_S = 600.0
+#: With the scheduler saying the task ended, a heartbeat this many intervals old is dead.
+LOST_BEATS = 3.0
+#: What the scheduler still holds (or may hold): never submitted again without --force.
+HELD = (JobState.QUEUED, JobState.RUNNING)
+#: Scheduler words (SchedulerState.state) for a task that ended without success.
+_ENDED_BADLY = {"failed", "cancelled", "timeout", "oom", "node_fail", "preempted"}
 
 
 @dataclass
@@ -51,7 +71,7 @@ class JobStatus:
     id: str
     name: str
     dir: Path
-    state: str
+    state: JobState
     in_space: bool = True
     params: dict[str, Any] = field(default_factory=dict)
     attempt: int | None = None
@@ -61,36 +81,51 @@ class JobStatus:
     val_loss: float | None = None
     host: str | None = None
     updated: str | None = None
+    heartbeat_age_s: float | None = None  # seconds since the last sign of life
     scheduler_job_id: str | None = None
-    submission: str | None = None  # latest ledger record naming this job
+    submission: str | None = None  # newest ledger submission naming this job
+    outcome: str | None = None  # that submission's outcome: submitted or intended
+    site: str | None = None  # its site profile
     task_id: str | None = None
     kind: str | None = None  # backend kind of that submission
     scheduler_state: str | None = None  # what the scheduler said, when asked
+    asked: bool | None = None  # None: not needed; False: the scheduler could not be asked
     reason: str = ""
     error_kind: str | None = None
     exit_code: int | None = None
     log_tail: list[str] = field(default_factory=list)
     metrics: dict[str, Any] | None = None
 
+    @property
+    def epoch_text(self) -> str | None:
+        """``7/30``; ``0/30`` before the first epoch; None (shown ``-``) when not known."""
+        if self.epochs is None:
+            return None if not self.epoch else str(self.epoch)
+        return f"{self.epoch or 0}/{self.epochs}"
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["dir"] = str(self.dir)
+        out["state"] = self.state.word
         return out
 
 
 def _read_state(path: str) -> dict[str, Any] | None:
+    """state.json as a dict; None when there is none; ``{"state": None, ...}`` when unreadable."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
-        return {"state": "unreadable", "reason": f"state.json cannot be read: {exc.strerror}"}
+        return {"state": None, "reason": f"state.json cannot be read: {exc.strerror}"}
     try:
         obj = json.loads(data)
     except ValueError:
-        return {"state": "unreadable", "reason": "state.json is not valid JSON"}
-    return obj if isinstance(obj, dict) else {"state": "unreadable"}
+        return {"state": None, "reason": "state.json is not valid JSON"}
+    if not isinstance(obj, dict):
+        return {"state": None, "reason": "state.json is not a JSON object"}
+    return obj
 
 
 def log_tail(job_dir: Path, lines: int = 5, max_bytes: int = 8192) -> list[str]:
@@ -122,24 +157,71 @@ def pid_alive(pid: Any) -> bool:
     return True
 
 
-def latest_submissions(records: Iterable[dict[str, Any]]) -> dict[str, tuple[dict, str]]:
-    """Job id -> (newest non-dry-run ledger record naming it, its task id there)."""
-    out: dict[str, tuple[dict, str]] = {}
-    for rec in records:
-        if rec.get("dry_run"):
+def heartbeat_interval(state: dict[str, Any] | None = None) -> float:
+    """The job's heartbeat interval: state.json's ``heartbeat_s``, else ``HEPAE_HEARTBEAT_S``
+    (the variable the job reads), else the default."""
+    for value in ((state or {}).get("heartbeat_s"), os.environ.get("HEPAE_HEARTBEAT_S")):
+        try:
+            seconds = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
             continue
+        if seconds > 0:
+            return seconds
+    return HEARTBEAT_INTERVAL_S
+
+
+def latest_submissions(submissions: Iterable[dict[str, Any]]) -> dict[str, tuple[dict, str | None]]:
+    """Job id -> (newest submission naming it, its task id there or None).
+
+    ``submissions`` are merged ledger records (:meth:`Campaign.submissions`). Dry runs and
+    refused submissions queued nothing and are passed over; an ``intended`` one names its
+    jobs through ``indices`` (campaign index -> job id) and has no task ids.
+    """
+    out: dict[str, tuple[dict, str | None]] = {}
+    for rec in submissions:
+        if rec.get("dry_run") or rec.get("outcome") == "refused":
+            continue
+        named: dict[str, str | None] = {}
+        indices = rec.get("indices")
+        if isinstance(indices, dict):
+            named.update({str(j): None for j in indices.values()})
+        elif isinstance(indices, list):
+            named.update({str(j): None for j in indices})
         tasks = rec.get("tasks")
         if isinstance(tasks, dict):
-            for task_id, job_id in tasks.items():
-                out[job_id] = (rec, task_id)
+            named.update({str(j): str(t) for t, j in tasks.items()})
+        for job_id, task_id in named.items():
+            out[job_id] = (rec, task_id)
     return out
+
+
+def ago(seconds: float) -> str:
+    """``42 s``, ``12 min``, ``3.5 h``."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@dataclass
+class _Evidence:
+    """What the files said of one job, kept for the scheduler's turn."""
+
+    js: JobStatus
+    ran: bool  # state.json was written after the newest submission naming the job
+    written: str | None  # the state word of that state.json
+    same_host: bool
+    lock: bool | None  # True held, False free, None cannot tell (other host, no lock file)
+    interval: float
+    sub_time: float | None
 
 
 def campaign_status(
     campaign: Campaign,
     *,
     query: bool = True,
-    stale_after_s: float = DEFAULT_STALE_AFTER_S,
+    lost_after_s: float = DEFAULT_LOST_AFTER_S,
     metrics: bool = False,
     log_lines: int = 5,
     now: float | None = None,
@@ -149,101 +231,194 @@ def campaign_status(
     Parameters
     ----------
     query
-        Ask the scheduler about jobs still in flight (never about the others).
-    stale_after_s
-        A ``running`` state not updated for this long is ``stale``.
+        Ask the scheduler about the jobs it may still hold (never about the others).
+    lost_after_s
+        Without a scheduler answer, a ``running`` job with no sign of life for this long
+        is ``lost``.
     metrics
         Read metrics.json of done jobs into ``JobStatus.metrics``.
     log_lines
-        Lines of job.log kept for failed jobs.
+        Lines of job.log kept for failed and lost jobs.
     """
     manifest = campaign.manifest()
     now = time.time() if now is None else now
-    submitted = latest_submissions(campaign.ledger())
-    record_time: dict[int, float] = {}
-    blocking: dict[str, bool] = {}
+    named = latest_submissions(campaign.submissions())
     host = socket.gethostname()
     root = str(campaign.root)
+    blocking: dict[str, bool] = {}
+    campaign_locked: list[bool] = []  # asked once, when a blocking intent needs it
     out: list[JobStatus] = []
-    in_flight: list[JobStatus] = []
+    evidence: list[_Evidence] = []
+    to_ask: list[_Evidence] = []
     for i, entry in enumerate(manifest["jobs"]):
         jid = entry["id"]
-        rel = entry.get("dir") or f"jobs/{jid}"
-        jdir = os.path.join(root, rel)
+        jdir = os.path.join(root, entry.get("dir") or f"jobs/{jid}")
         st = _read_state(os.path.join(jdir, STATE))
         js = JobStatus(
             index=entry.get("index", i),
             id=jid,
             name=entry.get("name", jid),
             dir=Path(jdir),
-            state=PLANNED,
+            state=JobState.PLANNED,
             in_space=entry.get("in_space", True),
             params=entry.get("params", {}),
         )
         out.append(js)
-        sub = submitted.get(jid)
+        rec = None
         sub_time = None
-        if sub is not None:
-            rec, task_id = sub
-            js.submission, js.task_id, js.kind = rec.get("submission"), task_id, rec.get("kind")
-            key = id(rec)
-            if key not in record_time:
-                record_time[key] = parse_time(rec.get("time")) or 0.0
-            sub_time = record_time[key]
+        if jid in named:
+            rec, js.task_id = named[jid]
+            js.submission, js.outcome = rec.get("submission"), rec.get("outcome")
+            js.kind, js.site = rec.get("kind"), rec.get("site")
+            sub_time = parse_time(rec.get("time"))
+        ev = _Evidence(js, False, None, False, None, heartbeat_interval(st), sub_time)
+        evidence.append(ev)
         if st is not None:
-            js.attempt = st.get("attempt")
-            js.epoch, js.epochs = st.get("epoch"), st.get("epochs")
-            js.train_loss, js.val_loss = st.get("train_loss"), st.get("val_loss")
-            js.host, js.updated = st.get("host"), st.get("updated")
-            js.scheduler_job_id = st.get("scheduler_job_id")
-            js.reason = st.get("reason") or ""
-            js.error_kind, js.exit_code = st.get("error_kind"), st.get("exit_code")
+            _take_state(js, st, jdir)
             updated = parse_time(js.updated)
-            state = st.get("state")
-            if sub_time is not None and updated is not None and sub_time > updated:
-                state = None  # submitted again after this state was written: in flight
-            if state in (DONE, FAILED, INTERRUPTED):
-                js.state = state
-            elif state == RUNNING:
-                js.state = RUNNING
-                if updated is not None and now - updated > stale_after_s:
-                    js.state = STALE
-                    js.reason = f"no update for {_ago(now - updated)} (state.json 'updated')"
-                if js.kind in (None, "local") and js.host == host:  # ask the process itself
-                    if not pid_alive(st.get("pid")):
-                        js.state = STALE
-                        js.reason = f"its process {st.get('pid')} on {host} is gone"
-                    elif js.state == STALE:
-                        js.state = RUNNING
-                        js.reason = f"silent ({js.reason}), but its process is alive"
-            elif state is None:
-                js.state = SUBMITTED
-            else:
-                js.state = FAILED
-                js.reason = js.reason or f"state.json has an unknown state {state!r}"
-        elif sub is not None:
-            js.state = SUBMITTED
-        if js.state in (SUBMITTED, RUNNING, STALE) and sub is not None:
-            kind = js.kind or ""
-            if kind not in blocking:
-                blocking[kind] = _is_blocking(kind)
-            if blocking[kind]:
-                if js.state == SUBMITTED:
-                    js.state = FAILED
-                    js.reason = (
-                        f"submission {js.submission} ended but the job never started; "
-                        "see its job.log and the submission's files"
-                    )
-            else:
-                in_flight.append(js)
-    if query and in_flight:
-        _ask_schedulers(in_flight, now, stale_after_s, record_time, submitted)
+            if updated is None:  # unreadable: the file's own time stands in
+                try:
+                    updated = os.stat(os.path.join(jdir, STATE)).st_mtime
+                except OSError:
+                    updated = None
+            # Submitted again after this state was written: that state is history.
+            ev.ran = not (sub_time is not None and updated is not None and sub_time > updated)
+            if ev.ran:
+                ev.written = st.get("state")
+                ev.same_host = js.host == host
+                _decide_from_state(js, st, ev, now)
+        if rec is not None and not ev.ran:
+            js.state = JobState.QUEUED
+            js.error_kind = js.exit_code = None  # an earlier attempt's, not this one's
+            js.reason = (
+                f"submitted as {js.submission}"
+                if js.outcome != "intended"
+                else f"submission {js.submission} was handed to the scheduler but its ids were "
+                "not recorded: it may be queued (see 'gridsearch adopt')"
+            )
+        if rec is None:
+            continue
+        kind = js.kind or ""
+        if kind not in blocking:
+            blocking[kind] = _is_blocking(kind)
+        if blocking[kind]:
+            _settle_blocking(js, ev, campaign, campaign_locked)
+        elif js.task_id and js.state in (
+            JobState.QUEUED,
+            JobState.RUNNING,
+            JobState.LOST,
+            JobState.INTERRUPTED,
+            JobState.FAILED,
+        ):
+            to_ask.append(ev)
+    answered = _ask_schedulers(to_ask, now) if query and to_ask else set()
+    for ev in to_ask:
+        if id(ev.js) not in answered:
+            ev.js.asked = False if query else None
+    for ev in evidence:
+        if id(ev.js) not in answered:
+            _without_answer(ev, lost_after_s)
     for js in out:
-        if js.state == FAILED and log_lines > 0:
+        if js.state in (JobState.FAILED, JobState.LOST) and log_lines > 0:
             js.log_tail = log_tail(js.dir, log_lines)
-        elif js.state == DONE and metrics:
+        elif js.state == JobState.DONE and metrics:
             js.metrics = _read_state(os.path.join(js.dir, METRICS))
     return out
+
+
+def _take_state(js: JobStatus, st: dict[str, Any], jdir: str) -> None:
+    js.attempt = st.get("attempt")
+    js.epoch, js.epochs = st.get("epoch"), st.get("epochs")
+    js.train_loss, js.val_loss = st.get("train_loss"), st.get("val_loss")
+    js.host, js.updated = st.get("host"), st.get("updated")
+    js.scheduler_job_id = st.get("scheduler_job_id")
+    js.reason = str(st.get("reason") or "")
+    js.error_kind, js.exit_code = st.get("error_kind"), st.get("exit_code")
+
+
+def _last_sign(js: JobStatus, now: float) -> float | None:
+    """Seconds since the job last showed life: its heartbeat file or its state's ``updated``."""
+    ages = [heartbeat_age(js.dir, now)]
+    updated = parse_time(js.updated)
+    if updated is not None:
+        ages.append(max(0.0, now - updated))
+    known = [a for a in ages if a is not None]
+    return min(known) if known else None
+
+
+def _lock_state(js: JobStatus, st: dict[str, Any]) -> bool | None:
+    """On this host: True when a process holds the job dir's lock, False when none does."""
+    if os.path.exists(js.dir / JOB_LOCK):
+        return job_lock_holder(js.dir) is not None
+    # A job that predates the lock: its pid tells.
+    pid = st.get("pid")
+    if isinstance(pid, int) and pid > 0:
+        return pid_alive(pid)
+    return None
+
+
+def _decide_from_state(js: JobStatus, st: dict[str, Any], ev: _Evidence, now: float) -> None:
+    """The state from state.json alone (the scheduler may refine it later)."""
+    word = st.get("state")
+    if word is None:  # unreadable: one word for it
+        js.state = JobState.FAILED
+        js.error_kind = js.error_kind or "unreadable_state"
+        return
+    try:
+        state = JobState.from_word(word)
+    except ValueError:
+        state = None
+    if state in (JobState.DONE, JobState.FAILED, JobState.INTERRUPTED):
+        js.state = state
+        if state == JobState.INTERRUPTED and not js.reason:
+            js.reason = f"stopped by {st.get('signal') or 'a signal'}, checkpoint written"
+        if state == JobState.FAILED and not js.reason:
+            code = f" (exit {js.exit_code})" if js.exit_code is not None else ""
+            js.reason = f"failed{code}; see job.log"
+        return
+    if state != JobState.RUNNING:
+        js.state = JobState.FAILED
+        js.reason = f"state.json has an unknown state {word!r}"
+        js.error_kind = js.error_kind or "unreadable_state"
+        return
+    js.state = JobState.RUNNING
+    js.heartbeat_age_s = _last_sign(js, now)
+    if ev.same_host:
+        ev.lock = _lock_state(js, st)
+        if ev.lock is False:
+            js.state = JobState.LOST
+            js.reason = (
+                f"its process (pid {st.get('pid')} on {js.host}) is gone: the job dir's lock is "
+                f"free{_beat_note(js)}"
+            )
+
+
+def _beat_note(js: JobStatus) -> str:
+    if js.heartbeat_age_s is None:
+        return ""
+    return f"; last heartbeat {ago(js.heartbeat_age_s)} ago"
+
+
+def _settle_blocking(
+    js: JobStatus, ev: _Evidence, campaign: Campaign, campaign_locked: list[bool]
+) -> None:
+    """A job of a backend that blocks until its jobs end (local): decided without asking."""
+    if js.state != JobState.QUEUED:
+        return
+    if js.outcome == "intended":
+        if not campaign_locked:
+            campaign_locked.append(lock_holder(campaign.root) is not None)
+        if campaign_locked[0]:
+            js.reason = f"waiting in the {js.kind} run {js.submission}"
+            return
+        js.state = JobState.CANCELLED
+        js.reason = f"the {js.kind} run {js.submission} ended before it started this job"
+        return
+    js.state = JobState.FAILED
+    js.reason = (
+        f"submission {js.submission} ended but the job never started; see its job.log and "
+        "the submission's files"
+    )
 
 
 def _is_blocking(kind: str) -> bool:
@@ -255,75 +430,138 @@ def _is_blocking(kind: str) -> bool:
         return False
 
 
-def _ago(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+def _without_answer(ev: _Evidence, lost_after_s: float) -> None:
+    """No scheduler answer: a running job silent for ``lost_after_s`` is lost."""
+    js = ev.js
+    if js.state != JobState.RUNNING or ev.lock is True:
+        return
+    age = js.heartbeat_age_s
+    if age is not None and age > lost_after_s:
+        js.state = JobState.LOST
+        js.reason = (
+            f"no heartbeat for {ago(age)} (more than {ago(lost_after_s)}) and no word from "
+            "the scheduler"
+        )
 
 
-def _ask_schedulers(
-    jobs: list[JobStatus],
-    now: float,
-    stale_after_s: float,
-    record_time: dict[int, float],
-    submitted: dict[str, tuple[dict, str]],
-) -> None:
-    """Refine in-flight jobs with what their schedulers say (one query per kind)."""
+def _scheduler_word(kind: str, ans: Any) -> str:
+    """``Slurm: failed (exit 137)``: the scheduler's last word, each fact once."""
+    name = {"slurm": "Slurm", "condor": "HTCondor"}.get(kind, kind or "the scheduler")
+    if ans is None:
+        return f"{name} no longer knows the task"
+    if ans.state == "unknown":
+        return ans.reason or f"{name} no longer knows the task"
+    detail = ans.reason or (f"exit {ans.exit_code}" if ans.exit_code else "")
+    if detail and detail != ans.state:
+        return f"{name}: {ans.state} ({detail})"
+    return f"{name}: {ans.state}"
+
+
+def _ask_schedulers(evidence: list[_Evidence], now: float) -> set[int]:
+    """Refine jobs with what their schedulers say (one query per kind); the ids (``id(js)``)
+    of the jobs that got an answer."""
     from gridsearch.backends import get_backend
 
-    by_kind: dict[str, list[JobStatus]] = {}
-    for js in jobs:
-        by_kind.setdefault(js.kind or "", []).append(js)
+    by_kind: dict[str, list[_Evidence]] = {}
+    for ev in evidence:
+        by_kind.setdefault(ev.js.kind or "", []).append(ev)
+    answered: set[int] = set()
     for kind, group in by_kind.items():
         try:
-            answers = get_backend(kind).query([js.task_id for js in group if js.task_id])
+            answers = get_backend(kind).query([ev.js.task_id for ev in group if ev.js.task_id])
         except (GridsearchError, OSError) as exc:
-            for js in group:
-                js.reason = (js.reason + "; " if js.reason else "") + f"{kind} not asked: {exc}"
+            for ev in group:
+                note = f"{kind} not asked: {exc}"
+                ev.js.reason = f"{ev.js.reason}; {note}" if ev.js.reason else note
             continue
-        for js in group:
-            ans = answers.get(js.task_id or "")
-            sched = ans.state if ans is not None else "unknown"
-            js.scheduler_state = sched
-            detail = f"{ans.reason} " if ans is not None and ans.reason else ""
-            exit_note = f"exit {ans.exit_code}" if ans is not None and ans.exit_code else ""
-            if sched == "queued":
-                if js.state != SUBMITTED:
-                    js.state = SUBMITTED
-                    js.reason = "queued again (requeued by the scheduler)"
-            elif sched == "running":
-                if js.state == SUBMITTED:
-                    js.state = RUNNING
-                    js.reason = "starting"
-                elif js.state == STALE:
-                    js.state = RUNNING
-                    js.reason = f"silent ({js.reason}), but the scheduler says running"
-            elif sched in _FATAL:
-                js.state = FAILED
-                js.reason = (
-                    f"the scheduler reports {sched} {detail}{exit_note}".strip()
-                    + " before the job wrote its final state"
-                )
-            elif sched == "done":
-                js.state = FAILED if js.state == SUBMITTED else STALE
-                js.reason = (
-                    "the scheduler says it ended but the job "
-                    + ("never started" if js.state == FAILED else "did not write its final state")
-                    + "; see its job.log"
-                )
-            elif js.state == SUBMITTED:
-                rec = submitted[js.id][0]
-                t = record_time.get(id(rec)) or 0.0
-                if now - t > stale_after_s:
-                    js.state = STALE
-                    js.reason = (
-                        f"the scheduler no longer knows task {js.task_id} and the job never started"
-                    )
+        for ev in group:
+            ans = answers.get(ev.js.task_id or "")
+            ev.js.asked = True
+            answered.add(id(ev.js))
+            _refine(ev, ans, kind, now)
+    return answered
+
+
+def _refine(ev: _Evidence, ans: Any, kind: str, now: float) -> None:
+    """One job, with its scheduler's answer ``ans`` (None: the scheduler does not know it)."""
+    js = ev.js
+    sched = ans.state if ans is not None else "unknown"
+    js.scheduler_state = sched
+    word = _scheduler_word(kind, ans)
+    if sched == "queued":
+        js.state = JobState.QUEUED
+        restarts = getattr(ans, "restarts", 0) or 0
+        if restarts or ev.ran:
+            last = f"; its last attempt {ev.written or '?'}" if ev.ran else ""
+            if ev.ran and js.epoch is not None:
+                last += f" at epoch {js.epoch_text}"
+            js.reason = (
+                f"requeued by {word.split(':')[0]} (preempted/node failure), will run again by "
+                f"itself{last}"
+            )
+        else:
+            js.reason = ans.reason or "pending"
+        return
+    if sched == "running":
+        if ev.ran and ev.written == JobState.RUNNING.word:
+            age = js.heartbeat_age_s
+            if js.state == JobState.LOST:  # its lock is free: the next attempt is starting
+                js.reason = f"{word}: a new attempt is starting"
+            elif age is not None and age > LOST_BEATS * ev.interval:
+                js.reason = f"silent for {ago(age)}, but {word}"
+            js.state = JobState.RUNNING
+            return
+        js.state = JobState.RUNNING
+        js.reason = (
+            f"{word}; its job wrote '{ev.written}' before" if ev.ran else "started, no state yet"
+        )
+        return
+    # The scheduler runs nothing for it any more (ended, or no longer known).
+    if ev.ran and ev.written in ("done", "failed", "interrupted"):
+        if js.state == JobState.INTERRUPTED and sched not in ("failed", "unknown", "done"):
+            js.reason = f"{js.reason}; {word}"  # e.g. who stopped it: Slurm: cancelled
+        return  # the job's own last word stands
+    if ev.ran and ev.written == JobState.RUNNING.word:
+        if ev.lock is True:
+            js.state = JobState.RUNNING
+            js.reason = f"{word}, but its process still holds the job dir's lock"
+            return
+        age = js.heartbeat_age_s
+        if ev.lock is False or age is None or age > LOST_BEATS * ev.interval:
+            js.state = JobState.LOST
+            beat = f"last heartbeat {ago(age)} ago" if age is not None else "no heartbeat"
+            js.reason = f"{beat}; {word}"
+            return
+        js.state = JobState.RUNNING
+        js.reason = f"{word}, but its last heartbeat was {ago(age)} ago: lost unless it beats again"
+        return
+    # Never started under this submission (or its state is unreadable).
+    if ev.ran:  # unreadable state.json
+        js.reason = f"{js.reason}; {word}"
+        return
+    if sched == "cancelled" or (sched == "unknown" and not _log_since(js, ev.sub_time)):
+        js.state = JobState.CANCELLED
+        js.reason = (
+            "cancelled before it started"
+            if sched == "cancelled"
+            else f"never started, and {word}: cancelled while pending"
+        )
+        return
+    js.state = JobState.FAILED
+    js.exit_code = ans.exit_code if ans is not None else js.exit_code
+    js.reason = f"the task ended before the job started ({word}); see its job.log"
+
+
+def _log_since(js: JobStatus, since: float | None) -> bool:
+    """Whether job.log was written after ``since`` (the task's script began)."""
+    try:
+        mtime = os.stat(js.dir / LOG).st_mtime
+    except OSError:
+        return False
+    return since is None or mtime >= since
 
 
 def counts(statuses: Iterable[JobStatus]) -> dict[str, int]:
-    """Jobs per state, in the order of STATES (states with no job left out)."""
+    """Jobs per state word, in the order of progress (states with no job left out)."""
     c = Counter(js.state for js in statuses)
-    return {s: c[s] for s in STATES if c[s]}
+    return {s.word: c[s] for s in JobState if c[s]}

@@ -2,7 +2,8 @@
 
 By default the jobs that are ``planned`` (never started, not in flight) are submitted.
 ``only`` names exactly the states to submit (``failed,interrupted,planned``...). Jobs that
-are submitted, running or done are never submitted again unless ``force`` is given; a
+the scheduler still holds (queued, requeued, running) and done ones are never submitted
+again unless ``force`` is given (:mod:`gridsearch.selection`); a
 forced done job has its previous outputs moved to ``previous/<time>/`` in its directory
 first, so it starts afresh and nothing is lost.
 
@@ -20,7 +21,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,14 +29,18 @@ from typing import Any
 from gridsearch import status as S
 from gridsearch.backends import get_backend
 from gridsearch.backends.base import JobRef, Journal, Submission
-from gridsearch.campaign import Campaign, parse_time
+from gridsearch.campaign import Campaign
 from gridsearch.errors import GridsearchError
+from gridsearch.selection import (  # noqa: F401 (the selection policy lives there)
+    NEEDS_FORCE,
+    RESUBMIT_DEFAULT,
+    SELECTABLE,
+    parse_only,
+    select_jobs,
+)
 from gridsearch.sites import load_profile, user_site_dirs
 from hepae_core.jobdir import CONFIG, now_iso
-
-SELECTABLE = (S.PLANNED, S.FAILED, S.INTERRUPTED, S.STALE, S.SUBMITTED, S.RUNNING, S.DONE)
-NEEDS_FORCE = (S.SUBMITTED, S.RUNNING, S.DONE)
-RESUBMIT_DEFAULT = (S.FAILED, S.INTERRUPTED)
+from hepae_core.states import JobState
 
 
 @dataclass
@@ -48,67 +53,9 @@ class SubmitReport:
     skipped: dict[str, int] = field(default_factory=dict)  # state -> jobs left alone
 
 
-def parse_only(text: str | Iterable[str] | None) -> set[str] | None:
-    """``failed,interrupted`` -> {'failed', 'interrupted'}; refuse unknown state names."""
-    if text is None:
-        return None
-    items = text.split(",") if isinstance(text, str) else list(text)
-    states = {s.strip() for s in items if s.strip()}
-    bad = sorted(states - set(SELECTABLE))
-    if bad or not states:
-        raise GridsearchError(
-            message=f"unknown state(s) {', '.join(bad) or '(none)'}; use a comma-separated list of "
-            + ", ".join(SELECTABLE),
-            key="--only",
-        )
-    return states
-
-
 def intended_jobs(campaign: Campaign) -> dict[str, tuple[str, float]]:
     """See :meth:`gridsearch.campaign.Campaign.intended_jobs`."""
     return campaign.intended_jobs()
-
-
-def _in_intended(js: S.JobStatus, intended: dict[str, tuple[str, float]]) -> bool:
-    """True when ``js`` may be held by an intended submission: nothing it wrote is newer."""
-    if js.id not in intended:
-        return False
-    updated = parse_time(js.updated)
-    return updated is None or updated < intended[js.id][1]
-
-
-def select_jobs(
-    statuses: list[S.JobStatus],
-    only: set[str] | None = None,
-    force: bool = False,
-    intended: dict[str, tuple[str, float]] | None = None,
-) -> tuple[list[S.JobStatus], dict[str, int]]:
-    """The jobs to submit, and how many of each state were left alone.
-
-    Jobs of an ``intended`` submission (see :func:`intended_jobs`) are in flight: they are
-    left alone unless ``force`` is given.
-    """
-    wanted = only if only is not None else {S.PLANNED}
-    blocked = sorted(wanted & set(NEEDS_FORCE)) if not force else []
-    if blocked:
-        raise GridsearchError(
-            message=f"{', '.join(blocked)} jobs are in flight or finished and are not "
-            "submitted again; "
-            "add --force if you really mean it",
-            key="--only",
-        )
-    intended = intended or {}
-    chosen, skipped = [], {}
-    for js in statuses:
-        if not force and _in_intended(js, intended):
-            key = f"in submission {intended[js.id][0]} (not confirmed: see 'gridsearch adopt')"
-            skipped[key] = skipped.get(key, 0) + 1
-        elif js.in_space and js.state in wanted:
-            chosen.append(js)
-        else:
-            key = js.state if js.in_space else "not in space"
-            skipped[key] = skipped.get(key, 0) + 1
-    return chosen, skipped
 
 
 def archive_outputs(job_dir: Path) -> Path | None:
@@ -132,13 +79,13 @@ def submit(
     campaign: Campaign,
     site: str,
     *,
-    only: set[str] | None = None,
+    only: set[JobState] | None = None,
     force: bool = False,
     dry_run: bool = False,
     overrides: dict[str, Any] | None = None,
     sites_dir: list[Path] | None = None,
     lock_wait_s: float = 10.0,
-    stale_after_s: float = S.DEFAULT_STALE_AFTER_S,
+    lost_after_s: float = S.DEFAULT_LOST_AFTER_S,
     echo: Callable[[str], None] = print,
 ) -> SubmitReport:
     """Submit a campaign's jobs to ``site``, recording the submission in the ledger.
@@ -150,7 +97,7 @@ def submit(
     kind = profile["kind"]
     backend = get_backend(kind)
     with campaign.lock("submit", lock_wait_s):
-        statuses = S.campaign_status(campaign, stale_after_s=stale_after_s, log_lines=0)
+        statuses = S.campaign_status(campaign, lost_after_s=lost_after_s, log_lines=0)
         chosen, skipped = select_jobs(statuses, only, force, intended_jobs(campaign))
         report = SubmitReport(selected=chosen, skipped=skipped)
         if not chosen:
@@ -177,7 +124,7 @@ def submit(
 
         def archive_done() -> None:
             for js in chosen:
-                if js.state == S.DONE:
+                if js.state == JobState.DONE:
                     archive_outputs(js.dir)
 
         interrupted = None

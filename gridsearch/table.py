@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from gridsearch.text import safe
+
 
 def fmt(value: Any) -> str:
     """A compact cell: floats in 4 significant digits, lists joined with '-'."""
@@ -20,8 +22,12 @@ def fmt(value: Any) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Left-aligned columns separated by two spaces; newlines in cells become spaces."""
-    cells = [[fmt(c).replace("\n", " ") for c in row] for row in rows]
+    """Left-aligned columns separated by two spaces; one line per row.
+
+    Newlines in cells are shown as \\n and control characters (terminal escape sequences
+    from a value or a log line) are shown escaped (:func:`gridsearch.text.safe`).
+    """
+    cells = [[safe(fmt(c)) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, c in enumerate(row):

@@ -97,5 +97,13 @@ WRITTEN_BY_JOB = (JobState.RUNNING, JobState.DONE, JobState.FAILED, JobState.INT
 #: States after which the job is not in flight and will not change by itself.
 FINAL = (JobState.DONE, JobState.FAILED, JobState.INTERRUPTED, JobState.CANCELLED, JobState.LOST)
 
-#: Reasons (state.json ``error_kind``) a failed job gives.
-ERROR_KINDS = ("bad_input", "bad_environment", "python_error", "disk_full", "nan")
+#: Reasons (state.json ``error_kind``) a failed job gives; ``unreadable_state`` is status's
+#: word for a state.json it cannot read (shown ``failed``, the one word for it everywhere).
+ERROR_KINDS = (
+    "bad_input",
+    "bad_environment",
+    "python_error",
+    "disk_full",
+    "nan",
+    "unreadable_state",
+)

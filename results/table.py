@@ -9,8 +9,9 @@ whose files changed. Every file is written atomically.
 Columns (see docs/results.md):
 
 * ``job_id``, ``name``, ``job_dir`` (relative to the campaign), ``in_space``,
-* ``state``: ``done``, ``failed``, ``running``, ``interrupted``, ``planned`` (never
-  started) or ``unknown`` (state.json unreadable); ``state_reason`` (a failed job's reason),
+* ``state``: a ``hepae_core.states.JobState`` word as the job dir tells it: ``done``,
+  ``failed`` (also for an unreadable state.json, as ``gridsearch status`` says), ``running``,
+  ``interrupted``, ``planned`` (never started); ``state_reason`` (a failed job's reason),
 * ``has_metrics``: a readable metrics.json was found; ``problems``: what of this job was
   skipped and why (empty when nothing),
 * then every ``param.*`` key, then every other metrics.json key, sorted.
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from hepae_core.jobdir import METRICS, STATE, atomic_path, atomic_write_text, read_json
+from hepae_core.states import JobState
 from results.errors import SummaryError
 
 SUMMARY_DIR = "summary"
@@ -139,7 +141,7 @@ def read_job(job_path: str) -> dict[str, Any]:
             state = None
         if not isinstance(state, dict):
             state = None
-            problems.append("state.json is unreadable or not valid JSON: state set to 'unknown'")
+            problems.append("state.json is unreadable or not valid JSON: state set to 'failed'")
     mtext = _read_bytes(f"{job_path}/{METRICS}")
     metrics: Any = None
     if mtext is not None:
@@ -166,13 +168,13 @@ def read_job(job_path: str) -> dict[str, Any]:
         row.update(metrics)
     if state is not None:
         s = state.get("state")
-        row["state"] = s if isinstance(s, str) else "unknown"
+        row["state"] = s if isinstance(s, str) else JobState.FAILED.word
         if state.get("reason") is not None:
             row["state_reason"] = str(state["reason"])
     elif text is not None:
-        row["state"] = "unknown"
+        row["state"] = JobState.FAILED.word  # unreadable: the one word status uses too
     else:
-        row["state"] = "done" if metrics is not None else "planned"
+        row["state"] = (JobState.DONE if metrics is not None else JobState.PLANNED).word
     row["has_metrics"] = metrics is not None
     if problems:
         row[PROBLEMS] = "; ".join(problems)

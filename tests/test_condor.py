@@ -188,8 +188,12 @@ def test_condor_submit_errors(fake_condor, tmp_path, monkeypatch):
 
 
 def test_query_without_condor_tools(tmp_path, monkeypatch):
+    # no condor_q: no answer, which must not read as "the pool does not know the job"
+    from gridsearch.backends.base import SchedulerUnavailable
+
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
-    assert CondorBackend().query(["1.0"])["1.0"].state == "unknown"
+    with pytest.raises(SchedulerUnavailable, match="condor_q"):
+        CondorBackend().query(["1.0"])
 
 
 @pytest.mark.parametrize(

@@ -77,7 +77,7 @@ def test_local_run_fail_interrupt_and_resubmit_exactly_those(tmp_path, monkeypat
     camp = _campaign(tmp_path, "[1e-3, 1e-2, 2e-2, 1e-4]")
     code, out, err = cli(capsys, "submit", camp, "--site", "fake", "--sites-dir", sites)
     assert code == 1, err  # not every job is done
-    assert "local run ended: 2 done, 1 failed, 1 interrupted" in out
+    assert "local run ended: 1 interrupted, 1 failed, 2 done" in out
     ledger = open_campaign(camp).submissions()
     assert len(ledger) == 1 and ledger[0]["kind"] == "local" and len(ledger[0]["tasks"]) == 4
     assert ledger[0]["outcome"] == "submitted" and ledger[0]["indices"] == {
@@ -89,7 +89,7 @@ def test_local_run_fail_interrupt_and_resubmit_exactly_those(tmp_path, monkeypat
     st = json.loads((camp / "jobs" / ids[0] / "state.json").read_text())
     assert st["threads"] == "1" and st["scheduler_job_id"] in ledger[0]["tasks"]
     code, out, _ = cli(capsys, "status", camp, "--failed")
-    assert "ValueError: boom" in out and "4 jobs: 2 done, 1 failed, 1 interrupted" in out
+    assert "ValueError: boom" in out and "4 jobs: 1 interrupted, 1 failed, 2 done" in out
     # nothing planned is left: a plain submit does nothing
     code, out, _ = cli(capsys, "submit", camp, "--site", "fake", "--sites-dir", sites)
     assert code == 0 and "nothing to submit" in out

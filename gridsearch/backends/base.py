@@ -71,6 +71,7 @@ class SchedulerState:
     )
     reason: str = ""
     exit_code: int | None = None
+    restarts: int = 0  # times the scheduler requeued the task (preemption, node failure)
 
 
 @dataclass
@@ -152,6 +153,12 @@ def run_command(
 def format_command(command: list[str]) -> str:
     """The command as a user would type it (``&&`` joins chained commands)."""
     return " ".join(c if c == "&&" else shlex.quote(c) for c in command)
+
+
+class SchedulerUnavailable(OSError):
+    """The scheduler could not answer a query (no controller, tool missing, a timeout):
+    its silence says nothing about the tasks, so status keeps the job dirs' word and
+    resubmit does not take jobs it may hold."""
 
 
 class Backend:

@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from gridsearch import render, sites
-from gridsearch.backends.base import Backend, Chunk, JobRef, Prepared, SchedulerState, run_command
+from gridsearch.backends.base import (
+    Backend,
+    Chunk,
+    JobRef,
+    Prepared,
+    SchedulerState,
+    SchedulerUnavailable,
+    run_command,
+)
 from gridsearch.errors import GridsearchError
 from hepae_core.states import EXIT_INTERRUPTED
 
@@ -181,7 +189,11 @@ class CondorBackend(Backend):
         return {f"{job_id}.{proc}": job.id for proc, (_, job) in enumerate(chunk.members)}
 
     def query(self, task_ids: list[str]) -> dict[str, SchedulerState]:
-        """The pool's word on each ``ClusterId.ProcId``: condor_q, then condor_history."""
+        """The pool's word on each ``ClusterId.ProcId``: condor_q, then condor_history.
+
+        Raise :class:`SchedulerUnavailable` when condor_q cannot answer (not on PATH, no
+        schedd): a task is ``unknown`` only when the pool answered and does not know it.
+        """
         wanted = [str(t) for t in task_ids]
         found: dict[str, SchedulerState] = {}
         for tool in ("condor_q", "condor_history"):
@@ -194,9 +206,14 @@ class CondorBackend(Backend):
             constraint = " || ".join(f"ClusterId == {c}" for c in clusters)
             try:
                 proc = _run([tool, "-json", "-attributes", _ATTRS, "-constraint", constraint])
-            except (FileNotFoundError, subprocess.TimeoutExpired):
+            except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+                if tool == "condor_q":  # no answer at all: silence proves nothing
+                    raise SchedulerUnavailable(f"condor_q could not be run: {exc}") from None
                 continue
             if proc.returncode != 0:
+                if tool == "condor_q":
+                    said = (proc.stderr or proc.stdout).strip() or f"exit {proc.returncode}"
+                    raise SchedulerUnavailable(f"condor_q failed: {said}")
                 continue
             try:
                 ads = json.loads(proc.stdout) if proc.stdout.strip() else []
@@ -206,7 +223,9 @@ class CondorBackend(Backend):
                 task = f"{ad.get('ClusterId')}.{ad.get('ProcId')}"
                 if task in missing and task not in found:
                     state, reason, code = classify(ad)
-                    found[task] = SchedulerState(task, state, reason, code)
+                    # idle after earlier starts: evicted (or requeued), it runs again by itself
+                    restarts = int(ad.get("NumJobStarts") or 0) if state == "queued" else 0
+                    found[task] = SchedulerState(task, state, reason, code, restarts)
         for t in wanted:
             found.setdefault(t, SchedulerState(t, "unknown", "not known to HTCondor"))
         return found

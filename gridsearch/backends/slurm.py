@@ -32,13 +32,25 @@ from gridsearch.backends.base import (
     JobRef,
     Prepared,
     SchedulerState,
+    SchedulerUnavailable,
     format_command,
     run_command,
 )
 from gridsearch.errors import GridsearchError
+from hepae_core import states
 from hepae_core.states import EXIT_INTERRUPTED
 
-_QUEUED = {"PENDING", "CONFIGURING", "REQUEUE_HOLD", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
+# REQUEUED/REQUEUE_FED are the moment of a requeue (preemption, node failure, scontrol
+# requeue): the task is pending again under the same id and will run by itself.
+_QUEUED = {
+    "PENDING",
+    "CONFIGURING",
+    "REQUEUED",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "RESV_DEL_HOLD",
+    "SPECIAL_EXIT",
+}
 _RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "SUSPENDED", "STOPPED"}
 _SIMPLE = {
     "COMPLETED": "done",
@@ -49,8 +61,6 @@ _SIMPLE = {
     "NODE_FAIL": "node_fail",
     "BOOT_FAIL": "node_fail",
     "PREEMPTED": "preempted",
-    "REQUEUED": "preempted",
-    "REQUEUE_FED": "preempted",
     "REVOKED": "cancelled",
 }
 
@@ -103,8 +113,14 @@ def classify(
                 f"exit {code}: interrupted, checkpoint written; resubmit to resume",
                 code,
             )
-        if code == 2:
+        if code == states.EXIT_BAD_INPUT:
             return "failed", "exit 2: bad config or data (see state.json / job.log)", code
+        if code == states.EXIT_BUSY:
+            return "failed", "exit 73: another process runs this job dir; it touched nothing", code
+        if code == states.EXIT_BAD_ENVIRONMENT:
+            return "failed", "exit 78: the node's python cannot import the project", code
+        if code is not None and code > 128:
+            return "failed", f"exit {code}: killed by signal {code - 128}", code
         if code == 127:
             return "failed", "exit 127: python not found (check the profile's env)", code
         why = f"exit {code}" if code is not None else "failed"
@@ -121,7 +137,7 @@ def classify(
             "timeout": "walltime exceeded",
             "oom": "out of memory",
             "node_fail": "node failure",
-            "preempted": "preempted/requeued",
+            "preempted": "preempted",
         }
         why = labels[state]
         if state == "done" and code not in (None, 0):
@@ -228,7 +244,15 @@ class SlurmBackend(Backend):
     # ------------------------------------------------------------------ status
 
     def query(self, task_ids: list[str]) -> dict[str, SchedulerState]:
-        """The scheduler's word on each ``<array id>_<index>`` (or plain job id)."""
+        """The scheduler's word on each ``<array id>_<index>`` (or plain job id).
+
+        squeue first (tasks in the queue), then ``scontrol show job`` (which keeps ended
+        tasks for MinJobAge seconds), then sacct (which fails where there is no accounting
+        database). A task none of them knows is ``unknown``: Slurm ended it longer ago than
+        MinJobAge, or it was cancelled while pending (Slurm drops such array tasks at once).
+        When squeue itself cannot answer (no controller, a timeout), raise
+        :class:`SchedulerUnavailable`: silence is then no evidence of anything.
+        """
         wanted = [str(t) for t in task_ids]
         found: dict[str, SchedulerState] = {}
         if not wanted:
@@ -239,25 +263,24 @@ class SlurmBackend(Backend):
                 break
             try:
                 records = fetch(sorted({t.split("_")[0] for t in missing}))
-            except (FileNotFoundError, subprocess.TimeoutExpired):
+            except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+                if fetch == self._squeue:
+                    raise SchedulerUnavailable(f"squeue could not be run: {exc}") from None
                 continue
             for task, rec in records.items():
                 if task in missing:
+                    restarts = int(rec.get("restarts") or 0)
                     state, reason, code = classify(
-                        rec.get("state", ""),
-                        rec.get("exit"),
-                        rec.get("reason", ""),
-                        int(rec.get("restarts") or 0),
+                        rec.get("state", ""), rec.get("exit"), rec.get("reason", ""), restarts
                     )
-                    found[task] = SchedulerState(task, state, reason, code)
+                    found[task] = SchedulerState(task, state, reason, code, restarts)
         for t in wanted:
             found.setdefault(
                 t,
                 SchedulerState(
                     t,
                     "unknown",
-                    "not known to Slurm (finished longer ago than MinJobAge, or cancelled "
-                    "before it started)",
+                    f"Slurm no longer knows task {t}",
                 ),
             )
         return found
@@ -265,19 +288,32 @@ class SlurmBackend(Backend):
     @staticmethod
     def _squeue(ids: list[str]) -> dict[str, dict[str, str]]:
         proc = _run(
-            ["squeue", "--noheader", "--array", f"--jobs={','.join(ids)}", "--format=%i|%T|%r"]
+            [
+                "squeue",
+                "--noheader",
+                "--array",
+                f"--jobs={','.join(ids)}",
+                "--Format=JobArrayID:|,State:|,Reason:|,RestartCnt:|",
+            ]
         )
         out: dict[str, dict[str, str]] = {}
         if proc.returncode != 0:
+            text = (proc.stderr or proc.stdout).strip()
+            if "Invalid job id" not in text:  # the controller did not answer
+                raise SchedulerUnavailable(f"squeue failed: {text or proc.returncode}")
             # One id the controller has forgotten makes squeue refuse them all: ask singly.
             if len(ids) > 1:
                 for one in ids:
                     out.update(SlurmBackend._squeue([one]))
             return out
         for line in proc.stdout.splitlines():
-            parts = line.strip().split("|")
-            if len(parts) >= 2:
-                out[parts[0]] = {"state": parts[1], "reason": parts[2] if len(parts) > 2 else ""}
+            parts = [p.strip() for p in line.strip().split("|")]
+            if len(parts) >= 2 and parts[0]:
+                out[parts[0]] = {
+                    "state": parts[1],
+                    "reason": parts[2] if len(parts) > 2 else "",
+                    "restarts": parts[3] if len(parts) > 3 and parts[3].isdigit() else "0",
+                }
         return out
 
     @staticmethod
@@ -291,16 +327,18 @@ class SlurmBackend(Backend):
                 fields = dict(re.findall(r"(\w+)=(\S*)", line))
                 if "JobState" not in fields:
                     continue
-                if fields.get("ArrayTaskId") and fields.get("ArrayJobId"):
-                    task = f"{fields['ArrayJobId']}_{fields['ArrayTaskId']}"
-                else:
-                    task = fields.get("JobId", "")
-                out[task] = {
+                record = {
                     "state": fields["JobState"],
                     "reason": fields.get("Reason", ""),
                     "exit": fields.get("ExitCode", ""),
                     "restarts": fields.get("Restarts", "0"),
                 }
+                if fields.get("ArrayTaskId") and fields.get("ArrayJobId"):
+                    # Tasks not yet split off share one record: ArrayTaskId=3-7%2 or 1,4.
+                    for index in _expand_indices(fields["ArrayTaskId"]):
+                        out[f"{fields['ArrayJobId']}_{index}"] = record
+                else:
+                    out[fields.get("JobId", "")] = record
         return out
 
     @staticmethod
@@ -312,7 +350,7 @@ class SlurmBackend(Backend):
                 "--parsable2",
                 "--allocations",
                 f"--jobs={','.join(ids)}",
-                "--format=JobID,State,ExitCode,Reason",
+                "--format=JobID,State,ExitCode,Reason,Restarts",
             ]
         )
         out: dict[str, dict[str, str]] = {}
@@ -325,8 +363,27 @@ class SlurmBackend(Backend):
                     "state": parts[1],
                     "exit": parts[2],
                     "reason": parts[3] if len(parts) > 3 else "",
+                    "restarts": parts[4] if len(parts) > 4 and parts[4].isdigit() else "0",
                 }
         return out
 
 
-__all__ = ["SlurmBackend", "classify", "cluster_max_array_size", "format_command"]
+def _expand_indices(text: str) -> list[str]:
+    """``3-5%2`` -> ['3', '4', '5']; ``1,4`` -> ['1', '4']; ``7`` -> ['7']."""
+    out: list[str] = []
+    for part in text.split("%")[0].split(","):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit() and hi.isdigit() and int(hi) - int(lo) < 100000:
+            out.extend(str(i) for i in range(int(lo), int(hi) + 1))
+        elif lo.isdigit() and not hi:
+            out.append(lo)
+    return out
+
+
+__all__ = [
+    "SchedulerUnavailable",
+    "SlurmBackend",
+    "classify",
+    "cluster_max_array_size",
+    "format_command",
+]

@@ -1,0 +1,116 @@
+"""Which jobs a submission takes: by state, never one the scheduler still holds.
+
+``gridsearch submit`` takes the planned jobs; ``gridsearch resubmit`` the ones that ended
+without finishing (failed, interrupted, lost, cancelled); ``--only`` names exactly the
+states to take. Jobs the scheduler still holds (queued, requeued, running, or named by a
+submission whose ids were never recorded) and done jobs are never taken without ``force``,
+whatever ``--only`` says: two tasks on one job dir waste a slot at best.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from gridsearch.campaign import parse_time
+from gridsearch.errors import GridsearchError
+from gridsearch.status import JobStatus
+from hepae_core.states import JobState
+
+#: States ``--only`` accepts (older words too: submitted, pending -> queued; stale -> lost).
+SELECTABLE = (
+    JobState.PLANNED,
+    JobState.FAILED,
+    JobState.INTERRUPTED,
+    JobState.LOST,
+    JobState.CANCELLED,
+    JobState.QUEUED,
+    JobState.RUNNING,
+    JobState.DONE,
+)
+#: In flight or finished: taken only with ``force``.
+NEEDS_FORCE = (JobState.QUEUED, JobState.RUNNING, JobState.DONE)
+#: What ``gridsearch resubmit`` takes by default.
+RESUBMIT_DEFAULT = (JobState.FAILED, JobState.INTERRUPTED, JobState.LOST, JobState.CANCELLED)
+
+
+def words(states: Iterable[JobState]) -> str:
+    """``failed,interrupted``: states as ``--only`` takes them."""
+    return ",".join(s.word for s in states)
+
+
+def parse_only(text: str | Iterable[str] | None) -> set[JobState] | None:
+    """``failed,interrupted`` -> {FAILED, INTERRUPTED}; refuse unknown state names."""
+    if text is None:
+        return None
+    items = text.split(",") if isinstance(text, str) else list(text)
+    names = [s.strip() for s in items if str(s).strip()]
+    states, bad = set(), []
+    for name in names:
+        try:
+            state = JobState.from_word(name)
+        except ValueError:
+            bad.append(name)
+            continue
+        if state in SELECTABLE:
+            states.add(state)
+        else:
+            bad.append(name)
+    if bad or not states:
+        raise GridsearchError(
+            message=f"unknown state(s) {', '.join(bad) or '(none)'}; use a comma-separated list "
+            "of " + ", ".join(s.word for s in SELECTABLE),
+            key="--only",
+        )
+    return states
+
+
+def select_jobs(
+    statuses: list[JobStatus],
+    only: set[JobState] | None = None,
+    force: bool = False,
+    intended: dict[str, tuple[str, float]] | None = None,
+) -> tuple[list[JobStatus], dict[str, int]]:
+    """The jobs to submit, and how many of each state were left alone.
+
+    Refuses (unless ``force``) to take queued, running or done jobs, and to take any job
+    whose scheduler could not be asked whether it still holds it. ``intended`` (job id ->
+    (submission, time) of submissions without an outcome, from
+    :meth:`Campaign.intended_jobs`) is a second guard: status already calls such jobs
+    queued, unless they wrote a state after that submission.
+    """
+    wanted = only if only is not None else {JobState.PLANNED}
+    blocked = [s.word for s in NEEDS_FORCE if s in wanted] if not force else []
+    if blocked:
+        raise GridsearchError(
+            message=f"{', '.join(blocked)} jobs are in flight or finished and are not "
+            "submitted again; add --force if you really mean it",
+            key="--only",
+        )
+    chosen: list[JobStatus] = []
+    skipped: dict[str, int] = {}
+    intended = intended or {}
+    for js in statuses:
+        if not force and _in_intended(js, intended):
+            key = f"in submission {intended[js.id][0]} (not confirmed: see 'gridsearch adopt')"
+            skipped[key] = skipped.get(key, 0) + 1
+        elif js.in_space and js.state in wanted:
+            chosen.append(js)
+        else:
+            key = js.state.word if js.in_space else "not in space"
+            skipped[key] = skipped.get(key, 0) + 1
+    unasked = [js for js in chosen if js.asked is False]
+    if unasked and not force:
+        raise GridsearchError(
+            message=f"{len(unasked)} of the jobs to submit (e.g. {unasked[0].name}) may still "
+            f"be held by {unasked[0].kind}, which could not be asked ({unasked[0].reason}); "
+            "try again when it answers, or add --force",
+        )
+    return chosen, skipped
+
+
+def _in_intended(js: JobStatus, intended: dict[str, tuple[str, float]]) -> bool:
+    """True when ``js`` may be held by an intended submission: nothing it wrote is newer."""
+    if js.id not in intended:
+        return False
+    updated = parse_time(js.updated)
+    return updated is None or updated < intended[js.id][1]

@@ -1,0 +1,463 @@
+"""Run a bundle of job directories in one process: ``python -m hepae_core.bundle DIR [DIR ...]``.
+
+The unit a scheduler task runs can be a bundle of K job dirs instead of one. Every member
+stays a complete, independent job directory (docs/jobdir.md): its own lock, heartbeat,
+state.json, checkpoint, history, model and metrics, written exactly as
+``python -m hepae_core.job DIR`` writes them. Members whose models have the same layers,
+batch size and data shapes are trained as one stack (:mod:`hepae_core.stacked`); the
+others one after the other. See docs/bundles.md for the contract the submission
+templates rely on:
+
+- a member whose dir is locked by another process is skipped and not touched;
+- a finished member (state done) is skipped, never rerun;
+- SIGTERM/SIGUSR1 reach every member: all checkpoint and the bundle exits 75;
+- exit code 75 if any member was interrupted, else 1 if any failed (bad input
+  included), else 0 (done, already done, or busy elsewhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+import traceback
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hepae_core import jobdir
+from hepae_core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_BUSY,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    HepaeError,
+)
+
+
+@dataclass
+class Member:
+    """One job dir of the bundle and how it ended (``code``: its job exit code)."""
+
+    job_dir: Path
+    code: int | None = None
+    note: str = ""
+    cfg: dict[str, Any] | None = None
+    steps: Generator | None = None
+    trainer: Any = None
+    started: float = field(default_factory=time.monotonic)
+
+
+# =============================================================================== GLUE
+# The per-job steps of hepae_core.job (read data, normalise, build the model and its
+# Trainer, resume; after training: evaluate, write evaluation.npz, plots, metrics.json,
+# state done). They mirror hepae_core.job._train_and_evaluate; at merge time this one
+# function is to be replaced by the refactored job.py's steps. Everything else in this
+# module only needs: ``trainer = next(steps)`` and ``exit_code = steps.send(result)``.
+
+
+def job_steps(
+    job_dir: Path, cfg: dict[str, Any], threads: int, cache: dict[str, Any]
+) -> Generator[Any, Any, int]:
+    """Prepare one job; yield its Trainer; receive its TrainResult; finish; return 0.
+
+    ``cache`` shares loaded jets between members with the same data section.
+    """
+    import numpy as np
+    import torch
+
+    from hepae_core import plots
+    from hepae_core.config import residual_kinds
+    from hepae_core.data import load_jets, resolve_source, split
+    from hepae_core.evaluate import evaluate
+    from hepae_core.job import (
+        EVAL_SAMPLE,
+        flatten_params,
+        history_csv,
+        load_model,
+        save_model,
+        write_evaluation,
+    )
+    from hepae_core.models import build_model, count_parameters, describe
+    from hepae_core.normalise import Normaliser
+    from hepae_core.residuals import residuals
+    from hepae_core.train import Trainer, evaluate_loss, pick_device, progress_printer
+
+    tcfg = cfg["train"]
+    device = pick_device(tcfg["device"])
+    seed = cfg["seed"]
+    name = job_dir.name
+    key = json.dumps(
+        [cfg["data"], str(resolve_source(cfg["data"]["source"], job_dir))], sort_keys=True
+    )
+    if key not in cache:
+        cache[key] = load_jets(cfg, job_dir)
+    jets = cache[key]
+    counts = dict(jets.counts)
+    parts = split(len(jets.values), cfg["data"]["test_fraction"], tcfg["val_fraction"], seed)
+    norm = Normaliser.fit(cfg["normalisation"]["kind"], jets.variables, jets.values[parts.train])
+
+    def normalised(rows: np.ndarray) -> np.ndarray:
+        x = norm.forward(jets.values[rows])
+        for var, n_bad in norm.domain_errors.items():
+            counts[f"norm_domain_errors.{var}"] = counts.get(f"norm_domain_errors.{var}", 0) + n_bad
+        return x
+
+    x_train, x_val, x_test_norm = (
+        normalised(rows) for rows in (parts.train, parts.val, parts.test)
+    )
+    ok_test = np.isfinite(x_test_norm).all(axis=1)
+    x_test_phys, x_test_norm = jets.values[parts.test][ok_test], x_test_norm[ok_test]
+    x_train = x_train[np.isfinite(x_train).all(axis=1)]
+    x_val = x_val[np.isfinite(x_val).all(axis=1)]
+    counts["norm_domain_errors"] = sum(
+        v for k, v in counts.items() if k.startswith("norm_domain_errors.")
+    )
+    counts.update(train_jets=len(x_train), val_jets=len(x_val), test_jets=len(x_test_phys))
+
+    torch.manual_seed(seed)  # the initial weights come from it, as in a single job
+    model = build_model(cfg["model"], len(jets.variables)).to(device)
+    report = progress_printer(tcfg["epochs"], stream=_Prefixed(name))
+
+    def on_best(epoch: int, val_loss: float) -> None:
+        save_model(job_dir / jobdir.MODEL, model, cfg, norm, epoch, val_loss)
+
+    def on_epoch(rec: dict[str, float]) -> None:
+        jobdir.atomic_write_text(job_dir / jobdir.HISTORY, history_csv(trainer.result.history))
+        jobdir.write_state(
+            job_dir,
+            jobdir.RUNNING,
+            epoch=int(rec["epoch"]),
+            epochs=tcfg["epochs"],
+            train_loss=rec["train_loss"],
+            val_loss=rec["val_loss"],
+        )
+        report(rec)
+
+    trainer = Trainer(
+        model,
+        torch.from_numpy(x_train).to(device),
+        torch.from_numpy(x_val).to(device),
+        tcfg,
+        seed,
+        job_dir / jobdir.CHECKPOINT,
+        on_best=on_best,
+        on_epoch=on_epoch,
+    )
+    if trainer.resume():
+        _say(
+            name, f"resuming from {jobdir.CHECKPOINT}: epoch {trainer.epoch}, batch {trainer.batch}"
+        )
+    _say(
+        name,
+        f"{describe(cfg['model'], len(jets.variables))} on {len(x_train)} jets, {device.type}",
+    )
+
+    result = yield trainer
+
+    if result.best_epoch == 0:
+        raise FloatingPointError("no epoch produced a finite validation loss")
+    best, _, _ = load_model(job_dir / jobdir.MODEL)
+    best = best.to(device)
+    test_loss = evaluate_loss(best, torch.from_numpy(x_test_norm).to(device))
+    kinds = residual_kinds(cfg)
+    x_eval = x_test_phys[slice(0, cfg["evaluate"]["max_jets"])]
+    metrics, out = evaluate(
+        best, norm, x_eval, kinds, cfg["model"]["latent"], device, cfg["evaluate"]["timing_jets"]
+    )
+    for var in cfg["evaluate"]["round"]:
+        if var in jets.variables:
+            j = jets.variables.index(var)
+            out[:, j] = np.round(out[:, j])
+    kind_list = [kinds[v] for v in jets.variables]
+    sample = slice(0, EVAL_SAMPLE)
+    write_evaluation(job_dir, x_eval[sample], out[sample], jets.variables, kind_list)
+    if cfg["evaluate"]["plots"]:
+        plot_dir = job_dir / jobdir.PLOTS
+        plot_dir.mkdir(exist_ok=True)
+        title = cfg.get("name") or job_dir.name
+        plots.loss_curves(result.history, plot_dir / "loss.png", title)
+        plots.input_vs_output(
+            x_eval[sample], out[sample], jets.variables, plot_dir / "input_vs_output.png"
+        )
+        plots.residual_histograms(
+            residuals(x_eval, out, kind_list), jets.variables, kind_list, plot_dir / "residuals.png"
+        )
+    state = jobdir.read_state(job_dir) or {}
+    last = result.history[-1]
+    all_metrics: dict[str, Any] = {
+        "schema_version": 1,
+        "status": jobdir.DONE,
+        "name": cfg.get("name"),
+        **flatten_params(cfg),
+        "n_inputs": len(jets.variables),
+        "latent": cfg["model"]["latent"],
+        "n_params": count_parameters(best),
+        "variables": ",".join(jets.variables),
+        **counts,
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "final_train_loss": last["train_loss"],
+        "final_val_loss": last["val_loss"],
+        "test_loss": test_loss,
+        "early_stopped": result.early_stopped,
+        "train_time_s": result.train_time_s,
+        "train_jets_per_s": result.jets_per_s,
+        "device": device.type,
+        "threads": threads,
+        "torch_version": torch.__version__,
+        "attempts": state.get("attempt", 1),
+        **metrics,
+    }
+    jobdir.atomic_write_json(job_dir / jobdir.METRICS, all_metrics)
+    jobdir.write_state(job_dir, jobdir.DONE, finished=jobdir.now_iso(), exit_code=EXIT_OK)
+    (job_dir / jobdir.CHECKPOINT).unlink(missing_ok=True)
+    _say(name, f"done: best val loss {result.best_val_loss:.4e} at epoch {result.best_epoch}")
+    return EXIT_OK
+
+
+# =========================================================================== end GLUE
+
+
+class _Prefixed:
+    """A stream for the per-epoch log lines of one member, prefixed with its dir name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def isatty(self) -> bool:  # one line per epoch, never a progress bar, in a bundle
+        return False
+
+    def write(self, text: str) -> None:
+        if text.strip():
+            sys.stderr.write(f"[{self.name}] {text.rstrip()}\n")
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _say(name: str, text: str) -> None:
+    print(f"[{name}] {text}", file=sys.stderr, flush=True)
+
+
+def _record_failure(m: Member, kind: str, reason: str, code: int) -> None:
+    jobdir.write_state(
+        m.job_dir,
+        jobdir.FAILED,
+        error_kind=kind,
+        reason=reason,
+        exit_code=code,
+        finished=jobdir.now_iso(),
+        seconds=round(time.monotonic() - m.started, 1),
+    )
+    m.code = code
+    m.note = f"failed: {reason}"
+
+
+def _fail(m: Member, exc: BaseException) -> None:
+    """Record an exception as the member's failure, as a single job records it."""
+    if isinstance(exc, HepaeError):
+        _record_failure(m, "bad_input", str(exc), exc.exit_code)
+        _say(m.job_dir.name, f"error: {exc}")
+        return
+    reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+    kind = "nan" if isinstance(exc, FloatingPointError) else "python_error"
+    _record_failure(m, kind, reason, EXIT_FAILED)
+    traceback.print_exception(exc)
+    _say(m.job_dir.name, f"error: job failed: {reason}")
+
+
+def _interrupted(m: Member, signal_name: str | None, trained: bool = True) -> None:
+    epoch = m.trainer.epoch if m.trainer is not None else None
+    fields = {"signal": signal_name} | ({"epoch": epoch} if epoch is not None else {})
+    jobdir.write_state(m.job_dir, jobdir.INTERRUPTED, **fields)
+    m.code = EXIT_INTERRUPTED
+    done = ", checkpoint written" if trained else " before its turn"
+    m.note = f"interrupted by {signal_name}{done}"
+
+
+def _finish(m: Member, result: Any) -> None:
+    try:
+        m.steps.send(result)
+    except StopIteration as done:
+        m.code = done.value
+        m.note = "done"
+    except Exception as exc:
+        _fail(m, exc)
+
+
+def bundle_threads(cfgs: list[dict[str, Any]]) -> int:
+    """Threads for the bundle: the task's allocation, lowered to what every member asks.
+
+    The allocation is ``HEPAE_THREADS`` (else ``SLURM_CPUS_PER_TASK``, ``OMP_NUM_THREADS``,
+    the affinity mask), never more than the CPUs this process may use; a member's
+    ``train.threads`` can lower it but never raise it above the allocation.
+    """
+    from hepae_core.train import pick_threads
+
+    allocation = pick_threads(None)
+    asked = [c["train"]["threads"] for c in cfgs]
+    if asked and all(asked):
+        return max(1, min(allocation, max(asked)))
+    return allocation
+
+
+def run_bundle(dirs: list[str | Path]) -> int:
+    """Run the job dirs as one bundle; returns the bundle's exit code (module docstring)."""
+    from hepae_core.config import load
+
+    members: list[Member] = []
+    seen: set[Path] = set()
+    for d in dirs:
+        path = Path(d).resolve()
+        if path in seen:
+            continue
+        seen.add(path)
+        members.append(Member(path))
+
+    from hepae_core.train import StopFlag
+
+    stop = StopFlag().install()
+    try:
+        with contextlib.ExitStack() as held:
+            live: list[Member] = []
+            for m in members:
+                if not (m.job_dir / jobdir.CONFIG).is_file():
+                    m.code = EXIT_BAD_INPUT
+                    m.note = f"error: {m.job_dir}: no {jobdir.CONFIG} here (not a job directory)"
+                    continue
+                try:
+                    held.enter_context(jobdir.job_lock(m.job_dir))
+                except jobdir.JobDirBusy as exc:
+                    m.code, m.note = EXIT_BUSY, f"skipped: {exc.holder} runs it"
+                    continue
+                previous = jobdir.read_state(m.job_dir) or {}
+                if previous.get("state") == jobdir.DONE:
+                    m.code, m.note = EXIT_OK, "already done; skipped"
+                    continue
+                jobdir.start_attempt(m.job_dir)
+                held.enter_context(jobdir.Heartbeat(m.job_dir))
+                try:
+                    m.cfg = load(m.job_dir / jobdir.CONFIG)
+                except HepaeError as exc:
+                    _fail(m, exc)
+                    continue
+                live.append(m)
+            if live:
+                try:
+                    _train(live, stop)
+                except Exception as exc:  # a fault of the bundle itself: no member hangs
+                    for m in live:
+                        if m.code is None:
+                            _fail(m, exc)
+    except KeyboardInterrupt:
+        for m in members:
+            if m.code is None:
+                _interrupted(m, "SIGINT")
+                m.note = "interrupted (Ctrl-C): run the bundle again to resume"
+    finally:
+        stop.restore()
+    return _summary(members)
+
+
+def _train(live: list[Member], stop: Any) -> None:
+    """Prepare every member, then train the stacks and the lone members."""
+    import torch
+
+    from hepae_core.stacked import StackedTrainer, group_stackable
+
+    threads = bundle_threads([m.cfg for m in live])
+    torch.set_num_threads(threads)
+    cache: dict[str, Any] = {}
+    ready: list[Member] = []
+    for m in live:
+        m.steps = job_steps(m.job_dir, m.cfg, threads, cache)
+        try:
+            m.trainer = next(m.steps)
+        except Exception as exc:
+            _fail(m, exc)
+            continue
+        ready.append(m)
+    cache.clear()
+    groups, alone = group_stackable([m.trainer for m in ready])
+    for i, reason in alone.items():
+        _say(ready[i].job_dir.name, f"trained alone: {reason}")
+    print(
+        f"bundle: {len(ready)} job(s) in {len(groups)} training(s) "
+        f"({', '.join(str(len(g)) for g in groups)} model(s) each), {threads} thread(s)",
+        file=sys.stderr,
+        flush=True,
+    )
+    for group in groups:
+        group_members = [ready[i] for i in group]
+        if stop:  # the walltime came before this group's turn: nothing was trained
+            for m in group_members:
+                _interrupted(m, stop.signal_name, trained=False)
+            continue
+        if len(group_members) > 1:
+            outcomes = StackedTrainer([m.trainer for m in group_members]).run(stop)
+            for m, outcome in zip(group_members, outcomes, strict=True):
+                if outcome.state == "failed":
+                    _fail(m, outcome.error)
+                elif outcome.state == "interrupted":
+                    _interrupted(m, m.trainer.result.signal_name)
+                else:
+                    _finish(m, m.trainer.result)
+            continue
+        m = group_members[0]
+        try:
+            result = m.trainer.run(stop)
+        except Exception as exc:
+            _fail(m, exc)
+            continue
+        if result.interrupted:
+            _interrupted(m, result.signal_name)
+        else:
+            _finish(m, result)
+
+
+def _summary(members: list[Member]) -> int:
+    for m in members:
+        print(f"bundle: {m.job_dir.name}: {m.note}", file=sys.stderr, flush=True)
+    codes = [m.code for m in members]
+    if EXIT_INTERRUPTED in codes:
+        return EXIT_INTERRUPTED
+    if any(c not in (EXIT_OK, EXIT_BUSY) for c in codes):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m hepae_core.bundle",
+        description="Train and evaluate several job directories in one process; same-shape "
+        "models are trained as one stack.",
+    )
+    parser.add_argument("job_dirs", nargs="*", type=Path, help="job directories")
+    parser.add_argument(
+        "--list",
+        type=Path,
+        metavar="FILE",
+        help="a file with one job directory per line (added to JOB_DIRS)",
+    )
+    args = parser.parse_args(argv)
+    dirs = list(args.job_dirs)
+    if args.list is not None:
+        try:
+            lines = args.list.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            print(f"error: {args.list}: cannot be read: {exc.strerror}", file=sys.stderr)
+            return 2
+        dirs.extend(Path(line.strip()) for line in lines if line.strip())
+    if not dirs:
+        parser.error("give at least one job directory (or --list FILE)")
+    return run_bundle(dirs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
