@@ -169,9 +169,7 @@ def test_one_cycle_is_refused_and_nothing_changes(tmp_path, capsys):
     assert cli(capsys, "submit", camp, "--site", "local")[0] == 0
     job = next((camp / "jobs").iterdir())
     config = (job / "config.yaml").read_bytes()
-    code, _, err = cli(
-        capsys, "promote", camp, "--keep", "1", "--epochs", "x2", "--site", "local"
-    )
+    code, _, err = cli(capsys, "promote", camp, "--keep", "1", "--epochs", "x2", "--site", "local")
     assert code == 2 and "one_cycle" in err and "Traceback" not in err
     assert (job / "config.yaml").read_bytes() == config
     assert not (job / "promotion.json").exists() and not (job / "checkpoint.pt").exists()
