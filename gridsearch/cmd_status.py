@@ -135,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
         metrics=args.json,
         log_lines=args.lines,
     )
+    from gridsearch.promote import rung_of
+
+    rungs = {js.id: rung_of(js.dir) for js in statuses}  # promotion.json; 0: never promoted
     wanted = set(args.state or [])
     if args.failed:
         wanted |= {JobState.FAILED, JobState.LOST}
@@ -146,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
                 {
                     "campaign": str(campaign.root),
                     "counts": total,
-                    "jobs": [js.to_dict() for js in shown],
+                    "jobs": [{**js.to_dict(), "rung": rungs[js.id]} for js in shown],
                 },
                 indent=1,
             )
@@ -169,7 +172,12 @@ def run(args: argparse.Namespace) -> int:
             ]
             for js in shown
         ]
-        print(table(["#", "id", "name", "state", "epoch", "train", "val", "info"], rows))
+        head = ["#", "id", "name", "state", "epoch", "train", "val", "info"]
+        if any(rungs.values()):  # successive halving: the rung after the epochs
+            head.insert(5, "rung")
+            for row, js in zip(rows, shown, strict=True):
+                row.insert(5, rungs[js.id])
+        print(table(head, rows))
         if args.failed:
             for js in shown:
                 if js.log_tail:

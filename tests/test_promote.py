@@ -144,6 +144,11 @@ def test_promote_continues_exactly_and_submits_only_the_promoted(tmp_path, capsy
         else:  # not promoted: untouched
             assert js.epochs == 2 and not (js.dir / "promotion.json").exists()
     assert best[0].id in expected.values()
+    code, out, _ = cli(capsys, "status", camp, "--json")
+    rungs = {j["id"]: j["rung"] for j in json.loads(out)["jobs"]}
+    assert rungs == {jid: int(jid in expected.values()) for jid in after}
+    code, out, _ = cli(capsys, "status", camp)
+    assert out.splitlines()[0].split()[5] == "rung"
 
     # Exactness: the promoted job equals the same grid point trained 5 epochs at once.
     one = next(iter(expected.values()))
