@@ -307,8 +307,12 @@ def bundle_threads(cfgs: list[dict[str, Any]]) -> int:
     return allocation
 
 
-def run_bundle(dirs: list[str | Path]) -> int:
-    """Run the job dirs as one bundle; returns the bundle's exit code (module docstring)."""
+def run_bundle(dirs: list[str | Path], max_stack: int | None = None) -> int:
+    """Run the job dirs as one bundle; returns the bundle's exit code (module docstring).
+
+    ``max_stack`` caps the members per stack (1: no stacking); by default
+    :func:`hepae_core.stacked.stack_limit` picks it from the model and batch size.
+    """
     from hepae_core.config import load
 
     members: list[Member] = []
@@ -350,7 +354,7 @@ def run_bundle(dirs: list[str | Path]) -> int:
                 live.append(m)
             if live:
                 try:
-                    _train(live, stop)
+                    _train(live, stop, max_stack)
                 except Exception as exc:  # a fault of the bundle itself: no member hangs
                     for m in live:
                         if m.code is None:
@@ -365,7 +369,7 @@ def run_bundle(dirs: list[str | Path]) -> int:
     return _summary(members)
 
 
-def _train(live: list[Member], stop: Any) -> None:
+def _train(live: list[Member], stop: Any, max_stack: int | None = None) -> None:
     """Prepare every member, then train the stacks and the lone members."""
     import torch
 
@@ -384,7 +388,7 @@ def _train(live: list[Member], stop: Any) -> None:
             continue
         ready.append(m)
     cache.clear()
-    groups, alone = group_stackable([m.trainer for m in ready])
+    groups, alone = group_stackable([m.trainer for m in ready], max_stack)
     for i, reason in alone.items():
         _say(ready[i].job_dir.name, f"trained alone: {reason}")
     print(
@@ -445,7 +449,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="a file with one job directory per line (added to JOB_DIRS)",
     )
+    parser.add_argument(
+        "--max-stack",
+        type=int,
+        metavar="N",
+        help="at most N models per stack (1: train every job alone); default: chosen from "
+        "the model and batch size so that a stack stays within the CPU's caches",
+    )
     args = parser.parse_args(argv)
+    if args.max_stack is not None and args.max_stack < 1:
+        parser.error("--max-stack must be 1 or more")
     dirs = list(args.job_dirs)
     if args.list is not None:
         try:
@@ -456,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         dirs.extend(Path(line.strip()) for line in lines if line.strip())
     if not dirs:
         parser.error("give at least one job directory (or --list FILE)")
-    return run_bundle(dirs)
+    return run_bundle(dirs, args.max_stack)
 
 
 if __name__ == "__main__":

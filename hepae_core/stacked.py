@@ -120,10 +120,35 @@ def stack_key(trainer: Trainer) -> tuple:
     )
 
 
-def group_stackable(trainers: Sequence[Trainer]) -> tuple[list[list[int]], dict[int, str]]:
+#: Most members in one stack.
+MAX_STACK = 64
+
+#: On a CPU a stack stops paying once its activations outgrow the caches: measured on a
+#: core with 2 MiB of L2 (benchmarks/stacked.py, docs/bundles.md), the gain held while
+#: K x batch x (inputs + sum of layer widths) x 12 bytes stayed within about 24 MiB, and
+#: turned into a loss well beyond (AE_bn_LeakyReLU at batch 1024: 0.78x at K = 8).
+CPU_STACK_BYTES = 24 * 2**20
+
+
+def stack_limit(trainer: Trainer) -> int:
+    """The most members worth stacking with this one on its device (cache heuristic)."""
+    if trainer.device.type != "cpu":
+        return MAX_STACK
+    widths = [
+        layer.out_features for layer in _layers(trainer.model) if isinstance(layer, nn.Linear)
+    ]
+    per_member = trainer.batch_size * (trainer.x_train.shape[1] + sum(widths)) * 12
+    return max(1, min(MAX_STACK, CPU_STACK_BYTES // per_member))
+
+
+def group_stackable(
+    trainers: Sequence[Trainer], max_members: int | None = None
+) -> tuple[list[list[int]], dict[int, str]]:
     """Indices grouped into stacks, and the reason each unstackable one runs alone.
 
-    Groups keep the input order; a group of one is a plain single training.
+    Groups keep the input order; a group of one is a plain single training. Members that
+    could share a stack are split into stacks of at most ``max_members`` (default:
+    :func:`stack_limit`), of nearly equal sizes.
     """
     groups: dict[tuple, list[int]] = {}
     alone: dict[int, str] = {}
@@ -133,7 +158,16 @@ def group_stackable(trainers: Sequence[Trainer]) -> tuple[list[list[int]], dict[
             alone[i] = reason
             continue
         groups.setdefault(stack_key(tr), []).append(i)
-    out = list(groups.values())
+    out: list[list[int]] = []
+    for group in groups.values():
+        limit = max_members or stack_limit(trainers[group[0]])
+        n_stacks = math.ceil(len(group) / max(1, limit))
+        size, extra = divmod(len(group), n_stacks)
+        start = 0
+        for s in range(n_stacks):
+            end = start + size + (1 if s < extra else 0)
+            out.append(group[start:end])
+            start = end
     out.extend([i] for i in alone)
     return out, alone
 
@@ -292,8 +326,14 @@ class _Stack:
                     bn._buffers["running_var"] = rv[row * c : (row + 1) * c]
                     bn._buffers["num_batches_tracked"] = nbt[row]
                 self.bn_buffers.append((rm, rv, nbt))
-                self.plan.append(("bn", j, j + 1, len(self.bn_buffers) - 1, layer))
+                self.plan.append(("bn", j, j + 1, len(self.bn_buffers) - 1, layer, None))
                 j += 2
+            elif self.plan and self.plan[-1][0] == "bn":
+                # Applied inside the batch norm step, on its [B, K*C] output: in place on a
+                # view would make autograd copy the whole activation back in backward.
+                self.plan[-1] = (*self.plan[-1][:-1], _inplace(layer))
+                if self.any_dropout:
+                    self.plan.append(("drop",))
             else:
                 self.plan.append(("act", _inplace(layer)))
                 if self.any_dropout:
@@ -324,6 +364,8 @@ class _Stack:
                 )
                 if train:
                     nbt.add_(1)
+                if op[5] is not None:
+                    flat = op[5](flat)
                 h = flat.view(n, k, c).transpose(0, 1)
             elif train:  # dropout, per-member rate
                 keep = 1.0 - self.dropout
@@ -518,7 +560,6 @@ class StackedTrainer:
                             tr.result.signal_name = stop.signal_name
                     if stop:
                         return {}, True
-                    ref._last_checkpoint = time.monotonic()
             elapsed = time.perf_counter() - t0
             if device.type == "cuda":
                 torch.cuda.synchronize()

@@ -219,6 +219,24 @@ def test_grouping(jets):
     assert sorted(map(tuple, groups[1:])) == [(2,), (3,), (4,)]
     assert list(alone) == [2] and "compile" in alone[2]
     assert layer_signature(trs[0].model) != layer_signature(trs[3].model)
+    # Split into stacks of nearly equal size under a cap.
+    five = [member(jets, {"lr": 1e-3 * (i + 1)}, i) for i in range(5)]
+    assert group_stackable(five, max_members=2)[0] == [[0, 1], [2, 3], [4]]
+    assert group_stackable(five, max_members=1)[0] == [[0], [1], [2], [3], [4]]
+    assert group_stackable(five)[0] == [[0, 1, 2, 3, 4]]
+
+
+def test_stack_limit_follows_the_cache_budget(jets):
+    """Hand-worked: AE_3D_200 widths 200+100+50+3+50+100+200+4 = 707, plus 4 inputs;
+    batch 256 x 711 x 12 bytes = 2,184,192 bytes per member; 24 MiB / that = 11.5 -> 11;
+    at batch 1024, 8,736,768 bytes: 2.9 -> 2."""
+    from hepae_core.stacked import stack_limit
+
+    ae = member(jets, {"batch_size": 256}, 0, {"preset": "AE_3D_200"})
+    assert stack_limit(ae) == 11
+    big_batch = member(jets, {"batch_size": 1024}, 0, {"preset": "AE_3D_200"})
+    assert stack_limit(big_batch) == 2
+    assert stack_limit(member(jets, {}, 0)) == 64  # tiny models: the cap
 
 
 def test_dropout_member_trains_and_others_stay_exact(jets):
