@@ -247,6 +247,7 @@ def campaign_status(
     named = latest_submissions(campaign.submissions())
     host = socket.gethostname()
     root = str(campaign.root)
+    default_interval = heartbeat_interval()
     blocking: dict[str, bool] = {}
     campaign_locked: list[bool] = []  # asked once, when a blocking intent needs it
     out: list[JobStatus] = []
@@ -273,7 +274,8 @@ def campaign_status(
             js.submission, js.outcome = rec.get("submission"), rec.get("outcome")
             js.kind, js.site = rec.get("kind"), rec.get("site")
             sub_time = parse_time(rec.get("time"))
-        ev = _Evidence(js, False, None, False, None, heartbeat_interval(st), sub_time)
+        interval = heartbeat_interval(st) if st and "heartbeat_s" in st else default_interval
+        ev = _Evidence(js, False, None, False, None, interval, sub_time)
         evidence.append(ev)
         if st is not None:
             _take_state(js, st, jdir)
