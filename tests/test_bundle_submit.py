@@ -248,3 +248,26 @@ def test_bundle_template_marks_every_member_on_a_bad_environment(tmp_path, capsy
         d = Path(line.split(" ", 1)[1])
         st = json.loads((d / "state.json").read_text())
         assert st["state"] == "failed" and st["error_kind"] == "bad_environment"
+
+
+def test_adopt_maps_a_bundle_task_to_all_its_jobs():
+    # an intent whose scheduler ids were printed but not recorded (docs/campaign.md)
+    record = {
+        "submission": "s",
+        "indices": {"0": ["a", "b"], "1": ["c"]},
+        "chunks": [{"offset": 0, "indices": [0, 1]}],
+    }
+    tasks = SlurmBackend().adopt_tasks(record, ["77"])
+    assert tasks == {"77_0": ["a", "b"], "77_1": ["c"]}
+
+
+def test_an_intended_bundle_keeps_every_member_out_of_planned(tmp_path):
+    camp = _plan(tmp_path)
+    campaign = open_campaign(camp)
+    ids = [js.id for js in campaign_status(campaign, query=False)]
+    campaign.record_intent(
+        "s1", kind="slurm", site="slurm", dir="submit/s1", indices={"0": ids[:2], "1": ids[2:]}
+    )
+    assert set(campaign.intended_jobs()) == set(ids)
+    states = {js.id: js.state for js in campaign_status(campaign, query=False)}
+    assert set(states.values()) == {JobState.QUEUED}
