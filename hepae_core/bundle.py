@@ -52,12 +52,9 @@ class Member:
     started: float = field(default_factory=time.monotonic)
 
 
-# =============================================================================== GLUE
-# The per-job steps of hepae_core.job (read data, normalise, build the model and its
-# Trainer, resume; after training: evaluate, write evaluation.npz, plots, metrics.json,
-# state done). They mirror hepae_core.job._train_and_evaluate; at merge time this one
-# function is to be replaced by the refactored job.py's steps. Everything else in this
-# module only needs: ``trainer = next(steps)`` and ``exit_code = steps.send(result)``.
+# ============================================================== the steps of one job
+# The per-job steps are hepae_core.job's own (data, evaluation, outputs, metrics), so a
+# member's files are those of a single job; only the training loop is the stack's.
 
 
 def job_steps(
@@ -67,25 +64,12 @@ def job_steps(
 
     ``cache`` shares loaded jets between members with the same data section.
     """
-    import numpy as np
     import torch
 
-    from hepae_core import plots
-    from hepae_core.config import residual_kinds
-    from hepae_core.data import load_jets, resolve_source, split
-    from hepae_core.evaluate import evaluate
-    from hepae_core.job import (
-        EVAL_SAMPLE,
-        flatten_params,
-        history_csv,
-        load_model,
-        save_model,
-        write_evaluation,
-    )
-    from hepae_core.models import build_model, count_parameters, describe
-    from hepae_core.normalise import Normaliser
-    from hepae_core.residuals import residuals
-    from hepae_core.train import Trainer, evaluate_loss, pick_device, progress_printer
+    from hepae_core import job
+    from hepae_core.data import load_jets, resolve_source
+    from hepae_core.models import build_model, describe
+    from hepae_core.train import Trainer, pick_device, progress_printer
 
     tcfg = cfg["train"]
     device = pick_device(tcfg["device"])
@@ -96,38 +80,17 @@ def job_steps(
     )
     if key not in cache:
         cache[key] = load_jets(cfg, job_dir)
-    jets = cache[key]
-    counts = dict(jets.counts)
-    parts = split(len(jets.values), cfg["data"]["test_fraction"], tcfg["val_fraction"], seed)
-    norm = Normaliser.fit(cfg["normalisation"]["kind"], jets.variables, jets.values[parts.train])
-
-    def normalised(rows: np.ndarray) -> np.ndarray:
-        x = norm.forward(jets.values[rows])
-        for var, n_bad in norm.domain_errors.items():
-            counts[f"norm_domain_errors.{var}"] = counts.get(f"norm_domain_errors.{var}", 0) + n_bad
-        return x
-
-    x_train, x_val, x_test_norm = (
-        normalised(rows) for rows in (parts.train, parts.val, parts.test)
-    )
-    ok_test = np.isfinite(x_test_norm).all(axis=1)
-    x_test_phys, x_test_norm = jets.values[parts.test][ok_test], x_test_norm[ok_test]
-    x_train = x_train[np.isfinite(x_train).all(axis=1)]
-    x_val = x_val[np.isfinite(x_val).all(axis=1)]
-    counts["norm_domain_errors"] = sum(
-        v for k, v in counts.items() if k.startswith("norm_domain_errors.")
-    )
-    counts.update(train_jets=len(x_train), val_jets=len(x_val), test_jets=len(x_test_phys))
+    data = job._prepare_data(job_dir, cfg, jets=cache[key])
 
     torch.manual_seed(seed)  # the initial weights come from it, as in a single job
-    model = build_model(cfg["model"], len(jets.variables)).to(device)
+    model = build_model(cfg["model"], len(data.variables)).to(device)
     report = progress_printer(tcfg["epochs"], stream=_Prefixed(name))
 
     def on_best(epoch: int, val_loss: float) -> None:
-        save_model(job_dir / jobdir.MODEL, model, cfg, norm, epoch, val_loss)
+        job.save_model(job_dir / jobdir.MODEL, model, cfg, data.norm, epoch, val_loss)
 
     def on_epoch(rec: dict[str, float]) -> None:
-        jobdir.atomic_write_text(job_dir / jobdir.HISTORY, history_csv(trainer.result.history))
+        jobdir.atomic_write_text(job_dir / jobdir.HISTORY, job.history_csv(trainer.result.history))
         jobdir.write_state(
             job_dir,
             jobdir.RUNNING,
@@ -140,8 +103,8 @@ def job_steps(
 
     trainer = Trainer(
         model,
-        torch.from_numpy(x_train).to(device),
-        torch.from_numpy(x_val).to(device),
+        torch.from_numpy(data.x_train).to(device),
+        torch.from_numpy(data.x_val).to(device),
         tcfg,
         seed,
         job_dir / jobdir.CHECKPOINT,
@@ -152,76 +115,24 @@ def job_steps(
         _say(
             name, f"resuming from {jobdir.CHECKPOINT}: epoch {trainer.epoch}, batch {trainer.batch}"
         )
-    _say(
-        name,
-        f"{describe(cfg['model'], len(jets.variables))} on {len(x_train)} jets, {device.type}",
-    )
+    _say(name, f"{describe(cfg['model'], len(data.variables))} on {len(data.x_train)} jets")
 
     result = yield trainer
 
     if result.best_epoch == 0:
         raise FloatingPointError("no epoch produced a finite validation loss")
-    best, _, _ = load_model(job_dir / jobdir.MODEL)
-    best = best.to(device)
-    test_loss = evaluate_loss(best, torch.from_numpy(x_test_norm).to(device))
-    kinds = residual_kinds(cfg)
-    x_eval = x_test_phys[slice(0, cfg["evaluate"]["max_jets"])]
-    metrics, out = evaluate(
-        best, norm, x_eval, kinds, cfg["model"]["latent"], device, cfg["evaluate"]["timing_jets"]
-    )
-    for var in cfg["evaluate"]["round"]:
-        if var in jets.variables:
-            j = jets.variables.index(var)
-            out[:, j] = np.round(out[:, j])
-    kind_list = [kinds[v] for v in jets.variables]
-    sample = slice(0, EVAL_SAMPLE)
-    write_evaluation(job_dir, x_eval[sample], out[sample], jets.variables, kind_list)
-    if cfg["evaluate"]["plots"]:
-        plot_dir = job_dir / jobdir.PLOTS
-        plot_dir.mkdir(exist_ok=True)
-        title = cfg.get("name") or job_dir.name
-        plots.loss_curves(result.history, plot_dir / "loss.png", title)
-        plots.input_vs_output(
-            x_eval[sample], out[sample], jets.variables, plot_dir / "input_vs_output.png"
-        )
-        plots.residual_histograms(
-            residuals(x_eval, out, kind_list), jets.variables, kind_list, plot_dir / "residuals.png"
-        )
-    state = jobdir.read_state(job_dir) or {}
-    last = result.history[-1]
-    all_metrics: dict[str, Any] = {
-        "schema_version": 1,
-        "status": jobdir.DONE,
-        "name": cfg.get("name"),
-        **flatten_params(cfg),
-        "n_inputs": len(jets.variables),
-        "latent": cfg["model"]["latent"],
-        "n_params": count_parameters(best),
-        "variables": ",".join(jets.variables),
-        **counts,
-        "epochs_run": result.epochs_run,
-        "best_epoch": result.best_epoch,
-        "best_val_loss": result.best_val_loss,
-        "final_train_loss": last["train_loss"],
-        "final_val_loss": last["val_loss"],
-        "test_loss": test_loss,
-        "early_stopped": result.early_stopped,
-        "train_time_s": result.train_time_s,
-        "train_jets_per_s": result.jets_per_s,
-        "device": device.type,
-        "threads": threads,
-        "torch_version": torch.__version__,
-        "attempts": state.get("attempt", 1),
-        **metrics,
-    }
-    jobdir.atomic_write_json(job_dir / jobdir.METRICS, all_metrics)
+    best, test_loss, metrics, x_eval, out = job._evaluate(job_dir, cfg, data, device)
+    job._write_outputs(job_dir, cfg, data, result.history, x_eval, out)
+    record = job._metrics(cfg, data, result, best, test_loss, metrics, device, threads)
+    record["attempts"] = (jobdir.read_state(job_dir) or {}).get("attempt", 1)
+    jobdir.atomic_write_json(job_dir / jobdir.METRICS, record)
     jobdir.write_state(job_dir, jobdir.DONE, finished=jobdir.now_iso(), exit_code=EXIT_OK)
     jobdir.retire_checkpoint(job_dir)  # kept as final.pt for gridsearch promote
     _say(name, f"done: best val loss {result.best_val_loss:.4e} at epoch {result.best_epoch}")
     return EXIT_OK
 
 
-# =========================================================================== end GLUE
+# =========================================================================== end of steps
 
 
 class _Prefixed:

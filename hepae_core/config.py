@@ -160,6 +160,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "compile": Field(
             False, lambda v: isinstance(v, bool), "true (torch.compile the model) or false"
         ),
+        "latent_noise_bits": Field(
+            None, _opt(lambda v: _is_int(v) and 1 <= v <= 24), "null or bits per latent value"
+        ),
+        "latent_noise_epochs": Field(None, _opt(_pos_int), "null (all epochs) or a count"),
         "val_fraction": Field(
             0.1, lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1) of the train jets"
         ),
@@ -170,6 +174,17 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "timing_jets": Field(100_000, _pos_int, "a positive integer"),
         "plots": Field(True, lambda v: isinstance(v, bool), "true or false"),
         "round": Field([], _str_list, "a list of integer-valued variables to round"),
+        "baselines": Field(
+            True, lambda v: isinstance(v, bool), "true (quantiser/PCA/lossless curves) or false"
+        ),
+        "bits": Field(
+            list(range(6, 17)),
+            lambda v: (
+                isinstance(v, list) and len(v) > 0 and all(_is_int(x) and 1 <= x <= 24 for x in v)
+            ),
+            "a non-empty list of bits per value, each 1..24",
+        ),
+        "pca_components": Field(None, _opt(_pos_int), "null (the latent size) or a count"),
     },
 }
 TOP_LEVEL: dict[str, Field] = {

@@ -3,6 +3,8 @@
     hepae-data generate --out dijet.root --events 20000 --seed 1
     hepae-data inspect FILE [--tree NAME] [--max-entries N]
     hepae-data convert IN OUT [--tree T] [--branches a,b] [--container P] [--leading N]
+    hepae-data compress --model JOB_DIR IN -o OUT.h5   (and decompress, evaluate: see
+    docs/compression.md)
 
 Exit codes: 0 done, 2 bad input (the message names the file and what to change), 1 other
 failures (a full disk among them). ``convert`` writes to a temporary file and renames it:
@@ -518,7 +520,13 @@ def _add_convert(sub) -> None:
 
 #: One function per subcommand: it adds its parser and sets ``func`` (the command) and
 #: ``paths`` (the arguments naming files, for error messages). Add new ones here.
-SUBCOMMANDS = [_add_generate, _add_inspect, _add_convert]
+def _add_codec(sub: argparse._SubParsersAction) -> None:
+    from hepae_core.compress_cli import register  # compress, decompress, evaluate
+
+    register(sub)
+
+
+SUBCOMMANDS = [_add_generate, _add_inspect, _add_convert, _add_codec]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -191,6 +191,7 @@ class Prepared:
     variables: list[str]
     norm: Any
     x_train: Any  # normalised, finite
+    x_train_phys: Any  # the training jets in physical units (baseline quantiser ranges)
     x_val: Any
     x_test_phys: Any  # physical units, rows whose normalised values are finite
     x_test_norm: Any
@@ -210,14 +211,19 @@ def _setup_torch(cfg: dict[str, Any]):
     return device, threads
 
 
-def _prepare_data(job_dir: Path, cfg: dict[str, Any]) -> Prepared:
-    """Read, cut, split and normalise the jets; drop those outside the normalisation's domain."""
+def _prepare_data(job_dir: Path, cfg: dict[str, Any], jets: Any = None) -> Prepared:
+    """Read, cut, split and normalise the jets; drop those outside the normalisation's domain.
+
+    ``jets`` (what ``load_jets`` returned for this data section) lets a bundle read a
+    sample once for all its members.
+    """
     import numpy as np
 
     from hepae_core.data import load_jets, split
     from hepae_core.normalise import Normaliser
 
-    jets = load_jets(cfg, job_dir)
+    if jets is None:
+        jets = load_jets(cfg, job_dir)
     counts = dict(jets.counts)
     parts = split(
         len(jets.values), cfg["data"]["test_fraction"], cfg["train"]["val_fraction"], cfg["seed"]
@@ -243,7 +249,16 @@ def _prepare_data(job_dir: Path, cfg: dict[str, Any]) -> Prepared:
         v for k, v in counts.items() if k.startswith("norm_domain_errors.")
     )
     counts.update(train_jets=len(x_train), val_jets=len(x_val), test_jets=len(x_test_phys))
-    return Prepared(jets.variables, norm, x_train, x_val, x_test_phys, x_test_norm, counts)
+    return Prepared(
+        jets.variables,
+        norm,
+        x_train,
+        jets.values[parts.train],
+        x_val,
+        x_test_phys,
+        x_test_norm,
+        counts,
+    )
 
 
 def _train(
@@ -319,15 +334,12 @@ def _evaluate(job_dir: Path, cfg: dict[str, Any], data: Prepared, device):
     test_loss = evaluate_loss(best, torch.from_numpy(data.x_test_norm).to(device))
     kinds = residual_kinds(cfg)
     x_eval = data.x_test_phys[slice(0, cfg["evaluate"]["max_jets"])]
+    ecfg = cfg["evaluate"]
     metrics, out = evaluate(
-        best,
-        data.norm,
-        x_eval,
-        kinds,
-        cfg["model"]["latent"],
-        device,
-        cfg["evaluate"]["timing_jets"],
-    )
+        best, data.norm, x_eval, kinds, cfg["model"]["latent"], device, ecfg["timing_jets"],
+        x_train=data.x_train_phys, baselines=ecfg["baselines"], bits=tuple(ecfg["bits"]),
+        pca_components=ecfg["pca_components"],
+    )  # fmt: skip
     for var in cfg["evaluate"]["round"]:
         j = data.variables.index(var)
         out[:, j] = np.round(out[:, j])
@@ -554,7 +566,7 @@ def _run_locked(job_dir: Path, force: bool) -> int:
         if force:
             (job_dir / jobdir.CHECKPOINT).unlink(missing_ok=True)
         with writing(job_dir / jobdir.STATE):
-            jobdir.start_attempt(job_dir)
+            jobdir.start_attempt(job_dir, heartbeat_interval())
         with jobdir.Heartbeat(job_dir, heartbeat_interval()) as heartbeat:
             cfg = load(job_dir / jobdir.CONFIG)
             _write_state(job_dir, jobdir.RUNNING, epochs=cfg["train"]["epochs"])

@@ -158,8 +158,12 @@ def write_state(job_dir: str | Path, state: str, **fields: Any) -> dict[str, Any
     return record
 
 
-def start_attempt(job_dir: str | Path) -> dict[str, Any]:
-    """Record the start of a new attempt: host, pid, time, scheduler job id, attempt number."""
+def start_attempt(job_dir: str | Path, heartbeat_s: float | None = None) -> dict[str, Any]:
+    """Record the start of a new attempt: host, pid, time, scheduler job id, attempt number.
+
+    ``heartbeat_s`` (the interval the job's heartbeat will beat at) lets ``status`` judge
+    silence by this job's own pace.
+    """
     previous = read_state(job_dir) or {}
     attempt = int(previous.get("attempt", 0)) + 1
     record = {
@@ -172,6 +176,8 @@ def start_attempt(job_dir: str | Path) -> dict[str, Any]:
         "scheduler_job_id": os.environ.get(SCHEDULER_ID_ENV),
         "epoch": previous.get("epoch", 0) if previous.get("state") == INTERRUPTED else 0,
     }
+    if heartbeat_s is not None:
+        record["heartbeat_s"] = heartbeat_s
     atomic_write_json(Path(job_dir) / STATE, record)
     return record
 

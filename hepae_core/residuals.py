@@ -41,10 +41,13 @@ def residual_stats(res: np.ndarray) -> dict[str, float]:
     }
 
 
-def stats_table(prefix: str, res: np.ndarray, variables: list[str]) -> dict[str, float]:
-    """Flat ``{prefix.var.stat: value}`` for every column of ``res``."""
+def stats_table(
+    prefix: str, res: np.ndarray, variables: list[str], stats: tuple[str, ...] = STATS
+) -> dict[str, float]:
+    """Flat ``{prefix.var.stat: value}`` for every column of ``res`` (only ``stats``)."""
     out: dict[str, float] = {}
     for j, var in enumerate(variables):
         for stat, value in residual_stats(res[:, j]).items():
-            out[f"{prefix}.{var}.{stat}"] = value
+            if stat in stats:
+                out[f"{prefix}.{var}.{stat}"] = value
     return out

@@ -236,6 +236,9 @@ class Trainer:
         # The compiled module shares its parameters with ``model``; it is used for the
         # training steps only, so evaluation at other batch sizes never recompiles.
         self.forward = compile_or_eager(model) if tcfg.get("compile") else model
+        from hepae_core.latent_noise import wrap  # train.latent_noise_bits (issue 10)
+
+        self.forward = wrap(self.forward, model, tcfg, lambda: self.epoch)
         torch.manual_seed(seed)
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self.result = TrainResult()

@@ -67,6 +67,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the two parameters of the heat map (default: lr,wd when both vary)",
     )
     p.add_argument("--variable", default=None, help="variable of the Pareto plot (default: pt)")
+    p.add_argument(
+        "--evaluate-on",
+        default=None,
+        metavar="SAMPLE",
+        help="also evaluate the best run of each group on this sample file",
+    )
+    p.add_argument(
+        "--style",
+        default="house",
+        choices=("house", "atlas", "cms", "root"),
+        help="plot style: house (default) or an mplhep style (needs mplhep)",
+    )
     p.add_argument("--no-plots", action="store_true", help="write the table and report only")
     p.add_argument("--no-cache", action="store_true", help="re-read every job")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result line")
@@ -111,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
             variable=args.variable,
             plots=plots,
             use_cache=not args.no_cache,
+            style=args.style,
+            evaluate_on=args.evaluate_on,
         )
     except UserError as exc:
         print(f"gridsearch summarize: error: {exc}", file=sys.stderr)

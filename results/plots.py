@@ -32,6 +32,7 @@ from matplotlib.ticker import NullFormatter
 
 from hepae_core.jobdir import EVAL, HISTORY, atomic_path
 from hepae_core.residuals import residuals
+from results.ratedist import METHOD_LABELS, compare, curve, has_curves, variables_of
 from results.report import Group, fmt, rank, resolve, short
 
 # Okabe-Ito: distinguishable by colour-blind readers, prints in grey.
@@ -61,6 +62,34 @@ STYLE = {
     "image.cmap": "viridis",
 }
 EVALUATE_MODULE = "hepae_core.evaluate_job"
+STYLES = ("house", "atlas", "cms", "root")
+
+
+def plot_style(name: str) -> dict[str, Any]:
+    """The house style, or one of mplhep's (``atlas``, ``cms``, ``root``) with our palette.
+
+    mplhep is optional (``pip install hepae-gridsearch[hepstyle]``): the house style stays
+    the default because these are generator-level jets, not an experiment's, and the
+    house palette is colour-blind safe.
+    """
+    if name == "house":
+        return STYLE
+    if name not in STYLES:
+        from results.errors import SummaryError
+
+        raise SummaryError(message=f"unknown style {name!r}; use {', '.join(STYLES)}")
+    try:
+        import mplhep
+    except ImportError:
+        from results.errors import SummaryError
+
+        raise SummaryError(
+            message=f"style {name!r} needs mplhep: pip install mplhep "
+            "(or hepae-gridsearch[hepstyle]), or use the house style"
+        ) from None
+    base = {"atlas": mplhep.style.ATLAS, "cms": mplhep.style.CMS, "root": mplhep.style.ROOT}
+    return {**base[name], "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+            "savefig.bbox": "tight"}  # fmt: skip
 
 
 class PlotSkipped(Exception):
@@ -89,6 +118,13 @@ class PlotContext:
     variable: str | None = None
     label: str = ""
     notes: list[str] = field(default_factory=list)  # problems met while drawing
+
+    style_name: str = "house"
+
+    @property
+    def style(self) -> dict[str, Any]:
+        """matplotlib settings of ``style_name`` (see :func:`plot_style`)."""
+        return plot_style(self.style_name)
 
     def save(self, fig: Any, stem: str, tight: bool = True) -> None:
         """Write ``fig`` in every format (``tight=False`` skips the tight-bbox pass)."""
@@ -150,7 +186,7 @@ def loss_vs_lr(ctx: PlotContext) -> list[tuple[str, str]]:
         if ctx.group_by
         else [(None, used)]
     )
-    with plt.rc_context(STYLE):
+    with plt.rc_context(ctx.style):
         fig, axes = _panels(len(parts))
         for ax, (g, sub) in zip(axes, parts):
             for w in wds:
@@ -222,7 +258,7 @@ def widths_vs_latent(ctx: PlotContext) -> list[tuple[str, str]]:
         sel = ctx.used.loc[ctx.used["job_id"] == job_id, key] if key in ctx.used else []
         return float(sel.iloc[0]) if len(sel) else math.nan
 
-    with plt.rc_context(STYLE):
+    with plt.rc_context(ctx.style):
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True, layout="constrained")
         smallest = math.inf
         for ax, label in zip(axes, ("best", "median")):
@@ -276,6 +312,109 @@ def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def pareto(ctx: PlotContext) -> list[tuple[str, str]]:
+    """The rate-distortion plot; campaigns without baseline curves get the old Pareto plot."""
+    if has_curves(ctx.used.columns):
+        return rate_distortion(ctx)
+    return pareto_ratio(ctx)
+
+
+def _rd_panels(ctx: PlotContext, variables: list[str], best_rows: list[Any]) -> list[str]:
+    """All variables up to six; beyond, the six where the best runs trail the quantiser most."""
+    if ctx.variable:
+        return [ctx.variable]
+    if len(variables) <= 6:
+        return variables
+    score = {}
+    for v in variables:
+        rel = [c.ae / c.sq for r in best_rows for c in compare(r, [v])
+               if c.sq > 0 and math.isfinite(c.ae)]  # fmt: skip
+        score[v] = max(rel) if rel else -math.inf
+    return sorted(variables, key=lambda v: score[v], reverse=True)[:6]
+
+
+def rate_distortion(ctx: PlotContext) -> list[tuple[str, str]]:
+    """Bits per jet against residual width: autoencoders, quantisers, PCA, casts, lossless.
+
+    One panel per variable (the worst six of many). Each group's best run gives its
+    quantised-latent curve (solid) and its PCA curve at as many components as its latent
+    (dashed); the scalar-quantiser curve, the casts and the lossless point are drawn once.
+    """
+    used = ctx.used
+    variables = variables_of(used)
+    if not variables:
+        raise PlotSkipped("no ae.<variable>.width columns in the metrics", problem=True)
+    if ctx.variable and ctx.variable not in variables:
+        raise PlotSkipped(f"no residual width of variable {ctx.variable!r} (have "
+                          f"{', '.join(variables)})", problem=True)  # fmt: skip
+    rows_by_id = {r["job_id"]: r for r in used.to_dict("records")}
+    groups = ctx.groups or rank(used, ctx.metric, ctx.group_by)
+    best = []
+    for g in groups:
+        pick = next(p for p in g.picks if p.label == "best")
+        if pick.job_id in rows_by_id:
+            best.append((g.value, rows_by_id[pick.job_id]))
+    panels = _rd_panels(ctx, variables, [r for _, r in best])
+    n_in = len(variables)
+    ref = best[0][1] if best else next(iter(rows_by_id.values()))
+    with plt.rc_context(ctx.style):
+        fig, axes = _panels(len(panels))
+        for ax, v in zip(axes, panels):
+            x, y = curve(ref, "sq", v)
+            ax.plot(x, y, "-", color="black", lw=2.0, label=METHOD_LABELS["sq"])
+            for i, (value, row) in enumerate(best):
+                c = PALETTE[i % len(PALETTE)]
+                name = f"{short(ctx.group_by)}={fmt(value)}" if ctx.group_by else "best run"
+                x, y = curve(row, "aeq", v)
+                ax.plot(x, y, "-o", color=c, ms=3, label=f"AE {name}, quantised latent")
+                x, y = curve(row, "pca", v)
+                ax.plot(x, y, "--", color=c, lw=1.0, label=f"PCA, {fmt(row.get('pca.z'))} comp.")
+                for src, mk in (("ae_f16latent", "s"), ("ae", "D")):
+                    b, w = row.get(f"{src}.bits_per_jet"), row.get(f"{src}.{v}.width")
+                    if b is not None and w is not None and np.isfinite([b, w]).all():
+                        ax.plot([b], [w], mk, color=c, mfc="none", ms=6)
+            for src, mk, c in (("float16", "*", PALETTE[2]), ("bfloat16", "P", PALETTE[3])):
+                k = f"{src}.{v}.width"
+                if k in used and used[k].notna().any():
+                    ax.plot([16 * n_in], [float(used[k].median())], mk, color=c, ms=10,
+                            ls="none", label=f"{src} cast")  # fmt: skip
+            if "lossless.bits_per_jet" in used and used["lossless.bits_per_jet"].notna().any():
+                ax.axvline(float(used["lossless.bits_per_jet"].median()), color="grey", ls=":",
+                           lw=1.0, label="lossless gzip (width 0)")  # fmt: skip
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.text(0.97, 0.95, v, transform=ax.transAxes, ha="right", va="top",
+                    fontweight="bold")  # fmt: skip
+
+            def to_ratio(b: Any) -> Any:  # bits per jet <-> ratio: the same map both ways
+                return 32 * n_in / np.maximum(b, 1e-9)
+
+            top = ax.secondary_xaxis("top", functions=(to_ratio, to_ratio))
+            top.set_xlabel("compression ratio", fontsize=8)
+            # powers of two read better than 2x10^1 on both axes
+            for axis, ticks in ((ax.xaxis, [8, 16, 32, 64, 128, 256, 512, 1024]),
+                                (top.xaxis, [1, 2, 4, 8, 16, 32])):  # fmt: skip
+                axis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+                axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+                axis.set_minor_formatter(NullFormatter())
+        for ax in axes[: len(panels)]:
+            ax.set_xlabel("bits per jet")
+            ax.tick_params(labelbottom=True)
+        axes[0].set_ylabel("residual width")
+        handles = axes[0].get_legend_handles_labels()[0]
+        handles += [Line2D([], [], color="grey", marker="s", mfc="none", ls="none",
+                           label="AE, float16 latent"),
+                    Line2D([], [], color="grey", marker="D", mfc="none", ls="none",
+                           label="AE, float32 latent")]  # fmt: skip
+        fig.legend(handles=handles, loc="outside right center", fontsize=7)
+        ctx.save(fig, "rate_distortion")
+    what = "each variable" if len(panels) == n_in else f"the {len(panels)} worst variables"
+    return [("rate_distortion", f"bits per jet (ratio on top) against the residual width of "
+             f"{what}: the best run of each group with its latent quantised at k bits, PCA "
+             "transform coding, the scalar quantiser, the float16/bfloat16 casts and the "
+             "lossless gzip point")]  # fmt: skip
+
+
+def pareto_ratio(ctx: PlotContext) -> list[tuple[str, str]]:
     """Compression ratio against the residual width of one variable, front highlighted."""
     variables = _variables(ctx.used)
     if not variables:
@@ -290,7 +429,7 @@ def pareto(ctx: PlotContext) -> list[tuple[str, str]]:
     x = sel["compression_ratio"].to_numpy(float)
     y = sel[f"ae.{v}.width"].to_numpy(float)
     front = pareto_front(x, y)
-    with plt.rc_context(STYLE):
+    with plt.rc_context(ctx.style):
         fig, ax = plt.subplots()
         ax.scatter(x, y, s=10, color="#999999", alpha=0.6, lw=0, label=f"runs ({len(x)})")
         ax.plot(x[front], y[front], "-o", color=PALETTE[1], label="Pareto front")
@@ -338,7 +477,7 @@ def heatmap(ctx: PlotContext) -> list[tuple[str, str]]:
     if table.empty:
         raise PlotSkipped(f"no runs with both {a} and {b}", problem=True)
     data = table.to_numpy(float)
-    with plt.rc_context({**STYLE, "xtick.minor.visible": False, "ytick.minor.visible": False}):
+    with plt.rc_context({**ctx.style, "xtick.minor.visible": False, "ytick.minor.visible": False}):
         fig, ax = plt.subplots(figsize=(1.2 + 1.0 * data.shape[1], 1.0 + 0.7 * data.shape[0]))
         positive = data[np.isfinite(data) & (data > 0)]
         norm = LogNorm(positive.min(), positive.max()) if positive.size else None
@@ -378,7 +517,7 @@ def read_history(path: Path) -> dict[str, np.ndarray] | None:
 def curves(ctx: PlotContext) -> list[tuple[str, str]]:
     """Training curves (validation solid, training dashed) of the top-k runs."""
     top = ctx.used.nsmallest(max(1, ctx.top), ctx.metric)
-    with plt.rc_context(STYLE):
+    with plt.rc_context(ctx.style):
         fig, ax = plt.subplots()
         drawn = 0
         for i, (_, r) in enumerate(top.iterrows()):
@@ -468,7 +607,9 @@ def best_runs(ctx: PlotContext) -> list[tuple[str, str]]:
         x, y, names = ev["inputs"], ev["outputs"], ev["variables"]
         res = residuals(x, y, ev["residual_kinds"])
         pages = _grid_pages(len(names))
-        with plt.rc_context({**STYLE, "xtick.minor.visible": False, "ytick.minor.visible": False}):
+        with plt.rc_context(
+            {**ctx.style, "xtick.minor.visible": False, "ytick.minor.visible": False}
+        ):
             for pi, page in enumerate(pages):
                 suffix = f"_{pi + 1}" if len(pages) > 1 else ""
                 fig, axes = _grid(len(page))

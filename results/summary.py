@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from results.errors import SummaryError
+from results.ratedist import report_lines
 from results.report import (
     Group,
     group_text,
     latex_tables,
     rank,
     resolve,
+    short,
     used_mask,
     write_text,
 )
@@ -62,6 +64,7 @@ class SummaryReport:
     figures: list[Figure] = field(default_factory=list)
     plots_skipped: list[tuple[str, str, bool]] = field(default_factory=list)  # name, why, problem
     plot_seconds: dict[str, float] = field(default_factory=dict)
+    rate_distortion: list[str] = field(default_factory=list)  # the verdict, in words
     table_seconds: float = 0.0
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -91,6 +94,9 @@ class SummaryReport:
         else:
             out.append("No finished run with a finite metric: nothing to rank.")
         out.append("")
+        if self.rate_distortion:
+            out += self.rate_distortion
+            out.append("")
         out.append(f"Skipped jobs ({len(self.skipped)}):")
         shown = self.skipped if limit is None else self.skipped[:limit]
         for job, why in shown:
@@ -159,6 +165,8 @@ def summarize(
     variable: str | None = None,
     plots: bool = True,
     use_cache: bool = True,
+    style: str = "house",
+    evaluate_on: str | Path | None = None,
 ) -> SummaryReport:
     """Summarize the campaign at ``campaign_dir``; returns the report (also written).
 
@@ -174,11 +182,17 @@ def summarize(
     variable : the variable of the Pareto plot (default pt).
     plots : False draws no plot.
     use_cache : False re-reads every job.
+    style : plot style: house (default) or an mplhep style (atlas, cms, root).
+    evaluate_on : a sample file: the best run of each group is evaluated on it
+        (``hepae-data evaluate``, in a subprocess) and the report compares the widths.
 
     Raises
     ------
     SummaryError : the directory is not a campaign, or an option names no column.
     """
+    from results.plots import plot_style
+
+    plot_style(style)  # an unknown style or a missing mplhep fails before any work
     formats = list(formats or ["png", "pdf"])
     bad = [f for f in formats if f not in FORMATS]
     if bad:
@@ -228,12 +242,23 @@ def summarize(
     report.files = {"h5": out_dir / H5_NAME, "csv": out_dir / CSV_NAME}
     if len(used):
         report.groups = rank(used, metric_col, group_col)
+        report.rate_distortion = report_lines(used, report.groups, short(group_col or ""))
+        if evaluate_on:
+            from results.evaluate_on import evaluate_best
+
+            lines, problems, path = evaluate_best(
+                root, out_dir, used, report.groups, group_col, Path(evaluate_on)
+            )
+            report.rate_distortion += ["", *lines] if lines else []
+            report.notes += problems
+            if path:
+                report.files["evaluate_on"] = path
         write_text(out_dir / LATEX_NAME, latex_tables(report.groups, metric_col, group_col))
         report.files["latex"] = out_dir / LATEX_NAME
     else:
         (out_dir / LATEX_NAME).unlink(missing_ok=True)  # no stale table of an earlier run
     if plots and len(used):
-        _draw(report, df, used, only, formats, top, heatmap, variable)
+        _draw(report, df, used, only, formats, top, heatmap, variable, style)
     elif plots:
         report.plots_skipped.append(("all", "no finished run to plot", False))
     out_dir.mkdir(exist_ok=True)
@@ -251,6 +276,7 @@ def _draw(
     top: int,
     heatmap: tuple[str, str] | None,
     variable: str | None,
+    style: str = "house",
 ) -> None:
     from results.plots import PLOTS, PlotContext, PlotSkipped
 
@@ -268,6 +294,7 @@ def _draw(
         heatmap=heatmap,
         variable=variable,
         label=label,
+        style_name=style,
     )
     for name in only:
         t0 = time.perf_counter()

@@ -1,0 +1,283 @@
+"""Rate-distortion benchmark: autoencoders against scalar quantisation and PCA at equal bits.
+
+For each sample, trains small autoencoders (minutes on a CPU), then measures every method
+at k = 4..16 bits per value with the project's own code (hepae_core.quantise,
+hepae_core.baselines, hepae_core.evaluate.latent_metrics) on held-out jets:
+
+* ``sq``: scalar quantisation of each variable in its natural space,
+* ``pca``: PCA transform coding with z components (z = each autoencoder's latent size),
+* ``aeq``: each autoencoder with its latent quantised to k bits,
+* the float16 / bfloat16 casts and lossless gzip + shuffle.
+
+Samples: the bundled 4D jets (pt, eta, phi, E) and, when ../shared/data (relative to the
+repository) holds the Pythia dijet sample, 14 continuous per-jet variables of it (four-vector,
+mass, widths, energy fractions, track sum, leading constituent, ptD). Besides the per-variable
+robust widths, each method gets one figure of merit over all variables: the mean squared
+error of the natural-space standardised variables (``mse``).
+
+    python benchmarks/rate_distortion.py [--epochs 30] [--jets 120000] [--threads 1]
+                                         [--only 4d|14d] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hepae_core.baselines import PCACoder, cast_roundtrip, lossless_bytes
+from hepae_core.evaluate import latent_metrics
+from hepae_core.models import build_model
+from hepae_core.quantise import ScalarQuantiser, from_space, natural_space, to_space
+from hepae_core.residuals import residual_stats, residuals
+from hepae_core.variables import default_residual_kind
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data" / "dijet_13TeV_pthat25.root"
+VARS_4D = ["pt", "eta", "phi", "E"]
+VARS_14D = ["pt", "eta", "phi", "E", "m", "width", "width_eta", "width_phi", "em_frac",
+            "charged_frac", "neutral_hadron_frac", "sum_pt_trk500", "lead_pt", "ptD"]  # fmt: skip
+BITS = tuple(range(4, 17))
+SQ_BITS = tuple(range(2, 17))  # down to 2 bits a value, so its curve reaches the AE's rates
+
+
+class NaturalNormaliser:
+    """Natural space (log for scale variables), then standardised on the training jets."""
+
+    def __init__(self, variables: list[str], train: np.ndarray, kinds: list[str]) -> None:
+        self.variables = variables
+        sp = [natural_space(v, train[:, j], kinds[j]) for j, v in enumerate(variables)]
+        self.spaces = ["linear" if s in ("periodic", "integer") else s for s in sp]
+        t = self._to(train)
+        self.mean, self.std = t.mean(axis=0), t.std(axis=0)
+
+    def _to(self, x: np.ndarray) -> np.ndarray:
+        return np.stack([to_space(x[:, j], s) for j, s in enumerate(self.spaces)], axis=1)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return ((self._to(x) - self.mean) / self.std).astype(np.float32)
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        t = np.asarray(y, dtype=np.float64) * self.std + self.mean
+        return np.stack([from_space(t[:, j], s) for j, s in enumerate(self.spaces)], axis=1)
+
+
+def load(sample: str, n: int) -> tuple[list[str], np.ndarray]:
+    import uproot
+
+    if sample == "4d":
+        from hepae_core.data import bundled_path
+
+        path, variables = bundled_path("dijet_4d"), VARS_4D
+    else:
+        if not SHARED.is_file():
+            raise SystemExit(
+                f"the 14-variable sample needs {SHARED.name} in ../shared/data next to the "
+                "repository (the Pythia dijet sample, see docs/data.md); run with --only 4d"
+            )
+        path, variables = SHARED, VARS_14D
+    with uproot.open(path) as f:
+        t = f["jets"]
+        x = np.stack([t[v].array(library="np") for v in variables], axis=1).astype(np.float64)
+    x = x[np.isfinite(x).all(axis=1)]
+    x = x[np.random.default_rng(0).permutation(len(x))][:n]
+    return variables, x
+
+
+def train_ae(x: np.ndarray, latent: int, epochs: int, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    cfg = {"encoder": [128, 64], "decoder": None, "latent": latent, "activation": "silu",
+           "batch_norm": False, "dropout": 0.0, "latent_activation": False}  # fmt: skip
+    model = build_model(cfg, x.shape[1])
+    xt = torch.from_numpy(x)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    steps = epochs * math.ceil(len(xt) / 512)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        perm = torch.randperm(len(xt), generator=g)
+        for i in range(0, len(xt), 512):
+            xb = xt[perm[i : i + 512]]
+            loss = torch.nn.functional.mse_loss(model(xb), xb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    return model.eval()
+
+
+def finetune_with_noise(
+    model: torch.nn.Module, x: np.ndarray, q: Any, bits: int, epochs: int, seed: int = 0
+) -> torch.nn.Module:
+    """Quantisation-aware fine-tuning: uniform noise of one ``bits``-bit step on the latent.
+
+    The decoder learns to tolerate the rounding the codec will apply; the noise step is
+    taken from the latent ranges before fine-tuning.
+    """
+    import copy
+
+    model = copy.deepcopy(model).train()
+    step = torch.tensor((np.asarray(q.hi) - np.asarray(q.lo)) / 2**bits, dtype=torch.float32)
+    xt = torch.from_numpy(x)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-4)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        perm = torch.randperm(len(xt), generator=g)
+        for i in range(0, len(xt), 512):
+            xb = xt[perm[i : i + 512]]
+            z = model.encode(xb)
+            z = z + (torch.rand(z.shape, generator=g) - 0.5) * step
+            loss = torch.nn.functional.mse_loss(model.decode(z), xb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+def widths(x: np.ndarray, y: np.ndarray, variables: list[str], kinds: list[str]) -> list[float]:
+    r = residuals(x, y, kinds)
+    return [residual_stats(r[:, j])["width"] for j in range(len(variables))]
+
+
+def mse(norm: NaturalNormaliser, x: np.ndarray, y: np.ndarray) -> float:
+    a, b = norm.forward(x).astype(np.float64), norm.forward(y).astype(np.float64)
+    d = b - a
+    return float(np.nanmean(d * d))
+
+
+def run_sample(sample: str, args: argparse.Namespace) -> list[dict]:
+    variables, x = load(sample, args.jets)
+    kinds = [default_residual_kind(v) for v in variables]
+    n_test = len(x) // 5
+    test, train = x[:n_test], x[n_test:]
+    d = len(variables)
+    norm = NaturalNormaliser(variables, train, kinds)
+    rows: list[dict] = []
+
+    def add(method: str, bits_value: float, bits_jet: float, y: np.ndarray) -> None:
+        w = widths(test, y, variables, kinds)
+        rows.append({"sample": sample, "method": method, "bits_per_value": bits_value,
+                     "bits_per_jet": bits_jet, "ratio": 32 * d / bits_jet,
+                     "mse": mse(norm, test, y), "widths": dict(zip(variables, w))})  # fmt: skip
+
+    sq = ScalarQuantiser.fit(variables, train, kinds)
+    for k in SQ_BITS:
+        add("sq", k, sq.bits_per_jet(k), sq.roundtrip(test, k))
+    for c in ("float16", "bfloat16"):
+        add(c, 16, 16 * d, cast_roundtrip(test, c).astype(np.float64))
+    nbytes = lossless_bytes(test)
+    rows.append({"sample": sample, "method": "lossless", "bits_per_value": 8 * nbytes / test.size,
+                 "bits_per_jet": 8 * nbytes / len(test), "ratio": 4 * test.size / nbytes,
+                 "mse": 0.0, "widths": dict.fromkeys(variables, 0.0)})  # fmt: skip
+    latents = [3] if sample == "4d" else [4, 6, 9]
+    for z in latents:
+        pca = PCACoder.fit(variables, train, z, kinds)
+        print(f"[{sample}] PCA z={z}: {pca.explained:.3f} of the variance", file=sys.stderr)
+        for k in BITS:
+            add(f"pca{z}", k, z * k, pca.roundtrip(test, k))
+        t0 = time.perf_counter()
+        model = train_ae(norm.forward(train), z, args.epochs)
+        print(f"[{sample}] AE z={z}: trained in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        m = latent_metrics(model, norm, test, train, kinds, torch.device("cpu"), BITS)
+        from hepae_core.evaluate import decode, encode
+        from hepae_core.quantise import LatentQuantiser
+
+        q = LatentQuantiser.fit(encode(model, norm, train, torch.device("cpu")))
+        zt = encode(model, norm, test, torch.device("cpu"))
+        for k in BITS:
+            y = decode(model, norm, q.decode(q.encode(zt, k), k), torch.device("cpu"))
+            add(f"ae{z}", k, z * k, y.astype(np.float64))
+            # the same numbers as a job's metrics (aeq<k>): a cross-check of this script
+            assert math.isclose(
+                rows[-1]["widths"][variables[0]], m[f"aeq{k}.{variables[0]}.width"], rel_tol=1e-6
+            )
+        y = decode(model, norm, zt, torch.device("cpu"))
+        add(f"ae{z}", 32, 32 * z, y.astype(np.float64))
+        # quantisation-aware fine-tuning at a low bit depth, where the latent's rounding
+        # matters; the codec keeps the original ranges (codes clip to them)
+        k = args.qat_bits
+        tuned = finetune_with_noise(model, norm.forward(train), q, k, max(1, args.epochs // 4))
+        # the codec stores the ranges of the model it ships: refit them on the tuned one
+        q2 = LatentQuantiser.fit(encode(tuned, norm, train, torch.device("cpu")))
+        zt2 = encode(tuned, norm, test, torch.device("cpu"))
+        y = decode(tuned, norm, q2.decode(q2.encode(zt2, k), k), torch.device("cpu"))
+        add(f"ae{z}+noise", k, z * k, y.astype(np.float64))
+    return rows
+
+
+def verdict(rows: list[dict]) -> list[str]:
+    """For each autoencoder point: sq and PCA (same z) at the same bits per jet, by mse."""
+    out = []
+    by = {}
+    for r in rows:
+        by.setdefault(r["method"], []).append(r)
+
+    def at(method: str, b: float) -> float:
+        pts = sorted((r["bits_per_jet"], r["mse"]) for r in by.get(method, []))
+        xs, ys = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+        if not len(xs) or b < xs[0] or b > xs[-1]:
+            return math.nan
+        return float(np.exp(np.interp(b, xs, np.log(np.maximum(ys, 1e-30)))))
+
+    for method in sorted(m for m in by if m.startswith("ae")):
+        z = method[2:].split("+")[0]
+        for r in sorted(by[method], key=lambda r: r["bits_per_jet"]):
+            b = r["bits_per_jet"]
+            s, p = at("sq", b), at(f"pca{z}", b)
+            win = [n for n, v in (("sq", s), ("pca", p)) if math.isfinite(v) and r["mse"] < v]
+            out.append(f"  {method} k={r['bits_per_value']:>2} {b:>4.0f} bits/jet (ratio "
+                       f"{r['ratio']:5.2f}): mse {r['mse']:.2e}, sq {s:.2e}, pca {p:.2e} -> "
+                       f"{'beats ' + ' and '.join(win) if win else 'beats neither'}")  # fmt: skip
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    variables = list(rows[0]["widths"])
+    show = variables if len(variables) <= 6 else [*variables[:4], "m", "ptD"]
+    head = "| method | bits/value | bits/jet | ratio | mse | " + " | ".join(show) + " |"
+    lines = [head, "|" + "---|" * (5 + len(show))]
+    for r in rows:
+        if r["method"] not in ("sq", "lossless", "float16", "bfloat16") and r[
+            "bits_per_value"
+        ] not in (4, 6, 8, 10, 12, 16, 32):
+            continue
+        if r["method"] == "sq" and (r["bits_per_value"] % 2 or r["bits_per_value"] < 4):
+            continue
+        w = " | ".join(f"{r['widths'][v]:.1e}" for v in show)
+        lines.append(f"| {r['method']} | {r['bits_per_value']:.3g} | {r['bits_per_jet']:.0f} | "
+                     f"{r['ratio']:.2f} | {r['mse']:.1e} | {w} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--jets", type=int, default=120_000, help="jets per sample (1/5 for test)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--only", choices=["4d", "14d"], default=None)
+    p.add_argument("--qat-bits", type=int, default=6, help="bits of the noise fine-tuning")
+    p.add_argument("--json", type=Path, default=None, help="write all rows here")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    samples = [args.only] if args.only else ["4d", "14d"]
+    every = []
+    for s in samples:
+        rows = run_sample(s, args)
+        every += rows
+        print(f"\n## {s}: {len(rows[0]['widths'])} variables\n")
+        print(table(rows))
+        print("\nautoencoder points against sq and PCA at the same bits per jet (mse):")
+        print("\n".join(verdict(rows)))
+    if args.json:
+        args.json.write_text(json.dumps(every, indent=1))
+
+
+if __name__ == "__main__":
+    main()

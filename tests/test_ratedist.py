@@ -1,0 +1,160 @@
+"""The rate-distortion plane in the summary: curves, interpolation, verdict, plot."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import results
+from results.ratedist import compare, curve, verdict_lines, width_at
+from results.synthetic import make_campaign
+
+VARS = ("pt", "eta", "phi", "E")
+
+
+def _row(latent: int = 3, ae: float = 6e-4) -> dict:
+    """An ideal quantiser: 4 variables at k bits = 4k bits a jet, width 2^-k."""
+    row = {"latent": latent, "ae_f16latent.bits_per_jet": 16 * latent}
+    for k in range(6, 17):
+        row[f"sq{k}.bits_per_jet"] = 4 * k
+        row[f"aeq{k}.bits_per_jet"] = latent * k
+        for v in VARS:
+            row[f"sq{k}.{v}.width"] = 2.0**-k
+            # a latent with a floor: only at low k (few bits) can it beat the quantiser
+            row[f"aeq{k}.{v}.width"] = math.hypot(ae, 2.0 ** (-k + 2))
+    for v in VARS:
+        row[f"ae_f16latent.{v}.width"] = ae
+    return row
+
+
+def test_curve_and_log_interpolation_by_hand() -> None:
+    row = _row()
+    x, y = curve(row, "sq", "pt")
+    assert x.tolist() == [4 * k for k in range(6, 17)]
+    # 46 bits lies halfway between 44 (k = 11: 2^-11) and 48 (2^-12): 2^-11.5 on a log
+    # scale (a linear interpolation would give 6 % more)
+    assert width_at(x, y, 46.0) == pytest.approx(2.0**-11.5)
+    assert width_at(x, y, 48.0) == pytest.approx(2.0**-12)
+    assert math.isnan(width_at(x, y, 10.0)) and math.isnan(width_at(x, y, 100.0))
+
+
+def test_verdict_in_words() -> None:
+    # latent 3, float16 latent: 48 bits a jet = 12 bits a value: quantiser width 2^-12 =
+    # 2.44e-4 against the autoencoder's 6e-4: the quantiser is 2.5x narrower.
+    comps = compare(_row(), list(VARS))
+    assert comps[0].bits == 48 and comps[0].sq == pytest.approx(2.0**-12)
+    assert comps[0].beats is False
+    # quantised latent at k bits: 3k bits a jet, quantiser width 2^-(3k/4); latent width
+    # hypot(6e-4, 2^(2-k)): below it only for k = 6, 7 (2^-4.5 = 0.044 > 0.0625? no: see)
+    wins = comps[0].aeq_wins
+    for k in range(6, 17):
+        beats = math.hypot(6e-4, 2.0 ** (2 - k)) < 2.0 ** (-3 * k / 4)
+        assert (k in wins) == beats
+    text = "\n".join(verdict_lines(_row(), list(VARS)))
+    assert "48 bits per jet" in text and "ratio 2.67" in text
+    assert "scalar quantiser is 2.5x narrower: the autoencoder does not beat it" in text
+    good = "\n".join(verdict_lines(_row(ae=1e-4), list(VARS)))
+    assert "the autoencoder beats it (2.4x narrower)" in good
+
+
+def test_many_variables_show_the_worst() -> None:
+    row = _row(latent=6)  # 96 bits a jet: within the 10-variable quantiser's 60-160
+    names = [f"v{i}" for i in range(10)]
+    for k in range(6, 17):
+        row[f"sq{k}.bits_per_jet"] = 10 * k
+        for v in names:
+            row[f"sq{k}.{v}.width"] = 2.0**-k
+    for i, v in enumerate(names):
+        row[f"ae_f16latent.{v}.width"] = 1e-4 * (i + 1)  # v9 worst
+    lines = verdict_lines(row, names, worst=2)
+    text = "\n".join(lines)
+    assert "beats the scalar quantiser on" in text
+    assert "v9:" in text and "v8:" in text and "v0:" not in text
+
+
+def _add_curves(root: Path) -> None:
+    """Give every synthetic job the baseline curves a real job writes."""
+    for m in root.glob("jobs/*/metrics.json"):
+        try:
+            d = json.loads(m.read_text())
+        except json.JSONDecodeError:
+            continue
+        if "latent" not in d:
+            continue
+        z = d["latent"]
+        d["ae_f16latent.bits_per_jet"] = 16 * z
+        d["ae.bits_per_jet"] = 32 * z
+        d["pca.z"] = z
+        d["lossless.bits_per_jet"] = 110.0
+        for k in range(6, 17):
+            d[f"sq{k}.bits_per_jet"] = 4 * k
+            d[f"pca{k}.bits_per_jet"] = z * k
+            d[f"aeq{k}.bits_per_jet"] = z * k
+            for v in VARS:
+                w = d[f"ae.{v}.width"]
+                d[f"sq{k}.{v}.width"] = 0.34 * 3.2 / 2**k
+                d[f"pca{k}.{v}.width"] = 0.2
+                d[f"aeq{k}.{v}.width"] = math.hypot(w, 2.0**-k)
+        m.write_text(json.dumps(d))
+
+
+def test_summary_draws_the_rate_distortion_plot_and_says_who_wins(tmp_path: Path) -> None:
+    root = make_campaign(tmp_path / "rd", 16, eval_fraction=0.0)
+    _add_curves(root)
+    report = results.summarize(root, only=["pareto"], formats=["png"])
+    assert report.exit_code == 0, report.text()
+    assert [f.stem for f in report.figures] == ["rate_distortion"]
+    assert (root / "summary" / "figures" / "rate_distortion.png").stat().st_size > 10_000
+    text = (root / "summary" / "report.txt").read_text()
+    assert "Rate-distortion: best run of each group" in text
+    assert text.count("bits per jet (float16 latent") == len(report.groups)
+    assert "does not beat it" in text
+    # latent 5 with a float16 latent is 80 bits a jet, beyond the finest quantiser (64)
+    assert "at only 64 bits per jet (its finest)" in text
+    # the synthetic campaign has no curves: the old Pareto plot, no verdict
+    plain = make_campaign(tmp_path / "plain", 8, eval_fraction=0.0)
+    report = results.summarize(plain, only=["pareto"], formats=["png"])
+    assert [f.stem for f in report.figures] == ["pareto"]
+    assert "Rate-distortion" not in report.text()
+
+
+def test_rate_distortion_of_a_single_variable(tmp_path: Path) -> None:
+    root = make_campaign(tmp_path / "rd1", 8, eval_fraction=0.0)
+    _add_curves(root)
+    report = results.summarize(root, only=["pareto"], formats=["png"], variable="eta")
+    assert [f.stem for f in report.figures] == ["rate_distortion"]
+    assert np.isfinite(report.figures[0].files[0].stat().st_size)
+
+
+def test_mplhep_style_and_unknown_style(tmp_path: Path) -> None:
+    pytest.importorskip("mplhep")
+    root = make_campaign(tmp_path / "sty", 8, eval_fraction=0.0)
+    _add_curves(root)
+    report = results.summarize(root, only=["pareto", "widths"], formats=["png"], style="atlas")
+    assert report.exit_code == 0, report.text()
+    assert {f.stem for f in report.figures} == {"rate_distortion", "widths_vs_latent"}
+    with pytest.raises(results.SummaryError, match="unknown style 'fancy'"):
+        results.summarize(root, style="fancy")
+
+
+def test_pca_at_equal_bits_and_rates_below_the_quantiser() -> None:
+    row = _row()
+    for k in range(6, 17):
+        row[f"pca{k}.bits_per_jet"] = 3 * k
+        for v in VARS:
+            row[f"pca{k}.{v}.width"] = 1e-3  # PCA's floor: worse than the AE's 6e-4
+    # 48 bits = PCA at k = 16: 1e-3 against the autoencoder's 6e-4
+    c = compare(row, list(VARS))[0]
+    assert c.pca == pytest.approx(1e-3)
+    text = "\n".join(verdict_lines(row, list(VARS)))
+    assert "PCA at the same bits 0.001: the autoencoder beats it" in text
+    # latent 1 with a float16 latent: 16 bits a jet, below the quantiser's lowest (24)
+    row.update({"latent": 1, "ae_f16latent.bits_per_jet": 16})
+    comps = compare(row, list(VARS))
+    assert comps[0].beats is None and comps[0].sq_min_bits == 24
+    text = "\n".join(verdict_lines(row, list(VARS)))
+    assert "below the scalar quantiser's lowest rate (24)" in text
