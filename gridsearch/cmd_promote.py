@@ -20,8 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "learning rate is defined on the final budget). See docs/gridsearch.md.",
     )
     p.add_argument("campaign", nargs="?", default=".", help="campaign directory (default: .)")
-    p.add_argument("--keep", required=True, help="1/3, 0.25 (fraction) or 5 (count) per group")
-    p.add_argument("--epochs", required=True, help="x3 (times), +20 (more) or 90 (in all)")
+    p.add_argument(
+        "--keep", help="1/3, 0.25 (fraction) or 5 (count) per group (default: the space's halving)"
+    )
+    p.add_argument(
+        "--epochs",
+        help="x3 (times), +20 (more) or 90 (in all); default: the next rung of the space's halving",
+    )
     p.add_argument("--metric", default="best_val_loss", help="metrics.json key, lower wins")
     p.add_argument("--per", metavar="PARAM", help="rank within each value of a grid parameter")
     p.add_argument("--site", help="submit the promoted jobs here (without: only promote them)")
@@ -52,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
         "workers": args.workers,
         "threads": args.threads,
     }
-    report = promote(
+    report = promote(  # without --keep/--epochs: the space file's halving section
         campaign,
-        keep=parse_keep(args.keep),
+        keep=None if args.keep is None else parse_keep(args.keep),
         epochs=args.epochs,
         metric=args.metric,
         per=args.per,

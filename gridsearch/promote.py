@@ -27,6 +27,10 @@ is fixed when the optimiser is built: a promoted one-cycle job would resume mid-
 a schedule that ends where it ended. Such jobs are refused, with a message; plan a
 one-cycle campaign with its final budget instead.
 
+Only the jobs of the highest rung reached compete (a job left behind stays at its rung).
+Without ``--keep``/``--epochs``, the space file's ``halving: {rungs: [10, 30, 90], keep:
+1/3}`` gives them, rung by rung (gridsearch/halving.py).
+
 Every promotion appends one record to ledger.jsonl:
 ``{"event": "promote", "promotion": ID, "time", "keep", "metric", "per", "jobs": {id:
 {"rung", "from_epochs", "epochs", "value"}}}``.
@@ -141,10 +145,19 @@ def rung_of(job_dir: Path) -> int:
 
 
 def choose(
-    statuses: list[S.JobStatus], keep: Fraction | int, metric: str, per: str | None
+    statuses: list[S.JobStatus],
+    keep: Fraction | int,
+    metric: str,
+    per: str | None,
+    rungs: dict[str, int] | None = None,
 ) -> tuple[list[Promoted], int, dict[str, int]]:
-    """The best ``keep`` of the done jobs of each ``per`` group, by ``metric`` (lower wins)."""
+    """The best ``keep`` of the done jobs of each ``per`` group, by ``metric`` (lower wins).
+
+    With ``rungs`` (job id -> rung), only the jobs of the highest rung reached compete:
+    jobs left at a lower rung stay there.
+    """
     skipped: dict[str, int] = {}
+    top = max((rungs or {}).values(), default=0)
     groups: dict[str, list[tuple[float, S.JobStatus]]] = {}
     known_params = sorted({k for js in statuses for k in js.params})
     if per is not None and per not in known_params:
@@ -154,6 +167,10 @@ def choose(
             key="--per",
         )
     for js in statuses:
+        if rungs is not None and rungs.get(js.id, 0) < top:
+            why = f"left at a lower rung than {top}"
+            skipped[why] = skipped.get(why, 0) + 1
+            continue
         if js.state != JobState.DONE:
             why = f"not done ({js.state.name.lower()})"
             skipped[why] = skipped.get(why, 0) + 1
@@ -253,8 +270,8 @@ def _promote_one(p: Promoted, cfg: dict[str, Any], meta: dict[str, Any]) -> None
 def promote(
     campaign: Campaign,
     *,
-    keep: Fraction | int,
-    epochs: str,
+    keep: Fraction | int | None = None,
+    epochs: str | None = None,
     metric: str = "best_val_loss",
     per: str | None = None,
     site: str | None = None,
@@ -262,13 +279,36 @@ def promote(
     overrides: dict[str, Any] | None = None,
     sites_dir: list[Path] | None = None,
 ) -> PromoteReport:
-    """Choose, check, promote and (with ``site``) submit; see the module docstring."""
+    """Choose, check, promote and (with ``site``) submit; see the module docstring.
+
+    Without ``keep`` and ``epochs``, the space file's ``halving`` section decides them
+    (gridsearch/halving.py): the next rung's epochs, its ``keep``.
+    """
+    from gridsearch.halving import campaign_halving
     from gridsearch.submit import submit
 
     promotion = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-promote-{secrets.token_hex(2)}"
     with campaign.lock("promote", 10.0):
         statuses = S.campaign_status(campaign, metrics=True, log_lines=0, query=False)
-        chosen, ranked, skipped = choose(statuses, keep, metric, per)
+        rungs = {js.id: rung_of(js.dir) for js in statuses}
+        if keep is None or epochs is None:
+            halving = campaign_halving(campaign.root)
+            if halving is None:
+                raise GridsearchError(
+                    message="give --keep and --epochs, or declare 'halving: {rungs: [10, 30, "
+                    "90], keep: 1/3}' in the space file",
+                    source=str(campaign.root),
+                )
+            top = max(rungs.values(), default=0)
+            if top + 1 >= len(halving["rungs"]):
+                raise GridsearchError(
+                    message=f"all {len(halving['rungs'])} rungs of the space file's halving "
+                    f"({halving['rungs']}) are reached; nothing left to promote",
+                    source=str(campaign.root),
+                )
+            keep = halving["keep"] if keep is None else keep
+            epochs = str(halving["rungs"][top + 1]) if epochs is None else epochs
+        chosen, ranked, skipped = choose(statuses, keep, metric, per, rungs)
         report = PromoteReport(promotion, chosen, ranked, skipped)
         if not chosen:
             return report

@@ -178,3 +178,44 @@ def test_one_cycle_is_refused_and_nothing_changes(tmp_path, capsys):
     assert code == 2 and "one_cycle" in err and "Traceback" not in err
     assert (job / "config.yaml").read_bytes() == config
     assert not (job / "promotion.json").exists() and not (job / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "halving, match",
+    [
+        ("{rungs: [2]}", "halving.rungs"),
+        ("{rungs: [4, 2]}", "halving.rungs"),
+        ("{rungs: [1, 2], keep: 2/1}", "halving.keep"),
+        ("{rungs: [1, 2], kep: 1/2}", "halving"),
+        ("{rungs: [3, 9]}", "first rung is 3"),  # base train.epochs is 1
+    ],
+)
+def test_bad_halving_is_refused_at_plan(tmp_path, halving, match):
+    from gridsearch.plan import plan
+
+    space = _space(1, "[1.0e-3]", "[3]") + f"halving: {halving}\n"
+    with pytest.raises(GridsearchError, match=match):
+        plan(write(tmp_path / "space.yaml", space), tmp_path / "camp")
+    assert not (tmp_path / "camp" / "manifest.json").exists()
+
+
+def test_halving_from_the_space_file_rung_by_rung(tmp_path, capsys):
+    from gridsearch.plan import plan
+
+    space = _space(1, "[1.0e-3, 1.0e-2]", "[3]") + "halving: {rungs: [1, 2, 3], keep: 1/2}\n"
+    camp = tmp_path / "camp"
+    plan(write(tmp_path / "space.yaml", space), camp)
+    assert cli(capsys, "submit", camp, "--site", "local", "--workers", "2")[0] == 0
+    # rung 0 -> 1: the better of the two (ceil(2 x 1/2) = 1) continues to 2 epochs
+    code, out, err = cli(capsys, "promote", camp, "--site", "local")
+    assert code == 0, out + err
+    assert "promoted 1 of 2 ranked jobs" in out and "epochs 1 -> 2, rung 1" in out
+    # rung 1 -> 2: only the rung-1 job competes; the one left at rung 0 stays there
+    code, out, err = cli(capsys, "promote", camp, "--site", "local")
+    assert code == 0, out + err
+    assert "promoted 1 of 1 ranked jobs" in out and "epochs 2 -> 3, rung 2" in out
+    assert "left at a lower rung than 1" in out
+    code, out, err = cli(capsys, "promote", camp, "--site", "local")
+    assert code == 2 and "all 3 rungs" in err
+    code, out, _ = cli(capsys, "status", camp, "--json")
+    assert sorted((j["rung"], j["epochs"]) for j in json.loads(out)["jobs"]) == [(0, 1), (2, 3)]
