@@ -74,8 +74,9 @@ class Campaign:
                 continue
             when = parse_time(rec.get("time")) or 0.0
             indices = rec.get("indices")
-            for job_id in indices.values() if isinstance(indices, dict) else []:
-                out[str(job_id)] = (str(rec.get("submission")), when)
+            for value in indices.values() if isinstance(indices, dict) else []:
+                for job_id in value if isinstance(value, list) else [value]:  # a bundle: a list
+                    out[str(job_id)] = (str(rec.get("submission")), when)
         return out
 
     def submission(self, submission: str) -> dict[str, Any] | None:

@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "gridsearch.cmd_submit",
     "gridsearch.cmd_adopt",
     "gridsearch.cmd_resubmit",
+    "gridsearch.cmd_promote",
     "gridsearch.cmd_status",
     "gridsearch.cmd_show",
     "gridsearch.cmd_clean",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 from collections import Counter
 
 from gridsearch.campaign import lock_holder, open_campaign
@@ -45,6 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-query", action="store_true", help="never ask the scheduler")
     p.add_argument("--lines", type=int, default=5, help="log lines shown per failed job")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="refresh (in place on a terminal) until no job is queued or running",
+    )
+    p.add_argument(
+        "--interval", type=float, default=5.0, metavar="S", help="--watch: seconds per refresh"
+    )
     p.set_defaults(func=run)
 
 
@@ -104,6 +113,21 @@ def recovery_hints(statuses: list[JobStatus], root: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     campaign = open_campaign(args.campaign)
+    if args.watch:
+        from gridsearch.watch import watch
+
+        if args.interval <= 0:
+            print("error: --interval: must be above zero seconds", file=sys.stderr)
+            return 2
+        try:
+            watch(
+                campaign,
+                interval=args.interval,
+                query=not args.no_query,
+                lost_after_s=args.lost_after * 60,
+            )
+        except KeyboardInterrupt:
+            return 130
     statuses = campaign_status(
         campaign,
         query=not args.no_query,
@@ -111,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
         metrics=args.json,
         log_lines=args.lines,
     )
+    from gridsearch.promote import rung_of
+
+    rungs = {js.id: rung_of(js.dir) for js in statuses}  # promotion.json; 0: never promoted
     wanted = set(args.state or [])
     if args.failed:
         wanted |= {JobState.FAILED, JobState.LOST}
@@ -122,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
                 {
                     "campaign": str(campaign.root),
                     "counts": total,
-                    "jobs": [js.to_dict() for js in shown],
+                    "jobs": [{**js.to_dict(), "rung": rungs[js.id]} for js in shown],
                 },
                 indent=1,
             )
@@ -145,7 +172,12 @@ def run(args: argparse.Namespace) -> int:
             ]
             for js in shown
         ]
-        print(table(["#", "id", "name", "state", "epoch", "train", "val", "info"], rows))
+        head = ["#", "id", "name", "state", "epoch", "train", "val", "info"]
+        if any(rungs.values()):  # successive halving: the rung after the epochs
+            head.insert(5, "rung")
+            for row, js in zip(rows, shown, strict=True):
+                row.insert(5, rungs[js.id])
+        print(table(head, rows))
         if args.failed:
             for js in shown:
                 if js.log_tail:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gridsearch.backends import get_backend
 from gridsearch.backends.base import format_command
+from gridsearch.bundles import parse_bundle
 from gridsearch.campaign import open_campaign
 from gridsearch.selection import SELECTABLE, words
 from gridsearch.status import DEFAULT_LOST_AFTER_S, counts
@@ -59,6 +60,14 @@ def add_arguments(p: argparse.ArgumentParser, only_default: str | None) -> None:
         help="cluster: at most N tasks of this submission at a time (all array chunks together)",
     )
     p.add_argument(
+        "--bundle",
+        metavar="K",
+        help="run K jobs per task through 'python -m hepae_core.bundle' (same-shape models "
+        "trained as one stack); 'auto' picks K from the task's cpus/gpus; default: the site "
+        "profile's 'bundle' (1: one job per task). The walltime stays per job: a task asks "
+        "for K x --time",
+    )
+    p.add_argument(
         "--sites-dir",
         action="append",
         type=Path,
@@ -94,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         "gpus": args.gpus,
         "gpu_type": args.gpu_type,
         "throttle": args.throttle,
+        "bundle": None if args.bundle is None else parse_bundle(args.bundle),
     }
     try:
         report = submit(

@@ -158,9 +158,9 @@ def check_job_dir(path: Path) -> Path:
 def list_text(entries: Iterable[tuple[int, Path]]) -> str:
     """The text of ``jobs.txt``: one ``INDEX DIR`` line per job dir.
 
-    The format leaves room for bundles (one task running several job dirs, in order): a
-    bundle would be several lines with the same INDEX. Today every index has one line and
-    the job script runs the first line of its index; readers must keep to that rule.
+    A bundle (one task running several job dirs, ``--bundle K``) is several lines with the
+    same INDEX, in the order the bundle runs them. Without bundles every index has one
+    line and the job script runs the first line of its index.
     """
     return "".join(f"{int(index)} {check_job_dir(path)}\n" for index, path in entries)
 
@@ -253,4 +253,6 @@ def script_context(
         "env": environment["env"],
         "gpu_request": profile.get("gpu_request", "gres"),
         "job_name": job_name(directory),
+        "bundle": int(request.get("bundle") or 1),
+        "bundle_module": environment.get("bundle_module", "hepae_core.bundle"),
     }

@@ -36,7 +36,17 @@ from hepae_core.config import PRESETS, SCHEMA, known_keys
 # Refused before expanding, even with --yes: a scan this large is a mistake.
 HARD_MAX_POINTS = 1_000_000
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-TOP_KEYS = ("name", "description", "base", "grid", "zip", "repeat", "include", "exclude")
+TOP_KEYS = (
+    "name",
+    "description",
+    "base",
+    "grid",
+    "zip",
+    "repeat",
+    "include",
+    "exclude",
+    "halving",  # successive halving by `gridsearch promote` (gridsearch/halving.py)
+)
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in")
 
 
@@ -192,6 +202,10 @@ def load_space(path: str | Path) -> Space:
                 key=key,
             )
     space.base = dict(base)
+    if data.get("halving") is not None:
+        from gridsearch.halving import parse_halving
+
+        parse_halving(data["halving"], space.where("halving"), space.base)
     _read_grid(space, data)
     _read_zip(space, data)
     _read_repeat(space, data)

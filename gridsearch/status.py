@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gridsearch.backends.base import job_ids
 from gridsearch.campaign import Campaign, lock_holder, parse_time
 from gridsearch.errors import GridsearchError
 from hepae_core.jobdir import (
@@ -182,14 +183,15 @@ def latest_submissions(submissions: Iterable[dict[str, Any]]) -> dict[str, tuple
         if rec.get("dry_run") or rec.get("outcome") == "refused":
             continue
         named: dict[str, str | None] = {}
+        # A value is one job id, or the list of a bundle task's job ids (--bundle).
         indices = rec.get("indices")
         if isinstance(indices, dict):
-            named.update({str(j): None for j in indices.values()})
+            named.update({j: None for v in indices.values() for j in job_ids(v)})
         elif isinstance(indices, list):
             named.update({str(j): None for j in indices})
         tasks = rec.get("tasks")
         if isinstance(tasks, dict):
-            named.update({str(j): str(t) for t, j in tasks.items()})
+            named.update({j: str(t) for t, v in tasks.items() for j in job_ids(v)})
         for job_id, task_id in named.items():
             out[job_id] = (rec, task_id)
     return out

@@ -84,6 +84,7 @@ def submit(
     dry_run: bool = False,
     overrides: dict[str, Any] | None = None,
     sites_dir: list[Path] | None = None,
+    ids: set[str] | None = None,
     lock_wait_s: float = 10.0,
     lost_after_s: float = S.DEFAULT_LOST_AFTER_S,
     echo: Callable[[str], None] = print,
@@ -91,13 +92,16 @@ def submit(
     """Submit a campaign's jobs to ``site``, recording the submission in the ledger.
 
     The campaign lock is held throughout (for a blocking backend: until the jobs ended),
-    so two submissions never pick the same jobs.
+    so two submissions never pick the same jobs. ``ids`` limits the choice to these job
+    ids (``gridsearch promote`` submits exactly the jobs it promoted).
     """
     profile = load_profile(site, sites_dir)
     kind = profile["kind"]
     backend = get_backend(kind)
     with campaign.lock("submit", lock_wait_s):
         statuses = S.campaign_status(campaign, lost_after_s=lost_after_s, log_lines=0)
+        if ids is not None:
+            statuses = [js for js in statuses if js.id in ids]
         chosen, skipped = select_jobs(statuses, only, force, intended_jobs(campaign))
         report = SubmitReport(selected=chosen, skipped=skipped)
         if not chosen:

@@ -127,7 +127,7 @@ def job_steps(
     record["attempts"] = (jobdir.read_state(job_dir) or {}).get("attempt", 1)
     jobdir.atomic_write_json(job_dir / jobdir.METRICS, record)
     jobdir.write_state(job_dir, jobdir.DONE, finished=jobdir.now_iso(), exit_code=EXIT_OK)
-    (job_dir / jobdir.CHECKPOINT).unlink(missing_ok=True)
+    jobdir.retire_checkpoint(job_dir)  # kept as final.pt for gridsearch promote
     _say(name, f"done: best val loss {result.best_val_loss:.4e} at epoch {result.best_epoch}")
     return EXIT_OK
 

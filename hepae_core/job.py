@@ -489,7 +489,7 @@ def _train_and_evaluate(
     record["attempts"] = (jobdir.read_state(job_dir) or {}).get("attempt", 1)
     _write_json(job_dir / jobdir.METRICS, record)
     _write_state(job_dir, jobdir.DONE, finished=jobdir.now_iso(), exit_code=EXIT_OK)
-    (job_dir / jobdir.CHECKPOINT).unlink(missing_ok=True)
+    jobdir.retire_checkpoint(job_dir)  # kept as final.pt for gridsearch promote
     _say(
         f"done: best val loss {result.best_val_loss:.4e} at epoch {result.best_epoch}; "
         f"pt width {metrics.get('ae.pt.width', float('nan')):.3e}"

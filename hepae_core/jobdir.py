@@ -31,6 +31,9 @@ METRICS = "metrics.json"
 HISTORY = "history.csv"
 MODEL = "model.pt"
 CHECKPOINT = "checkpoint.pt"
+#: A done job's last checkpoint (the exact end of its training), kept so that
+#: ``gridsearch promote`` can continue it for more epochs (docs/jobdir.md).
+FINAL_CHECKPOINT = "final.pt"
 LOG = "job.log"
 PLOTS = "plots"
 EVAL = "evaluation.npz"
@@ -326,3 +329,11 @@ def flock_holder(path: str | Path, describe: Callable[[Path], str]) -> str | Non
 def job_lock_holder(job_dir: str | Path) -> str | None:
     """Who holds the job dir's lock now (``pid ... on host``), or None when it is free."""
     return flock_holder(Path(job_dir) / JOB_LOCK, _lock_info)
+
+
+def retire_checkpoint(job_dir: str | Path) -> None:
+    """A job is done: its checkpoint becomes ``final.pt`` (no longer resumed by a rerun,
+    kept for ``gridsearch promote``)."""
+    src = Path(job_dir) / CHECKPOINT
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(src, Path(job_dir) / FINAL_CHECKPOINT)

@@ -56,7 +56,8 @@ class Submission:
     files: list[Path]
     command: list[str]
     scheduler_ids: list[str] = field(default_factory=list)
-    tasks: dict[str, str] = field(default_factory=dict)  # scheduler task id -> job id
+    # scheduler task id -> job id, or the list of job ids of a bundle task
+    tasks: dict[str, str | list[str]] = field(default_factory=dict)
     dry_run: bool = False
     notes: list[str] = field(default_factory=list)  # what the user should know (dry run too)
 
@@ -85,6 +86,11 @@ class Chunk:
     script: str
     members: list[tuple[int, JobRef]]
     offset: int = 0
+    bundled: bool = False  # each task runs a bundle (``members`` repeat task indices)
+
+    def tasks(self) -> dict[int, list[JobRef]]:
+        """Task index -> its jobs."""
+        return group_members(self.members)
 
 
 @dataclass
@@ -99,9 +105,36 @@ class Prepared:
     environment: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def indices(self) -> dict[str, str]:
-        """Task index -> job id, for the ledger (JSON keys are strings)."""
-        return {str(i): j.id for c in self.chunks for i, j in c.members}
+    def indices(self) -> dict[str, str | list[str]]:
+        """Task index -> job id (a bundle task: the list of its job ids), for the ledger
+        (JSON keys are strings)."""
+        return {
+            str(i): task_value(refs, c.bundled)
+            for c in self.chunks
+            for i, refs in c.tasks().items()
+        }
+
+
+def group_members(members: list[tuple[int, JobRef]]) -> dict[int, list[JobRef]]:
+    """Task index -> its jobs, in order (several: a bundle)."""
+    out: dict[int, list[JobRef]] = {}
+    for index, ref in members:
+        out.setdefault(int(index), []).append(ref)
+    return out
+
+
+def task_value(refs: list[JobRef], bundled: bool) -> str | list[str]:
+    """What the ledger says a task runs: one job id, or a bundle's list of job ids."""
+    if bundled or len(refs) > 1:
+        return [r.id for r in refs]
+    return refs[0].id
+
+
+def job_ids(value: Any) -> list[str]:
+    """The job ids of a ledger ``tasks``/``indices`` value (one id or a bundle's list)."""
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    return [str(value)]
 
 
 class SchedulerRefused(GridsearchError):
@@ -208,12 +241,12 @@ class Backend:
         if journal is not None:
             journal.intent(
                 indices=prepared.indices(),
-                chunks=[
-                    {"offset": c.offset, "indices": [i for i, _ in c.members]}
-                    for c in prepared.chunks
-                ],
+                chunks=[{"offset": c.offset, "indices": list(c.tasks())} for c in prepared.chunks],
                 command=[str(c) for c in sub.command],
                 jobs=len(jobs),
+                **(
+                    {"bundle": prepared.request["bundle"]} if prepared.request.get("bundle") else {}
+                ),
             )
         try:
             if before_submit is not None:
@@ -326,7 +359,7 @@ class Backend:
             sub.tasks.update(self._task_ids(job_id, chunk))
             previous = job_id
 
-    def adopt_tasks(self, record: dict[str, Any], ids: list[str]) -> dict[str, str]:
+    def adopt_tasks(self, record: dict[str, Any], ids: list[str]) -> dict[str, str | list[str]]:
         """Task id -> job id of an intended submission whose scheduler ids were printed
         but not recorded (``gridsearch adopt``); one id per chunk, in order."""
         chunks = record.get("chunks") or []
@@ -337,10 +370,16 @@ class Backend:
                 f"command(s): give {len(chunks)} id(s), in the order they were printed",
                 key="--ids",
             )
-        tasks: dict[str, str] = {}
+        tasks: dict[str, str | list[str]] = {}
         for job_id, c in zip(ids, chunks):
-            refs = [(int(i), JobRef(indices[str(i)], Path("."), int(i))) for i in c["indices"]]
-            tasks.update(self._task_ids(job_id, Chunk("", refs, int(c.get("offset", 0)))))
+            refs = [
+                (int(i), JobRef(one, Path("."), int(i)))
+                for i in c["indices"]
+                for one in job_ids(indices[str(i)])
+            ]
+            bundled = any(isinstance(indices[str(i)], list) for i in c["indices"])
+            chunk = Chunk("", refs, int(c.get("offset", 0)), bundled)
+            tasks.update(self._task_ids(job_id, chunk))
         return tasks
 
     # ------------------------------------------------------------------ hooks
@@ -375,8 +414,9 @@ class Backend:
         """The scheduler's id in the submission command's output."""
         raise NotImplementedError
 
-    def _task_ids(self, job_id: str, chunk: Chunk) -> dict[str, str]:
-        """Task id -> job id for the jobs of ``chunk`` queued as ``job_id``."""
+    def _task_ids(self, job_id: str, chunk: Chunk) -> dict[str, str | list[str]]:
+        """Task id -> job id (a bundle: job ids) for the jobs of ``chunk`` queued as
+        ``job_id``."""
         raise NotImplementedError
 
     def _refusal_message(

@@ -134,6 +134,14 @@ class CondorBackend(Backend):
         HTCondor's parser; write nothing."""
         profile = dict(profile)
         profile.setdefault("kind", self.kind)
+        overrides = dict(overrides)
+        wanted = overrides.pop("bundle", None)
+        if (wanted if wanted is not None else profile.get("bundle")) not in (None, 1):
+            raise GridsearchError(
+                message="bundles are not rendered for HTCondor yet (one job per proc): "
+                "submit without --bundle, or set 'bundle: 1' in the site profile",
+                key="--bundle",
+            )
         request, environment = sites.check_submission(profile, overrides, len(jobs))
         for job in jobs:
             render.condor_value(render.check_job_dir(Path(job.dir)))

@@ -24,8 +24,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gridsearch import render
-from gridsearch.backends.base import Backend, Chunk, JobRef, Prepared, SchedulerState, Submission
+from gridsearch import bundles, render
+from gridsearch.backends.base import (
+    Backend,
+    Chunk,
+    JobRef,
+    Prepared,
+    SchedulerState,
+    Submission,
+    task_value,
+)
 from gridsearch.errors import GridsearchError
 from gridsearch.units import parse_memory, parse_walltime
 from hepae_core.states import (
@@ -123,13 +131,24 @@ def _pythonpath(roots: list[str]) -> Iterator[None]:
 
 
 def run_job(
-    job_dir: str, threads: int, task_id: str, python: str, cuda: str | None, module: str
+    job_dir: str | list[str],
+    threads: int,
+    task_id: str,
+    python: str,
+    cuda: str | None,
+    module: str,
+    task_log: str | None = None,
 ) -> int:
-    """Run one job in a child process (the body of a submitit task); return its exit code.
+    """Run one job, or a bundle of them (``job_dir`` a list, ``module`` the bundle's), in a
+    child process (the body of a submitit task); return its exit code.
 
+    A bundle writes to ``task_log``; each member's lines are then appended to its job.log.
     The child runs in a session of its own, so a Ctrl-C at the terminal reaches it only as
     the SIGTERM this function forwards (the job then checkpoints and exits 75).
     """
+    bundle = job_dir if isinstance(job_dir, list) else None
+    if bundle is not None:
+        start = _announce_bundle(bundle, task_id, str(task_log))
     env = dict(os.environ)
     for var in THREAD_VARS:
         env[var] = str(threads)
@@ -147,21 +166,54 @@ def run_job(
 
     for sig in _SIGNALS:
         signal.signal(sig, forward)
-    with open(os.path.join(job_dir, "job.log"), "ab") as log:
+    log_path = str(task_log) if bundle is not None else os.path.join(str(job_dir), "job.log")
+    with open(log_path, "ab") as log:
         log.write(f"=== gridsearch local task {task_id}: {time.ctime()} ===\n".encode())
         log.flush()
         child.append(
             subprocess.Popen(
-                [python, "-m", module, job_dir],
+                [python, "-m", module, *(bundle if bundle is not None else [str(job_dir)])],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=job_dir,
+                cwd=os.path.dirname(log_path),
                 env=env,
                 start_new_session=True,
             )
         )
-        return child[0].wait()
+        code = child[0].wait()
+    if bundle is not None:
+        copy_member_lines(log_path, start, bundle)
+    return code
+
+
+def _announce_bundle(job_dirs: list[str], task_id: str, task_log: str) -> int:
+    """Say in each member's job.log where the bundle's output goes; return the task log's
+    size (where this run's lines start)."""
+    stamp = time.ctime()
+    for d in job_dirs:
+        with open(os.path.join(d, "job.log"), "a", encoding="utf-8") as log:
+            log.write(
+                f"=== gridsearch local task {task_id}: {stamp}: bundle of {len(job_dirs)} jobs, "
+                f"output in {task_log} ===\n"
+            )
+    os.makedirs(os.path.dirname(task_log), exist_ok=True)
+    return os.path.getsize(task_log) if os.path.exists(task_log) else 0
+
+
+def copy_member_lines(task_log: str, start: int, job_dirs: list[str]) -> None:
+    """Append each member's lines of a bundle's log (from byte ``start``) to its job.log."""
+    try:
+        with open(task_log, "rb") as f:
+            f.seek(start)
+            lines = f.read().decode("utf-8", "replace").splitlines(keepends=True)
+    except OSError:
+        return
+    for d in job_dirs:
+        name = os.path.basename(os.path.normpath(d))
+        mine = [ln for ln in lines if ln.startswith((f"[{name}] ", f"bundle: {name}: "))]
+        with open(os.path.join(d, "job.log"), "a", encoding="utf-8") as log:
+            log.writelines(mine)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -194,10 +246,31 @@ class LocalBackend(Backend):
         """Workers, threads and time limit, checked; ``local.json`` says what will run."""
         if not jobs:
             raise GridsearchError(message="nothing to submit: no jobs given")
+        overrides = dict(overrides)
+        wanted = overrides.pop("bundle", None)
         res = resources(profile, overrides)
-        res["module"] = str((profile.get("options") or {}).get("job_module") or JOB_MODULE)
+        opts = profile.get("options") or {}
+        res["module"] = str(opts.get("job_module") or JOB_MODULE)
         res["python"] = sys.executable
-        chunk = Chunk("local.json", [(i, ref) for i, ref in enumerate(jobs)])
+        k = bundles.choose_size(
+            wanted, res["threads"], 0, len(jobs), opts.get("bundle", profile.get("bundle"))
+        )
+        notes = list(res.pop("notes"))
+        if k > 1:
+            pairs = bundles.make_bundles(jobs, k)
+            res["bundle"] = k
+            res["module"] = str(opts.get("bundle_module") or bundles.BUNDLE_MODULE)
+            if res["timeout_min"] != DEFAULT_TIMEOUT_MIN:
+                res["timeout_min"] *= k  # the time is per job; members run one after another
+            notes.append(
+                f"bundles of {k}: {len(jobs)} jobs in {pairs[-1][0] + 1} tasks, "
+                f"{res['workers']} at a time with {res['threads']} thread(s) each"
+            )
+            listed_pairs = pairs
+        else:
+            pairs = list(enumerate(jobs))
+            listed_pairs = list(zip(render.task_indices(jobs), jobs))
+        chunk = Chunk("local.json", pairs, bundled=k > 1)
         tasks = self._task_ids(directory.name, chunk)
         text = json.dumps(
             {
@@ -205,36 +278,46 @@ class LocalBackend(Backend):
                 "threads": res["threads"],
                 "timeout_min": res["timeout_min"],
                 "cores": cores(),
-                "command": [res["python"], "-m", res["module"], "DIR"],
-                "jobs": {t: str(ref.dir) for t, (_, ref) in zip(tasks, chunk.members)},
+                "bundle": k,
+                "command": [res["python"], "-m", res["module"], "DIR" if k == 1 else "DIR..."],
+                "jobs": {
+                    t: [str(r.dir) for r in refs] if k > 1 else str(refs[0].dir)
+                    for t, refs in zip(tasks, chunk.tasks().values())
+                },
             },
             indent=1,
         )
-        notes = list(res.pop("notes"))
-        listed = render.list_text(
-            zip(render.task_indices(jobs), (Path(ref.dir) for ref in jobs))
-        )  # the task index -> job dir map every backend writes
+        # the task index -> job dir map every backend writes
+        listed = render.list_text((i, Path(ref.dir)) for i, ref in listed_pairs)
         files = {"local.json": (text + "\n", 0o644), render.LIST_FILE: (listed, 0o644)}
         return Prepared(directory, files, [chunk], [], res, {}, notes)
 
     def _display_command(self, prepared: Prepared) -> list[str]:
         return [prepared.request["python"], "-m", prepared.request["module"], "DIR"]
 
-    def _task_ids(self, job_id: str, chunk: Chunk) -> dict[str, str]:
-        return {f"{job_id}_{i}": ref.id for i, (_, ref) in enumerate(chunk.members)}
+    def _task_ids(self, job_id: str, chunk: Chunk) -> dict[str, str | list[str]]:
+        return {
+            f"{job_id}_{i}": task_value(refs, chunk.bundled) for i, refs in chunk.tasks().items()
+        }
 
     def _execute(self, prepared: Prepared, sub: Submission) -> None:
         """Run the jobs here, ``workers`` at a time; return when all have ended."""
         for note in prepared.notes:
             print(f"note: {note}", file=sys.stderr)
-        jobs = [ref for _, ref in prepared.chunks[0].members]
+        tasks = list(prepared.chunks[0].tasks().values())
         sub.scheduler_ids = [prepared.directory.name]
         sub.tasks = self._task_ids(prepared.directory.name, prepared.chunks[0])
-        self._run(jobs, prepared.request, prepared.directory, prepared.request["python"], sub)
+        self._run(tasks, prepared.request, prepared.directory, prepared.request["python"], sub)
 
     def _run(
-        self, jobs: list[JobRef], res: dict[str, Any], directory: Path, python: str, sub: Submission
+        self,
+        tasks: list[list[JobRef]],
+        res: dict[str, Any],
+        directory: Path,
+        python: str,
+        sub: Submission,
     ) -> Submission:
+        """Run ``tasks`` (each one job, or a bundle when ``res['bundle']`` > 1)."""
         import submitit
         from tqdm import tqdm
 
@@ -242,10 +325,12 @@ class LocalBackend(Backend):
         signal_delay = int(min(120, max(10, res["timeout_min"] * 6)))  # a tenth, 10 s..2 min
         executor.update_parameters(timeout_min=res["timeout_min"], signal_delay_s=signal_delay)
         cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
-        pending = list(enumerate(jobs))
+        bundled = int(res.get("bundle") or 1) > 1
+        n_jobs = sum(len(t) for t in tasks)
+        pending = list(enumerate(tasks))
         pending.reverse()
-        running: dict[str, tuple[Any, JobRef]] = {}
-        started: dict[str, str] = {}
+        running: dict[str, tuple[Any, list[JobRef]]] = {}
+        started: dict[str, str | list[str]] = {}
         tally = {"done": 0, "failed": 0, "interrupted": 0}
         old_term = signal.getsignal(signal.SIGTERM)
 
@@ -253,7 +338,7 @@ class LocalBackend(Backend):
             raise KeyboardInterrupt
 
         bar = tqdm(
-            total=len(jobs),
+            total=n_jobs,
             unit="job",
             desc=f"local {res['workers']}x{res['threads']} threads",
             file=sys.stderr,
@@ -265,7 +350,7 @@ class LocalBackend(Backend):
             with _pythonpath(_import_roots()):
                 while pending or running:
                     while pending and len(running) < res["workers"]:
-                        i, ref = pending.pop()
+                        i, refs = pending.pop()
                         task_id = f"{directory.name}_{i}"
                         # the controller inherits an ignored SIGINT, so a Ctrl-C at the
                         # terminal reaches the jobs only through our SIGTERM (no tracebacks)
@@ -273,18 +358,19 @@ class LocalBackend(Backend):
                         try:
                             job = executor.submit(
                                 run_job,
-                                str(ref.dir),
+                                [str(r.dir) for r in refs] if bundled else str(refs[0].dir),
                                 res["threads"],
                                 task_id,
                                 python,
                                 cuda,
                                 res["module"],
+                                str(directory / "logs" / f"bundle-{i}.log") if bundled else None,
                             )
                         finally:
                             signal.signal(signal.SIGINT, old_int)
-                        running[task_id] = (job, ref)
-                        started[task_id] = ref.id
-                    for task_id, (job, ref_done) in list(running.items()):
+                        running[task_id] = (job, refs)
+                        started[task_id] = task_value(refs, bundled)
+                    for task_id, (job, refs_done) in list(running.items()):
                         if not job.done():
                             continue
                         del running[task_id]
@@ -292,17 +378,17 @@ class LocalBackend(Backend):
                             code = job.result()
                         except Exception:  # the task itself failed (see submitit logs)
                             code = -1
-                        outcome = EXIT_MEANING.get(code, "failed")
-                        tally[outcome.split(" ")[0]] += 1
-                        bar.set_postfix(tally, refresh=False)
-                        bar.update(1)
-                        if bar.disable:
-                            n = sum(tally.values())
-                            print(
-                                f"[{n}/{len(jobs)}] {ref_done.id} {outcome} (exit {code})",
-                                file=sys.stderr,
-                                flush=True,
-                            )
+                        for ref_done, outcome in _outcomes(refs_done, code, bundled):
+                            tally[outcome.split(" ")[0]] += 1
+                            bar.set_postfix(tally, refresh=False)
+                            bar.update(1)
+                            if bar.disable:
+                                n = sum(tally.values())
+                                print(
+                                    f"[{n}/{n_jobs}] {ref_done.id} {outcome} (exit {code})",
+                                    file=sys.stderr,
+                                    flush=True,
+                                )
                     time.sleep(0.1)
         except KeyboardInterrupt:
             bar.close()
@@ -311,7 +397,7 @@ class LocalBackend(Backend):
                 if proc is not None:  # submitit's controller forwards SIGTERM to the job
                     with contextlib.suppress(ProcessLookupError):
                         proc.terminate()
-            _wait_checkpoints([ref for _, ref in running.values()])
+            _wait_checkpoints([r for _, refs in running.values() for r in refs])
             for proc in controllers:
                 with contextlib.suppress(Exception):
                     proc.wait(timeout=5)
@@ -321,6 +407,20 @@ class LocalBackend(Backend):
             signal.signal(signal.SIGTERM, old_term)
             bar.close()
         return sub
+
+
+def _outcomes(refs: list[JobRef], code: int, bundled: bool) -> list[tuple[JobRef, str]]:
+    """What became of each job of a task that exited with ``code``: a single job by its
+    exit code, a bundle's members by their state.json (the bundle's code sums them up)."""
+    if not bundled:
+        return [(refs[0], EXIT_MEANING.get(code, "failed"))]
+    from hepae_core.jobdir import read_state
+
+    out = []
+    for ref in refs:
+        state = str((read_state(ref.dir) or {}).get("state") or "failed")
+        out.append((ref, state if state in ("done", "interrupted") else "failed"))
+    return out
 
 
 def _wait_checkpoints(refs: list[JobRef], limit_s: float = 60.0) -> None:

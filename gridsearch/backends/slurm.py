@@ -25,7 +25,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from gridsearch import render, sites
+from gridsearch import bundles, render, sites
 from gridsearch.backends.base import (
     Backend,
     Chunk,
@@ -35,6 +35,7 @@ from gridsearch.backends.base import (
     SchedulerUnavailable,
     format_command,
     run_command,
+    task_value,
 )
 from gridsearch.errors import GridsearchError
 from hepae_core import states
@@ -164,9 +165,21 @@ class SlurmBackend(Backend):
         search: list[Path],
     ) -> Prepared:
         """One array script per chunk of indices below MaxArraySize, and ``jobs.txt``."""
-        request, environment = sites.check_submission(profile, overrides, len(jobs))
+        overrides = dict(overrides)
+        wanted = overrides.pop("bundle", None)
+        cpus = sites.resolve_request(profile, overrides)
+        k = bundles.choose_size(
+            wanted, cpus["cpus"], cpus["gpus"], len(jobs), profile.get("bundle")
+        )
         for job in jobs:
             render.check_job_dir(Path(job.dir))
+        if k > 1:
+            pairs = bundles.make_bundles(jobs, k)
+            n_tasks = pairs[-1][0] + 1
+            request, environment, _ = bundles.check_scaled(profile, overrides, k, n_tasks)
+        else:
+            request, environment = sites.check_submission(profile, overrides, len(jobs))
+            pairs = list(zip(render.task_indices(jobs), jobs))
         max_array = sites.max_array_size(profile)
         notes = [f"python on the nodes: {environment['python']} ({environment['origin']})"]
         from_cluster = cluster_max_array_size()
@@ -176,29 +189,31 @@ class SlurmBackend(Backend):
                 f"{max_array})"
             )
             max_array = from_cluster
-        indices = render.task_indices(jobs)
         template = profile.get("template", self.script_template)
         groups: dict[int, list[tuple[int, JobRef]]] = {}
-        for index, job in zip(indices, jobs):
+        for index, job in pairs:
             groups.setdefault(index // max_array, []).append((index, job))
         throttle = request.get("throttle")
         files: dict[str, tuple[str, int]] = {
-            render.LIST_FILE: (
-                render.list_text((i, Path(j.dir)) for i, j in zip(indices, jobs)),
-                0o644,
-            )
+            render.LIST_FILE: (render.list_text((i, Path(j.dir)) for i, j in pairs), 0o644)
         }
+        if k > 1:
+            notes.append(
+                f"bundles of {k}: {len(jobs)} jobs in {pairs[-1][0] + 1} tasks, each asking "
+                f"{request['time']} ({k} x {request['job_time']} per job), {request['cpus']} "
+                "cpus shared by its members"
+            )
         chunks: list[Chunk] = []
-        for k, (group, members) in enumerate(sorted(groups.items())):
+        for n, (group, members) in enumerate(sorted(groups.items())):
             offset = group * max_array
             array = render.compact_ranges(i - offset for i, _ in members)
             if throttle:
                 array += f"%{throttle}"
             context = render.script_context(profile, request, environment, directory)
             context.update(array=array, offset=offset)
-            name = "job.sh" if len(groups) == 1 else f"job-{k}.sh"
+            name = "job.sh" if len(groups) == 1 else f"job-{n}.sh"
             files[name] = (render.render(template, context, search), 0o755)
-            chunks.append(Chunk(name, members, offset))
+            chunks.append(Chunk(name, members, offset, bundled=k > 1))
         if throttle and len(chunks) > 1:
             notes.append(
                 f"--throttle {throttle} holds across the {len(chunks)} arrays: each runs after "
@@ -225,8 +240,11 @@ class SlurmBackend(Backend):
             )
         return array_id
 
-    def _task_ids(self, job_id: str, chunk: Chunk) -> dict[str, str]:
-        return {f"{job_id}_{index - chunk.offset}": job.id for index, job in chunk.members}
+    def _task_ids(self, job_id: str, chunk: Chunk) -> dict[str, str | list[str]]:
+        return {
+            f"{job_id}_{index - chunk.offset}": task_value(refs, chunk.bundled)
+            for index, refs in chunk.tasks().items()
+        }
 
     def _refusal_message(
         self, prepared: Prepared, chunk: Chunk, proc: subprocess.CompletedProcess[str]

@@ -1,0 +1,142 @@
+"""Bundles on the scheduler: one task runs K job directories (``--bundle K``).
+
+A bundle task runs ``python -m hepae_core.bundle DIR...`` (docs/bundles.md): every member
+stays an independent job dir, same-shape members are trained as one stack. This module
+decides K, groups the jobs into bundles and scales the task's request for them; the
+backends and templates use what it returns.
+
+- **K**: ``--bundle K``, else the site profile's ``bundle:`` key, else 1 (one job per
+  task, the plain job script). ``auto`` picks K from the allocation: on a GPU task 64 (a
+  tiny model leaves the device nearly idle), on CPU ``4 x cpus`` between 4 and 16 (the
+  stack's per-model gain is best at K = 4..16 on one thread; docs/bundles.md, Speed). K
+  never exceeds the number of jobs.
+- **Grouping**: jobs are ordered by the shape of what they train (the ``model`` section,
+  ``train.batch_size``, ``train.device``; stable, so the campaign's order stays otherwise),
+  then cut into consecutive bundles of K, so that same-shape jobs share a bundle and are
+  stacked. Bundle ``b`` is task index ``b`` (0, 1, ...): a compact array whatever the
+  jobs' campaign indices.
+- **Request**: the members of a bundle run one stack after another with the task's
+  threads, so cores are not scaled (``train.threads`` and the bundle never use more than
+  the allocation); the walltime is per job and the task asks for ``K x time`` (a stack of
+  K takes at most the time of its K members in sequence); that total is checked against
+  the site's limits with a message naming the largest K that fits. Memory is per task and
+  not scaled: members with the same ``data`` section share one copy of the jets; give
+  ``--mem`` for bundles of jobs reading different data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from gridsearch.errors import GridsearchError
+from gridsearch.units import format_walltime
+from hepae_core.jobdir import CONFIG
+
+#: The module a bundle task runs (profiles may name another with ``bundle_module:``).
+BUNDLE_MODULE = "hepae_core.bundle"
+AUTO = "auto"
+
+
+def parse_bundle(value: Any, key: str = "--bundle") -> int | str:
+    """``K`` (an integer >= 1) or ``"auto"``."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == AUTO:
+            return AUTO
+        if text.isdigit():
+            value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise GridsearchError(
+            message=f"expects a number of jobs per task (1, 2, ...) or 'auto', got {value!r}",
+            key=key,
+        )
+    return value
+
+
+def choose_size(
+    wanted: int | str | None, cpus: int, gpus: int, n_jobs: int, profile_default: Any = None
+) -> int:
+    """The bundle size K for ``n_jobs`` jobs (see the module docstring)."""
+    value = wanted if wanted is not None else profile_default
+    if value is None:
+        return 1
+    value = parse_bundle(value, "--bundle" if wanted is not None else "bundle")
+    if value == AUTO:
+        value = 64 if gpus > 0 else min(16, max(4, 4 * cpus))
+    return max(1, min(int(value), max(1, n_jobs)))
+
+
+def shape_key(job_dir: Path) -> str:
+    """What decides whether two jobs can be stacked, as a sortable text ('' if unreadable)."""
+    from hepae_core import yamlio
+
+    try:
+        cfg, _, _ = yamlio.load(Path(job_dir) / CONFIG)
+    except Exception:  # a broken config fails in its job, with its own message
+        return ""
+    if not isinstance(cfg, dict):
+        return ""
+    train = cfg.get("train") if isinstance(cfg.get("train"), dict) else {}
+    return json.dumps(
+        [cfg.get("model"), train.get("batch_size"), train.get("device")],
+        sort_keys=True,
+        default=str,
+    )
+
+
+def make_bundles(jobs: list[Any], k: int) -> list[tuple[int, Any]]:
+    """``(task index, job)`` pairs: same-shape jobs together, K per task index."""
+    if k <= 1:
+        raise ValueError("make_bundles needs k >= 2")
+    keys = [shape_key(Path(j.dir)) for j in jobs]
+    order = sorted(range(len(jobs)), key=lambda i: keys[i])
+    return [(pos // k, jobs[i]) for pos, i in enumerate(order)]
+
+
+def scaled_time(time_s: int, k: int) -> str:
+    """The walltime a bundle task of K asks for."""
+    return format_walltime(int(time_s) * k)
+
+
+def time_overrides(
+    profile: dict[str, Any], overrides: dict[str, Any], k: int
+) -> tuple[dict[str, Any], int]:
+    """``overrides`` with the bundle's walltime (K x the per-job one) and that per-job time."""
+    from gridsearch import sites
+
+    per_job = sites.resolve_request(profile, overrides)
+    return {**overrides, "time": scaled_time(per_job["time_s"], k)}, per_job["time_s"]
+
+
+def check_scaled(
+    profile: dict[str, Any], overrides: dict[str, Any], k: int, n_tasks: int
+) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """``sites.check_submission`` for a bundled submission: request, environment, per-job
+    seconds. A walltime over the site's limit names the largest K that fits."""
+    from gridsearch import sites
+
+    scaled, per_job_s = time_overrides(profile, overrides, k)
+    try:
+        request, environment = sites.check_submission(profile, scaled, n_tasks)
+    except GridsearchError as exc:
+        if exc.key != "request.time":
+            raise
+        fits = max(k - 1, 1)
+        while fits > 1:
+            try:
+                sites.resolve_request(profile, {**overrides, "time": scaled_time(per_job_s, fits)})
+                break
+            except GridsearchError:
+                fits -= 1
+        raise GridsearchError(
+            message=f"a bundle of {k} jobs asks for {k} x {format_walltime(per_job_s)} "
+            f"(its members run one after another): {exc.message}; use --bundle {fits} "
+            "or a shorter --time",
+            key="--bundle",
+        ) from None
+    request["bundle"] = k
+    request["job_time"] = format_walltime(per_job_s)
+    environment["bundle_module"] = str(profile.get("bundle_module") or BUNDLE_MODULE)
+    return request, environment, per_job_s

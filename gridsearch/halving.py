@@ -1,0 +1,70 @@
+"""``halving: {rungs: [10, 30, 90], keep: 1/3}`` in a space file: successive halving run
+rung by rung by ``gridsearch promote DIR --site S`` (no --keep/--epochs).
+
+``rungs`` are the total epochs of rung 0, 1, 2...: the jobs are planned with the first
+(``train.epochs`` in ``base`` must equal it when set there); each ``promote`` ranks the
+done jobs of the highest rung reached and continues the best ``keep`` of them to the
+next rung's epochs. ``keep`` is a fraction (``1/3``, ``0.25``) or a count.
+"""
+
+from __future__ import annotations
+
+import itertools
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from gridsearch.errors import GridsearchError
+
+
+def parse_halving(value: Any, source: str, base: dict[str, Any] | None = None) -> dict | None:
+    """The checked ``halving`` section: ``{"rungs": [int...], "keep": Fraction | int}``."""
+    from gridsearch.promote import parse_keep
+
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"rungs", "keep"}:
+        raise GridsearchError(
+            message="expects a mapping {rungs: [10, 30, 90], keep: 1/3}", source=source,
+            key="halving",
+        )  # fmt: skip
+    rungs = value.get("rungs")
+    if (
+        not isinstance(rungs, list)
+        or len(rungs) < 2
+        or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in rungs)
+        or any(b <= a for a, b in itertools.pairwise(rungs))
+    ):
+        raise GridsearchError(
+            message=f"expects at least two increasing epoch counts, e.g. [10, 30, 90], got "
+            f"{rungs!r}",
+            source=source,
+            key="halving.rungs",
+        )
+    try:
+        keep: Fraction | int = parse_keep(str(value.get("keep", "1/3")))
+    except GridsearchError as exc:
+        raise GridsearchError(message=exc.message, source=source, key="halving.keep") from None
+    epochs = ((base or {}).get("train") or {}).get("epochs")
+    if epochs is not None and epochs != rungs[0]:
+        raise GridsearchError(
+            message=f"base train.epochs is {epochs} but the first rung is {rungs[0]}: plan "
+            "the jobs with the first rung's epochs",
+            source=source,
+            key="halving.rungs",
+        )
+    return {"rungs": list(rungs), "keep": keep}
+
+
+def campaign_halving(root: Path) -> dict | None:
+    """The halving section of the campaign's copy of its space file, checked."""
+    from gridsearch.space import parse_yaml
+
+    path = Path(root) / "space.yaml"
+    try:
+        data, _ = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    except OSError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    return parse_halving(data.get("halving"), str(path), data.get("base"))

@@ -1,0 +1,146 @@
+"""``gridsearch status DIR --watch``: a campaign's progress, refreshed until nothing is in flight.
+
+Each refresh is one :func:`gridsearch.status.campaign_status` (one scheduler query per
+backend kind, never one per job) and shows: a campaign progress bar (ended jobs plus the
+epoch fraction of running ones), the jobs per state, the epochs of the running jobs and
+an ETA. The ETA is rough by design: each running job's seconds per epoch (its
+history.csv) times its epochs left; jobs still queued are counted as taking the mean
+job time of the running ones, run as many at a time as are running now.
+
+On a terminal the block is redrawn in place; otherwise (a log file, a pipe) one plain
+line is printed per refresh. It ends when no job is queued, waiting or running (exit 0),
+or at Ctrl-C (exit 130).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+from gridsearch.campaign import Campaign
+from gridsearch.status import JobStatus, campaign_status, counts
+from gridsearch.text import safe
+from hepae_core.states import JobState
+
+IN_FLIGHT = (JobState.WAITING, JobState.QUEUED, JobState.RUNNING)
+ENDED = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+BAR_WIDTH = 30
+MAX_RUNNING_SHOWN = 8
+
+
+def epoch_seconds(js: JobStatus) -> float | None:
+    """Mean seconds per epoch of a job so far (its history.csv), or None."""
+    try:
+        with open(js.dir / "history.csv", newline="", encoding="utf-8") as f:
+            secs = [float(r["seconds"]) for r in csv.DictReader(f) if r.get("seconds")]
+    except (OSError, ValueError, KeyError):
+        return None
+    return sum(secs) / len(secs) if secs else None
+
+
+def progress(statuses: list[JobStatus]) -> float:
+    """Fraction of the campaign done: ended jobs count 1, running ones epoch/epochs."""
+    if not statuses:
+        return 1.0
+    total = 0.0
+    for js in statuses:
+        if js.state in ENDED:
+            total += 1
+        elif js.state == JobState.RUNNING and js.epochs:
+            total += min(1.0, (js.epoch or 0) / js.epochs)
+    return total / len(statuses)
+
+
+def eta_s(statuses: list[JobStatus], per_epoch: dict[str, float]) -> float | None:
+    """Seconds until nothing is in flight (see the module docstring), or None."""
+    running = [js for js in statuses if js.state == JobState.RUNNING]
+    waiting = sum(js.state in (JobState.QUEUED, JobState.WAITING) for js in statuses)
+    lefts, whole = [], []
+    for js in running:
+        s = per_epoch.get(js.id)
+        if s is None or not js.epochs:
+            continue
+        lefts.append(s * max(0, js.epochs - (js.epoch or 0)))
+        whole.append(s * js.epochs)
+    if not lefts:
+        return None if waiting or running else 0.0
+    rounds = math.ceil(waiting / max(1, len(running)))
+    return max(lefts) + rounds * (sum(whole) / len(whole))
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def render(statuses: list[JobStatus], per_epoch: dict[str, float]) -> list[str]:
+    """The lines of one refresh."""
+    frac = progress(statuses)
+    filled = round(frac * BAR_WIDTH)
+    per_state = ", ".join(f"{n} {s}" for s, n in counts(statuses).items())
+    eta = eta_s(statuses, per_epoch)
+    lines = [
+        f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {frac:6.1%}  {len(statuses)} jobs: "
+        f"{per_state}  ETA {duration(eta)}"
+    ]
+    running = [js for js in statuses if js.state == JobState.RUNNING]
+    for js in running[:MAX_RUNNING_SHOWN]:
+        s = per_epoch.get(js.id)
+        lines.append(
+            f"  {safe(js.name)}: epoch {js.epoch_text or '?'}"
+            + (f", {s:.1f} s/epoch" if s else "")
+            + (f", val {js.val_loss:.4g}" if isinstance(js.val_loss, float) else "")
+        )
+    if len(running) > MAX_RUNNING_SHOWN:
+        lines.append(f"  ... and {len(running) - MAX_RUNNING_SHOWN} more running")
+    return lines
+
+
+def watch(
+    campaign: Campaign,
+    *,
+    interval: float = 5.0,
+    query: bool = True,
+    lost_after_s: float,
+    out: TextIO | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    max_refreshes: int | None = None,
+) -> list[JobStatus]:
+    """Refresh until nothing is in flight; return the last statuses."""
+    out = out or sys.stdout
+    tty = out.isatty()
+    drawn = 0
+    n = 0
+    while True:
+        statuses = campaign_status(campaign, query=query, lost_after_s=lost_after_s, log_lines=0)
+        per_epoch = {
+            js.id: s
+            for js in statuses
+            if js.state == JobState.RUNNING and (s := epoch_seconds(js)) is not None
+        }
+        lines = render(statuses, per_epoch)
+        stamp = time.strftime("%H:%M:%S")
+        if tty:
+            if drawn:
+                out.write(f"\x1b[{drawn}F\x1b[J")  # back to the block's start, clear below
+            out.write("\n".join(lines) + "\n")
+            drawn = len(lines)
+        else:
+            out.write(f"{stamp} {lines[0]}\n")
+        out.flush()
+        n += 1
+        if not any(js.state in IN_FLIGHT for js in statuses):
+            return statuses
+        if max_refreshes is not None and n >= max_refreshes:
+            return statuses
+        sleep(interval)

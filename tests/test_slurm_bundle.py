@@ -1,0 +1,111 @@
+"""Real Slurm: a bundled submission (``--bundle 2``) on the one-node cluster started by
+tests/slurm/start_cluster.sh (shared, left running). Four tiny trainings in two array
+tasks; every job ends done, each in its own job dir, with the bundle's task id."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gridsearch.campaign import open_campaign
+from gridsearch.status import campaign_status
+from hepae_core.states import JobState
+
+REPO = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("slurm_cluster", REPO / "tests/slurm/cluster.py")
+cluster = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cluster)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(600)]
+
+SPACE = {
+    "name": "slurmbundle",
+    "base": {
+        "data": {"source": "bundled:dijet_4d", "max_jets": 3000},
+        "model": {"encoder": [8]},
+        "train": {"epochs": 2, "batch_size": 256},
+        "evaluate": {"plots": False, "timing_jets": 1000},
+    },
+    "grid": {"train.lr": [1e-3, 2e-3, 3e-3, 4e-3]},
+}
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    reason = cluster.ensure()
+    if reason:
+        pytest.skip(reason)
+
+
+def gridsearch(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run(
+        [sys.executable, "-m", "gridsearch", *args],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )  # fmt: skip
+
+
+def test_bundled_submission_on_real_slurm_ends_with_every_job_done(tmp_path, slurm):
+    sites_dir = tmp_path / "sites"
+    sites_dir.mkdir()
+    (sites_dir / "test-slurm.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "extends": "slurm",
+                "python": sys.executable,
+                "env": {"variables": {"PYTHONPATH": str(REPO)}},
+                "request": {"time": "5:00"},
+            }
+        )
+    )
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    camp = tmp_path / "camp"
+    assert gridsearch("plan", str(space), "-o", str(camp)).returncode == 0
+    proc = gridsearch(
+        "submit", str(camp), "--site", "test-slurm", "--sites-dir", str(sites_dir),
+        "--bundle", "2",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "bundles of 2: 4 jobs in 2 tasks" in proc.stdout
+    record = [json.loads(x) for x in (camp / "ledger.jsonl").read_text().splitlines()][-1]
+    assert record["event"] == "submitted" and len(record["tasks"]) == 2
+    assert all(len(v) == 2 for v in record["tasks"].values())
+
+    campaign = open_campaign(camp)
+    deadline = time.monotonic() + 500  # the cluster is shared: others' tasks may be queued
+    while True:
+        statuses = campaign_status(campaign)
+        if all(js.state in (JobState.DONE, JobState.FAILED) for js in statuses):
+            break
+        assert time.monotonic() < deadline, [(js.name, js.state, js.reason) for js in statuses]
+        time.sleep(3)
+    assert [js.state for js in statuses] == [JobState.DONE] * 4, [
+        (js.name, js.reason, js.log_tail) for js in statuses
+    ]
+    # The members are done before their task ends: the script then copies their lines.
+    while not all("bundle exited with 0" in (js.dir / "job.log").read_text() for js in statuses):
+        assert time.monotonic() < deadline, "the bundle tasks did not end"
+        time.sleep(1)
+    by_task: dict[str, list[str]] = {}
+    for js in statuses:
+        by_task.setdefault(str(js.task_id), []).append(js.id)
+        state = json.loads((js.dir / "state.json").read_text())
+        assert state["scheduler_job_id"] == js.task_id  # the bundle's task ran it
+        assert f"[{js.id}] done" in (js.dir / "job.log").read_text()
+    assert sorted(len(v) for v in by_task.values()) == [2, 2]
+    sub = camp / record["dir"]
+    logs = sorted(p.name for p in (sub / "logs").iterdir() if p.name.startswith("bundle-"))
+    assert logs == ["bundle-0.log", "bundle-1.log"]
+    # status --watch ends at once when nothing is in flight, one plain line per refresh
+    proc = gridsearch("status", str(camp), "--watch", "--interval", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "4 done" in proc.stdout
