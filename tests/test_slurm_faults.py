@@ -41,10 +41,11 @@ pytestmark = [pytest.mark.slurm, pytest.mark.timeout(600)]
 HEARTBEAT_S = 1
 # The campaign grows in three plans (as a user adds points): the busy job first, then the
 # walltime job (submitted alone with --time 1), then the rest (submitted with the profile's
-# 10 minutes). Index: fault; epochs at ~0.2 s each: the requeued job (25) ends by itself
-# after its requeue, the walltime job (150) cannot end within its minute.
+# 10 minutes). Index: fault; epochs at ~0.1-0.2 s each: the requeued job (25) ends by itself
+# after its requeue; the walltime job (500) is still training when the warning comes about
+# 20 s after its start, even on an idle machine (150 epochs once finished before it).
 BUSY, WALLTIME, KILL9, REQUEUE, SCANCEL_RUNNING, CRASH, CANCEL_PENDING = range(7)
-EPOCHS = [200, 150, 60, 25, 60, 60, 10]
+EPOCHS = [200, 500, 60, 25, 60, 60, 10]
 BASE = {
     "data": {"source": "bundled:dijet_4d", "max_jets": None},
     "model": {"encoder": [8]},
