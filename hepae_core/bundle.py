@@ -69,6 +69,7 @@ def job_steps(
     from hepae_core import job
     from hepae_core.data import load_jets, resolve_source
     from hepae_core.models import build_model, describe
+    from hepae_core.tensorboard import open_scalars
     from hepae_core.train import Trainer, pick_device, progress_printer
 
     tcfg = cfg["train"]
@@ -82,6 +83,7 @@ def job_steps(
         cache[key] = load_jets(cfg, job_dir)
     data = job._prepare_data(job_dir, cfg, jets=cache[key])
 
+    scalars = open_scalars(job_dir, cfg)  # refuses a missing optional extra before training
     torch.manual_seed(seed)  # the initial weights come from it, as in a single job
     model = build_model(cfg["model"], len(data.variables)).to(device)
     report = progress_printer(tcfg["epochs"], stream=_Prefixed(name))
@@ -99,6 +101,8 @@ def job_steps(
             train_loss=rec["train_loss"],
             val_loss=rec["val_loss"],
         )
+        if scalars is not None:
+            scalars(rec)
         report(rec)
 
     trainer = Trainer(
@@ -117,7 +121,11 @@ def job_steps(
         )
     _say(name, f"{describe(cfg['model'], len(data.variables))} on {len(data.x_train)} jets")
 
-    result = yield trainer
+    try:
+        result = yield trainer
+    finally:
+        if scalars is not None:
+            scalars.close()
 
     if result.best_epoch == 0:
         raise FloatingPointError("no epoch produced a finite validation loss")

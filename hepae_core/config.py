@@ -202,6 +202,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "compile": Field(
             False, lambda v: isinstance(v, bool), "true (torch.compile the model) or false"
         ),
+        "tensorboard": Field(
+            False,
+            lambda v: isinstance(v, bool),
+            "true (per-epoch scalars for TensorBoard; optional extra) or false",
+        ),
         "latent_noise_bits": Field(
             None, _opt(lambda v: _is_int(v) and 1 <= v <= 24), "null or bits per latent value"
         ),

@@ -313,9 +313,11 @@ def _train(
     import torch
 
     from hepae_core.models import build_model, describe
+    from hepae_core.tensorboard import open_scalars
     from hepae_core.train import StopFlag, Trainer, progress_printer
 
     tcfg = cfg["train"]
+    scalars = open_scalars(job_dir, cfg)  # refuses a missing optional extra before training
     stop = StopFlag().install()
     model = build_model(cfg["model"], data.n_inputs or len(data.variables)).to(device)
     report = progress_printer(tcfg["epochs"])
@@ -334,6 +336,8 @@ def _train(
             val_loss=rec["val_loss"],
         )
         heartbeat.beat()
+        if scalars is not None:
+            scalars(rec)
         report(rec)
 
     trainer = Trainer(
@@ -359,6 +363,8 @@ def _train(
         result = trainer.run(stop)
     finally:
         stop.restore()
+        if scalars is not None:
+            scalars.close()
     return trainer, result
 
 
