@@ -1,0 +1,174 @@
+"""Campaign wall time three ways: one job per task, bundled and stacked, successive halving.
+
+Plans the same grid into three fresh campaigns in a temporary directory and runs each to
+the end on this machine with ``--site local``, timing the gridsearch commands (wall
+seconds of the subprocesses, planning excluded):
+
+- one job per task: ``gridsearch submit DIR --site local``;
+- bundled: ``gridsearch submit DIR --site local --bundle K`` (same-shape jobs trained as
+  one stack, K per task);
+- halving: every point trained for epochs/3 (the first rung), then
+  ``gridsearch promote DIR --keep 1/3 --epochs x3 --site local``: the best third goes on,
+  from the exact end of its training, to the same final epochs as the other two modes.
+
+Prints one row per mode: the trainings run (halving: first rung + promoted), the epochs
+trained in total (the jobs' ``epochs_run``, so early stops count as they ran), the wall
+seconds, and the best ``best_val_loss`` over the jobs' metrics.json with its point.
+
+The default grid is demo-sized (examples/demo.yaml's base, 12 points: latent {2,3} x lr
+{1e-3,3e-3,1e-2} x weight decay {0,1e-5}, 50k jets, 30 epochs as in the demo: 2-4 minutes
+on 2 cores); ``--thesis`` runs the 20-point grid of examples/thesis_4d.yaml (lr x weight
+decay, AE_big, batch 2048, patience 15; 30 epochs on all jets unless told). Both use the
+constant learning-rate schedule, since promote refuses one_cycle. Evaluation baselines and
+plots are off so the times are about training. On a shared machine the times are noisy:
+rerun, or compare modes within one run only.
+
+    python benchmarks/campaign_modes.py [--thesis] [--epochs 30] [--max-jets 50000]
+                                        [--bundle K] [--workers N] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hepae_core.yamlio import load  # noqa: E402
+
+DEMO_GRID = {
+    "model.latent": [2, 3],
+    "train.lr": [1e-3, 3e-3, 1e-2],
+    "train.weight_decay": [0, 1e-5],
+}
+ETA = 3  # halving: keep 1/ETA of the points, for ETA times the first rung's epochs
+
+
+def space(thesis: bool, epochs: int, max_jets: int | None) -> dict:
+    """The space file's content: an example's base with the benchmark's sizes."""
+    example = ROOT / "examples" / ("thesis_4d.yaml" if thesis else "demo.yaml")
+    data, _, _ = load(example)
+    base = data["base"]
+    base["data"]["source"] = "bundled:dijet_4d"
+    if max_jets is None:
+        base["data"].pop("max_jets", None)
+    else:
+        base["data"]["max_jets"] = max_jets
+    base["train"].update(epochs=epochs, schedule="constant", device="cpu")
+    base["evaluate"] = {"plots": False, "baselines": False}
+    grid = data["grid"] if thesis else DEMO_GRID
+    return {"name": "campaign_modes", "base": base, "grid": grid}
+
+
+def gridsearch(log: Path, *args: str) -> float:
+    """Run ``python -m gridsearch ARGS``, its output appended to ``log``; wall seconds."""
+    start = time.perf_counter()
+    with open(log, "a") as out:
+        proc = subprocess.run(
+            [sys.executable, "-m", "gridsearch", *args],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"gridsearch {' '.join(args)}: exit {proc.returncode} (see {log})")
+    return seconds
+
+
+def results(campaign: Path) -> list[dict]:
+    """metrics.json of every job of the campaign."""
+    return [json.loads(p.read_text()) for p in sorted(campaign.glob("jobs/*/metrics.json"))]
+
+
+def row(mode: str, trainings: str, campaign: Path, seconds: float) -> list[str]:
+    metrics = results(campaign)
+    best = min(metrics, key=lambda m: m["best_val_loss"])
+    return [
+        mode,
+        trainings,
+        str(sum(m["epochs_run"] for m in metrics)),
+        f"{seconds:.1f}",
+        f"{best['best_val_loss']:.4e}",
+        best["name"],
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--thesis", action="store_true", help="the 20-point thesis 4D grid")
+    ap.add_argument("--epochs", type=int, help="final epochs, a multiple of 3 (default 30)")
+    ap.add_argument("--max-jets", type=int, help="jets read (default 50000; thesis: all, 0: all)")
+    ap.add_argument("--bundle", type=int, help="K jobs per task (default points / cores)")
+    ap.add_argument("--workers", type=int, help="local: tasks at a time (default: cores)")
+    ap.add_argument("--keep", type=Path, help="keep the campaigns in DIR (default: deleted)")
+    args = ap.parse_args()
+
+    epochs = args.epochs or 30
+    if epochs % ETA or epochs < ETA:
+        ap.error(f"--epochs must be a multiple of {ETA}")
+    max_jets = args.max_jets if args.max_jets is not None else (None if args.thesis else 50000)
+    spec = space(args.thesis, epochs, max_jets or None)
+    points = math.prod(len(v) for v in spec["grid"].values())
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    bundle = args.bundle or math.ceil(points / (args.workers or cores or 1))
+    local = ["--site", "local"] + (["--workers", str(args.workers)] if args.workers else [])
+    rung = epochs // ETA
+
+    top = Path(tempfile.mkdtemp(prefix="campaign_modes-", dir=args.keep))
+    try:
+        plans = {}
+        for mode, first in (("per-job", epochs), ("bundled", epochs), ("halving", rung)):
+            spec["base"]["train"]["epochs"] = first
+            path = top / f"{mode}.yaml"
+            path.write_text(json.dumps(spec, indent=1) + "\n")  # JSON is YAML
+            gridsearch(top / f"{mode}.log", "plan", str(path), "-o", str(top / mode))
+            plans[mode] = top / mode
+
+        print(
+            f"{spec['name']}: {points} points, {epochs} epochs, "
+            f"{max_jets or 'all'} jets, {cores} cores; campaigns in {top}"
+            + ("" if args.keep else " (deleted at the end)"),
+            flush=True,
+        )
+        rows = []
+        c = str(plans["per-job"])
+        s = gridsearch(top / "per-job.log", "submit", c, *local)
+        rows.append(row("per-job", str(points), plans["per-job"], s))
+        print(f"  per-job done ({rows[-1][3]} s)", flush=True)
+
+        c = str(plans["bundled"])
+        s = gridsearch(top / "bundled.log", "submit", c, *local, "--bundle", str(bundle))
+        rows.append(row(f"bundled K={bundle}", str(points), plans["bundled"], s))
+        print(f"  bundled done ({rows[-1][3]} s)", flush=True)
+
+        c = str(plans["halving"])
+        s = gridsearch(top / "halving.log", "submit", c, *local)
+        s += gridsearch(
+            top / "halving.log", "promote", c, "--keep", f"1/{ETA}", "--epochs", f"x{ETA}", *local
+        )
+        promoted = sum(1 for _ in plans["halving"].glob("jobs/*/promotion.json"))
+        rows.append(row(f"halving {rung}->{epochs}", f"{points}+{promoted}", plans["halving"], s))
+        print(f"  halving done ({rows[-1][3]} s)", flush=True)
+
+        head = ["mode", "jobs trained", "epochs total", "wall s", "best val loss", "best point"]
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+        print()
+        for r in [head, ["-" * w for w in widths], *rows]:
+            print(" | ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    finally:
+        if args.keep is None:
+            shutil.rmtree(top, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
