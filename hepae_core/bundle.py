@@ -68,9 +68,9 @@ def job_steps(
 
     from hepae_core import job
     from hepae_core.data import load_jets, resolve_source
-    from hepae_core.models import build_model, describe
+    from hepae_core.models import describe
     from hepae_core.tensorboard import open_scalars
-    from hepae_core.train import Trainer, pick_device, progress_printer
+    from hepae_core.train import pick_device
 
     tcfg = cfg["train"]
     device = pick_device(tcfg["device"])
@@ -85,41 +85,18 @@ def job_steps(
 
     scalars = open_scalars(job_dir, cfg)  # refuses a missing optional extra before training
     torch.manual_seed(seed)  # the initial weights come from it, as in a single job
-    model = build_model(cfg["model"], len(data.variables)).to(device)
-    report = progress_printer(tcfg["epochs"], stream=_Prefixed(name))
 
-    def on_best(epoch: int, val_loss: float) -> None:
-        job.save_model(job_dir / jobdir.MODEL, model, cfg, data.norm, epoch, val_loss)
-
-    def on_epoch(rec: dict[str, float]) -> None:
-        jobdir.atomic_write_text(job_dir / jobdir.HISTORY, job.history_csv(trainer.result.history))
-        jobdir.write_state(
-            job_dir,
-            jobdir.RUNNING,
-            epoch=int(rec["epoch"]),
-            epochs=tcfg["epochs"],
-            train_loss=rec["train_loss"],
-            val_loss=rec["val_loss"],
-        )
+    def after_epoch(rec: dict[str, float]) -> None:
         if scalars is not None:
             scalars(rec)
-        report(rec)
 
-    trainer = Trainer(
-        model,
-        torch.from_numpy(data.x_train).to(device),
-        torch.from_numpy(data.x_val).to(device),
-        tcfg,
-        seed,
-        job_dir / jobdir.CHECKPOINT,
-        on_best=on_best,
-        on_epoch=on_epoch,
-    )
+    trainer = job._build_trainer(job_dir, cfg, data, device, after_epoch, stream=_Prefixed(name))
     if trainer.resume():
         _say(
             name, f"resuming from {jobdir.CHECKPOINT}: epoch {trainer.epoch}, batch {trainer.batch}"
         )
-    _say(name, f"{describe(cfg['model'], len(data.variables))} on {len(data.x_train)} jets")
+    n_inputs = data.n_inputs or len(data.variables)
+    _say(name, f"{describe(cfg['model'], n_inputs)} on {data.counts['train_jets']} jets")
 
     try:
         result = yield trainer

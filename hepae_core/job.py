@@ -17,6 +17,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -300,27 +301,25 @@ def _prepare_data(job_dir: Path, cfg: dict[str, Any], jets: Any = None) -> Prepa
     )
 
 
-def _train(
+def _build_trainer(
     job_dir: Path,
     cfg: dict[str, Any],
     data: Prepared,
     device,
-    threads: int,
-    fresh: bool,
-    heartbeat: jobdir.Heartbeat,
+    after_epoch: Callable[[dict[str, float]], None],
+    stream=None,
 ):
-    """Train (resuming from the checkpoint unless ``fresh``); returns (trainer, result)."""
+    """The job's model and Trainer: the best model goes to model.pt, each epoch to
+    history.csv and state.json, then ``after_epoch(rec)``. The single job and every member
+    of a bundle train through this, so their files are the same."""
     import torch
 
-    from hepae_core.models import build_model, describe
-    from hepae_core.tensorboard import open_scalars
-    from hepae_core.train import StopFlag, Trainer, progress_printer
+    from hepae_core.models import build_model
+    from hepae_core.train import Trainer, progress_printer
 
     tcfg = cfg["train"]
-    scalars = open_scalars(job_dir, cfg)  # refuses a missing optional extra before training
-    stop = StopFlag().install()
     model = build_model(cfg["model"], data.n_inputs or len(data.variables)).to(device)
-    report = progress_printer(tcfg["epochs"])
+    report = progress_printer(tcfg["epochs"], stream=stream)
 
     def on_best(epoch: int, val_loss: float) -> None:
         save_model(job_dir / jobdir.MODEL, model, cfg, data.norm, epoch, val_loss, data.model_extra)
@@ -335,23 +334,50 @@ def _train(
             train_loss=rec["train_loss"],
             val_loss=rec["val_loss"],
         )
-        heartbeat.beat()
-        if scalars is not None:
-            scalars(rec)
+        after_epoch(rec)
         report(rec)
+
+    def tensor(x):
+        return None if x is None else torch.from_numpy(x).to(device)
 
     trainer = Trainer(
         model,
-        torch.from_numpy(data.x_train).to(device),
-        torch.from_numpy(data.x_val).to(device),
+        tensor(data.x_train),
+        tensor(data.x_val),
         tcfg,
         cfg["seed"],
         job_dir / jobdir.CHECKPOINT,
         on_best=on_best,
         on_epoch=on_epoch,
-        m_train=None if data.m_train is None else torch.from_numpy(data.m_train).to(device),
-        m_val=None if data.m_val is None else torch.from_numpy(data.m_val).to(device),
+        m_train=tensor(data.m_train),
+        m_val=tensor(data.m_val),
     )
+    return trainer
+
+
+def _train(
+    job_dir: Path,
+    cfg: dict[str, Any],
+    data: Prepared,
+    device,
+    threads: int,
+    fresh: bool,
+    heartbeat: jobdir.Heartbeat,
+):
+    """Train (resuming from the checkpoint unless ``fresh``); returns (trainer, result)."""
+    from hepae_core.models import describe
+    from hepae_core.tensorboard import open_scalars
+    from hepae_core.train import StopFlag
+
+    scalars = open_scalars(job_dir, cfg)  # refuses a missing optional extra before training
+    stop = StopFlag().install()
+
+    def after_epoch(rec: dict[str, float]) -> None:
+        heartbeat.beat()
+        if scalars is not None:
+            scalars(rec)
+
+    trainer = _build_trainer(job_dir, cfg, data, device, after_epoch)
     if not fresh and trainer.resume():
         _say(f"resuming from {jobdir.CHECKPOINT}: epoch {trainer.epoch}, batch {trainer.batch}")
     _say(

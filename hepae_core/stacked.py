@@ -92,6 +92,10 @@ def why_not_stackable(trainer: Trainer) -> str | None:
     """A reason this member cannot join a stack, or None when it can."""
     if trainer.cfg.get("compile"):
         return "train.compile is set (a compiled model is trained alone)"
+    if trainer.m_train is not None:
+        return "grouped inputs with padded slots (a masked loss the stack does not compute)"
+    if trainer.cfg.get("latent_noise_bits"):
+        return "train.latent_noise_bits is set (latent noise is added by the single loop)"
     if trainer.cfg["optimizer"] not in ("adam", "adamw"):  # pragma: no cover - schema
         return f"optimizer {trainer.cfg['optimizer']} has no stacked step"
     for layer in _layers(trainer.model):

@@ -303,3 +303,14 @@ def test_saved_best_model_holds_only_its_member(jets, tmp_path):
     for name, t in saved.items():
         assert t.untyped_storage().nbytes() == t.numel() * t.element_size(), name
         torch.testing.assert_close(t, trs[0].model.state_dict()[name])
+
+
+def test_members_the_stack_would_train_wrongly_run_alone(jets):
+    """A masked (grouped) loss and latent noise live in the single loop only."""
+    plain = member(jets, {}, 0)
+    noisy = member(jets, {"latent_noise_bits": 8}, 1)
+    masked = member(jets, {}, 2)
+    masked.m_train = torch.ones_like(jets[0])
+    groups, alone = group_stackable([plain, noisy, masked, member(jets, {}, 3)])
+    assert groups[0] == [0, 3]
+    assert "latent_noise_bits" in alone[1] and "masked loss" in alone[2]
