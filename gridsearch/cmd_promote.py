@@ -7,6 +7,7 @@ from pathlib import Path
 
 from gridsearch.bundles import parse_bundle
 from gridsearch.campaign import open_campaign
+from gridsearch.cmd_submit import print_report
 from gridsearch.promote import parse_keep, promote
 
 
@@ -89,15 +90,4 @@ def run(args: argparse.Namespace) -> int:
     if args.site is None:
         print("not submitted (no --site): 'gridsearch resubmit DIR --site S' runs them")
         return 0
-    sub = report.submit
-    rec = (sub.record or {}) if sub is not None else {}
-    print(f"submitted {len(sub.selected) if sub else 0} jobs to {args.site} as "
-          f"{rec.get('submission')}")  # fmt: skip
-    if rec.get("kind") == "local":
-        from gridsearch.status import campaign_status
-        from hepae_core.states import JobState
-
-        ids = {p.js.id for p in report.chosen}
-        done = [js for js in campaign_status(campaign, query=False) if js.id in ids]
-        return 0 if all(js.state == JobState.DONE for js in done) else 1
-    return 0
+    return print_report(campaign, args.site, report.submit)

@@ -123,6 +123,14 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         raise
+    return print_report(campaign, args.site, report, args.dry_run)
+
+
+def print_report(campaign, site: str, report, dry_run: bool = False) -> int:
+    """What a submission did, for ``submit``, ``resubmit`` and ``promote``; the exit code.
+
+    For a backend that blocks until its jobs end (local), 1 unless every job ended done.
+    """
     left = ", ".join(f"{n} {s}" for s, n in report.skipped.items()) or "none"
     if not report.selected:
         print(f"nothing to submit (jobs left alone: {left}); see 'gridsearch status'")
@@ -130,9 +138,9 @@ def run(args: argparse.Namespace) -> int:
     rec = report.record or {}
     sub = report.submission
     blocking = get_backend(str(rec.get("kind"))).blocking
-    what = "would submit" if args.dry_run else "submitted"
+    what = "would submit" if dry_run else "submitted"
     print(
-        f"{what} {len(report.selected)} jobs to {args.site} ({rec.get('kind')}) as "
+        f"{what} {len(report.selected)} jobs to {site} ({rec.get('kind')}) as "
         f"{rec.get('submission')}; files in {campaign.root / rec.get('dir', '')}"
     )
     unconfirmed = {k: n for k, n in report.skipped.items() if k.startswith("in submission")}
@@ -142,9 +150,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     if rec.get("command") and not blocking:
         print("command: " + format_command(rec["command"]))
-    if rec.get("scheduler_ids") and not args.dry_run and not blocking:
+    if rec.get("scheduler_ids") and not dry_run and not blocking:
         print("scheduler ids: " + ", ".join(rec["scheduler_ids"]))
-    if blocking and not args.dry_run:
+    if blocking and not dry_run:
         from gridsearch.status import campaign_status
 
         ids = {js.id for js in report.selected}
