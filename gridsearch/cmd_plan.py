@@ -37,12 +37,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _table(report: PlanReport) -> str:
     added = set(report.added)
     keys = report.space.keys
+    staged = bool(report.space.stages)
     rows = [
         [j.index, j.id, safe(j.name), "new" if j.id in added else "planned"]
-        + [safe(j.params[k]) for k in keys]
+        + ([safe(j.stage)] if staged else [])
+        + [safe(j.params[k]) if k in j.params else "" for k in keys]
         for j in report.jobs
     ]
-    return table(["#", "id", "name", "plan", *(safe(k) for k in keys)], rows)
+    head = ["#", "id", "name", "plan", *(["stage"] if staged else []), *(safe(k) for k in keys)]
+    return table(head, rows)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +68,17 @@ def run(args: argparse.Namespace) -> int:
         f"{len(report.added)} added, {len(report.unchanged)} unchanged, "
         f"{len(report.gone)} no longer in the space (kept, flagged)"
     )
+    for stage in report.space.stages:
+        n = sum(1 for j in report.jobs if j.stage == stage.name)
+        after = ""
+        if stage.after and stage.pick == "each":
+            after = f", one per job of stage '{stage.after}', each starting when that one ended"
+        elif stage.after:
+            after = (
+                f", each picks the best finished job of stage '{stage.after}' by {stage.by} "
+                "when it starts"
+            )
+        print(f"  stage {safe(stage.name)}: {n} jobs{after}")
     if report.renamed:
         print(f"{len(report.renamed)} readable names changed (ids did not)")
     if report.returning:

@@ -65,6 +65,8 @@ def _state_word(text: str) -> JobState:
 
 
 def _info(js: JobStatus) -> str:
+    if js.out_of_date:
+        return js.out_of_date
     if js.state == JobState.QUEUED and not js.reason:
         return js.scheduler_state or js.submission or ""
     return js.reason or ""
@@ -73,7 +75,11 @@ def _info(js: JobStatus) -> str:
 def recovery_hints(statuses: list[JobStatus], root: str) -> list[str]:
     """The one command that reruns the jobs that ended unfinished, and notes for the rest."""
     lines = []
-    rerun = [js for js in statuses if js.in_space and js.state in RESUBMIT_DEFAULT]
+    rerun = [
+        js
+        for js in statuses
+        if js.in_space and js.state in RESUBMIT_DEFAULT and js.state != JobState.WAITING
+    ]
     if rerun:
         sites = Counter(js.site for js in rerun if js.site)
         site = sites.most_common(1)[0][0] if sites else "SITE"
@@ -89,6 +95,13 @@ def recovery_hints(statuses: list[JobStatus], root: str) -> list[str]:
                 f"  {len(bad)} of them failed on bad input (e.g. {bad[0].name}): they fail again "
                 "until the input is fixed; see 'gridsearch status --failed'"
             )
+    stale = [js for js in statuses if js.in_space and js.out_of_date]
+    if stale:
+        lines.append(
+            f"{len(stale)} done job(s) are out of date (a stage-1 job they picked from changed; "
+            f"e.g. {stale[0].name}: {stale[0].out_of_date}); to rerun them: gridsearch "
+            f"resubmit {shlex.quote(root)} --out-of-date --site SITE"
+        )
     intended = sorted(
         {
             js.submission
@@ -164,7 +177,9 @@ def run(args: argparse.Namespace) -> int:
                 js.index,
                 js.id,
                 js.name,
-                js.state.word + ("" if js.in_space else " (not in space)"),
+                js.state.word
+                + ("" if js.in_space else " (not in space)")
+                + (" (out of date)" if js.out_of_date else ""),
                 js.epoch_text,
                 js.train_loss,
                 js.val_loss,

@@ -34,6 +34,12 @@ def add_arguments(p: argparse.ArgumentParser, only_default: str | None) -> None:
         "--force", action="store_true", help="allow queued, running and done jobs in --only"
     )
     p.add_argument(
+        "--out-of-date",
+        action="store_true",
+        help="also rerun done jobs that are out of date: a stage-1 job they picked from "
+        "finished again since (their outputs are moved to previous/)",
+    )
+    p.add_argument(
         "--lost-after",
         type=float,
         default=DEFAULT_LOST_AFTER_S / 60,
@@ -115,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             overrides={k: v for k, v in overrides.items() if v is not None},
             sites_dir=args.sites_dir,
             lost_after_s=args.lost_after * 60,
+            out_of_date=args.out_of_date,
         )
     except KeyboardInterrupt:
         print(
@@ -130,28 +137,25 @@ def print_report(campaign, site: str, report, dry_run: bool = False) -> int:
     """What a submission did, for ``submit``, ``resubmit`` and ``promote``; the exit code.
 
     For a backend that blocks until its jobs end (local), 1 unless every job ended done.
+    A staged campaign's stages are reported one by one.
     """
     left = ", ".join(f"{n} {s}" for s, n in report.skipped.items()) or "none"
+    for note in report.notes:
+        print(f"note: {note}")
     if not report.selected:
         print(f"nothing to submit (jobs left alone: {left}); see 'gridsearch status'")
         return 0
+    parts = report.parts or [report]
     rec = report.record or {}
-    sub = report.submission
     blocking = get_backend(str(rec.get("kind"))).blocking
-    what = "would submit" if dry_run else "submitted"
-    print(
-        f"{what} {len(report.selected)} jobs to {site} ({rec.get('kind')}) as "
-        f"{rec.get('submission')}; files in {campaign.root / rec.get('dir', '')}"
-    )
+    for part in parts:
+        _print_part(campaign, site, part, dry_run, blocking)
     unconfirmed = {k: n for k, n in report.skipped.items() if k.startswith("in submission")}
     for key, n in unconfirmed.items():
         print(f"left alone: {n} {key}")
-    for note in sub.notes if sub is not None and not blocking else []:
-        print(f"note: {note}")
-    if rec.get("command") and not blocking:
-        print("command: " + format_command(rec["command"]))
-    if rec.get("scheduler_ids") and not dry_run and not blocking:
-        print("scheduler ids: " + ", ".join(rec["scheduler_ids"]))
+    waiting = {k: n for k, n in report.skipped.items() if k.startswith("waiting")}
+    for key, n in waiting.items():
+        print(f"left alone: {n} {key}")
     if blocking and not dry_run:
         from gridsearch.status import campaign_status
 
@@ -161,3 +165,20 @@ def print_report(campaign, site: str, report, dry_run: bool = False) -> int:
         print(f"local run ended: {summary}")
         return 0 if all(js.state == JobState.DONE for js in done) else 1
     return 0
+
+
+def _print_part(campaign, site: str, part, dry_run: bool, blocking: bool) -> None:
+    rec = part.record or {}
+    sub = part.submission
+    what = "would submit" if dry_run else "submitted"
+    stage = f"stage '{part.stage}': " if part.stage else ""
+    print(
+        f"{stage}{what} {len(part.selected)} jobs to {site} ({rec.get('kind')}) as "
+        f"{rec.get('submission')}; files in {campaign.root / rec.get('dir', '')}"
+    )
+    for note in sub.notes if sub is not None and not blocking else []:
+        print(f"note: {note}")
+    if rec.get("command") and not blocking:
+        print("command: " + format_command(rec["command"]))
+    if rec.get("scheduler_ids") and not dry_run and not blocking:
+        print("scheduler ids: " + ", ".join(rec["scheduler_ids"]))

@@ -23,7 +23,7 @@ from gridsearch import campaign as C
 from gridsearch.errors import GridsearchError
 from gridsearch.space import Point, Space, absolute_source, expand, load_space
 from hepae_core import yamlio
-from hepae_core.config import resolve
+from hepae_core.config import resolve, variables_of
 from hepae_core.errors import ConfigError
 from hepae_core.jobdir import CONFIG, STATE, atomic_write_json, atomic_write_text, now_iso
 
@@ -80,6 +80,7 @@ LABELS = {
     "data.variables": "v",
     "data.max_jets": "nj",
     "seed": "s",
+    "stage1": "on-",  # pick: each, the stage-1 job's readable name
 }
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+-")
 
@@ -110,7 +111,11 @@ def readable_name(
         ck = (key, repr(value))
         part = cache.get(ck)
         if part is None:
-            label = LABELS.get(key, key.rsplit(".", 1)[-1])
+            if key.startswith("stage1."):  # a candidate group of a dependent stage
+                inner = key[len("stage1.") :]
+                label = "s1" + LABELS.get(inner, inner.rsplit(".", 1)[-1])
+            else:
+                label = LABELS.get(key, key.rsplit(".", 1)[-1])
             part = "".join(c for c in label if c in _SAFE) + _fmt(value)
             cache[ck] = part
         parts.append(part)
@@ -126,13 +131,16 @@ class PlannedJob:
     name: str
     params: dict[str, Any]
     canonical: str  # dump of the resolved config without name
+    variables: list[str] = field(default_factory=list)  # what it trains on
+    stage: str | None = None  # its stage, in a staged space (gridsearch/stages.py)
+    after: list[str] = field(default_factory=list)  # job ids it waits for (earlier stage)
 
     def config_text(self, space_name: str) -> str:
         header = f"# planned by gridsearch from space '{space_name}', point {self.index}\n"
         return header + f"name: {json.dumps(self.name)}\n" + self.canonical
 
     def manifest_entry(self, in_space: bool = True) -> dict[str, Any]:
-        return {
+        entry = {
             "index": self.index,
             "id": self.id,
             "name": self.name,
@@ -140,6 +148,9 @@ class PlannedJob:
             "dir": f"{C.JOBS}/{self.id}",
             "in_space": in_space,
         }
+        if self.stage is not None:
+            entry.update(stage=self.stage, after=list(self.after))
+        return entry
 
 
 @dataclass
@@ -164,8 +175,10 @@ def _point_desc(params: Mapping[str, Any]) -> str:
     return text if len(text) < 120 else text[:117] + "..."
 
 
-def validate(space: Space, points: list[Point]) -> list[PlannedJob]:
+def validate(space: Space, points: list[Point], keys: list[str] | None = None) -> list[PlannedJob]:
     """Resolve every point as a job config and give it its id and readable name.
+
+    ``keys``: the parameter keys of the points (default: the space's axis keys).
 
     Raises
     ------
@@ -175,8 +188,8 @@ def validate(space: Space, points: list[Point]) -> list[PlannedJob]:
     """
     canon = _Canon()
     space_dir = space.path.resolve().parent
-    keys = space.keys
-    resolved: list[tuple[Point, str, str]] = []
+    keys = space.keys if keys is None else keys
+    resolved: list[tuple[Point, str, str, list[str]]] = []
     first_of: dict[str, Point] = {}
     for point in points:
         absolute_source(point.raw, space_dir)
@@ -203,13 +216,13 @@ def validate(space: Space, points: list[Point]) -> list[PlannedJob]:
                 source=str(space.path),
             )
         first_of[jid] = point
-        resolved.append((point, jid, text))
-    varied = [k for k in keys if len({repr(p.params[k]) for p, _, _ in resolved}) > 1]
+        resolved.append((point, jid, text, variables_of(cfg)))
+    varied = [k for k in keys if len({repr(p.params[k]) for p, _, _, _ in resolved}) > 1]
     jobs = []
     parts: dict[tuple[str, str], str] = {}
-    for point, jid, text in resolved:
+    for point, jid, text, variables in resolved:
         name = readable_name(point.params, varied, parts) if varied else space.name
-        jobs.append(PlannedJob(point.index, jid, name, point.params, text))
+        jobs.append(PlannedJob(point.index, jid, name, point.params, text, variables))
     # readable names are for people; make clashes (rare: sanitised strings) distinct
     count: dict[str, int] = {}
     for job in jobs:
@@ -218,6 +231,82 @@ def validate(space: Space, points: list[Point]) -> list[PlannedJob]:
         if count[job.name] > 1:
             job.name = f"{job.name}_{job.id[:6]}"
     return jobs
+
+
+def validate_staged(
+    space: Space, *, max_points: int = DEFAULT_MAX_POINTS, yes: bool = False
+) -> tuple[list[Point], list[PlannedJob]]:
+    """The points and validated jobs of every stage of a staged space, in run order.
+
+    A dependent stage's points are its own points once per group of candidates of its
+    ``after`` stage (gridsearch/stages.py); readable names start with the stage's name.
+    """
+    from gridsearch.stages import candidate_groups, dependent_points
+
+    all_points: list[Point] = []
+    all_jobs: list[PlannedJob] = []
+    by_stage: dict[str, list[PlannedJob]] = {}
+    raws: dict[str, dict[str, Any]] = {}
+    first_stage: dict[str, str] = {}
+    for stage in space.stages:
+        own = expand(stage.space, max_points=None)
+        if stage.after is not None:
+            earlier = by_stage[stage.after]
+            groups = candidate_groups(stage, earlier, raws)
+            points = dependent_points(stage, own, groups)
+        else:
+            points = own
+        total = len(all_points) + len(points)
+        if total > max_points and not yes:
+            raise GridsearchError(
+                message=f"the stages have {total:,} points or more, more than --max-points "
+                f"{max_points:,}; check the grids, then pass --yes to plan them all",
+                source=str(space.path),
+            )
+        for k, point in enumerate(points):
+            point.index = len(all_points) + k
+        jobs = validate(stage.space, points, keys=stage.keys)
+        for point, job in zip(points, jobs):
+            raws[job.id] = point.raw
+            job.stage = stage.name
+            job.name = f"{stage.name}_{job.name}" if job.name != space.name else stage.name
+            job.after = _after_ids(point.raw) if stage.after is not None else []
+            if job.id in first_stage:
+                raise GridsearchError(
+                    message=f"a point of stage '{stage.name}' is the same job config as one of "
+                    f"stage '{first_stage[job.id]}'; make the stages differ",
+                    source=stage.space.where(),
+                )
+            first_stage[job.id] = stage.name
+        if stage.after is not None:
+            _check_variables(stage, jobs, by_stage[stage.after], space)
+        by_stage[stage.name] = jobs
+        all_points.extend(points)
+        all_jobs.extend(jobs)
+    return all_points, all_jobs
+
+
+def _after_ids(raw: dict[str, Any]) -> list[str]:
+    """The job ids a point's ``model.stage1`` names (``../<id>`` entries)."""
+    value = (raw.get("model") or {}).get("stage1")
+    paths = value.get("from", []) if isinstance(value, dict) else [value]
+    return [os.path.basename(str(p).rstrip("/")) for p in paths if p]
+
+
+def _check_variables(stage: Any, jobs: list[PlannedJob], earlier: list[PlannedJob], space: Space):
+    """A dependent stage must train on the variables of the jobs it picks from."""
+    trained = {j.id: j.variables for j in earlier}
+    for job in jobs:
+        for dep in job.after:
+            if trained.get(dep) != job.variables:
+                raise GridsearchError(
+                    message=f"stage '{stage.name}' reads {', '.join(job.variables)} but its "
+                    f"stage-1 jobs (stage '{stage.after}') train on "
+                    f"{', '.join(trained.get(dep) or [])}: a stage-2 model needs the stage-1 "
+                    "model's variables; set the same data.variables in both stages",
+                    source=stage.space.where_key("data.variables"),
+                    key="data.variables",
+                )
 
 
 # What a plan writes before campaign.json exists: another plan may be making the campaign.
@@ -304,8 +393,11 @@ def plan(
         Allow more than ``max_points`` points.
     """
     space = load_space(space_path)
-    points = expand(space, max_points=max_points, yes=yes)
-    jobs = validate(space, points)
+    if space.stages:
+        points, jobs = validate_staged(space, max_points=max_points, yes=yes)
+    else:
+        points = expand(space, max_points=max_points, yes=yes)
+        jobs = validate(space, points)
     root = Path(out) if out is not None else Path(space.name)
     exists = _check_target(root, space, racing=not dry_run)
     report = PlanReport(root=root, space=space, jobs=jobs, new_campaign=not exists)
@@ -348,6 +440,8 @@ def plan(
             "space_sha256": _sha(space.text),
             "axes": space.keys,
         }
+        if space.stages:
+            header["stages"] = [{"name": st.name, "after": st.after} for st in space.stages]
         C.write_manifest(root, {**header, "jobs": entries + gone_entries})
         # Only a plan that completed is recorded: a killed one left no manifest update,
         # and the next plan counts what it really adds.

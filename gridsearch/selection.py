@@ -19,6 +19,7 @@ from hepae_core.states import JobState
 #: States ``--only`` accepts (older words too: submitted, pending -> queued; stale -> lost).
 SELECTABLE = (
     JobState.PLANNED,
+    JobState.WAITING,
     JobState.FAILED,
     JobState.INTERRUPTED,
     JobState.LOST,
@@ -30,7 +31,16 @@ SELECTABLE = (
 #: In flight or finished: taken only with ``force``.
 NEEDS_FORCE = (JobState.QUEUED, JobState.RUNNING, JobState.DONE)
 #: What ``gridsearch resubmit`` takes by default.
-RESUBMIT_DEFAULT = (JobState.FAILED, JobState.INTERRUPTED, JobState.LOST, JobState.CANCELLED)
+RESUBMIT_DEFAULT = (
+    JobState.FAILED,
+    JobState.INTERRUPTED,
+    JobState.LOST,
+    JobState.CANCELLED,
+    JobState.WAITING,
+)
+#: What ``gridsearch submit`` takes by default: never started (a waiting one once its
+#: dependencies are done, in flight, or submitted with it).
+SUBMIT_DEFAULT = (JobState.PLANNED, JobState.WAITING)
 
 
 def words(states: Iterable[JobState]) -> str:
@@ -69,6 +79,7 @@ def select_jobs(
     only: set[JobState] | None = None,
     force: bool = False,
     intended: dict[str, tuple[str, float]] | None = None,
+    out_of_date: bool = False,
 ) -> tuple[list[JobStatus], dict[str, int]]:
     """The jobs to submit, and how many of each state were left alone.
 
@@ -77,8 +88,13 @@ def select_jobs(
     (submission, time) of submissions without an outcome, from
     :meth:`Campaign.intended_jobs`) is a second guard: status already calls such jobs
     queued, unless they wrote a state after that submission.
+
+    In a staged campaign a waiting job is taken only when each job it waits for is done,
+    in flight, or taken too (before it: the stages are in order), and never while the
+    scheduler holds it. ``out_of_date`` also takes the done jobs whose stage-1 jobs changed
+    since they picked (their outputs are moved aside as for a forced done job).
     """
-    wanted = only if only is not None else {JobState.PLANNED}
+    wanted = only if only is not None else set(SUBMIT_DEFAULT)
     blocked = [s.word for s in NEEDS_FORCE if s in wanted] if not force else []
     if blocked:
         raise GridsearchError(
@@ -89,12 +105,25 @@ def select_jobs(
     chosen: list[JobStatus] = []
     skipped: dict[str, int] = {}
     intended = intended or {}
+    by_id = {js.id: js for js in statuses}
+    taken: set[str] = set()
     for js in statuses:
         if not force and _in_intended(js, intended):
             key = f"in submission {intended[js.id][0]} (not confirmed: see 'gridsearch adopt')"
             skipped[key] = skipped.get(key, 0) + 1
-        elif js.in_space and js.state in wanted:
+        elif js.held and not force:
+            skipped["waiting (queued behind its stage)"] = (
+                skipped.get("waiting (queued behind its stage)", 0) + 1
+            )
+        elif js.in_space and (
+            js.state in wanted or (out_of_date and js.state == JobState.DONE and js.out_of_date)
+        ):
+            if js.after and not force and not _deps_ready(js, by_id, taken):
+                key = "waiting on stage-1 jobs that ended unfinished (resubmit those first)"
+                skipped[key] = skipped.get(key, 0) + 1
+                continue
             chosen.append(js)
+            taken.add(js.id)
         else:
             key = js.state.word if js.in_space else "not in space"
             skipped[key] = skipped.get(key, 0) + 1
@@ -106,6 +135,20 @@ def select_jobs(
             "try again when it answers, or add --force",
         )
     return chosen, skipped
+
+
+def _deps_ready(js: JobStatus, by_id: dict[str, JobStatus], taken: set[str]) -> bool:
+    """Whether every job ``js`` waits for is done, in flight, or taken in this submission."""
+    for dep_id in js.after:
+        dep = by_id.get(dep_id)
+        if dep is None:
+            return False
+        if dep.id in taken or dep.state in (JobState.DONE, JobState.QUEUED, JobState.RUNNING):
+            continue
+        if dep.state == JobState.WAITING and dep.held:
+            continue
+        return False
+    return True
 
 
 def _in_intended(js: JobStatus, intended: dict[str, tuple[str, float]]) -> bool:

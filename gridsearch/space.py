@@ -46,6 +46,7 @@ TOP_KEYS = (
     "include",
     "exclude",
     "halving",  # successive halving by `gridsearch promote` (gridsearch/halving.py)
+    "stages",  # stages that depend on each other (gridsearch/stages.py)
 )
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in")
 
@@ -80,10 +81,19 @@ class Space:
     include: list[Rule]
     exclude: list[Rule]
     lines: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    #: Where this (sub-)space sits in the file: ``("stages", name)`` for a stage.
+    prefix: tuple[Any, ...] = ()
+    #: The stages of a staged space file (gridsearch/stages.py), in the order they run.
+    stages: list[Any] = field(default_factory=list)
 
     @property
     def keys(self) -> list[str]:
-        """All axis keys, in file order."""
+        """All axis keys, in file order (of every stage, for a staged space)."""
+        if self.stages:
+            out: list[str] = []
+            for stage in self.stages:
+                out.extend(k for k in stage.keys if k not in out)
+            return out
         return [k for axis in self.axes for k in axis.keys]
 
     def count(self) -> int:
@@ -92,6 +102,7 @@ class Space:
 
     def where(self, *path: Any) -> str:
         """``file:line`` of a key of the space file (the file alone when unknown)."""
+        path = (*self.prefix, *path)
         for n in range(len(path), 0, -1):
             line = self.lines.get(tuple(path[:n]))
             if line is not None:
@@ -104,9 +115,11 @@ class Space:
             if dotted in axis.keys:
                 if axis.kind != "zip":
                     return self.where(axis.kind, dotted)
+                n = len(self.prefix)
                 for path in self.lines:  # one zip mapping, or a list of them
-                    if path[0] == "zip" and path[-1] == dotted:
-                        return self.where(*path)
+                    in_zip = path[:n] == self.prefix and path[n : n + 1] == ("zip",)
+                    if in_zip and path[-1] == dotted:
+                        return self.where(*path[n:])
         return self.where("base", *dotted.split("."))
 
 
@@ -201,7 +214,20 @@ def load_space(path: str | Path) -> Space:
                 source=space.where("base", key),
                 key=key,
             )
+    if data.get("stages") is not None:
+        from gridsearch.stages import read_stages
+
+        read_stages(space, data)
+        return space
     space.base = dict(base)
+    read_body(space, data)
+    return space
+
+
+def read_body(space: Space, data: Mapping[str, Any]) -> None:
+    """The axes and rules of a space (or of one stage: ``space.prefix``), into ``space``;
+    ``space.base`` is set before."""
+    src = space.where()
     if data.get("halving") is not None:
         from gridsearch.halving import parse_halving
 
@@ -227,7 +253,6 @@ def load_space(path: str | Path) -> Space:
             seen[k] = axis.kind
     space.exclude = _read_rules(space, data, "exclude")
     space.include = _read_rules(space, data, "include")
-    return space
 
 
 def _values(space: Space, value: Any, *path: Any) -> list[Any]:
@@ -361,7 +386,7 @@ def _read_rules(space: Space, data: Mapping[str, Any], kind: str) -> list[Rule]:
                         raise GridsearchError(
                             message=f"'{op}' needs a list of values", source=where, key=key
                         )
-        out.append(Rule(dict(rule), kind, space.lines.get(path)))
+        out.append(Rule(dict(rule), kind, space.lines.get((*space.prefix, *path))))
     return out
 
 

@@ -96,6 +96,11 @@ class JobStatus:
     exit_code: int | None = None
     log_tail: list[str] = field(default_factory=list)
     metrics: dict[str, Any] | None = None
+    finished: str | None = None  # state.json's 'finished' of a done job
+    stage: str | None = None  # its stage in a staged campaign (gridsearch/stages.py)
+    after: list[str] = field(default_factory=list)  # job ids it waits for
+    held: bool = False  # waiting, and the scheduler holds it (queued behind its stage)
+    out_of_date: str = ""  # done, but a stage-1 job it picked from changed since: why
 
     @property
     def epoch_text(self) -> str | None:
@@ -265,6 +270,8 @@ def campaign_status(
             state=JobState.PLANNED,
             in_space=entry.get("in_space", True),
             params=entry.get("params", {}),
+            stage=entry.get("stage"),
+            after=[str(a) for a in entry.get("after") or []],
         )
         out.append(js)
         rec = None
@@ -322,6 +329,8 @@ def campaign_status(
     for ev in evidence:
         if id(ev.js) not in answered:
             _without_answer(ev, lost_after_s)
+    if any(js.after for js in out):
+        apply_stages(out, {st.get("name"): st.get("after") for st in manifest.get("stages") or []})
     for js in out:
         if js.state in (JobState.FAILED, JobState.LOST) and log_lines > 0:
             js.log_tail = log_tail(js.dir, log_lines)
@@ -338,6 +347,79 @@ def _take_state(js: JobStatus, st: dict[str, Any], jdir: str) -> None:
     js.scheduler_job_id = st.get("scheduler_job_id")
     js.reason = str(st.get("reason") or "")
     js.error_kind, js.exit_code = st.get("error_kind"), st.get("exit_code")
+    js.finished = st.get("finished")
+
+
+#: The failure kind of a stage-2 job that started before any of its stage-1 jobs was done.
+STAGE1_NOT_DONE = "stage1_not_done"
+#: The file a stage-2 job writes its stage-1 choice to (hepae_core.jobdir.STAGE1_CHOICE).
+STAGE1_CHOICE = "stage1.json"
+
+
+def _waits_text(deps: list[JobStatus], missing: int, stage: str | None) -> str:
+    not_done = [d for d in deps if d.state != JobState.DONE]
+    what = Counter(d.state.word for d in not_done)
+    if missing:
+        what["not in the campaign"] = missing
+    detail = ", ".join(f"{n} {w}" for w, n in what.most_common())
+    of = f" of stage '{stage}'" if stage else ""
+    return f"waits on {len(not_done) + missing} of {len(deps) + missing} jobs{of} ({detail})"
+
+
+def apply_stages(statuses: list[JobStatus], stage_after: dict[str, Any]) -> None:
+    """Waiting and out-of-date jobs of a staged campaign, from their dependencies' states.
+
+    A job whose dependencies (``after``) are not all done is ``waiting``: planned, or queued
+    behind them (``held``: the scheduler starts it when its stage ended), or failed at
+    start because none of them was done yet (failure kind ``stage1_not_done``). A done
+    job is out of date when one of the stage-1 jobs it picked from (its ``stage1.json``)
+    finished again, or finished for the first time, after it picked.
+    """
+    by_id = {js.id: js for js in statuses}
+    for js in statuses:
+        if not js.after:
+            continue
+        deps = [by_id[d] for d in js.after if d in by_id]
+        missing = len(js.after) - len(deps)
+        ready = not missing and all(d.state == JobState.DONE for d in deps)
+        earlier = stage_after.get(js.stage) if js.stage else None
+        if js.state == JobState.PLANNED and not ready:
+            js.state = JobState.WAITING
+            js.reason = _waits_text(deps, missing, earlier)
+        elif js.state == JobState.QUEUED and not ready:
+            js.state, js.held = JobState.WAITING, True
+            js.reason = f"queued behind its stage: {_waits_text(deps, missing, earlier)}"
+        elif js.state == JobState.FAILED and js.error_kind == STAGE1_NOT_DONE and not ready:
+            js.state = JobState.WAITING
+            js.reason = (
+                f"started before any stage-1 job was done; {_waits_text(deps, missing, earlier)}"
+            )
+        elif js.state == JobState.DONE:
+            js.out_of_date = _out_of_date(js, by_id)
+
+
+def _out_of_date(js: JobStatus, by_id: dict[str, JobStatus]) -> str:
+    choice = _read_state(os.path.join(js.dir, STAGE1_CHOICE))
+    if not choice or not isinstance(choice.get("candidates"), list):
+        return ""
+    for cand in choice["candidates"]:
+        if not isinstance(cand, dict):
+            continue
+        now = by_id.get(str(cand.get("id")))
+        if now is None:
+            continue
+        was_done = cand.get("state") == "done"
+        if now.state != JobState.DONE:
+            if was_done and now.state in (JobState.QUEUED, JobState.RUNNING, JobState.WAITING):
+                return f"stage-1 job {now.name} is being rerun ({now.state.word})"
+            continue
+        if not was_done:
+            return (
+                f"stage-1 job {now.name} finished after this job picked {choice.get('chosen_id')}"
+            )
+        if cand.get("finished") != now.finished:
+            return f"stage-1 job {now.name} finished again after this job picked from it"
+    return ""
 
 
 def _last_sign(js: JobStatus, now: float) -> float | None:

@@ -51,6 +51,12 @@ class SubmitReport:
     submission: Submission | None = None
     record: dict[str, Any] | None = None
     skipped: dict[str, int] = field(default_factory=dict)  # state -> jobs left alone
+    #: One report per submission made, in order: a staged campaign submits each stage
+    #: as its own submission, a later one held by the scheduler behind the earlier.
+    parts: list[SubmitReport] = field(default_factory=list)
+    stage: str | None = None  # the stage of a part
+    notes: list[str] = field(default_factory=list)
+    interrupted: BaseException | None = None
 
 
 def intended_jobs(campaign: Campaign) -> dict[str, tuple[str, float]]:
@@ -88,12 +94,18 @@ def submit(
     lock_wait_s: float = 10.0,
     lost_after_s: float = S.DEFAULT_LOST_AFTER_S,
     echo: Callable[[str], None] = print,
+    out_of_date: bool = False,
 ) -> SubmitReport:
     """Submit a campaign's jobs to ``site``, recording the submission in the ledger.
 
     The campaign lock is held throughout (for a blocking backend: until the jobs ended),
     so two submissions never pick the same jobs. ``ids`` limits the choice to these job
     ids (``gridsearch promote`` submits exactly the jobs it promoted).
+
+    In a staged campaign each stage is its own submission, in order; a later stage waits
+    for the earlier one (Slurm: ``--dependency=afterany`` on its array; a blocking backend
+    runs them one after the other; a scheduler without dependencies gets the first stage
+    only, and a note). ``out_of_date`` also reruns done jobs whose stage-1 jobs changed.
     """
     profile = load_profile(site, sites_dir)
     kind = profile["kind"]
@@ -102,7 +114,9 @@ def submit(
         statuses = S.campaign_status(campaign, lost_after_s=lost_after_s, log_lines=0)
         if ids is not None:
             statuses = [js for js in statuses if js.id in ids]
-        chosen, skipped = select_jobs(statuses, only, force, intended_jobs(campaign))
+        chosen, skipped = select_jobs(
+            statuses, only, force, intended_jobs(campaign), out_of_date=out_of_date
+        )
         report = SubmitReport(selected=chosen, skipped=skipped)
         if not chosen:
             return report
@@ -113,58 +127,159 @@ def submit(
                 f"{bad_input[0].name}: {bad_input[0].reason}); they fail again unless the "
                 "input was fixed"
             )
-        sub_id = new_submission_id(kind)
-        directory = campaign.submit_dir(sub_id)
-        refs = [JobRef(js.id, js.dir, js.index) for js in chosen]
-        fields = {
-            "time": now_iso(),  # before any job starts: status compares it with state.json
-            "site": site,
-            "kind": kind,
-            "dir": campaign.relative(directory),
-            "overrides": {k: v for k, v in (overrides or {}).items() if v is not None},
-            "profile": profile.get("source"),
-        }
-        journal = Journal(campaign, sub_id, fields)
+        by_id = {js.id: js for js in statuses}
+        parts = _stage_parts(chosen)
+        submitted: dict[str, list[str]] = {}  # job id -> scheduler ids of its submission
+        for k, part in enumerate(parts):
+            if k and backend.blocking and not dry_run:
+                part = _still_runnable(campaign, part, report, lost_after_s)
+                if not part:
+                    continue
+            after = _held_behind(part, by_id, submitted, dry_run)
+            if after and not backend.blocking and not backend.supports_dependency:
+                stage = part[0].stage
+                report.notes.append(
+                    f"stage '{stage}' ({len(part)} jobs) was not submitted: {kind} cannot hold "
+                    "it until the jobs it waits for ended; submit again once 'gridsearch status' "
+                    "shows them done"
+                )
+                report.skipped[f"waiting (stage {stage})"] = len(part)
+                continue
+            one = _submit_part(
+                campaign, backend, profile, site, part, after,
+                dry_run=dry_run, overrides=overrides, sites_dir=sites_dir,
+            )  # fmt: skip
+            one.stage = part[0].stage if len(parts) > 1 else None
+            report.parts.append(one)
+            report.submission, report.record = one.submission, one.record
+            for js in part:
+                submitted[js.id] = list(one.submission.scheduler_ids) or [
+                    f"<ids of stage {js.stage}>"
+                ]
+            if one.interrupted is not None:
+                raise one.interrupted
+        report.selected = [js for p in report.parts for js in p.selected]
+    return report
 
-        def archive_done() -> None:
-            for js in chosen:
-                if js.state == JobState.DONE:
-                    archive_outputs(js.dir)
 
-        interrupted = None
-        try:
-            sub = backend.submit(
-                refs,
-                profile,
-                directory=directory,
-                dry_run=dry_run,
-                overrides=overrides or {},
-                journal=journal,
-                search=user_site_dirs(sites_dir),
-                before_submit=archive_done,
-            )
-        except KeyboardInterrupt as exc:
-            sub = getattr(exc, "submission", None)
-            if sub is None:
-                raise
-            interrupted = exc
-        record = {
-            "submission": sub_id,
-            **fields,
-            "command": [str(c) for c in sub.command],
-            "scheduler_ids": list(sub.scheduler_ids),
-            "tasks": dict(sub.tasks),
-            "dry_run": bool(dry_run),
-            "jobs": len(refs),
-            "notes": list(sub.notes),
-        }
-        if dry_run:  # one whole record; the scheduler was not called
-            campaign.append_ledger(record)
-        if interrupted is not None:
-            record["interrupted"] = True
-        report.submission, report.record = sub, record
-        if interrupted is not None:
-            raise interrupted
+def _stage_parts(chosen: list[S.JobStatus]) -> list[list[S.JobStatus]]:
+    """The chosen jobs cut by stage, in campaign order (the manifest lists stages in the
+    order they run); one part for a campaign without stages."""
+    parts: dict[str | None, list[S.JobStatus]] = {}
+    for js in chosen:
+        parts.setdefault(js.stage, []).append(js)
+    return list(parts.values())
+
+
+def _held_behind(
+    part: list[S.JobStatus],
+    by_id: dict[str, S.JobStatus],
+    submitted: dict[str, list[str]],
+    dry_run: bool,
+) -> list[str]:
+    """The scheduler ids the part must wait for: the submissions of this call holding its
+    dependencies, and the tasks of earlier submissions still queued or running."""
+    out: list[str] = []
+    for js in part:
+        for dep_id in js.after:
+            if dep_id in submitted:
+                ids = submitted[dep_id]
+            else:
+                dep = by_id.get(dep_id)
+                held = dep is not None and (
+                    dep.state in (JobState.QUEUED, JobState.RUNNING) or dep.held
+                )
+                ids = [dep.task_id] if held and dep.task_id else []
+            out.extend(i for i in ids if i not in out)
+    return out
+
+
+def _still_runnable(
+    campaign: Campaign, part: list[S.JobStatus], report: SubmitReport, lost_after_s: float
+) -> list[S.JobStatus]:
+    """After a blocking run of an earlier stage: the jobs that have a done job to pick."""
+    now = {js.id: js for js in S.campaign_status(campaign, query=False, log_lines=0,
+                                                  lost_after_s=lost_after_s)}  # fmt: skip
+    keep = []
+    for js in part:
+        if not js.after or any(
+            now.get(d) is not None and now[d].state == JobState.DONE for d in js.after
+        ):
+            keep.append(js)
+    dropped = len(part) - len(keep)
+    if dropped:
+        key = "waiting (no stage-1 job they pick from ended done)"
+        report.skipped[key] = report.skipped.get(key, 0) + dropped
+    return keep
+
+
+def _submit_part(
+    campaign: Campaign,
+    backend: Any,
+    profile: dict[str, Any],
+    site: str,
+    chosen: list[S.JobStatus],
+    after: list[str],
+    *,
+    dry_run: bool,
+    overrides: dict[str, Any] | None,
+    sites_dir: list[Path] | None,
+) -> SubmitReport:
+    """One submission (one ledger record, one submit/<id>/ directory) of ``chosen``."""
+    kind = profile["kind"]
+    report = SubmitReport(selected=chosen)
+    sub_id = new_submission_id(kind)
+    directory = campaign.submit_dir(sub_id)
+    refs = [JobRef(js.id, js.dir, js.index) for js in chosen]
+    fields = {
+        "time": now_iso(),  # before any job starts: status compares it with state.json
+        "site": site,
+        "kind": kind,
+        "dir": campaign.relative(directory),
+        "overrides": {k: v for k, v in (overrides or {}).items() if v is not None},
+        "profile": profile.get("source"),
+    }
+    if after:
+        fields["after"] = list(after)
+    journal = Journal(campaign, sub_id, fields)
+
+    def archive_done() -> None:
+        for js in chosen:
+            if js.state == JobState.DONE:
+                archive_outputs(js.dir)
+
+    try:
+        sub = backend.submit(
+            refs,
+            profile,
+            directory=directory,
+            dry_run=dry_run,
+            overrides=overrides or {},
+            journal=journal,
+            search=user_site_dirs(sites_dir),
+            before_submit=archive_done,
+            after=after,
+        )
+    except KeyboardInterrupt as exc:
+        sub = getattr(exc, "submission", None)
+        if sub is None:
+            raise
+        report.interrupted = exc
+    record = {
+        "submission": sub_id,
+        **fields,
+        "command": [str(c) for c in sub.command],
+        "scheduler_ids": list(sub.scheduler_ids),
+        "tasks": dict(sub.tasks),
+        "dry_run": bool(dry_run),
+        "jobs": len(refs),
+        "notes": list(sub.notes),
+    }
+    if dry_run:  # one whole record; the scheduler was not called
+        campaign.append_ledger(record)
+    if report.interrupted is not None:
+        record["interrupted"] = True
+    report.submission, report.record = sub, record
     return report
 
 

@@ -104,6 +104,8 @@ class Prepared:
     request: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: Scheduler ids this submission waits for (an earlier stage); see ``supports_dependency``.
+    after: list[str] = field(default_factory=list)
 
     def indices(self) -> dict[str, str | list[str]]:
         """Task index -> job id (a bundle task: the list of its job ids), for the ledger
@@ -202,6 +204,8 @@ class Backend:
     blocking: bool = False
     #: The tool that submits, for the "not found on PATH" message.
     submit_tool: str = ""
+    #: True when the scheduler can hold a submission until given jobs ended (``after``).
+    supports_dependency: bool = False
 
     # ------------------------------------------------------------------ the flow
 
@@ -215,18 +219,30 @@ class Backend:
         journal: Journal | None = None,
         search: list[Path] | None = None,
         before_submit: Callable[[], None] | None = None,
+        after: list[str] | None = None,
     ) -> Submission:
         """Validate, record the intent, write the files, submit, record the outcome.
 
         ``journal`` is the ledger of the submission (None: nothing is recorded, e.g. a
         test calling a backend directly); ``search`` the user's template directories;
         ``before_submit`` runs once everything was validated and the intent recorded (the
-        caller moves a forced done job's outputs aside there).
+        caller moves a forced done job's outputs aside there); ``after`` the scheduler ids
+        (array jobs or tasks) that must end before any of these jobs starts.
         """
         directory = Path(directory).absolute()
         if directory.exists() and any(directory.iterdir()):
             raise GridsearchError(message="already holds a submission", source=str(directory))
+        if after and not (self.supports_dependency or self.blocking):
+            raise GridsearchError(
+                message=f"{self.kind} cannot hold jobs until others ended; submit them once "
+                "the jobs they wait for are done"
+            )
         prepared = self._prepare(jobs, profile, directory, overrides or {}, search or [])
+        if after and not self.blocking:
+            prepared.after = list(after)
+            prepared.notes.append(
+                "held by the scheduler until " + ", ".join(after) + " ended (an earlier stage)"
+            )
         sub = Submission(
             kind=self.kind,
             directory=directory,

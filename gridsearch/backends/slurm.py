@@ -154,6 +154,7 @@ class SlurmBackend(Backend):
 
     kind = "slurm"
     submit_tool = "sbatch"
+    supports_dependency = True
     script_template = "slurm.sh.j2"
 
     def _prepare(
@@ -225,8 +226,13 @@ class SlurmBackend(Backend):
         self, prepared: Prepared, chunk: Chunk, previous: str | None
     ) -> list[str]:
         cmd = ["sbatch", "--parsable", f"--chdir={prepared.directory}"]
+        # afterany, not afterok: one failed stage-1 task would leave a later stage pending
+        # forever (DependencyNeverSatisfied); each stage-2 job picks among the done ones.
+        wait_for = list(prepared.after)
         if previous is not None and prepared.request.get("throttle"):
-            cmd.append(f"--dependency=afterany:{previous}")
+            wait_for.append(previous)
+        if wait_for:
+            cmd.append("--dependency=afterany:" + ":".join(wait_for))
         return [*cmd, str(prepared.directory / chunk.script)]
 
     def _get_job_id_from_submission_command(self, stdout: str, chunk: Chunk) -> str:
