@@ -33,7 +33,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gridsearch.errors import GridsearchError
-from gridsearch.space import NAME_RE, Point, Space, _lookup, check_key, read_body, set_dotted
+from gridsearch.space import (
+    NAME_RE,
+    Point,
+    Rule,
+    Space,
+    _lookup,
+    _read_rules,
+    check_key,
+    matches,
+    read_body,
+    set_dotted,
+)
 from hepae_core.errors import did_you_mean
 
 #: What one stage may hold.
@@ -54,6 +65,7 @@ class Stage:
     pick: str = "best"
     by: str = DEFAULT_BY
     per: list[str] = field(default_factory=list)
+    where: list[Rule] = field(default_factory=list)  # only candidates matching one of them
 
     @property
     def keys(self) -> list[str]:
@@ -196,9 +208,10 @@ def _read_dependency(stage: Stage, body: Mapping[str, Any], space: Space) -> Non
         )
     spec = {} if spec is None else spec
     where = space.where("stages", name, "stage1")
-    if not isinstance(spec, Mapping) or set(spec) - {"pick", "by", "per"}:
+    if not isinstance(spec, Mapping) or set(spec) - {"pick", "by", "per", "where"}:
         raise GridsearchError(
-            message="expects {pick: best|each, by: <metric, lower is better>, per: [<keys>]}",
+            message="expects {pick: best|each, by: <metric, lower is better>, per: [<keys>], "
+            "where: <rule on the earlier stage's jobs>}",
             source=where,
             key=f"stages.{name}.stage1",
         )
@@ -235,6 +248,13 @@ def _read_dependency(stage: Stage, body: Mapping[str, Any], space: Space) -> Non
             key=f"stages.{name}.stage1.per",
         )
     stage.pick, stage.by, stage.per = pick, by.strip(), list(per)
+    if spec.get("where") is not None:
+        # the include/exclude rule syntax, read relative to this stage1 section
+        holder = Space(
+            path=space.path, text=space.text, name=space.name, base={}, axes=[], include=[],
+            exclude=[], lines=space.lines, prefix=("stages", name, "stage1"),
+        )  # fmt: skip
+        stage.where = _read_rules(holder, spec, "where")
 
 
 def _in_order(by_name: dict[str, Stage], space: Space) -> list[Stage]:
@@ -275,6 +295,14 @@ def candidate_groups(
 ) -> list[CandidateGroup]:
     """The candidate groups of a dependent stage, from the planned jobs of its ``after``
     stage (``earlier``: PlannedJob, in plan order; ``raws``: job id -> raw config)."""
+    if stage.where:
+        earlier = [j for j in earlier if any(matches(r, raws[j.id]) for r in stage.where)]
+    if not earlier:
+        raise GridsearchError(
+            message=f"no job of stage '{stage.after}' matches 'where'; loosen it",
+            source=stage.space.where("stage1"),
+            key=f"stages.{stage.name}.stage1.where",
+        )
     if stage.pick == "each":
         return [CandidateGroup([j.id], {"stage1": j.name}) for j in earlier]
     groups: dict[tuple[str, ...], CandidateGroup] = {}

@@ -1,0 +1,127 @@
+"""Real Slurm: a two-stage campaign submitted with one command on the one-node cluster of
+tests/slurm/start_cluster.sh (shared, left running). Stage 2 is a second array held by
+``--dependency=afterany`` on stage 1's: it starts only after every stage-1 job ended, picks
+the best finished stage-1 job when it starts, and the campaign ends with every job done."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gridsearch.campaign import open_campaign
+from gridsearch.status import campaign_status
+from hepae_core.states import JobState
+
+REPO = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("slurm_cluster", REPO / "tests/slurm/cluster.py")
+cluster = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cluster)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(600)]
+
+BASE = {
+    "data": {"source": "bundled:dijet_4d", "variables": "4d", "max_jets": 4000},
+    "model": {"encoder": [8]},
+    "train": {"epochs": 3, "batch_size": 256},
+    "evaluate": {"plots": False, "timing_jets": 1000},
+}
+SPACE = {
+    "name": "slurmstages",
+    "base": BASE,
+    "stages": {
+        "single": {"grid": {"model.latent": [3], "train.lr": [1e-3, 5e-3]}},
+        "grouped": {
+            "after": "single",
+            "stage1": {"pick": "best", "by": "best_val_loss"},
+            "base": {"data": {"group": {"by": "sequence"}}, "train": {"epochs": 1}},
+            "grid": {"data.group.size": [2], "model.latent": [4]},
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    reason = cluster.ensure()
+    if reason:
+        pytest.skip(reason)
+
+
+def gridsearch(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run(
+        [sys.executable, "-m", "gridsearch", *args],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )  # fmt: skip
+
+
+def _time(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def test_two_stage_campaign_on_real_slurm_with_one_submit(tmp_path, slurm):
+    sites_dir = tmp_path / "sites"
+    sites_dir.mkdir()
+    (sites_dir / "test-slurm.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "extends": "slurm",
+                "python": sys.executable,
+                "env": {"variables": {"PYTHONPATH": str(REPO)}},
+                "request": {"time": "5:00"},
+            }
+        )
+    )
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    camp = tmp_path / "camp"
+    proc = gridsearch("plan", str(space), "-o", str(camp))
+    assert proc.returncode == 0, proc.stderr
+    proc = gridsearch("submit", str(camp), "--site", "test-slurm", "--sites-dir", str(sites_dir))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "stage 'single': submitted 2 jobs" in proc.stdout
+    assert "stage 'grouped': submitted 1 jobs" in proc.stdout
+    records = [json.loads(x) for x in (camp / "ledger.jsonl").read_text().splitlines()]
+    submitted = [r for r in records if r.get("event") == "submitted"]
+    assert len(submitted) == 2
+    assert submitted[1]["after"] == submitted[0]["scheduler_ids"]
+    assert f"--dependency=afterany:{submitted[0]['scheduler_ids'][0]}" in submitted[1]["command"]
+
+    campaign = open_campaign(camp)
+    deadline = time.monotonic() + 500  # the cluster is shared: others' tasks may be queued
+    seen_waiting = False
+    while True:
+        statuses = campaign_status(campaign)
+        stage2 = [js for js in statuses if js.stage == "grouped"][0]
+        if stage2.state == JobState.WAITING:
+            seen_waiting = True
+            assert stage2.held and "queued behind its stage" in stage2.reason
+        if all(js.state in (JobState.DONE, JobState.FAILED) for js in statuses):
+            break
+        assert time.monotonic() < deadline, [(js.name, js.state, js.reason) for js in statuses]
+        time.sleep(1)
+    assert [js.state for js in statuses] == [JobState.DONE] * 3, [
+        (js.name, js.reason, js.log_tail) for js in statuses
+    ]
+    assert seen_waiting  # stage 1 takes several seconds: stage 2 was seen held behind it
+    singles = [js for js in statuses if js.stage == "single"]
+    started = _time(json.loads((stage2.dir / "state.json").read_text())["started"])
+    for js in singles:
+        finished = _time(json.loads((js.dir / "state.json").read_text())["finished"])
+        assert started >= finished, "stage 2 started before a stage-1 job had finished"
+    # the choice, made when stage 2 started: the lower best_val_loss of the two
+    losses = {
+        js.id: json.loads((js.dir / "metrics.json").read_text())["best_val_loss"] for js in singles
+    }
+    choice = json.loads((stage2.dir / "stage1.json").read_text())
+    assert choice["chosen_id"] == min(losses, key=losses.get)
+    assert {c["id"] for c in choice["candidates"]} == set(losses)
