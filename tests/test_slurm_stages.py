@@ -101,7 +101,7 @@ def test_two_stage_campaign_on_real_slurm_with_one_submit(tmp_path, slurm):
     seen_waiting = False
     while True:
         statuses = campaign_status(campaign)
-        stage2 = [js for js in statuses if js.stage == "grouped"][0]
+        stage2 = next(js for js in statuses if js.stage == "grouped")
         if stage2.state == JobState.WAITING:
             seen_waiting = True
             assert stage2.held and "queued behind its stage" in stage2.reason
