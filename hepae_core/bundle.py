@@ -158,7 +158,8 @@ def _record_failure(m: Member, kind: str, reason: str, code: int) -> None:
 def _fail(m: Member, exc: BaseException) -> None:
     """Record an exception as the member's failure, as a single job records it."""
     if isinstance(exc, HepaeError):
-        _record_failure(m, "bad_input", str(exc), exc.exit_code)
+        kind = getattr(exc, "error_kind", "bad_input")  # stage1_not_done: waits on stage 1
+        _record_failure(m, kind, str(exc), exc.exit_code)
         _say(m.job_dir.name, f"error: {exc}")
         return
     reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]

@@ -127,6 +127,77 @@ def group_of(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
     return {**GROUP_DEFAULTS, **g} if g.get("size") is not None else None
 
 
+#: ``model.stage1`` as a mapping: the best of several stage-1 jobs, chosen when the
+#: stage-2 job starts (hepae_core.two_stage.resolve_stage1, docs/collective.md).
+STAGE1_PICKS = ("best",)
+STAGE1_KEYS = ("pick", "by", "from")
+STAGE1_DEFAULT_BY = "best_val_loss"
+
+
+def stage1_spec(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``model.stage1`` of a resolved config as ``{pick, by, from}``, or None without one.
+
+    A plain path is ``{"pick": "path", "by": None, "from": [path]}``; a mapping gets its
+    defaults (``pick: best``, ``by: best_val_loss``). The config itself keeps the mapping
+    as written, so its canonical dump (and the job id) is what the user or the planner wrote.
+    """
+    s1 = cfg["model"].get("stage1")
+    if s1 is None:
+        return None
+    if isinstance(s1, str):
+        return {"pick": "path", "by": None, "from": [s1]}
+    return {
+        "pick": s1.get("pick", "best"),
+        "by": s1.get("by", STAGE1_DEFAULT_BY),
+        "from": list(s1["from"]),
+    }
+
+
+def _check_stage1(s1: Any, source: str) -> None:
+    """The mapping form of ``model.stage1``: known keys, pick best, a metric, job dirs."""
+    if not isinstance(s1, dict):
+        return
+    for key in s1:
+        if key not in STAGE1_KEYS:
+            raise ConfigError(
+                source=source,
+                key=f"model.stage1.{key}",
+                message="unknown key"
+                + did_you_mean(str(key), STAGE1_KEYS)
+                + "; model.stage1 takes pick: best, by: METRIC and from: [JOB_DIR, ...]",
+            )
+    if s1.get("pick", "best") not in STAGE1_PICKS:
+        raise ConfigError(
+            source=source,
+            key="model.stage1.pick",
+            message=f"is {s1['pick']!r}; write pick: best (the stage-1 job with the lowest "
+            "'by' metric, chosen when this job starts), or give model.stage1 as one job dir",
+        )
+    by = s1.get("by", STAGE1_DEFAULT_BY)
+    if not isinstance(by, str) or by == "":
+        raise ConfigError(
+            source=source,
+            key="model.stage1.by",
+            message=f"is {by!r}; write the name of a metrics.json key of the stage-1 jobs "
+            f"(lower is better), e.g. by: ae.pt.width (default {STAGE1_DEFAULT_BY})",
+        )
+    dirs = s1.get("from")
+    if not isinstance(dirs, list) or not dirs:
+        raise ConfigError(
+            source=source,
+            key="model.stage1.from",
+            message=f"is {dirs!r}; write a non-empty list of stage-1 job dirs (relative to "
+            "this config's directory), e.g. from: [../0a1b2c3d4e5f, ../9f8e7d6c5b4a]",
+        )
+    for i, d in enumerate(dirs):
+        if not isinstance(d, str) or d == "":
+            raise ConfigError(
+                source=source,
+                key=f"model.stage1.from.{i}",
+                message=f"is {d!r}; every entry of from must be a job dir path (a string)",
+            )
+
+
 def _cuts(v: Any) -> bool:
     return isinstance(v, str) or _str_list(v) or v == []
 
@@ -181,8 +252,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "latent_activation": Field(False, lambda v: isinstance(v, bool), "true or false"),
         "stage1": Field(
             None,
-            _opt(lambda v: isinstance(v, str) and v != ""),
-            "null or the path of a finished stage-1 job dir (relative to this config)",
+            _opt(lambda v: (isinstance(v, str) and v != "") or isinstance(v, dict)),
+            "null, the path of a finished stage-1 job dir (relative to this config), or a "
+            "mapping {pick: best, by: METRIC, from: [JOB_DIR, ...]}",
         ),
     },
     "train": {
@@ -370,6 +442,7 @@ def _check_consistency(cfg: dict[str, Any], source: str) -> None:
             message=f"is {group['size']}; a group holds at least 1 jet: choose 1 or more",
         )
     if cfg["model"]["stage1"] is not None:
+        _check_stage1(cfg["model"]["stage1"], source)
         if group is None:
             raise ConfigError(
                 source=source,

@@ -409,7 +409,7 @@ def _evaluate(job_dir: Path, cfg: dict[str, Any], data: Prepared, device):
     test_loss = evaluate_loss(best, torch.from_numpy(data.x_test_norm).to(device), mask)
     kinds = residual_kinds(cfg)
     if data.grouped is not None:
-        from hepae_core.two_stage import evaluate_grouped
+        from hepae_core.two_stage import choice_metrics, evaluate_grouped
 
         g = data.grouped
         g.codec.model, g.codec.device = best, device
@@ -419,6 +419,8 @@ def _evaluate(job_dir: Path, cfg: dict[str, Any], data: Prepared, device):
             g.codec, data.x_test_phys, g.test_rows, g.train_rows, kinds, cfg["evaluate"],
             stage1=g.codec.stage1,
         )  # fmt: skip
+        if g.stage1 is not None:
+            metrics.update(choice_metrics(g.stage1))
         for var in cfg["evaluate"]["round"]:
             j = data.variables.index(var)
             out[:, j] = np.round(out[:, j])
@@ -662,7 +664,8 @@ def _run_locked(job_dir: Path, force: bool) -> int:
             _write_state(job_dir, jobdir.RUNNING, epochs=cfg["train"]["epochs"])
             return _train_and_evaluate(job_dir, cfg, fresh=force, heartbeat=heartbeat)
     except HepaeError as exc:
-        _record_failure(job_dir, "bad_input", str(exc), exc.exit_code, t0)
+        kind = getattr(exc, "error_kind", "bad_input")  # stage1_not_done: waits on stage 1
+        _record_failure(job_dir, kind, str(exc), exc.exit_code, t0)
         _say(f"error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:

@@ -37,6 +37,8 @@ FINAL_CHECKPOINT = "final.pt"
 LOG = "job.log"
 PLOTS = "plots"
 EVAL = "evaluation.npz"
+#: A stage-2 job's record of the stage-1 job it uses (picked when it starts; docs/jobdir.md).
+STAGE1_CHOICE = "stage1.json"
 
 HEARTBEAT = "heartbeat"  # touched while the job runs; its mtime is the last sign of life
 JOB_LOCK = ".lock"  # flock-ed by the one process that may write into the job dir

@@ -98,9 +98,12 @@ WRITTEN_BY_JOB = (JobState.RUNNING, JobState.DONE, JobState.FAILED, JobState.INT
 FINAL = (JobState.DONE, JobState.FAILED, JobState.INTERRUPTED, JobState.CANCELLED, JobState.LOST)
 
 #: Reasons (state.json ``error_kind``) a failed job gives; ``unreadable_state`` is status's
-#: word for a state.json it cannot read (shown ``failed``, the one word for it everywhere).
+#: word for a state.json it cannot read (shown ``failed``, the one word for it everywhere);
+#: ``stage1_not_done``: a stage-2 job found none of its stage-1 jobs done yet (it waits on
+#: stage 1; a bad input otherwise, exit code 2).
 ERROR_KINDS = (
     "bad_input",
+    "stage1_not_done",
     "bad_environment",
     "python_error",
     "disk_full",

@@ -4,7 +4,9 @@
 * Two-stage: a finished per-jet job (stage 1, d -> z1) named by ``model.stage1``; its
   encoder turns every jet into z1 values, and stage 2 compresses groups of G of them
   (G x z1 -> z2). The stage-1 weights and normalisation are copied into the stage-2
-  model.pt, which therefore stands alone.
+  model.pt, which therefore stands alone. ``model.stage1`` may also name several stage-1
+  jobs (``pick: best``): the best of them is chosen when the stage-2 job starts and
+  recorded in its ``stage1.json`` (:func:`resolve_stage1`).
 
 Both are evaluated per jet in physical units with the residual code every model uses,
 plus widths per slot; see docs/collective.md and docs/metrics.md.
@@ -12,7 +14,10 @@ plus widths per slot; see docs/collective.md and docs/metrics.md.
 
 from __future__ import annotations
 
+import math
+import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +27,9 @@ import torch
 
 from hepae_core import jobdir
 from hepae_core.baselines import CASTS, FLOAT_BYTES, cast_roundtrip, ratio
-from hepae_core.config import group_of
-from hepae_core.errors import DataError, HepaeError
+from hepae_core.config import group_of, stage1_spec
+from hepae_core.diskfull import writing
+from hepae_core.errors import DataError, HepaeError, did_you_mean
 from hepae_core.grouping import Groups, event_branch, flat_mask, form_groups, gather, split_groups
 from hepae_core.models import AutoEncoder, build_model
 from hepae_core.normalise import Normaliser
@@ -41,10 +47,17 @@ class Stage1:
     norm: Normaliser
     payload: dict[str, Any]
     job_dir: Path | None = None
+    choice: dict[str, Any] | None = None  # the stage1.json record
 
     @property
     def latent(self) -> int:
         return int(self.payload["model_config"]["latent"])
+
+
+class Stage1NotDone(HepaeError):
+    """No stage-1 job this stage-2 job may use is done yet: it waits on stage 1 (exit 2)."""
+
+    error_kind = "stage1_not_done"
 
 
 @dataclass
@@ -92,17 +105,161 @@ class GroupedCodec:
         return self.jets_from_features(f).reshape(len(z), self.size, -1)
 
 
+def _stage1_dir(job_dir: Path, entry: str) -> Path:
+    """A ``model.stage1`` path: relative ones are taken from the job dir (config.yaml's).
+
+    Normalised (``jobs/s2/../s1`` -> ``jobs/s1``) for the messages and the record; the job
+    dir itself is already resolved, so this names the same directory.
+    """
+    return Path(os.path.normpath(job_dir / Path(entry).expanduser()))
+
+
+def _candidate(job_dir: Path, entry: str, by: str | None, src: str) -> dict[str, Any]:
+    """One stage-1 job's line in stage1.json: dir, id, state, value of ``by``, finished.
+
+    A done job without the ``by`` key in its metrics.json is a bad input (the key is
+    misspelt or not computed for these jobs); a null (non-finite) value only keeps the
+    job out of the competition.
+    """
+    path = _stage1_dir(job_dir, entry)
+    state = jobdir.read_state(path) if path.is_dir() else None
+    word = (state or {}).get("state")
+    cand: dict[str, Any] = {
+        "dir": entry,
+        "id": path.name,
+        "state": word,
+        "value": None,
+        "finished": (state or {}).get("finished"),
+    }
+    if not path.is_dir():
+        cand["missing"] = True
+    if by is None or word != jobdir.DONE:
+        return cand
+    metrics = jobdir.read_json(path / jobdir.METRICS)
+    if metrics is None:
+        raise HepaeError(
+            source=str(path / jobdir.METRICS),
+            key=None,
+            message="the stage-1 job is done but this file is missing or unreadable; rerun "
+            "that job with --force, then this one",
+        )
+    if by not in metrics:
+        raise HepaeError(
+            source=src,
+            key="model.stage1.by",
+            message=f"'{by}' is not a key of {path / jobdir.METRICS} (stage-1 job "
+            f"{cand['id']}){did_you_mean(by, metrics)}; name a metrics.json key, lower is "
+            "better (docs/metrics.md)",
+        )
+    value = metrics[by]
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        cand["value"] = float(value)
+    return cand
+
+
+def _describe_states(cands: list[dict[str, Any]], by: str) -> str:
+    """``2 failed, 1 running, 1 not started``, in the order the states first appear."""
+    words = []
+    for c in cands:
+        if c.get("missing"):
+            words.append("missing")
+        elif c["state"] is None:
+            words.append("not started")
+        elif c["state"] == jobdir.DONE:
+            words.append(f"done without a finite '{by}'")
+        else:
+            words.append(c["state"])
+    return ", ".join(f"{n} {w}" for w, n in Counter(words).items())
+
+
+def _recorded_choice(job_dir: Path, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The stage1.json to keep: a resumed job (checkpoint.pt present) keeps its stage 1.
+
+    Only a record made for this very ``model.stage1`` (same pick, by and candidates)
+    counts; an edited config picks again.
+    """
+    if not (job_dir / jobdir.CHECKPOINT).is_file():
+        return None
+    rec = jobdir.read_json(job_dir / jobdir.STAGE1_CHOICE)
+    if rec is None or not isinstance(rec.get("candidates"), list):
+        return None
+    dirs = [c.get("dir") for c in rec["candidates"] if isinstance(c, dict)]
+    same = (rec.get("pick"), rec.get("by"), dirs) == (spec["pick"], spec["by"], spec["from"])
+    return rec if same and rec.get("chosen") in spec["from"] else None
+
+
+def resolve_stage1(cfg: dict[str, Any], job_dir: Path) -> tuple[dict[str, Any], bool]:
+    """Which stage-1 job this stage-2 job uses: (the stage1.json record, reused).
+
+    ``model.stage1`` as a path names it; as ``{pick: best, by, from}`` the candidates that
+    are done with a finite ``by`` in their metrics.json compete and the lowest wins (a
+    tie: the first in ``from``). A job resuming from its checkpoint keeps the choice its
+    stage1.json recorded (``reused`` True), so a resumed training stays exact even when a
+    better stage-1 job finished meanwhile.
+
+    Raises
+    ------
+    Stage1NotDone
+        No candidate competes and some are not done yet (exit 2, error kind
+        ``stage1_not_done``: the job waits on stage 1).
+    HepaeError
+        A done candidate's metrics.json lacks ``by``, or every candidate is done without
+        a finite value of it.
+    """
+    spec = stage1_spec(cfg)
+    recorded = _recorded_choice(job_dir, spec)
+    if recorded is not None:
+        return recorded, True
+    src = str(job_dir / jobdir.CONFIG)
+    by = spec["by"]
+    cands = [_candidate(job_dir, entry, by, src) for entry in spec["from"]]
+    if spec["pick"] == "path":
+        chosen = cands[0]
+    else:
+        competing = [c for c in cands if c["value"] is not None]
+        if not competing:
+            n = len(cands)
+            states = _describe_states(cands, by)
+            jobs = "the stage-1 job is not" if n == 1 else f"none of the {n} stage-1 jobs is"
+            if all(c["state"] == jobdir.DONE for c in cands):
+                raise HepaeError(
+                    source=src,
+                    key="model.stage1",
+                    message=f"{jobs} usable: {states}; choose another model.stage1.by",
+                )
+            raise Stage1NotDone(
+                source=src,
+                key="model.stage1",
+                message=f"{jobs} done ({states}); run or rerun them until one is done, "
+                "then this job",
+            )
+        chosen = min(competing, key=lambda c: c["value"])  # the first of equal ones
+    record = {
+        "pick": spec["pick"],
+        "by": by,
+        "chosen": chosen["dir"],
+        "chosen_id": chosen["id"],
+        "value": chosen["value"],
+        "time": jobdir.now_iso(),
+        "candidates": [{k: v for k, v in c.items() if k != "missing"} for c in cands],
+    }
+    return record, False
+
+
 def load_stage1(cfg: dict[str, Any], job_dir: Path, variables: list[str]) -> Stage1:
-    """The stage-1 model ``model.stage1`` names; HepaeError (exit 2) when unusable."""
+    """The stage-1 model ``model.stage1`` names or picks; HepaeError (exit 2) when unusable.
+
+    The choice (:func:`resolve_stage1`) is written to the job dir's stage1.json once the
+    chosen job has passed every check.
+    """
     from hepae_core.job import load_model
 
-    path = Path(cfg["model"]["stage1"]).expanduser()
-    if not path.is_absolute():
-        path = job_dir / path
+    choice, reused = resolve_stage1(cfg, job_dir)
+    path = _stage1_dir(job_dir, choice["chosen"])
     src = str(path)
 
-    def bad(message: str) -> HepaeError:
-        return HepaeError(source=src, key="model.stage1", message=message)
+    def bad(message: str, cls: type[HepaeError] = HepaeError) -> HepaeError:
+        return cls(source=src, key="model.stage1", message=message)
 
     if not path.is_dir():
         raise bad(
@@ -113,7 +270,8 @@ def load_stage1(cfg: dict[str, Any], job_dir: Path, variables: list[str]) -> Sta
     if state != jobdir.DONE or not (path / jobdir.MODEL).is_file():
         raise bad(
             f"the stage-1 job is not finished (state: {state or 'none'}); run it first, then "
-            "this job"
+            "this job",
+            Stage1NotDone,
         )
     model, norm, payload = load_model(path / jobdir.MODEL)
     if payload.get("group") or payload.get("stage1"):
@@ -123,7 +281,17 @@ def load_stage1(cfg: dict[str, Any], job_dir: Path, variables: list[str]) -> Sta
             f"was trained on {', '.join(payload['variables'])} but this config's "
             f"data.variables are {', '.join(variables)}: use the same variables"
         )
-    return Stage1(model=model, norm=norm, payload=payload, job_dir=path)
+    if not reused:
+        target = job_dir / jobdir.STAGE1_CHOICE
+        with writing(target):
+            jobdir.atomic_write_json(target, choice)
+    return Stage1(model=model, norm=norm, payload=payload, job_dir=path, choice=choice)
+
+
+def choice_metrics(stage1: Stage1) -> dict[str, Any]:
+    """``stage1.id`` and ``stage1.pick_value`` for a stage-2 job's metrics.json."""
+    choice = stage1.choice or {}
+    return {"stage1.id": choice.get("chosen_id"), "stage1.pick_value": choice.get("value")}
 
 
 def stage1_from_payload(payload: dict[str, Any]) -> tuple[AutoEncoder, Normaliser]:
