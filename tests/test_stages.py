@@ -256,3 +256,18 @@ def test_submit_report_of_unstaged_campaign_is_one_part(tmp_path):
     report = submit(camp, "slurm", dry_run=True)
     assert len(report.parts) == 1 and report.parts[0].stage is None
     assert len(report.selected) == 2
+
+
+def test_watch_ends_when_only_unsubmitted_jobs_wait(tmp_path):
+    import io
+
+    from gridsearch.watch import watch
+
+    _, camp = _plan(tmp_path)
+    naps: list[float] = []
+    statuses = watch(
+        camp, interval=1, query=False, lost_after_s=600, out=io.StringIO(), sleep=naps.append,
+        max_refreshes=5,
+    )  # fmt: skip
+    assert naps == []  # ended at the first refresh: nothing moves by itself
+    assert {js.state for js in statuses} == {JobState.PLANNED, JobState.WAITING}
