@@ -151,7 +151,8 @@ def choose(
     per: str | None,
     rungs: dict[str, int] | None = None,
 ) -> tuple[list[Promoted], int, dict[str, int]]:
-    """The best ``keep`` of the done jobs of each ``per`` group, by ``metric`` (lower wins).
+    """The best ``keep`` of the done jobs of each ``per`` group, by ``metric`` (lower wins);
+    in a staged campaign, of each stage separately.
 
     With ``rungs`` (job id -> rung), only the jobs of the highest rung reached compete:
     jobs left at a lower rung stay there.
@@ -185,7 +186,8 @@ def choose(
                 )
             skipped["no finite metric"] = skipped.get("no finite metric", 0) + 1
             continue
-        key = repr(js.params.get(per)) if per else ""
+        # the stages of a staged campaign never compete with each other
+        key = f"{js.stage or ''}|" + (repr(js.params.get(per)) if per else "")
         groups.setdefault(key, []).append((float(value), js))
     chosen: list[Promoted] = []
     ranked = 0

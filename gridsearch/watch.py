@@ -35,6 +35,8 @@ def _moving(js) -> bool:
     if js.state == JobState.WAITING:
         return js.held
     return js.state in IN_FLIGHT
+
+
 ENDED = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
 BAR_WIDTH = 30
 MAX_RUNNING_SHOWN = 8

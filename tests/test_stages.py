@@ -271,3 +271,22 @@ def test_watch_ends_when_only_unsubmitted_jobs_wait(tmp_path):
     )  # fmt: skip
     assert naps == []  # ended at the first refresh: nothing moves by itself
     assert {js.state for js in statuses} == {JobState.PLANNED, JobState.WAITING}
+
+
+def test_promote_ranks_each_stage_on_its_own(tmp_path):
+    from fractions import Fraction
+
+    from gridsearch.promote import choose
+
+    _, camp = _plan(tmp_path)
+    for k, js in enumerate(campaign_status(camp, query=False)):
+        _set_state(js.dir, "done", finished="2026-11-26T01:00:00+00:00")
+        (js.dir / "metrics.json").write_text(json.dumps({"best_val_loss": 0.1 * (k + 1)}))
+    statuses = campaign_status(camp, query=False, metrics=True)
+    chosen, ranked, _ = choose(statuses, Fraction(1, 4), "best_val_loss", None)
+    # one of four per stage (the lowest loss of each), not the two lowest of stage 1
+    assert ranked == 8
+    assert sorted((p.js.stage, p.value) for p in chosen) == [
+        ("grouped", pytest.approx(0.5)),
+        ("single", pytest.approx(0.1)),
+    ]
