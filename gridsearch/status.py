@@ -48,11 +48,12 @@ from hepae_core.jobdir import (
     JOB_LOCK,
     LOG,
     METRICS,
+    STAGE1_CHOICE,
     STATE,
     heartbeat_age,
     job_lock_holder,
 )
-from hepae_core.states import JobState
+from hepae_core.states import STAGE1_NOT_DONE, JobState
 
 #: Without a scheduler answer, a running job silent this long is lost.
 DEFAULT_LOST_AFTER_S = 600.0
@@ -348,12 +349,6 @@ def _take_state(js: JobStatus, st: dict[str, Any], jdir: str) -> None:
     js.reason = str(st.get("reason") or "")
     js.error_kind, js.exit_code = st.get("error_kind"), st.get("exit_code")
     js.finished = st.get("finished")
-
-
-#: The failure kind of a stage-2 job that started before any of its stage-1 jobs was done.
-STAGE1_NOT_DONE = "stage1_not_done"
-#: The file a stage-2 job writes its stage-1 choice to (hepae_core.jobdir.STAGE1_CHOICE).
-STAGE1_CHOICE = "stage1.json"
 
 
 def _waits_text(deps: list[JobStatus], missing: int, stage: str | None) -> str:

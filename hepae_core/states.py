@@ -101,9 +101,10 @@ FINAL = (JobState.DONE, JobState.FAILED, JobState.INTERRUPTED, JobState.CANCELLE
 #: word for a state.json it cannot read (shown ``failed``, the one word for it everywhere);
 #: ``stage1_not_done``: a stage-2 job found none of its stage-1 jobs done yet (it waits on
 #: stage 1; a bad input otherwise, exit code 2).
+STAGE1_NOT_DONE = "stage1_not_done"
 ERROR_KINDS = (
     "bad_input",
-    "stage1_not_done",
+    STAGE1_NOT_DONE,
     "bad_environment",
     "python_error",
     "disk_full",
