@@ -9,7 +9,7 @@ from gridsearch.campaign import open_campaign
 from gridsearch.errors import GridsearchError
 from gridsearch.status import JobStatus, campaign_status, log_tail
 from gridsearch.text import safe, safe_text
-from hepae_core.jobdir import CONFIG, METRICS, read_json
+from hepae_core.jobdir import CONFIG, METRICS, STAGE1_CHOICE, read_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
         config = None
     state = read_json(js.dir / "state.json")
     metrics = read_json(js.dir / METRICS)
+    choice = read_json(js.dir / STAGE1_CHOICE)
     if args.json:
         out = {"status": js.to_dict(), "config": config, "state": state, "metrics": metrics}
+        out["stage1"] = choice
         out["log_tail"] = tail
         print(json.dumps(out, indent=1))
         return 0
@@ -66,6 +68,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"epoch: {js.epoch_text}")
     if js.reason:
         print(safe(f"reason: {js.reason}"))
+    if js.stage:
+        print(
+            safe(f"stage: {js.stage}" + (f", waits on {len(js.after)} job(s)" if js.after else ""))
+        )
+    if js.out_of_date:
+        print(safe(f"out of date: {js.out_of_date}"))
+    if choice:
+        cands = choice.get("candidates") or []
+        print(
+            safe(
+                f"stage 1: {choice.get('chosen_id')} chosen at {choice.get('time')} by "
+                f"{choice.get('by')} = {choice.get('value')} of {len(cands)} candidate(s): "
+                + ", ".join(f"{c.get('id')} {c.get('state')} {c.get('value')}" for c in cands)
+            )
+        )
     print("\n--- config.yaml ---")
     print(safe_text((config or "(missing)").rstrip()))
     print("\n--- state.json ---")

@@ -54,6 +54,8 @@ def test_staged_campaign_runs_locally_and_reruns_out_of_date_jobs(tmp_path, caps
     assert choice["chosen_id"] == best and choice["by"] == "best_val_loss"
     assert choice["value"] == pytest.approx(losses[best])
     assert stage2.out_of_date == ""
+    code, out, _ = cli(capsys, "show", stage2.id, camp)
+    assert code == 0 and f"stage 1: {best} chosen" in out and "of 2 candidate(s)" in out
 
     # a forced rerun of every done job: stage 1 first, then stage 2 behind it
     code, out, err = cli(
