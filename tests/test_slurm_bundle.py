@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -45,27 +42,11 @@ def slurm():
         pytest.skip(reason)
 
 
-def gridsearch(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run(
-        [sys.executable, "-m", "gridsearch", *args],
-        capture_output=True, text=True, timeout=120, env=env, check=False,
-    )  # fmt: skip
+gridsearch = cluster.gridsearch
 
 
 def test_bundled_submission_on_real_slurm_ends_with_every_job_done(tmp_path, slurm):
-    sites_dir = tmp_path / "sites"
-    sites_dir.mkdir()
-    (sites_dir / "test-slurm.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "extends": "slurm",
-                "python": sys.executable,
-                "env": {"variables": {"PYTHONPATH": str(REPO)}},
-                "request": {"time": "5:00"},
-            }
-        )
-    )
+    sites_dir = cluster.write_test_site(tmp_path)
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
     camp = tmp_path / "camp"

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -56,12 +53,7 @@ def slurm():
         pytest.skip(reason)
 
 
-def gridsearch(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run(
-        [sys.executable, "-m", "gridsearch", *args],
-        capture_output=True, text=True, timeout=120, env=env, check=False,
-    )  # fmt: skip
+gridsearch = cluster.gridsearch
 
 
 def _time(text: str) -> float:
@@ -69,18 +61,7 @@ def _time(text: str) -> float:
 
 
 def test_two_stage_campaign_on_real_slurm_with_one_submit(tmp_path, slurm):
-    sites_dir = tmp_path / "sites"
-    sites_dir.mkdir()
-    (sites_dir / "test-slurm.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "extends": "slurm",
-                "python": sys.executable,
-                "env": {"variables": {"PYTHONPATH": str(REPO)}},
-                "request": {"time": "5:00"},
-            }
-        )
-    )
+    sites_dir = cluster.write_test_site(tmp_path)
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
     camp = tmp_path / "camp"

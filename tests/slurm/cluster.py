@@ -44,3 +44,35 @@ def ensure(timeout: int = 90) -> str | None:
             f"{proc.stderr}"
         )
     return None
+
+
+def write_test_site(directory: Path, time: str = "5:00") -> Path:
+    """A site profile ``test-slurm`` in ``directory/sites`` for this cluster: the test's
+    Python and this checkout on PYTHONPATH; returns the sites directory."""
+    import sys
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[2]
+    sites = Path(directory) / "sites"
+    sites.mkdir(parents=True, exist_ok=True)
+    profile = {
+        "extends": "slurm",
+        "python": sys.executable,
+        "env": {"variables": {"PYTHONPATH": str(repo)}},
+        "request": {"time": time},
+    }
+    (sites / "test-slurm.yaml").write_text(yaml.safe_dump(profile))
+    return sites
+
+
+def gridsearch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m gridsearch ARGS`` in a subprocess, with this checkout importable."""
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run(
+        [sys.executable, "-m", "gridsearch", *args],
+        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+    )  # fmt: skip
