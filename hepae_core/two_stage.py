@@ -35,6 +35,7 @@ from hepae_core.models import AutoEncoder, build_model
 from hepae_core.normalise import Normaliser
 from hepae_core.quantise import LatentQuantiser
 from hepae_core.residuals import residuals, stats_table
+from hepae_core.states import STAGE1_NOT_DONE
 
 SLOT_STATS = ("mean", "rms", "width")
 
@@ -57,7 +58,7 @@ class Stage1:
 class Stage1NotDone(HepaeError):
     """No stage-1 job this stage-2 job may use is done yet: it waits on stage 1 (exit 2)."""
 
-    error_kind = "stage1_not_done"
+    error_kind = STAGE1_NOT_DONE
 
 
 @dataclass
