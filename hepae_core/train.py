@@ -69,18 +69,20 @@ def allocated_cpus() -> int:
 
 
 def pick_threads(configured: int | None) -> int:
-    """Threads to use: the config, else the scheduler's allocation; never above the CPUs.
+    """Threads to use: the config, else the scheduler's allocation; never above either.
 
     The scheduler's allocation is read from ``HEPAE_THREADS`` (set by our job templates),
-    ``SLURM_CPUS_PER_TASK`` or ``OMP_NUM_THREADS`` (HTCondor sets it to request_cpus).
+    ``SLURM_CPUS_PER_TASK`` or ``OMP_NUM_THREADS`` (HTCondor sets it to request_cpus), and
+    is capped by the CPUs this process may use. ``train.threads`` can lower it, never
+    raise it: a space that sets 8 threads for jobs run 2 at a time on 2 granted cores
+    would otherwise run 16 threads on 2 cores, each waiting for the others.
     """
     limit = allocated_cpus()
-    if configured is None:
-        for var in ("HEPAE_THREADS", "SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
-            value = os.environ.get(var, "")
-            if value.isdigit() and int(value) > 0:
-                configured = int(value)
-                break
+    for var in ("HEPAE_THREADS", "SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            limit = min(limit, int(value))
+            break
     return max(1, min(configured or limit, limit))
 
 

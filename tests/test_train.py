@@ -102,6 +102,12 @@ def test_threads_follow_the_allocation(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
     assert pick_threads(None) == 1
-    assert pick_threads(10_000) == cpus  # never more than the CPUs we may use
+    # train.threads never raises the allocation (2 jobs x 8 threads on 2 granted cores
+    # would oversubscribe them), it only lowers it
+    assert pick_threads(8) == 1
     monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    assert pick_threads(10_000) == cpus  # never more than the CPUs we may use
     assert pick_threads(None) == cpus
+    if cpus >= 2:
+        monkeypatch.setenv("HEPAE_THREADS", "2")
+        assert pick_threads(1) == 1 and pick_threads(4) == 2
