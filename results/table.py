@@ -14,6 +14,9 @@ Columns (see docs/results.md):
   ``interrupted``, ``planned`` (never started); ``state_reason`` (a failed job's reason),
 * ``has_metrics``: a readable metrics.json was found; ``problems``: what of this job was
   skipped and why (empty when nothing),
+* ``kind`` (``single``, ``grouped``, ``two-stage``), ``group_size`` (G, 1 for per-jet
+  jobs) and ``stage1_id`` (a two-stage job's ``stage1.id``), derived by
+  :mod:`results.collective`,
 * then every ``param.*`` key, then every other metrics.json key, sorted.
 
 Types: int64 / float64 / bool where every row has a value of that kind; numbers with a
@@ -38,6 +41,7 @@ import numpy as np
 
 from hepae_core.jobdir import METRICS, STATE, atomic_path, atomic_write_text, read_json
 from hepae_core.states import JobState
+from results.collective import DERIVED, derive
 from results.errors import SummaryError
 
 SUMMARY_DIR = "summary"
@@ -295,10 +299,10 @@ def _column(key: str, values: list[Any], problems: list[list[str]]) -> np.ndarra
 
 
 def _order(keys: Iterable[str]) -> list[str]:
-    keys = set(keys) - set(META) - {PROBLEMS}
+    keys = set(keys) - set(META) - {PROBLEMS} - set(DERIVED)
     params = sorted(k for k in keys if k.startswith("param."))
     rest = sorted(k for k in keys if not k.startswith("param."))
-    return [*META, PROBLEMS, *params, *rest]
+    return [*META, PROBLEMS, *DERIVED, *params, *rest]
 
 
 # --------------------------------------------------------------------------- collect
@@ -403,6 +407,9 @@ def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> 
     columns["in_space"] = np.array(
         [bool(by_id[j].get("in_space", True)) if j in by_id else False for j in order_ids]
     )
+    # kind, group size, stage-1 id: recomputed from the row every time (cheap, never stale)
+    for key, vals in derive(columns, n).items():
+        columns[key] = _column(key, vals, problems)
     position = {jid: i for i, jid in enumerate(order_ids)}
     perm = np.array([position[j] for j in ids], dtype=np.int64)
     columns = {k: columns[k][perm] for k in _order(columns)}
