@@ -750,8 +750,7 @@ def _width_vs_group_size(
             ax.set_yscale("log")
             ax.set_xticks(sizes, [fmt(g) for g in sizes])
             ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-            ax.text(0.97, 0.95, v, transform=ax.transAxes, ha="right", va="top",
-                    fontweight="bold")  # fmt: skip
+            ax.set_title(v, loc="right", fontweight="bold")
             ax.set_xlabel("group size G (jets per input)")
             ax.tick_params(labelbottom=True)
         axes[0].set_ylabel("residual width")
@@ -809,8 +808,7 @@ def _fronts(
             ax.set_yscale("log")
             ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
             ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.text(0.03, 0.95, v, transform=ax.transAxes, ha="left", va="top",
-                    fontweight="bold")  # fmt: skip
+            ax.set_title(v, loc="right", fontweight="bold")
             ax.set_xlabel("compression ratio per jet")
         axes[0].set_ylabel("residual width")
         ctx.stamp(axes[0])
