@@ -253,3 +253,46 @@ def test_real_grouped_and_two_stage_jobs_end_to_end(tmp_path):
         assert f"(two) {t:.3g}: outside the single-jet front's ratios" in text
     assert "Verdict: collective compression" in text
     assert {f.stem for f in rep.figures} == {"widths_vs_group_size", "collective_fronts"}
+
+
+# The table measured by hand in docs/collective.md (ratio, kind, G, z, pt, eta, phi, E),
+# whose verdict was written there before this code: "does not beat"; at ratio 2 the best
+# collective models are narrower on eta and equal on pt, 4 to 7 times wider on phi; at
+# ratio 4 two-stage G = 2 keeps eta and E (0.83 and 0.70 against 2.31 and 1.33).
+MEASURED = """\
+1|3|0.018|0.018|0.010|0.018 1|2|0.313|0.146|0.014|0.155 2|4|0.311|0.096|0.058|0.271
+4|8|0.314|0.148|0.086|1.34 8|16|0.320|1.88|0.492|1.25 2s|4|0.306|0.112|0.101|0.203
+4s|8|0.350|0.141|0.211|0.332 8s|16|1.04|0.715|0.775|1.09 1|1|0.317|2.31|0.041|1.33
+2|2|0.308|2.32|0.156|1.25 4|4|0.316|2.31|0.085|1.34 8|8|0.314|2.23|0.352|1.34
+2s|2|0.437|0.831|0.957|0.702 4s|4|0.692|1.18|1.22|0.93 8s|8|1.07|1.59|1.18|1.18"""
+
+
+def test_the_measured_table_gives_the_verdict_written_by_hand():
+    rows = []
+    for i, cell in enumerate(MEASURED.split()):
+        g, z, *w = cell.split("|")
+        two = g.endswith("s")
+        g = int(g.rstrip("s"))
+        widths = dict(zip(("pt", "eta", "phi", "E"), map(float, w)))
+        rows.append(
+            {"job_id": f"j{i}", "name": f"j{i}", "variables": "pt,eta,phi,E",
+             "compression_ratio": 4 * g / int(z), "param.model.latent": int(z),
+             "param.model.stage1": "../s1" if two else None, "group.size": g,
+             **{f"ae.{v}.width": x for v, x in widths.items()}}
+        )  # fmt: skip
+    v = col.compare(pd.DataFrame(rows))
+    assert v.counts == {"single": 3, "grouped": 6, "two-stage": 6}
+    assert v.status == "does not beat" and not v.winners
+    assert {c.var: c.beats for c in v.per_variable} == {
+        "pt": True,  # 0.306 against 0.313 at ratio 2: within noise, but narrower
+        "eta": True,
+        "phi": False,
+        "E": True,  # two-stage G = 2 at ratio 4: 0.702 against 1.33
+    }
+    eta = {
+        c.point.ratio: (c.point.job_id, c.point.width, c.single) for c in v.per_variable[1].compared
+    }
+    assert eta == {
+        2.0: ("j2", 0.096, pytest.approx(0.146)),
+        4.0: ("j12", 0.831, pytest.approx(2.31)),
+    }
