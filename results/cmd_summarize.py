@@ -66,7 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="A,B",
         help="the two parameters of the heat map (default: lr,wd when both vary)",
     )
-    p.add_argument("--variable", default=None, help="variable of the Pareto plot (default: pt)")
+    p.add_argument(
+        "--variable", default=None, help="variable of the Pareto and collective plots (default: pt)"
+    )
     p.add_argument(
         "--evaluate-on",
         default=None,
