@@ -82,8 +82,16 @@ def group_size_of(row: Mapping[str, Any]) -> float:
 
 
 def kind_of(row: Mapping[str, Any]) -> str:
-    """``single``, ``grouped`` or ``two-stage``; ``""`` when the row cannot tell."""
-    if _present(row.get("param.model.stage1")) or _present(row.get("stage1.latent")):
+    """``single``, ``grouped`` or ``two-stage``; ``""`` when the row cannot tell.
+
+    ``row["after"] is True`` (the manifest's ``after``: the job picks its stage-1 model
+    from an earlier stage's jobs) marks a two-stage job that has not run yet.
+    """
+    if (
+        _present(row.get("param.model.stage1"))
+        or _present(row.get("stage1.latent"))
+        or row.get("after") is True
+    ):
         return "two-stage"
     g = group_size_of(row)
     if not math.isfinite(g):
@@ -97,8 +105,13 @@ def stage1_id_of(row: Mapping[str, Any]) -> str:
     return str(v) if _present(v) else ""
 
 
-def derive(columns: Mapping[str, np.ndarray], n: int) -> dict[str, list[Any]]:
-    """The derived columns (:data:`DERIVED`) of a table's rows, as lists of values."""
+def derive(
+    columns: Mapping[str, np.ndarray], n: int, after: list[bool] | None = None
+) -> dict[str, list[Any]]:
+    """The derived columns (:data:`DERIVED`) of a table's rows, as lists of values.
+
+    ``after``: per row, whether the manifest lists jobs it depends on (a stage-2 job).
+    """
     keys = [
         k
         for k in (
@@ -117,6 +130,8 @@ def derive(columns: Mapping[str, np.ndarray], n: int) -> dict[str, list[Any]]:
         row = {k: columns[k][i] for k in keys}
         if "has_metrics" in row:
             row["has_metrics"] = bool(row["has_metrics"])
+        if after is not None:
+            row["after"] = bool(after[i])
         kind = kind_of(row)
         g = group_size_of(row)
         out["kind"].append(kind or None)

@@ -189,7 +189,8 @@ def summarize(
         two-stage jobs).
     formats : figure formats (default png and pdf).
     heatmap : two parameters for the heat map (default lr and wd when both vary).
-    variable : the variable of the Pareto plot (default pt).
+    variable : the variable of the Pareto plot (default pt) and of the collective plots
+        (default: every variable, up to nine).
     plots : False draws no plot.
     use_cache : False re-reads every job.
     style : plot style: house (default) or an mplhep style (atlas, cms, root).

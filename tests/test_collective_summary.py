@@ -296,3 +296,37 @@ def test_the_measured_table_gives_the_verdict_written_by_hand():
         2.0: ("j2", 0.096, pytest.approx(0.146)),
         4.0: ("j12", 0.831, pytest.approx(2.31)),
     }
+
+
+def test_planned_staged_campaign_kinds_from_the_manifest_and_old_caches(tmp_path):
+    # Jobs that have not run: only the manifest tells. A stage-2 job lists the jobs it
+    # depends on (after); a grouped one has data.group.size among its varied parameters;
+    # a per-jet one whose base setting is not in the manifest stays unknown.
+    root = tmp_path / "c"
+    jobs = [
+        {"id": "a", "stage": "single", "after": [], "params": {"model.latent": 2}},
+        {"id": "b", "stage": "grouped", "after": [], "params": {"data.group.size": 4}},
+        {"id": "c", "stage": "twostage", "after": ["a"], "params": {"data.group.size": 2}},
+    ]
+    for j in jobs:
+        j["dir"] = f"jobs/{j['id']}"
+        (root / j["dir"]).mkdir(parents=True)
+    (root / "manifest.json").write_text(json.dumps({"name": "c", "jobs": jobs}))
+    results.summarize(root, plots=False)
+    df = results.load(root).set_index("job_id")
+    assert df["stage"].tolist() == ["single", "grouped", "twostage"]
+    assert df["kind"].fillna("").tolist() == ["", "grouped", "two-stage"]
+    assert df.loc["c", "group_size"] == 2
+    # a summary.h5 and cache.json of an older summarizer (no kind columns, cache format 1)
+    # are not taken as up to date: the table is rebuilt with the new columns
+    from results.table import _read_h5, write_h5
+
+    h5 = root / "summary" / "summary.h5"
+    old = {k: v for k, v in _read_h5(h5).items() if k not in (*col.DERIVED, "stage")}
+    write_h5(h5, old)
+    cache = json.loads((root / "summary" / "cache.json").read_text())
+    cache["format"], cache["h5"] = 1, [h5.stat().st_mtime_ns, h5.stat().st_size]
+    (root / "summary" / "cache.json").write_text(json.dumps(cache))
+    rep = results.summarize(root, plots=False)
+    assert rep.table.written and rep.table.n_cached == 0
+    assert "kind" in results.load(root).columns
