@@ -233,20 +233,22 @@ def width_on_front(fr: list[Point], ratio: float) -> float:
     return float(np.exp(np.interp(ratio, xs, ys)))
 
 
-def quantiser_curve(df: Any, var: str) -> tuple[np.ndarray, np.ndarray]:
+def quantiser_curve(rows: Any, var: str) -> tuple[np.ndarray, np.ndarray]:
     """The scalar quantiser's (ratio per jet, width of ``var``), by rising ratio.
 
     From :func:`results.ratedist.curve` of one job (a single-jet job when there is one: the
     quantiser is per jet and the same for every kind); ratio = input bits per jet / bits.
+    ``rows``: a summary frame or :func:`rows_of` of one.
     """
-    rows = df.to_dict("records")
-    ks = kinds(df)
-    for r in [r for r, k in zip(rows, ks) if k == "single"] + rows:
+    if not isinstance(rows, list):
+        rows = rows_of(rows)
+    for _, r in sorted(rows, key=lambda kr: kr[0] != "single"):  # stable: single-jet first
         bits, widths = curve(r, "sq", var)
         if len(bits):
             in_bits = 8 * _number(r.get("input_bytes_per_jet"))
             if not math.isfinite(in_bits):
-                in_bits = 32.0 * len(variables_of(df))
+                n_in = len(str(r.get("variables") or "").split(",")) or 1
+                in_bits = 32.0 * n_in
             ratio = in_bits / bits
             order = np.argsort(ratio)
             return ratio[order], widths[order]
@@ -334,7 +336,7 @@ def compare(df: Any, variables: list[str] | None = None) -> Verdict:
         pts = points(rows, var, COLLECTIVE)
         own[var] = {p.job_id: p for p in pts}
         single_fronts[var] = fronts["single"]
-        q = quantiser_curve(df, var)
+        q = quantiser_curve(rows, var)
         compared = [
             Compared(p, width_on_front(fronts["single"], p.ratio), quantiser_width(q, p.ratio))
             for p in front(pts)

@@ -800,7 +800,7 @@ def _fronts(
                 ax.plot([p.ratio for p in fr], [p.width for p in fr], marker=mk, ls=ls,
                         color=c, label=f"{collective_mod.KIND_LABELS[kind]} front")  # fmt: skip
                 ratios.update(p.ratio for p in pts)
-            qr, qw = collective_mod.quantiser_curve(ctx.used, v)
+            qr, qw = collective_mod.quantiser_curve(rows, v)
             if len(qr):
                 ax.plot(qr, qw, "-", color="black", lw=2.0, label=METHOD_LABELS["sq"])
                 ratios.update(qr.tolist())
