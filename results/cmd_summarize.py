@@ -15,7 +15,7 @@ import sys
 from hepae_core.errors import UserError
 from results.errors import SummaryError
 
-PLOT_CHOICES = ("loss_vs_lr", "widths", "pareto", "heatmap", "curves", "best_runs")
+PLOT_CHOICES = ("loss_vs_lr", "widths", "pareto", "heatmap", "curves", "best_runs", "collective")
 HELP = "collect the jobs' metrics into summary.h5 and draw the comparison plots"
 EPILOG = """\
 exit codes: 0 everything used; 1 something skipped (failed, unfinished or unreadable jobs,
@@ -66,7 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="A,B",
         help="the two parameters of the heat map (default: lr,wd when both vary)",
     )
-    p.add_argument("--variable", default=None, help="variable of the Pareto plot (default: pt)")
+    p.add_argument(
+        "--variable", default=None, help="variable of the Pareto and collective plots (default: pt)"
+    )
     p.add_argument(
         "--evaluate-on",
         default=None,

@@ -32,7 +32,15 @@ from matplotlib.ticker import NullFormatter
 
 from hepae_core.jobdir import EVAL, HISTORY, atomic_path
 from hepae_core.residuals import residuals
-from results.ratedist import METHOD_LABELS, compare, curve, has_curves, variables_of
+from results import collective as collective_mod
+from results.ratedist import (
+    METHOD_LABELS,
+    compare,
+    curve,
+    has_curves,
+    pareto_front,
+    variables_of,
+)
 from results.report import Group, fmt, rank, resolve, short
 
 # Okabe-Ito: distinguishable by colour-blind readers, prints in grey.
@@ -298,17 +306,6 @@ def widths_vs_latent(ctx: PlotContext) -> list[tuple[str, str]]:
 
 
 # --------------------------------------------------------------------------- 3
-
-
-def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Indices of the points not beaten in both larger x and smaller y, by falling x."""
-    order = np.lexsort((y, -x))
-    front, best = [], math.inf
-    for i in order:
-        if y[i] < best:
-            front.append(i)
-            best = y[i]
-    return np.array(front, dtype=np.int64)
 
 
 def pareto(ctx: PlotContext) -> list[tuple[str, str]]:
@@ -669,6 +666,163 @@ def best_runs(ctx: PlotContext) -> list[tuple[str, str]]:
     return written
 
 
+# --------------------------------------------------------------------------- 7
+
+KIND_STYLE = {  # kind -> (colour, marker, line style)
+    "single": (PALETTE[0], "o", "-"),
+    "grouped": (PALETTE[1], "s", "-"),
+    "two-stage": (PALETTE[2], "^", "--"),
+}
+
+
+def _collective_panels(ctx: PlotContext, variables: list[str]) -> list[str]:
+    if ctx.variable:
+        return [ctx.variable]
+    return variables[:9]  # 3 x 3 panels at most: collective campaigns are few-variable ones
+
+
+def _best_per_cell(ctx: PlotContext, rows: list[tuple[str, dict[str, Any]]]) -> dict:
+    """(kind, latent, G) -> the row with the lowest metric: one point per cell."""
+    best: dict[tuple[str, float, float], dict[str, Any]] = {}
+    for kind, r in rows:
+        if kind not in collective_mod.KINDS:
+            continue
+        z = r.get("param.model.latent", r.get("latent"))
+        g = collective_mod.group_size_of(r)
+        try:
+            z, m = float(z), float(r.get(ctx.metric, math.nan))
+        except (TypeError, ValueError):
+            continue
+        if not (math.isfinite(z) and math.isfinite(g)):
+            continue
+        key = (kind, z, g)
+        old = best.get(key)
+        if old is None or (math.isfinite(m) and m < float(old.get(ctx.metric, math.inf))):
+            best[key] = r
+    return best
+
+
+def collective(ctx: PlotContext) -> list[tuple[str, str]]:
+    """Grouped and two-stage models: width against group size, and the ratio-width fronts.
+
+    Drawn only when the campaign has grouped or two-stage jobs (results.collective).
+    """
+    used = ctx.used
+    if not collective_mod.has_collective(used):
+        raise PlotSkipped("no grouped or two-stage jobs in the campaign")
+    variables = variables_of(used)
+    if not variables:
+        raise PlotSkipped("no ae.<variable>.width columns in the metrics", problem=True)
+    if ctx.variable and ctx.variable not in variables:
+        raise PlotSkipped(f"no residual width of variable {ctx.variable!r} (have "
+                          f"{', '.join(variables)})", problem=True)  # fmt: skip
+    panels = _collective_panels(ctx, variables)
+    rows = collective_mod.rows_of(used)
+    written = [_width_vs_group_size(ctx, panels, rows), _fronts(ctx, panels, rows)]
+    if len(panels) < len(variables):
+        ctx.notes.append(f"collective plots show the first {len(panels)} of {len(variables)} "
+                         "variables; --variable picks another")  # fmt: skip
+    return written
+
+
+def _width_vs_group_size(
+    ctx: PlotContext, panels: list[str], rows: list[tuple[str, dict[str, Any]]]
+) -> tuple[str, str]:
+    cells = _best_per_cell(ctx, rows)
+    latents = sorted({z for _, z, _ in cells})
+    colour = {z: PALETTE[i % len(PALETTE)] for i, z in enumerate(latents)}
+    sizes = sorted({g for _, _, g in cells})
+    with plt.rc_context(ctx.style):
+        fig, axes = _panels_free(len(panels))
+        for ax, v in zip(axes, panels):
+            for kind in collective_mod.KINDS:
+                _, mk, ls = KIND_STYLE[kind]
+                for z in latents:
+                    cell = [(g, r) for (k, zz, g), r in cells.items() if k == kind and zz == z]
+                    pts = sorted((g, float(r.get(f"ae.{v}.width", math.nan))) for g, r in cell)
+                    pts = [(g, w) for g, w in pts if math.isfinite(w) and w > 0]
+                    if pts:
+                        g, w = zip(*pts)
+                        single = kind == "single"
+                        ax.plot(g, w, marker=mk, ls="none" if single else ls, color=colour[z],
+                                mfc="none" if single else colour[z])  # fmt: skip
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xticks(sizes, [fmt(g) for g in sizes])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+            ax.set_title(v, loc="right", fontweight="bold")
+            ax.set_xlabel("group size G (jets per input)")
+            ax.tick_params(labelbottom=True)
+        axes[0].set_ylabel("residual width")
+        ctx.stamp(axes[0])
+        handles = [Line2D([], [], color=colour[z], lw=2, label=f"latent size {fmt(z)}")
+                   for z in latents]  # fmt: skip
+        for kind in collective_mod.KINDS:
+            if any(k == kind for k, _, _ in cells):
+                _, mk, ls = KIND_STYLE[kind]
+                handles.append(Line2D([], [], color="grey", marker=mk, ls=ls if kind != "single"
+                                      else "none", mfc="none" if kind == "single" else "grey",
+                                      label=collective_mod.KIND_LABELS[kind]))  # fmt: skip
+        fig.legend(handles=handles, loc="outside right center")
+        ctx.save(fig, "widths_vs_group_size")
+    return ("widths_vs_group_size", "residual width of each variable against group size, one "
+            "line per latent size and kind (best run of each by the metric); per-jet models "
+            "at G = 1")  # fmt: skip
+
+
+def _panels_free(n: int) -> tuple[Any, Any]:
+    """Like _panels, but each panel keeps its own y axis (variables differ in scale)."""
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows), squeeze=False,
+                             layout="constrained")  # fmt: skip
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)
+
+
+def _fronts(
+    ctx: PlotContext, panels: list[str], rows: list[tuple[str, dict[str, Any]]]
+) -> tuple[str, str]:
+    with plt.rc_context(ctx.style):
+        fig, axes = _panels_free(len(panels))
+        ratios: set[float] = set()
+        for ax, v in zip(axes, panels):
+            for kind in collective_mod.KINDS:
+                c, mk, ls = KIND_STYLE[kind]
+                pts = collective_mod.points(rows, v, kind)
+                pts = [p for p in pts if p.width > 0]
+                if not pts:
+                    continue
+                ax.scatter([p.ratio for p in pts], [p.width for p in pts], s=12, color=c,
+                           alpha=0.35, lw=0)  # fmt: skip
+                fr = collective_mod.front(pts)
+                ax.plot([p.ratio for p in fr], [p.width for p in fr], marker=mk, ls=ls,
+                        color=c, label=f"{collective_mod.KIND_LABELS[kind]} front")  # fmt: skip
+                ratios.update(p.ratio for p in pts)
+            qr, qw = collective_mod.quantiser_curve(rows, v)
+            if len(qr):
+                ax.plot(qr, qw, "-", color="black", lw=2.0, label=METHOD_LABELS["sq"])
+                ratios.update(qr.tolist())
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(v, loc="right", fontweight="bold")
+            ax.set_xlabel("compression ratio per jet")
+        axes[0].set_ylabel("residual width")
+        ctx.stamp(axes[0])
+        handles = {}
+        for ax in axes[: len(panels)]:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(lab, h)
+        fig.legend(list(handles.values()), list(handles), loc="outside right center")
+        ctx.save(fig, "collective_fronts")
+    return ("collective_fronts", "compression ratio per jet against the residual width of each "
+            "variable: the single-jet, grouped and two-stage fronts (all runs faint) and the "
+            "scalar quantiser")  # fmt: skip
+
+
 PLOTS: dict[str, Callable[[PlotContext], list[tuple[str, str]]]] = {
     "loss_vs_lr": loss_vs_lr,
     "widths": widths_vs_latent,
@@ -676,4 +830,5 @@ PLOTS: dict[str, Callable[[PlotContext], list[tuple[str, str]]]] = {
     "heatmap": heatmap,
     "curves": curves,
     "best_runs": best_runs,
+    "collective": collective,
 }

@@ -67,6 +67,17 @@ def width_at(bits: np.ndarray, widths: np.ndarray, b: float) -> float:
     return float(np.exp(np.interp(b, bits, np.log(widths))))
 
 
+def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the points not beaten in both larger x and smaller y, by falling x."""
+    order = np.lexsort((y, -x))
+    front, best = [], math.inf
+    for i in order:
+        if y[i] < best:
+            front.append(i)
+            best = y[i]
+    return np.array(front, dtype=np.int64)
+
+
 @dataclass
 class Comparison:
     """The autoencoder against the scalar quantiser at the same bits, for one variable."""

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from results.collective import has_collective
+from results.collective import report_lines as collective_lines
 from results.errors import SummaryError
 from results.ratedist import report_lines
 from results.report import (
@@ -31,7 +33,10 @@ from results.report import (
 )
 from results.table import CSV_NAME, H5_NAME, SUMMARY_DIR, Table, collect
 
-PLOT_NAMES = ("loss_vs_lr", "widths", "pareto", "heatmap", "curves", "best_runs")
+PLOT_NAMES = ("loss_vs_lr", "widths", "pareto", "heatmap", "curves", "best_runs", "collective")
+# Plots drawn only when the campaign has what they show; by default, silently left out
+# when it has not (asked for with --only, they are listed as not drawn).
+OPTIONAL_PLOTS = ("collective",)
 FORMATS = ("png", "pdf", "svg")
 REPORT_NAME = "report.txt"
 LATEX_NAME = "tables.tex"
@@ -65,6 +70,7 @@ class SummaryReport:
     plots_skipped: list[tuple[str, str, bool]] = field(default_factory=list)  # name, why, problem
     plot_seconds: dict[str, float] = field(default_factory=dict)
     rate_distortion: list[str] = field(default_factory=list)  # the verdict, in words
+    collective: list[str] = field(default_factory=list)  # collective vs single-jet, in words
     table_seconds: float = 0.0
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -96,6 +102,9 @@ class SummaryReport:
         out.append("")
         if self.rate_distortion:
             out += self.rate_distortion
+            out.append("")
+        if self.collective:
+            out += self.collective
             out.append("")
         out.append(f"Skipped jobs ({len(self.skipped)}):")
         shown = self.skipped if limit is None else self.skipped[:limit]
@@ -176,10 +185,12 @@ def summarize(
     metric : column to rank by, lower is better.
     top : runs in the training-curve plot.
     only : plot names to draw (default all): loss_vs_lr, widths, pareto, heatmap, curves,
-        best_runs.
+        best_runs, collective (drawn by default only when the campaign has grouped or
+        two-stage jobs).
     formats : figure formats (default png and pdf).
     heatmap : two parameters for the heat map (default lr and wd when both vary).
-    variable : the variable of the Pareto plot (default pt).
+    variable : the variable of the Pareto plot (default pt) and of the collective plots
+        (default: every variable, up to nine).
     plots : False draws no plot.
     use_cache : False re-reads every job.
     style : plot style: house (default) or an mplhep style (atlas, cms, root).
@@ -197,6 +208,7 @@ def summarize(
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise SummaryError(message=f"unknown figure format {bad[0]!r}; use {', '.join(FORMATS)}")
+    asked = list(only or [])
     only = list(only) if only else list(PLOT_NAMES)
     bad = [p for p in only if p not in PLOT_NAMES]
     if bad:
@@ -243,6 +255,8 @@ def summarize(
     if len(used):
         report.groups = rank(used, metric_col, group_col)
         report.rate_distortion = report_lines(used, report.groups, short(group_col or ""))
+        if has_collective(used):
+            report.collective = collective_lines(used)
         if evaluate_on:
             from results.evaluate_on import evaluate_best
 
@@ -258,7 +272,8 @@ def summarize(
     else:
         (out_dir / LATEX_NAME).unlink(missing_ok=True)  # no stale table of an earlier run
     if plots and len(used):
-        _draw(report, df, used, only, formats, top, heatmap, variable, style)
+        quiet = [p for p in OPTIONAL_PLOTS if p not in asked]
+        _draw(report, df, used, only, formats, top, heatmap, variable, style, quiet)
     elif plots:
         report.plots_skipped.append(("all", "no finished run to plot", False))
     out_dir.mkdir(exist_ok=True)
@@ -277,6 +292,7 @@ def _draw(
     heatmap: tuple[str, str] | None,
     variable: str | None,
     style: str = "house",
+    quiet: list[str] | None = None,
 ) -> None:
     from results.plots import PLOTS, PlotContext, PlotSkipped
 
@@ -303,6 +319,8 @@ def _draw(
                 files = [ctx.out / f"{stem}.{f}" for f in formats]
                 report.figures.append(Figure(name, stem, files, desc))
         except PlotSkipped as exc:
+            if name in (quiet or []) and not exc.problem:
+                continue  # does not apply and was not asked for: not even listed
             report.plots_skipped.append((name, exc.reason, exc.problem))
         except SummaryError:
             raise

@@ -14,6 +14,10 @@ Columns (see docs/results.md):
   ``interrupted``, ``planned`` (never started); ``state_reason`` (a failed job's reason),
 * ``has_metrics``: a readable metrics.json was found; ``problems``: what of this job was
   skipped and why (empty when nothing),
+* ``stage``: the job's stage in the manifest (campaigns with stages only),
+* ``kind`` (``single``, ``grouped``, ``two-stage``), ``group_size`` (G, 1 for per-jet
+  jobs) and ``stage1_id`` (a two-stage job's ``stage1.id``), derived by
+  :mod:`results.collective`,
 * then every ``param.*`` key, then every other metrics.json key, sorted.
 
 Types: int64 / float64 / bool where every row has a value of that kind; numbers with a
@@ -38,19 +42,21 @@ import numpy as np
 
 from hepae_core.jobdir import METRICS, STATE, atomic_path, atomic_write_text, read_json
 from hepae_core.states import JobState
+from results.collective import DERIVED, derive
 from results.errors import SummaryError
 
 SUMMARY_DIR = "summary"
 H5_NAME = "summary.h5"
 CSV_NAME = "summary.csv"
 CACHE_NAME = "cache.json"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the columns kind, group_size, stage1_id and stage were added
 H5_FORMAT = 1
 METRICS_SCHEMA = 1
 H5_GROUP = "jobs"
 
 META = ("job_id", "name", "job_dir", "in_space", "state", "state_reason", "has_metrics")
 PROBLEMS = "problems"
+STAGE = "stage"  # the manifest's stage of the job (campaigns with stages only)
 
 
 @dataclass
@@ -295,10 +301,12 @@ def _column(key: str, values: list[Any], problems: list[list[str]]) -> np.ndarra
 
 
 def _order(keys: Iterable[str]) -> list[str]:
-    keys = set(keys) - set(META) - {PROBLEMS}
+    keys = set(keys)
+    stage = [STAGE] if STAGE in keys else []
+    keys -= {*META, PROBLEMS, STAGE, *DERIVED}
     params = sorted(k for k in keys if k.startswith("param."))
     rest = sorted(k for k in keys if not k.startswith("param."))
-    return [*META, PROBLEMS, *params, *rest]
+    return [*META, PROBLEMS, *stage, *DERIVED, *params, *rest]
 
 
 # --------------------------------------------------------------------------- collect
@@ -403,6 +411,16 @@ def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> 
     columns["in_space"] = np.array(
         [bool(by_id[j].get("in_space", True)) if j in by_id else False for j in order_ids]
     )
+    # kind, group size, stage-1 id: recomputed from the row every time (cheap, never stale)
+    after = [bool(by_id.get(j, {}).get("after")) for j in order_ids]
+    for key, vals in derive(columns, n, after).items():
+        columns[key] = _column(key, vals, problems)
+    columns.pop(STAGE, None)  # from the manifest only, never a stale cached copy
+    stages = [by_id.get(j, {}).get("stage") for j in order_ids]
+    if any(isinstance(s, str) and s for s in stages):  # a campaign with stages
+        columns[STAGE] = _column(
+            STAGE, [s if isinstance(s, str) else None for s in stages], problems
+        )
     position = {jid: i for i, jid in enumerate(order_ids)}
     perm = np.array([position[j] for j in ids], dtype=np.int64)
     columns = {k: columns[k][perm] for k in _order(columns)}
