@@ -55,7 +55,7 @@ from hepae_core import jobdir, yamlio
 from hepae_core.errors import did_you_mean
 from hepae_core.states import JobState
 
-PROMOTION = "promotion.json"
+PROMOTION = jobdir.PROMOTION
 #: The files of a round kept in previous/ when a job is promoted.
 ROUND_FILES = (
     jobdir.CONFIG,

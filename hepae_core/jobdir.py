@@ -39,6 +39,8 @@ PLOTS = "plots"
 EVAL = "evaluation.npz"
 #: A stage-2 job's record of the stage-1 job it uses (picked when it starts; docs/jobdir.md).
 STAGE1_CHOICE = "stage1.json"
+#: Written by ``gridsearch promote``: the job's rung of successive halving (docs/jobdir.md).
+PROMOTION = "promotion.json"
 
 HEARTBEAT = "heartbeat"  # touched while the job runs; its mtime is the last sign of life
 JOB_LOCK = ".lock"  # flock-ed by the one process that may write into the job dir

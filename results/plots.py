@@ -511,9 +511,19 @@ def read_history(path: Path) -> dict[str, np.ndarray] | None:
     return {n: np.atleast_1d(data[n]) for n in data.dtype.names}
 
 
+def _rungs(df: Any) -> np.ndarray:
+    """Each row's rung of successive halving (0: never promoted; promotion.json)."""
+    if "rung" not in df:
+        return np.zeros(len(df))
+    return np.nan_to_num(np.asarray(df["rung"], dtype=float), nan=0.0)
+
+
 def curves(ctx: PlotContext) -> list[tuple[str, str]]:
-    """Training curves (validation solid, training dashed) of the top-k runs."""
+    """Training curves (validation solid, training dashed) of the top-k runs, each ending
+    in a dot where it stopped; with successive halving also every run's validation curve
+    and the rung boundaries (``curves_halving``)."""
     top = ctx.used.nsmallest(max(1, ctx.top), ctx.metric)
+    rungs = dict(zip(ctx.used["job_id"], _rungs(ctx.used)))
     with plt.rc_context(ctx.style):
         fig, ax = plt.subplots()
         drawn = 0
@@ -523,7 +533,10 @@ def curves(ctx: PlotContext) -> list[tuple[str, str]]:
                 ctx.notes.append(f"{r['job_dir']}: no readable {HISTORY}, left out of the curves")
                 continue
             c = PALETTE[i % len(PALETTE)]
-            ax.plot(h["epoch"], h["val_loss"], color=c, label=f"{i + 1}. {r['name']}")
+            rung = int(rungs.get(r["job_id"], 0))
+            mark = f" (rung {rung})" if rung else ""
+            ax.plot(h["epoch"], h["val_loss"], color=c, label=f"{i + 1}. {r['name']}{mark}")
+            ax.plot(h["epoch"][-1:], h["val_loss"][-1:], "o", color=c, ms=4)
             if "train_loss" in h:
                 ax.plot(h["epoch"], h["train_loss"], color=c, ls="--", lw=1.0)
             drawn += 1
@@ -533,11 +546,56 @@ def curves(ctx: PlotContext) -> list[tuple[str, str]]:
                               problem=True)  # fmt: skip
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("loss (validation solid, training dashed)")
+        ax.set_ylabel("loss (validation solid, training dashed; dot: stopped)")
         ctx.stamp(ax)
         ax.legend(loc="upper right")
         ctx.save(fig, "curves_top")
-    return [("curves_top", f"training curves of the top {drawn} runs by {short(ctx.metric)}")]
+    out = [("curves_top", f"training curves of the top {drawn} runs by {short(ctx.metric)}")]
+    if _rungs(ctx.used).max(initial=0) > 0:
+        out += _halving_curves(ctx)
+    return out
+
+
+def _halving_curves(ctx: PlotContext) -> list[tuple[str, str]]:
+    """Every run's validation curve, coloured by the rung it reached, a dot where it
+    stopped, dotted lines where jobs were promoted: successive halving at a glance."""
+    rows = ctx.used
+    rungs = _rungs(rows)
+    top_rung = int(rungs.max())
+    bounds = sorted(
+        {int(v) for v in np.asarray(rows.get("promoted_from_epochs", []), dtype=float)
+         if np.isfinite(v)}
+    )  # fmt: skip
+    with plt.rc_context(ctx.style):
+        fig, ax = plt.subplots()
+        drawn = 0
+        for (_, r), rung in zip(rows.iterrows(), rungs):
+            h = read_history(ctx.root / r["job_dir"] / HISTORY)
+            if h is None or "val_loss" not in h:
+                continue
+            c = PALETTE[int(rung) % len(PALETTE)] if rung else "0.6"
+            lw = 1.0 + 0.6 * rung
+            ax.plot(h["epoch"], h["val_loss"], color=c, lw=lw, alpha=0.9 if rung else 0.6)
+            ax.plot(h["epoch"][-1:], h["val_loss"][-1:], "o", color=c, ms=3 + rung)
+            drawn += 1
+        if not drawn:
+            plt.close(fig)
+            return []
+        for b in bounds:
+            ax.axvline(b, color="0.3", ls=":", lw=1.0)
+        handles = [
+            Line2D([], [], color=PALETTE[k % len(PALETTE)] if k else "0.6", marker="o",
+                   label=f"stopped at rung {k}")
+            for k in range(top_rung + 1)
+        ]  # fmt: skip
+        handles.append(Line2D([], [], color="0.3", ls=":", label="where a run was last promoted"))
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation loss")
+        ctx.stamp(ax)
+        ax.legend(handles=handles, loc="upper right")
+        ctx.save(fig, "curves_halving")
+    return [("curves_halving", f"successive halving: {drawn} runs, where each stopped")]
 
 
 # --------------------------------------------------------------------------- 6

@@ -87,6 +87,7 @@ class Pick:
     best_epoch: Any
     best_val_loss: Any
     params: dict[str, Any]
+    rung: int = 0  # successive halving: the rung it reached (0: never promoted)
 
 
 @dataclass
@@ -137,6 +138,7 @@ def rank(df: Any, metric: str, group_by: str | None) -> list[Group]:
                     r.get("best_epoch"),
                     r.get("best_val_loss"),
                     {p: r[p] for p in params if p != group_by},
+                    _rung(r.get("rung")),
                 )
             )
         groups.append(Group(value, n, picks))
@@ -190,6 +192,13 @@ def latex_tables(groups: list[Group], metric: str, group_by: str | None) -> str:
     return "\n".join(lines)
 
 
+def _rung(value: Any) -> int:
+    try:
+        return int(value) if value is not None and np.isfinite(float(value)) else 0
+    except (TypeError, ValueError):
+        return 0
+
+
 def group_text(groups: list[Group], metric: str, group_by: str | None) -> list[str]:
     lines = []
     title = f"per {short(group_by)}" if group_by else "over the campaign"
@@ -201,9 +210,10 @@ def group_text(groups: list[Group], metric: str, group_by: str | None) -> list[s
             params = "  ".join(f"{short(k)}={fmt(v)}" for k, v in p.params.items())
             epoch = fmt(p.best_epoch)
             loss = fmt(p.best_val_loss)
+            promoted = f"  promoted to rung {p.rung}" if p.rung else ""
             lines.append(
                 f"    {p.label:<6}  {p.name}  [{p.job_dir}]  {metric}={p.value:.4e}  "
-                f"min val loss {loss} at epoch {epoch}"
+                f"min val loss {loss} at epoch {epoch}{promoted}"
             )
             if params:
                 lines.append(f"            {params}")

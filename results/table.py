@@ -40,7 +40,14 @@ from typing import Any
 
 import numpy as np
 
-from hepae_core.jobdir import METRICS, STATE, atomic_path, atomic_write_text, read_json
+from hepae_core.jobdir import (
+    METRICS,
+    PROMOTION,
+    STATE,
+    atomic_path,
+    atomic_write_text,
+    read_json,
+)
 from hepae_core.states import JobState
 from results.collective import DERIVED, derive
 from results.errors import SummaryError
@@ -182,9 +189,28 @@ def read_job(job_path: str) -> dict[str, Any]:
     else:
         row["state"] = (JobState.DONE if metrics is not None else JobState.PLANNED).word
     row["has_metrics"] = metrics is not None
+    row.update(_promotion(job_path))
     if problems:
         row[PROBLEMS] = "; ".join(problems)
     return row
+
+
+def _promotion(job_path: str) -> dict[str, Any]:
+    """``rung`` and ``promoted_from_epochs`` (the epochs it had trained when it was last
+    promoted) of a job ``gridsearch promote`` promoted; nothing for the others (a campaign
+    without successive halving gets no such columns; in one with it, NaN means rung 0)."""
+    text = _read_bytes(f"{job_path}/{PROMOTION}")
+    if text is None:
+        return {}
+    try:
+        rec = json.loads(text)
+        rung = int(rec.get("rung", 0))
+    except (ValueError, TypeError, AttributeError):
+        return {}
+    out: dict[str, Any] = {"rung": rung}
+    if rung and isinstance(rec.get("from_epochs"), int):
+        out["promoted_from_epochs"] = rec["from_epochs"]
+    return out
 
 
 def _manifest(root: Path) -> tuple[list[dict[str, Any]], list[str]]:

@@ -12,6 +12,7 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest_gs import cli, write
@@ -219,3 +220,17 @@ def test_halving_from_the_space_file_rung_by_rung(tmp_path, capsys):
     assert code == 2 and "all 3 rungs" in err
     code, out, _ = cli(capsys, "status", camp, "--json")
     assert sorted((j["rung"], j["epochs"]) for j in json.loads(out)["jobs"]) == [(0, 1), (2, 3)]
+    # the summary marks the promoted job and draws where each run stopped
+    code, out, err = cli(capsys, "summarize", camp, "--format", "png")
+    assert code in (0, 1), out + err
+    import h5py
+
+    with h5py.File(camp / "summary" / "summary.h5") as f:
+        jobs = f["jobs"]
+        rung = dict(zip((s.decode() for s in jobs["job_id"][:]), jobs["rung"][:]))
+        from_epochs = jobs["promoted_from_epochs"][:]
+    assert sorted(np.nan_to_num(list(rung.values()))) == [0, 2]  # NaN: never promoted
+    assert sorted(v for v in from_epochs if np.isfinite(v)) == [2]  # rung 1 -> 2 at epoch 2
+    report = (camp / "summary" / "report.txt").read_text()
+    assert "promoted to rung 2" in report
+    assert (camp / "summary" / "figures" / "curves_halving.png").is_file()
