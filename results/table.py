@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from gridsearch import campaign as C  # the campaign layout: one home for its file names
 from hepae_core.jobdir import (
     METRICS,
     PROMOTION,
@@ -52,7 +53,7 @@ from hepae_core.states import JobState
 from results.collective import DERIVED, derive
 from results.errors import SummaryError
 
-SUMMARY_DIR = "summary"
+SUMMARY_DIR = C.SUMMARY
 H5_NAME = "summary.h5"
 CSV_NAME = "summary.csv"
 CACHE_NAME = "cache.json"
@@ -215,7 +216,7 @@ def _promotion(job_path: str) -> dict[str, Any]:
 
 def _manifest(root: Path) -> tuple[list[dict[str, Any]], list[str]]:
     notes = []
-    path = root / "manifest.json"
+    path = root / C.MANIFEST
     if not path.exists():
         return [], []
     m = read_json(path)
@@ -237,7 +238,7 @@ def check_campaign(root: str | Path) -> Path:
             message="no such directory; give the campaign directory made by `gridsearch plan`",
             source=str(root),
         )
-    if not (root / "manifest.json").is_file() and not (root / "jobs").is_dir():
+    if not (root / C.MANIFEST).is_file() and not (root / C.JOBS).is_dir():
         raise SummaryError(
             message="not a campaign directory (neither manifest.json nor jobs/ found); give the "
             "directory made by `gridsearch plan`",
@@ -339,7 +340,7 @@ def _order(keys: Iterable[str]) -> list[str]:
 
 
 def _job_dirs(root: Path) -> list[str]:
-    jobs = root / "jobs"
+    jobs = root / C.JOBS
     if not jobs.is_dir():
         return []
     with os.scandir(jobs) as it:
@@ -362,7 +363,7 @@ def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> 
             ids.append(name)
             seen.add(name)
     out_dir = root / SUMMARY_DIR
-    manifest_sig = _stat_sig(str(root / "manifest.json"))
+    manifest_sig = _stat_sig(str(root / C.MANIFEST))
     old_sigs, old_cols, old_manifest = _load_cache(out_dir) if use_cache else ({}, {}, None)
     old_index = {jid: i for i, jid in enumerate(old_cols["job_id"].tolist())} if old_cols else {}
 
@@ -375,7 +376,7 @@ def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> 
     root_s = str(root)
     for jid in ids:
         info = by_id.get(jid, {})
-        rel = info.get("dir") if isinstance(info.get("dir"), str) else f"jobs/{jid}"
+        rel = info.get("dir") if isinstance(info.get("dir"), str) else f"{C.JOBS}/{jid}"
         rels[jid] = rel
         path = rel if os.path.isabs(rel) else f"{root_s}/{rel}"
         sig = _stat_sig(f"{path}/{METRICS}") + _stat_sig(f"{path}/{STATE}")
