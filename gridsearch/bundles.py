@@ -27,6 +27,7 @@ backends and templates use what it returns.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,54 @@ def check_scaled(
     request["job_time"] = format_walltime(per_job_s)
     environment["bundle_module"] = str(profile.get("bundle_module") or BUNDLE_MODULE)
     return request, environment, per_job_s
+
+
+@dataclass
+class Tasks:
+    """What a cluster backend submits: K, the ``(task index, job)`` pairs (a bundle is
+    several pairs with one index), the checked request and environment, and a note."""
+
+    k: int
+    pairs: list[tuple[int, Any]]
+    request: dict[str, Any]
+    environment: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def bundled(self) -> bool:
+        return self.k > 1
+
+    @property
+    def n_tasks(self) -> int:
+        return len({index for index, _ in self.pairs})
+
+
+def plan_tasks(jobs: list[Any], profile: dict[str, Any], overrides: dict[str, Any]) -> Tasks:
+    """K, the tasks and the checked request of a cluster submission (Slurm, HTCondor).
+
+    ``overrides`` may hold ``bundle`` (from ``--bundle`` or the space file); it is not
+    passed on to the request. Without bundles (K = 1) each job is its own task under its
+    campaign index (:func:`gridsearch.render.task_indices`); with bundles the tasks are
+    0, 1, ... (:func:`make_bundles`) and the walltime is scaled (:func:`check_scaled`).
+    """
+    from gridsearch import render, sites
+
+    overrides = dict(overrides)
+    wanted = overrides.pop("bundle", None)
+    alloc = sites.resolve_request(profile, overrides)
+    k = choose_size(wanted, alloc["cpus"], alloc["gpus"], len(jobs), profile.get("bundle"))
+    for job in jobs:
+        render.check_job_dir(Path(job.dir))
+    if k <= 1:
+        request, environment = sites.check_submission(profile, overrides, len(jobs))
+        return Tasks(1, list(zip(render.task_indices(jobs), jobs)), request, environment)
+    pairs = make_bundles(jobs, k)
+    n_tasks = pairs[-1][0] + 1
+    request, environment, _ = check_scaled(profile, overrides, k, n_tasks)
+    flavour = f", flavour {request['flavour']}" if request.get("flavour") else ""
+    note = (
+        f"bundles of {k}: {len(jobs)} jobs in {n_tasks} tasks, each asking {request['time']} "
+        f"({k} x {request['job_time']} per job{flavour}), {request['cpus']} cpus shared by "
+        "its members"
+    )
+    return Tasks(k, pairs, request, environment, [note])
