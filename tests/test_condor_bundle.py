@@ -112,16 +112,16 @@ def test_lxplus_flavour_fits_the_bundle(time, k, runtime_s, flavour, tmp_path):
 def test_too_long_for_the_longest_flavour_names_the_largest_k(tmp_path):
     jobs = make_jobs(tmp_path, 10)
     with pytest.raises(GridsearchError) as err:
-        _submit(jobs, "lxplus", tmp_path / "s", bundle=10, time="1d")
+        _submit(jobs, "lxplus", tmp_path / "s", bundle=9, time="1d")
     msg = str(err.value)
-    # 10 x 1 d = 10 d > nextweek (7 d): 7 is the largest K that fits
-    assert "10 x 1-00:00:00" in msg and "--bundle 7" in msg, msg
+    # 9 x 1 d = 9 d > nextweek (7 d): 7 is the largest K that fits
+    assert "9 x 1-00:00:00" in msg and "--bundle 7" in msg, msg
     assert not (tmp_path / "s").exists()
     # a site without flavours: its max_time decides (4 x 30 min = the 2 h limit, 5 x: over)
     profile = sites.load_profile("condor")
     profile["limits"] = {**(profile.get("limits") or {}), "max_time": "2h"}
     with pytest.raises(GridsearchError, match="--bundle 4"):
-        CondorBackend().submit(jobs, profile, tmp_path / "t", True, {"bundle": 9, "time": "30m"})
+        CondorBackend().submit(jobs, profile, tmp_path / "t", True, {"bundle": 8, "time": "30m"})
 
 
 def test_bundles_count_as_procs_against_max_jobs_per_submission(tmp_path):
