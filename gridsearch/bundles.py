@@ -5,11 +5,12 @@ stays an independent job dir, same-shape members are trained as one stack. This 
 decides K, groups the jobs into bundles and scales the task's request for them; the
 backends and templates use what it returns.
 
-- **K**: ``--bundle K``, else the site profile's ``bundle:`` key, else 1 (one job per
-  task, the plain job script). ``auto`` picks K from the allocation: on a GPU task 64 (a
-  tiny model leaves the device nearly idle), on CPU ``4 x cpus`` between 4 and 16 (the
-  stack's per-model gain is best at K = 4..16 on one thread; docs/bundles.md, Speed). K
-  never exceeds the number of jobs.
+- **K**: ``--bundle K``, else the space file's top-level ``bundle:`` (read from the
+  campaign's ``space.yaml`` at submit time), else the site profile's ``bundle:`` key, else
+  1 (one job per task, the plain job script). ``auto`` picks K from the allocation: on a
+  GPU task 64 (a tiny model leaves the device nearly idle), on CPU ``4 x cpus`` between 4
+  and 16 (the stack's per-model gain is best at K = 4..16 on one thread; docs/bundles.md,
+  Speed). K never exceeds the number of jobs.
 - **Grouping**: jobs are ordered by the shape of what they train (the ``model`` section,
   ``train.batch_size``, ``train.device``; stable, so the campaign's order stays otherwise),
   then cut into consecutive bundles of K, so that same-shape jobs share a bundle and are
@@ -38,6 +39,8 @@ from hepae_core.jobdir import CONFIG
 #: The module a bundle task runs (profiles may name another with ``bundle_module:``).
 BUNDLE_MODULE = "hepae_core.bundle"
 AUTO = "auto"
+#: The space file's top-level key for the campaign's bundle size.
+SPACE_KEY = "bundle"
 
 
 def parse_bundle(value: Any, key: str = "--bundle") -> int | str:
@@ -54,6 +57,44 @@ def parse_bundle(value: Any, key: str = "--bundle") -> int | str:
             key=key,
         )
     return value
+
+
+def parse_space_bundle(value: Any, where: str) -> int | str:
+    """The space file's top-level ``bundle:`` (K or ``auto``); ``where`` is its
+    ``file:line``, named with the key when the value is bad."""
+    try:
+        return parse_bundle(value, SPACE_KEY)
+    except GridsearchError as exc:
+        raise GridsearchError(message=exc.message, source=where, key=SPACE_KEY) from None
+
+
+def space_default(campaign_root: Path) -> int | str | None:
+    """The ``bundle:`` of the campaign's copy of its space file (``space.yaml`` in the
+    campaign dir, written by ``gridsearch plan``), or None (no such key, or no copy)."""
+    from gridsearch.campaign import SPACE
+    from hepae_core import yamlio
+
+    path = Path(campaign_root) / SPACE
+    if not path.is_file():
+        return None
+    data, lines = yamlio.parse(yamlio.read_text(path, GridsearchError), str(path), GridsearchError)
+    if not isinstance(data, dict) or data.get(SPACE_KEY) is None:
+        return None
+    line = lines.get((SPACE_KEY,))
+    return parse_space_bundle(data[SPACE_KEY], f"{path}:{line}" if line else str(path))
+
+
+def with_space_default(overrides: dict[str, Any], campaign_root: Path) -> dict[str, Any]:
+    """``overrides`` with the space file's bundle size when ``--bundle`` was not given.
+
+    Precedence: ``--bundle`` > the space file's ``bundle:`` > the site profile's
+    ``bundle:`` (local: ``options.bundle``) > 1. The backends read ``overrides["bundle"]``
+    before the profile's, so the space file's value goes there.
+    """
+    if overrides.get("bundle") is not None:
+        return overrides
+    default = space_default(campaign_root)
+    return overrides if default is None else {**overrides, "bundle": default}
 
 
 def choose_size(

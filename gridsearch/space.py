@@ -46,6 +46,7 @@ TOP_KEYS = (
     "include",
     "exclude",
     "halving",  # successive halving by `gridsearch promote` (gridsearch/halving.py)
+    "bundle",  # default --bundle K of the campaign's submissions (gridsearch/bundles.py)
 )
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in")
 
@@ -206,6 +207,10 @@ def load_space(path: str | Path) -> Space:
         from gridsearch.halving import parse_halving
 
         parse_halving(data["halving"], space.where("halving"), space.base)
+    if data.get("bundle") is not None:
+        from gridsearch.bundles import parse_space_bundle
+
+        parse_space_bundle(data["bundle"], space.where("bundle"))
     _read_grid(space, data)
     _read_zip(space, data)
     _read_repeat(space, data)
