@@ -179,6 +179,8 @@ def main() -> None:
     bundle = args.bundle or math.ceil(points / (args.workers or cores or 1))
     rung = epochs // ETA
 
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
     top = Path(tempfile.mkdtemp(prefix="campaign_modes-", dir=args.keep))
     try:
         sites_dir = args.sites_dir
