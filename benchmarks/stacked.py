@@ -11,7 +11,7 @@ validation included) for about ``--seconds`` each after a warm-up, on the same d
 machine may be shared: every cell is measured ``--rounds`` times, interleaved, and the
 best kept; the sequential rate is the best of its row's rounds.
 
-    python benchmarks/stacked.py [--quick] [--device cpu|cuda] [--threads 1,2] [--rounds 2]
+    python benchmarks/stacked.py [--quick] [--device cpu|cuda] [--threads 1 2] [--rounds 2]
     python benchmarks/stacked.py --vmap   # the stack's bmm against torch.func vmap
 """
 
@@ -174,7 +174,12 @@ def _rate_of(forward, xb, leaves, jets, seconds) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    parser.add_argument(
+        "--threads",
+        nargs="+",
+        default=["1,2"],
+        help="thread counts, all measured in this one run: '1 2' or '1,2' (default both)",
+    )
     parser.add_argument("--batch-sizes", default="256,1024")
     parser.add_argument("--ks", default="1,2,4,8,16,32,64", help="stack sizes")
     parser.add_argument("--seconds", type=float, default=0.5, help="timed seconds per cell")
@@ -192,7 +197,9 @@ def main() -> None:
         "busy shared machine, meaningful for one thread only",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="K = 1,4,16, batch 256, one thread, one round"
+        "--quick",
+        action="store_true",
+        help="K = 1,4,16, batch 256, one round (the threads of --threads)",
     )
     parser.add_argument(
         "--vmap",
@@ -202,7 +209,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.quick:
-        args.threads, args.batch_sizes, args.ks = "1", "256", "1,4,16"
+        args.batch_sizes, args.ks = "256", "1,4,16"
         args.seconds, args.rounds = 0.3, 1
     global CLOCK
     CLOCK = args.clock
@@ -210,6 +217,7 @@ def main() -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device here")
     ks = [int(k) for k in args.ks.split(",")]
+    thread_counts = [int(t) for arg in args.threads for t in arg.split(",") if t]
     print(
         f"torch {torch.__version__}, device {device}"
         + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else "")
@@ -224,7 +232,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     best: dict[tuple, tuple[float, int]] = {}
-    for threads in [int(t) for t in args.threads.split(",")]:
+    for threads in thread_counts:
         torch.set_num_threads(threads)
         for name, (model_cfg, n_in) in MODELS.items():
             if args.vmap and "bn" in name:

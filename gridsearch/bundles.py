@@ -5,11 +5,12 @@ stays an independent job dir, same-shape members are trained as one stack. This 
 decides K, groups the jobs into bundles and scales the task's request for them; the
 backends and templates use what it returns.
 
-- **K**: ``--bundle K``, else the site profile's ``bundle:`` key, else 1 (one job per
-  task, the plain job script). ``auto`` picks K from the allocation: on a GPU task 64 (a
-  tiny model leaves the device nearly idle), on CPU ``4 x cpus`` between 4 and 16 (the
-  stack's per-model gain is best at K = 4..16 on one thread; docs/bundles.md, Speed). K
-  never exceeds the number of jobs.
+- **K**: ``--bundle K``, else the space file's top-level ``bundle:`` (read from the
+  campaign's ``space.yaml`` at submit time), else the site profile's ``bundle:`` key, else
+  1 (one job per task, the plain job script). ``auto`` picks K from the allocation: on a
+  GPU task 64 (a tiny model leaves the device nearly idle), on CPU ``4 x cpus`` between 4
+  and 16 (the stack's per-model gain is best at K = 4..16 on one thread; docs/bundles.md,
+  Speed). K never exceeds the number of jobs.
 - **Grouping**: jobs are ordered by the shape of what they train (the ``model`` section,
   ``train.batch_size``, ``train.device``; stable, so the campaign's order stays otherwise),
   then cut into consecutive bundles of K, so that same-shape jobs share a bundle and are
@@ -27,6 +28,7 @@ backends and templates use what it returns.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,8 @@ from hepae_core.jobdir import CONFIG
 #: The module a bundle task runs (profiles may name another with ``bundle_module:``).
 BUNDLE_MODULE = "hepae_core.bundle"
 AUTO = "auto"
+#: The space file's top-level key for the campaign's bundle size.
+SPACE_KEY = "bundle"
 
 
 def parse_bundle(value: Any, key: str = "--bundle") -> int | str:
@@ -53,6 +57,44 @@ def parse_bundle(value: Any, key: str = "--bundle") -> int | str:
             key=key,
         )
     return value
+
+
+def parse_space_bundle(value: Any, where: str) -> int | str:
+    """The space file's top-level ``bundle:`` (K or ``auto``); ``where`` is its
+    ``file:line``, named with the key when the value is bad."""
+    try:
+        return parse_bundle(value, SPACE_KEY)
+    except GridsearchError as exc:
+        raise GridsearchError(message=exc.message, source=where, key=SPACE_KEY) from None
+
+
+def space_default(campaign_root: Path) -> int | str | None:
+    """The ``bundle:`` of the campaign's copy of its space file (``space.yaml`` in the
+    campaign dir, written by ``gridsearch plan``), or None (no such key, or no copy)."""
+    from gridsearch.campaign import SPACE
+    from hepae_core import yamlio
+
+    path = Path(campaign_root) / SPACE
+    if not path.is_file():
+        return None
+    data, lines = yamlio.parse(yamlio.read_text(path, GridsearchError), str(path), GridsearchError)
+    if not isinstance(data, dict) or data.get(SPACE_KEY) is None:
+        return None
+    line = lines.get((SPACE_KEY,))
+    return parse_space_bundle(data[SPACE_KEY], f"{path}:{line}" if line else str(path))
+
+
+def with_space_default(overrides: dict[str, Any], campaign_root: Path) -> dict[str, Any]:
+    """``overrides`` with the space file's bundle size when ``--bundle`` was not given.
+
+    Precedence: ``--bundle`` > the space file's ``bundle:`` > the site profile's
+    ``bundle:`` (local: ``options.bundle``) > 1. The backends read ``overrides["bundle"]``
+    before the profile's, so the space file's value goes there.
+    """
+    if overrides.get("bundle") is not None:
+        return overrides
+    default = space_default(campaign_root)
+    return overrides if default is None else {**overrides, "bundle": default}
 
 
 def choose_size(
@@ -140,3 +182,54 @@ def check_scaled(
     request["job_time"] = format_walltime(per_job_s)
     environment["bundle_module"] = str(profile.get("bundle_module") or BUNDLE_MODULE)
     return request, environment, per_job_s
+
+
+@dataclass
+class Tasks:
+    """What a cluster backend submits: K, the ``(task index, job)`` pairs (a bundle is
+    several pairs with one index), the checked request and environment, and a note."""
+
+    k: int
+    pairs: list[tuple[int, Any]]
+    request: dict[str, Any]
+    environment: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def bundled(self) -> bool:
+        return self.k > 1
+
+    @property
+    def n_tasks(self) -> int:
+        return len({index for index, _ in self.pairs})
+
+
+def plan_tasks(jobs: list[Any], profile: dict[str, Any], overrides: dict[str, Any]) -> Tasks:
+    """K, the tasks and the checked request of a cluster submission (Slurm, HTCondor).
+
+    ``overrides`` may hold ``bundle`` (from ``--bundle`` or the space file); it is not
+    passed on to the request. Without bundles (K = 1) each job is its own task under its
+    campaign index (:func:`gridsearch.render.task_indices`); with bundles the tasks are
+    0, 1, ... (:func:`make_bundles`) and the walltime is scaled (:func:`check_scaled`).
+    """
+    from gridsearch import render, sites
+
+    overrides = dict(overrides)
+    wanted = overrides.pop("bundle", None)
+    alloc = sites.resolve_request(profile, overrides)
+    k = choose_size(wanted, alloc["cpus"], alloc["gpus"], len(jobs), profile.get("bundle"))
+    for job in jobs:
+        render.check_job_dir(Path(job.dir))
+    if k <= 1:
+        request, environment = sites.check_submission(profile, overrides, len(jobs))
+        return Tasks(1, list(zip(render.task_indices(jobs), jobs)), request, environment)
+    pairs = make_bundles(jobs, k)
+    n_tasks = pairs[-1][0] + 1
+    request, environment, _ = check_scaled(profile, overrides, k, n_tasks)
+    flavour = f", flavour {request['flavour']}" if request.get("flavour") else ""
+    note = (
+        f"bundles of {k}: {len(jobs)} jobs in {n_tasks} tasks, each asking {request['time']} "
+        f"({k} x {request['job_time']} per job{flavour}), {request['cpus']} cpus shared by "
+        "its members"
+    )
+    return Tasks(k, pairs, request, environment, [note])

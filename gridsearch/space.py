@@ -47,6 +47,7 @@ TOP_KEYS = (
     "exclude",
     "halving",  # successive halving by `gridsearch promote` (gridsearch/halving.py)
     "stages",  # stages that depend on each other (gridsearch/stages.py)
+    "bundle",  # default --bundle K of the campaign's submissions (gridsearch/bundles.py)
 )
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in")
 
@@ -214,6 +215,10 @@ def load_space(path: str | Path) -> Space:
                 source=space.where("base", key),
                 key=key,
             )
+    if data.get("bundle") is not None:
+        from gridsearch.bundles import parse_space_bundle
+
+        parse_space_bundle(data["bundle"], space.where("bundle"))
     if data.get("stages") is not None:
         from gridsearch.stages import read_stages
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gridsearch import bundles
 from gridsearch import status as S
 from gridsearch.backends import get_backend
 from gridsearch.backends.base import JobRef, Journal, Submission
@@ -254,7 +255,8 @@ def _submit_part(
             profile,
             directory=directory,
             dry_run=dry_run,
-            overrides=overrides or {},
+            # --bundle, else the space file's bundle: (docs/gridsearch.md, "Bundles")
+            overrides=bundles.with_space_default(overrides or {}, campaign.root),
             journal=journal,
             search=user_site_dirs(sites_dir),
             before_submit=archive_done,

@@ -121,11 +121,15 @@ def test_walltime_over_the_limit_names_the_bundle_that_fits(tmp_path):
     assert "#SBATCH --time=02:00:00" in prepared.files["job.sh"][0]
 
 
-def test_condor_refuses_bundles(tmp_path):
+def test_condor_renders_bundles(tmp_path):
+    # HTCondor bundles are tested in tests/test_condor_bundle.py; the choice of K is shared
     profile = sites.load_profile("condor")
-    jobs = [JobRef("j0", tmp_path, 0)]
-    with pytest.raises(GridsearchError, match="HTCondor"):
-        CondorBackend()._prepare(jobs, profile, tmp_path / "sub", {"bundle": 2}, [])
+    jobs = [JobRef(f"j{i}", tmp_path / f"j{i}", i) for i in range(3)]
+    for j in jobs:
+        j.dir.mkdir()
+    prepared = CondorBackend()._prepare(jobs, profile, tmp_path / "sub", {"bundle": 2}, [])
+    assert prepared.indices() == {"0": ["j0", "j1"], "1": ["j2"]}
+    assert prepared.request["bundle"] == 2
 
 
 # ------------------------------------------------------------------ local, end to end

@@ -8,6 +8,20 @@ installed) beside a copy of the list file, and must yield exactly the planned jo
 ``condor_submit job.sub`` runs in the submission directory and returns at once. Task ids
 are ``<ClusterId>.<ProcId>``.
 
+**Bundles** (``--bundle K``, :mod:`gridsearch.bundles`): one proc per bundle. ``job.sub``
+says ``queue index from bundles.txt``, a file of bare task indices (0, 1, ...), and the job
+script runs the dirs listed under its index in ``jobs.txt`` with ``python -m
+hepae_core.bundle``, exactly as the Slurm script does. Only digits reach the submit
+description: a job dir is never an item, so commas, spaces, quotes or ``$(...)`` in its
+path cannot change how HTCondor splits or expands the line (a per-proc list of dirs in
+the items would need HTCondor's quoting rules, and a separate list file per proc would be
+K files more to write and keep). The procs run in the submission directory, with their
+HTCondor output and user log in ``logs/`` and the bundle's output in
+``logs/bundle-INDEX.log``. ``+MaxRuntime`` is K x the per-job time and ``+JobFlavour``
+(lxplus) the smallest flavour holding it; a bundle too long for the longest flavour or the
+site's ``max_time`` is refused naming the largest K that fits. The ledger maps
+``ClusterId.ProcId`` to the list of the bundle's job ids, as for Slurm.
+
 ``query`` asks ``condor_q`` about jobs in the queue, then ``condor_history`` about those
 that left it, and classifies them like the Slurm backend does.
 """
@@ -22,7 +36,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from gridsearch import render, sites
+from gridsearch import bundles, render
 from gridsearch.backends.base import (
     Backend,
     Chunk,
@@ -31,12 +45,15 @@ from gridsearch.backends.base import (
     SchedulerState,
     SchedulerUnavailable,
     run_command,
+    task_value,
 )
 from gridsearch.errors import GridsearchError
 from hepae_core.states import EXIT_INTERRUPTED
 
 SUBMIT_FILE = "job.sub"
 SCRIPT_FILE = "job.sh"
+#: With bundles: one task index per line, one proc each (the dirs stay in jobs.txt).
+BUNDLE_LIST = "bundles.txt"
 _ATTRS = (
     "ClusterId,ProcId,JobStatus,ExitCode,ExitBySignal,ExitSignal,HoldReason,HoldReasonCode,"
     "RemoveReason,NumJobStarts,LastHoldReason"
@@ -134,44 +151,49 @@ class CondorBackend(Backend):
         HTCondor's parser; write nothing."""
         profile = dict(profile)
         profile.setdefault("kind", self.kind)
-        overrides = dict(overrides)
-        wanted = overrides.pop("bundle", None)
-        if (wanted if wanted is not None else profile.get("bundle")) not in (None, 1):
-            raise GridsearchError(
-                message="bundles are not rendered for HTCondor yet (one job per proc): "
-                "submit without --bundle, or set 'bundle: 1' in the site profile",
-                key="--bundle",
-            )
-        request, environment = sites.check_submission(profile, overrides, len(jobs))
-        for job in jobs:
-            render.condor_value(render.check_job_dir(Path(job.dir)))
-        indices = render.task_indices(jobs)
+        tasks = bundles.plan_tasks(jobs, profile, overrides)
+        request, environment = tasks.request, tasks.environment
+        if not tasks.bundled:
+            for job in jobs:  # each job dir is an item of the submit description
+                render.condor_value(Path(job.dir))
         context = render.script_context(profile, request, environment, directory)
-        # The list file is named relative to the submission dir, where condor_submit runs:
+        # The list files are named relative to the submission dir, where condor_submit runs:
         # `queue ... from PATH` would read a '|' in PATH as a command to run.
         context.update(
-            script=str(directory / SCRIPT_FILE), list_file=render.LIST_FILE, n_jobs=len(jobs)
+            script=str(directory / SCRIPT_FILE),
+            list_file=BUNDLE_LIST if tasks.bundled else render.LIST_FILE,
+            n_jobs=len(jobs),
+            n_tasks=tasks.n_tasks,
         )
         script_text = render.render(profile.get("script_template", "condor.sh.j2"), context, search)
         submit_text = render.render(profile.get("template", "condor.sub.j2"), context, search)
-        list_text = render.list_text((i, Path(j.dir)) for i, j in zip(indices, jobs))
-        planned = [{"index": str(i), "jobdir": str(j.dir)} for i, j in zip(indices, jobs)]
+        chunk = Chunk(SUBMIT_FILE, tasks.pairs, bundled=tasks.bundled)
+        lists = {render.LIST_FILE: render.list_text((i, Path(j.dir)) for i, j in tasks.pairs)}
+        if tasks.bundled:
+            # one proc per bundle: its task index, the line the job script looks up in jobs.txt
+            lists[BUNDLE_LIST] = "".join(f"{i}\n" for i in chunk.tasks())
+            planned = [{"index": str(i)} for i in chunk.tasks()]
+        else:
+            planned = [{"index": str(i), "jobdir": str(j.dir)} for i, j in tasks.pairs]
         with tempfile.TemporaryDirectory(prefix="gridsearch-check-") as tmp:
-            (Path(tmp) / render.LIST_FILE).write_text(list_text, encoding="utf-8")
+            for name, text in lists.items():
+                (Path(tmp) / name).write_text(text, encoding="utf-8")
             items = parse_submit(submit_text, Path(tmp))
         if items is not None and items != planned:
             raise GridsearchError(
-                message=f"{SUBMIT_FILE} yields {len(items)} jobs to HTCondor's parser, not the "
+                message=f"{SUBMIT_FILE} yields {len(items)} procs to HTCondor's parser, not the "
                 f"{len(planned)} planned ones; please report this"
             )
         files = {
             SUBMIT_FILE: (submit_text, 0o644),
             SCRIPT_FILE: (script_text, 0o755),
-            render.LIST_FILE: (list_text, 0o644),
+            **{name: (text, 0o644) for name, text in lists.items()},
         }
         notes = [f"python on the nodes: {environment['python']} ({environment['origin']})"]
-        chunk = Chunk(SUBMIT_FILE, list(zip(indices, jobs)))
-        return Prepared(directory, files, [chunk], [], request, environment, notes=notes)
+        notes.extend(tasks.notes)
+        # a bundle's HTCondor output and the bundle's own log go to logs/ (must exist at submit)
+        subdirs = ["logs"] if tasks.bundled else []
+        return Prepared(directory, files, [chunk], subdirs, request, environment, notes=notes)
 
     def _make_submission_command(
         self, prepared: Prepared, chunk: Chunk, previous: str | None
@@ -186,15 +208,20 @@ class CondorBackend(Backend):
                 "condor_q before submitting again"
             )
         count, cluster = int(m.group(1)), m.group(2)
-        if count != len(chunk.members):
+        if count != len(chunk.tasks()):
             raise GridsearchError(
                 message=f"condor_submit queued {count} jobs in cluster {cluster}, not "
-                f"{len(chunk.members)}: check it with condor_q {cluster}"
+                f"{len(chunk.tasks())}: check it with condor_q {cluster}"
             )
         return cluster
 
-    def _task_ids(self, job_id: str, chunk: Chunk) -> dict[str, str]:
-        return {f"{job_id}.{proc}": job.id for proc, (_, job) in enumerate(chunk.members)}
+    def _task_ids(self, job_id: str, chunk: Chunk) -> dict[str, str | list[str]]:
+        """``ClusterId.ProcId`` -> job id (a bundle: its job ids); procs are queued in the
+        order of the chunk's task indices (jobs.txt, or bundles.txt for bundles)."""
+        return {
+            f"{job_id}.{proc}": task_value(refs, chunk.bundled)
+            for proc, refs in enumerate(chunk.tasks().values())
+        }
 
     def query(self, task_ids: list[str]) -> dict[str, SchedulerState]:
         """The pool's word on each ``ClusterId.ProcId``: condor_q, then condor_history.

@@ -166,21 +166,8 @@ class SlurmBackend(Backend):
         search: list[Path],
     ) -> Prepared:
         """One array script per chunk of indices below MaxArraySize, and ``jobs.txt``."""
-        overrides = dict(overrides)
-        wanted = overrides.pop("bundle", None)
-        cpus = sites.resolve_request(profile, overrides)
-        k = bundles.choose_size(
-            wanted, cpus["cpus"], cpus["gpus"], len(jobs), profile.get("bundle")
-        )
-        for job in jobs:
-            render.check_job_dir(Path(job.dir))
-        if k > 1:
-            pairs = bundles.make_bundles(jobs, k)
-            n_tasks = pairs[-1][0] + 1
-            request, environment, _ = bundles.check_scaled(profile, overrides, k, n_tasks)
-        else:
-            request, environment = sites.check_submission(profile, overrides, len(jobs))
-            pairs = list(zip(render.task_indices(jobs), jobs))
+        tasks = bundles.plan_tasks(jobs, profile, overrides)
+        k, pairs, request, environment = tasks.k, tasks.pairs, tasks.request, tasks.environment
         max_array = sites.max_array_size(profile)
         notes = [f"python on the nodes: {environment['python']} ({environment['origin']})"]
         from_cluster = cluster_max_array_size()
@@ -198,12 +185,7 @@ class SlurmBackend(Backend):
         files: dict[str, tuple[str, int]] = {
             render.LIST_FILE: (render.list_text((i, Path(j.dir)) for i, j in pairs), 0o644)
         }
-        if k > 1:
-            notes.append(
-                f"bundles of {k}: {len(jobs)} jobs in {pairs[-1][0] + 1} tasks, each asking "
-                f"{request['time']} ({k} x {request['job_time']} per job), {request['cpus']} "
-                "cpus shared by its members"
-            )
+        notes.extend(tasks.notes)
         chunks: list[Chunk] = []
         for n, (group, members) in enumerate(sorted(groups.items())):
             offset = group * max_array

@@ -54,7 +54,8 @@ def submit(argv: list[str]) -> int:
                 "JobStatus": 1,
                 "NumJobStarts": 0,
                 "Args": f"{item['index']} {cluster}.{proc}",
-                "Iwd": item["jobdir"],
+                # a bundle's procs run in the submission directory (no jobdir item)
+                "Iwd": item.get("jobdir", str(path.absolute().parent)),
             }
         )
     save("queue.json", queue)
