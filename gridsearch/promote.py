@@ -269,6 +269,50 @@ def _promote_one(p: Promoted, cfg: dict[str, Any], meta: dict[str, Any]) -> None
     )
 
 
+#: How long promote waits for the tasks of chosen done jobs to end in the scheduler.
+TASK_END_WAIT_S = 90.0
+
+
+def _wait_for_tasks_to_end(jobs: list[S.JobStatus], wait_s: float | None = None) -> None:
+    """Wait until the scheduler no longer runs the tasks of these done jobs.
+
+    A job writes ``done`` before its task ends (the script still copies its log lines);
+    promoted in that moment, it would be submitted while the scheduler still runs the
+    old task, so submit would leave it alone as held and it would stay ``interrupted``.
+    Raises when they do not end in time; nothing is promoted then.
+    """
+    from gridsearch.backends import get_backend
+    from gridsearch.backends.base import SchedulerUnavailable
+
+    wait_s = TASK_END_WAIT_S if wait_s is None else wait_s
+    by_kind: dict[str, list[str]] = {}
+    for js in jobs:
+        if js.task_id and js.kind and not get_backend(js.kind).blocking:
+            by_kind.setdefault(js.kind, []).append(js.task_id)
+    deadline = time.monotonic() + wait_s
+    while by_kind:
+        still: dict[str, list[str]] = {}
+        for kind, task_ids in by_kind.items():
+            try:
+                answer = get_backend(kind).query(task_ids)
+            except SchedulerUnavailable:
+                continue  # cannot tell: the job dirs say done
+            busy = [t for t in task_ids if t in answer and answer[t].state in ("queued", "running")]
+            if busy:
+                still[kind] = busy
+        if not still:
+            return
+        if time.monotonic() > deadline:
+            tasks = ", ".join(t for ts in still.values() for t in ts)
+            raise GridsearchError(
+                message=f"the scheduler still runs the tasks of {sum(map(len, still.values()))} "
+                f"chosen job(s) ({tasks}) although they wrote done; promote again when they "
+                "ended (nothing was promoted)",
+            )
+        by_kind = still
+        time.sleep(2.0)
+
+
 def promote(
     campaign: Campaign,
     *,
@@ -317,6 +361,7 @@ def promote(
         configs = [_check(p, epochs) for p in chosen]  # everything checked before writing
         if dry_run:
             return report
+        _wait_for_tasks_to_end([p.js for p in chosen])
         meta = {"metric": metric, "promotion": promotion}
         for p, cfg in zip(chosen, configs, strict=True):
             with jobdir.job_lock(p.js.dir):

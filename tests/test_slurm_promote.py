@@ -1,0 +1,91 @@
+"""Real Slurm: ``promote`` right after the jobs wrote ``done`` while their tasks still run
+(a site template that lingers 15 s after the training, as a slow log copy or epilogue
+would). Promote waits for the tasks to end, then submits the promoted job, which ends done
+with the new epochs; before, it was left ``interrupted`` as "held by the scheduler"."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gridsearch.campaign import open_campaign
+from gridsearch.status import campaign_status
+from hepae_core.states import JobState
+
+REPO = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("slurm_cluster", REPO / "tests/slurm/cluster.py")
+cluster = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cluster)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(600)]
+
+LINGER = """{% extends "slurm.sh.j2" %}
+{% block finish %}
+sleep 15
+exit "$rc"
+{% endblock %}
+"""
+SPACE = {
+    "name": "slurmpromote",
+    "base": {
+        "data": {"source": "bundled:dijet_4d", "max_jets": 3000},
+        "model": {"encoder": [8]},
+        "train": {"epochs": 1, "batch_size": 256},
+        "evaluate": {"plots": False, "timing_jets": 1000},
+    },
+    "grid": {"train.lr": [1e-3, 1e-2]},
+}
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    reason = cluster.ensure()
+    if reason:
+        pytest.skip(reason)
+
+
+def _wait(campaign, until, deadline):
+    while True:
+        statuses = campaign_status(campaign)
+        if until(statuses):
+            return statuses
+        assert time.monotonic() < deadline, [(js.name, js.state, js.reason) for js in statuses]
+        time.sleep(1)
+
+
+def test_promote_waits_for_tasks_that_still_run_after_done(tmp_path, slurm):
+    sites = cluster.write_test_site(tmp_path)
+    (sites / "linger.sh.j2").write_text(LINGER)
+    profile = yaml.safe_load((sites / "test-slurm.yaml").read_text())
+    (sites / "test-slurm.yaml").write_text(yaml.safe_dump({**profile, "template": "linger.sh.j2"}))
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    camp = tmp_path / "camp"
+    site = ["--site", "test-slurm", "--sites-dir", str(sites)]
+    assert cluster.gridsearch("plan", str(space), "-o", str(camp)).returncode == 0
+    proc = cluster.gridsearch("submit", str(camp), *site)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    campaign = open_campaign(camp)
+    deadline = time.monotonic() + 400
+    _wait(campaign, lambda ss: all(js.state == JobState.DONE for js in ss), deadline)
+    # both wrote done; their tasks linger 15 s more in the scheduler
+    t0 = time.monotonic()
+    proc = cluster.gridsearch("promote", str(camp), "--keep", "1", "--epochs", "2", *site)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "submitted 1 jobs" in proc.stdout, proc.stdout
+    assert time.monotonic() - t0 > 5  # it waited for the old tasks to end
+    statuses = _wait(
+        campaign,
+        lambda ss: all(js.state in (JobState.DONE, JobState.FAILED) for js in ss),
+        deadline,
+    )
+    assert [js.state for js in statuses] == [JobState.DONE] * 2
+    epochs = sorted(
+        json.loads((js.dir / "state.json").read_text()).get("epochs") for js in statuses
+    )
+    assert epochs == [1, 2]
