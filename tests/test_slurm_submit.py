@@ -177,7 +177,9 @@ def test_full_disk_at_the_ledger_write_never_submits_twice(tmp_path, slurm):
         wrapper.write_text(
             "#!/bin/sh\n"
             f"echo call >> {shlex.quote(str(calls))}\n"
-            f'out=$({shlex.quote(shutil.which("sbatch"))} "$@") || exit $?\n'
+            # --hold: the tasks must not start (and fail on the full disk) before the
+            # test has freed it; released below
+            f'out=$({shlex.quote(shutil.which("sbatch"))} --hold "$@") || exit $?\n'
             f"dd if=/dev/zero of={shlex.quote(str(fs / 'fill'))} bs=64k 2>/dev/null\n"
             'echo "$out"\n'
         )
@@ -209,6 +211,7 @@ def test_full_disk_at_the_ledger_write_never_submits_twice(tmp_path, slurm):
         rec = [json.loads(x) for x in (camp / "ledger.jsonl").read_text().splitlines()][-1]
         assert rec["event"] == "submitted" and rec["scheduler_ids"] == ids
         assert rec["tasks"] == {f"{ids[0]}_{j['index']}": j["id"] for j in jobs}
+        subprocess.run(["scontrol", "release", ids[0]], check=True)
         _wait_done(camp, 2)
         status = json.loads(gridsearch("status", str(camp), "--json").stdout)
         assert [j["state"] for j in status["jobs"]] == ["done", "done"]
