@@ -329,6 +329,17 @@ def _rd_panels(ctx: PlotContext, variables: list[str], best_rows: list[Any]) -> 
     return sorted(variables, key=lambda v: score[v], reverse=True)[:6]
 
 
+def _width_variables(ctx: PlotContext) -> list[str]:
+    """The variables with residual widths; PlotSkipped when none, or not ``--variable``."""
+    variables = variables_of(ctx.used)
+    if not variables:
+        raise PlotSkipped("no ae.<variable>.width columns in the metrics", problem=True)
+    if ctx.variable and ctx.variable not in variables:
+        raise PlotSkipped(f"no residual width of variable {ctx.variable!r} (have "
+                          f"{', '.join(variables)})", problem=True)  # fmt: skip
+    return variables
+
+
 def rate_distortion(ctx: PlotContext) -> list[tuple[str, str]]:
     """Bits per jet against residual width: autoencoders, quantisers, PCA, casts, lossless.
 
@@ -337,12 +348,7 @@ def rate_distortion(ctx: PlotContext) -> list[tuple[str, str]]:
     (dashed); the scalar-quantiser curve, the casts and the lossless point are drawn once.
     """
     used = ctx.used
-    variables = variables_of(used)
-    if not variables:
-        raise PlotSkipped("no ae.<variable>.width columns in the metrics", problem=True)
-    if ctx.variable and ctx.variable not in variables:
-        raise PlotSkipped(f"no residual width of variable {ctx.variable!r} (have "
-                          f"{', '.join(variables)})", problem=True)  # fmt: skip
+    variables = _width_variables(ctx)
     rows_by_id = {r["job_id"]: r for r in used.to_dict("records")}
     groups = ctx.groups or rank(used, ctx.metric, ctx.group_by)
     best = []
@@ -768,12 +774,7 @@ def collective(ctx: PlotContext) -> list[tuple[str, str]]:
     used = ctx.used
     if not collective_mod.has_collective(used):
         raise PlotSkipped("no grouped or two-stage jobs in the campaign")
-    variables = variables_of(used)
-    if not variables:
-        raise PlotSkipped("no ae.<variable>.width columns in the metrics", problem=True)
-    if ctx.variable and ctx.variable not in variables:
-        raise PlotSkipped(f"no residual width of variable {ctx.variable!r} (have "
-                          f"{', '.join(variables)})", problem=True)  # fmt: skip
+    variables = _width_variables(ctx)
     panels = _collective_panels(ctx, variables)
     rows = collective_mod.rows_of(used)
     written = [_width_vs_group_size(ctx, panels, rows), _fronts(ctx, panels, rows)]
