@@ -143,9 +143,7 @@ def _deps_ready(js: JobStatus, by_id: dict[str, JobStatus], taken: set[str]) -> 
         dep = by_id.get(dep_id)
         if dep is None:
             return False
-        if dep.id in taken or dep.state in (JobState.DONE, JobState.QUEUED, JobState.RUNNING):
-            continue
-        if dep.state == JobState.WAITING and dep.held:
+        if dep.id in taken or dep.state == JobState.DONE or dep.in_flight:
             continue
         return False
     return True

@@ -104,6 +104,12 @@ class JobStatus:
     out_of_date: str = ""  # done, but a stage-1 job it picked from changed since: why
 
     @property
+    def in_flight(self) -> bool:
+        """The scheduler holds it: queued, running, or waiting in its queue behind an
+        earlier stage (a waiting job nobody submitted is not in flight)."""
+        return self.state in HELD or (self.state == JobState.WAITING and self.held)
+
+    @property
     def epoch_text(self) -> str | None:
         """``7/30``; ``0/30`` before the first epoch; None (shown ``-``) when not known."""
         if self.epochs is None:

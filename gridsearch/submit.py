@@ -187,10 +187,7 @@ def _held_behind(
                 ids = submitted[dep_id]
             else:
                 dep = by_id.get(dep_id)
-                held = dep is not None and (
-                    dep.state in (JobState.QUEUED, JobState.RUNNING) or dep.held
-                )
-                ids = [dep.task_id] if held and dep.task_id else []
+                ids = [dep.task_id] if dep is not None and dep.in_flight and dep.task_id else []
             out.extend(i for i in ids if i not in out)
     return out
 

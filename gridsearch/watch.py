@@ -26,17 +26,6 @@ from gridsearch.status import JobStatus, campaign_status, counts
 from gridsearch.text import safe
 from hepae_core.states import JobState
 
-IN_FLIGHT = (JobState.WAITING, JobState.QUEUED, JobState.RUNNING)
-
-
-def _moving(js) -> bool:
-    """Queued or running, or waiting in the scheduler's queue behind an earlier stage (a
-    waiting job nobody submitted does not move by itself: --watch ends)."""
-    if js.state == JobState.WAITING:
-        return js.held
-    return js.state in IN_FLIGHT
-
-
 ENDED = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
 BAR_WIDTH = 30
 MAX_RUNNING_SHOWN = 8
@@ -149,7 +138,7 @@ def watch(
             out.write(f"{stamp} {lines[0]}\n")
         out.flush()
         n += 1
-        if not any(_moving(js) for js in statuses):
+        if not any(js.in_flight for js in statuses):  # a waiting job nobody queued: ends
             return statuses
         if max_refreshes is not None and n >= max_refreshes:
             return statuses
