@@ -621,33 +621,8 @@ class StackedTrainer:
         tr.epoch += 1
         n_seen = starts[-1] + min(bs, x.shape[0] - starts[-1])
         train_loss = loss_sum / n_seen  # batch means weighted by rows: per-value MSE
-        sched, opt = tr.scheduler, tr.optimizer
-        if sched is not None and not tr.per_batch_schedule:
-            sched.step(val_loss)
-        record = {
-            "epoch": tr.epoch,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "lr": opt.param_groups[0]["lr"],
-            "seconds": tr.epoch_time,
-            "jets_per_s": n_seen / tr.epoch_time if tr.epoch_time > 0 else 0.0,
-        }
-        tr.result.history.append(record)
-        if val_loss < tr.result.best_val_loss - cfg["min_delta"]:
-            tr.result.best_val_loss = val_loss
-            tr.result.best_epoch = tr.epoch
-            tr.bad_epochs = 0
-            if tr.on_best:
-                with own_storage(tr.model):
-                    tr.on_best(tr.epoch, val_loss)
-        else:
-            tr.bad_epochs += 1
         tr.result.epochs_run = tr.epoch
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(
-                f"the training loss became {train_loss} at epoch {tr.epoch}; "
-                "lower train.lr or check the inputs"
-            )
+        record = tr.close_epoch(train_loss, val_loss, n_seen, lambda: own_storage(tr.model))
         every = cfg["checkpoint_every_s"]
         if not every or time.monotonic() - tr._last_checkpoint > every:
             save_member_checkpoint(tr)

@@ -9,6 +9,7 @@ batch beyond forward, backward and step.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -388,31 +389,7 @@ class Trainer:
             seen = n_seen if ms is None else ms[:n_seen].sum().item() / x.shape[1]
             train_loss = loss_sum.item() / seen
             val_loss = evaluate_loss(model, self.x_val, self.m_val)
-            if sched is not None and not self.per_batch_schedule:
-                sched.step(val_loss)
-            record = {
-                "epoch": self.epoch,
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "lr": opt.param_groups[0]["lr"],
-                "seconds": self.epoch_time,
-                "jets_per_s": n_seen / self.epoch_time if self.epoch_time > 0 else 0.0,
-            }
-            self.result.history.append(record)
-            improved = val_loss < self.result.best_val_loss - self.cfg["min_delta"]
-            if improved:
-                self.result.best_val_loss = val_loss
-                self.result.best_epoch = self.epoch
-                self.bad_epochs = 0
-                if self.on_best:
-                    self.on_best(self.epoch, val_loss)
-            else:
-                self.bad_epochs += 1
-            if not math.isfinite(train_loss):
-                raise FloatingPointError(
-                    f"the training loss became {train_loss} at epoch {self.epoch}; "
-                    "lower train.lr or check the inputs"
-                )
+            record = self.close_epoch(train_loss, val_loss, n_seen)
             if not every or time.monotonic() - self._last_checkpoint > every:
                 self.save_checkpoint()
             if self.on_epoch:
@@ -428,6 +405,45 @@ class Trainer:
                 return self.result
         self.result.epochs_run = self.epoch
         return self.result
+
+    def close_epoch(
+        self,
+        train_loss: float,
+        val_loss: float,
+        n_seen: int,
+        best_context: Callable[[], Any] | None = None,
+    ) -> dict[str, float]:
+        """The end of an epoch (``self.epoch`` already counts it): step a per-epoch
+        schedule, record the epoch in the history, keep the best (``on_best``, inside
+        ``best_context()`` when given) and count epochs without improvement; raise on a
+        non-finite training loss. Shared by the single run and the members of a stack
+        (hepae_core.stacked), so both record and select exactly alike."""
+        if self.scheduler is not None and not self.per_batch_schedule:
+            self.scheduler.step(val_loss)
+        record = {
+            "epoch": self.epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": self.epoch_time,
+            "jets_per_s": n_seen / self.epoch_time if self.epoch_time > 0 else 0.0,
+        }
+        self.result.history.append(record)
+        if val_loss < self.result.best_val_loss - self.cfg["min_delta"]:
+            self.result.best_val_loss = val_loss
+            self.result.best_epoch = self.epoch
+            self.bad_epochs = 0
+            if self.on_best:
+                with best_context() if best_context else contextlib.nullcontext():
+                    self.on_best(self.epoch, val_loss)
+        else:
+            self.bad_epochs += 1
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(
+                f"the training loss became {train_loss} at epoch {self.epoch}; "
+                "lower train.lr or check the inputs"
+            )
+        return record
 
 
 def progress_printer(epochs: int, stream=None) -> Callable[[dict[str, float]], None]:
