@@ -16,12 +16,15 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gridsearch
 from gridsearch import campaign as C
 from gridsearch.errors import GridsearchError
 from gridsearch.space import Point, Space, absolute_source, expand, load_space
+
+if TYPE_CHECKING:
+    from gridsearch.stages import Stage
 from hepae_core import yamlio
 from hepae_core.config import resolve, variables_of
 from hepae_core.errors import ConfigError
@@ -279,7 +282,7 @@ def validate_staged(
                 )
             first_stage[job.id] = stage.name
         if stage.after is not None:
-            _check_variables(stage, jobs, by_stage[stage.after], space)
+            _check_variables(stage, jobs, by_stage[stage.after])
         by_stage[stage.name] = jobs
         all_points.extend(points)
         all_jobs.extend(jobs)
@@ -293,7 +296,7 @@ def _after_ids(raw: dict[str, Any]) -> list[str]:
     return [os.path.basename(str(p).rstrip("/")) for p in paths if p]
 
 
-def _check_variables(stage: Any, jobs: list[PlannedJob], earlier: list[PlannedJob], space: Space):
+def _check_variables(stage: Stage, jobs: list[PlannedJob], earlier: list[PlannedJob]) -> None:
     """A dependent stage must train on the variables of the jobs it picks from."""
     trained = {j.id: j.variables for j in earlier}
     for job in jobs:

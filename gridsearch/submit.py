@@ -136,7 +136,7 @@ def submit(
                 part = _still_runnable(campaign, part, report, lost_after_s)
                 if not part:
                     continue
-            after = _held_behind(part, by_id, submitted, dry_run)
+            after = _held_behind(part, by_id, submitted)
             if after and not backend.blocking and not backend.supports_dependency:
                 stage = part[0].stage
                 report.notes.append(
@@ -176,7 +176,6 @@ def _held_behind(
     part: list[S.JobStatus],
     by_id: dict[str, S.JobStatus],
     submitted: dict[str, list[str]],
-    dry_run: bool,
 ) -> list[str]:
     """The scheduler ids the part must wait for: the submissions of this call holding its
     dependencies, and the tasks of earlier submissions still queued or running."""
