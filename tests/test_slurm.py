@@ -35,12 +35,16 @@ TINY = {
     "train": {"epochs": 2},
     "evaluate": {"plots": False},
 }
-# Long enough that the walltime warning (USR1 ~20 s after the start) finds it training,
-# short enough to finish when resumed.
+# The walltime warning is due 10 s after the start (1 min limit, signal 50 s before), but
+# slurmctld checks time limits only every 30 s, so it may come as late as ~40 s. The long
+# job must still be training then on a fast machine (about 0.1 s per epoch here, so
+# 100 s), and short enough to finish when resumed.
+LONG_EPOCHS = 1000
+SIGNAL_BEFORE_S = 50
 LONG = {
     "data": {"source": "bundled:dijet_4d", "max_jets": None},
     "model": {"encoder": [8]},
-    "train": {"epochs": 250, "batch_size": 1024},
+    "train": {"epochs": LONG_EPOCHS, "batch_size": 1024},
     "evaluate": {"plots": False},
 }
 # A campaign path no shell may misread: spaces, quotes, $() and backticks.
@@ -100,7 +104,7 @@ def test_profile(tmp_path_factory) -> dict:
                 "extends": "slurm",
                 "python": sys.executable,
                 "env": {"variables": {"PYTHONPATH": str(REPO)}},
-                "request": {"time": "10:00", "signal_before_s": 40},
+                "request": {"time": "10:00", "signal_before_s": SIGNAL_BEFORE_S},
             }
         )
     )
@@ -253,11 +257,14 @@ def test_walltime_checkpoints_then_resumes(run):
     job = run["jobs"]["long"]
     task = next(iter(run["walltime"].tasks))
     assert "#SBATCH --time=00:01:00" in (run["walltime"].directory / "job.sh").read_text()
-    assert "#SBATCH --signal=B:USR1@40" in (run["walltime"].directory / "job.sh").read_text()
+    assert (
+        f"#SBATCH --signal=B:USR1@{SIGNAL_BEFORE_S}"
+        in (run["walltime"].directory / "job.sh").read_text()
+    )
     first = run["long_after_first"]
     assert first["state"] == "interrupted", first
     assert first["signal"] == "SIGUSR1"
-    assert first["epoch"] < 250  # 0 when the warning came early (Slurm may send it early)
+    assert first["epoch"] < LONG_EPOCHS  # 0 when the warning came early (Slurm may send it early)
     sched = run["states"][task]
     assert sched.state == "failed" and sched.exit_code == 75 and "resume" in sched.reason
     assert "received SIGUSR1" in (job.dir / "job.log").read_text()
@@ -268,7 +275,7 @@ def test_walltime_checkpoints_then_resumes(run):
     retry_task = next(t for t, j in run["retry"].tasks.items() if j == job.id)
     assert run["retry_states"][retry_task].state == "done"
     history = (job.dir / "history.csv").read_text().splitlines()
-    assert len(history) == 1 + 250
+    assert len(history) == 1 + LONG_EPOCHS
 
 
 def test_only_failed_is_one_compact_array(run):
