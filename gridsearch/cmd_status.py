@@ -95,6 +95,12 @@ def recovery_hints(statuses: list[JobStatus], root: str) -> list[str]:
                 f"  {len(bad)} of them failed on bad input (e.g. {bad[0].name}): they fail again "
                 "until the input is fixed; see 'gridsearch status --failed'"
             )
+    on_hold = [js for js in statuses if js.on_hold]
+    if on_hold:
+        lines.append(
+            f"{len(on_hold)} queued job(s) are held by the scheduler and start only once "
+            f"released (e.g. {on_hold[0].name}: {on_hold[0].reason}); resubmit leaves them alone"
+        )
     stale = [js for js in statuses if js.in_space and js.out_of_date]
     if stale:
         lines.append(

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import time
 from collections import Counter
@@ -101,6 +102,7 @@ class JobStatus:
     stage: str | None = None  # its stage in a staged campaign (gridsearch/stages.py)
     after: list[str] = field(default_factory=list)  # job ids it waits for
     held: bool = False  # waiting, and the scheduler holds it (queued behind its stage)
+    on_hold: bool = False  # queued, but the scheduler starts it only once someone releases it
     out_of_date: str = ""  # done, but a stage-1 job it picked from changed since: why
 
     @property
@@ -544,6 +546,27 @@ def _scheduler_word(kind: str, ans: Any) -> str:
     return f"{name}: {ans.state}"
 
 
+def _held_reason(kind: str, task: str, word: str, ev: _Evidence) -> str:
+    """Why a held task does not run, and the two ways on: release it or remove it. It is
+    not rerun by ``resubmit`` while held, so the job can never run twice."""
+    from gridsearch.backends import get_backend
+
+    backend = get_backend(kind)
+    quoted = shlex.quote(task)
+    ways = (
+        f"fix the cause, then `{backend.release_tool} {quoted}`, or `{backend.remove_tool} "
+        f"{quoted}` and resubmit"
+        if backend.release_tool
+        else "release or remove it"
+    )
+    last = ""
+    if ev.ran:
+        last = f"; its last attempt {ev.written or '?'}"
+        if ev.js.epoch is not None:
+            last += f" at epoch {ev.js.epoch_text}"
+    return f"{word}: it starts only once released; {ways}{last}"
+
+
 def _ask_schedulers(evidence: list[_Evidence], now: float) -> set[int]:
     """Refine jobs with what their schedulers say (one query per kind); the ids (``id(js)``)
     of the jobs that got an answer."""
@@ -575,6 +598,13 @@ def _refine(ev: _Evidence, ans: Any, kind: str, now: float) -> None:
     sched = ans.state if ans is not None else "unknown"
     js.scheduler_state = sched
     word = _scheduler_word(kind, ans)
+    if sched == "held":
+        if ev.ran and ev.written == JobState.DONE.word:
+            js.reason = f"{word}; it is done: remove the held task"
+            return  # released, it would find the job done and exit at once
+        js.state, js.on_hold = JobState.QUEUED, True
+        js.reason = _held_reason(kind, js.task_id or "", word, ev)
+        return
     if sched == "queued":
         js.state = JobState.QUEUED
         restarts = getattr(ans, "restarts", 0) or 0

@@ -138,7 +138,16 @@ def watch(
             out.write(f"{stamp} {lines[0]}\n")
         out.flush()
         n += 1
-        if not any(js.in_flight for js in statuses):  # a waiting job nobody queued: ends
+        # Ends when nothing will move by itself: a waiting job nobody queued, or a task the
+        # scheduler holds until someone releases it.
+        if not any(js.in_flight and not js.on_hold for js in statuses):
+            held = sum(js.on_hold for js in statuses)
+            if held:
+                out.write(
+                    f"{held} job{'s' if held > 1 else ''} held by the scheduler: "
+                    f"{'they start' if held > 1 else 'it starts'} only once released "
+                    "(gridsearch status says how)\n"
+                )
             return statuses
         if max_refreshes is not None and n >= max_refreshes:
             return statuses

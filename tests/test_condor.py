@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -160,7 +161,7 @@ def test_submit_and_status_with_standins(fake_condor, tmp_path):
     states = backend.query([*sub.tasks, "9999.0"])
     assert states["4711.0"].state == "running"
     assert states["4711.1"].state == "done"
-    assert states["4711.2"].state == "oom"
+    assert states["4711.2"].state == "held"  # still queued: it runs again once released
     assert states["4711.3"].state == "failed" and states["4711.3"].exit_code == 1
     assert states["4711.4"].state == "timeout"
     assert states["4711.5"].state == "cancelled"
@@ -168,12 +169,12 @@ def test_submit_and_status_with_standins(fake_condor, tmp_path):
 
     # resubmission of the failed ones: a second cluster with just those
     retry = backend.submit(
-        [jobs[2], jobs[3]],
+        [jobs[3], jobs[4]],
         sites.load_profile("lxplus"),
         tmp_path / "camp aign" / "submit" / "r",
         overrides={"mem": "8G"},
     )
-    assert retry.tasks == {"4712.0": jobs[2].id, "4712.1": jobs[3].id}
+    assert retry.tasks == {"4712.0": jobs[3].id, "4712.1": jobs[4].id}
     assert "request_memory          = 8192" in (retry.directory / "job.sub").read_text()
 
 
@@ -204,9 +205,19 @@ def test_query_without_condor_tools(tmp_path, monkeypatch):
         ({"JobStatus": 4, "ExitCode": 0, "ExitBySignal": False}, "done"),
         ({"JobStatus": 4, "ExitCode": 75, "ExitBySignal": False}, "failed"),
         ({"JobStatus": 4, "ExitBySignal": True, "ExitSignal": 9}, "failed"),
-        ({"JobStatus": 5, "HoldReason": "Error from slot1: memory usage exceeded"}, "oom"),
-        ({"JobStatus": 5, "HoldReason": "Job exceeded MaxRuntime"}, "timeout"),
-        ({"JobStatus": 5, "HoldReason": "Error from starter on node42"}, "node_fail"),
+        # held: in the queue until released or removed, whatever the cause
+        ({"JobStatus": 5, "HoldReason": "Error from slot1: memory usage exceeded"}, "held"),
+        ({"JobStatus": 5, "HoldReason": "Job exceeded MaxRuntime"}, "held"),
+        ({"JobStatus": 5}, "held"),
+        # removed by a site policy: ended, and the cause says which way
+        (
+            {"JobStatus": 3, "RemoveReason": "SYSTEM_PERIODIC_REMOVE: memory usage exceeded"},
+            "oom",
+        ),
+        (
+            {"JobStatus": 3, "RemoveReason": "periodic remove: job exceeded MaxRuntime"},
+            "timeout",
+        ),
         ({"JobStatus": 3, "RemoveReason": "via condor_rm"}, "cancelled"),
         ({"JobStatus": 9}, "unknown"),
     ],
@@ -215,5 +226,53 @@ def test_classify(ad, expected):
     assert classify(ad)[0] == expected
 
 
+def test_classify_held_keeps_the_hold_reason():
+    state, reason, code = classify(
+        {"JobStatus": 5, "HoldReason": "Error from slot1: memory usage exceeded", "ExitCode": 1}
+    )
+    assert (state, code) == ("held", None)
+    assert reason == "Error from slot1: memory usage exceeded"
+
+
 def test_classify_interrupted_says_resume():
     assert "resume" in classify({"JobStatus": 4, "ExitCode": 75, "NumJobStarts": 5})[1]
+
+
+def test_held_job_is_queued_with_advice_and_not_resubmitted(fake_condor, tmp_path, capsys):
+    """A task held after its job started (an HTCondor memory hold) stays queued in status,
+    says how to release or remove it, and resubmit leaves it alone: released later, it
+    would otherwise run a second time. Stand-in tools: no HTCondor pool can run here."""
+    from tests.conftest_gs import TINY_BASE, cli, write
+
+    space = write(tmp_path / "space.yaml", "name: held\n" + TINY_BASE + "grid: {seed: [0, 1]}\n")
+    camp = tmp_path / "camp"
+    assert cli(capsys, "plan", space, "-o", camp)[0] == 0
+    code, out, err = cli(capsys, "submit", camp, "--site", "lxplus")
+    assert code == 0, out + err
+    manifest = json.loads((camp / "manifest.json").read_text())
+    held_dir = camp / manifest["jobs"][0]["dir"]
+    # the job started, then HTCondor killed it and put the task on hold
+    (held_dir / "state.json").write_text(
+        json.dumps(
+            {"state": "running", "attempt": 1, "epoch": 1, "epochs": 2, "pid": 1,
+             "host": "elsewhere", "heartbeat_s": 1,
+             "updated": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())}
+        )
+    )  # fmt: skip
+    fake_condor.move("4711.0", 5, HoldReason="Job has gone over memory limit of 2048 megabytes.")
+    fake_condor.move("4711.1", 4, ExitCode=1, ExitBySignal=False, NumJobStarts=1)
+
+    code, out, err = cli(capsys, "status", camp, "--json")
+    assert code == 0, err
+    jobs = json.loads(out)["jobs"]
+    held = jobs[0]
+    assert held["state"] == "queued" and held["on_hold"] is True, held
+    assert held["reason"].startswith("HTCondor: held (Job has gone over memory limit")
+    assert "`condor_release 4711.0`" in held["reason"] and "`condor_rm 4711.0`" in held["reason"]
+    assert "its last attempt running at epoch 1/2" in held["reason"]
+    assert jobs[1]["state"] == "failed"
+
+    code, out, err = cli(capsys, "resubmit", camp, "--site", "lxplus")
+    assert code == 0, out + err
+    rec = [json.loads(x) for x in (camp / "ledger.jsonl").read_text().splitlines()][-1]
+    assert sorted(rec["tasks"].values()) == [manifest["jobs"][1]["id"]]  # not the held one

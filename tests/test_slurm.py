@@ -309,6 +309,15 @@ def test_runtime_is_reasonable(run):
     assert first + second < 300
 
 
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [("JobHeldUser", "held"), ("JobHeldAdmin", "held"), ("Priority", "queued")],
+)
+def test_classify_pending_held(reason, expected):
+    state, why, _ = classify("PENDING", "0:0", reason)
+    assert state == expected and reason in why
+
+
 def test_query_unknown_and_sacct_fallback(slurm_cluster):
     backend = SlurmBackend()
     states = backend.query(["999999_0"])

@@ -67,9 +67,10 @@ class SchedulerState:
     """What the scheduler says of one task still in flight (or recently finished)."""
 
     task_id: str
-    state: (
-        str  # queued, running, done, failed, cancelled, timeout, oom, node_fail, preempted, unknown
-    )
+    #: queued, held, running, done, failed, cancelled, timeout, oom, node_fail, preempted,
+    #: unknown. ``held``: in the queue, but it starts only once someone releases it
+    #: (``scontrol hold``, an HTCondor hold after a failed transfer or a memory limit).
+    state: str
     reason: str = ""
     exit_code: int | None = None
     restarts: int = 0  # times the scheduler requeued the task (preemption, node failure)
@@ -206,6 +207,10 @@ class Backend:
     submit_tool: str = ""
     #: True when the scheduler can hold a submission until given jobs ended (``after``).
     supports_dependency: bool = False
+    #: The commands that release a task the scheduler holds (state ``held``) and that
+    #: remove it, for status's advice ("" where the scheduler never holds one).
+    release_tool: str = ""
+    remove_tool: str = ""
 
     # ------------------------------------------------------------------ the flow
 

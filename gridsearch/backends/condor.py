@@ -98,7 +98,9 @@ def classify(ad: dict[str, Any], max_restarts: int | None = None) -> tuple[str, 
     if status == 7:
         return "running", "suspended", None
     if status == 5:
-        return _reason_state(hold, "held: " + hold if hold else "held", code)
+        # Held stays in the queue until released or removed (by hand or a site policy):
+        # neither ended nor free to run again elsewhere.
+        return "held", hold, None
     if status == 3:
         if removed and "periodic" in removed.lower():
             return _reason_state(removed, removed, code)
@@ -138,6 +140,8 @@ class CondorBackend(Backend):
 
     kind = "condor"
     submit_tool = "condor_submit"
+    release_tool = "condor_release"
+    remove_tool = "condor_rm"
 
     def _prepare(
         self,

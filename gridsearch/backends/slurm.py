@@ -52,6 +52,8 @@ _QUEUED = {
     "RESV_DEL_HOLD",
     "SPECIAL_EXIT",
 }
+# Pending reasons of a task that starts only once released (``scontrol release``).
+_HELD_REASONS = {"JobHeldUser", "JobHeldAdmin"}
 _RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "SUSPENDED", "STOPPED"}
 _SIMPLE = {
     "COMPLETED": "done",
@@ -98,6 +100,8 @@ def classify(
     word = (slurm_state or "").split()[0].rstrip("+").upper() if slurm_state else ""
     code, signal = parse_exit_code(exit_code)
     reason = "" if reason in ("None", "(null)") else reason
+    if word in _QUEUED and reason in _HELD_REASONS:
+        return "held", reason, None
     if word in _QUEUED:
         why = f"pending ({reason})" if reason else "pending"
         if restarts:
@@ -154,6 +158,8 @@ class SlurmBackend(Backend):
 
     kind = "slurm"
     submit_tool = "sbatch"
+    release_tool = "scontrol release"
+    remove_tool = "scancel"
     supports_dependency = True
     script_template = "slurm.sh.j2"
 

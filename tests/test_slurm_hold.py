@@ -1,0 +1,103 @@
+"""Real Slurm: a held task (``scontrol hold``, or ``--hold`` from the site profile) stays in
+the queue and starts only once released. Status says so and how to go on, resubmit leaves
+it alone (released later, it would run a second time), ``--watch`` does not wait for it
+forever, and once released it ends done in its first attempt."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gridsearch.campaign import open_campaign
+
+REPO = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("slurm_cluster", REPO / "tests/slurm/cluster.py")
+cluster = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cluster)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(400)]
+
+SPACE = {
+    "name": "slurmhold",
+    "base": {
+        "data": {"source": "bundled:dijet_4d", "max_jets": 3000},
+        "model": {"encoder": [8]},
+        "train": {"epochs": 1, "batch_size": 256},
+        "evaluate": {"plots": False, "timing_jets": 1000},
+    },
+    "grid": {"train.lr": [1e-3, 1e-2]},
+}
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    reason = cluster.ensure()
+    if reason:
+        pytest.skip(reason)
+
+
+def _status(camp: Path) -> list[dict]:
+    proc = cluster.gridsearch("status", str(camp), "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["jobs"]
+
+
+def test_held_task_is_queued_until_released_and_never_rerun(tmp_path, slurm):
+    sites = cluster.write_test_site(tmp_path)
+    profile = yaml.safe_load((sites / "test-slurm.yaml").read_text())
+    profile["request"]["extra"] = ["--hold"]  # every task starts held
+    (sites / "test-slurm.yaml").write_text(yaml.safe_dump(profile))
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    camp = tmp_path / "camp"
+    site = ["--site", "test-slurm", "--sites-dir", str(sites)]
+    assert cluster.gridsearch("plan", str(space), "-o", str(camp)).returncode == 0
+    proc = cluster.gridsearch("submit", str(camp), *site)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    array = open_campaign(camp).submissions()[-1]["scheduler_ids"][0]
+    try:
+        jobs = _status(camp)
+        assert [j["state"] for j in jobs] == ["queued", "queued"], jobs
+        for job in jobs:
+            assert job["on_hold"] is True
+            assert job["scheduler_state"] == "held"
+            assert job["reason"].startswith("Slurm: held (JobHeldUser)"), job["reason"]
+            assert f"scontrol release {job['task_id']}" in job["reason"], job["reason"]
+            assert f"scancel {job['task_id']}" in job["reason"], job["reason"]
+
+        table = cluster.gridsearch("status", str(camp)).stdout
+        assert "2 queued job(s) are held by the scheduler" in table, table
+
+        # resubmit leaves held tasks alone: nothing queued a second time
+        before = len(open_campaign(camp).submissions())
+        again = cluster.gridsearch("resubmit", str(camp), *site)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "nothing to submit" in again.stdout, again.stdout
+        assert len(open_campaign(camp).submissions()) == before
+
+        # --watch ends at once: nothing would move without a release
+        t0 = time.monotonic()
+        watched = cluster.gridsearch("status", str(camp), "--watch", "--interval", "1")
+        assert watched.returncode == 0, watched.stderr
+        assert time.monotonic() - t0 < 60
+        assert "2 jobs held by the scheduler" in watched.stdout, watched.stdout
+    finally:
+        subprocess.run(["scontrol", "release", array], check=False)
+
+    deadline = time.monotonic() + 240
+    while True:
+        jobs = _status(camp)
+        if all(j["state"] == "done" for j in jobs):
+            break
+        assert time.monotonic() < deadline, [(j["state"], j["reason"]) for j in jobs]
+        time.sleep(2)
+    for job in jobs:
+        state = json.loads((Path(job["dir"]) / "state.json").read_text())
+        assert state["attempt"] == 1  # ran once, after the release
+        assert job["on_hold"] is False
