@@ -14,8 +14,8 @@ import sys
 
 from hepae_core.errors import UserError
 from results.errors import SummaryError
+from results.names import PLOT_NAMES
 
-PLOT_CHOICES = ("loss_vs_lr", "widths", "pareto", "heatmap", "curves", "best_runs", "collective")
 HELP = "collect the jobs' metrics into summary.h5 and draw the comparison plots"
 EPILOG = """\
 exit codes: 0 everything used; 1 something skipped (failed, unfinished or unreadable jobs,
@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=_csv,
         default=None,
         metavar="PLOT[,PLOT]",
-        help="draw only these plots: " + ", ".join(PLOT_CHOICES) + " (or 'none')",
+        help="draw only these plots: " + ", ".join(PLOT_NAMES) + " (or 'none')",
     )
     p.add_argument(
         "--format",

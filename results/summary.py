@@ -20,6 +20,7 @@ from typing import Any
 from results.collective import has_collective
 from results.collective import report_lines as collective_lines
 from results.errors import SummaryError
+from results.names import PLOT_NAMES
 from results.ratedist import report_lines
 from results.report import (
     Group,
@@ -33,7 +34,6 @@ from results.report import (
 )
 from results.table import CSV_NAME, H5_NAME, SUMMARY_DIR, Table, collect
 
-PLOT_NAMES = ("loss_vs_lr", "widths", "pareto", "heatmap", "curves", "best_runs", "collective")
 # Plots drawn only when the campaign has what they show; by default, silently left out
 # when it has not (asked for with --only, they are listed as not drawn).
 OPTIONAL_PLOTS = ("collective",)
