@@ -41,6 +41,8 @@ TINY = {
 # 100 s), and short enough to finish when resumed.
 LONG_EPOCHS = 1000
 SIGNAL_BEFORE_S = 50
+# The job to preempt: still training (15 s here) when the test has seen its second epoch.
+PREEMPT_EPOCHS = 150
 LONG = {
     "data": {"source": "bundled:dijet_4d", "max_jets": None},
     "model": {"encoder": [8]},
@@ -148,7 +150,7 @@ def run(slurm_cluster, tmp_path_factory):
             ("cccc22222222", _merge(TINY, seed=1)),
             ("dddd33333333", LONG),
             ("eeee44444444", _merge(TINY, train={"epochs": 500})),
-            ("ffff55555555", _merge(LONG, train={"epochs": 60})),
+            ("ffff55555555", _merge(LONG, train={"epochs": PREEMPT_EPOCHS})),
         ],
     )
     ok0, bad, ok1, long_job, cancel_me, preempt_me = jobs
@@ -300,7 +302,7 @@ def test_preempted_task_is_requeued_and_resumes(run):
     final = state_of(job)
     assert final["state"] == "done" and final["attempt"] == 2, final
     assert "received SIGTERM" in (job.dir / "job.log").read_text()
-    assert len((job.dir / "history.csv").read_text().splitlines()) == 1 + 60
+    assert len((job.dir / "history.csv").read_text().splitlines()) == 1 + PREEMPT_EPOCHS
 
 
 def test_runtime_is_reasonable(run):

@@ -47,7 +47,9 @@ HEARTBEAT_S = 1
 # slurmctld checks time limits only every 30 s, so it may come as late as ~40 s (150 and
 # then 500 epochs once finished before it).
 BUSY, WALLTIME, KILL9, REQUEUE, SCANCEL_RUNNING, CRASH, CANCEL_PENDING = range(7)
-EPOCHS = [200, 800, 60, 25, 60, 60, 10]
+# The jobs hit while training (kill -9, scancel, SIGSEGV) train for 15-30 s, so that each is
+# still training when the faults before it have been seen, even on a faster machine.
+EPOCHS = [200, 800, 150, 25, 150, 150, 10]
 SIGNAL_BEFORE_S = 50
 BASE = {
     "data": {"source": "bundled:dijet_4d", "max_jets": None},
