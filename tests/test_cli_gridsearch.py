@@ -176,7 +176,7 @@ def test_real_interrupt_then_resubmit_resumes(tmp_path):
     import signal
     import time
 
-    base = TINY_BASE.replace("epochs: 2", "epochs: 400")
+    base = TINY_BASE.replace("epochs: 2", "epochs: 1000")  # ~8 s here
     space = write(tmp_path / "space.yaml", "name: resume\n" + base + "grid:\n  seed: [1]\n")
     camp = tmp_path / "camp"
     assert run_gs("plan", space, "-o", camp).returncode == 0
@@ -206,7 +206,7 @@ def test_real_interrupt_then_resubmit_resumes(tmp_path):
     out = run_gs("resubmit", camp, "--site", "local", timeout=300)
     assert out.returncode == 0, out.stderr
     m = json.loads((job / "metrics.json").read_text())
-    assert m["attempts"] == 2 and m["epochs_run"] == 400
+    assert m["attempts"] == 2 and m["epochs_run"] == 1000
 
 
 def test_clean_not_in_space(tmp_path, capsys):

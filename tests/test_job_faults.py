@@ -157,7 +157,7 @@ def _history(job):
 
 def test_interrupted_and_resumed_job_equals_an_uninterrupted_one(tmp_path):
     cfg = json.loads(json.dumps(SLOW_JOB))
-    cfg["train"]["epochs"] = 4
+    cfg["train"]["epochs"] = 8  # 0.35 s each here: seconds left when the signal comes
     cfg["train"]["schedule"] = "one_cycle"
     whole = write_job(tmp_path / "whole", cfg)
     cut = write_job(tmp_path / "cut", cfg)
@@ -170,12 +170,12 @@ def test_interrupted_and_resumed_job_equals_an_uninterrupted_one(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == EXIT_INTERRUPTED, err
     ckpt = torch.load(cut / "checkpoint.pt", weights_only=True)
-    assert ckpt["epoch"] < 4
+    assert ckpt["epoch"] < 8
     resumed = run_job_process(cut)
     assert resumed.returncode == 0 and "resuming from checkpoint.pt" in resumed.stderr
 
     # The whole history, every row and every column except the timings.
-    assert len(_history(whole)) == 4
+    assert len(_history(whole)) == 8
     assert _history(cut) == _history(whole)
     # Every tensor of model.pt and every field besides.
     a = torch.load(whole / "model.pt", weights_only=True)
