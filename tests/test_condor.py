@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest_gs import TINY_BASE, cli, write
 
 from gridsearch import sites
 from gridsearch.backends.base import JobRef
@@ -242,8 +243,6 @@ def test_held_job_is_queued_with_advice_and_not_resubmitted(fake_condor, tmp_pat
     """A task held after its job started (an HTCondor memory hold) stays queued in status,
     says how to release or remove it, and resubmit leaves it alone: released later, it
     would otherwise run a second time. Stand-in tools: no HTCondor pool can run here."""
-    from tests.conftest_gs import TINY_BASE, cli, write
-
     space = write(tmp_path / "space.yaml", "name: held\n" + TINY_BASE + "grid: {seed: [0, 1]}\n")
     camp = tmp_path / "camp"
     assert cli(capsys, "plan", space, "-o", camp)[0] == 0

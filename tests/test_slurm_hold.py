@@ -23,16 +23,7 @@ _spec.loader.exec_module(cluster)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(400)]
 
-SPACE = {
-    "name": "slurmhold",
-    "base": {
-        "data": {"source": "bundled:dijet_4d", "max_jets": 3000},
-        "model": {"encoder": [8]},
-        "train": {"epochs": 1, "batch_size": 256},
-        "evaluate": {"plots": False, "timing_jets": 1000},
-    },
-    "grid": {"train.lr": [1e-3, 1e-2]},
-}
+SPACE = cluster.tiny_space("slurmhold")
 
 
 @pytest.fixture(scope="module")

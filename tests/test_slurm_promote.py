@@ -30,16 +30,7 @@ sleep 15
 exit "$rc"
 {% endblock %}
 """
-SPACE = {
-    "name": "slurmpromote",
-    "base": {
-        "data": {"source": "bundled:dijet_4d", "max_jets": 3000},
-        "model": {"encoder": [8]},
-        "train": {"epochs": 1, "batch_size": 256},
-        "evaluate": {"plots": False, "timing_jets": 1000},
-    },
-    "grid": {"train.lr": [1e-3, 1e-2]},
-}
+SPACE = cluster.tiny_space("slurmpromote")
 
 
 @pytest.fixture(scope="module")

@@ -46,6 +46,21 @@ def ensure(timeout: int = 90) -> str | None:
     return None
 
 
+def tiny_space(name: str) -> dict:
+    """A space of two one-epoch trainings on 3,000 jets (two learning rates): a campaign
+    that runs in seconds, for tests of what the scheduler does around the jobs."""
+    return {
+        "name": name,
+        "base": {
+            "data": {"source": "bundled:dijet_4d", "max_jets": 3000},
+            "model": {"encoder": [8]},
+            "train": {"epochs": 1, "batch_size": 256},
+            "evaluate": {"plots": False, "timing_jets": 1000},
+        },
+        "grid": {"train.lr": [1e-3, 1e-2]},
+    }
+
+
 def write_test_site(directory: Path, time: str = "5:00") -> Path:
     """A site profile ``test-slurm`` in ``directory/sites`` for this cluster: the test's
     Python and this checkout on PYTHONPATH; returns the sites directory."""
