@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
+from gridsearch import rungs
+from gridsearch.backends import get_backend
+from gridsearch.backends.base import format_command
 from gridsearch.bundles import parse_bundle
-from gridsearch.campaign import open_campaign
+from gridsearch.campaign import Campaign, open_campaign
 from gridsearch.cmd_submit import print_report
-from gridsearch.promote import parse_keep, promote
+from gridsearch.errors import GridsearchError
+from gridsearch.promote import PromoteReport, parse_keep, promote
+from gridsearch.sites import load_profile
+from gridsearch.submit import SubmitReport
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,12 +44,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mem", help="memory per task, e.g. 4G")
     p.add_argument("--cpus", type=int, metavar="N", help="cluster: cores per task")
     p.add_argument("--gpus", type=int, metavar="N", help="cluster: GPUs per task")
+    p.add_argument("--gpu-type", help="cluster: GPU type, e.g. v100 or a100")
     p.add_argument("--partition", help="cluster: Slurm partition")
     p.add_argument("--account", help="cluster: project/account to charge")
+    p.add_argument("--qos", help="cluster: Slurm quality of service")
+    p.add_argument("--throttle", type=int, metavar="N", help="cluster: at most N tasks at a time")
     p.add_argument("--workers", type=int, metavar="N", help="local: tasks at a time")
     p.add_argument("--threads", type=int, metavar="N", help="local: CPU threads per task")
     p.add_argument("--sites-dir", action="append", type=Path, default=[], metavar="DIR")
+    add_all_rungs(p)
     p.set_defaults(func=run)
+
+
+def add_all_rungs(p: argparse.ArgumentParser) -> None:
+    """``--all-rungs``, shared by ``submit`` and ``promote``."""
+    p.add_argument(
+        "--all-rungs",
+        action="store_true",
+        help="with the space file's halving: the later rungs follow by themselves (local: "
+        "in this command; Slurm: a small promote job queued behind each rung's arrays)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,11 +74,19 @@ def run(args: argparse.Namespace) -> int:
         "mem": args.mem,
         "cpus": args.cpus,
         "gpus": args.gpus,
+        "gpu_type": args.gpu_type,
         "partition": args.partition,
         "account": args.account,
+        "qos": args.qos,
+        "throttle": args.throttle,
         "workers": args.workers,
         "threads": args.threads,
     }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.all_rungs:
+        if args.site is None:
+            raise GridsearchError(message="--all-rungs needs --site: the rungs are submitted")
+        rungs.check(campaign, get_backend(load_profile(args.site, args.sites_dir)["kind"]))
     report = promote(  # without --keep/--epochs: the space file's halving section
         campaign,
         keep=None if args.keep is None else parse_keep(args.keep),
@@ -66,28 +95,93 @@ def run(args: argparse.Namespace) -> int:
         per=args.per,
         site=None if args.dry_run else args.site,
         dry_run=args.dry_run,
-        overrides={k: v for k, v in overrides.items() if v is not None},
+        overrides=overrides,
         sites_dir=args.sites_dir,
     )
+    code = print_promotion(campaign, args.site, report, args.metric, args.per, args.dry_run)
+    if args.all_rungs and report.chosen and not args.dry_run:
+        code = max(
+            code,
+            follow_rungs(campaign, args.site, report.submit, overrides, args.sites_dir, False),
+        )
+    return code
+
+
+def print_promotion(
+    campaign: Campaign,
+    site: str | None,
+    report: PromoteReport,
+    metric: str,
+    per: str | None,
+    dry_run: bool,
+) -> int:
+    """What a promotion chose and (with ``site``) submitted; the exit code."""
     left = ", ".join(f"{n} {why}" for why, n in report.skipped.items())
     if not report.chosen:
-        print(f"nothing to promote: no done job with a finite {args.metric} ({left or 'none'})")
+        print(f"nothing to promote: no done job with a finite {metric} ({left or 'none'})")
         return 0
-    what = "would promote" if args.dry_run else "promoted"
+    what = "would promote" if dry_run else "promoted"
     print(
-        f"{what} {len(report.chosen)} of {report.ranked} ranked jobs by {args.metric}"
-        + (f" per {args.per}" if args.per else "")
+        f"{what} {len(report.chosen)} of {report.ranked} ranked jobs by {metric}"
+        + (f" per {per}" if per else "")
         + (f" (not ranked: {left})" if left else "")
     )
     for p in report.chosen:
-        group = f" [{args.per}={p.group}]" if args.per else ""
+        group = f" [{per}={p.group}]" if per else ""
         print(
-            f"  {p.js.name}{group}: {args.metric} {p.value:.4g}, rank {p.rank}/{p.of}, "
+            f"  {p.js.name}{group}: {metric} {p.value:.4g}, rank {p.rank}/{p.of}, "
             f"epochs {p.from_epochs} -> {p.epochs}, rung {p.rung}"
         )
-    if args.dry_run:
+    if dry_run:
         return 0
-    if args.site is None:
+    if site is None or report.submit is None:
         print("not submitted (no --site): 'gridsearch resubmit DIR --site S' runs them")
         return 0
-    return print_report(campaign, args.site, report.submit)
+    return print_report(campaign, site, report.submit)
+
+
+def follow_rungs(
+    campaign: Campaign,
+    site: str,
+    submitted: SubmitReport | None,
+    overrides: dict[str, Any],
+    sites_dir: list[Path],
+    dry_run: bool,
+) -> int:
+    """The rungs after a submission (``--all-rungs``, gridsearch/rungs.py): locally each is
+    promoted and run now; on Slurm the next rung's promote job is queued behind
+    ``submitted``'s arrays. The exit code."""
+    profile = load_profile(site, sites_dir)
+    backend = get_backend(profile["kind"])
+    if backend.blocking:
+        if dry_run:
+            print("halving: each later rung is promoted and run here once the one before ended")
+            return 0
+        code = 0
+        while rungs.next_rung(campaign) is not None:
+            report = promote(campaign, site=site, overrides=overrides, sites_dir=sites_dir)
+            code = print_promotion(campaign, site, report, "best_val_loss", None, False)
+            if not report.chosen:
+                break
+        return code
+    parts = (submitted.parts or [submitted]) if submitted is not None else []
+    after = [i for part in parts if part.submission for i in part.submission.scheduler_ids]
+    if not after and not dry_run:
+        print("halving: nothing was queued, so no rung follows")
+        return 0
+    rung = rungs.next_rung(campaign)
+    placeholder = [f"<ids of rung {(rung or 1) - 1}>"]
+    link = rungs.queue_next(
+        campaign, site, profile, backend, after or placeholder,
+        overrides=overrides, sites_dir=sites_dir, dry_run=dry_run,
+    )  # fmt: skip
+    if link is None:
+        print("halving: the last rung is reached")
+        return 0
+    what = "would queue a job" if dry_run else f"queued job {link['scheduler_id']}"
+    print(
+        f"halving: {what} that promotes the best of these to rung {link['rung']} once they "
+        f"have ended, and queues the rung after; files in {campaign.root / link['dir']}"
+    )
+    print("command: " + format_command(link["submit_command"]))
+    return 0

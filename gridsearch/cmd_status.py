@@ -154,9 +154,11 @@ def run(args: argparse.Namespace) -> int:
         metrics=args.json,
         log_lines=args.lines,
     )
+    from gridsearch import rungs as R
     from gridsearch.promote import rung_of
 
     rungs = {js.id: rung_of(js.dir) for js in statuses}  # promotion.json; 0: never promoted
+    link = R.link_state(campaign, query=not args.no_query)  # --all-rungs: the promote job
     wanted = set(args.state or [])
     if args.failed:
         wanted |= {JobState.FAILED, JobState.LOST}
@@ -169,6 +171,14 @@ def run(args: argparse.Namespace) -> int:
                     "campaign": str(campaign.root),
                     "counts": total,
                     "jobs": [{**js.to_dict(), "rung": rungs[js.id]} for js in shown],
+                    "rung_chain": None
+                    if link is None
+                    else {
+                        **link[0],
+                        "state": None if link[1] is None else link[1].state,
+                        "in_flight": R.in_flight(link),
+                        "info": R.describe(campaign, link),
+                    },
                 },
                 indent=1,
             )
@@ -209,4 +219,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(statuses)} jobs: {summary}")
     for line in recovery_hints(statuses, str(campaign.root)):
         print(safe(line))
+    chain = R.describe(campaign, link)
+    if chain:
+        print(safe(chain))
     return 0

@@ -92,6 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Jobs queued, running or done are never submitted again unless --force.",
     )
     add_arguments(p, None)
+    from gridsearch.cmd_promote import add_all_rungs
+
+    add_all_rungs(p)
     p.set_defaults(func=run)
 
 
@@ -111,6 +114,13 @@ def run(args: argparse.Namespace) -> int:
         "throttle": args.throttle,
         "bundle": None if args.bundle is None else parse_bundle(args.bundle),
     }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    all_rungs = getattr(args, "all_rungs", False)  # submit has it, resubmit not
+    if all_rungs:  # refused before anything is queued
+        from gridsearch import rungs
+        from gridsearch.sites import load_profile
+
+        rungs.check(campaign, get_backend(load_profile(args.site, args.sites_dir)["kind"]))
     try:
         report = submit(
             campaign,
@@ -118,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             only=parse_only(args.only),
             force=args.force,
             dry_run=args.dry_run,
-            overrides={k: v for k, v in overrides.items() if v is not None},
+            overrides=overrides,
             sites_dir=args.sites_dir,
             lost_after_s=args.lost_after * 60,
             out_of_date=args.out_of_date,
@@ -130,7 +140,15 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         raise
-    return print_report(campaign, args.site, report, args.dry_run)
+    code = print_report(campaign, args.site, report, args.dry_run)
+    if all_rungs and report.selected:
+        from gridsearch.cmd_promote import follow_rungs
+
+        code = max(
+            code,
+            follow_rungs(campaign, args.site, report, overrides, args.sites_dir, args.dry_run),
+        )
+    return code
 
 
 def print_report(campaign, site: str, report, dry_run: bool = False) -> int:

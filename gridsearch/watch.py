@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from gridsearch import rungs
 from gridsearch.campaign import Campaign
 from gridsearch.status import JobStatus, campaign_status, counts
 from gridsearch.text import safe
@@ -128,6 +129,10 @@ def watch(
             if js.state == JobState.RUNNING and (s := epoch_seconds(js)) is not None
         }
         lines = render(statuses, per_epoch)
+        chain = rungs.link_state(campaign, query=query)  # submit --all-rungs: the next rung
+        chain_note = rungs.describe(campaign, chain) if rungs.in_flight(chain) else None
+        if chain_note:
+            lines.append(safe(chain_note))
         stamp = time.strftime("%H:%M:%S")
         if tty:
             if drawn:
@@ -136,11 +141,14 @@ def watch(
             drawn = len(lines)
         else:
             out.write(f"{stamp} {lines[0]}\n")
+            if chain_note:
+                out.write(f"{stamp} {lines[-1]}\n")
         out.flush()
         n += 1
         # Ends when nothing will move by itself: a waiting job nobody queued, or a task the
-        # scheduler holds until someone releases it.
-        if not any(js.in_flight and not js.on_hold for js in statuses):
+        # scheduler holds until someone releases it; a queued promote job of the next rung
+        # (submit --all-rungs) moves by itself.
+        if not chain_note and not any(js.in_flight and not js.on_hold for js in statuses):
             held = sum(js.on_hold for js in statuses)
             if held:
                 out.write(

@@ -211,6 +211,34 @@ class Backend:
     #: remove it, for status's advice ("" where the scheduler never holds one).
     release_tool: str = ""
     remove_tool: str = ""
+    #: The template of a single follow-up job queued behind others (``submit --all-rungs``:
+    #: gridsearch/rungs.py); "" where the scheduler cannot hold a job behind others.
+    rung_template: str = ""
+
+    # ------------------------------------------------------------------ follow-up jobs
+
+    def follow_up_command(self, script: Path, after: list[str]) -> list[str]:
+        """The command that queues ``script`` as one job held until ``after`` ended."""
+        raise GridsearchError(message=f"{self.kind} cannot queue a job behind others")
+
+    def submit_after(self, script: Path, after: list[str]) -> tuple[str, list[str]]:
+        """Queue ``script`` behind ``after``; its scheduler id and the command run."""
+        command = self.follow_up_command(script, after)
+        try:
+            proc = run_command(command, cwd=script.parent)
+        except FileNotFoundError:
+            raise GridsearchError(message=f"{self.submit_tool} not found on PATH") from None
+        except subprocess.TimeoutExpired:
+            raise GridsearchError(
+                message=f"{self.submit_tool} did not answer in {COMMAND_TIMEOUT_S} s"
+            ) from None
+        if proc.returncode != 0:
+            said = (proc.stderr or proc.stdout).strip() or f"exit {proc.returncode}"
+            raise GridsearchError(message=f"{self.submit_tool} refused {script.name}: {said}")
+        return self._follow_up_id(proc.stdout), command
+
+    def _follow_up_id(self, stdout: str) -> str:
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ the flow
 

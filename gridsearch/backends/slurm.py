@@ -160,6 +160,7 @@ class SlurmBackend(Backend):
     submit_tool = "sbatch"
     release_tool = "scontrol release"
     remove_tool = "scancel"
+    rung_template = "slurm_rung.sh.j2"
     supports_dependency = True
     script_template = "slurm.sh.j2"
 
@@ -222,6 +223,19 @@ class SlurmBackend(Backend):
         if wait_for:
             cmd.append("--dependency=afterany:" + ":".join(wait_for))
         return [*cmd, str(prepared.directory / chunk.script)]
+
+    def follow_up_command(self, script: Path, after: list[str]) -> list[str]:
+        cmd = ["sbatch", "--parsable", f"--chdir={script.parent}"]
+        if after:
+            cmd.append("--dependency=afterany:" + ":".join(after))
+        return [*cmd, str(script)]
+
+    def _follow_up_id(self, stdout: str) -> str:
+        lines = stdout.strip().splitlines()
+        job_id = lines[-1].split(";")[0].strip() if lines else ""
+        if not job_id.isdigit():
+            raise GridsearchError(message=f"sbatch printed no job id: {stdout.strip()!r}")
+        return job_id
 
     def _get_job_id_from_submission_command(self, stdout: str, chunk: Chunk) -> str:
         lines = stdout.strip().splitlines()
