@@ -142,9 +142,8 @@ def queue_next(
         "epochs": halving["rungs"][rung],
         "command": command,
     }
-    text = render.render(
-        profile.get("rung_template", backend.rung_template), context, user_site_dirs(sites_dir)
-    )
+    # A template of that name in the user's site directories comes first (ChoiceLoader).
+    text = render.render(backend.rung_template, context, user_site_dirs(sites_dir))
     directory.mkdir(parents=True, exist_ok=True)
     script = directory / SCRIPT
     atomic_write_text(script, text)
