@@ -21,6 +21,7 @@ promote DIR --site S`` after each rung there.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +224,13 @@ def describe(
         )
     if answer.state == "running":
         return f"halving: job {sid} is promoting the best to rung {rung}"
+    if answer.state == "unknown":  # forgotten by the scheduler: the log's last word
+        code = _logged_exit(log)
+        if code == 0:
+            return None
+        answer = SchedulerState(
+            answer.task_id, "failed", f"exit {code}" if code is not None else "no exit logged"
+        )
     if answer.state == "done":
         return None
     return (
@@ -230,3 +238,16 @@ def describe(
         f"{f' ({answer.reason})' if answer.reason else ''}: see {log}; 'gridsearch promote "
         f"{campaign.root} --site {link.get('site')} --all-rungs' goes on by hand"
     )
+
+
+def _logged_exit(log: Path) -> int | None:
+    """The exit code the promote job's script logged last (None: none logged)."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        m = re.search(r"promote exited with (\d+)$", line)
+        if m:
+            return int(m.group(1))
+    return None

@@ -106,8 +106,8 @@ def test_slurm_dry_run_renders_the_promote_job(tmp_path, capsys):
     assert "#SBATCH --dependency" not in text  # given on the sbatch command line
     assert "#SBATCH --account=hep-01\n" in text and "#SBATCH --time=00:15:00\n" in text
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
-    exec_line = next(line for line in text.splitlines() if line.startswith("exec "))
-    words = shlex.split(exec_line)[1:]
+    line = next(line for line in text.splitlines() if " gridsearch promote " in line)
+    words = shlex.split(line)
     assert words[1:6] == ["-m", "gridsearch", "promote", str(camp), "--site"]
     assert words[6:8] == ["slurm", "--all-rungs"]
     flags = dict(zip(words[8::2], words[9::2], strict=True))
@@ -136,3 +136,34 @@ def test_next_rung_follows_the_promotions(tmp_path, capsys):
     assert rungs.next_rung(campaign) is None  # rungs [1, 2, 3]: 2 is the last
     space = yaml.safe_load((camp / "space.yaml").read_text())
     assert space["halving"]["rungs"] == [1, 2, 3]
+
+
+def test_status_line_of_the_promote_job(tmp_path, capsys):
+    """What status says of the newest promote job, by the scheduler's word and, once the
+    scheduler forgot it, by the exit its script logged."""
+    from gridsearch.backends.base import SchedulerState
+
+    campaign = open_campaign(_plan(tmp_path, capsys))
+    link = {"scheduler_id": "77", "rung": 2, "dir": "submit/x-rung-1", "site": "kebnekaise"}
+    log = campaign.root / "submit/x-rung-1/rung-77.out"
+    log.parent.mkdir(parents=True)
+
+    def line(state: str, reason: str = "") -> str | None:
+        return rungs.describe(campaign, (link, SchedulerState("77", state, reason)))
+
+    assert "job 77 promotes the best to rung 2" in line("queued", "pending (Dependency)")
+    assert "pending (Dependency)" in line("queued", "pending (Dependency)")
+    assert "is promoting the best to rung 2" in line("running")
+    assert line("done") is None
+    failed = line("failed", "exit 1")
+    assert "ended failed (exit 1)" in failed and str(log) in failed
+    assert "--site kebnekaise --all-rungs" in failed
+    # forgotten by the scheduler: the log decides
+    assert "no exit logged" in line("unknown")
+    log.write_text("=== gridsearch: 2026-11-26T05:00:00Z promote exited with 2\n")
+    assert "ended failed (exit 2)" in line("unknown")
+    log.write_text("promoted 1 of 2\n=== gridsearch: 2026-11-26T05:00:00Z promote exited with 0\n")
+    assert line("unknown") is None
+    assert rungs.in_flight((link, SchedulerState("77", "queued"))) is True
+    assert rungs.in_flight((link, SchedulerState("77", "unknown"))) is False
+    assert rungs.in_flight(None) is False
