@@ -102,7 +102,16 @@ def run(args: argparse.Namespace) -> int:
     if args.all_rungs and report.chosen and not args.dry_run:
         code = max(
             code,
-            follow_rungs(campaign, args.site, report.submit, overrides, args.sites_dir, False),
+            follow_rungs(
+                campaign,
+                args.site,
+                report.submit,
+                overrides,
+                args.sites_dir,
+                False,
+                metric=args.metric,
+                per=args.per,
+            ),
         )
     return code
 
@@ -147,10 +156,12 @@ def follow_rungs(
     overrides: dict[str, Any],
     sites_dir: list[Path],
     dry_run: bool,
+    metric: str = "best_val_loss",
+    per: str | None = None,
 ) -> int:
     """The rungs after a submission (``--all-rungs``, gridsearch/rungs.py): locally each is
     promoted and run now; on Slurm the next rung's promote job is queued behind
-    ``submitted``'s arrays. The exit code."""
+    ``submitted``'s arrays, ranking by the same ``metric`` and ``per``. The exit code."""
     profile = load_profile(site, sites_dir)
     backend = get_backend(profile["kind"])
     if backend.blocking:
@@ -159,8 +170,11 @@ def follow_rungs(
             return 0
         code = 0
         while rungs.next_rung(campaign) is not None:
-            report = promote(campaign, site=site, overrides=overrides, sites_dir=sites_dir)
-            code = print_promotion(campaign, site, report, "best_val_loss", None, False)
+            report = promote(
+                campaign, metric=metric, per=per, site=site, overrides=overrides,
+                sites_dir=sites_dir,
+            )  # fmt: skip
+            code = max(code, print_promotion(campaign, site, report, metric, per, False))
             if not report.chosen:
                 break
         return code
@@ -173,7 +187,7 @@ def follow_rungs(
     placeholder = [f"<ids of rung {(rung or 1) - 1}>"]
     link = rungs.queue_next(
         campaign, site, profile, backend, after or placeholder,
-        overrides=overrides, sites_dir=sites_dir, dry_run=dry_run,
+        overrides=overrides, sites_dir=sites_dir, dry_run=dry_run, metric=metric, per=per,
     )  # fmt: skip
     if link is None:
         print("halving: the last rung is reached")

@@ -90,11 +90,18 @@ def promote_command(
     python: str,
     overrides: dict[str, Any] | None,
     sites_dir: list[Path] | None,
+    metric: str = "best_val_loss",
+    per: str | None = None,
 ) -> list[str]:
     """``python -m gridsearch promote DIR --site S --all-rungs`` with the submission's
-    request overrides and site directories, so every rung asks for what rung 0 asked."""
+    request overrides and site directories, so every rung asks for what rung 0 asked, and
+    the ranking's ``metric`` and ``per``."""
     cmd = [python, "-m", "gridsearch", "promote", str(campaign.root), "--site", site]
     cmd.append("--all-rungs")
+    if metric != "best_val_loss":
+        cmd += ["--metric", metric]
+    if per:
+        cmd += ["--per", per]
     for d in sites_dir or []:
         cmd += ["--sites-dir", str(Path(d).absolute())]
     for key, value in (overrides or {}).items():
@@ -114,6 +121,8 @@ def queue_next(
     overrides: dict[str, Any] | None = None,
     sites_dir: list[Path] | None = None,
     dry_run: bool = False,
+    metric: str = "best_val_loss",
+    per: str | None = None,
 ) -> dict[str, Any] | None:
     """Queue the promote job of the next rung behind ``after`` (the rung's arrays).
 
@@ -127,7 +136,9 @@ def queue_next(
         return None
     halving = campaign_halving(campaign.root) or {}
     environment = check_environment(profile)
-    command = promote_command(campaign, site, environment["python"], overrides, sites_dir)
+    command = promote_command(
+        campaign, site, environment["python"], overrides, sites_dir, metric, per
+    )
     submission = new_submission_id("rung")
     directory = campaign.submit_dir(submission)
     request = {**(profile.get("request") or {}), **(overrides or {})}

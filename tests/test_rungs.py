@@ -119,6 +119,25 @@ def test_slurm_dry_run_renders_the_promote_job(tmp_path, capsys):
     assert not list(tmp_path.rglob("pwned"))
 
 
+def test_promote_command_carries_the_ranking(tmp_path, capsys):
+    campaign = open_campaign(_plan(tmp_path, capsys))
+    cmd = rungs.promote_command(
+        campaign, "kebnekaise", "/usr/bin/python3", {"workers": 2, "gpus": 1}, [tmp_path],
+        metric="pt.width", per="model.latent",
+    )  # fmt: skip
+    assert cmd[:7] == ["/usr/bin/python3", "-m", "gridsearch", "promote", str(campaign.root),
+                       "--site", "kebnekaise"]  # fmt: skip
+    rest = cmd[7:]
+    assert rest[0] == "--all-rungs"
+    pairs = dict(zip(rest[1::2], rest[2::2], strict=True))
+    assert pairs == {
+        "--metric": "pt.width",
+        "--per": "model.latent",
+        "--sites-dir": str(tmp_path),
+        "--gpus": "1",
+    }  # fmt: skip  (workers is local only: a promote job runs on Slurm)
+
+
 def test_follow_up_command_holds_the_job_behind_every_array(tmp_path):
     cmd = SlurmBackend().follow_up_command(tmp_path / "rung.sh", ["101", "102"])
     assert cmd[:2] == ["sbatch", "--parsable"]
