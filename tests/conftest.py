@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -46,3 +47,15 @@ def tiny_job_config() -> dict:
     import copy
 
     return copy.deepcopy(TINY_JOB)
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """The one-node Slurm test cluster (tests/slurm), started unless it runs; the test is
+    skipped where this machine cannot run Slurm (not root, packages missing)."""
+    spec = importlib.util.spec_from_file_location("slurm_cluster", REPO / "tests/slurm/cluster.py")
+    cluster = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cluster)
+    reason = cluster.ensure()
+    if reason:
+        pytest.skip(reason)

@@ -26,13 +26,6 @@ pytestmark = [pytest.mark.slurm, pytest.mark.timeout(400)]
 SPACE = cluster.tiny_space("slurmhold")
 
 
-@pytest.fixture(scope="module")
-def slurm():
-    reason = cluster.ensure()
-    if reason:
-        pytest.skip(reason)
-
-
 def _status(camp: Path) -> list[dict]:
     proc = cluster.gridsearch("status", str(camp), "--json")
     assert proc.returncode == 0, proc.stderr

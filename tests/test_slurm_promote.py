@@ -33,13 +33,6 @@ exit "$rc"
 SPACE = cluster.tiny_space("slurmpromote")
 
 
-@pytest.fixture(scope="module")
-def slurm():
-    reason = cluster.ensure()
-    if reason:
-        pytest.skip(reason)
-
-
 def _wait(campaign, until, deadline):
     while True:
         statuses = campaign_status(campaign)

@@ -31,13 +31,6 @@ SPACE["grid"] = {"train.lr": [1e-3, 2e-3, 3e-3, 4e-3]}
 SPACE["halving"] = {"rungs": [1, 2, 3], "keep": "1/2"}
 
 
-@pytest.fixture(scope="module")
-def slurm():
-    reason = cluster.ensure()
-    if reason:
-        pytest.skip(reason)
-
-
 def _time(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 

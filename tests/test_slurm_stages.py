@@ -46,13 +46,6 @@ SPACE = {
 }
 
 
-@pytest.fixture(scope="module")
-def slurm():
-    reason = cluster.ensure()
-    if reason:
-        pytest.skip(reason)
-
-
 gridsearch = cluster.gridsearch
 
 

@@ -47,13 +47,6 @@ w("done", started=start, ended=time.time())
 """
 
 
-@pytest.fixture
-def slurm():
-    reason = cluster.ensure()
-    if reason:
-        pytest.skip(reason)
-
-
 def _site(tmp_path: Path, **more) -> list[str]:
     pkg = tmp_path / "pkg"
     pkg.mkdir(exist_ok=True)
