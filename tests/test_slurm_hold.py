@@ -37,13 +37,7 @@ def test_held_task_is_queued_until_released_and_never_rerun(tmp_path, slurm):
     profile = yaml.safe_load((sites / "test-slurm.yaml").read_text())
     profile["request"]["extra"] = ["--hold"]  # every task starts held
     (sites / "test-slurm.yaml").write_text(yaml.safe_dump(profile))
-    space = tmp_path / "space.yaml"
-    space.write_text(yaml.safe_dump(SPACE))
-    camp = tmp_path / "camp"
-    site = ["--site", "test-slurm", "--sites-dir", str(sites)]
-    assert cluster.gridsearch("plan", str(space), "-o", str(camp)).returncode == 0
-    proc = cluster.gridsearch("submit", str(camp), *site)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    camp, site, _ = cluster.plan_and_submit(tmp_path, SPACE, sites)
     array = open_campaign(camp).submissions()[-1]["scheduler_ids"][0]
     try:
         jobs = _status(camp)

@@ -47,13 +47,7 @@ def test_promote_waits_for_tasks_that_still_run_after_done(tmp_path, slurm):
     (sites / "linger.sh.j2").write_text(LINGER)
     profile = yaml.safe_load((sites / "test-slurm.yaml").read_text())
     (sites / "test-slurm.yaml").write_text(yaml.safe_dump({**profile, "template": "linger.sh.j2"}))
-    space = tmp_path / "space.yaml"
-    space.write_text(yaml.safe_dump(SPACE))
-    camp = tmp_path / "camp"
-    site = ["--site", "test-slurm", "--sites-dir", str(sites)]
-    assert cluster.gridsearch("plan", str(space), "-o", str(camp)).returncode == 0
-    proc = cluster.gridsearch("submit", str(camp), *site)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    camp, site, _ = cluster.plan_and_submit(tmp_path, SPACE, sites)
     campaign = open_campaign(camp)
     deadline = time.monotonic() + 400
     _wait(campaign, lambda ss: all(js.state == JobState.DONE for js in ss), deadline)

@@ -13,7 +13,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-import yaml
 
 from gridsearch import rungs
 from gridsearch.campaign import open_campaign
@@ -37,13 +36,7 @@ def _time(text: str) -> float:
 
 def test_all_rungs_on_real_slurm_with_one_submit(tmp_path, slurm):
     sites = cluster.write_test_site(tmp_path)
-    space = tmp_path / "space.yaml"
-    space.write_text(yaml.safe_dump(SPACE))
-    camp = tmp_path / "camp"
-    site = ["--site", "test-slurm", "--sites-dir", str(sites)]
-    assert cluster.gridsearch("plan", str(space), "-o", str(camp)).returncode == 0
-    proc = cluster.gridsearch("submit", str(camp), *site, "--all-rungs")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    camp, _, proc = cluster.plan_and_submit(tmp_path, SPACE, sites, "--all-rungs")
     assert "halving: queued job" in proc.stdout, proc.stdout
     # the promote job is held by the scheduler itself until rung 0's array has ended
     (link,) = [r for r in open_campaign(camp).ledger() if r.get("event") == rungs.RUNG_EVENT]

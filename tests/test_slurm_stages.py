@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-import yaml
 
 from gridsearch.campaign import open_campaign
 from gridsearch.status import campaign_status
@@ -46,22 +45,12 @@ SPACE = {
 }
 
 
-gridsearch = cluster.gridsearch
-
-
 def _time(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
 def test_two_stage_campaign_on_real_slurm_with_one_submit(tmp_path, slurm):
-    sites_dir = cluster.write_test_site(tmp_path)
-    space = tmp_path / "space.yaml"
-    space.write_text(yaml.safe_dump(SPACE))
-    camp = tmp_path / "camp"
-    proc = gridsearch("plan", str(space), "-o", str(camp))
-    assert proc.returncode == 0, proc.stderr
-    proc = gridsearch("submit", str(camp), "--site", "test-slurm", "--sites-dir", str(sites_dir))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    camp, _, proc = cluster.plan_and_submit(tmp_path, SPACE, cluster.write_test_site(tmp_path))
     assert "stage 'single': submitted 2 jobs" in proc.stdout
     assert "stage 'grouped': submitted 1 jobs" in proc.stdout
     records = [json.loads(x) for x in (camp / "ledger.jsonl").read_text().splitlines()]

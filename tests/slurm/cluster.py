@@ -91,3 +91,21 @@ def gridsearch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[
         [sys.executable, "-m", "gridsearch", *args],
         capture_output=True, text=True, timeout=timeout, env=env, check=False,
     )  # fmt: skip
+
+
+def plan_and_submit(
+    directory: Path, space: dict, sites: Path, *submit_args: str
+) -> tuple[Path, list[str], subprocess.CompletedProcess[str]]:
+    """Plan ``space`` into ``directory/camp`` and submit it to the ``test-slurm`` profile
+    of ``sites`` with one ``gridsearch submit``; (campaign, site arguments, submit's run)."""
+    import yaml
+
+    path = Path(directory) / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    camp = Path(directory) / "camp"
+    site = ["--site", "test-slurm", "--sites-dir", str(sites)]
+    planned = gridsearch("plan", str(path), "-o", str(camp))
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    proc = gridsearch("submit", str(camp), *site, *submit_args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return camp, site, proc
