@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gridsearch import rungs
-from gridsearch.backends import get_backend
+from gridsearch import backends, rungs
 from gridsearch.backends.base import format_command
 from gridsearch.bundles import parse_bundle
 from gridsearch.campaign import Campaign, open_campaign
@@ -86,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if args.all_rungs:
         if args.site is None:
             raise GridsearchError(message="--all-rungs needs --site: the rungs are submitted")
-        rungs.check(campaign, get_backend(load_profile(args.site, args.sites_dir)["kind"]))
+        rungs.check(campaign, backends.get_backend(load_profile(args.site, args.sites_dir)["kind"]))
     report = promote(  # without --keep/--epochs: the space file's halving section
         campaign,
         keep=None if args.keep is None else parse_keep(args.keep),
@@ -163,7 +162,7 @@ def follow_rungs(
     promoted and run now; on Slurm the next rung's promote job is queued behind
     ``submitted``'s arrays, ranking by the same ``metric`` and ``per``. The exit code."""
     profile = load_profile(site, sites_dir)
-    backend = get_backend(profile["kind"])
+    backend = backends.get_backend(profile["kind"])
     if backend.blocking:
         if dry_run:
             print("halving: each later rung is promoted and run here once the one before ended")

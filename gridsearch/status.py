@@ -102,7 +102,6 @@ class JobStatus:
     stage: str | None = None  # its stage in a staged campaign (gridsearch/stages.py)
     after: list[str] = field(default_factory=list)  # job ids it waits for
     held: bool = False  # waiting, and the scheduler holds it (queued behind its stage)
-    on_hold: bool = False  # queued, but the scheduler starts it only once someone releases it
     out_of_date: str = ""  # done, but a stage-1 job it picked from changed since: why
 
     @property
@@ -110,6 +109,11 @@ class JobStatus:
         """The scheduler holds it: queued, running, or waiting in its queue behind an
         earlier stage (a waiting job nobody submitted is not in flight)."""
         return self.state in HELD or (self.state == JobState.WAITING and self.held)
+
+    @property
+    def on_hold(self) -> bool:
+        """Queued, but the scheduler starts it only once someone releases it."""
+        return self.state == JobState.QUEUED and self.scheduler_state == "held"
 
     @property
     def epoch_text(self) -> str | None:
@@ -122,6 +126,7 @@ class JobStatus:
         out = asdict(self)
         out["dir"] = str(self.dir)
         out["state"] = self.state.word
+        out["on_hold"] = self.on_hold
         return out
 
 
@@ -602,7 +607,7 @@ def _refine(ev: _Evidence, ans: Any, kind: str, now: float) -> None:
         if ev.ran and ev.written == JobState.DONE.word:
             js.reason = f"{word}; it is done: remove the held task"
             return  # released, it would find the job done and exit at once
-        js.state, js.on_hold = JobState.QUEUED, True
+        js.state = JobState.QUEUED
         js.reason = _held_reason(kind, js.task_id or "", word, ev)
         return
     if sched == "queued":

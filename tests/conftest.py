@@ -42,6 +42,18 @@ def run_job_process(job_dir: Path, *args: str, timeout: float = 300, **kw):
     )
 
 
+def start_job_process(job_dir: Path) -> subprocess.Popen:
+    """Start ``python -m hepae_core.job`` in the background (stderr piped), to signal it."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.Popen(
+        [sys.executable, "-m", "hepae_core.job", str(job_dir)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 @pytest.fixture
 def tiny_job_config() -> dict:
     import copy

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, run_job_process, write_job
+from conftest import REPO, run_job_process, start_job_process, write_job
 
 from hepae_core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from hepae_core.job import load_model
@@ -137,13 +137,7 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path, tiny_job_config):
     cfg["data"]["max_jets"] = 60000
     cfg["train"]["epochs"] = 40
     job = write_job(tmp_path / "job", cfg)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hepae_core.job", str(job)],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_job_process(job)
     deadline = time.time() + 120
     while time.time() < deadline:  # wait for the first epoch to be recorded
         if (job / "history.csv").exists():

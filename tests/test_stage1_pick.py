@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO, run_job_process, write_job
+from conftest import REPO, run_job_process, start_job_process, write_job
 
 from hepae_core import jobdir
 from hepae_core.config import ConfigError, dump, load, resolve, stage1_spec
@@ -298,13 +298,7 @@ def _history(job: Path) -> list[list[str]]:
 
 def test_resume_keeps_the_recorded_choice_when_a_better_job_appears(campaign, whole):
     job = write_job(campaign / "cut", stage2(pick(*FROM), epochs=10, batch_size=8))
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hepae_core.job", str(job)],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_job_process(job)
     deadline = time.time() + 120
     while not (job / jobdir.HISTORY).exists() and time.time() < deadline:
         time.sleep(0.05)

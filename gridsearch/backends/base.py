@@ -224,14 +224,7 @@ class Backend:
     def submit_after(self, script: Path, after: list[str]) -> tuple[str, list[str]]:
         """Queue ``script`` behind ``after``; its scheduler id and the command run."""
         command = self.follow_up_command(script, after)
-        try:
-            proc = run_command(command, cwd=script.parent)
-        except FileNotFoundError:
-            raise GridsearchError(message=f"{self.submit_tool} not found on PATH") from None
-        except subprocess.TimeoutExpired:
-            raise GridsearchError(
-                message=f"{self.submit_tool} did not answer in {COMMAND_TIMEOUT_S} s"
-            ) from None
+        proc = self._submit_tool(command, script.parent)
         if proc.returncode != 0:
             said = (proc.stderr or proc.stdout).strip() or f"exit {proc.returncode}"
             raise GridsearchError(message=f"{self.submit_tool} refused {script.name}: {said}")
@@ -385,20 +378,7 @@ class Backend:
             cmd = self._make_submission_command(prepared, chunk, previous)
             ran.extend(["&&", *cmd] if ran else cmd)
             sub.command = list(ran)  # what really ran, ids of earlier chunks filled in
-            try:
-                proc = run_command(cmd, cwd=prepared.directory)
-            except FileNotFoundError:
-                raise SchedulerRefused(
-                    message=f"{self.submit_tool} not found on PATH: submit from a machine of the "
-                    "cluster (its login node), or use --dry-run to only render the files"
-                ) from None
-            except subprocess.TimeoutExpired:
-                # It may have queued the jobs: treat as accepted-but-unknown, not refused.
-                raise GridsearchError(
-                    message=f"{self.submit_tool} did not answer in {COMMAND_TIMEOUT_S} s; check "
-                    f"the queue before submitting again (the ledger keeps the jobs out of "
-                    f"'planned')"
-                ) from None
+            proc = self._submit_tool(cmd, prepared.directory)
             if proc.returncode != 0:
                 raise SchedulerRefused(
                     message=self._refusal_message(prepared, chunk, proc),
@@ -407,6 +387,23 @@ class Backend:
             sub.scheduler_ids.append(job_id)
             sub.tasks.update(self._task_ids(job_id, chunk))
             previous = job_id
+
+    def _submit_tool(self, cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+        """Run a submit command; its exit status is the caller's to judge."""
+        try:
+            return run_command(cmd, cwd=cwd)
+        except FileNotFoundError:
+            raise SchedulerRefused(
+                message=f"{self.submit_tool} not found on PATH: submit from a machine of the "
+                "cluster (its login node), or use --dry-run to only render the files"
+            ) from None
+        except subprocess.TimeoutExpired:
+            # It may have queued the jobs: treat as accepted-but-unknown, not refused.
+            raise GridsearchError(
+                message=f"{self.submit_tool} did not answer in {COMMAND_TIMEOUT_S} s; check "
+                f"the queue before submitting again (the ledger keeps the jobs out of "
+                f"'planned')"
+            ) from None
 
     def adopt_tasks(self, record: dict[str, Any], ids: list[str]) -> dict[str, str | list[str]]:
         """Task id -> job id of an intended submission whose scheduler ids were printed

@@ -153,6 +153,19 @@ def classify(
     return "unknown", f"Slurm state {slurm_state!r}" if slurm_state else "", code
 
 
+def _parsable_id(stdout: str, what: str) -> str:
+    """The job id ``sbatch --parsable`` printed (``id`` or ``id;cluster``)."""
+    lines = stdout.strip().splitlines()
+    job_id = lines[-1].split(";")[0].strip() if lines else ""
+    if not job_id.isdigit():
+        raise GridsearchError(
+            message=f"sbatch printed no job id for {what} ({stdout.strip()!r}): check "
+            "'squeue --me' before submitting again (the ledger keeps these jobs out of "
+            "'planned')"
+        )
+    return job_id
+
+
 class SlurmBackend(Backend):
     """Submission to Slurm with ``sbatch``; status with squeue -> scontrol -> sacct."""
 
@@ -231,22 +244,10 @@ class SlurmBackend(Backend):
         return [*cmd, str(script)]
 
     def _follow_up_id(self, stdout: str) -> str:
-        lines = stdout.strip().splitlines()
-        job_id = lines[-1].split(";")[0].strip() if lines else ""
-        if not job_id.isdigit():
-            raise GridsearchError(message=f"sbatch printed no job id: {stdout.strip()!r}")
-        return job_id
+        return _parsable_id(stdout, "the promote job")
 
     def _get_job_id_from_submission_command(self, stdout: str, chunk: Chunk) -> str:
-        lines = stdout.strip().splitlines()
-        array_id = lines[-1].split(";")[0].strip() if lines else ""
-        if not array_id.isdigit():
-            raise GridsearchError(
-                message=f"sbatch printed no job id for {chunk.script} ({stdout.strip()!r}): check "
-                "'squeue --me' before submitting again (the ledger keeps these jobs out of "
-                "'planned')"
-            )
-        return array_id
+        return _parsable_id(stdout, chunk.script)
 
     def _task_ids(self, job_id: str, chunk: Chunk) -> dict[str, str | list[str]]:
         return {
