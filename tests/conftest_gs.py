@@ -16,6 +16,18 @@ base:
   evaluate: {plots: false, timing_jets: 1000}
 """
 
+# Three tiny one-thread trainings of one shape: a campaign that bundles into a stack.
+THREE_LR_SPACE = """\
+name: bun
+base:
+  data: {source: bundled:dijet_4d, max_jets: 3000}
+  model: {encoder: [8]}
+  train: {epochs: 2, batch_size: 256, threads: 1}
+  evaluate: {plots: false, timing_jets: 1000}
+grid:
+  train.lr: [1.0e-3, 3.0e-3, 1.0e-2]
+"""
+
 # A stand-in for `python -m hepae_core.job DIR`: writes state.json like the real one and
 # behaves by the config's learning rate: 0.01 fails, 0.02 exits 75 (interrupted), 0.03
 # sleeps until SIGTERM then exits 75, anything else is done with metrics.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest_gs import cli, write
+from conftest_gs import THREE_LR_SPACE, cli, write
 
 from gridsearch import bundles, sites
 from gridsearch.backends.base import JobRef
@@ -28,16 +28,7 @@ from hepae_core.states import JobState
 
 REPO = Path(__file__).resolve().parents[1]
 
-SPACE = """\
-name: bun
-base:
-  data: {source: bundled:dijet_4d, max_jets: 3000}
-  model: {encoder: [8]}
-  train: {epochs: 2, batch_size: 256, threads: 1}
-  evaluate: {plots: false, timing_jets: 1000}
-grid:
-  train.lr: [1.0e-3, 3.0e-3, 1.0e-2]
-"""
+SPACE = THREE_LR_SPACE
 
 
 def _plan(tmp_path: Path, space: str = SPACE) -> Path:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest_gs import cli, write
+from conftest_gs import THREE_LR_SPACE, cli, write
 from test_condor import PATH_NAMES, fake_condor, make_jobs  # noqa: F401 (fixture)
 
 from gridsearch import sites
@@ -31,16 +31,7 @@ htcondor2 = pytest.importorskip("htcondor2", reason="the htcondor wheel parses s
 
 REPO = Path(__file__).resolve().parents[1]
 
-SPACE = """\
-name: cbun
-base:
-  data: {source: bundled:dijet_4d, max_jets: 3000}
-  model: {encoder: [8]}
-  train: {epochs: 2, batch_size: 256, threads: 1}
-  evaluate: {plots: false, timing_jets: 1000}
-grid:
-  train.lr: [1.0e-3, 3.0e-3, 1.0e-2]
-"""
+SPACE = THREE_LR_SPACE.replace("name: bun", "name: cbun")
 
 
 def _submit(jobs, site, directory, **overrides):
