@@ -20,6 +20,13 @@ through the filters below:
     such as ``$(X)``, ``$$(X)``, ``$ENV(X)``, ``$RANDOM_CHOICE(...)``; surrounding spaces).
 ``oneline``
     a value for a comment line: refused when it holds a line break.
+
+Templates, the user's included, are rendered in jinja's :class:`~jinja2.sandbox.
+SandboxedEnvironment`: a template may extend others, fill blocks, loop and use the filters
+above, but it cannot reach Python (``cycler.__init__.__globals__`` and other private
+attributes are refused), so a site directory shared with others cannot run code at
+``submit --dry-run``. Template names are plain file names (``slurm.sh.j2``), looked up in
+the template directories only: no path, no ``..``.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.sandbox
 
 from gridsearch.errors import GridsearchError
 
@@ -70,7 +78,30 @@ def one_line(value: Any) -> str:
     return text
 
 
+#: A template name: one plain file name, looked up in the template directories only.
+TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+
+
+def check_template_name(name: Any, key: str = "template", source: str | None = None) -> str:
+    """``name`` when it is a plain template file name (no directory, no ``..``), else raise.
+
+    A name is looked up in the user's site directories and the packaged templates only, so
+    ``template: /etc/passwd`` or ``../../x`` cannot render a file from elsewhere.
+    """
+    if not isinstance(name, str) or not TEMPLATE_NAME.match(name) or ".." in name:
+        raise GridsearchError(
+            message=f"{name!r} is not a template file name: give a plain name such as "
+            "'slurm.sh.j2', found in the site directories or among the packaged templates "
+            "(no directories, no '..')",
+            source=source,
+            key=key,
+        )
+    return name
+
+
 def _load(name: str) -> str | None:
+    if not TEMPLATE_NAME.match(name) or ".." in name:
+        return None  # never outside the package (joinpath('/etc/passwd') is /etc/passwd)
     entry = resources.files("jobs_templates").joinpath(name)
     if not entry.is_file():
         return None
@@ -94,7 +125,8 @@ def environment(search: list[Path] | None = None) -> jinja2.Environment:
         jinja2.FileSystemLoader([str(d) for d in search or [] if Path(d).is_dir()]),
         jinja2.FunctionLoader(_load),
     ]
-    env = jinja2.Environment(
+    # Sandboxed: a template cannot call into Python (see the module docstring).
+    env = jinja2.sandbox.SandboxedEnvironment(
         loader=jinja2.ChoiceLoader(loaders),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
@@ -116,6 +148,7 @@ def render(template: str, context: dict[str, Any], search: list[Path] | None = N
     GridsearchError
         When the template is unknown or uses a value the context lacks.
     """
+    check_template_name(template)
     try:
         text = environment(search).get_template(template).render(**context)
     except jinja2.TemplateNotFound as exc:
@@ -130,6 +163,12 @@ def render(template: str, context: dict[str, Any], search: list[Path] | None = N
         ) from None
     except jinja2.UndefinedError as exc:
         raise GridsearchError(message=f"template {template} needs a value: {exc}") from None
+    except jinja2.sandbox.SecurityError as exc:
+        raise GridsearchError(
+            message=f"template {template} reaches outside what templates may use ({exc}); "
+            "templates may extend others, fill blocks and use the values and filters given",
+            key="template",
+        ) from None
     # Blank lines left where optional directives were skipped.
     return re.sub(r"\n{3,}", "\n\n", text)
 

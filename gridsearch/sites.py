@@ -129,7 +129,89 @@ def load_profile(name: str, extra: list[Path] | None = None) -> dict[str, Any]:
         raise GridsearchError(
             message="must be local, slurm or condor", source=chain[0][1], key="kind"
         )
+    check_profile_values(profile)
     return profile
+
+
+#: Profile keys that are booleans: a real YAML ``true``/``false`` only (``no`` and
+#: ``"false"`` are strings in YAML 1.2 and would read as true).
+BOOLEAN_KEYS = ("env.module_purge",)
+
+
+def _lookup(profile: dict[str, Any], dotted: str) -> Any:
+    value: Any = profile
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def check_profile_values(profile: dict[str, Any]) -> None:
+    """Refuse profile values that would reach a job script or submit description as
+    something other than what they say: template names outside the template directories,
+    a ``gpu_request`` other than ``gres``/``gpus``, walltime class names that are not plain
+    words, booleans given as strings, local options that are not counts.
+    """
+    from gridsearch.render import check_template_name
+
+    src = profile.get("source")
+    for key in ("template", "script_template"):
+        if profile.get(key) is not None:
+            check_template_name(profile[key], key, src)
+    for key in BOOLEAN_KEYS:
+        value = _lookup(profile, key)
+        if value is not None and not isinstance(value, bool):
+            raise GridsearchError(
+                message=f"expects true or false, got {value!r} (a string such as 'no' or "
+                "'false' would read as true): write true or false without quotes",
+                source=src,
+                key=key,
+            )
+    gpu_request = profile.get("gpu_request", "gres")
+    if gpu_request not in ("gres", "gpus"):
+        raise GridsearchError(
+            message=f"expects gres (#SBATCH --gres=gpu:N) or gpus (#SBATCH --gpus=N), "
+            f"got {gpu_request!r}",
+            source=src,
+            key="gpu_request",
+        )
+    flavours = profile.get("flavours")
+    if flavours is not None:
+        if not isinstance(flavours, dict):
+            raise GridsearchError(
+                message="expects a mapping NAME: walltime", source=src, key="flavours"
+            )
+        for name, limit in flavours.items():
+            if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_]+$", name):
+                raise GridsearchError(
+                    message=f"{name!r} is not a plain walltime class name (letters, digits, "
+                    "_ only)",
+                    source=src,
+                    key="flavours",
+                )
+            parse_walltime(limit, f"flavours.{name}")
+    options = profile.get("options")
+    if options is not None and not isinstance(options, dict):
+        raise GridsearchError(message="must be a mapping", source=src, key="options")
+    for key in ("workers", "threads"):
+        value = (options or {}).get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise GridsearchError(
+                message=f"expects a positive integer, got {value!r}",
+                source=src,
+                key=f"options.{key}",
+            )
+    for key in ("job_module", "bundle_module"):
+        value = (options or {}).get(key)
+        if value is not None and (not isinstance(value, str) or not _MODULE.match(value)):
+            raise GridsearchError(
+                message=f"expects a Python module name, got {value!r}",
+                source=src,
+                key=f"options.{key}",
+            )
 
 
 # --------------------------------------------------------------------------------------
@@ -239,8 +321,16 @@ def check_environment(profile: dict[str, Any]) -> dict[str, Any]:
                 source=src,
                 key=f"env.{k}",
             )
+    purge = env.get("module_purge", False)
+    if not isinstance(purge, bool):
+        raise GridsearchError(
+            message=f"expects true or false, got {purge!r} (a string such as 'no' or 'false' "
+            "would read as true): write true or false without quotes",
+            source=src,
+            key="env.module_purge",
+        )
     out: dict[str, Any] = {
-        "module_purge": bool(env.get("module_purge", False)),
+        "module_purge": purge,
         "modules": _str_list(env.get("modules"), "env.modules"),
         "source": _str_list(env.get("source"), "env.source"),
         "conda": env.get("conda"),
@@ -351,8 +441,14 @@ def resolve_request(
                 raise GridsearchError(
                     message="is not a submit command name", key=f"request.extra.{k}"
                 )
-            if not isinstance(v, str | int | float) or "\n" in str(v) or "\r" in str(v):
+            if not isinstance(v, str | int | float) or isinstance(v, bool):
                 raise GridsearchError(message="expects a one-line value", key=f"request.extra.{k}")
+            from gridsearch.render import condor_value
+
+            try:
+                condor_value(v)
+            except GridsearchError as exc:
+                raise GridsearchError(message=exc.message, key=f"request.extra.{k}") from None
         request["extra"] = {k: str(v) for k, v in extra.items()}
     else:
         extra = _str_list(request.get("extra"), "request.extra")
@@ -419,6 +515,14 @@ def choose_flavour(profile: dict[str, Any], time_s: int) -> str | None:
     flavours = profile.get("flavours") or {}
     if not flavours:
         return None
+    for name in flavours:
+        # the name is written into the submit description as +JobFlavour = "NAME"
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_]+$", name):
+            raise GridsearchError(
+                message=f"{name!r} is not a plain walltime class name (letters, digits, _ only)",
+                source=profile.get("source"),
+                key="flavours",
+            )
     ranked = sorted(
         ((parse_walltime(v, f"flavours.{k}"), k) for k, v in flavours.items()), key=lambda x: x[0]
     )
