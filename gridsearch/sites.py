@@ -448,7 +448,9 @@ def resolve_request(
             try:
                 condor_value(v)
             except GridsearchError as exc:
-                raise GridsearchError(message=exc.message, key=f"request.extra.{k}") from None
+                raise GridsearchError(
+                    message=f"expects a one-line value: {exc.message}", key=f"request.extra.{k}"
+                ) from None
         request["extra"] = {k: str(v) for k, v in extra.items()}
     else:
         extra = _str_list(request.get("extra"), "request.extra")
