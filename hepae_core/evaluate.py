@@ -8,19 +8,30 @@ its own latent is quantised at the same ``k`` so each model gives a curve, not a
 
 from __future__ import annotations
 
+import io
+import math
 import time
 from typing import Any
 
 import numpy as np
 import torch
 
-from hepae_core.baselines import CASTS, FLOAT_BYTES, PCACoder, cast_roundtrip, lossless_bytes, ratio
+from hepae_core import codecs
+from hepae_core.baselines import CASTS, FLOAT_BYTES, cast_roundtrip
+from hepae_core.codecs import FILE_JETS, BaseCodec
 from hepae_core.models import AutoEncoder
 from hepae_core.normalise import Normaliser
-from hepae_core.quantise import DEFAULT_BITS, LatentQuantiser, ScalarQuantiser
-from hepae_core.residuals import residuals, stats_table
+from hepae_core.quantise import DEFAULT_BITS
+from hepae_core.residuals import STATS, residuals, stats_table
 
-__all__ = ["CASTS", "baseline_metrics", "cast_roundtrip", "evaluate", "latent_metrics"]
+__all__ = [
+    "CASTS",
+    "baseline_metrics",
+    "cast_roundtrip",
+    "codec_metrics",
+    "evaluate",
+    "latent_metrics",
+]
 
 SQ_LOW_BITS = (2, 3, 4, 5)
 # The statistics kept for every point of a curve (the full set is kept for ae and casts).
@@ -106,6 +117,47 @@ def time_codec(
     return best_enc, best_dec
 
 
+def _model_bytes(model: AutoEncoder) -> int:
+    """Bytes of the model's weights as torch.save writes them (when model.pt is not at hand)."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.tell()
+
+
+def codec_metrics(
+    codec: BaseCodec,
+    x_test: np.ndarray,
+    kind_list: list[str],
+    file_jets: int = FILE_JETS,
+    stats: tuple[str, ...] = CURVE_STATS,
+    x_train: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """One codec on the test jets: residual statistics and its bytes, as its writer stores them.
+
+    Keys ``<name>.<v>.<stat>``, ``<name>.bits_per_jet`` (payload bits per jet),
+    ``<name>.payload_bytes``, ``<name>.side_bytes``, ``<name>.model_bytes``, ``<name>.ratio``
+    (test jets, side and model counted), ``<name>.ratio_file`` (a file of ``file_jets``
+    jets), ``<name>.clipped``. ``x_train``: fit the codec first.
+    """
+    if x_train is not None:
+        codec.fit(x_train)
+    enc = codec.encode(x_test)
+    y = codec.decode(enc)
+    p, n, d = codec.name, len(x_test), len(codec.variables)
+    out: dict[str, Any] = stats_table(p, residuals(x_test, y, kind_list), codec.variables, stats)
+    nominal = getattr(codec, "nominal_bits_per_jet", None)
+    out[f"{p}.bits_per_jet"] = (
+        nominal() if nominal else (8 * enc.payload_bytes / n if n else math.nan)
+    )
+    out[f"{p}.payload_bytes"] = enc.payload_bytes
+    out[f"{p}.side_bytes"] = enc.side_bytes
+    out[f"{p}.model_bytes"] = codec.model_bytes
+    out[f"{p}.ratio"] = codecs.ratio(enc, d, codec.model_bytes)
+    out[f"{p}.ratio_file"] = codecs.ratio(enc, d, codec.model_bytes, file_jets)
+    out[f"{p}.clipped"] = enc.clipped
+    return out
+
+
 def baseline_metrics(
     x_test: np.ndarray,
     x_train: np.ndarray,
@@ -113,41 +165,52 @@ def baseline_metrics(
     kind_list: list[str],
     bits: tuple[int, ...] = DEFAULT_BITS,
     pca_components: int | None = None,
+    file_jets: int = FILE_JETS,
 ) -> dict[str, Any]:
-    """Scalar quantisation, PCA transform coding and lossless gzip on the test jets.
+    """Every registered baseline on the test jets (:func:`hepae_core.codecs.baseline_codecs`).
 
-    Ranges, spaces and PCA axes come from ``x_train``. Keys: see docs/metrics.md.
+    Ranges, spaces, PCA axes and the SZ3/ZFP bounds come from ``x_train``. Keys: see
+    docs/metrics.md.
     """
-    n, d = x_test.shape
-    out: dict[str, Any] = {}
-    sq = ScalarQuantiser.fit(variables, x_train, kind_list)
-    for v, space in zip(variables, sq.spaces):
-        out[f"space.{v}"] = space
-    out["sq.side_bytes"] = sq.side_bytes
+    n = len(x_test)
+    out: dict[str, Any] = {"rate.jets": n, "rate.file_jets": file_jets}
     # Down to 2 bits a value too: with many variables, the autoencoder's rates lie below
     # d x 6 bits, and the quantiser's curve must reach them to be compared.
-    for k in sorted(set(bits) | set(SQ_LOW_BITS)):
-        y = sq.roundtrip(x_test, k)
-        out.update(stats_table(f"sq{k}", residuals(x_test, y, kind_list), variables, CURVE_STATS))
-        out[f"sq{k}.bits_per_jet"] = sq.bits_per_jet(k)
-        out[f"sq{k}.ratio"] = ratio(n, d, sq.bits_per_jet(k), sq.side_bytes)
-        out[f"sq{k}.clipped"] = sum(sq.clipped.values())
-    if pca_components:
-        pca = PCACoder.fit(variables, x_train, pca_components, kind_list)
-        out["pca.z"] = pca.z
-        out["pca.explained_variance"] = pca.explained
-        out["pca.side_bytes"] = pca.side_bytes
-        for k in bits:
-            y = pca.roundtrip(x_test, k)
-            out.update(
-                stats_table(f"pca{k}", residuals(x_test, y, kind_list), variables, CURVE_STATS)
-            )
-            out[f"pca{k}.bits_per_jet"] = pca.z * k
-            out[f"pca{k}.ratio"] = ratio(n, d, pca.z * k, pca.side_bytes)
-            out[f"pca{k}.clipped"] = pca.ranges.clipped
-    nbytes = lossless_bytes(x_test)
-    out["lossless.bits_per_jet"] = 8 * nbytes / n if n else float("nan")
-    out["lossless.ratio"] = FLOAT_BYTES * n * d / nbytes if nbytes else float("nan")
+    sq_bits = tuple(sorted(set(bits) | set(SQ_LOW_BITS)))
+    for codec in codecs.baseline_codecs(variables, kind_list, tuple(bits), pca_components, sq_bits):
+        if codec.family in CASTS:
+            continue  # measured by evaluate() on every run, with the full statistics
+        out.update(codec_metrics(codec, x_test, kind_list, file_jets, x_train=x_train))
+        if isinstance(codec, codecs.ScalarCodec) and codec.quantiser is not None:
+            for v, space in zip(variables, codec.quantiser.spaces):
+                out[f"space.{v}"] = space
+            out["sq.side_bytes"] = out[f"{codec.name}.side_bytes"]
+        if isinstance(codec, codecs.PCACodec):
+            out["pca.z"] = codec.components.shape[0]
+            out["pca.explained_variance"] = codec.explained
+            out["pca.side_bytes"] = out[f"{codec.name}.side_bytes"]
+    for key in [k for k in out if k.startswith("lossless.") and k.count(".") == 2]:
+        del out[key]  # lossless: no residual to report
+    return out
+
+
+def latent_codecs(
+    model: AutoEncoder,
+    norm: Normaliser,
+    device: torch.device,
+    bits: tuple[int, ...],
+    model_bytes: int,
+    kind_list: list[str] | None = None,
+) -> list[codecs.LatentCodec]:
+    """The autoencoder as one registered codec per bit depth (``aeq<k>``)."""
+
+    def enc(x: np.ndarray) -> np.ndarray:
+        return encode(model, norm, x, device)
+
+    def dec(z: np.ndarray) -> np.ndarray:
+        return decode(model, norm, z, device)
+
+    out = [codecs.LatentCodec(norm.variables, enc, dec, k, model_bytes, kind_list) for k in bits]
     return out
 
 
@@ -159,29 +222,54 @@ def latent_metrics(
     kind_list: list[str],
     device: torch.device,
     bits: tuple[int, ...] = DEFAULT_BITS,
+    model_bytes: int | None = None,
+    file_jets: int = FILE_JETS,
+    sq_metrics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The autoencoder as a codec: its latent quantised to ``k`` bits per dimension.
 
     Each latent dimension's range is taken from the training jets and stored in the
-    metrics (``latent.<i>.min``, ``latent.<i>.max``); their bytes count in the ratio.
+    metrics (``latent.<i>.min``, ``latent.<i>.max``); their bytes count in the ratio, and
+    so do the model's (``model_bytes``: the size of model.pt; default the weights as
+    torch.save writes them). ``sq_metrics`` (the baselines' keys) adds
+    ``aeq<k>.break_even_jets``: the file size from which ``aeq<k>`` is smaller than
+    ``sq<k>``.
     """
-    variables = norm.variables
-    n, d = x_test.shape
-    z_train = encode(model, norm, x_train, device)
-    z_train = z_train[np.isfinite(z_train).all(axis=1)]
-    q = LatentQuantiser.fit(z_train)
+    mb = _model_bytes(model) if model_bytes is None else int(model_bytes)
+    cods = latent_codecs(model, norm, device, tuple(bits), mb, kind_list)
     out: dict[str, Any] = {}
+    if not cods:
+        return out
+    # one encoding of the training jets serves every bit depth
+    cods[0].fit(x_train)
+    for c in cods[1:]:
+        c.quantiser = cods[0].quantiser
+    q = cods[0].quantiser
+    assert q is not None
     for i, (a, b) in enumerate(zip(q.lo, q.hi)):
         out[f"latent.{i}.min"] = a
         out[f"latent.{i}.max"] = b
     z_test = encode(model, norm, x_test, device)
-    latent = z_test.shape[1]
-    for k in bits:
-        y = decode(model, norm, q.decode(q.encode(z_test, k), k), device)
-        out.update(stats_table(f"aeq{k}", residuals(x_test, y, kind_list), variables, CURVE_STATS))
-        out[f"aeq{k}.bits_per_jet"] = latent * k
-        out[f"aeq{k}.ratio"] = ratio(n, d, latent * k, q.side_bytes)
-        out[f"aeq{k}.clipped"] = q.clipped
+    n, d = len(x_test), len(norm.variables)
+    for c in cods:
+        enc = c.encode_latent(z_test, n)
+        y = c.decode(enc)
+        p = c.name
+        out.update(stats_table(p, residuals(x_test, y, kind_list), norm.variables, CURVE_STATS))
+        out[f"{p}.bits_per_jet"] = c.nominal_bits_per_jet()
+        out[f"{p}.payload_bytes"] = enc.payload_bytes
+        out[f"{p}.side_bytes"] = enc.side_bytes
+        out[f"{p}.model_bytes"] = mb
+        out[f"{p}.ratio"] = codecs.ratio(enc, d, mb)
+        out[f"{p}.ratio_file"] = codecs.ratio(enc, d, mb, file_jets)
+        out[f"{p}.clipped"] = enc.clipped
+        sq = sq_metrics or {}
+        if n and f"sq{c.bits}.payload_bytes" in sq:
+            out[f"{p}.break_even_jets"] = codecs.break_even_jets(
+                enc.payload_bytes / n,
+                mb + enc.side_bytes - sq[f"sq{c.bits}.side_bytes"],
+                sq[f"sq{c.bits}.payload_bytes"] / n,
+            )
     return out
 
 
@@ -197,12 +285,17 @@ def evaluate(
     baselines: bool = True,
     bits: tuple[int, ...] = DEFAULT_BITS,
     pca_components: int | None = None,
+    model_bytes: int | None = None,
+    file_jets: int = FILE_JETS,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """All evaluation metrics of one trained model on the test jets (physical units).
 
     ``x_train`` (physical training jets) gives the quantisers their ranges; without it the
-    quantised curves (``sq<k>``, ``pca<k>``, ``aeq<k>``) are not computed. ``pca_components``
-    defaults to the latent size. Returns the flat metrics and the reconstructed test jets.
+    quantised curves (``sq<k>``, ``pca<k>``, ``sz3_<k>``, ``zfp<k>``, ``aeq<k>``) are not
+    computed. ``pca_components`` defaults to the latent size. ``model_bytes``: the size of
+    model.pt, counted in every ratio of the autoencoder (default: its weights as torch.save
+    writes them); ``file_jets``: the file size of the ``*.ratio_file`` keys. Returns the
+    flat metrics and the reconstructed test jets.
     """
     variables = norm.variables
     kind_list = [kinds[v] for v in variables]
@@ -213,10 +306,9 @@ def evaluate(
     metrics.update(stats_table("ae", residuals(x_test, out, kind_list), variables))
     metrics.update(stats_table("ae_f16latent", residuals(x_test, out16, kind_list), variables))
     for name in CASTS:
-        cast = cast_roundtrip(x_test, name)
-        metrics.update(stats_table(name, residuals(x_test, cast, kind_list), variables))
+        cast = codecs.build(name, variables, kind_list)
+        metrics.update(codec_metrics(cast, x_test, kind_list, file_jets, STATS))
         metrics[f"{name}.bits_per_jet"] = 16 * n_in
-        metrics[f"{name}.ratio"] = 2.0
     for v in variables:
         metrics[f"residual.{v}"] = kinds[v]
     metrics["input_bytes_per_jet"] = FLOAT_BYTES * n_in
@@ -228,12 +320,16 @@ def evaluate(
         t0 = time.perf_counter()
         train = np.asarray(x_train)
         train = train[np.isfinite(norm.forward(train)).all(axis=1)]
-        metrics.update(
-            baseline_metrics(
-                x_test, train, variables, kind_list, tuple(bits), pca_components or latent
-            )
+        base = baseline_metrics(
+            x_test, train, variables, kind_list, tuple(bits), pca_components or latent, file_jets
         )
-        metrics.update(latent_metrics(model, norm, x_test, train, kind_list, device, tuple(bits)))
+        metrics.update(base)
+        metrics.update(
+            latent_metrics(
+                model, norm, x_test, train, kind_list, device, tuple(bits), model_bytes,
+                file_jets, base,
+            )
+        )  # fmt: skip
         metrics["baselines_s"] = time.perf_counter() - t0
     xt = torch.from_numpy(norm.forward(x_test[:timing_jets])).to(device)
     enc, dec = time_codec(model, xt)

@@ -431,6 +431,7 @@ def _evaluate(job_dir: Path, cfg: dict[str, Any], data: Prepared, device):
         best, data.norm, x_eval, kinds, cfg["model"]["latent"], device, ecfg["timing_jets"],
         x_train=data.x_train_phys, baselines=ecfg["baselines"], bits=tuple(ecfg["bits"]),
         pca_components=ecfg["pca_components"],
+        model_bytes=(job_dir / jobdir.MODEL).stat().st_size,
     )  # fmt: skip
     for var in cfg["evaluate"]["round"]:
         j = data.variables.index(var)

@@ -95,7 +95,7 @@ def test_latent_quantised_curve_by_hand(jets) -> None:
     kinds = dict(zip(VARS, KINDS))
     bits = (6, 10, 16)
     m, _ = evaluate(model, norm, test, kinds, 4, torch.device("cpu"), 1000, x_train=train,
-                    bits=bits)  # fmt: skip
+                    bits=bits, model_bytes=1000, file_jets=10**6)  # fmt: skip
     z = norm.forward(train)
     lo, hi = z.min(axis=0), z.max(axis=0)
     for i in range(4):
@@ -109,9 +109,15 @@ def test_latent_quantised_curve_by_hand(jets) -> None:
         assert m[f"aeq{k}.bits_per_jet"] == 4 * k
         assert m[f"pca{k}.bits_per_jet"] == 4 * k  # as many components as the latent
         assert m[f"sq{k}.bits_per_jet"] == 4 * k
-        # 4 x 32 bits in, 4 x k out, plus 2 float32 ranges per latent dimension
+        # 4 x 32 bits in, 4 x k out, plus 2 float32 ranges per latent dimension and the
+        # model's 1000 bytes, once per file: on the test jets and on a file of 1 M jets
         n = len(test)
-        assert m[f"aeq{k}.ratio"] == pytest.approx(16 * n / (n * 4 * k / 8 + 32))
+        assert m[f"aeq{k}.payload_bytes"] == n * 4 * k / 8
+        assert m[f"aeq{k}.side_bytes"] == 32 and m[f"aeq{k}.model_bytes"] == 1000
+        assert m[f"aeq{k}.ratio"] == pytest.approx(16 * n / (n * 4 * k / 8 + 32 + 1000))
+        assert m[f"aeq{k}.ratio_file"] == pytest.approx(16e6 / (1e6 * 4 * k / 8 + 1032))
+        # break-even against sq<k> (the same payload, 32 bytes of ranges): never
+        assert m[f"aeq{k}.break_even_jets"] == math.inf
     # the float32 latent is exact here, up to float32 rounding
     assert m["ae.pt.width"] < 1e-6
     assert m["pca.explained_variance"] == pytest.approx(1.0)
