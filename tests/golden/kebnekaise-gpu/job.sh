@@ -30,13 +30,17 @@ echo "=== gridsearch: $(date -u +%Y-%m-%dT%H:%M:%SZ) task $HEPAE_SCHEDULER_JOB_I
 # The environment on this node cannot run the job: say so in job.log and in state.json
 # (state failed, error_kind bad_environment; written atomically, and only while no other
 # process holds the job dir's lock), then exit 78.
+# A job dir that is already done keeps its state: a done job is never demoted.
+already_done() {
+    [ -f state.json ] && grep -Eq '"state": *"done"' state.json
+}
 bad_environment() {
     local why host now
     why=$(printf '%s' "$1" | tr '\n\t\r' '   ' | tr -d '\000-\037"\\' | cut -c1-400)
     host=$(hostname)
     now=$(date -u +%Y-%m-%dT%H:%M:%S+00:00)
     echo "gridsearch: bad environment on $host: $why"
-    if ! command -v flock >/dev/null 2>&1 || flock -n .lock true 2>/dev/null; then
+    if ! already_done && { ! command -v flock >/dev/null 2>&1 || flock -n .lock true 2>/dev/null; }; then
         printf '{"state": "failed", "error_kind": "bad_environment", "exit_code": %d, "reason": "%s", "host": "%s", "updated": "%s", "scheduler_job_id": "%s"}\n' \
             78 "$why" "$host" "$now" "$HEPAE_SCHEDULER_JOB_ID" > .state.json.env.tmp \
             && mv -f .state.json.env.tmp state.json
