@@ -46,6 +46,18 @@ def main(argv: list[str] | None = None) -> int:
             )
             return EXIT_BAD_INPUT
     else:
+        if out.exists() and not out.is_dir():
+            print(f"error: {out}: is not a directory; choose another --out", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        # A directory with files but no config.yaml is not a job dir: training would
+        # overwrite its metrics.json, model.pt, history.csv.
+        if out.is_dir() and any(out.iterdir()):
+            print(
+                f"error: {out}: is not empty and holds no {jobdir.CONFIG}, so it is not a job "
+                "directory; choose a new or empty --out (nothing was changed)",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
         try:
             out.mkdir(parents=True, exist_ok=True)
             with writing(target, "free space and run hepae-train again; nothing was trained"):

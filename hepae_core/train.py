@@ -57,7 +57,13 @@ def pick_device(choice: str) -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda")
     if choice == "cuda":
-        raise RuntimeError("train.device is cuda but no CUDA device is available")
+        from hepae_core.errors import ConfigError  # one line for the user, not a traceback
+
+        raise ConfigError(
+            message="is cuda but this machine has no CUDA device: set auto or cpu, or run "
+            "the job on a GPU node (submit --gpus 1)",
+            key="train.device",
+        )
     return torch.device("cpu")
 
 

@@ -66,3 +66,62 @@ def test_bad_environment_in_a_bundle_keeps_done_members(tmp_path, capsys):
     for d in (members[0], members[2]):
         st = json.loads((d / "state.json").read_text())
         assert st["state"] == "failed" and st["error_kind"] == "bad_environment"
+
+
+# ---------------------------------------------------------------- hepae-train --out
+
+TRAIN = [sys.executable, "-m", "hepae_core.cli"]
+TINY = """\
+data: {source: bundled:dijet_4d, max_jets: 2000}
+model: {encoder: [8]}
+train: {epochs: 1, batch_size: 256, threads: 1, device: DEVICE}
+evaluate: {plots: false, timing_jets: 500}
+"""
+
+
+def _one_line(proc: subprocess.CompletedProcess, code: int = 2) -> str:
+    err = proc.stderr
+    assert proc.returncode == code, proc.stdout + err
+    assert "Traceback" not in proc.stdout + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_hepae_train_refuses_a_directory_that_is_not_its_job(tmp_path):
+    cfg = write(tmp_path / "cfg.yaml", TINY.replace("DEVICE", "cpu"))
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"mine": 1}')
+    (out / "notes.txt").write_text("keep me")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = subprocess.run([*TRAIN, str(cfg), "--out", str(out)], capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    line = _one_line(proc)
+    assert str(out) in line and "not empty" in line
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    proc = subprocess.run([*TRAIN, str(cfg), "--out", str(a_file)], capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    assert "is not a directory" in _one_line(proc) and a_file.read_text() == "x"
+
+
+def test_hepae_train_cuda_without_a_gpu_is_one_line(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        import pytest
+
+        pytest.skip("this machine has a GPU")
+    cfg = write(tmp_path / "cfg.yaml", TINY.replace("DEVICE", "cuda"))
+    out = tmp_path / "job"  # new: allowed
+    proc = subprocess.run([*TRAIN, str(cfg), "--out", str(out)], capture_output=True,
+                          text=True, timeout=300, check=False)  # fmt: skip
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2, text
+    assert "Traceback" not in text
+    said = [ln for ln in text.splitlines() if ln.startswith("error:")]
+    assert len(said) == 1 and "'train.device'" in said[0] and "no CUDA device" in said[0], text
+    state = json.loads((out / "state.json").read_text())
+    assert state["state"] == "failed" and state["error_kind"] == "bad_input"
