@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -63,11 +64,31 @@ def tiny_job_config() -> dict:
 
 @pytest.fixture(scope="session")
 def slurm():
-    """The one-node Slurm test cluster (tests/slurm), started unless it runs; the test is
-    skipped where this machine cannot run Slurm (not root, packages missing)."""
-    spec = importlib.util.spec_from_file_location("slurm_cluster", REPO / "tests/slurm/cluster.py")
-    cluster = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cluster)
+    """The private one-node Slurm test cluster (tests/slurm), started unless one runs, with
+    SLURM_CONF pointing at it; skipped where this machine cannot run Slurm (not root,
+    packages missing). At the end of the session the cluster is stopped (its jobs, munged,
+    slurmctld, slurmd, its temporary directory) if this session started it; one that ran
+    before is left running."""
+    from slurm import cluster
+
     reason = cluster.ensure()
     if reason:
         pytest.skip(reason)
+    if not cluster.started_here():
+        yield cluster
+        return
+    # A SIGTERM (a CI timeout, `kill`) ends the session through its teardown, as Ctrl-C
+    # does, so that the daemons are stopped rather than left behind.
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield cluster
+    finally:
+        print("\n" + cluster.stop().strip())
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)

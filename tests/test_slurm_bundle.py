@@ -4,24 +4,18 @@ tasks; every job ends done, each in its own job dir, with the bundle's task id."
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import time
-from pathlib import Path
 
 import pytest
 import yaml
+from slurm import cluster
 
 from gridsearch.campaign import open_campaign
 from gridsearch.status import campaign_status
 from hepae_core.states import JobState
 
-REPO = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("slurm_cluster", REPO / "tests/slurm/cluster.py")
-cluster = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cluster)
-
-pytestmark = [pytest.mark.slurm, pytest.mark.timeout(600)]
+# The timeout only guards against a hang: the waits fail by themselves when nothing moves.
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(3600)]
 
 SPACE = {
     "name": "slurmbundle",
@@ -55,20 +49,21 @@ def test_bundled_submission_on_real_slurm_ends_with_every_job_done(tmp_path, slu
     assert all(len(v) == 2 for v in record["tasks"].values())
 
     campaign = open_campaign(camp)
-    deadline = time.monotonic() + 500  # the cluster is shared: others' tasks may be queued
-    while True:
+
+    def ended():
         statuses = campaign_status(campaign)
-        if all(js.state in (JobState.DONE, JobState.FAILED) for js in statuses):
-            break
-        assert time.monotonic() < deadline, [(js.name, js.state, js.reason) for js in statuses]
-        time.sleep(3)
+        return all(js.state in (JobState.DONE, JobState.FAILED) for js in statuses) and statuses
+
+    statuses = cluster.wait_for("the bundled jobs to end", ended, dirs=[camp], every=3)
     assert [js.state for js in statuses] == [JobState.DONE] * 4, [
         (js.name, js.reason, js.log_tail) for js in statuses
     ]
     # The members are done before their task ends: the script then copies their lines.
-    while not all("bundle exited with 0" in (js.dir / "job.log").read_text() for js in statuses):
-        assert time.monotonic() < deadline, "the bundle tasks did not end"
-        time.sleep(1)
+    cluster.wait_for(
+        "the bundle tasks to end",
+        lambda: all("bundle exited with 0" in (js.dir / "job.log").read_text() for js in statuses),
+        dirs=[camp],
+    )
     by_task: dict[str, list[str]] = {}
     for js in statuses:
         by_task.setdefault(str(js.task_id), []).append(js.id)

@@ -5,24 +5,19 @@ with the new epochs; before, it was left ``interrupted`` as "held by the schedul
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
-from pathlib import Path
 
 import pytest
 import yaml
+from slurm import cluster
 
 from gridsearch.campaign import open_campaign
 from gridsearch.status import campaign_status
 from hepae_core.states import JobState
 
-REPO = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("slurm_cluster", REPO / "tests/slurm/cluster.py")
-cluster = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cluster)
-
-pytestmark = [pytest.mark.slurm, pytest.mark.timeout(600)]
+# The timeout only guards against a hang: the waits fail by themselves when nothing moves.
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(3600)]
 
 LINGER = """{% extends "slurm.sh.j2" %}
 {% block finish %}
@@ -33,13 +28,12 @@ exit "$rc"
 SPACE = cluster.tiny_space("slurmpromote")
 
 
-def _wait(campaign, until, deadline):
-    while True:
+def _wait(campaign, until, what: str):
+    def reached():
         statuses = campaign_status(campaign)
-        if until(statuses):
-            return statuses
-        assert time.monotonic() < deadline, [(js.name, js.state, js.reason) for js in statuses]
-        time.sleep(1)
+        return until(statuses) and statuses
+
+    return cluster.wait_for(what, reached, dirs=[campaign.root])
 
 
 def test_promote_waits_for_tasks_that_still_run_after_done(tmp_path, slurm):
@@ -49,8 +43,7 @@ def test_promote_waits_for_tasks_that_still_run_after_done(tmp_path, slurm):
     (sites / "test-slurm.yaml").write_text(yaml.safe_dump({**profile, "template": "linger.sh.j2"}))
     camp, site, _ = cluster.plan_and_submit(tmp_path, SPACE, sites)
     campaign = open_campaign(camp)
-    deadline = time.monotonic() + 400
-    _wait(campaign, lambda ss: all(js.state == JobState.DONE for js in ss), deadline)
+    _wait(campaign, lambda ss: all(js.state == JobState.DONE for js in ss), "both jobs done")
     # both wrote done; their tasks linger 15 s more in the scheduler
     t0 = time.monotonic()
     proc = cluster.gridsearch("promote", str(camp), "--keep", "1", "--epochs", "2", *site)
@@ -60,7 +53,7 @@ def test_promote_waits_for_tasks_that_still_run_after_done(tmp_path, slurm):
     statuses = _wait(
         campaign,
         lambda ss: all(js.state in (JobState.DONE, JobState.FAILED) for js in ss),
-        deadline,
+        "the promoted job to end",
     )
     assert [js.state for js in statuses] == [JobState.DONE] * 2
     epochs = sorted(
