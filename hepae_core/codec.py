@@ -1,27 +1,33 @@
-"""A trained autoencoder as a file codec: compress jets to quantised latent codes and back.
+"""A trained autoencoder as a file codec: compress jets to bit-packed latent codes and back.
 
-File format ``hepae-compressed`` version 1 (HDF5; docs/compression.md):
+File format ``hepae-compressed`` version 2 (HDF5; the full description is in
+docs/compression.md). Every dataset is contiguous, unfiltered and one-dimensional
+``uint8`` unless said otherwise, so its bytes on disk are exactly the bytes counted:
 
-``/codes``
-    (n, latent) unsigned integers of the narrowest type for ``bits``: the latent of each
-    jet, quantised to ``bits`` bits over the training range of each latent dimension.
-``/latent_lo``, ``/latent_hi``
-    float32 (latent,): those ranges.
-``/exceptions/index``, ``/exceptions/values``
-    jets the model cannot encode (outside the normalisation's domain, non-finite): their
-    row numbers and their raw float32 values, stored losslessly and counted.
+``/codes``  (payload)
+    the quantised latent of every unit (a jet, or a group of G jets for grouped and
+    two-stage models), chunk after chunk, bit-packed at exactly ``bits`` bits per latent
+    value (:func:`hepae_core.quantise.pack_bits`), or entropy coded (``entropy="ans"``).
+``/ranges``  (side, float32 (chunks, latent, 2))
+    the latent range of each chunk, taken from the jets of this file: nothing is clipped.
+``/chunks``  (side, uint64 (chunks, columns))
+    the chunk table: jets, events, units, counts and byte lengths of every stream.
+``/exceptions``, ``/corrections/<variable>``  (side)
+    jets stored raw (outside the model's domain, or a non-finite latent) and the values
+    that missed an error bound: delta-coded row numbers and raw float32 values, zlib.
+``/counts``  (side, jagged inputs)
+    jets per event, zlib.
+``/ans_tables``  (side, ``entropy="ans"``)
+    the symbol counts of the entropy coder, per chunk and latent, zlib.
 ``/kept/<branch>``
-    columns stored as they are (``--keep``), gzip + shuffle.
-``/corrections/<variable>/index``, ``/corrections/<variable>/values``
-    error-bounded mode (``--max-error``): rows whose decoded value missed the bound, and
-    their raw float32 values.
+    columns stored as they are (``keep``), byte-shuffled and zlib-compressed per chunk.
 ``/model``
-    the bytes of the job's model.pt (weights, architecture, normalisation), uint8.
+    the bytes of the job's model.pt (weights, architecture, normalisation).
 
-Root attributes: ``format``, ``format_version``, ``tool_version``, ``created``,
-``variables``, ``branches``, ``units``, ``bits``, ``n_jets``, ``input_name``,
-``input_sha256``, ``input_format``, ``tree``, ``model_job_id``, ``model_sha256`` and the
-byte counts behind the ratios. Everything is written to a temporary file and renamed.
+Root attributes describe the file (variables, branches, units, bits, ...); ``checksums``
+holds the SHA-256 of every dataset and ``header_sha256`` that of the other attributes.
+A reader verifies all of them, and that the model fits the codes, before decoding anything
+(:class:`CorruptFile`, exit 1). Everything is written to a temporary file and renamed.
 """
 
 from __future__ import annotations
@@ -30,9 +36,12 @@ import hashlib
 import io
 import json
 import math
+import re
+import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,76 +49,177 @@ import numpy as np
 
 from hepae_core import __version__, jobdir
 from hepae_core.errors import DataError, HepaeError
-from hepae_core.quantise import LatentQuantiser, code_dtype
+from hepae_core.quantise import LatentQuantiser, pack_bits, unpack_bits
 from hepae_core.residuals import residuals
+from hepae_core.states import EXIT_FAILED
 from hepae_core.variables import ENERGY_VARIABLES, default_residual_kind
 
 FORMAT = "hepae-compressed"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CHUNK = 100_000
-H5_CHUNK = 16_384  # rows per HDF5 chunk: small enough that a short file wastes little
+MAX_BITS = 16
+ENTROPY = ("none", "ans")
+ANS_TOP_BITS = 8  # entropy coded: the top 8 bits of each code; the rest stored as they are
+COPY_BLOCK = 1 << 22  # bytes copied or hashed at a time: memory stays flat in the file size
+ENERGY_UNITS = {"keV": 1e-6, "MeV": 1e-3, "GeV": 1.0, "TeV": 1e3}
+
+
+class CorruptFile(DataError):
+    """A compressed file that fails its checks: damaged, truncated or inconsistent (exit 1)."""
+
+    exit_code = EXIT_FAILED
+
+
+# --------------------------------------------------------------------------- the codec
 
 
 @dataclass
-class Codec:
-    """A job's model, normaliser and latent ranges: what compress and decompress need."""
+class AutoencoderCodec:
+    """A trained autoencoder as a codec: per-jet, grouped (G jets) or two-stage models.
 
-    model: Any
-    norm: Any
-    quantiser: LatentQuantiser
-    model_bytes: bytes
-    job_id: str
-    units: str
+    ``latents`` turns physical jets (model units, GeV) into one latent vector per unit (a
+    jet, or G consecutive jets); ``jets`` turns latents back. The quantisation (bits, ranges)
+    is applied around these by :func:`compress` and the evaluation; ``model_data`` is the
+    model.pt whose bytes every ratio with the model counts.
+    """
+
+    model: Any  # the AutoEncoder of a per-jet model; the grouped (stage-2) one otherwise
+    norm: Any  # physical jets -> normalised inputs
+    header: dict[str, Any]  # model.pt without its weights
+    model_data: bytes
+    grouped: Any = None  # two_stage.GroupedCodec for grouped and two-stage models
+    job_id: str = ""
+    units: str = "GeV"
+    quantiser: LatentQuantiser | None = None  # training ranges of the latent (metrics.json)
+    bits: list[int] | None = None
+    family: str = "aeq"
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str, **kw: Any) -> AutoencoderCodec:
+        """The one model loader of the codec path: per-jet, grouped and two-stage model.pt."""
+        import torch
+
+        from hepae_core.job import MODEL_FORMAT
+        from hepae_core.models import build_model
+        from hepae_core.normalise import Normaliser
+
+        try:
+            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CorruptFile(source=source, message=f"the model cannot be read ({exc})") from None
+        if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+            raise CorruptFile(source=source, message="is not a model saved by hepae_core")
+        try:
+            n_in = int(payload.get("n_inputs", len(payload["variables"])))
+            model = build_model(payload["model_config"], n_in)
+            model.load_state_dict(payload["state_dict"])
+            model.eval()
+            norm = Normaliser.from_dict(payload["normalisation"])
+            grouped = None
+            if payload.get("group"):
+                from hepae_core.two_stage import codec_from_payload
+
+                grouped = codec_from_payload(model, norm, payload, torch.device("cpu"))
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise CorruptFile(source=source, message=f"the model does not load ({exc})") from None
+        header = {k: v for k, v in payload.items() if k not in ("state_dict", "stage1")}
+        return cls(model, norm, header, data, grouped, **kw)
 
     @property
     def variables(self) -> list[str]:
         return list(self.norm.variables)
 
     @property
+    def group(self) -> int:
+        """Jets per latent vector (1 for per-jet models)."""
+        return int(self.grouped.size) if self.grouped is not None else 1
+
+    @property
     def latent(self) -> int:
-        return len(self.quantiser.lo)
+        return int(self.header["model_config"]["latent"])
 
-    def encode(self, x: np.ndarray, bits: int) -> np.ndarray:
+    @property
+    def kind(self) -> str:
+        if self.grouped is None:
+            return "jet"
+        return "two_stage" if self.grouped.stage1 is not None else "grouped"
+
+    @property
+    def model_bytes(self) -> int:
+        """Bytes paid once per file for the model (the codec Protocol's name)."""
+        return len(self.model_data)
+
+    @property
+    def name(self) -> str:
+        return f"aeq{self.bits[0]}" if self.bits else "ae"
+
+    def fit(self, train: np.ndarray) -> None:
+        """Trained already; the quantiser's ranges come from each file (nothing to fit)."""
+
+    def latents(self, x: np.ndarray, ok: np.ndarray | None = None) -> np.ndarray:
+        """(units, latent) float32 latents of physical jets; rows not ``ok`` are padding."""
         import torch
 
-        from hepae_core.evaluate import encode
+        x = np.asarray(x, dtype=np.float64)
+        n = len(x)
+        ok = np.ones(n, bool) if ok is None else ok
+        with torch.no_grad():
+            if self.grouped is None:
+                f = self.norm.forward(x).astype(np.float32, copy=False)
+                f[~ok] = 0.0
+                self.model.eval()
+                z = self.model.encode(torch.from_numpy(np.ascontiguousarray(f)))
+                return z.numpy().astype(np.float32, copy=False)
+            g = self.group
+            rows = np.full(-(-n // g) * g, -1, dtype=np.int64)
+            rows[:n] = np.where(ok, np.arange(n), -1)
+            xs = x.copy()
+            xs[~ok] = x[ok][0] if ok.any() else 1.0  # any finite jet: its slot is padding
+            return self.grouped.encode(xs, rows.reshape(-1, g)).astype(np.float32, copy=False)
 
-        return self.quantiser.encode(encode(self.model, self.norm, x, torch.device("cpu")), bits)
-
-    def decode(self, codes: np.ndarray, bits: int) -> np.ndarray:
+    def jets(self, z: np.ndarray, n: int) -> np.ndarray:
+        """(n, d) float32 physical jets of ``n`` jets from their units' latents."""
         import torch
 
-        from hepae_core.evaluate import decode
+        z = np.ascontiguousarray(z, dtype=np.float32)
+        with torch.no_grad():
+            if self.grouped is None:
+                self.model.eval()
+                y = self.model.decode(torch.from_numpy(z)).numpy()
+                return self.norm.inverse(y).astype(np.float32, copy=False)
+            y = self.grouped.decode(z).reshape(len(z) * self.group, -1)[:n]
+            return np.asarray(y, dtype=np.float32)
 
-        z = self.quantiser.decode(codes, bits)
-        return decode(self.model, self.norm, z, torch.device("cpu"))
+    # the codec Protocol of hepae_core.codecs (JetCodec): training ranges, as evaluated
+    def latent_codec(self, bits: int | None = None) -> Any:
+        """This model as a :class:`hepae_core.codecs.LatentCodec` at ``bits`` bits: the
+        evaluation's view of it (training ranges of the latent, model bytes counted)."""
+        from hepae_core.codecs import LatentCodec
 
-
-def _model_from_bytes(data: bytes, source: str) -> tuple[Any, Any]:
-    import torch
-
-    from hepae_core.job import MODEL_FORMAT
-    from hepae_core.models import build_model
-    from hepae_core.normalise import Normaliser
-
-    try:
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise HepaeError(source=source, message=f"the model cannot be read ({exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise HepaeError(source=source, message="is not a model saved by hepae_core")
-    if payload.get("group"):  # several jets per input (docs/collective.md)
-        raise HepaeError(
-            source=source,
-            message="is a grouped (collective) model taking several jets per input; "
-            "compress handles per-jet models only",
+        k = int(bits if bits is not None else (self.bits[0] if self.bits else 12))
+        g = self.group
+        return LatentCodec(
+            self.variables,
+            self.latents,
+            lambda z: self.jets(z, len(z) * g),
+            bits=k,
+            model_bytes=self.model_bytes,
+            quantiser=self.quantiser,
         )
-    model = build_model(payload["model_config"], len(payload["variables"]))
-    model.load_state_dict(payload["state_dict"])
-    return model.eval(), Normaliser.from_dict(payload["normalisation"])
+
+    def encode(self, x: np.ndarray) -> Any:
+        """JetCodec.encode: an Encoded of the jets at ``self.bits`` over the training ranges."""
+        return self.latent_codec().encode(x)
+
+    def decode(self, enc: Any) -> np.ndarray:
+        """JetCodec.decode: physical jets (n, d) of an Encoded from :meth:`encode`."""
+        return self.latent_codec().decode(enc)[: enc.n]
 
 
-def load_codec(job_dir: str | Path) -> Codec:
+Codec = AutoencoderCodec  # the name of version 1
+
+
+def load_codec(job_dir: str | Path) -> AutoencoderCodec:
     """The codec of a finished job: model.pt, and the latent ranges from metrics.json."""
     job_dir = Path(job_dir)
     model_path = job_dir / jobdir.MODEL
@@ -119,32 +229,201 @@ def load_codec(job_dir: str | Path) -> Codec:
             message=f"has no {jobdir.MODEL}: --model takes a finished job directory",
         )
     data = model_path.read_bytes()
-    model, norm = _model_from_bytes(data, str(model_path))
-    metrics_path = job_dir / jobdir.METRICS
+    codec = AutoencoderCodec.from_bytes(data, str(model_path), job_id=job_dir.name)
     try:
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        metrics = json.loads((job_dir / jobdir.METRICS).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         raise HepaeError(
-            source=str(metrics_path), message="missing or unreadable: is the job finished?"
-        ) from None
-    latent = metrics.get("latent")
-    lo = [metrics.get(f"latent.{i}.min") for i in range(int(latent or 0))]
-    hi = [metrics.get(f"latent.{i}.max") for i in range(int(latent or 0))]
-    if not latent or any(v is None for v in lo + hi):
-        raise HepaeError(
-            source=str(metrics_path),
-            key="latent.0.min",
-            message="has no training ranges of the latent (the job ran without "
-            "evaluate.baselines): rerun it with `hepae-train --force` or the job with --force",
-        )
-    units = "GeV"
+            source=str(job_dir / jobdir.METRICS), message="missing or unreadable: is the job "
+            "finished?"
+        ) from None  # fmt: skip
+    lo = [metrics.get(f"latent.{i}.min") for i in range(codec.latent)]
+    hi = [metrics.get(f"latent.{i}.max") for i in range(codec.latent)]
+    if all(v is not None for v in lo + hi):
+        codec.quantiser = LatentQuantiser(lo, hi)
     try:
         from hepae_core.config import load
 
-        units = load(job_dir / jobdir.CONFIG)["data"].get("units", "GeV") or "GeV"
+        codec.units = load(job_dir / jobdir.CONFIG)["data"].get("units", "GeV") or "GeV"
     except Exception:  # an old or moved config: the model's units are GeV then
         pass
-    return Codec(model, norm, LatentQuantiser(lo, hi), data, job_dir.name, units)
+    return codec
+
+
+# --------------------------------------------------------------------------- quantisation
+
+
+def _widths(bits: int | list[int] | tuple[int, ...] | None, latent: int) -> list[int]:
+    """Bits per latent value: one number for all, or one per latent dimension (1 to 16)."""
+    if bits is None:
+        raise HepaeError(source="--bits", message="give the bits per latent value")
+    if isinstance(bits, str):
+        try:
+            bits = [int(b) for b in bits.split(",")]
+        except ValueError:
+            raise HepaeError(source="--bits", message=f"{bits!r}: give a number of bits "
+                             "(12) or one per latent value (12,10,8)") from None  # fmt: skip
+    widths = [int(bits)] * latent if np.ndim(bits) == 0 else [int(b) for b in bits]  # type: ignore[arg-type]
+    if len(widths) == 1:
+        widths = widths * latent
+    if len(widths) != latent:
+        raise HepaeError(source="--bits", message=f"{len(widths)} widths for a latent of "
+                         f"{latent}: give one number or {latent}")  # fmt: skip
+    bad = [b for b in widths if not 1 <= b <= MAX_BITS]
+    if bad:
+        raise HepaeError(source="--bits", message=f"{bad[0]}: use 1 to {MAX_BITS} bits per "
+                         "latent value")  # fmt: skip
+    return widths
+
+
+def chunk_ranges(z: np.ndarray) -> np.ndarray:
+    """(latent, 2) float32 [min, max] of each latent dimension (zeros when there is none)."""
+    if len(z) == 0:
+        return np.zeros((z.shape[1], 2), np.float32)
+    return np.stack([z.min(axis=0), z.max(axis=0)], axis=1).astype(np.float32)
+
+
+def quantise(z: np.ndarray, lo: np.ndarray, hi: np.ndarray, widths: list[int]) -> np.ndarray:
+    """(n, latent) uint16 codes: ``2**k`` equal cells over [lo, hi] of each dimension.
+
+    The ranges enclose the values they were taken from, so the clip below only catches the
+    top edge (``z == hi``) and rows outside the chunk's range (padding).
+    """
+    out = np.empty(z.shape, np.uint16)
+    for j, b in enumerate(widths):
+        n = 1 << b
+        step = (float(hi[j]) - float(lo[j])) / n
+        if step > 0:
+            cell = np.floor((z[:, j].astype(np.float64) - float(lo[j])) / step)
+            out[:, j] = np.clip(np.nan_to_num(cell), 0, n - 1)
+        else:  # one value, or none: every code is 0 and decodes to lo
+            out[:, j] = 0
+    return out
+
+
+def dequantise(codes: np.ndarray, lo: np.ndarray, hi: np.ndarray, widths: list[int]) -> np.ndarray:
+    """(n, latent) float32 latents at the centre of each code's cell."""
+    z = np.empty(codes.shape, np.float32)
+    for j, b in enumerate(widths):
+        step = (float(hi[j]) - float(lo[j])) / (1 << b)
+        z[:, j] = (
+            float(lo[j]) + (codes[:, j].astype(np.float64) + 0.5) * step if step > 0 else lo[j]
+        )
+    return z
+
+
+def _ans_split(widths: list[int]) -> list[int]:
+    """Low bits of each code stored as they are under entropy coding (the rest is coded)."""
+    return [max(0, b - ANS_TOP_BITS) for b in widths]
+
+
+def ans_encode(codes: np.ndarray, widths: list[int]) -> tuple[bytes, bytes, int]:
+    """Entropy-coded codes: (payload, symbol-count tables, number of 32-bit ANS words).
+
+    The top ``ANS_TOP_BITS`` bits of each code go through an ANS coder (``constriction``)
+    with the chunk's own histogram per latent dimension (stored, as side information); the
+    low bits, close to uniform within a cell of the histogram, are bit-packed.
+    """
+    import constriction
+
+    low = _ans_split(widths)
+    coder = constriction.stream.stack.AnsCoder()
+    tables = []
+    models = []
+    for j, b in enumerate(widths):
+        top = (codes[:, j] >> low[j]).astype(np.int32)
+        counts = np.bincount(top, minlength=1 << (b - low[j])).astype(np.uint32)
+        tables.append(counts)
+        models.append((top, _ans_model(counts)))
+    for top, model in reversed(models):  # a stack: decoded in the opposite order
+        coder.encode_reverse(top, model)
+    words = coder.get_compressed().astype(np.uint32)
+    lows = [j for j, s in enumerate(low) if s]
+    packed = b""
+    if lows:
+        mask = [(codes[:, j] & ((1 << low[j]) - 1)) for j in lows]
+        packed = pack_bits(np.stack(mask, axis=1), [low[j] for j in lows]).tobytes()
+    return words.tobytes() + packed, zlib.compress(np.concatenate(tables).tobytes()), len(words)
+
+
+def _ans_model(counts: np.ndarray) -> Any:
+    import constriction
+
+    p = counts.astype(np.float64)
+    return constriction.stream.model.Categorical(p / p.sum() if p.sum() else p + 1.0,
+                                                 perfect=False)  # fmt: skip
+
+
+def ans_decode(
+    payload: bytes, tables: bytes, n_words: int, n: int, widths: list[int]
+) -> np.ndarray:
+    import constriction
+
+    low = _ans_split(widths)
+    counts = np.frombuffer(zlib.decompress(tables), np.uint32)
+    sizes = [1 << (b - s) for b, s in zip(widths, low)]
+    if counts.size != sum(sizes):
+        raise ValueError("entropy tables of the wrong size")
+    words = np.frombuffer(payload[: 4 * n_words], np.uint32)
+    coder = constriction.stream.stack.AnsCoder(words.copy())
+    out = np.empty((n, len(widths)), np.uint16)
+    off = 0
+    for j, size in enumerate(sizes):
+        out[:, j] = coder.decode(_ans_model(counts[off : off + size]), n)
+        off += size
+    lows = [j for j, s in enumerate(low) if s]
+    if lows:
+        bits = unpack_bits(np.frombuffer(payload[4 * n_words :], np.uint8),
+                           [low[j] for j in lows], n)  # fmt: skip
+        for i, j in enumerate(lows):
+            out[:, j] = (out[:, j] << low[j]) | bits[:, i]
+    elif len(payload) != 4 * n_words:
+        raise ValueError("trailing bytes after the entropy-coded codes")
+    return out
+
+
+# --------------------------------------------------------------------------- sparse blobs
+
+
+def _shuffle(values: np.ndarray) -> bytes:
+    """Bytes of ``values`` grouped by byte position (compresses floats better)."""
+    v = np.ascontiguousarray(values)
+    if v.dtype.itemsize == 1 or v.size == 0:
+        return v.tobytes()
+    return v.view(np.uint8).reshape(-1, v.dtype.itemsize).T.tobytes()
+
+
+def _unshuffle(data: bytes, dtype: np.dtype, n: int) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    raw = np.frombuffer(data, np.uint8)
+    if raw.size != n * dtype.itemsize:
+        raise ValueError(f"{raw.size} bytes for {n} values of {dtype}")
+    if dtype.itemsize == 1 or n == 0:
+        return raw.view(dtype).copy()
+    return np.ascontiguousarray(raw.reshape(dtype.itemsize, -1).T).view(dtype).reshape(n)
+
+
+def sparse_blob(rows: np.ndarray, values: np.ndarray) -> bytes:
+    """Rows (increasing, within a chunk) and their float32 values: delta-coded, zlib."""
+    if len(rows) == 0:
+        return b""
+    deltas = np.diff(np.asarray(rows, np.int64), prepend=0).astype(np.uint32)
+    return zlib.compress(_shuffle(deltas) + _shuffle(np.asarray(values, np.float32)), 6)
+
+
+def sparse_read(blob: bytes, n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, values (n, width)) of a :func:`sparse_blob` of ``n`` rows."""
+    if n == 0:
+        if blob:
+            raise ValueError("bytes where no rows are recorded")
+        return np.empty(0, np.int64), np.empty((0, width), np.float32)
+    raw = zlib.decompress(blob)
+    rows = np.cumsum(_unshuffle(raw[: 4 * n], np.uint32, n).astype(np.int64))
+    values = _unshuffle(raw[4 * n :], np.float32, n * width).reshape(n, width)
+    return rows, values
+
+
+# --------------------------------------------------------------------------- options
 
 
 def sha256_of(path: Path, block: int = 1 << 20) -> str:
@@ -165,7 +444,18 @@ def parse_map(text: str | None, option: str) -> dict[str, str]:
     return out
 
 
-def _bounds(spec: str | dict[str, float] | None, variables: list[str]) -> dict[str, float]:
+_BOUND = re.compile(r"^\s*([-+0-9.eE]+)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_bounds(
+    spec: str | dict[str, Any] | None, variables: list[str], kinds: list[str], units: str
+) -> dict[str, float]:
+    """Error bounds per variable, absolute ones in the file's ``units``.
+
+    Relative (pt, E, m) and angular (phi) bounds are plain numbers. Absolute bounds are in
+    the units of the file being compressed (an energy in a MeV file is in MeV), unless they
+    carry one: ``0.5GeV``, ``500MeV``.
+    """
     if not spec:
         return {}
     raw = parse_map(spec, "--max-error") if isinstance(spec, str) else dict(spec)
@@ -174,28 +464,81 @@ def _bounds(spec: str | dict[str, float] | None, variables: list[str]) -> dict[s
         if v not in variables:
             raise HepaeError(source="--max-error", message=f"the model has no variable {v!r} "
                              f"(it compresses {', '.join(variables)})")  # fmt: skip
+        m = _BOUND.match(str(text))
         try:
-            bound = float(text)
+            bound = float(m.group(1)) if m else math.nan
         except ValueError:
             bound = math.nan
-        if not bound > 0:
+        unit = m.group(2) if m else ""
+        if not bound > 0 or not math.isfinite(bound):
             raise HepaeError(source="--max-error", key=v, message=f"{text!r}: give a number > 0")
+        if unit:
+            kind = kinds[variables.index(v)]
+            if unit not in ENERGY_UNITS:
+                raise HepaeError(source="--max-error", key=v, message=f"{text!r}: unknown "
+                                 f"unit {unit!r} (use {', '.join(ENERGY_UNITS)})")  # fmt: skip
+            if kind != "absolute" or v not in ENERGY_VARIABLES:
+                what = "a fraction" if kind == "relative" else "in radians" if kind == "angle" \
+                    else "in the variable's own units"  # fmt: skip
+                raise HepaeError(source="--max-error", key=v, message=f"{text!r}: the bound "
+                                 f"of {v} is {what}; drop the unit")  # fmt: skip
+            bound = bound * ENERGY_UNITS[unit] / ENERGY_UNITS.get(units, 1.0)
         out[v] = bound
     return out
 
 
-def _appender(group: Any, name: str, dtype: Any, width: int | None = None, **kw: Any) -> Any:
-    shape = (0,) if width is None else (0, width)
-    maxshape = (None,) if width is None else (None, width)
-    chunks = (H5_CHUNK,) if width is None else (H5_CHUNK, width)
-    return group.create_dataset(name, shape=shape, maxshape=maxshape, dtype=dtype, chunks=chunks,
-                                **kw)  # fmt: skip
+# --------------------------------------------------------------------------- writing
 
 
-def _append(ds: Any, values: np.ndarray) -> None:
-    n = ds.shape[0]
-    ds.resize((n + len(values), *ds.shape[1:]))
-    ds[n:] = values
+class _Streams:
+    """Byte streams appended chunk by chunk to temporary files, then copied into
+    contiguous datasets: the file holds exactly the bytes counted and memory stays flat."""
+
+    def __init__(self, where: Path) -> None:
+        self.where = where
+        self.files: dict[str, Any] = {}
+        self.sizes: dict[str, int] = {}
+
+    def add(self, name: str, data: bytes) -> int:
+        if name not in self.files:
+            self.files[name] = tempfile.TemporaryFile(dir=self.where, prefix=".hepae-stream-")  # noqa: SIM115 - closed by close()
+            self.sizes[name] = 0
+        self.files[name].write(data)
+        self.sizes[name] += len(data)
+        return len(data)
+
+    def copy_into(self, f: Any, name: str, path: str) -> str:
+        """Write stream ``name`` as dataset ``path``; returns its SHA-256."""
+        size = self.sizes.get(name, 0)
+        ds = f.create_dataset(path, shape=(size,), dtype=np.uint8)
+        h = hashlib.sha256()
+        if size:
+            fh = self.files[name]
+            fh.seek(0)
+            pos = 0
+            while pos < size:
+                block = fh.read(min(COPY_BLOCK, size - pos))
+                a = np.frombuffer(block, np.uint8)
+                ds[pos : pos + len(a)] = a
+                h.update(block)
+                pos += len(a)
+        return h.hexdigest()
+
+    def close(self) -> None:
+        for fh in self.files.values():
+            fh.close()
+
+
+def _write_array(f: Any, path: str, a: np.ndarray) -> str:
+    a = np.ascontiguousarray(a)
+    f.create_dataset(path, data=a)
+    return hashlib.sha256(a.tobytes()).hexdigest()
+
+
+def _header_hash(attrs: dict[str, Any]) -> str:
+    items = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()
+             if k != "header_sha256"}  # fmt: skip
+    return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def compress(
@@ -203,7 +546,7 @@ def compress(
     src: str | Path,
     out: str | Path,
     *,
-    bits: int = 12,
+    bits: int | list[int] | str = 12,
     branches: str | None = None,
     keep: list[str] | None = None,
     tree: str = "jets",
@@ -211,28 +554,38 @@ def compress(
     fmt: str = "auto",
     units: str | None = None,
     chunk_size: int = CHUNK,
-    max_error: str | dict[str, float] | None = None,
+    max_error: str | dict[str, Any] | None = None,
     container: str | None = None,
+    entropy: str = "none",
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Compress the jets of ``src`` with the model of ``job_dir``; returns the file's summary.
 
-    ``max_error`` (``"pt=1e-3,eta=1e-3"`` or a dict) bounds the residual of those variables
-    (relative for pt, E, m; wrapped for phi; absolute otherwise): a jet whose decoded value
-    misses its bound gets that value stored raw (a correction), so every decompressed value
-    meets its bound.
+    ``bits``: bits per latent value, one for all or one per latent dimension (1 to 16); the
+    codes are bit-packed at exactly that width. ``entropy="ans"`` entropy-codes them.
 
-    ``container`` (e.g. ``jet_``) reads a jagged per-event ROOT tree (branches
-    ``jet_pt``, ... counted by ``njet``): the jets are compressed, the per-event counts and
-    the ``keep`` branches (per event) are stored, and decompress rebuilds the events.
+    ``max_error`` (``"pt=1e-3,eta=0.01"``, ``"m=0.5GeV"`` or a dict) bounds the residual of
+    those variables (relative for pt, E, m; wrapped for phi; absolute otherwise, in the
+    file's units unless a unit is given): a value that misses its bound is stored raw (a
+    correction), so every decompressed value meets its bound.
+
+    ``container`` (e.g. ``jet_``) reads a jagged per-event ROOT tree (branches ``jet_pt``,
+    ...): the jets are compressed, the per-event counts and the ``keep`` branches are
+    stored, every jagged branch with its own counter, and decompress rebuilds the events.
+    ``keep=["*"]`` keeps every other branch of the tree.
+
+    The summary's byte counts are those of the datasets as written (docs/compression.md).
     """
     import h5py
 
     from hepae_core.readers import ReadRequest, detect_format, iter_chunks
 
-    if not 1 <= bits <= 32:
-        raise HepaeError(source="--bits", message=f"{bits}: use 1 to 32 bits per latent value")
+    if entropy not in ENTROPY:
+        raise HepaeError(source="--entropy", message=f"{entropy!r}: use {' or '.join(ENTROPY)}")
+    if chunk_size < 1:
+        raise HepaeError(source="--chunk-size", message=f"{chunk_size}: give 1 or more")
     codec = load_codec(job_dir)
+    widths = _widths(bits, codec.latent)
     src, out = Path(src), Path(out)
     if not src.is_file():
         raise DataError(source=str(src), message="no such file")
@@ -240,142 +593,238 @@ def compress(
     if fmt not in ("root", "hdf5", "csv"):
         raise DataError(source=str(src), message=f"compress reads ROOT, HDF5 or CSV, not {fmt}")
     units = units or codec.units
+    if units not in ("GeV", "MeV"):
+        raise HepaeError(source="--units", message=f"{units!r}: use GeV or MeV")
+    variables = codec.variables
     bmap = parse_map(branches, "--branches")
-    unknown = [v for v in bmap if v not in codec.variables]
+    unknown = [v for v in bmap if v not in variables]
     if unknown:
         raise HepaeError(source="--branches", message=f"the model has no variable {unknown[0]!r} "
-                         f"(it compresses {', '.join(codec.variables)})")  # fmt: skip
-    names = {v: bmap.get(v, f"{container or ''}{v}") for v in codec.variables}
+                         f"(it compresses {', '.join(variables)})")  # fmt: skip
+    names = {v: bmap.get(v, f"{container or ''}{v}") for v in variables}
     keep = [k for k in (keep or []) if k not in names.values()]
-    bounds = _bounds(max_error, codec.variables)
-    kinds = [default_residual_kind(v) for v in codec.variables]
-    counter = None
+    kinds = [default_residual_kind(v) for v in variables]
+    bounds = parse_bounds(max_error, variables, kinds, units)
+    scale = np.array([1000.0 if units == "MeV" and v in ENERGY_VARIABLES else 1.0
+                      for v in variables])  # fmt: skip
+    counters: dict[str, str] = {}
     keep_jets: list[str] = []
     if container:
         odd = [b for b in names.values() if not b.startswith(container)]
         if odd:
-            raise HepaeError(
-                source="--branches",
-                key=odd[0],
-                message=f"jagged branches must start with --container {container!r}",
-            )
+            msg = f"jagged branches must start with --container {container!r}"
+            raise HepaeError(source="--branches", key=odd[0], message=msg)
         if fmt != "root":
             raise DataError(source=str(src), message="--container needs a ROOT tree of events")
-        chunks, counter, keep_jets = _jagged_chunks(src, tree, names, keep, chunk_size, container)
-        keep = [k for k in keep if k != counter]
+        chunks, counters, keep, keep_jets = _jagged_chunks(src, tree, names, keep, chunk_size)
     else:
+        if "*" in keep:
+            keep = _all_branches(src, fmt, tree, key, names)
         request = ReadRequest(branches={**names, **{f"keep:{k}": k for k in keep}}, tree=tree,
                               key=key, chunk_size=chunk_size)  # fmt: skip
         chunks = _flat_chunks(iter_chunks(src, fmt, request), keep)
+    columns = ["jets", "events", "units", "exceptions", "codes_bytes", "exceptions_bytes",
+               "counts_bytes", "ans_words", "ans_tables_bytes",
+               *(c for v in bounds for c in (f"corrections.{v}", f"corrections.{v}.bytes")),
+               *(f"kept.{k}.bytes" for k in keep)]  # fmt: skip
+    col = {c: i for i, c in enumerate(columns)}
     t0 = time.perf_counter()
-    n = n_exc = n_jets_corr = 0
+    n = n_exc = n_jets_corr = n_outside = 0
     n_corr = dict.fromkeys(bounds, 0)
-    with jobdir.atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-        codes = _appender(f, "codes", code_dtype(bits), codec.latent)
-        exc_group = f.create_group("exceptions")
-        exc_index = _appender(exc_group, "index", np.int64)
-        exc_values = _appender(exc_group, "values", np.float32, len(names))
-        kept_group = f.create_group("kept")
-        kept: dict[str, Any] = {}
-        corr: dict[str, tuple[Any, Any]] = {}
-        for v in bounds:
-            g = f.create_group(f"corrections/{v}")
-            corr[v] = (_appender(g, "index", np.int64), _appender(g, "values", np.float32))
-        counts_ds = _appender(f, "jagged/counts", np.uint32) if container else None
+    kept_dtypes: dict[str, str] = {}
+    table: list[list[int]] = []
+    ranges: list[np.ndarray] = []
+    streams = _Streams(out.resolve().parent)
+    try:
         for chunk, kept_cols, counts in chunks:
             m = len(next(iter(chunk.values())))
-            if counts_ds is not None:
-                _append(counts_ds, counts)
-            x = np.empty((m, len(names)), dtype=np.float64)
-            for j, v in enumerate(codec.variables):
-                col = np.asarray(chunk[v], dtype=np.float64)
-                x[:, j] = col / 1000.0 if units == "MeV" and v in ENERGY_VARIABLES else col
-            ok = np.isfinite(codec.norm.forward(x)).all(axis=1)
-            c = np.zeros((m, codec.latent), dtype=code_dtype(bits))
-            if ok.any():
-                c[ok] = codec.encode(x[ok], bits)
-            _append(codes, c)
+            row = [0] * len(columns)
+            row[col["jets"]] = m
+            row[col["events"]] = len(counts) if counts is not None else m
+            raw = np.empty((m, len(variables)), np.float32)
+            for j, v in enumerate(variables):
+                raw[:, j] = np.asarray(chunk[v])
+            x = raw.astype(np.float64) / scale
+            with np.errstate(all="ignore"):
+                ok = np.isfinite(x).all(axis=1) & np.isfinite(codec.norm.forward(x)).all(axis=1)
+            z = codec.latents(x, ok) if m else np.zeros((0, codec.latent), np.float32)
+            unit_ok = np.isfinite(z).all(axis=1)
+            ok &= np.repeat(unit_ok, codec.group)[:m]
+            used = np.zeros(len(z), bool)
+            used[np.flatnonzero(ok) // codec.group] = True
+            r = chunk_ranges(z[used])
+            ranges.append(r)
+            codes = quantise(np.where(used[:, None], z, r[:, 0]), r[:, 0], r[:, 1], widths)
+            if codec.quantiser is not None and used.any():
+                tlo, thi = np.asarray(codec.quantiser.lo), np.asarray(codec.quantiser.hi)
+                beyond = ((z < tlo) | (z > thi)).any(axis=1) & used
+                n_outside += int(np.minimum(np.repeat(beyond, codec.group)[:m], ok).sum())
+            row[col["units"]] = len(z)
+            if entropy == "ans" and len(z):
+                payload, tables, words = ans_encode(codes, widths)
+                row[col["ans_words"]] = words
+                row[col["ans_tables_bytes"]] = streams.add("ans_tables", tables)
+            else:
+                payload = pack_bits(codes, widths).tobytes()
+            row[col["codes_bytes"]] = streams.add("codes", payload)
             if bounds and ok.any():
-                rows = np.flatnonzero(ok)
-                corrected = np.zeros(m, dtype=bool)
-                y = codec.decode(c[ok], bits)  # float32, exactly what decompress writes
-                x32 = x[ok].astype(np.float32)
-                res = residuals(x32, y, kinds)
+                y = codec.jets(dequantise(codes, r[:, 0], r[:, 1], widths), m)
+                y_file = (y.astype(np.float64) * scale).astype(np.float32)  # what decompress writes
+                with np.errstate(all="ignore"):
+                    res = residuals(raw, y_file, kinds)
+                corrected = np.zeros(m, bool)
                 for v, bound in bounds.items():
-                    j = codec.variables.index(v)
-                    miss = ~(np.abs(res[:, j]) <= bound)  # NaN misses too
-                    if miss.any():
-                        raw = np.asarray(chunk[v], np.float32)[rows[miss]]
-                        _append(corr[v][0], rows[miss] + n)
-                        _append(corr[v][1], raw)
-                        n_corr[v] += int(miss.sum())
-                        corrected[rows[miss]] = True
+                    j = variables.index(v)
+                    miss = ok & ~(np.abs(res[:, j]) <= bound)  # NaN misses too
+                    rows_v = np.flatnonzero(miss)
+                    row[col[f"corrections.{v}"]] = len(rows_v)
+                    row[col[f"corrections.{v}.bytes"]] = streams.add(
+                        f"corrections/{v}", sparse_blob(rows_v, raw[rows_v, j])
+                    )
+                    n_corr[v] += len(rows_v)
+                    corrected |= miss
                 n_jets_corr += int(corrected.sum())
-            if not ok.all():
-                bad = np.flatnonzero(~ok)
-                raw = np.stack([np.asarray(chunk[v], np.float32)[bad] for v in codec.variables],
-                               axis=1)  # fmt: skip
-                _append(exc_index, bad + n)
-                _append(exc_values, raw)
-                n_exc += len(bad)
+            bad = np.flatnonzero(~ok)
+            row[col["exceptions"]] = len(bad)
+            row[col["exceptions_bytes"]] = streams.add("exceptions", sparse_blob(bad, raw[bad]))
+            n_exc += len(bad)
+            if counts is not None:
+                row[col["counts_bytes"]] = streams.add(
+                    "counts", zlib.compress(_shuffle(counts.astype(np.uint32)), 6)
+                )
             for k in keep:
-                col = np.asarray(kept_cols[k])
-                if k not in kept:
-                    kept[k] = _appender(kept_group, k, col.dtype, compression="gzip",
-                                        shuffle=True)  # fmt: skip
-                _append(kept[k], col)
+                c = np.asarray(kept_cols[k])
+                if c.dtype.kind not in "biuf":
+                    raise DataError(source=str(src), key=k, message=f"is of type {c.dtype}: "
+                                    "--keep stores numeric branches")  # fmt: skip
+                if kept_dtypes.setdefault(k, c.dtype.str) != c.dtype.str:
+                    raise DataError(source=str(src), key=k, message="changes type between "
+                                    "chunks")  # fmt: skip
+                row[col[f"kept.{k}.bytes"]] = streams.add(
+                    f"kept/{k}", zlib.compress(_shuffle(c), 6)
+                )
+            table.append(row)
             n += m
             if progress:
                 progress(n)
-        f.create_dataset("latent_lo", data=np.asarray(codec.quantiser.lo, np.float32))
-        f.create_dataset("latent_hi", data=np.asarray(codec.quantiser.hi, np.float32))
-        f.create_dataset("model", data=np.frombuffer(codec.model_bytes, dtype=np.uint8))
-        # payload bytes: what the codes need (the file rounds up to whole HDF5 chunks)
-        code_bytes = n * codec.latent * code_dtype(bits).itemsize
-        raw_bytes = 4 * len(names) * n
-        side = 8 * codec.latent + n_exc * (8 + 4 * len(names)) + 12 * sum(n_corr.values())
-        attrs = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "tool_version": __version__,
-            "created": jobdir.now_iso(),
-            "variables": json.dumps(codec.variables),
-            "branches": json.dumps(names),
-            "kept": json.dumps(keep),
-            "kept_jets": json.dumps(keep_jets),
-            "units": units,
-            "bits": bits,
-            "latent": codec.latent,
-            "n_jets": n,
-            "n_exceptions": n_exc,
-            "input_name": src.name,
-            "input_sha256": sha256_of(src),
-            "input_format": fmt,
-            "tree": tree if fmt == "root" else (key or ""),
-            "model_job_id": codec.job_id,
-            "model_sha256": hashlib.sha256(codec.model_bytes).hexdigest(),
-            "model_bytes": len(codec.model_bytes),
-            "raw_float32_bytes": raw_bytes,
-            "code_bytes": code_bytes,
-            "side_bytes": side,
-            "container": container or "",
-            "counter": counter or "",
-            "n_events": int(counts_ds.shape[0]) if counts_ds is not None else n,
-            "max_error": json.dumps(bounds),
-            "corrections": json.dumps(n_corr),
-            "jets_corrected": n_jets_corr,
-        }
-        f.attrs.update(attrs)
-    size = out.stat().st_size
+        if n == 0:
+            raise DataError(source=str(src), message="has no jets to compress")
+        attrs: dict[str, Any] = {}
+        checks: dict[str, str] = {}
+        with jobdir.atomic_path(out) as tmp:
+            with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
+                checks["model"] = _write_array(
+                    f, "model", np.frombuffer(codec.model_data, np.uint8)
+                )
+                checks["codes"] = streams.copy_into(f, "codes", "codes")
+                checks["ranges"] = _write_array(f, "ranges", np.stack(ranges).astype(np.float32))
+                checks["chunks"] = _write_array(f, "chunks", np.asarray(table, np.uint64))
+                checks["exceptions"] = streams.copy_into(f, "exceptions", "exceptions")
+                for v in bounds:
+                    checks[f"corrections/{v}"] = streams.copy_into(f, f"corrections/{v}",
+                                                                  f"corrections/{v}")  # fmt: skip
+                if container:
+                    checks["counts"] = streams.copy_into(f, "counts", "counts")
+                if entropy == "ans":
+                    checks["ans_tables"] = streams.copy_into(f, "ans_tables", "ans_tables")
+                for k in keep:
+                    checks[f"kept/{k}"] = streams.copy_into(f, f"kept/{k}", f"kept/{k}")
+                sizes = _dataset_bytes(f)
+                payload_bytes = sizes["codes"]
+                model_bytes = sizes["model"]
+                kept_bytes = sum(s for p, s in sizes.items() if p.startswith("kept/"))
+                side = sum(sizes.values()) - payload_bytes - model_bytes - kept_bytes
+                raw_bytes = 4 * len(variables) * n
+                attrs = {
+                    "format": FORMAT,
+                    "format_version": FORMAT_VERSION,
+                    "tool_version": __version__,
+                    "created": jobdir.now_iso(),
+                    "variables": json.dumps(variables),
+                    "normalisation": json.dumps(codec.norm.to_dict(), sort_keys=True),
+                    "model_kind": codec.kind,
+                    "group": codec.group,
+                    "branches": json.dumps(names),
+                    "kept": json.dumps(keep),
+                    "kept_jets": json.dumps(keep_jets),
+                    "kept_dtypes": json.dumps(kept_dtypes),
+                    "counters": json.dumps(counters),
+                    "units": units,
+                    "bits": json.dumps(widths),
+                    "entropy": entropy,
+                    "latent": codec.latent,
+                    "chunk_columns": json.dumps(columns),
+                    "n_jets": n,
+                    "n_events": sum(r[col["events"]] for r in table),
+                    "n_exceptions": n_exc,
+                    "n_outside_training": n_outside,
+                    "input_name": src.name,
+                    "input_sha256": sha256_of(src),
+                    "input_format": fmt,
+                    "tree": tree if fmt == "root" else (key or ""),
+                    "container": container or "",
+                    "counter": next(iter(counters.values()), "") if counters else "",
+                    "model_job_id": codec.job_id,
+                    "model_sha256": hashlib.sha256(codec.model_data).hexdigest(),
+                    "model_bytes": model_bytes,
+                    "raw_float32_bytes": raw_bytes,
+                    "payload_bytes": payload_bytes,
+                    "side_bytes": side,
+                    "kept_bytes": kept_bytes,
+                    "max_error": json.dumps(bounds),
+                    "corrections": json.dumps(n_corr),
+                    "jets_corrected": n_jets_corr,
+                    "checksums": json.dumps(checks, sort_keys=True),
+                }
+                f.attrs.update(attrs)
+                f.attrs["header_sha256"] = _header_hash(dict(f.attrs))
+            size = tmp.stat().st_size
+    finally:
+        streams.close()
     summary = dict(attrs)
-    summary.update(
-        file_bytes=size,
-        file_bytes_without_model=size - len(codec.model_bytes),
-        ratio_codes=raw_bytes / code_bytes if code_bytes else math.nan,
-        ratio_codes_and_side=raw_bytes / (code_bytes + side) if code_bytes else math.nan,
-        seconds=time.perf_counter() - t0,
-    )
+    summary.update(_accounting(attrs, size, widths, codec.group))
+    summary.update(seconds=time.perf_counter() - t0, bits=widths[0] if len(set(widths)) == 1
+                   else ",".join(map(str, widths)), bits_per_latent=widths)  # fmt: skip
     return summary
+
+
+def _dataset_bytes(f: Any) -> dict[str, int]:
+    """Bytes on disk of every dataset of an open file, by path."""
+    out: dict[str, int] = {}
+
+    def visit(name: str, obj: Any) -> None:
+        if hasattr(obj, "id") and hasattr(obj.id, "get_storage_size") and hasattr(obj, "dtype"):
+            out[name] = int(obj.id.get_storage_size())
+
+    f.visititems(visit)
+    return out
+
+
+def _accounting(
+    a: dict[str, Any], file_bytes: int, widths: list[int], group: int
+) -> dict[str, Any]:
+    """The ratios of a written file, from its byte counts (docs/compression.md)."""
+    n = int(a["n_jets"])
+    raw, payload, side = int(a["raw_float32_bytes"]), int(a["payload_bytes"]), int(a["side_bytes"])
+    model, kept = int(a["model_bytes"]), int(a["kept_bytes"])
+    stored_per_jet = (payload + side) / n if n else math.nan
+    raw_per_jet = raw / n if n else math.nan
+    gain = raw_per_jet - stored_per_jet
+    return {
+        "file_bytes": file_bytes,
+        "container_bytes": file_bytes - payload - side - model - kept,
+        "file_bytes_without_model": file_bytes - model,
+        "bits_per_jet": 8 * payload / n if n else math.nan,
+        "bits_per_jet_nominal": sum(widths) / group,
+        "ratio": raw / (payload + side) if payload + side else math.nan,
+        "ratio_with_model": raw / (payload + side + model),
+        "break_even_jets": math.ceil(model / gain) if gain > 0 else None,
+        # the names of format version 1, same meaning
+        "code_bytes": payload,
+        "ratio_codes": raw / payload if payload else math.nan,
+        "ratio_codes_and_side": raw / (payload + side) if payload + side else math.nan,
+        "n_saturated": 0,  # the ranges come from the file: no code saturates
+    }
 
 
 Chunks = Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None]]
@@ -387,13 +836,41 @@ def _flat_chunks(chunks: Iterator[dict[str, Any]], keep: list[str]) -> Chunks:
         yield chunk, kept, None
 
 
+def _numeric(branch: Any) -> bool:
+    dtype = getattr(branch.interpretation, "numpy_dtype", None)
+    return dtype is not None and dtype.kind in "biuf"
+
+
+def _all_branches(
+    src: Path, fmt: str, tree: str, key: str | None, names: dict[str, str]
+) -> list[str]:
+    """Every numeric column of a flat input that is not compressed (``keep=["*"]``)."""
+    if fmt == "root":
+        from hepae_core.readers.root import get_tree, open_root
+
+        with open_root(src) as f:
+            t = get_tree(f, src, tree)
+            keys = [b for b in t.keys() if b not in names.values()]  # noqa: SIM118 - uproot
+            return [b for b in keys if _numeric(t[b])]
+    if fmt == "hdf5":
+        import h5py
+
+        with h5py.File(src, "r") as f:
+            g = f[key] if key else f
+            return [k for k, d in g.items() if isinstance(d, h5py.Dataset) and d.ndim == 1
+                    and d.dtype.kind in "biuf" and k not in names.values()]  # fmt: skip
+    raise DataError(source=str(src), message="--keep '*' reads ROOT or HDF5 inputs")
+
+
 def _jagged_chunks(
-    src: Path, tree: str, names: dict[str, str], keep: list[str], chunk_size: int, container: str
-) -> tuple[Chunks, str, list[str]]:
+    src: Path, tree: str, names: dict[str, str], keep: list[str], chunk_size: int
+) -> tuple[Chunks, dict[str, str], list[str], list[str]]:
     """Flattened jets, kept branches and jet counts of a jagged ROOT tree.
 
-    Kept branches counted by the same counter as the jets (``jet_m``) are kept per jet
-    (flattened; returned as the third item), the others per event.
+    Returns (chunks, counter of every jet branch, kept branches, kept per-jet branches).
+    Jagged kept branches must hold as many values per event as the compressed ones (an
+    ATLAS derivation gives every branch its own counter, all equal); they are kept per jet.
+    Counter branches are not kept as data: decompress rebuilds each from the counts.
     """
     import awkward as ak
 
@@ -403,67 +880,256 @@ def _jagged_chunks(
     f = open_root(src)
     t = get_tree(f, src, tree)
     available = list(t.keys())
+
+    def counter_of(b: str) -> str | None:
+        c = getattr(t[b], "count_branch", None)
+        return c.name if c is not None else None
+
+    counter_names = {c for b in available if (c := counter_of(b))}
+    if "*" in keep:
+        keep = [b for b in available if b not in names.values() and b not in counter_names]
     for b in [*names.values(), *keep]:
         if b not in available:
             f.close()
             raise missing_branch(src, f"tree '{tree}'", b, available)
-    first = t[next(iter(names.values()))]
-    count = getattr(first, "count_branch", None)
-    if count is None:
+    first = next(iter(names.values()))
+    if counter_of(first) is None:
         f.close()
-        raise DataError(source=str(src), key=first.name, message="is not a jagged branch: "
+        raise DataError(source=str(src), key=first, message="is not a jagged branch: "
                         "drop --container for a tree of one row per jet")  # fmt: skip
-    keep = [k for k in keep if k != count.name]
-    keep_jets = []
-    for k in keep:
-        kc = getattr(t[k], "count_branch", None)
-        if kc is not None:
-            if kc.name != count.name or not k.startswith(container):
-                f.close()
-                raise DataError(source=str(src), key=k, message=f"--keep takes per-event "
-                                f"branches and jet branches counted by {count.name} and named "
-                                f"{container}...")  # fmt: skip
-            keep_jets.append(k)
+    counters = {b: counter_of(b) or "" for b in names.values()}
+    keep = [k for k in keep if k not in counter_names]
+    keep_jets = [k for k in keep if counter_of(k)]
+    counters.update({k: counter_of(k) or "" for k in keep_jets})
 
     def gen() -> Chunks:
         with f:
             for arrays in t.iterate([*names.values(), *keep], step_size=chunk_size,
                                     library="ak"):  # fmt: skip
-                counts = ak.to_numpy(ak.num(arrays[next(iter(names.values()))]))
-                cols = {v: ak.to_numpy(ak.flatten(arrays[b])) for v, b in names.items()}
-                for b in names.values():
+                counts = ak.to_numpy(ak.num(arrays[first]))
+                for b in [*names.values(), *keep_jets]:
                     if not np.array_equal(ak.to_numpy(ak.num(arrays[b])), counts):
                         raise DataError(source=str(src), key=b, message="has other jet counts "
-                                        "than the other compressed branches")  # fmt: skip
+                                        f"than {first}: keep it in a file of its own")  # fmt: skip
+                cols = {v: ak.to_numpy(ak.flatten(arrays[b])) for v, b in names.items()}
                 kept = {k: ak.to_numpy(ak.flatten(arrays[k]) if k in keep_jets else arrays[k])
                         for k in keep}  # fmt: skip
                 yield cols, kept, counts.astype(np.uint32)
 
-    return gen(), count.name, keep_jets
+    return gen(), counters, keep, keep_jets
+
+
+# --------------------------------------------------------------------------- reading
 
 
 def open_compressed(path: Path) -> Any:
     """Open a compressed file, checking that it is one and that this version reads it."""
     import h5py
 
+    path = Path(path)
     if not path.is_file():
         raise DataError(source=str(path), message="no such file")
     try:
         f = h5py.File(path, "r")
     except OSError:
-        raise DataError(source=str(path), message="is not an HDF5 file written by "
-                        "`hepae-data compress`") from None  # fmt: skip
-    fmt = f.attrs.get("format")
+        raise CorruptFile(source=str(path), message="is not an HDF5 file written by "
+                          "`hepae-data compress` (or it is truncated)") from None  # fmt: skip
+    try:
+        fmt = f.attrs.get("format")
+        version = int(f.attrs.get("format_version", 0))
+    except Exception:
+        fmt, version = None, 0
     if fmt != FORMAT:
         f.close()
         raise DataError(source=str(path), message="is not a file written by "
                         "`hepae-data compress` (no format attribute)")  # fmt: skip
-    version = int(f.attrs.get("format_version", 0))
-    if version > FORMAT_VERSION:
+    if version != FORMAT_VERSION:
+        wrote = f.attrs.get("tool_version", "?")
         f.close()
-        raise DataError(source=str(path), message=f"format version {version} is newer than "
-                        f"this tool reads ({FORMAT_VERSION}): update hepae-gridsearch")  # fmt: skip
+        tool = f" (written by hepae-gridsearch {wrote})" if version < FORMAT_VERSION else ""
+        raise DataError(source=str(path), message=f"is format version {version}{tool}; this "
+                        f"tool reads version {FORMAT_VERSION}: "
+                        + ("decompress it with the version that wrote it" if version
+                           < FORMAT_VERSION else "update hepae-gridsearch"))  # fmt: skip
     return f
+
+
+@dataclass
+class _Layout:
+    """What a verified file says about itself."""
+
+    attrs: dict[str, Any]
+    variables: list[str]
+    names: dict[str, str]
+    widths: list[int]
+    columns: dict[str, int]
+    table: np.ndarray
+    ranges: np.ndarray
+    offsets: dict[str, np.ndarray] = field(default_factory=dict)  # per stream, chunk starts
+
+
+def _json_attr(path: Path, a: Any, name: str, default: Any = None) -> Any:
+    if name not in a:
+        if default is not None:
+            return default
+        raise CorruptFile(source=str(path), key=name, message="is missing: the file is damaged")
+    try:
+        return json.loads(a[name])
+    except (TypeError, ValueError):
+        raise CorruptFile(source=str(path), key=name, message="is damaged (not JSON)") from None
+
+
+def verify(f: Any, path: Path) -> _Layout:
+    """Check a compressed file completely before anything is decoded.
+
+    Header checksum, the checksum of every dataset (and no dataset missing or added), the
+    chunk table against the datasets' sizes and the number of jets. Raises CorruptFile.
+    """
+    import h5py
+
+    path = Path(path)
+    a = dict(f.attrs.items())
+
+    def bad(what: str, key: str | None = None) -> CorruptFile:
+        return CorruptFile(source=str(path), key=key, message=f"{what}: the file is damaged "
+                           "or was changed after compress; refusing to decode it")  # fmt: skip
+
+    if a.get("header_sha256") != _header_hash(a):
+        raise bad("its attributes do not match their checksum")
+    checks = _json_attr(path, a, "checksums")
+    present: dict[str, Any] = {}
+    f.visititems(lambda name, obj: present.__setitem__(name, obj)
+                 if isinstance(obj, h5py.Dataset) else None)  # fmt: skip
+    for p in sorted(set(checks) ^ set(present)):
+        raise bad(f"dataset /{p} is {'missing' if p in checks else 'not recorded'}", p)
+    for p, expect in sorted(checks.items()):
+        ds = present[p]
+        h = hashlib.sha256()
+        if ds.ndim <= 1 and ds.dtype == np.uint8:
+            for i in range(0, ds.shape[0], COPY_BLOCK):
+                h.update(ds[i : i + COPY_BLOCK].tobytes())
+        else:
+            h.update(np.ascontiguousarray(ds[()]).tobytes())
+        if h.hexdigest() != expect:
+            raise bad(f"dataset /{p} does not match its checksum", p)
+    variables = _json_attr(path, a, "variables")
+    names = _json_attr(path, a, "branches")
+    widths = _json_attr(path, a, "bits")
+    columns = {c: i for i, c in enumerate(_json_attr(path, a, "chunk_columns"))}
+    table = f["chunks"][()].astype(np.int64)
+    ranges = f["ranges"][()]
+    latent = int(a["latent"])
+    if table.ndim != 2 or table.shape[1] != len(columns) or ranges.shape != (len(table), latent, 2):
+        raise bad("the chunk table or the ranges have the wrong shape")
+    if len(widths) != latent or any(not 1 <= b <= MAX_BITS for b in widths):
+        raise bad("the bits per latent value are inconsistent", "bits")
+    if table[:, columns["jets"]].sum() != int(a["n_jets"]):
+        raise bad("the chunks do not add up to n_jets", "n_jets")
+    group = int(a["group"])
+    if not np.array_equal(table[:, columns["units"]], -(-table[:, columns["jets"]] // group)):
+        raise bad("the chunk table's units do not match the jets", "chunks")
+    if not np.isfinite(ranges).all() or (ranges[..., 0] > ranges[..., 1]).any():
+        raise bad("the latent ranges are not finite or not ordered", "ranges")
+    layout = _Layout(a, variables, names, widths, columns, table, ranges)
+    streams = {"codes": "codes_bytes", "exceptions": "exceptions_bytes"}
+    if a.get("container"):
+        streams["counts"] = "counts_bytes"
+    if a.get("entropy") == "ans":
+        streams["ans_tables"] = "ans_tables_bytes"
+    for v in _json_attr(path, a, "max_error", {}):
+        streams[f"corrections/{v}"] = f"corrections.{v}.bytes"
+    for k in _json_attr(path, a, "kept", []):
+        streams[f"kept/{k}"] = f"kept.{k}.bytes"
+    for s, c in streams.items():
+        if s not in present or c not in columns:
+            raise bad(f"dataset /{s} or its chunk column is missing", s)
+        lengths = table[:, columns[c]]
+        if lengths.sum() != present[s].shape[0]:
+            raise bad(f"the chunk table does not add up to the size of /{s}", s)
+        layout.offsets[s] = np.concatenate([[0], np.cumsum(lengths)])
+    if a.get("entropy", "none") == "none":
+        need = (table[:, columns["units"]] * sum(widths) + 7) // 8
+        if not np.array_equal(need, table[:, columns["codes_bytes"]]):
+            raise bad("the codes are not as long as their bits say", "codes")
+    return layout
+
+
+def _check_model(codec: AutoencoderCodec, a: dict[str, Any], path: Path) -> None:
+    """Refuse a model that does not fit the codes: variables, normalisation, shapes."""
+    problems = []
+    if codec.variables != json.loads(a["variables"]):
+        problems.append(f"its variables {codec.variables} are not the file's "
+                        f"{json.loads(a['variables'])}")  # fmt: skip
+    if json.dumps(codec.norm.to_dict(), sort_keys=True) != a["normalisation"]:
+        problems.append("its normalisation differs from the one the codes were made with")
+    if codec.latent != int(a["latent"]) or codec.group != int(a["group"]):
+        problems.append(f"it has a latent of {codec.latent} per {codec.group} jets, the codes "
+                        f"{a['latent']} per {a['group']}")  # fmt: skip
+    if problems:
+        raise CorruptFile(source=str(path), key="model", message=f"the embedded model does not "
+                          f"fit the codes: {problems[0]}")  # fmt: skip
+
+
+def load_file_codec(f: Any, path: Path) -> tuple[AutoencoderCodec, _Layout]:
+    """Verify an open compressed file and load its model; raises CorruptFile."""
+    layout = verify(f, path)
+    data = f["model"][()].tobytes()
+    if hashlib.sha256(data).hexdigest() != layout.attrs.get("model_sha256"):
+        raise CorruptFile(source=str(path), key="model", message="the embedded model does not "
+                          "match model_sha256: refusing to decode with it")  # fmt: skip
+    codec = AutoencoderCodec.from_bytes(data, f"{path}: /model")
+    _check_model(codec, layout.attrs, path)
+    return codec, layout
+
+
+def _stream(f: Any, layout: _Layout, name: str, i: int) -> bytes:
+    o = layout.offsets[name]
+    return f[name][int(o[i]) : int(o[i + 1])].tobytes() if o[i + 1] > o[i] else b""
+
+
+def _decode_chunk(
+    f: Any, codec: AutoencoderCodec, layout: _Layout, i: int, path: Path
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    a, c, row = layout.attrs, layout.columns, layout.table[i]
+    m, units_n = int(row[c["jets"]]), int(row[c["units"]])
+    widths = layout.widths
+    scale = np.array([1000.0 if a["units"] == "MeV" and v in ENERGY_VARIABLES else 1.0
+                      for v in layout.variables], np.float64)  # fmt: skip
+    try:
+        payload = _stream(f, layout, "codes", i)
+        if a.get("entropy") == "ans":
+            codes = ans_decode(payload, _stream(f, layout, "ans_tables", i),
+                               int(row[c["ans_words"]]), units_n, widths)  # fmt: skip
+        else:
+            codes = unpack_bits(np.frombuffer(payload, np.uint8), widths, units_n)
+        r = layout.ranges[i]
+        z = dequantise(codes, r[:, 0], r[:, 1], widths)
+        y = (codec.jets(z, m).astype(np.float64) * scale).astype(np.float32)
+        for v in json.loads(a["max_error"]):
+            j = layout.variables.index(v)
+            rows, vals = sparse_read(_stream(f, layout, f"corrections/{v}", i),
+                                     int(row[c[f"corrections.{v}"]]), 1)  # fmt: skip
+            y[rows, j] = vals[:, 0]
+        rows, vals = sparse_read(_stream(f, layout, "exceptions", i), int(row[c["exceptions"]]),
+                                 len(layout.variables))  # fmt: skip
+        y[rows] = vals
+        out = {layout.names[v]: y[:, j] for j, v in enumerate(layout.variables)}
+        counts = None
+        if a.get("container"):
+            counts = _unshuffle(zlib.decompress(_stream(f, layout, "counts", i)), np.uint32,
+                                int(row[c["events"]])).astype(np.int64)  # fmt: skip
+            if counts.sum() != m:
+                raise ValueError("jets per event do not add up")
+        dtypes = json.loads(a.get("kept_dtypes", "{}"))
+        kept_jets = set(json.loads(a.get("kept_jets", "[]")))
+        for k in json.loads(a["kept"]):
+            length = m if k in kept_jets or counts is None else int(row[c["events"]])
+            out[k] = _unshuffle(zlib.decompress(_stream(f, layout, f"kept/{k}", i)),
+                                np.dtype(dtypes[k]), length)  # fmt: skip
+    except (ValueError, IndexError, KeyError, zlib.error) as exc:
+        raise CorruptFile(source=str(path), message=f"chunk {i} cannot be decoded ({exc}): "
+                          "the file is inconsistent") from None  # fmt: skip
+    return out, counts
 
 
 def iter_decompressed(
@@ -471,63 +1137,16 @@ def iter_decompressed(
 ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray | None]]:
     """Chunks ``({branch: values}, counts)`` of the decompressed file, in the input's units.
 
-    Flat files: one row per jet, ``counts`` None. Jagged files (``container``): chunks of
-    ``chunk_size`` events; the jet branches are flat and ``counts`` gives jets per event;
-    the kept branches are per event.
+    The whole file is verified first (:func:`verify`), so nothing is yielded from a damaged
+    file. Chunks are those the file was written with (``chunk_size`` is not used by
+    version 2 and kept for callers). Flat files: one row per jet, ``counts`` None. Jagged
+    files: ``counts`` gives jets per event and the kept per-event branches are per event.
     """
+    path = Path(path)
     with open_compressed(path) as f:
-        a = f.attrs
-        variables = json.loads(a["variables"])
-        names = json.loads(a["branches"])
-        kept = json.loads(a["kept"])
-        kept_jets = set(json.loads(a.get("kept_jets", "[]")))
-        units, bits = str(a["units"]), int(a["bits"])
-        model, norm = _model_from_bytes(f["model"][()].tobytes(), str(path))
-        q = LatentQuantiser(f["latent_lo"][()].tolist(), f["latent_hi"][()].tolist())
-        codec = Codec(model, norm, q, b"", str(a["model_job_id"]), units)
-        exc_index = f["exceptions/index"][()]
-        exc_values = f["exceptions/values"][()]
-        corrections = {
-            v: (f[f"corrections/{v}/index"][()], f[f"corrections/{v}/values"][()])
-            for v in json.loads(a.get("max_error", "{}"))
-        }
-
-        def jets(lo: int, hi: int) -> dict[str, np.ndarray]:
-            y = codec.decode(f["codes"][lo:hi], bits).astype(np.float64)
-            out = {}
-            for j, v in enumerate(variables):
-                col = y[:, j] * 1000.0 if units == "MeV" and v in ENERGY_VARIABLES else y[:, j]
-                out[names[v]] = col.astype(np.float32)
-            for v, (idx, vals) in corrections.items():
-                sel = (idx >= lo) & (idx < hi)
-                out[names[v]][idx[sel] - lo] = vals[sel]
-            sel = (exc_index >= lo) & (exc_index < hi)
-            if sel.any():
-                for j, v in enumerate(variables):
-                    out[names[v]][exc_index[sel] - lo] = exc_values[sel, j]
-            return out
-
-        if a.get("container"):
-            counts_all = f["jagged/counts"]
-            n_events = counts_all.shape[0]
-            start = 0
-            for e0 in range(0, n_events, chunk_size):
-                e1 = min(n_events, e0 + chunk_size)
-                counts = counts_all[e0:e1].astype(np.int64)
-                stop = start + int(counts.sum())
-                out = jets(start, stop)
-                for k in kept:
-                    out[k] = f["kept"][k][start:stop] if k in kept_jets else f["kept"][k][e0:e1]
-                yield out, counts
-                start = stop
-            return
-        n = int(a["n_jets"])
-        for lo in range(0, n, chunk_size):
-            hi = min(n, lo + chunk_size)
-            out = jets(lo, hi)
-            for k in kept:
-                out[k] = f["kept"][k][lo:hi]
-            yield out, None
+        codec, layout = load_file_codec(f, path)
+        for i in range(len(layout.table)):
+            yield _decode_chunk(f, codec, layout, i, path)
 
 
 def decompress(
@@ -535,68 +1154,99 @@ def decompress(
 ) -> int:
     """Write the decompressed jets to ``out`` (.root: a TTree; .h5/.hdf5: datasets).
 
-    Jagged inputs come back as a tree of events with the input's jagged branches and
-    counter; in HDF5, as flat jet columns with the counter as a per-event column.
-    Returns the number of jets.
+    Jagged inputs come back as a tree of events with the input's jagged branches, each
+    with its own counter as in the input; in HDF5, as flat jet columns with each counter
+    as a per-event column. Returns the number of jets. A damaged file is refused before
+    anything is written.
     """
     path, out = Path(path), Path(out)
-    with open_compressed(path) as f:
-        tree = str(f.attrs.get("tree") or "jets")
-        container = str(f.attrs.get("container", ""))
-        counter = str(f.attrs.get("counter", "")) or "n"
-        jet_branches = list(json.loads(f.attrs["branches"]).values())
-        jet_branches += json.loads(f.attrs.get("kept_jets", "[]"))
     suffix = out.suffix.lower()
     if suffix not in (".root", ".h5", ".hdf5"):
         raise HepaeError(source=str(out), message="write .root, .h5 or .hdf5")
-    n = 0
-    with jobdir.atomic_path(out) as tmp:
-        if suffix == ".root":
-            import uproot
+    with open_compressed(path) as f:
+        codec, layout = load_file_codec(f, path)
+        a = layout.attrs
+        tree = str(a.get("tree") or "jets")
+        container = str(a.get("container", ""))
+        counters = json.loads(a.get("counters", "{}"))
+        jet_branches = [*layout.names.values(), *json.loads(a.get("kept_jets", "[]"))]
+        n = 0
+        with jobdir.atomic_path(out) as tmp:
+            if suffix == ".root":
+                import uproot
 
-            with uproot.recreate(tmp) as rf:
-                t = None
-                for chunk, counts in iter_decompressed(path):
-                    m = sum(len(chunk[b]) for b in jet_branches[:1])
-                    chunk = {k: np.ascontiguousarray(v) for k, v in chunk.items()}
-                    if counts is not None:
-                        chunk = _events(chunk, counts, container, jet_branches)
-                    if t is None:
-                        types = {k: (v.type.content if k == _OUTER else v.dtype)
-                                 for k, v in chunk.items()}  # fmt: skip
-                        t = rf.mktree(tree, types, counter_name=lambda _: counter,
-                                      field_name=lambda _, inner: container + inner)  # fmt: skip
-                    t.extend(chunk)
-                    n += m
-                    if progress:
-                        progress(n)
-        else:
-            import h5py
+                with uproot.recreate(tmp) as rf:
+                    t = None
+                    for i in range(len(layout.table)):
+                        chunk, counts = _decode_chunk(f, codec, layout, i, path)
+                        m = len(chunk[jet_branches[0]])
+                        if counts is not None:
+                            chunk = _events(chunk, counts, jet_branches, counters)
+                        if t is None:
+                            types = {k: (v.type.content if _is_jagged(v) else v.dtype)
+                                     for k, v in chunk.items()}  # fmt: skip
+                            t = rf.mktree(tree, types,
+                                          counter_name=lambda k: _counter_of(k, counters),
+                                          field_name=lambda _, inner: inner)  # fmt: skip
+                        t.extend(chunk)
+                        n += m
+                        if progress:
+                            progress(n)
+            else:
+                import h5py
 
-            with h5py.File(tmp, "w") as hf:
-                group = hf.require_group(tree) if tree and tree != "jets" else hf
-                ds: dict[str, Any] = {}
-                for chunk, counts in iter_decompressed(path):
-                    if counts is not None:
-                        chunk[counter] = counts.astype(np.int32)
-                    for k, v in chunk.items():
-                        if k not in ds:
-                            ds[k] = _appender(group, k, v.dtype)
-                        _append(ds[k], v)
-                    n += len(chunk[jet_branches[0]])
-                    if progress:
-                        progress(n)
+                with h5py.File(tmp, "w") as hf:
+                    group = hf.require_group(tree) if tree and tree != "jets" else hf
+                    ds: dict[str, Any] = {}
+                    for i in range(len(layout.table)):
+                        chunk, counts = _decode_chunk(f, codec, layout, i, path)
+                        if counts is not None:
+                            for c in dict.fromkeys(counters.values()):
+                                chunk[c] = counts.astype(np.int32)
+                        for k, v in chunk.items():
+                            if k not in ds:
+                                ds[k] = group.create_dataset(
+                                    k, shape=(0,), maxshape=(None,), dtype=v.dtype,
+                                    chunks=(16_384,))  # fmt: skip
+                            d = ds[k]
+                            d.resize((d.shape[0] + len(v),))
+                            d[d.shape[0] - len(v) :] = v
+                        n += len(chunk[jet_branches[0]])
+                        if progress:
+                            progress(n)
+    del container
     return n
 
 
-_OUTER = "\x00jets"  # the record of jet branches while writing a jagged tree
+_RECORD = "\x00counter:"  # the key of a record of jet branches sharing one counter
+
+
+def _is_jagged(v: Any) -> bool:
+    return not isinstance(v, np.ndarray)
+
+
+def _counter_of(key: str, counters: dict[str, str]) -> str:
+    if key.startswith(_RECORD):
+        return key[len(_RECORD) :]
+    return counters.get(key) or f"n_{key}"
 
 
 def _events(
-    chunk: dict[str, np.ndarray], counts: np.ndarray, container: str, jet_branches: list[str]
-) -> dict[str, Any]:
-    """Per-event kept branches plus one jagged record of the jet branches."""
+    chunk: dict[str, np.ndarray], counts: np.ndarray, jet_branches: list[str],
+    counters: dict[str, str],
+) -> dict[str, Any]:  # fmt: skip
+    """Per-event kept branches plus the jet branches as jagged arrays, one per counter:
+    branches sharing a counter (``njet``) go in one record, the others stand alone
+    (an ATLAS derivation's ``n_..._pt``, ``n_..._eta``, ...)."""
     import awkward as ak
 
-    fields = {b[len(container) :]: ak.unflatten(chunk.pop(b), counts) for b in jet_branches}
-    return {**chunk, _OUTER: ak.zip(fields)}
+    by_counter: dict[str, list[str]] = {}
+    for b in jet_branches:
+        by_counter.setdefault(counters.get(b) or f"n_{b}", []).append(b)
+    out = {k: v for k, v in chunk.items() if k not in jet_branches}
+    for counter, bs in by_counter.items():
+        if len(bs) == 1:
+            out[bs[0]] = ak.unflatten(chunk[bs[0]], counts)
+        else:
+            out[_RECORD + counter] = ak.zip({b: ak.unflatten(chunk[b], counts) for b in bs})
+    return out

@@ -232,3 +232,53 @@ class LatentQuantiser:
             uniform_decode(codes[:, j], a, b, k) for j, (a, b) in enumerate(zip(self.lo, self.hi))
         ]
         return np.stack(cols, axis=1)
+
+
+def _bit_list(bits: int | list[int] | tuple[int, ...], columns: int) -> list[int]:
+    out = [int(bits)] * columns if np.ndim(bits) == 0 else [int(b) for b in bits]  # type: ignore[arg-type]
+    if len(out) != columns:
+        raise ValueError(f"{len(out)} bit widths for {columns} columns")
+    if any(not 1 <= b <= 32 for b in out):
+        raise ValueError(f"bit widths must be 1 to 32, not {out}")
+    return out
+
+
+def pack_bits(codes: np.ndarray, bits: int | list[int] | tuple[int, ...]) -> np.ndarray:
+    """Codes at exactly ``bits`` bits each, MSB first, as bytes (uint8).
+
+    ``codes`` is (n,) or (n, c) unsigned; ``bits`` one width or one per column. The bits go
+    jet by jet, column by column, so ``n`` jets take ``ceil(n * sum(bits) / 8)`` bytes: the
+    last byte is padded with zeros. Values must fit their width (they are masked to it).
+    """
+    c = np.asarray(codes)
+    if c.ndim == 1:
+        c = c[:, None]
+    widths = _bit_list(bits, c.shape[1])
+    if c.shape[0] == 0:
+        return np.empty(0, np.uint8)
+    parts = []
+    for j, b in enumerate(widths):
+        shifts = np.arange(b - 1, -1, -1, dtype=np.uint32)
+        parts.append(((c[:, j : j + 1].astype(np.uint32) >> shifts) & 1).astype(np.uint8))
+    return np.packbits(np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0])
+
+
+def unpack_bits(buf: np.ndarray, bits: int | list[int] | tuple[int, ...], n: int) -> np.ndarray:
+    """The inverse of :func:`pack_bits`: (n, c) codes, uint16 (uint32 above 16 bits).
+
+    ``bits`` as given to :func:`pack_bits` (an int gives one column). A buffer of the wrong
+    length raises ValueError: a reader refuses it rather than decoding garbage.
+    """
+    widths = _bit_list(bits, 1 if np.ndim(bits) == 0 else len(bits))  # type: ignore[arg-type]
+    total = sum(widths)
+    buf = np.asarray(buf, dtype=np.uint8)
+    if buf.size != (n * total + 7) // 8:
+        raise ValueError(f"{buf.size} bytes for {n} rows of {total} bits")
+    flat = np.unpackbits(buf, count=n * total).reshape(n, total)
+    out = np.empty((n, len(widths)), np.uint32 if max(widths) > 16 else np.uint16)
+    off = 0
+    for j, b in enumerate(widths):
+        weights = (1 << np.arange(b - 1, -1, -1, dtype=np.uint64)).astype(np.uint32)
+        out[:, j] = flat[:, off : off + b].astype(np.uint32) @ weights
+        off += b
+    return out

@@ -10,16 +10,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import torch
 import uproot
 from conftest import TINY_JOB, write_job
 
-from hepae_core.codec import FORMAT, load_codec
+from hepae_core.codec import FORMAT, dequantise, load_codec, quantise, sparse_read
 from hepae_core.data import bundled_path
 from hepae_core.data_cli import main
-from hepae_core.evaluate import decode, encode
 from hepae_core.job import run_job
-from hepae_core.quantise import LatentQuantiser
+from hepae_core.quantise import unpack_bits
 
 VARS = ["pt", "eta", "phi", "E"]
 
@@ -51,19 +49,26 @@ def test_compress_decompress_round_trip(job: Path, sample: Path, tmp_path: Path,
     out = tmp_path / "c.h5"
     assert main(["compress", "--model", str(job), str(sample), "-o", str(out), "--bits", "12",
                  "--keep", "event", "--quiet", "--chunk-size", "1500"]) == 0  # fmt: skip
-    err = capsys.readouterr().err
+    cap = capsys.readouterr()
+    text = cap.out + cap.err
     with h5py.File(out) as f:
         a = dict(f.attrs)
-        assert a["format"] == FORMAT and a["format_version"] == 1
-        assert f["codes"].dtype == np.uint16 and f["codes"].shape == (5000, 3)
+        assert a["format"] == FORMAT and a["format_version"] == 2
+        # 3 latent values x 12 bits = 36 bits a jet, packed: 4.5 bytes, not 3 uint16
+        assert f["codes"].dtype == np.uint8 and f["codes"].shape == (5000 * 36 // 8,)
         assert a["input_sha256"] == hashlib.sha256(sample.read_bytes()).hexdigest()
         assert a["model_job_id"] == job.name and a["n_exceptions"] == 1
-        assert f["exceptions/index"][()].tolist() == [17]
         assert f["model"][()].tobytes() == (job / "model.pt").read_bytes()
-        codes = f["codes"][()]
-    # 4 float32 (16 bytes) in, 3 x 12 bits stored in uint16 (6 bytes) out
-    assert a["code_bytes"] == 5000 * 6 and a["raw_float32_bytes"] == 5000 * 16
-    assert "ratio 2.67" in err
+        table = f["chunks"][()]
+        cols = json.loads(a["chunk_columns"])
+        ranges = f["ranges"][()]
+        packed = f["codes"][()]
+        exc = f["exceptions"][()].tobytes()
+    assert table[:, cols.index("jets")].tolist() == [1500, 1500, 1500, 500]
+    rows, _ = sparse_read(exc[: table[0, cols.index("exceptions_bytes")]], 1, 4)
+    assert rows.tolist() == [17]
+    assert a["payload_bytes"] == 5000 * 36 // 8 and a["raw_float32_bytes"] == 5000 * 16
+    assert "ratio 3.56" in text  # 16 bytes in, 4.5 out
 
     reco = tmp_path / "reco.root"
     assert main(["decompress", str(out), "-o", str(reco), "--quiet"]) == 0
@@ -76,17 +81,24 @@ def test_compress_decompress_round_trip(job: Path, sample: Path, tmp_path: Path,
     assert np.array_equal(y["event"], x["event"]) and y["event"].dtype == np.int64
     assert y["pt"][17] == -1.0  # stored raw, restored exactly
 
-    # the decoded jets are what the job's evaluation computes for a 12-bit latent
+    # the decoded jets are the model's decoder on the codes over each chunk's own ranges,
+    # and the codes are the quantised latent of the input jets
     codec = load_codec(job)
     xs = np.stack([x[v] for v in VARS], axis=1).astype(np.float64)
-    ok = np.ones(5000, bool)
-    ok[17] = False
-    z = encode(codec.model, codec.norm, xs[ok], torch.device("cpu"))
-    q = LatentQuantiser(codec.quantiser.lo, codec.quantiser.hi)
-    assert np.array_equal(q.encode(z, 12), codes[ok])
-    expect = decode(codec.model, codec.norm, q.decode(codes[ok], 12), torch.device("cpu"))
-    got = np.stack([y[v] for v in VARS], axis=1)[ok]
-    np.testing.assert_allclose(got, expect, rtol=1e-6)
+    got = np.stack([y[v] for v in VARS], axis=1)
+    starts = np.r_[0, np.cumsum(table[:, cols.index("jets")])]
+    codes = unpack_bits(packed, [12, 12, 12], 5000)
+    for i in range(len(table)):
+        lo, hi = starts[i], starts[i + 1]
+        ok = np.ones(hi - lo, bool)
+        if lo <= 17 < hi:
+            ok[17 - lo] = False
+        r = ranges[i]
+        z = codec.latents(xs[lo:hi][ok])
+        assert np.array_equal(quantise(z, r[:, 0], r[:, 1], [12] * 3), codes[lo:hi][ok])
+        assert (r[:, 0] == z.min(axis=0)).all() and (r[:, 1] == z.max(axis=0)).all()
+        expect = codec.jets(dequantise(codes[lo:hi], r[:, 0], r[:, 1], [12] * 3), hi - lo)
+        np.testing.assert_allclose(got[lo:hi][ok], expect[ok], rtol=1e-6)
 
     h5 = tmp_path / "reco.h5"
     assert main(["decompress", str(out), "-o", str(h5), "--quiet"]) == 0
@@ -136,7 +148,8 @@ def test_error_bounded_mode(job: Path, sample: Path, tmp_path: Path, capsys) -> 
     out, reco = tmp_path / "b.h5", tmp_path / "b.root"
     assert main(["compress", "--model", str(job), str(sample), "-o", str(out), "--quiet",
                  "--bits", "8", "--max-error", "pt=0.01,eta=0.02"]) == 0  # fmt: skip
-    err = capsys.readouterr().err
+    cap = capsys.readouterr()
+    err = cap.out + cap.err
     assert main(["decompress", str(out), "-o", str(reco), "--quiet"]) == 0
     with uproot.open(sample) as f:
         x = {v: f["jets"][v].array(library="np") for v in VARS}
@@ -147,10 +160,12 @@ def test_error_bounded_mode(job: Path, sample: Path, tmp_path: Path, capsys) -> 
     assert rel.max() <= 0.01 * (1 + 1e-6)
     assert np.abs(y["eta"] - x["eta"]).max() <= 0.02 + 1e-6
     with h5py.File(out) as f:
-        n_pt = len(f["corrections/pt/index"])
+        cols = json.loads(f.attrs["chunk_columns"])
+        n_pt = int(f["chunks"][()][:, cols.index("corrections.pt")].sum())
         assert json.loads(f.attrs["corrections"])["pt"] == n_pt
         jets = f.attrs["jets_corrected"]
-        assert f.attrs["side_bytes"] >= 12 * n_pt
+        # stored sparse and compressed: fewer bytes than 8 per correction (row + value)
+        assert 0 < f["corrections/pt"].shape[0] < 8 * n_pt
     # a two-epoch model misses 1 % on many jets: they are corrected, and said so
     assert 0 < n_pt <= jets < 5000
     assert f"{jets} jets (" in err and "corrected" in err
@@ -256,5 +271,8 @@ def test_phenoml_csv_in_mev(job: Path, tmp_path: Path) -> None:
     # three jets, back in MeV: the model saw them in GeV, as it was trained
     codec = load_codec(job)
     x = np.array([[100, 0.5, 1.0, 120], [30, 1.9, 0.1, 40], [250, -0.3, -1.5, 300]], float)
-    y = codec.decode(codec.encode(x, 12), 12)
+    z = codec.latents(x)
+    r = np.stack([z.min(axis=0), z.max(axis=0)], axis=1)
+    y = codec.jets(dequantise(quantise(z, r[:, 0], r[:, 1], [12] * 3), r[:, 0], r[:, 1],
+                              [12] * 3), 3)  # fmt: skip
     np.testing.assert_allclose(pt, 1000 * y[:, 0], rtol=1e-6)
