@@ -346,6 +346,14 @@ def _read_repeat(space: Space, data: Mapping[str, Any]) -> None:
             source=where,
             key="repeat",
         )
+    if isinstance(rep, int) and rep > HARD_MAX_POINTS:
+        # checked before the seed list is built: 10**8 seeds would not fit in memory
+        raise GridsearchError(
+            message=f"{rep:,} seeds are more than a campaign may have points "
+            f"({HARD_MAX_POINTS:,}); ask for fewer",
+            source=where,
+            key="repeat",
+        )
     if isinstance(rep, int):
         if type(base_seed) is not int:
             base_seed = 0

@@ -6,6 +6,7 @@
   numbers), ``yes``/``no``/``on``/``off`` stay strings (1.1 reads booleans), ``0755`` is
   the integer 755 and ``2026-01-01`` a string.
 * A key given twice in one mapping is refused with both lines (pyyaml keeps the last one).
+* Nesting deeper than :data:`MAX_DEPTH` is refused (one line, not a RecursionError).
 * Errors carry ``file:line``; :func:`parse` also returns the line of every key and list
   item, so later checks (the space file's axes, a config's settings) can point at them.
 
@@ -117,6 +118,31 @@ def _record_lines(
             _record_lines(item, (*path, i), out, source, error, walked)
 
 
+#: Deepest nesting of mappings and lists accepted: far more than any config, space file or
+#: profile needs, and shallow enough that no later walk of the data runs out of stack.
+MAX_DEPTH = 64
+
+
+def _depth_problem(node: yaml.Node) -> int | None:
+    """The line where ``node`` nests deeper than :data:`MAX_DEPTH`, else None (no recursion)."""
+    stack: list[tuple[yaml.Node, int]] = [(node, 1)]
+    seen: set[int] = set()
+    while stack:
+        current, depth = stack.pop()
+        if not isinstance(current, yaml.CollectionNode) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if depth > MAX_DEPTH:
+            return current.start_mark.line + 1
+        children = (
+            [v for pair in current.value for v in pair]
+            if isinstance(current, yaml.MappingNode)
+            else list(current.value)
+        )
+        stack.extend((child, depth + 1) for child in children)
+    return None
+
+
 def parse(text: str, source: str, error: type[UserError] = UserError) -> tuple[Any, Lines]:
     """Parse YAML text; return the data and the line of every key and list item.
 
@@ -138,6 +164,13 @@ def parse(text: str, source: str, error: type[UserError] = UserError) -> tuple[A
     loader = Loader(text)
     try:
         node = loader.get_single_node()
+        deep = _depth_problem(node) if node is not None else None
+        if deep is not None:
+            raise error(
+                message=f"nests mappings and lists more than {MAX_DEPTH} deep; "
+                "flatten the document",
+                source=f"{source}:{deep}",
+            )
         lines: Lines = {}
         if node is not None:
             _record_lines(node, (), lines, source, error, set())
@@ -150,6 +183,12 @@ def parse(text: str, source: str, error: type[UserError] = UserError) -> tuple[A
         if context and cmark is not None:
             problem += f" ({context} at line {cmark.line + 1})"
         raise error(message=f"is not valid YAML: {problem}; fix the syntax", source=where) from None
+    except RecursionError:  # the composer recurses once per level of nesting
+        raise error(
+            message=f"nests mappings and lists too deeply (more than {MAX_DEPTH} levels); "
+            "flatten the document",
+            source=source,
+        ) from None
     finally:
         loader.dispose()
     return data, lines

@@ -1,0 +1,90 @@
+"""Careless and hostile input to the command lines: each case runs the real command in a
+subprocess and expects exactly one ``error:`` line naming the file or option, a non-zero
+exit, no traceback, and every input file byte-identical afterwards."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest_gs import cli, write
+
+GS = [sys.executable, "-m", "gridsearch"]
+TRAIN = [sys.executable, "-m", "hepae_core.cli"]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def refused(cmd: list, root: Path, *needles: str, code: int = 2, timeout: int = 120) -> str:
+    """Run ``cmd``; assert one error line holding ``needles``, exit ``code``, no traceback,
+    and nothing under ``root`` changed. Returns the line."""
+    before = _tree(root)
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
+                          timeout=timeout, check=False, cwd=root)  # fmt: skip
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == code, text
+    assert "Traceback" not in text, text
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert _tree(root) == before, "an input file changed"
+    return lines[0]
+
+
+def _nested(depth: int, flow: bool) -> str:
+    if flow:
+        return "[" * depth + "]" * depth
+    return (
+        "\n"
+        + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(depth))
+        + "  " * (depth + 1)
+        + "v: 1"
+    )
+
+
+# ---------------------------------------------------------------- deep YAML
+
+
+@pytest.mark.parametrize("depth,flow", [(5000, True), (400, False), (100, True)])
+def test_deeply_nested_space_file(tmp_path, depth, flow):
+    write(tmp_path / "s.yaml", "name: x\ngrid:\n  seed: [1]\nbase:\n  a: ")
+    with open(tmp_path / "s.yaml", "a") as fh:
+        fh.write(_nested(depth, flow) + "\n")
+    refused([*GS, "plan", "s.yaml", "--dry-run"], tmp_path, "s.yaml", "nests")
+
+
+def test_deeply_nested_config(tmp_path):
+    (tmp_path / "cfg.yaml").write_text("data: " + _nested(5000, True) + "\n")
+    refused([*TRAIN, "cfg.yaml", "--out", "job"], tmp_path, "cfg.yaml", "nests")
+    assert not (tmp_path / "job").exists()
+
+
+def test_deeply_nested_site_profile(tmp_path, capsys):
+    write(tmp_path / "s.yaml", "name: s\ngrid:\n  seed: [1, 2]\n")
+    assert cli(capsys, "plan", tmp_path / "s.yaml", "-o", tmp_path / "c")[0] == 0
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "sites" / "deep.yaml").write_text("kind: slurm\nenv: " + _nested(3000, True))
+    refused(
+        [*GS, "submit", "c", "--site", "deep", "--sites-dir", "sites", "--dry-run"],
+        tmp_path, "deep.yaml", "nests",
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- sizes
+
+
+def test_huge_repeat_is_refused_before_building_seeds(tmp_path):
+    write(tmp_path / "s.yaml", "name: x\nrepeat: 100000000\ngrid:\n  train.lr: [1.0e-3]\n")
+    # a memory limit: building 10**8 seeds would blow it, a cap checked first does not
+    line = refused(
+        ["prlimit", "--as=2000000000", *GS, "plan", "s.yaml", "--dry-run"], tmp_path,
+        "'repeat'", "1,000,000",
+    )  # fmt: skip
+    assert "s.yaml" in line
