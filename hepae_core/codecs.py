@@ -45,6 +45,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from hepae_core import quantise
 from hepae_core.quantise import (
     LatentQuantiser,
     ScalarQuantiser,
@@ -63,24 +64,19 @@ FORMAT_VERSION = 1
 
 
 def pack_bits(codes: np.ndarray, bits: int) -> np.ndarray:
-    """Unsigned ``codes`` (n,) at ``bits`` bits each, most significant first.
+    """One column of unsigned ``codes`` at ``bits`` bits each, most significant first.
 
-    Returns ceil(n * bits / 8) bytes (uint8).
+    Returns ceil(n * bits / 8) bytes (uint8); :func:`hepae_core.quantise.pack_bits` (the
+    compressed file's packer) on one column.
     """
     if not 1 <= bits <= 32:
         raise ValueError(f"bits must be 1 to 32, not {bits}")
-    c = np.asarray(codes).astype(np.uint32, copy=False).ravel()
-    shifts = np.arange(bits - 1, -1, -1, dtype=np.uint32)
-    matrix = ((c[:, None] >> shifts) & 1).astype(np.uint8)
-    return np.packbits(matrix.ravel())
+    return quantise.pack_bits(np.asarray(codes).ravel(), bits)
 
 
 def unpack_bits(buf: np.ndarray, bits: int, n: int) -> np.ndarray:
-    """Inverse of :func:`pack_bits`: ``n`` codes as uint32."""
-    flat = np.unpackbits(np.asarray(buf, dtype=np.uint8), count=n * bits)
-    matrix = flat.reshape(n, bits).astype(np.uint32)
-    shifts = np.arange(bits - 1, -1, -1, dtype=np.uint32)
-    return (matrix << shifts).sum(axis=1, dtype=np.uint32)
+    """Inverse of :func:`pack_bits`: ``n`` codes (n,)."""
+    return quantise.unpack_bits(buf, bits, n)[:, 0]
 
 
 def packed_bytes(n: int, bits: int) -> int:
