@@ -10,6 +10,9 @@ validation loss at its epoch.
 from __future__ import annotations
 
 import math
+import re
+import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,3 +227,219 @@ def write_text(path: Path, text: str) -> None:
     from hepae_core.jobdir import atomic_write_text
 
     atomic_write_text(path, text)
+
+
+# --- the bottom line: one sentence per question, before any table -------------------------
+
+_AEQ = re.compile(r"^aeq(\d+)\.bits_per_jet$")
+_SQ = re.compile(r"^sq(\d+)\.bits_per_jet$")
+
+
+def _num(v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return f if math.isfinite(f) else math.nan
+
+
+def _variables(row: Mapping[str, Any]) -> list[str]:
+    """The variables of a run (``variables`` in its metrics, else those with an ae width)."""
+    found = [k[3:-6] for k in row if k.startswith("ae.") and k.endswith(".width")]
+    listed = row.get("variables")
+    order = str(listed).split(",") if isinstance(listed, str) and listed else []
+    return [v for v in order if v in found] + [v for v in found if v not in order]
+
+
+def _width_words(row: Mapping[str, Any], variables: list[str], source: str = "ae") -> str:
+    """``pt 0.91 % (relative), eta 0.0031, phi 0.0029 rad``: widths a physicist can read."""
+    parts = []
+    for v in variables[:6]:
+        w = _num(row.get(f"{source}.{v}.width"))
+        if not math.isfinite(w):
+            continue
+        kind = row.get(f"residual.{v}")
+        if kind == "relative":
+            parts.append(f"{v} {100 * w:.2g} %")
+        elif kind == "angle":
+            parts.append(f"{v} {w:.2g} rad")
+        else:
+            parts.append(f"{v} {w:.2g}")
+    more = f" (and {len(variables) - 6} more)" if len(variables) > 6 else ""
+    return ", ".join(parts) + more
+
+
+def _sq_width_at(row: Mapping[str, Any], var: str, bits: float) -> float:
+    """The scalar quantiser's width of ``var`` at ``bits`` per jet (log-linear; NaN outside)."""
+    pts = []
+    for key in row:
+        m = _SQ.match(str(key))
+        if m:
+            b, w = _num(row[key]), _num(row.get(f"sq{m.group(1)}.{var}.width"))
+            if math.isfinite(b) and w > 0:
+                pts.append((b, w))
+    if not pts:
+        return math.nan
+    pts.sort()
+    xs = np.array([p[0] for p in pts])
+    ys = np.log([p[1] for p in pts])
+    if bits < xs[0] - 1e-9 or bits > xs[-1] + 1e-9:
+        return math.nan
+    return float(np.exp(np.interp(bits, xs, ys)))
+
+
+def _span(values: list[float], fmt_one: str = "{:.1f}") -> str:
+    lo, hi = min(values), max(values)
+    a, b = fmt_one.format(hi), fmt_one.format(lo)
+    return a if a == b else f"{a} to {b}"
+
+
+def _ks(ks: list[int]) -> str:
+    return str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]}"
+
+
+def codec_sentence(row: Mapping[str, Any], variables: list[str]) -> str:
+    """Where the quantised-latent autoencoder beats the scalar quantiser, in one sentence."""
+    ks = sorted(int(m.group(1)) for k in row if (m := _AEQ.match(str(k))))
+    n_in = len(variables)
+    steps = []  # (k, ratio, class, losing variables)
+    for k in ks:
+        bits = _num(row.get(f"aeq{k}.bits_per_jet"))
+        if not bits > 0:
+            continue
+        ratio = _num(row.get(f"aeq{k}.ratio"))
+        if not math.isfinite(ratio):
+            ratio = 32 * n_in / bits
+        lose, n_cmp = [], 0
+        for v in variables:
+            ae, sq = _num(row.get(f"aeq{k}.{v}.width")), _sq_width_at(row, v, bits)
+            if math.isfinite(ae) and math.isfinite(sq):
+                n_cmp += 1
+                if ae >= sq:
+                    lose.append(v)
+        if n_cmp:
+            cls = "wins" if not lose else ("loses" if len(lose) == n_cmp else "mixed")
+            steps.append((k, ratio, cls, lose))
+    if not steps:
+        return (
+            "Autoencoder vs scalar quantiser: no comparison at equal size (the metrics have "
+            "no quantised-latent and quantiser curves at common rates; evaluate.baselines)."
+        )
+    runs: list[list[tuple[int, float, str, list[str]]]] = []
+    for s in steps:
+        if runs and runs[-1][-1][2] == s[2]:
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    words = {
+        "wins": "beats it on every variable",
+        "loses": "loses on every variable",
+        "mixed": "is mixed",
+    }
+    parts = []
+    for r in runs:
+        k_list = [s[0] for s in r]
+        text = f"{words[r[0][2]]} at ratio {_span([s[1] for s in r])} (k = {_ks(k_list)})"
+        if r[0][2] == "mixed":
+            lose = sorted({v for s in r for v in s[3]}, key=variables.index)
+            text += f", wider on {', '.join(lose[:4])}{' ...' if len(lose) > 4 else ''}"
+        parts.append(text)
+    body = "; ".join(parts)
+    tail = ""
+    if steps[-1][2] != "wins" and any(s[2] == "wins" for s in steps):
+        tail = (
+            ": with more bits the quantiser keeps halving its error while the autoencoder "
+            "stops at its own reconstruction error"
+        )
+    elif all(s[2] == "loses" for s in steps):
+        tail = ": at these sizes plain quantisation of the inputs is the better codec"
+    return (
+        "Autoencoder vs scalar quantiser at equal size (best run, latent quantised to k bits "
+        f"per value; ratio = float32 inputs / compressed): it {body}{tail}."
+    )
+
+
+def other_sample_sentence(evaluate_csv: Path | None, row: Mapping[str, Any]) -> str:
+    """How the best run does on the --evaluate-on sample, against its own test jets."""
+    if evaluate_csv is None:
+        return (
+            "Other sample: not measured (gridsearch summarize DIR --evaluate-on SAMPLE.root "
+            "evaluates the best runs on it)."
+        )
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(evaluate_csv)
+    except (OSError, ValueError) as exc:
+        return f"Other sample: {evaluate_csv} could not be read ({exc})."
+    mine = table[table["job_id"].astype(str) == str(row.get("job_id"))]
+    if not len(mine):
+        return f"Other sample: the best run was not evaluated on it (see {evaluate_csv})."
+    on = mine.iloc[0].to_dict()
+    variables = _variables(row)
+    ratios = []
+    for v in variables:
+        a, b = _num(on.get(f"on.ae.{v}.width")), _num(row.get(f"ae.{v}.width"))
+        if not (math.isfinite(a) and b > 0):
+            a, b = (
+                _num(on.get(f"on.ae_f16latent.{v}.width")),
+                _num(row.get(f"ae_f16latent.{v}.width")),
+            )
+        if math.isfinite(a) and b > 0:
+            ratios.append((v, a / b))
+    sample = str(on.get("on.sample") or Path(str(evaluate_csv)).stem.removeprefix("evaluate_on_"))
+    counts = []
+    for key, what in (
+        ("on.n_outside_training", "outside the training ranges"),
+        ("on.norm_domain_errors", "outside the normalisation's domain"),
+        ("on.n_saturated", "on a saturated latent code"),
+    ):
+        n = _num(on.get(key))
+        if math.isfinite(n):
+            counts.append(f"{int(n)} {what}")
+    jets = _num(on.get("on.sample_jets"))
+    head = f"On {sample} ({int(jets)} jets)" if math.isfinite(jets) else f"On {sample}"
+    if not ratios:
+        return f"{head}: no residual widths to compare{'; ' if counts else ''}{'; '.join(counts)}."
+    worst = max(ratios, key=lambda t: t[1])
+    verdict = (
+        "about as wide as on its own test jets"
+        if worst[1] < 1.2
+        else f"up to {worst[1]:.1f}x wider than on its own test jets ({worst[0]})"
+    )
+    each = ", ".join(f"{v} {r:.2f}x" for v, r in ratios[:6])
+    jets_words = f"; jets {', '.join(counts)}" if counts else ""
+    return f"{head}: the best run's residuals are {verdict} [{each}]{jets_words}."
+
+
+def bottom_line(used: Any, metric: str, evaluate_csv: Path | None = None) -> list[str]:
+    """The report's first lines: which model is best, where it beats the scalar quantiser
+    and where it loses, and how it does on another sample; one sentence each.
+
+    Never raises: a summary must be written whatever the metrics hold; a question the
+    metrics cannot answer says so in its sentence.
+    """
+    if not len(used) or metric not in used:
+        return []
+    try:
+        best = used.sort_values(metric, kind="stable").iloc[0].to_dict()
+        variables = _variables(best)
+        params = "  ".join(f"{short(p)}={fmt(best.get(p))}" for p in varied(used))
+        widths = _width_words(best, variables)
+        ratio = _num(best.get("compression_ratio"))
+        first = (
+            f"Best model: {best.get('name')} ({params or 'the only setting'}), "
+            f"{metric} {fmt(best.get(metric))}, the lowest of {len(used)} runs"
+        )
+        if math.isfinite(ratio):
+            first += f"; ratio {ratio:.3g} with a float32 latent"
+        if widths:
+            first += f"; residual widths (half the 16-84 % interval) {widths}"
+        sentences = [f"{first}.", codec_sentence(best, variables)]
+        sentences.append(other_sample_sentence(evaluate_csv, best))
+        lines = ["Bottom line"]
+        for s in sentences:
+            lines += textwrap.wrap(s, 96, initial_indent="  ", subsequent_indent="    ")
+        return lines
+    except Exception as exc:  # the summary must not fail on a sentence
+        return ["Bottom line", f"  (could not be worded: {type(exc).__name__}: {exc})"]

@@ -24,6 +24,7 @@ from results.names import PLOT_NAMES
 from results.ratedist import report_lines
 from results.report import (
     Group,
+    bottom_line,
     group_text,
     latex_tables,
     rank,
@@ -71,6 +72,7 @@ class SummaryReport:
     plot_seconds: dict[str, float] = field(default_factory=dict)
     rate_distortion: list[str] = field(default_factory=list)  # the verdict, in words
     collective: list[str] = field(default_factory=list)  # collective vs single-jet, in words
+    bottom_line: list[str] = field(default_factory=list)  # one sentence per question, first
     table_seconds: float = 0.0
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -83,6 +85,7 @@ class SummaryReport:
         """The report as text (what report.txt holds); ``limit`` caps the skipped-job list."""
         t = self.table
         out = [f"Summary of campaign {self.campaign}", ""]
+        out += [*self.bottom_line, ""] if self.bottom_line else []
         states = ", ".join(f"{n} {s}" for s, n in sorted(self.states.items()))
         out.append(f"{t.n_jobs} jobs ({states or 'none'}); {self.n_used} used")
         out.append(
@@ -267,6 +270,7 @@ def summarize(
             report.notes += problems
             if path:
                 report.files["evaluate_on"] = path
+        report.bottom_line = bottom_line(used, metric_col, report.files.get("evaluate_on"))
         write_text(out_dir / LATEX_NAME, latex_tables(report.groups, metric_col, group_col))
         report.files["latex"] = out_dir / LATEX_NAME
     else:
