@@ -289,8 +289,7 @@ def _sq_width_at(row: Mapping[str, Any], var: str, bits: float) -> float:
 
 
 def _span(values: list[float], fmt_one: str = "{:.1f}") -> str:
-    lo, hi = min(values), max(values)
-    a, b = fmt_one.format(hi), fmt_one.format(lo)
+    a, b = fmt_one.format(min(values)), fmt_one.format(max(values))
     return a if a == b else f"{a} to {b}"
 
 
@@ -331,31 +330,30 @@ def codec_sentence(row: Mapping[str, Any], variables: list[str]) -> str:
             runs[-1].append(s)
         else:
             runs.append([s])
-    words = {
-        "wins": "beats it on every variable",
-        "loses": "loses on every variable",
-        "mixed": "is mixed",
-    }
+    words = {"wins": "wins", "loses": "loses", "mixed": "is mixed"}
     parts = []
     for r in runs:
         k_list = [s[0] for s in r]
-        text = f"{words[r[0][2]]} at ratio {_span([s[1] for s in r])} (k = {_ks(k_list)})"
         if r[0][2] == "mixed":
             lose = sorted({v for s in r for v in s[3]}, key=variables.index)
-            text += f", wider on {', '.join(lose[:4])}{' ...' if len(lose) > 4 else ''}"
-        parts.append(text)
-    body = "; ".join(parts)
+            why = f"wider on {', '.join(lose[:4])}{' ...' if len(lose) > 4 else ''}"
+        else:
+            why = f"{'narrower' if r[0][2] == 'wins' else 'wider'} on every variable"
+        span = _span([s[1] for s in r])
+        parts.append(f"{words[r[0][2]]} at ratio {span} (k = {_ks(k_list)}: {why})")
+    body = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
     tail = ""
     if steps[-1][2] != "wins" and any(s[2] == "wins" for s in steps):
         tail = (
-            ": with more bits the quantiser keeps halving its error while the autoencoder "
-            "stops at its own reconstruction error"
+            ", where the quantiser keeps halving its error with every added bit while the "
+            "autoencoder stops at its own reconstruction error"
         )
     elif all(s[2] == "loses" for s in steps):
         tail = ": at these sizes plain quantisation of the inputs is the better codec"
     return (
-        "Autoencoder vs scalar quantiser at equal size (best run, latent quantised to k bits "
-        f"per value; ratio = float32 inputs / compressed): it {body}{tail}."
+        f"Autoencoder vs scalar quantiser at equal size: the autoencoder {body}{tail} (best "
+        "run, its latent quantised to k bits per value; ratio = float32 input bytes / "
+        "compressed bytes)."
     )
 
 
@@ -432,7 +430,7 @@ def bottom_line(used: Any, metric: str, evaluate_csv: Path | None = None) -> lis
             f"{metric} {fmt(best.get(metric))}, the lowest of {len(used)} runs"
         )
         if math.isfinite(ratio):
-            first += f"; ratio {ratio:.3g} with a float32 latent"
+            first += f"; compression ratio {ratio:.3g} (float32 latent)"
         if widths:
             first += f"; residual widths (half the 16-84 % interval) {widths}"
         sentences = [f"{first}.", codec_sentence(best, variables)]

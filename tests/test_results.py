@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -331,3 +332,76 @@ def test_manifest_lists_and_odd_column_names(tmp_path: Path) -> None:
     assert row["param.model.encoder"] == "64-32"
     assert df["ratio pt/E%"].notna().sum() == 1
     assert (df["cut.1.expr"] == "pt/E > 0.1").sum() == 1
+
+
+# --- the bottom line ----------------------------------------------------------------------
+
+
+def _codec_row(latent: int = 3, floor: float = 6e-4) -> dict:
+    """An ideal quantiser on 4 variables (k bits a value, width 2^-k) and an autoencoder
+    whose quantised latent has a floor: it wins at few bits and loses at many."""
+    row = {"latent": latent, "variables": "pt,eta,phi,E", "job_id": "j1"}
+    for k in range(2, 17):
+        row[f"sq{k}.bits_per_jet"] = 4 * k
+        for v in ("pt", "eta", "phi", "E"):
+            row[f"sq{k}.{v}.width"] = 2.0**-k
+    for k in range(6, 17):
+        row[f"aeq{k}.bits_per_jet"] = latent * k
+        for v in ("pt", "eta", "phi", "E"):
+            row[f"aeq{k}.{v}.width"] = math.hypot(floor, 2.0 ** (-k + 2))
+            row[f"ae.{v}.width"] = floor
+    return row
+
+
+def test_codec_sentence_says_where_the_autoencoder_wins_and_loses() -> None:
+    from results.report import codec_sentence
+
+    row = _codec_row()
+    # by hand: at k bits a latent value the autoencoder spends 3k bits a jet, where the
+    # quantiser's width is 2^(-3k/4); the autoencoder's is hypot(6e-4, 2^(2-k))
+    wins = [k for k in range(6, 17) if math.hypot(6e-4, 2.0 ** (2 - k)) < 2.0 ** (-3 * k / 4)]
+    loses = [k for k in range(6, 17) if k not in wins]
+    # too few bits: the latent's own quantisation step dominates; too many: its floor
+    assert wins == [9, 10, 11, 12, 13, 14] and loses == [6, 7, 8, 15, 16]
+    text = codec_sentence(row, ["pt", "eta", "phi", "E"])
+    r = {k: f"{32 * 4 / (3 * k):.1f}" for k in range(6, 17)}
+    assert f"loses at ratio {r[8]} to {r[6]} (k = 6-8: wider on every variable), " in text
+    assert f"wins at ratio {r[14]} to {r[9]} (k = 9-14: narrower on every variable) and" in text
+    assert f"loses at ratio {r[16]} to {r[15]} (k = 15-16: wider" in text
+    assert "stops at its own reconstruction error" in text
+    # one variable worse: the k where only it loses are 'mixed' and name it
+    for k in range(6, 17):
+        row[f"aeq{k}.E.width"] = 2 * row[f"aeq{k}.pt.width"]
+    text = codec_sentence(row, ["pt", "eta", "phi", "E"])
+    assert "is mixed at ratio" in text and "wider on E)" in text
+
+
+def test_report_leads_with_the_bottom_line(tmp_path: Path) -> None:
+    root = make_campaign(tmp_path / "bl", 8, eval_fraction=0.0)
+    report = results.summarize(root, plots=False)
+    text = (root / "summary" / "report.txt").read_text()
+    lines = text.splitlines()
+    assert lines[2] == "Bottom line", text[:400]
+    best = min(report.groups, key=lambda g: g.picks[0].value).picks[0]
+    assert lines[3].startswith(f"  Best model: {best.name} (")
+    head = "\n".join(lines[:14])
+    assert "the lowest of 8 runs" in head
+    assert "pt " in head and " % " in head  # a relative width, in per cent
+    assert "Other sample: not measured" in head
+    # the bottom line comes before the tables
+    assert text.index("Bottom line") < text.index("Best, median and worst run")
+
+
+def test_other_sample_sentence_compares_widths(tmp_path: Path) -> None:
+    from results.report import other_sample_sentence
+
+    row = {"job_id": "j1", "variables": "pt,eta", "ae.pt.width": 0.01, "ae.eta.width": 0.002}
+    csv = tmp_path / "evaluate_on_hard.csv"
+    csv.write_text(
+        "group,job_id,name,on.sample_jets,on.norm_domain_errors,on.ae.pt.width,on.ae.eta.width\n"
+        "3,j1,z3,5000,7,0.025,0.0021\n"
+    )
+    text = other_sample_sentence(csv, row)
+    assert text.startswith("On hard (5000 jets): the best run's residuals are up to 2.5x wider")
+    assert "(pt)" in text and "eta 1.05x" in text and "7 outside the normalisation's domain" in text
+    assert other_sample_sentence(None, row).startswith("Other sample: not measured")
