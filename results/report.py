@@ -388,9 +388,9 @@ def other_sample_sentence(evaluate_csv: Path | None, row: Mapping[str, Any]) -> 
     sample = str(on.get("on.sample") or Path(str(evaluate_csv)).stem.removeprefix("evaluate_on_"))
     counts = []
     for key, what in (
-        ("on.n_outside_training", "outside the training ranges"),
+        ("on.outside_training", "outside the training ranges"),
         ("on.norm_domain_errors", "outside the normalisation's domain"),
-        ("on.n_saturated", "on a saturated latent code"),
+        ("on.latent_saturated", "on a saturated latent code"),
     ):
         n = _num(on.get(key))
         if math.isfinite(n):

@@ -398,10 +398,12 @@ def test_other_sample_sentence_compares_widths(tmp_path: Path) -> None:
     row = {"job_id": "j1", "variables": "pt,eta", "ae.pt.width": 0.01, "ae.eta.width": 0.002}
     csv = tmp_path / "evaluate_on_hard.csv"
     csv.write_text(
-        "group,job_id,name,on.sample_jets,on.norm_domain_errors,on.ae.pt.width,on.ae.eta.width\n"
-        "3,j1,z3,5000,7,0.025,0.0021\n"
+        "group,job_id,name,on.sample_jets,on.norm_domain_errors,on.outside_training,"
+        "on.ae.pt.width,on.ae.eta.width\n"
+        "3,j1,z3,5000,7,31,0.025,0.0021\n"
     )
     text = other_sample_sentence(csv, row)
     assert text.startswith("On hard (5000 jets): the best run's residuals are up to 2.5x wider")
     assert "(pt)" in text and "eta 1.05x" in text and "7 outside the normalisation's domain" in text
+    assert "jets 31 outside the training ranges" in text
     assert other_sample_sentence(None, row).startswith("Other sample: not measured")
