@@ -240,7 +240,8 @@ def test_jagged_events_come_back_as_events(job: Path, tmp_path: Path) -> None:
     with h5py.File(tmp_path / "evreco.h5") as f:
         assert f["events/njet"][()].tolist() == counts.tolist()
         np.testing.assert_array_equal(f["events/jet_pt"][()], ak.to_numpy(ak.flatten(pt)))
-    # the same jets as a flat file gives the same decoded values
+    # the same jets as a flat file give the same decoded values, up to the quantisation
+    # (the latent ranges are those of each chunk: 700 events here, all 3000 jets there)
     flat = tmp_path / "flat.root"
     with uproot.recreate(flat) as f:
         f.mktree("jets", dict.fromkeys(VARS, np.float32))
@@ -250,8 +251,8 @@ def test_jagged_events_come_back_as_events(job: Path, tmp_path: Path) -> None:
     assert main(["decompress", str(tmp_path / "f.h5"), "-o", str(tmp_path / "f.root"),
                  "--quiet"]) == 0  # fmt: skip
     with uproot.open(tmp_path / "f.root") as f:
-        np.testing.assert_array_equal(
-            f["jets"]["pt"].array(library="np"), ak.to_numpy(ak.flatten(pt))
+        np.testing.assert_allclose(
+            f["jets"]["pt"].array(library="np"), ak.to_numpy(ak.flatten(pt)), rtol=2e-3
         )
 
 
