@@ -1,10 +1,15 @@
 """The rate-distortion plane of a campaign: curves from the metrics, and the verdict in words.
 
-A job's metrics hold, per method ``<s>`` (``sq<k>`` scalar quantisation, ``pca<k>`` PCA
-transform coding, ``aeq<k>`` the quantised latent) and per bit depth ``k``, the payload
-``<s>.bits_per_jet`` and the residual width of every variable (docs/metrics.md). This
-module turns them into curves (bits per jet -> width) and compares the autoencoder with
-the scalar quantiser at equal bits. Numpy only.
+A job's metrics hold, per codec ``<s>`` (``sq<k>`` scalar quantisation, ``pca<k>`` PCA
+transform coding, ``sz3_<k>`` and ``zfp<k>`` the error-bounded compressors at the k-bit
+quantiser's bound, ``aeq<k>`` the quantised latent) and per bit depth ``k``, the payload
+``<s>.bits_per_jet``, the bytes each writer stores (``<s>.payload_bytes``,
+``<s>.side_bytes``, ``<s>.model_bytes``, over ``rate.jets`` test jets) and the residual
+width of every variable (docs/metrics.md). This module turns them into curves: bits per
+jet -> width (:func:`curve`, payload only) and compression ratio -> width
+(:func:`rate_curve`: from the bytes, side information and the model counted, at a stated
+file size), compares the autoencoder with its peers on both, and draws the plane
+(:func:`draw_plane`). Numpy (and matplotlib in :func:`draw_plane`) only.
 """
 
 from __future__ import annotations
@@ -17,12 +22,18 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("sq", "pca", "aeq")
+METHODS = ("sq", "pca", "sz3_", "zfp", "aeq")
 METHOD_LABELS = {
     "sq": "scalar quantiser",
     "pca": "PCA transform coding",
+    "sz3_": "SZ3 (quantiser's bound)",
+    "zfp": "ZFP (quantiser's bound)",
     "aeq": "autoencoder, quantised latent",
 }
+# The peers the autoencoder's verdict names, in this order.
+PEERS = ("sq", "sz3_")
+FILE_JETS = 1_000_000  # as hepae_core.codecs.FILE_JETS (not imported: no torch, no h5py)
+UNITS = {"relative": "relative", "angle": "rad", "absolute": "absolute"}
 
 
 def bit_depths(columns: Any, method: str) -> list[int]:
@@ -132,8 +143,23 @@ def _sci(v: float) -> str:
     return f"{v:.2g}" if math.isfinite(v) else "n/a"
 
 
-def verdict_lines(row: Mapping[str, Any], variables: list[str], worst: int = 4) -> list[str]:
-    """The comparison in words (for one group's best run); ``worst`` caps long lists."""
+def verdict_lines(
+    row: Mapping[str, Any], variables: list[str], worst: int = 4, file_jets: int | None = None
+) -> list[str]:
+    """The comparison in words (for one group's best run); ``worst`` caps long lists.
+
+    First the float16-latent point against the quantiser at equal payload bits, then, from
+    the bytes each codec's writer stores (model and side information counted, at a file of
+    ``file_jets`` jets, default the job's ``rate.file_jets``), one sentence per variable:
+    where the quantised latent beats the scalar quantiser and SZ3, where it loses, by how
+    much and at which ratios (:func:`byte_verdict_lines`).
+    """
+    return _bits_verdict_lines(row, variables, worst) + byte_verdict_lines(
+        row, variables, worst, file_jets
+    )
+
+
+def _bits_verdict_lines(row: Mapping[str, Any], variables: list[str], worst: int) -> list[str]:
     comps = compare(row, variables)
     if not comps or not math.isfinite(comps[0].bits):
         return ["    rate-distortion: no bits-per-jet figures in the metrics"]
@@ -206,6 +232,268 @@ def verdict_lines(row: Mapping[str, Any], variables: list[str], worst: int = 4) 
             f"{at}: {words}{wins}{pca}"
         )
     return lines
+
+
+def file_ratio(row: Mapping[str, Any], src: str, file_jets: int | None = None) -> float:
+    """Compression ratio of codec ``src`` at a file of ``file_jets`` jets, from its bytes.
+
+    float32 input bytes / (payload x file_jets / rate.jets + side + model bytes): the
+    payload grows with the file, the side information and the model are paid once. Falls
+    back to ``<src>.ratio_file`` (the file size the job used) and then to the payload-only
+    ratio 32 d / bits_per_jet for metrics written before the bytes were kept.
+    """
+    n = row.get("rate.jets")
+    payload = row.get(f"{src}.payload_bytes")
+    d = row.get("n_inputs") or _n_variables(row)
+    fj = file_jets or row.get("rate.file_jets") or FILE_JETS
+    if _finite(n) and float(n) > 0 and _finite(payload) and d:
+        side = float(row.get(f"{src}.side_bytes") or 0)
+        model = float(row.get(f"{src}.model_bytes") or 0)
+        stored = float(payload) * float(fj) / float(n) + side + model
+        return 4.0 * float(d) * float(fj) / stored if stored > 0 else math.nan
+    if file_jets is None and _finite(row.get(f"{src}.ratio_file")):
+        return float(row[f"{src}.ratio_file"])
+    b = row.get(f"{src}.bits_per_jet")
+    return 32.0 * float(d) / float(b) if d and _finite(b) and float(b) > 0 else math.nan
+
+
+def _n_variables(row: Mapping[str, Any]) -> int:
+    listed = row.get("variables")
+    if isinstance(listed, str) and listed:
+        return len(listed.split(","))
+    return len({k.split(".")[1] for k in row if k.startswith("ae.") and k.endswith(".width")})
+
+
+def rate_curve(
+    row: Mapping[str, Any], method: str, var: str, file_jets: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(compression ratio from bytes at ``file_jets`` jets, width of ``var``), by rising ratio."""
+    xs, ys = [], []
+    for k in bit_depths(row.keys(), method):
+        r, w = file_ratio(row, f"{method}{k}", file_jets), row.get(f"{method}{k}.{var}.width")
+        if _finite(r) and _finite(w) and float(w) > 0:
+            xs.append(float(r))
+            ys.append(float(w))
+    order = np.argsort(xs)
+    return np.asarray(xs)[order], np.asarray(ys)[order]
+
+
+def _log_interp(x: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    # log(width) against log(ratio); the curves are monotone in ratio for every codec
+    return np.exp(np.interp(np.log(x), np.log(xs), np.log(ys)))
+
+
+@dataclass
+class Stretch:
+    """A range of ratios over which one curve stays narrower (or wider) than another."""
+
+    lo: float
+    hi: float
+    wins: bool
+    factor: float  # the largest width ratio in the stretch (>= 1: how much narrower/wider)
+
+
+def stretches(
+    a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], points: int = 400
+) -> list[Stretch]:
+    """Where curve ``a`` is narrower than ``b`` at equal ratio, over the ratios both reach."""
+    (ra, wa), (rb, wb) = a, b
+    if len(ra) < 2 or len(rb) < 2:
+        return []
+    lo, hi = max(ra[0], rb[0]), min(ra[-1], rb[-1])
+    if not lo < hi:
+        return []
+    grid = np.exp(np.linspace(math.log(lo), math.log(hi), points))
+    q = _log_interp(grid, ra, wa) / _log_interp(grid, rb, wb)
+    wins = q < 1
+    out: list[Stretch] = []
+    start = 0
+    for i in range(1, points + 1):
+        if i == points or wins[i] != wins[start]:
+            seg = q[start:i]
+            factor = float(np.max(1 / seg) if wins[start] else np.max(seg))
+            # a boundary lies between two grid points: quote the crossing's ratio
+            s_lo = grid[start] if start == 0 else float(np.sqrt(grid[start - 1] * grid[start]))
+            s_hi = grid[i - 1] if i == points else float(np.sqrt(grid[i - 1] * grid[i]))
+            out.append(Stretch(float(s_lo), float(s_hi), bool(wins[start]), factor))
+            start = i
+    return out
+
+
+def crossovers(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> list[float]:
+    """The ratios at which curve ``a`` crosses curve ``b``."""
+    return [s.lo for s in stretches(a, b)[1:]]
+
+
+def _stretch_words(parts: list[Stretch]) -> str:
+    said = []
+    for s in parts:
+        verb = "beats" if s.wins else "loses to"
+        how = "narrower" if s.wins else "wider"
+        said.append(f"{verb} it at ratio {s.lo:.2f}-{s.hi:.2f} (up to {s.factor:.1f}x {how})")
+    return ", ".join(said)
+
+
+def _fmt_jets(n: float) -> str:
+    return f"{n:,.0f}" if math.isfinite(n) else "never"
+
+
+def byte_verdict_lines(
+    row: Mapping[str, Any], variables: list[str], worst: int = 4, file_jets: int | None = None
+) -> list[str]:
+    """The autoencoder against the quantiser and SZ3 at equal ratio, from the bytes.
+
+    One sentence per variable (the ``worst`` where the autoencoder does worst) and one on
+    what the model costs. Empty when the metrics hold no byte counts.
+    """
+    if not bit_depths(row.keys(), "aeq") or not any(k.endswith(".payload_bytes") for k in row):
+        return []
+    fj = int(file_jets or row.get("rate.file_jets") or FILE_JETS)
+    ks = bit_depths(row.keys(), "aeq")
+    mb = row.get(f"aeq{ks[0]}.model_bytes")
+    lines = [f"    from the bytes written, at a file of {fj:,} jets (model.pt "
+             f"{_fmt_jets(float(mb or 0))} bytes counted, side information counted):"]  # fmt: skip
+    scored = []
+    for v in variables:
+        ae = rate_curve(row, "aeq", v, fj)
+        found = []
+        loss = 1.0
+        for peer in PEERS:
+            ref = rate_curve(row, peer, v, fj)
+            parts = stretches(ae, ref)
+            label = METHOD_LABELS[peer].split(" (")[0]
+            if not parts:
+                if len(ae[0]) and len(ref[0]):
+                    found.append(f"never at a common ratio with the {label} (autoencoder "
+                                 f"{ae[0][0]:.2f}-{ae[0][-1]:.2f}, {label} "
+                                 f"{ref[0][0]:.2f}-{ref[0][-1]:.2f})")  # fmt: skip
+                continue
+            loss = max([loss] + [s.factor for s in parts if not s.wins])
+            if all(not s.wins for s in parts):
+                found.append(f"loses to the {label} at every common ratio "
+                             f"({parts[0].lo:.2f}-{parts[-1].hi:.2f}, up to "
+                             f"{max(s.factor for s in parts):.1f}x wider)")  # fmt: skip
+            elif all(s.wins for s in parts):
+                found.append(f"beats the {label} at every common ratio "
+                             f"({parts[0].lo:.2f}-{parts[-1].hi:.2f}, up to "
+                             f"{max(s.factor for s in parts):.1f}x narrower)")  # fmt: skip
+            else:
+                cross = ", ".join(f"{c.lo:.2f}" for c in parts[1:])
+                found.append(f"against the {label} {_stretch_words(parts)}; crossover at "
+                             f"ratio {cross}")  # fmt: skip
+        if found:
+            scored.append((loss, f"      {v}: the autoencoder " + "; ".join(found) + "."))
+    if not scored:
+        return []
+    shown = scored if len(scored) <= worst else sorted(scored, key=lambda t: -t[0])[:worst]
+    if len(shown) < len(scored):
+        lines.append(f"      (the {len(shown)} of {len(scored)} variables where it does worst)")
+    lines += [text for _, text in shown]
+    k = 12 if 12 in ks else ks[len(ks) // 2]
+    on_test = row.get(f"aeq{k}.ratio")
+    be = row.get(f"aeq{k}.break_even_jets")
+    if _finite(on_test):
+        n = row.get("rate.jets")
+        extra = (f"; it stores less than the {k}-bit scalar quantiser from "
+                 f"{_fmt_jets(float(be))} jets on" if be is not None and _finite(be)
+                 else f"; it never stores less than the {k}-bit scalar quantiser"
+                 if be is not None else "")  # fmt: skip
+        lines.append(f"      the {k}-bit latent: ratio {float(on_test):.2f} on the "
+                     f"{_fmt_jets(float(n or math.nan))} test jets, "
+                     f"{file_ratio(row, f'aeq{k}', fj):.2f} at {fj:,} jets{extra}.")  # fmt: skip
+    return lines
+
+
+def _jets_short(n: int) -> str:
+    if n >= 1_000_000 and n % 100_000 == 0:
+        return f"{n / 1e6:g}M"
+    if n >= 1000 and n % 100 == 0:
+        return f"{n / 1e3:g}k"
+    return str(n)
+
+
+def _unit(row: Mapping[str, Any], var: str) -> str:
+    kind = row.get(f"residual.{var}")
+    return UNITS.get(str(kind), str(kind)) if kind else ""
+
+
+def draw_plane(
+    ax: Any,
+    row: Mapping[str, Any],
+    var: str,
+    *,
+    file_jets: int | None = None,
+    color: str = "#0072B2",
+    label: str = "autoencoder",
+    peers: bool = True,
+    extra_rows: list[tuple[Mapping[str, Any], str, str]] | None = None,
+) -> None:
+    """One panel of the rate-distortion figure: ratio (from bytes) against the width of ``var``.
+
+    The scalar quantiser, SZ3, ZFP and PCA (``peers``) and the autoencoder's quantised
+    latent of ``row``, plus ``extra_rows`` ((row, colour, label) of more autoencoders),
+    every ratio from the bytes written at ``file_jets`` jets with the model counted. Marks
+    where each autoencoder crosses the scalar quantiser, puts the lossless point on the
+    ratio axis (its width is zero) and fits the limits to the data (no empty quarter).
+    """
+    import matplotlib.transforms as mtransforms
+
+    fj = int(file_jets or row.get("rate.file_jets") or FILE_JETS)
+    xs: list[float] = []
+    ys: list[float] = []
+
+    def plot(r: np.ndarray, w: np.ndarray, *args: Any, **kw: Any) -> None:
+        if len(r):
+            ax.plot(r, w, *args, **kw)
+            xs.extend(r.tolist())
+            ys.extend(w.tolist())
+
+    sq = rate_curve(row, "sq", var, fj)
+    if peers:
+        plot(*sq, "-", color="black", lw=2.0, label=METHOD_LABELS["sq"])
+        plot(*rate_curve(row, "sz3_", var, fj), "--", color="#555555", marker="x", ms=4,
+             lw=1.2, label="SZ3, same bound")  # fmt: skip
+        plot(*rate_curve(row, "zfp", var, fj), ":", color="#999999", marker="+", ms=5,
+             lw=1.2, label="ZFP, same bound")  # fmt: skip
+    models = [(row, color, label), *(extra_rows or [])]
+    for r_row, c, name in models:
+        ae = rate_curve(r_row, "aeq", var, fj)
+        plot(*ae, "-o", color=c, ms=3, label=f"{name}, quantised latent")
+        if peers:
+            pca = rate_curve(r_row, "pca", var, fj)
+            z = r_row.get("pca.z")
+            plot(*pca, "-.", color=c, lw=1.0, label=f"PCA, {z} comp." if z else "PCA")
+        ref = rate_curve(r_row, "sq", var, fj) if r_row is not row else sq
+        for x in crossovers(ae, ref):
+            w = float(_log_interp(np.array([x]), *ae)[0])
+            ax.plot([x], [w], marker="*", color=c, ms=11, mec="black", mew=0.6, ls="none",
+                    zorder=5)  # fmt: skip
+            ax.annotate(f"crossover\nratio {x:.2f}", (x, w), textcoords="offset points",
+                        xytext=(6, 6), fontsize=7, color=c)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    if xs:
+        lo, hi = min(xs), max(xs)
+        lossless = file_ratio(row, "lossless", fj)
+        if _finite(lossless):
+            lo, hi = min(lo, lossless), max(hi, lossless)
+        ax.set_xlim(lo / 1.08, hi * 1.08)
+        ax.set_ylim(min(ys) / 1.5, max(ys) * 1.5)
+        if _finite(lossless):
+            # width 0 has no place on a log axis: the point sits on the ratio axis itself
+            tr = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
+            ax.plot([lossless], [0.0], marker="v", color="#009E73", ms=9, ls="none",
+                    transform=tr, clip_on=False, zorder=6,
+                    label=f"lossless (width 0), ratio {lossless:.2f}")  # fmt: skip
+    import matplotlib.ticker as mticker
+
+    # plain numbers on the ratio axis (1.5, 2, 3, 4, 6, ...), not 2x10^0
+    ax.xaxis.set_major_locator(mticker.FixedLocator([1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64]))
+    ax.xaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+    unit = _unit(row, var)
+    ax.set_xlabel(f"compression ratio (bytes written, {_jets_short(fj)} jets, model counted)")
+    ax.set_ylabel(f"{var} residual width" + (f" [{unit}]" if unit else ""))
 
 
 def variables_of(df: Any) -> list[str]:
