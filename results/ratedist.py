@@ -364,9 +364,14 @@ def byte_verdict_lines(
             label = METHOD_LABELS[peer].split(" (")[0]
             if not parts:
                 if len(ae[0]) and len(ref[0]):
-                    found.append(f"never at a common ratio with the {label} (autoencoder "
-                                 f"{ae[0][0]:.2f}-{ae[0][-1]:.2f}, {label} "
-                                 f"{ref[0][0]:.2f}-{ref[0][-1]:.2f})")  # fmt: skip
+                    span = (f"ratio {ae[0][0]:.2f}-{ae[0][-1]:.2f}, the {label} "
+                            f"{ref[0][0]:.2f}-{ref[0][-1]:.2f}")  # fmt: skip
+                    if ae[0][-1] < ref[0][0]:
+                        loss = math.inf
+                        found.append(f"loses to the {label} at every ratio: it stores more "
+                                     f"at every bit depth ({span})")  # fmt: skip
+                    else:
+                        found.append(f"is never at the same ratio as the {label} ({span})")
                 continue
             loss = max([loss] + [s.factor for s in parts if not s.wins])
             if all(not s.wins for s in parts):

@@ -158,3 +158,117 @@ def test_pca_at_equal_bits_and_rates_below_the_quantiser() -> None:
     assert comps[0].beats is None and comps[0].sq_min_bits == 24
     text = "\n".join(verdict_lines(row, list(VARS)))
     assert "below the scalar quantiser's lowest rate (24)" in text
+
+
+def _byte_row(model_bytes: int = 100_000) -> dict:
+    """Ideal codecs on 4 variables with their bytes, over 10,000 test jets.
+
+    The quantiser: k bits a value, width 2^-k, 32 bytes of ranges. SZ3: 10 % fewer bytes
+    than the quantiser at the same width. The autoencoder: 3 latents at k bits, width
+    hypot(1e-3, 2^(2-k)), 24 bytes of ranges and ``model_bytes`` of model.
+    """
+    n = 10_000
+    row: dict = {"rate.jets": n, "rate.file_jets": 1_000_000, "n_inputs": 4,
+                 "variables": ",".join(VARS), "latent": 3,
+                 "ae_f16latent.bits_per_jet": 48}  # fmt: skip
+    for k in range(6, 17):
+        row.update({f"sq{k}.bits_per_jet": 4 * k, f"sq{k}.payload_bytes": n * 4 * k / 8,
+                    f"sq{k}.side_bytes": 32, f"sq{k}.model_bytes": 0,
+                    f"sz3_{k}.bits_per_jet": 0.9 * 4 * k,
+                    f"sz3_{k}.payload_bytes": 0.9 * n * 4 * k / 8, f"sz3_{k}.side_bytes": 0,
+                    f"aeq{k}.bits_per_jet": 3 * k, f"aeq{k}.payload_bytes": n * 3 * k / 8,
+                    f"aeq{k}.side_bytes": 24, f"aeq{k}.model_bytes": model_bytes})  # fmt: skip
+        for v in VARS:
+            row[f"sq{k}.{v}.width"] = 2.0**-k
+            row[f"sz3_{k}.{v}.width"] = 2.0**-k
+            row[f"aeq{k}.{v}.width"] = math.hypot(1e-3, 2.0 ** (2 - k))
+            row[f"ae_f16latent.{v}.width"] = 1e-3
+    row["lossless.payload_bytes"] = n * 16 / 1.2
+    row["lossless.side_bytes"] = 0
+    row["residual.pt"] = "relative"
+    row["residual.phi"] = "angle"
+    return row
+
+
+def test_ratio_from_bytes_counts_side_and_model_at_the_file_size() -> None:
+    from results.ratedist import file_ratio
+
+    row = _byte_row()
+    # sq12 on 1 M jets: 16 MB in, 6 MB of codes + 32 bytes of ranges out
+    assert file_ratio(row, "sq12") == pytest.approx(16e6 / (6e6 + 32))
+    # aeq12: 4.5 MB of codes + 24 bytes + the 100 kB model
+    assert file_ratio(row, "aeq12") == pytest.approx(16e6 / (4.5e6 + 24 + 100_000))
+    # on 10,000 jets the model weighs: 160 kB in, 45 kB + 100 kB out
+    assert file_ratio(row, "aeq12", 10_000) == pytest.approx(160_000 / (45_000 + 24 + 100_000))
+    # without byte counts: the payload-only ratio from bits per jet
+    assert file_ratio({"n_inputs": 4, "sq12.bits_per_jet": 48}, "sq12") == pytest.approx(32 / 12)
+
+
+def test_crossover_and_byte_verdict_by_hand() -> None:
+    """The latent beats the quantiser in a middle window of ratios and loses on both sides.
+
+    At equal payload the latent's k bits on 3 latents match the quantiser's k' = 3k/4 on
+    4 variables; 2^(2-k) < 2^(-3k/4) for k > 8, while the latent's floor (1e-3) loses
+    again once the quantiser is finer than that (k' above ~10). The model shifts the
+    latent's points slightly to lower ratios at 1 M jets.
+    """
+    from results.ratedist import crossovers, rate_curve, stretches
+
+    row = _byte_row()
+    ae, sq = rate_curve(row, "aeq", "pt"), rate_curve(row, "sq", "pt")
+    parts = stretches(ae, sq)
+    assert [p.wins for p in parts] == [False, True, False]  # by rising ratio
+    low, high = crossovers(ae, sq)
+    for x in (low, high):  # at each crossover both widths agree
+        w_ae = np.exp(np.interp(np.log(x), np.log(ae[0]), np.log(ae[1])))
+        w_sq = np.exp(np.interp(np.log(x), np.log(sq[0]), np.log(sq[1])))
+        assert w_ae == pytest.approx(w_sq, rel=0.02)
+    # the floor 1e-3 = 2^-10: the quantiser at ~10 bits (ratio ~3.2); k = 8 for the
+    # latent: 16 / (3 + 0.1) = 5.2 at 1 M jets, against the quantiser's 32 / 6 = 5.3
+    assert 3.0 < low < 3.6 and 4.5 < high < 5.3
+    text = "\n".join(verdict_lines(row, list(VARS)))
+    assert "at a file of 1,000,000 jets (model.pt 100,000 bytes counted" in text
+    assert f"crossover at ratio {low:.2f}, {high:.2f}" in text
+    assert "pt: the autoencoder against the scalar quantiser loses to it at ratio" in text
+    # SZ3 takes 10 % fewer bytes at the same widths: the latent's window against it shrinks
+    assert "against the SZ3" in text or "the SZ3 at every common ratio" in text
+    # break-even against the 12-bit quantiser: 100 kB of model / 1.5 bytes a jet saved
+    row["aeq12.break_even_jets"] = 66_676
+    row["aeq12.ratio"] = 16 * 10_000 / (45_000 + 24 + 100_000)
+    text = "\n".join(verdict_lines(row, list(VARS)))
+    assert "the 12-bit latent: ratio 1.10 on the 10,000 test jets" in text
+    assert "from 66,676 jets on" in text
+
+
+def test_a_huge_model_loses_everywhere_in_the_verdict() -> None:
+    row = _byte_row(model_bytes=50_000_000)  # 50 MB: never paid for at 1 M jets
+    text = "\n".join(verdict_lines(row, list(VARS)))
+    # 16 MB in, 50 MB of model out: ratio 0.3 at every k, below the quantiser's 2.0-5.3
+    assert (
+        "pt: the autoencoder loses to the scalar quantiser at every ratio: it stores more "
+        "at every bit depth (ratio 0.29-0.31, the scalar quantiser 2.00-5.33)"
+    ) in text
+
+
+def test_draw_plane_marks_crossover_lossless_and_units() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from results.ratedist import draw_plane
+
+    row = _byte_row()
+    fig, ax = plt.subplots()
+    draw_plane(ax, row, "pt")
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "scalar quantiser" in labels and "SZ3, same bound" in labels
+    assert any(lab.startswith("lossless (width 0), ratio 1.20") for lab in labels)
+    stars = [ln for ln in ax.get_lines() if ln.get_marker() == "*"]
+    assert len(stars) == 2  # the two crossovers
+    assert ax.get_ylabel() == "pt residual width [relative]"
+    assert "1M jets, model counted" in ax.get_xlabel()
+    # the limits hug the curves: no empty quarter
+    lo, hi = ax.get_xlim()
+    assert lo > 1.0 and hi < 16 * 1.1
+    plt.close(fig)
