@@ -6,7 +6,10 @@ subprocess (the summarizer never imports torch), keeps each result as
 the sample), writes ``summary/evaluate_on_<sample>.csv`` (one row per best run: its group,
 job, jets, jets outside the normalisation's domain, then every metric prefixed ``on.``) and
 returns the report's lines: per variable, the width on the sample against the width on the
-job's own test jets and the scalar quantiser's on the sample at the same bits.
+job's own test jets and the scalar quantiser's on the sample at the same bits, then the
+verdict from the bytes written on the sample (the autoencoder's quantised latent against
+the scalar quantiser and SZ3 at equal ratio, model counted: :func:`byte_verdict_lines`,
+the same objects as the rate-distortion plane of the summary).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from results.ratedist import compare, variables_of
+from results.ratedist import byte_verdict_lines, compare, variables_of
 from results.report import fmt, short
 
 EVALUATE_CMD = ("-m", "hepae_core.data_cli", "evaluate")
@@ -60,7 +63,7 @@ def evaluate_best(
         result = cache / f"{best.job_id}.json"
         if not _fresh(result, job_dir / "model.pt", sample):
             r = subprocess.run([sys.executable, *EVALUATE_CMD, "--model", str(job_dir),
-                                str(sample), "-o", str(result)],
+                                str(sample), "-o", str(result), "--force"],
                                capture_output=True, text=True, env=env)  # fmt: skip
             if r.returncode != 0:
                 last = (r.stderr.strip().splitlines() or ["no message"])[-1]
@@ -81,6 +84,7 @@ def evaluate_best(
                 f"    {c.var}: width {_g(c.ae)} on the sample, {_g(mine)} on the job's test "
                 f"jets; scalar quantiser on the sample at the same bits {_g(c.sq)}"
             )
+        lines += ["  " + line for line in byte_verdict_lines(m, variables)]
         table.append({"group": g.value, "job_id": best.job_id, "name": best.name,
                       **{f"on.{k}": v for k, v in m.items()}})  # fmt: skip
     path = None
