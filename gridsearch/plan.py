@@ -283,6 +283,7 @@ def validate_staged(
             first_stage[job.id] = stage.name
         if stage.after is not None:
             _check_variables(stage, jobs, by_stage[stage.after])
+            _check_latents(stage, jobs, by_stage[stage.after])
         by_stage[stage.name] = jobs
         all_points.extend(points)
         all_jobs.extend(jobs)
@@ -309,6 +310,33 @@ def _check_variables(stage: Stage, jobs: list[PlannedJob], earlier: list[Planned
                     "model's variables; set the same data.variables in both stages",
                     source=stage.space.where_key("data.variables"),
                     key="data.variables",
+                )
+
+
+def _check_latents(stage: Stage, jobs: list[PlannedJob], earlier: list[PlannedJob]) -> None:
+    """A stage-2 latent must be below G x z1 of every stage-1 job it may pick: the job
+    would refuse it when it starts, after stage 1 has trained (hepae_core/two_stage.py)."""
+    import yaml
+
+    def settings(job: PlannedJob) -> tuple[Any, Any]:
+        cfg = yaml.safe_load(job.canonical) or {}
+        group = (cfg.get("data") or {}).get("group") or {}
+        return (cfg.get("model") or {}).get("latent"), group.get("size")
+
+    z1 = {j.id: settings(j)[0] for j in earlier}
+    for job in jobs:
+        z2, size = settings(job)
+        if not isinstance(z2, int) or not isinstance(size, int):
+            continue
+        for dep in job.after:
+            if isinstance(z1.get(dep), int) and z2 >= size * z1[dep]:
+                n = size * z1[dep]
+                raise GridsearchError(
+                    message=f"is {z2} in stage '{stage.name}', but a group of {size} latent "
+                    f"vectors of stage '{stage.after}' (latent {z1[dep]}) has {n} values: "
+                    f"choose a latent below {n}, or a larger data.group.size",
+                    source=stage.space.where_key("model.latent"),
+                    key="model.latent",
                 )
 
 

@@ -240,6 +240,8 @@ def read_body(space: Space, data: Mapping[str, Any]) -> None:
     _read_grid(space, data)
     _read_zip(space, data)
     _read_repeat(space, data)
+    if data.get("halving") is not None:
+        _check_halving_schedule(space)
     if not space.axes:
         raise GridsearchError(
             message="the space has no axes: add a 'grid:' (e.g. train.lr: [1e-2, 1e-3]), "
@@ -329,6 +331,27 @@ def _read_zip(space: Space, data: Mapping[str, Any]) -> None:
                 key="zip",
             )
         space.axes.append(Axis(keys, list(zip(*columns)), "zip"))
+
+
+def _check_halving_schedule(space: Space) -> None:
+    """Halving continues jobs to more epochs; a one_cycle schedule cannot be continued."""
+    schedules = [((space.base.get("train") or {}).get("schedule"), space.where("base"))]
+    for axis in space.axes:
+        if "train.schedule" in axis.keys:
+            k = axis.keys.index("train.schedule")
+            where = space.where_key("train.schedule")
+            schedules.extend((values[k], where) for values in axis.values)
+    for schedule, where in schedules:
+        if schedule == "one_cycle":
+            raise GridsearchError(
+                message="is one_cycle, which 'halving:' cannot continue: its learning rate "
+                "is laid out over the total number of steps, so a job trained to the first "
+                "rung has already annealed and cannot be extended to the next rung's "
+                "epochs; use constant or plateau, or drop 'halving:' and plan one-cycle "
+                "jobs with their final epochs",
+                source=where,
+                key="train.schedule",
+            )
 
 
 def _read_repeat(space: Space, data: Mapping[str, Any]) -> None:

@@ -230,6 +230,15 @@ def _read_dependency(stage: Stage, body: Mapping[str, Any], space: Space) -> Non
             source=space.where("stages", name, "stage1", "by"),
             key=f"stages.{name}.stage1.by",
         )
+    from hepae_core.config import metric_key_problem
+
+    problem = metric_key_problem(by.strip())
+    if problem is not None:  # a misspelt metric fails only once stage 1 has trained
+        raise GridsearchError(
+            message=problem,
+            source=space.where("stages", name, "stage1", "by"),
+            key=f"stages.{name}.stage1.by",
+        )
     per = spec.get("per", [])
     per = [per] if isinstance(per, str) else per
     if not isinstance(per, list):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +154,53 @@ def stage1_spec(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
+#: Every key metrics.json can hold (docs/metrics.md), as patterns: ``model.stage1.by`` and a
+#: stage's ``stage1.by`` must name one, or the pick fails only after stage 1 has trained.
+_SOURCES = r"(?:ae|ae_f16latent|float16|bfloat16|sq\d+|pca\d+|aeq\d+|stage1|slot\d+)"
+METRIC_KEY_PATTERNS = [
+    re.compile(p)
+    for p in (
+        r"^param\..+$",
+        r"^(?:schema_version|status|name|n_inputs|latent|n_params|variables|events_read"
+        r"|jets_read|jets_beyond_leading|jets_nonfinite_dropped|jets_after_cuts|train_jets"
+        r"|val_jets|test_jets|norm_domain_errors|epochs_run|best_epoch|best_val_loss"
+        r"|final_train_loss|final_val_loss|test_loss|early_stopped|train_time_s"
+        r"|train_jets_per_s|device|threads|torch_version|attempts|input_bytes_per_jet"
+        r"|compression_ratio|compression_ratio_f16|compression_ratio_effective"
+        r"|encode_s_per_jet|decode_s_per_jet|baselines_s|train_groups|val_groups"
+        r"|test_groups)$",
+        rf"^{_SOURCES}\.[^.]+\.(?:mean|std|rms|width|frac_1pct|frac_5pct)$",
+        r"^(?:ae|ae_f16latent|float16|bfloat16|sq\d+|pca\d+|aeq\d+|lossless)"
+        r"\.(?:bits_per_jet|ratio|clipped)$",
+        r"^cut\.\d+\.(?:removed|expr)$",
+        r"^(?:residual|space)\.[^.]+$",
+        r"^latent\.\d+\.(?:min|max)$",
+        r"^stage2_cost\.[^.]+\.width_ratio$",
+        r"^group\.[a-z_]+$",
+        r"^slot\d+\.jets$",
+        r"^stage1\.(?:latent|compression_ratio|id|pick_value)$",
+        r"^sq\.side_bytes$",
+        r"^pca\.(?:z|explained_variance|side_bytes)$",
+    )
+]
+#: Names offered by "did you mean" for a misspelt metric.
+METRIC_EXAMPLES = (
+    "best_val_loss", "final_val_loss", "test_loss", "compression_ratio", "ae.bits_per_jet",
+    "ae.pt.width", "ae.eta.width", "ae.phi.width", "ae.E.width", "ae.m.width", "ae.pt.rms",
+    "ae.eta.rms", "ae.phi.rms", "ae.E.rms", "ae.m.rms", "encode_s_per_jet", "n_params",
+)  # fmt: skip
+
+
+def metric_key_problem(by: str) -> str | None:
+    """Why ``by`` is no key a job's metrics.json can hold (docs/metrics.md), or None."""
+    if any(p.match(by) for p in METRIC_KEY_PATTERNS):
+        return None
+    return (
+        f"'{by}' is not a metrics.json key (lower is better; e.g. best_val_loss, ae.pt.width; "
+        f"all keys: docs/metrics.md){did_you_mean(by, METRIC_EXAMPLES)}"
+    )
+
+
 def _check_stage1(s1: Any, source: str) -> None:
     """The mapping form of ``model.stage1``: known keys, pick best, a metric, job dirs."""
     if not isinstance(s1, dict):
@@ -181,6 +229,9 @@ def _check_stage1(s1: Any, source: str) -> None:
             message=f"is {by!r}; write the name of a metrics.json key of the stage-1 jobs "
             f"(lower is better), e.g. by: ae.pt.width (default {STAGE1_DEFAULT_BY})",
         )
+    problem = metric_key_problem(by)
+    if problem is not None:
+        raise ConfigError(source=source, key="model.stage1.by", message=problem)
     dirs = s1.get("from")
     if not isinstance(dirs, list) or not dirs:
         raise ConfigError(

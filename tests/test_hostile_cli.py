@@ -88,3 +88,67 @@ def test_huge_repeat_is_refused_before_building_seeds(tmp_path):
         "'repeat'", "1,000,000",
     )  # fmt: skip
     assert "s.yaml" in line
+
+
+# ---------------------------------------------------------------- plan refuses late failures
+
+STAGED = """\
+name: st
+base:
+  data: {source: bundled:dijet_4d, max_jets: 3000}
+  train: {epochs: 2}
+stages:
+  single:
+    grid: {model.latent: [2, 3]}
+  grouped:
+    after: single
+    stage1: {pick: best, by: BY}
+    base: {data: {group: {by: sequence}}}
+    grid: {data.group.size: [2]}
+    zip: {model.latent: [Z2]}
+"""
+
+
+@pytest.mark.parametrize(
+    "by, words",
+    [("best_val_los", ["did you mean 'best_val_loss'"]), ("ae.pt.widht", ["'ae.pt.width'"]),
+     ("accuracy", ["docs/metrics.md"])],
+)  # fmt: skip
+def test_plan_refuses_a_misspelt_stage1_by(tmp_path, by, words):
+    write(tmp_path / "s.yaml", STAGED.replace("BY", by).replace("Z2", "3"))
+    line = refused([*GS, "plan", "s.yaml", "-o", "c"], tmp_path, "stages.grouped.stage1.by",
+                   f"'{by}' is not a metrics.json key", *words)  # fmt: skip
+    assert "s.yaml:" in line
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("by", ["ae.pt.width", "best_val_loss", "sq8.m.rms", "param.train.lr"])
+def test_plan_accepts_real_metric_keys(tmp_path, capsys, by):
+    write(tmp_path / "s.yaml", STAGED.replace("BY", by).replace("Z2", "3"))
+    code, _, err = cli(capsys, "plan", tmp_path / "s.yaml", "--dry-run")
+    assert code == 0, err
+
+
+def test_plan_refuses_a_stage2_latent_not_below_g_times_z1(tmp_path, capsys):
+    # stage-1 latents 2 and 3, G = 2: a stage-2 latent of 4 is >= 2 x 2
+    write(tmp_path / "s.yaml", STAGED.replace("BY", "best_val_loss").replace("Z2", "4"))
+    line = refused([*GS, "plan", "s.yaml", "-o", "c"], tmp_path, "'model.latent'",
+                   "is 4 in stage 'grouped'", "below 4")  # fmt: skip
+    assert "s.yaml" in line and not (tmp_path / "c").exists()
+    write(tmp_path / "ok.yaml", STAGED.replace("BY", "best_val_loss").replace("Z2", "3"))
+    assert cli(capsys, "plan", tmp_path / "ok.yaml", "--dry-run")[0] == 0
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["base:\n  train: {epochs: 2, schedule: one_cycle}\n",
+     "base:\n  train: {epochs: 2}\n"],
+)  # fmt: skip
+def test_plan_refuses_halving_with_one_cycle(tmp_path, where):
+    grid = "grid:\n  train.lr: [1.0e-3, 3.0e-3]\n"
+    if "one_cycle" not in where:
+        grid = "grid:\n  train.schedule: [constant, one_cycle]\n"
+    write(tmp_path / "s.yaml", f"name: h\n{where}halving: {{rungs: [2, 6], keep: 1/2}}\n{grid}")
+    refused([*GS, "plan", "s.yaml", "-o", "c"], tmp_path, "'train.schedule'",
+            "is one_cycle", "cannot continue", "s.yaml")  # fmt: skip
+    assert not (tmp_path / "c").exists()

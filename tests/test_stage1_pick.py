@@ -337,12 +337,12 @@ def test_none_done_fails_with_its_kind_and_writes_only_state(campaign):
 
 
 def test_missing_by_key_in_a_job_is_one_line(campaign):
-    job = write_job(campaign / "typo", stage2(pick("../a1", by="ae.pt.wdth")))
+    job = write_job(campaign / "typo", stage2(pick("../a1", by="ae.ptt.width")))
     out = run_job_process(job)
     assert out.returncode == EXIT_BAD_INPUT and "Traceback" not in out.stderr
     lines = [ln for ln in out.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1, out.stderr
-    assert "'model.stage1.by'" in lines[0] and "'ae.pt.wdth'" in lines[0] and "a1" in lines[0]
+    assert "'model.stage1.by'" in lines[0] and "'ae.ptt.width'" in lines[0] and "a1" in lines[0]
     assert read(job / jobdir.STATE)["error_kind"] == "bad_input"
     assert not (job / jobdir.STAGE1_CHOICE).exists()
 
