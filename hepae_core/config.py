@@ -156,7 +156,8 @@ def stage1_spec(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
 
 #: Every key metrics.json can hold (docs/metrics.md), as patterns: ``model.stage1.by`` and a
 #: stage's ``stage1.by`` must name one, or the pick fails only after stage 1 has trained.
-_SOURCES = r"(?:ae|ae_f16latent|float16|bfloat16|sq\d+|pca\d+|aeq\d+|stage1|slot\d+)"
+_CODECS = r"(?:ae|ae_f16latent|float16|bfloat16|sq\d+|pca\d+|aeq\d+|sz3_\d+|zfp\d+|lossless)"
+_SOURCES = rf"(?:{_CODECS}|stage1|slot\d+)"
 METRIC_KEY_PATTERNS = [
     re.compile(p)
     for p in (
@@ -170,8 +171,9 @@ METRIC_KEY_PATTERNS = [
         r"|encode_s_per_jet|decode_s_per_jet|baselines_s|train_groups|val_groups"
         r"|test_groups)$",
         rf"^{_SOURCES}\.[^.]+\.(?:mean|std|rms|width|frac_1pct|frac_5pct)$",
-        r"^(?:ae|ae_f16latent|float16|bfloat16|sq\d+|pca\d+|aeq\d+|lossless)"
-        r"\.(?:bits_per_jet|ratio|clipped)$",
+        rf"^{_CODECS}\.(?:bits_per_jet|ratio|ratio_file|clipped|payload_bytes|side_bytes"
+        r"|model_bytes|break_even_jets)$",
+        r"^rate\.[a-z_]+$",
         r"^cut\.\d+\.(?:removed|expr)$",
         r"^(?:residual|space)\.[^.]+$",
         r"^latent\.\d+\.(?:min|max)$",
