@@ -31,7 +31,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
 from hepae_core.jobdir import EVAL, HISTORY, atomic_path
+from hepae_core.plots import hist_in_out, io_grid, residual_hist, unit
 from hepae_core.residuals import residuals
+from hepae_core.variables import default_residual_kind
 from results import collective as collective_mod
 from results.ratedist import (
     METHOD_LABELS,
@@ -153,6 +155,27 @@ class PlotContext:
                         textcoords="offset points", ha="left", va="bottom", fontsize=8)  # fmt: skip
 
 
+METRIC_LABELS = {
+    "best_val_loss": "best validation loss (MSE, normalised units)",
+    "test_loss": "test loss (MSE, normalised units)",
+    "final_val_loss": "final validation loss (MSE, normalised units)",
+}
+
+
+PARAM_WORDS = {"lr": "learning rate", "wd": "weight decay", "bs": "batch size",
+               "latent": "latent size"}  # fmt: skip
+
+
+def metric_label(metric: str) -> str:
+    """An axis label of a ranking metric that says what it measures and in which units."""
+    if metric in METRIC_LABELS:
+        return METRIC_LABELS[metric]
+    m = re.match(r"^(.+)\.(.+)\.(width|rms|std|mean)$", metric)
+    if m:
+        return f"{m.group(2)} residual {m.group(3)} ({m.group(1)})"
+    return short(metric)
+
+
 def _col(ctx: PlotContext, name: str) -> str | None:
     try:
         return resolve(ctx.df.columns, name)
@@ -221,7 +244,7 @@ def loss_vs_lr(ctx: PlotContext) -> list[tuple[str, str]]:
                 ax.set_xlabel("learning rate")
                 ax.xaxis.set_tick_params(labelbottom=True)
             if i % ncols == 0:
-                ax.set_ylabel(short(ctx.metric))
+                ax.set_ylabel(metric_label(ctx.metric))
         ctx.stamp(axes[0])
         handles = [Line2D([], [], color=colour[b], lw=2, label=f"batch size {fmt(b)}")
                    for b in bss if b is not None]  # fmt: skip
@@ -248,8 +271,24 @@ def _variables(df: Any, source: str = "ae") -> list[str]:
     return [v for v in order if v in found] + [v for v in found if v not in order]
 
 
+def _kinds_words(df: Any, variables: list[str]) -> str:
+    """``pt, E: relative; eta: absolute; phi: angle [rad]``: which residual each variable has."""
+    by: dict[str, list[str]] = {}
+    for v in variables:
+        col = f"residual.{v}"
+        kind = str(df[col].dropna().iloc[0]) if col in df and df[col].notna().any() else None
+        kind = kind or default_residual_kind(v)
+        word = {"angle": "angle [rad]"}.get(kind, kind)
+        if kind == "absolute" and unit(v):
+            word = f"absolute [{unit(v)}]"
+        by.setdefault(word, []).append(v)
+    parts = [f"{', '.join(vs[:4])}{' ...' if len(vs) > 4 else ''}: {w}" for w, vs in by.items()]
+    return "; ".join(parts)
+
+
 def widths_vs_latent(ctx: PlotContext) -> list[tuple[str, str]]:
-    """Residual width (solid) and mean (dashed) per variable against latent size."""
+    """Residual width (top, log axis) and signed mean (below, linear axis) per variable
+    against latent size, for the best and the median run of each latent size."""
     latent = _col(ctx, "latent") or ("latent" if "latent" in ctx.df else None)
     variables = _variables(ctx.used)
     if latent is None:
@@ -266,10 +305,13 @@ def widths_vs_latent(ctx: PlotContext) -> list[tuple[str, str]]:
         sel = ctx.used.loc[ctx.used["job_id"] == job_id, key] if key in ctx.used else []
         return float(sel.iloc[0]) if len(sel) else math.nan
 
+    kinds = _kinds_words(ctx.used, variables)
     with plt.rc_context(ctx.style):
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True, layout="constrained")
-        smallest = math.inf
-        for ax, label in zip(axes, ("best", "median")):
+        # Widths span decades (log axis); signed means cross zero (linear axis of their own).
+        fig, axes = plt.subplots(2, 2, figsize=(11, 7.2), sharex=True, sharey="row",
+                                 height_ratios=[3, 2], layout="constrained")  # fmt: skip
+        for col, label in enumerate(("best", "median")):
+            ax, mx = axes[0, col], axes[1, col]
             for i, v in enumerate(variables):
                 c = PALETTE[i % len(PALETTE)] if len(variables) <= len(PALETTE) else \
                     plt.get_cmap("turbo")(i / max(1, len(variables) - 1))  # fmt: skip
@@ -277,32 +319,30 @@ def widths_vs_latent(ctx: PlotContext) -> list[tuple[str, str]]:
                 w = [value(p.job_id, f"ae.{v}.width") for p in picks]
                 m = [value(p.job_id, f"ae.{v}.mean") for p in picks]
                 ax.plot(zs, w, "-o", color=c, label=v)
-                ax.plot(zs, m, "--", color=c, lw=1.0)
-                smallest = min([smallest, *(x for x in w if x > 0)])
+                mx.plot(zs, m, "-o", color=c, ms=3, lw=1.0)
                 for src, ls in (("float16", ":"), ("bfloat16", "-.")):
                     key = f"{src}.{v}.width"
                     if key in ctx.used and ctx.used[key].notna().any():
                         ref = float(ctx.used[key].median())
-                        ax.axhline(ref, color=c, ls=ls, lw=0.8)
-                        smallest = min(smallest, ref) if ref > 0 else smallest
-            ax.axhline(0.0, color="black", lw=0.6)
-            ax.set_xlabel("latent size")
+                        if ref > 0:
+                            ax.axhline(ref, color=c, ls=ls, lw=0.8)
+            ax.set_yscale("log")
+            mx.axhline(0.0, color="black", lw=0.6)
+            mx.set_xlabel("latent size")
             ax.set_title(f"{label} run per latent size", loc="right")
-            ax.set_xticks(zs)
-            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        # Widths span decades (a float16 cast ~2e-4, a starved latent ~0.3) and means take
-        # both signs: a symmetric log axis shows them all.
-        if math.isfinite(smallest):
-            axes[0].set_yscale("symlog", linthresh=10 ** math.floor(math.log10(smallest)))
-        axes[0].set_ylabel("residual width (solid), mean (dashed)")
-        ctx.stamp(axes[0])
-        handles = axes[0].get_legend_handles_labels()[0]
+            mx.set_xticks(zs)
+            mx.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        axes[0, 0].set_ylabel(f"residual width\n({kinds})")
+        axes[1, 0].set_ylabel("signed mean of the residual")
+        ctx.stamp(axes[0, 0])
+        handles = axes[0, 0].get_legend_handles_labels()[0]
         handles += [Line2D([], [], color="grey", ls=":", label="float16 cast width"),
                     Line2D([], [], color="grey", ls="-.", label="bfloat16 cast width")]  # fmt: skip
         fig.legend(handles=handles, loc="outside right center", ncols=1 + len(handles) // 16)
         ctx.save(fig, "widths_vs_latent")
-    return [("widths_vs_latent", "residual width and mean per variable against latent size, "
-             "best and median run, with the float16/bfloat16 cast widths")]  # fmt: skip
+    return [("widths_vs_latent", "residual width (log axis) and signed mean (linear axis) per "
+             "variable against latent size, best and median run, with the float16/bfloat16 "
+             "cast widths")]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- 3
@@ -451,9 +491,9 @@ def pareto_ratio(ctx: PlotContext) -> list[tuple[str, str]]:
                         label=f"{src} cast")  # fmt: skip
         ax.set_yscale("log")
         ax.set_xlabel("compression ratio (input bytes / stored bytes)")
-        ax.set_ylabel(f"{v} residual width")
+        ax.set_ylabel(f"{v} residual width ({_kinds_words(ctx.used, [v]).split(': ')[-1]})")
         ctx.stamp(ax)
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
         ctx.save(fig, "pareto")
     return [("pareto", f"compression ratio against the {v} residual width, Pareto front "
              "and the plain float16/bfloat16 casts")]  # fmt: skip
@@ -494,9 +534,9 @@ def heatmap(ctx: PlotContext) -> list[tuple[str, str]]:
                 if math.isfinite(val):
                     ax.text(j, i, f"{val:.2e}", ha="center", va="center", fontsize=7,
                             color="white" if val < mid else "black")  # fmt: skip
-        ax.set_xlabel(short(a))
-        ax.set_ylabel(short(b))
-        fig.colorbar(im, ax=ax, label=f"best {short(ctx.metric)}")
+        ax.set_xlabel(PARAM_WORDS.get(short(a), short(a)))
+        ax.set_ylabel(PARAM_WORDS.get(short(b), short(b)))
+        fig.colorbar(im, ax=ax, label=f"{metric_label(ctx.metric)}\n(lowest per cell)")
         ctx.stamp(ax)
         stem = f"heatmap_{short(a)}_{short(b)}"
         ctx.save(fig, stem)
@@ -552,9 +592,14 @@ def curves(ctx: PlotContext) -> list[tuple[str, str]]:
                               problem=True)  # fmt: skip
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("loss (validation solid, training dashed; dot: stopped)")
+        ax.set_ylabel("loss: MSE in normalised units")
         ctx.stamp(ax)
-        ax.legend(loc="upper right")
+        handles = ax.get_legend_handles_labels()[0]
+        handles += [Line2D([], [], color="grey", label="validation"),
+                    Line2D([], [], color="grey", ls="--", lw=1.0, label="training"),
+                    Line2D([], [], color="grey", marker="o", ls="none", ms=4,
+                           label="where it stopped")]  # fmt: skip
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0))
         ctx.save(fig, "curves_top")
     out = [("curves_top", f"training curves of the top {drawn} runs by {short(ctx.metric)}")]
     if _rungs(ctx.used).max(initial=0) > 0:
@@ -597,9 +642,9 @@ def _halving_curves(ctx: PlotContext) -> list[tuple[str, str]]:
         handles.append(Line2D([], [], color="0.3", ls=":", label="where a run was last promoted"))
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("validation loss")
+        ax.set_ylabel("validation loss: MSE in normalised units")
         ctx.stamp(ax)
-        ax.legend(handles=handles, loc="upper right")
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0))
         ctx.save(fig, "curves_halving")
     return [("curves_halving", f"successive halving: {drawn} runs, where each stopped")]
 
@@ -673,35 +718,21 @@ def best_runs(ctx: PlotContext) -> list[tuple[str, str]]:
         ):
             for pi, page in enumerate(pages):
                 suffix = f"_{pi + 1}" if len(pages) > 1 else ""
-                fig, axes = _grid(len(page))
-                for ax, i in zip(axes.flat, page):
-                    lo, hi = np.nanpercentile(x[:, i], [0.5, 99.5])
-                    bins = np.linspace(lo, hi, 60) if hi > lo else 60
-                    ax.hist(x[:, i], bins=bins, histtype="step", lw=1.5, label="input")
-                    ax.hist(y[:, i], bins=bins, histtype="step", lw=1.2, ls="--",
-                            label="output")  # fmt: skip
-                    ax.set_yscale("log")
-                    ax.set_xlabel(names[i])
-                    ax.legend(loc="upper right")
-                for ax in axes.flat[len(page) :]:
-                    ax.set_visible(False)
-                axes.flat[0].set_ylabel("jets")
-                fig.suptitle(f"{best.name}: input vs output ({tag}, best)")
+                # the whole range (tails included), units, output/input ratio below
+                fig, pairs = io_grid(len(page))
+                for (ax, rax), i in zip(pairs, page):
+                    hist_in_out(ax, rax, x[:, i], y[:, i], names[i])
+                fig.legend(*pairs[0][0].get_legend_handles_labels(), loc="outside upper right",
+                           ncols=2, frameon=False)  # fmt: skip
+                fig.suptitle(f"{best.name}: input vs output ({tag}, best)", x=0.02, ha="left")
                 ctx.save(fig, f"best_{tag}_inputs_outputs{suffix}", tight=False)
                 desc = f"input vs output of every variable, best run of {tag}"
                 written.append((f"best_{tag}_inputs_outputs{suffix}", desc))
                 fig, axes = _grid(len(page))
                 for ax, i in zip(axes.flat, page):
-                    r = res[:, i][np.isfinite(res[:, i])]
-                    lo, hi = np.percentile(r, [0.5, 99.5]) if r.size else (-1, 1)
-                    w = (np.percentile(r, 84) - np.percentile(r, 16)) / 2 if r.size else 0
-                    ax.hist(r, bins=np.linspace(lo, hi, 80) if hi > lo else 80, histtype="step",
-                            lw=1.5, label=f"mean {r.mean():.2e}\nwidth {w:.2e}")  # fmt: skip
-                    ax.set_xlabel(f"{names[i]} residual ({ev['residual_kinds'][i]})")
-                    ax.legend(loc="upper right")
+                    residual_hist(ax, res[:, i], names[i], ev["residual_kinds"][i])
                 for ax in axes.flat[len(page) :]:
                     ax.set_visible(False)
-                axes.flat[0].set_ylabel("jets")
                 fig.suptitle(f"{best.name}: residuals ({tag}, best)")
                 ctx.save(fig, f"best_{tag}_residuals{suffix}", tight=False)
                 written.append((f"best_{tag}_residuals{suffix}",
@@ -812,7 +843,7 @@ def _width_vs_group_size(
             ax.set_title(v, loc="right", fontweight="bold")
             ax.set_xlabel("group size G (jets per input)")
             ax.tick_params(labelbottom=True)
-        axes[0].set_ylabel("residual width")
+        axes[0].set_ylabel(f"residual width\n({_kinds_words(ctx.used, panels)})")
         ctx.stamp(axes[0])
         handles = [Line2D([], [], color=colour[z], lw=2, label=f"latent size {fmt(z)}")
                    for z in latents]  # fmt: skip
@@ -868,8 +899,8 @@ def _fronts(
             ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_title(v, loc="right", fontweight="bold")
-            ax.set_xlabel("compression ratio per jet")
-        axes[0].set_ylabel("residual width")
+            ax.set_xlabel("compression ratio per jet (float32 inputs / latent)")
+        axes[0].set_ylabel(f"residual width\n({_kinds_words(ctx.used, panels)})")
         ctx.stamp(axes[0])
         handles = {}
         for ax in axes[: len(panels)]:
