@@ -99,7 +99,7 @@ def test_profile(tmp_path_factory) -> dict:
                 "extends": "slurm",
                 "python": sys.executable,
                 "env": {"variables": {"PYTHONPATH": str(REPO)}},
-                "request": {"time": "10:00", "signal_before_s": SIGNAL_BEFORE_S},
+                "request": {"time": "1:00:00", "signal_before_s": SIGNAL_BEFORE_S},
             }
         )
     )
@@ -183,7 +183,11 @@ def _play(obs: Scenario, tmp_path_factory) -> None:
 
     retry_jobs = [bad, long_job]  # what `--only failed,interrupted` selects
     retry = backend.submit(
-        retry_jobs, profile, root / "submit" / "s-retry", overrides={"time": "10m"}
+        # an hour: the resumed 1000 epochs take 2 min idle, 10 or more on a loaded machine
+        retry_jobs,
+        profile,
+        root / "submit" / "s-retry",
+        overrides={"time": "60m"},
     )
     # Preemption: `scontrol requeue` sends SIGTERM (passed on: checkpoint, exit 75) and
     # queues the task again; started at once, it resumes to done.
@@ -237,7 +241,7 @@ def test_hostile_campaign_path_ran_nothing(run):
     assert not list(Path.cwd().glob("pwned*"))
 
 
-def test_raise_is_failed_with_message(run):
+def test_bad_config_is_failed_with_message(run):
     import torch
 
     if torch.cuda.is_available():
@@ -245,10 +249,11 @@ def test_raise_is_failed_with_message(run):
     job = run["jobs"]["bad"]
     task = next(t for t, j in run["first"].tasks.items() if j == job.id)
     assert run["states"][task].state == "failed"
-    assert run["states"][task].exit_code == 1
+    # device cuda without a GPU is a config error: exit 2, one line naming the key
+    assert run["states"][task].exit_code == 2
     state = state_of(job)
-    assert state["state"] == "failed" and state["error_kind"] == "python_error"
-    assert "no CUDA device" in state["reason"]
+    assert state["state"] == "failed" and state["error_kind"] == "bad_input"
+    assert "'train.device'" in state["reason"] and "no CUDA device" in state["reason"]
 
 
 def test_scancel_is_cancelled(run):
@@ -287,7 +292,7 @@ def test_only_failed_is_one_compact_array(run):
     retry = run["retry"]
     text = (retry.directory / "job.sh").read_text()
     assert "#SBATCH --array=1,3\n" in text  # campaign indices of the two jobs only
-    assert "#SBATCH --time=00:10:00" in text
+    assert "#SBATCH --time=01:00:00" in text
     assert len(retry.scheduler_ids) == 1
     array = retry.scheduler_ids[0]
     assert retry.tasks == {f"{array}_1": "bbbb11111111", f"{array}_3": "dddd33333333"}

@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.timeout(3600)]
 HEARTBEAT_S = 1
 # The campaign grows in three plans (as a user adds points): the busy job first, then the
 # walltime job (submitted alone with --time 1), then the rest (submitted with the profile's
-# 10 minutes). Index: fault; epochs at ~0.1-0.2 s each: the requeued job (25) ends by itself
+# hour). Index: fault; epochs at ~0.1-0.2 s each: the requeued job (25) ends by itself
 # after its requeue; the walltime job (800) is still training when the warning comes. The
 # warning is due 10 s after the start (signal 50 s before the one-minute limit), but
 # slurmctld checks time limits only every 30 s, so it may come as late as ~40 s (150 and
@@ -137,7 +137,9 @@ def _play(obs: Scenario, tmp_path_factory) -> None:
                 "env": {
                     "variables": {"PYTHONPATH": str(REPO), "HEPAE_HEARTBEAT_S": str(HEARTBEAT_S)}
                 },
-                "request": {"time": "10:00", "signal_before_s": SIGNAL_BEFORE_S},
+                # an hour: the resumed walltime job (800 epochs) must end in one round even
+                # when a loaded machine trains ten times slower than an idle one
+                "request": {"time": "1:00:00", "signal_before_s": SIGNAL_BEFORE_S},
             }
         )
     )
