@@ -85,7 +85,8 @@ def binning(var: str, *samples: np.ndarray, n: int = 60) -> tuple[np.ndarray, bo
     jet pt or E spectrum) get logarithmic bins from the smallest to the largest value;
     angles the full [-pi, pi]; others the full range, unless a handful of extreme values
     would squash the rest into a few bins, in which case the range is the 0.05-99.95 %
-    quantiles and :func:`hist_in_out` writes how many jets lie beyond it.
+    quantile band widened by its own width on each side, and :func:`hist_in_out` writes
+    how many jets lie beyond it.
     """
     both = np.concatenate([_finite(s) for s in samples]) if samples else np.zeros(0)
     if both.size == 0:
@@ -101,8 +102,10 @@ def binning(var: str, *samples: np.ndarray, n: int = 60) -> tuple[np.ndarray, bo
         return np.linspace(lo - 0.5, lo + 0.5, n + 1), False
     q_lo, q_hi = np.percentile(both, [0.05, 99.95])
     if q_hi > q_lo and (q_hi - q_lo) < 0.2 * (hi - lo):
-        pad = 0.02 * (q_hi - q_lo)
-        return np.linspace(q_lo - pad, q_hi + pad, n + 1), False
+        # Far outliers: keep the core and its ordinary tails (a band as wide again on each
+        # side), count what lies beyond.
+        span = q_hi - q_lo
+        return np.linspace(max(lo, q_lo - span), min(hi, q_hi + span), n + 1), False
     return np.linspace(lo, hi, n + 1), False
 
 
@@ -176,10 +179,11 @@ def residual_hist(ax: Any, r: np.ndarray, var: str, kind: str) -> dict[str, floa
     s = residual_stats(r)
     if r.size:
         # The whole range, unless a few extreme jets lie far beyond the 0.01-99.99 %
-        # quantiles: then those, and the count beyond the axis is written on the panel.
+        # quantiles (more than 8 times as far): then twice those, and the count beyond the
+        # axis is written above the panel.
         q = float(np.max(np.abs(np.percentile(r, [0.01, 99.99]))))
         full = float(np.max(np.abs(r)))
-        lim = max(full if full <= 4 * q else q, 5 * s["width"], 1e-12)
+        lim = max(full if full <= 8 * q else 2 * q, 5 * s["width"], 1e-12)
         if kind == "angle":
             lim = min(lim, math.pi)
         bins = np.linspace(-lim, lim, 101)
