@@ -117,7 +117,7 @@ def time_codec(
     return best_enc, best_dec
 
 
-def _model_bytes(model: AutoEncoder) -> int:
+def model_weight_bytes(model: AutoEncoder) -> int:
     """Bytes of the model's weights as torch.save writes them (when model.pt is not at hand)."""
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
@@ -146,15 +146,42 @@ def codec_metrics(
     p, n, d = codec.name, len(x_test), len(codec.variables)
     out: dict[str, Any] = stats_table(p, residuals(x_test, y, kind_list), codec.variables, stats)
     nominal = getattr(codec, "nominal_bits_per_jet", None)
-    out[f"{p}.bits_per_jet"] = (
-        nominal() if nominal else (8 * enc.payload_bytes / n if n else math.nan)
-    )
-    out[f"{p}.payload_bytes"] = enc.payload_bytes
-    out[f"{p}.side_bytes"] = enc.side_bytes
-    out[f"{p}.model_bytes"] = codec.model_bytes
-    out[f"{p}.ratio"] = codecs.ratio(enc, d, codec.model_bytes)
-    out[f"{p}.ratio_file"] = codecs.ratio(enc, d, codec.model_bytes, file_jets)
-    out[f"{p}.clipped"] = enc.clipped
+    bpj = nominal() if nominal else (8 * enc.payload_bytes / n if n else math.nan)
+    out.update(rate_keys(codec, enc, d, bpj, file_jets))
+    return out
+
+
+def rate_keys(
+    codec: BaseCodec,
+    enc: codecs.Encoded,
+    n_vars: int,
+    bits_per_jet: float,
+    file_jets: int = FILE_JETS,
+    sq_metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The byte keys of one codec's encoding (docs/metrics.md), side and model counted.
+
+    With ``sq_metrics`` (holding ``sq<k>.payload_bytes``, ``sq<k>.side_bytes``) a codec with
+    model bytes also gets ``<name>.break_even_jets``: the jets from which it stores less
+    than the scalar quantiser at the same ``k``.
+    """
+    p, mb = codec.name, codec.model_bytes
+    out: dict[str, Any] = {
+        f"{p}.bits_per_jet": bits_per_jet,
+        f"{p}.payload_bytes": enc.payload_bytes,
+        f"{p}.side_bytes": enc.side_bytes,
+        f"{p}.model_bytes": mb,
+        f"{p}.ratio": codecs.ratio(enc, n_vars, mb),
+        f"{p}.ratio_file": codecs.ratio(enc, n_vars, mb, file_jets),
+        f"{p}.clipped": enc.clipped,
+    }
+    sq = sq_metrics or {}
+    if enc.n and f"sq{codec.bits}.payload_bytes" in sq:
+        out[f"{p}.break_even_jets"] = codecs.break_even_jets(
+            enc.payload_bytes / enc.n,
+            mb + enc.side_bytes - sq[f"sq{codec.bits}.side_bytes"],
+            sq[f"sq{codec.bits}.payload_bytes"] / enc.n,
+        )
     return out
 
 
@@ -177,10 +204,17 @@ def baseline_metrics(
     # Down to 2 bits a value too: with many variables, the autoencoder's rates lie below
     # d x 6 bits, and the quantiser's curve must reach them to be compared.
     sq_bits = tuple(sorted(set(bits) | set(SQ_LOW_BITS)))
+    fitted: dict[str, BaseCodec] = {}
     for codec in codecs.baseline_codecs(variables, kind_list, tuple(bits), pca_components, sq_bits):
         if codec.family in CASTS:
             continue  # measured by evaluate() on every run, with the full statistics
-        out.update(codec_metrics(codec, x_test, kind_list, file_jets, x_train=x_train))
+        # one fit per family serves every bit depth (ranges, axes and spaces do not
+        # depend on k); SZ3 and ZFP take their bounds from the quantiser's ranges
+        ref = fitted.get(codec.family) or fitted.get("sq")
+        if ref is None or not codec.adopt(ref):
+            codec.fit(x_train)
+            fitted.setdefault(codec.family, codec)
+        out.update(codec_metrics(codec, x_test, kind_list, file_jets))
         if isinstance(codec, codecs.ScalarCodec) and codec.quantiser is not None:
             for v, space in zip(variables, codec.quantiser.spaces):
                 out[f"space.{v}"] = space
@@ -235,7 +269,7 @@ def latent_metrics(
     ``aeq<k>.break_even_jets``: the file size from which ``aeq<k>`` is smaller than
     ``sq<k>``.
     """
-    mb = _model_bytes(model) if model_bytes is None else int(model_bytes)
+    mb = model_weight_bytes(model) if model_bytes is None else int(model_bytes)
     cods = latent_codecs(model, norm, device, tuple(bits), mb, kind_list)
     out: dict[str, Any] = {}
     if not cods:
@@ -256,20 +290,7 @@ def latent_metrics(
         y = c.decode(enc)
         p = c.name
         out.update(stats_table(p, residuals(x_test, y, kind_list), norm.variables, CURVE_STATS))
-        out[f"{p}.bits_per_jet"] = c.nominal_bits_per_jet()
-        out[f"{p}.payload_bytes"] = enc.payload_bytes
-        out[f"{p}.side_bytes"] = enc.side_bytes
-        out[f"{p}.model_bytes"] = mb
-        out[f"{p}.ratio"] = codecs.ratio(enc, d, mb)
-        out[f"{p}.ratio_file"] = codecs.ratio(enc, d, mb, file_jets)
-        out[f"{p}.clipped"] = enc.clipped
-        sq = sq_metrics or {}
-        if n and f"sq{c.bits}.payload_bytes" in sq:
-            out[f"{p}.break_even_jets"] = codecs.break_even_jets(
-                enc.payload_bytes / n,
-                mb + enc.side_bytes - sq[f"sq{c.bits}.side_bytes"],
-                sq[f"sq{c.bits}.payload_bytes"] / n,
-            )
+        out.update(rate_keys(c, enc, d, c.nominal_bits_per_jet(), file_jets, sq_metrics))
     return out
 
 

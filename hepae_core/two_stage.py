@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from hepae_core import jobdir
-from hepae_core.baselines import CASTS, FLOAT_BYTES, cast_roundtrip, ratio
+from hepae_core.baselines import CASTS, FLOAT_BYTES, cast_roundtrip
 from hepae_core.config import group_of, stage1_spec
 from hepae_core.diskfull import writing
 from hepae_core.errors import DataError, HepaeError, did_you_mean
@@ -459,7 +459,8 @@ def evaluate_grouped(
 
     Returns per-jet arrays of the real (unpadded) slots, in physical units.
     """
-    from hepae_core.evaluate import CURVE_STATS, baseline_metrics
+    from hepae_core.codecs import LatentCodec
+    from hepae_core.evaluate import CURVE_STATS, baseline_metrics, model_weight_bytes, rate_keys
 
     variables = codec.norm.variables
     kind_list = [kinds[v] for v in variables]
@@ -533,12 +534,17 @@ def evaluate_grouped(
         for i, (a, b) in enumerate(zip(q.lo, q.hi)):
             m[f"latent.{i}.min"] = a
             m[f"latent.{i}.max"] = b
+        # the same codec and byte accounting as a per-jet model: the model counted
+        mb = sum(model_weight_bytes(mod) for mod in (codec.model, stage1) if mod is not None)
         for k in bits:
-            yq = codec.decode(q.decode(q.encode(z, k), k))[real]
+            lc = LatentCodec(variables, codec.encode, codec.decode, k, mb, kind_list, q)
+            enc = lc.encode_latent(z, n_real)
+            yq = codec.decode(lc.decode_latent(enc))[real]
             m.update(stats_table(f"aeq{k}", residuals(x_in, yq, kind_list), variables, CURVE_STATS))
-            bpj = latent * k / jets_per_group
-            m[f"aeq{k}.bits_per_jet"] = bpj
-            m[f"aeq{k}.ratio"] = ratio(n_real, d, bpj, q.side_bytes)
-            m[f"aeq{k}.clipped"] = q.clipped
+            m.update(
+                rate_keys(
+                    lc, enc, d, lc.nominal_bits_per_jet(jets_per_group), m["rate.file_jets"], m
+                )
+            )
         m["baselines_s"] = time.perf_counter() - t0
     return m, x_in, out
