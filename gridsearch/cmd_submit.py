@@ -190,6 +190,8 @@ def _print_part(campaign, site: str, part, dry_run: bool, blocking: bool) -> Non
     sub = part.submission
     what = "would submit" if dry_run else "submitted"
     stage = f"stage '{part.stage}': " if part.stage else ""
+    if blocking and not dry_run and sub is not None and sub.scheduler_ids:
+        return  # a local run said "submitted ... as <id>" before its jobs ran
     print(
         f"{stage}{what} {len(part.selected)} jobs to {site} ({rec.get('kind')}) as "
         f"{rec.get('submission')}; files in {campaign.root / rec.get('dir', '')}"

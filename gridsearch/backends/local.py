@@ -252,6 +252,7 @@ class LocalBackend(Backend):
         opts = profile.get("options") or {}
         res["module"] = str(opts.get("job_module") or JOB_MODULE)
         res["python"] = sys.executable
+        res["site"] = str(profile.get("name") or self.kind)
         k = bundles.choose_size(
             wanted, res["threads"], 0, len(jobs), opts.get("bundle", profile.get("bundle"))
         )
@@ -307,7 +308,22 @@ class LocalBackend(Backend):
         tasks = list(prepared.chunks[0].tasks().values())
         sub.scheduler_ids = [prepared.directory.name]
         sub.tasks = self._task_ids(prepared.directory.name, prepared.chunks[0])
-        self._run(tasks, prepared.request, prepared.directory, prepared.request["python"], sub)
+        res = prepared.request
+        stage = _stage_of(prepared.directory, [r for t in tasks for r in t])
+        res["stage"] = stage
+        # Said before the jobs run (they may take hours), not once they have ended.
+        n = sum(len(t) for t in tasks)
+        print(
+            f"{f'stage {stage!r}: ' if stage else ''}submitted {n} jobs to {res.get('site')} "
+            f"(local) as {prepared.directory.name}; files in {prepared.directory}",
+            flush=True,
+        )
+        print(
+            f"running them here, {res['workers']} at a time with {res['threads']} thread(s) "
+            "each; this command returns when all have ended",
+            flush=True,
+        )
+        self._run(tasks, res, prepared.directory, res["python"], sub)
 
     def _run(
         self,
@@ -337,10 +353,12 @@ class LocalBackend(Backend):
         def on_term(signum: int, frame: Any) -> None:
             raise KeyboardInterrupt
 
+        stage = res.get("stage")
+        where = f"stage {stage}" if stage else "local"
         bar = tqdm(
             total=n_jobs,
             unit="job",
-            desc=f"local {res['workers']}x{res['threads']} threads",
+            desc=f"{where} {res['workers']}x{res['threads']} threads",
             file=sys.stderr,
             dynamic_ncols=True,
             disable=None,  # a bar on a terminal; one line per finished job otherwise
@@ -384,8 +402,9 @@ class LocalBackend(Backend):
                             bar.update(1)
                             if bar.disable:
                                 n = sum(tally.values())
+                                tag = f"{stage} " if stage else ""
                                 print(
-                                    f"[{n}/{n_jobs}] {ref_done.id} {outcome} (exit {code})",
+                                    f"[{tag}{n}/{n_jobs}] {ref_done.id} {outcome} (exit {code})",
                                     file=sys.stderr,
                                     flush=True,
                                 )
@@ -407,6 +426,18 @@ class LocalBackend(Backend):
             signal.signal(signal.SIGTERM, old_term)
             bar.close()
         return sub
+
+
+def _stage_of(directory: Path, refs: list[JobRef]) -> str | None:
+    """The stage these jobs belong to (one stage per submission), from the campaign's
+    manifest two levels above the submission directory; None for an unstaged campaign."""
+    try:
+        manifest = json.loads((directory.parent.parent / "manifest.json").read_text("utf-8"))
+        stages = {j.get("id"): j.get("stage") for j in manifest.get("jobs") or []}
+    except (OSError, ValueError, AttributeError):
+        return None
+    found = {stages.get(r.id) for r in refs}
+    return str(found.pop()) if len(found) == 1 and None not in found else None
 
 
 def _outcomes(refs: list[JobRef], code: int, bundled: bool) -> list[tuple[JobRef, str]]:
