@@ -83,7 +83,6 @@ class AutoencoderCodec:
     model.pt whose bytes every ratio with the model counts.
     """
 
-    model: Any  # the AutoEncoder of a per-jet model; the grouped (stage-2) one otherwise
     norm: Any  # physical jets -> normalised inputs
     header: dict[str, Any]  # model.pt without its weights
     model_data: bytes
@@ -93,37 +92,66 @@ class AutoencoderCodec:
     quantiser: LatentQuantiser | None = None  # training ranges of the latent (metrics.json)
     bits: list[int] | None = None
     family: str = "aeq"
+    state: dict[str, np.ndarray] | None = None  # per-jet weights, numpy
+    _torch: Any = None
+    _enc: Any = None
+    _dec: Any = None
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str, **kw: Any) -> AutoencoderCodec:
-        """The one model loader of the codec path: per-jet, grouped and two-stage model.pt."""
-        import torch
+        """The one model loader of the codec path: per-jet, grouped and two-stage model.pt.
 
+        Per-jet models run on numpy (:class:`NumpyMLP`, torch is not even imported);
+        grouped and two-stage ones through torch (:class:`hepae_core.two_stage.GroupedCodec`).
+        """
         from hepae_core.job import MODEL_FORMAT
-        from hepae_core.models import build_model
         from hepae_core.normalise import Normaliser
 
         try:
-            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            payload = read_model_file(data)
         except Exception as exc:
             raise CorruptFile(source=source, message=f"the model cannot be read ({exc})") from None
         if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
             raise CorruptFile(source=source, message="is not a model saved by hepae_core")
+        header = {k: v for k, v in payload.items() if k not in ("state_dict", "stage1")}
         try:
-            n_in = int(payload.get("n_inputs", len(payload["variables"])))
-            model = build_model(payload["model_config"], n_in)
-            model.load_state_dict(payload["state_dict"])
-            model.eval()
             norm = Normaliser.from_dict(payload["normalisation"])
-            grouped = None
             if payload.get("group"):
+                import torch
+
+                from hepae_core.models import build_model
                 from hepae_core.two_stage import codec_from_payload
 
-                grouped = codec_from_payload(model, norm, payload, torch.device("cpu"))
-        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+                tp = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+                n_in = int(tp.get("n_inputs", len(tp["variables"])))
+                model = build_model(tp["model_config"], n_in)
+                model.load_state_dict(tp["state_dict"])
+                model.eval()
+                grouped = codec_from_payload(model, norm, tp, torch.device("cpu"))
+                return cls(norm, header, data, grouped, _torch=model, **kw)
+            codec = cls(norm, header, data, state=dict(payload["state_dict"]), **kw)
+            mc = payload["model_config"]
+            codec._enc = NumpyMLP(codec.state, "encoder", mc, bool(mc.get("latent_activation")))
+            codec._dec = NumpyMLP(codec.state, "decoder", mc, False)
+            probe = codec._dec(codec._enc(np.zeros((1, len(norm.variables)), np.float32)))
+            if probe.shape != (1, len(norm.variables)):
+                raise ValueError(f"the model maps {len(norm.variables)} values to {probe.shape}")
+        except (KeyError, RuntimeError, TypeError, ValueError, IndexError) as exc:
             raise CorruptFile(source=source, message=f"the model does not load ({exc})") from None
-        header = {k: v for k, v in payload.items() if k not in ("state_dict", "stage1")}
-        return cls(model, norm, header, data, grouped, **kw)
+        return codec
+
+    @property
+    def model(self) -> Any:
+        """The torch AutoEncoder (built on first use: the evaluation's path, not the codec's)."""
+        if self._torch is None:
+            import torch
+
+            from hepae_core.models import build_model
+
+            m = build_model(self.header["model_config"], len(self.variables))
+            m.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.state.items()})
+            self._torch = m.eval()
+        return self._torch
 
     @property
     def variables(self) -> list[str]:
@@ -158,18 +186,17 @@ class AutoencoderCodec:
 
     def latents(self, x: np.ndarray, ok: np.ndarray | None = None) -> np.ndarray:
         """(units, latent) float32 latents of physical jets; rows not ``ok`` are padding."""
-        import torch
-
         x = np.asarray(x, dtype=np.float64)
         n = len(x)
         ok = np.ones(n, bool) if ok is None else ok
-        with torch.no_grad():
-            if self.grouped is None:
+        if self.grouped is None:
+            with np.errstate(all="ignore"):
                 f = self.norm.forward(x).astype(np.float32, copy=False)
-                f[~ok] = 0.0
-                self.model.eval()
-                z = self.model.encode(torch.from_numpy(np.ascontiguousarray(f)))
-                return z.numpy().astype(np.float32, copy=False)
+            f[~ok] = 0.0
+            return self._enc(f)
+        import torch
+
+        with torch.no_grad():
             g = self.group
             rows = np.full(-(-n // g) * g, -1, dtype=np.int64)
             rows[:n] = np.where(ok, np.arange(n), -1)
@@ -179,14 +206,13 @@ class AutoencoderCodec:
 
     def jets(self, z: np.ndarray, n: int) -> np.ndarray:
         """(n, d) float32 physical jets of ``n`` jets from their units' latents."""
+        z = np.ascontiguousarray(z, dtype=np.float32)
+        if self.grouped is None:
+            with np.errstate(all="ignore"):
+                return self.norm.inverse(self._dec(z)).astype(np.float32, copy=False)
         import torch
 
-        z = np.ascontiguousarray(z, dtype=np.float32)
         with torch.no_grad():
-            if self.grouped is None:
-                self.model.eval()
-                y = self.model.decode(torch.from_numpy(z)).numpy()
-                return self.norm.inverse(y).astype(np.float32, copy=False)
             y = self.grouped.decode(z).reshape(len(z) * self.group, -1)[:n]
             return np.asarray(y, dtype=np.float32)
 
@@ -214,6 +240,124 @@ class AutoencoderCodec:
     def decode(self, enc: Any) -> np.ndarray:
         """JetCodec.decode: physical jets (n, d) of an Encoded from :meth:`encode`."""
         return self.latent_codec().decode(enc)[: enc.n]
+
+
+# --------------------------------------------------------------------------- torch-free model
+
+
+_NP_DTYPES = {
+    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
+    "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+}  # fmt: skip
+
+
+def read_model_file(data: bytes) -> dict[str, Any]:
+    """A model.pt (``torch.save`` zip of dicts, lists, numbers and tensors) read without torch:
+    tensors come back as numpy arrays. Only the classes a tensor needs are accepted (as
+    ``torch.load(weights_only=True)`` does); anything else raises ValueError."""
+    import pickle
+    import zipfile
+
+    zf = zipfile.ZipFile(io.BytesIO(data))
+    pkl = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+    if len(pkl) != 1:
+        raise ValueError("no data.pkl in the model file")
+    prefix = pkl[0][: -len("data.pkl")]
+    order = zf.read(prefix + "byteorder").decode() if prefix + "byteorder" in zf.namelist() \
+        else "little"  # fmt: skip
+    endian = "<" if order == "little" else ">"
+
+    def rebuild(storage: np.ndarray, offset: int, size: tuple, stride: tuple, *_: Any) -> Any:
+        item = storage.itemsize
+        if not size:
+            return storage[offset].copy()
+        return np.lib.stride_tricks.as_strided(
+            storage[offset:], shape=tuple(size), strides=tuple(s * item for s in stride)
+        ).copy()
+
+    class _Storage:
+        def __init__(self, dtype: Any) -> None:
+            self.dtype = dtype
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if module == "torch._utils" and name == "_rebuild_tensor_v2":
+                return rebuild
+            if module == "torch" and name in _NP_DTYPES:
+                return _Storage(_NP_DTYPES[name])
+            if module == "collections" and name == "OrderedDict":
+                import collections
+
+                return collections.OrderedDict
+            raise ValueError(f"{module}.{name} is not allowed in a model file")
+
+        def persistent_load(self, pid: Any) -> Any:
+            if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
+                raise ValueError(f"unknown persistent id {pid!r}")
+            kind, key = pid[1], pid[2]
+            dtype = np.dtype(kind.dtype).newbyteorder(endian)
+            raw = zf.read(f"{prefix}data/{key}")
+            return np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
+
+    return Unpickler(io.BytesIO(zf.read(pkl[0]))).load()
+
+
+def _activation(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    if name == "tanh":
+        return np.tanh
+    if name == "relu":
+        return lambda x: np.maximum(x, 0, out=x)
+    if name == "leaky_relu":
+        return lambda x: np.where(x > 0, x, np.float32(0.01) * x)
+    if name == "elu":
+        return lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+    if name == "silu":
+        return lambda x: x / (np.float32(1) + np.exp(-x))
+    raise ValueError(f"activation {name!r}")
+
+
+class NumpyMLP:
+    """The encoder or decoder of a saved per-jet AutoEncoder, evaluated with numpy.
+
+    The layers of :func:`hepae_core.models._stack` in eval mode: Linear, BatchNorm1d (running
+    statistics), activation, dropout (nothing). numpy instead of torch keeps the codec's
+    memory small (importing torch alone takes ~275 MB) and matches torch to float32 rounding.
+    """
+
+    BATCH = 8192  # rows at a time: the activations stay in the cache and memory small
+
+    def __init__(self, state: dict[str, np.ndarray], prefix: str, cfg: dict[str, Any],
+                 last_activation: bool) -> None:  # fmt: skip
+        idx = sorted({int(k.split(".")[1]) for k in state if k.startswith(prefix + ".")})
+        act = _activation(cfg["activation"])
+        self.layers: list[Callable[[np.ndarray], np.ndarray]] = []
+        linear = [j for j in idx if f"{prefix}.{j}.weight" in state
+                  and state[f"{prefix}.{j}.weight"].ndim == 2]  # fmt: skip
+        for n, j in enumerate(linear):
+            w = np.ascontiguousarray(state[f"{prefix}.{j}.weight"].T, dtype=np.float32)
+            b = state[f"{prefix}.{j}.bias"].astype(np.float32)
+            self.layers.append(lambda x, w=w, b=b: np.add(x @ w, b, dtype=np.float32))
+            if n == len(linear) - 1 and not last_activation:
+                break
+            k = j + 1
+            if cfg.get("batch_norm"):
+                m, v = state[f"{prefix}.{k}.running_mean"], state[f"{prefix}.{k}.running_var"]
+                g, beta = state[f"{prefix}.{k}.weight"], state[f"{prefix}.{k}.bias"]
+                scale = (g / np.sqrt(v.astype(np.float64) + 1e-5)).astype(np.float32)
+                shift = (beta - m * scale).astype(np.float32)
+                self.layers.append(lambda x, s=scale, t=shift: x * s + t)
+            self.layers.append(act)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        outs = []
+        for lo in range(0, max(len(x), 1), self.BATCH):
+            y = x[lo : lo + self.BATCH]
+            for layer in self.layers:
+                y = layer(y)
+            outs.append(y)
+        return np.concatenate(outs) if len(outs) > 1 else outs[0]
 
 
 Codec = AutoencoderCodec  # the name of version 1

@@ -422,3 +422,41 @@ def test_grouped_model_compresses_groups_of_jets(tmp_path: Path, sample: Path) -
     y = np.concatenate([c["eta"] for c, _ in iter_decompressed(out)])
     x = _read(sample, ["eta"])["eta"]
     assert len(y) == 5000 and np.abs(y - x).max() <= 0.5 + 1e-6
+
+
+# --------------------------------------------------------------------------- numpy model
+
+
+@pytest.mark.parametrize("model", [{}, {"batch_norm": True, "activation": "silu"},
+                                   {"activation": "elu", "latent_activation": True}])  # fmt: skip
+def test_the_numpy_model_is_the_torch_model(tmp_path: Path, model: dict) -> None:
+    """The codec runs per-jet models on numpy; they give torch's numbers to float32 rounding."""
+    import torch
+
+    from hepae_core.evaluate import decode, encode
+
+    cfg = copy.deepcopy(TINY_JOB)
+    cfg["model"].update(model)
+    d = write_job(tmp_path / "job", cfg)
+    assert run_job(d) == 0
+    codec = load_codec(d)
+    x = np.stack([c for v, c in _bundled(3000).items() if v in VARS], axis=1).astype(np.float64)
+    z = codec.latents(x)
+    zt = encode(codec.model, codec.norm, x, torch.device("cpu"))
+    np.testing.assert_allclose(z, zt, rtol=1e-4, atol=1e-5)
+    yt = decode(codec.model, codec.norm, zt, torch.device("cpu"))
+    np.testing.assert_allclose(codec.jets(zt, len(zt)), yt, rtol=1e-4, atol=1e-5)
+
+
+def test_compress_and_decompress_do_not_import_torch(job: Path, sample: Path, tmp_path: Path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from hepae_core.codec import compress, decompress; "
+        f"compress({str(job)!r}, {str(sample)!r}, {str(tmp_path / 'c.h5')!r}); "
+        f"decompress({str(tmp_path / 'c.h5')!r}, {str(tmp_path / 'r.root')!r}); "
+        "print('torch' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False"
