@@ -1,13 +1,19 @@
-"""Rate-distortion benchmark: autoencoders against scalar quantisation and PCA at equal bits.
+"""Rate-distortion benchmark: autoencoders against the quantiser, PCA, SZ3 and ZFP, in bytes.
 
-For each sample, trains small autoencoders (minutes on a CPU), then measures every method
-at k = 4..16 bits per value with the project's own code (hepae_core.quantise,
-hepae_core.baselines, hepae_core.evaluate.latent_metrics) on held-out jets:
+For each sample, trains small autoencoders (minutes on a CPU), then measures every codec of
+the registry (hepae_core.codecs) at k = 4..16 bits per value on held-out jets, each ratio
+from the bytes its writer stores (payload + side information + the model, on the test jets
+and at a file of ``--file-jets`` jets):
 
 * ``sq``: scalar quantisation of each variable in its natural space,
+* ``sz3``, ``zfp``: SZ3 and ZFP on the natural-space values at the absolute bound of the
+  k-bit quantiser's half step (the same worst-case error),
 * ``pca``: PCA transform coding with z components (z = each autoencoder's latent size),
-* ``aeq``: each autoencoder with its latent quantised to k bits,
-* the float16 / bfloat16 casts and lossless gzip + shuffle.
+* ``ae``: each autoencoder with its latent quantised to k bits (model.pt's weights counted),
+* the float16 / bfloat16 casts and lossless (shuffle + deflate).
+
+First it prints the plane of the quantiser, SZ3 and ZFP side by side (``--no-ae`` stops
+there: seconds, no training).
 
 Samples: the bundled 4D jets (pt, eta, phi, E) and, when ../shared/data (relative to the
 repository) holds the Pythia dijet sample, 14 continuous per-jet variables of it (four-vector,
@@ -16,7 +22,8 @@ robust widths, each method gets one figure of merit over all variables: the mean
 error of the natural-space standardised variables (``mse``).
 
     python benchmarks/rate_distortion.py [--epochs 30] [--jets 120000] [--threads 1]
-                                         [--only 4d|14d] [--json OUT.json]
+                                         [--only 4d|14d] [--no-ae] [--file-jets 1000000]
+                                         [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -32,10 +39,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from hepae_core.baselines import PCACoder, cast_roundtrip, lossless_bytes
-from hepae_core.evaluate import latent_metrics
+from hepae_core import codecs
+from hepae_core.evaluate import latent_codecs, latent_metrics, model_weight_bytes
 from hepae_core.models import build_model
-from hepae_core.quantise import ScalarQuantiser, from_space, natural_space, to_space
+from hepae_core.quantise import from_space, natural_space, to_space
 from hepae_core.residuals import residual_stats, residuals
 from hepae_core.variables import default_residual_kind
 
@@ -161,55 +168,92 @@ def run_sample(sample: str, args: argparse.Namespace) -> list[dict]:
     norm = NaturalNormaliser(variables, train, kinds)
     rows: list[dict] = []
 
-    def add(method: str, bits_value: float, bits_jet: float, y: np.ndarray) -> None:
+    def add(method: str, k: float, codec: Any, enc: codecs.Encoded, y: np.ndarray) -> None:
+        """One codec's point: widths, mse and its bytes as its writer stores them."""
         w = widths(test, y, variables, kinds)
-        rows.append({"sample": sample, "method": method, "bits_per_value": bits_value,
-                     "bits_per_jet": bits_jet, "ratio": 32 * d / bits_jet,
+        nominal = getattr(codec, "nominal_bits_per_jet", None)
+        bits_jet = nominal() if nominal else 8 * enc.payload_bytes / len(test)
+        rows.append({"sample": sample, "method": method, "bits_per_value": k,
+                     "bits_per_jet": bits_jet, "payload_bytes": enc.payload_bytes,
+                     "side_bytes": enc.side_bytes, "model_bytes": codec.model_bytes,
+                     "ratio": codecs.ratio(enc, d, codec.model_bytes),
+                     "ratio_file": codecs.ratio(enc, d, codec.model_bytes, args.file_jets),
                      "mse": mse(norm, test, y), "widths": dict(zip(variables, w))})  # fmt: skip
 
-    sq = ScalarQuantiser.fit(variables, train, kinds)
+    def run(method: str, k: float, codec: Any, fit: bool = True) -> None:
+        if fit:
+            codec.fit(train)
+        enc = codec.encode(test)
+        add(method, k, codec, enc, codec.decode(enc))
+
     for k in SQ_BITS:
-        add("sq", k, sq.bits_per_jet(k), sq.roundtrip(test, k))
+        run("sq", k, codecs.build("sq", variables, kinds, bits=k))
+    for family in ("sz3", "zfp"):
+        for k in BITS:
+            run(family, k, codecs.build(family, variables, kinds, bits=k))
     for c in ("float16", "bfloat16"):
-        add(c, 16, 16 * d, cast_roundtrip(test, c).astype(np.float64))
-    nbytes = lossless_bytes(test)
-    rows.append({"sample": sample, "method": "lossless", "bits_per_value": 8 * nbytes / test.size,
-                 "bits_per_jet": 8 * nbytes / len(test), "ratio": 4 * test.size / nbytes,
-                 "mse": 0.0, "widths": dict.fromkeys(variables, 0.0)})  # fmt: skip
+        run(c, 16, codecs.build(c, variables, kinds))
+    run("lossless", 32, codecs.build("lossless", variables, kinds))
+    rows[-1]["widths"] = dict.fromkeys(variables, 0.0)
+    print(f"\n## {sample}: the plane of the quantiser, SZ3 and ZFP ({len(test)} test jets, "
+          f"ratios from bytes at {args.file_jets:,} jets)\n")  # fmt: skip
+    print(plane(rows, variables))
+    if args.no_ae:
+        return rows
     latents = [3] if sample == "4d" else [4, 6, 9]
     for z in latents:
-        pca = PCACoder.fit(variables, train, z, kinds)
+        pca = codecs.PCACodec(variables, kinds, None, z)
+        pca.fit(train)
         print(f"[{sample}] PCA z={z}: {pca.explained:.3f} of the variance", file=sys.stderr)
         for k in BITS:
-            add(f"pca{z}", k, z * k, pca.roundtrip(test, k))
+            c = codecs.PCACodec(variables, kinds, k, z)
+            c.adopt(pca)
+            run(f"pca{z}", k, c, fit=False)
         t0 = time.perf_counter()
         model = train_ae(norm.forward(train), z, args.epochs)
         print(f"[{sample}] AE z={z}: trained in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        m = latent_metrics(model, norm, test, train, kinds, torch.device("cpu"), BITS)
-        from hepae_core.evaluate import decode, encode
-        from hepae_core.quantise import LatentQuantiser
-
-        q = LatentQuantiser.fit(encode(model, norm, train, torch.device("cpu")))
-        zt = encode(model, norm, test, torch.device("cpu"))
-        for k in BITS:
-            y = decode(model, norm, q.decode(q.encode(zt, k), k), torch.device("cpu"))
-            add(f"ae{z}", k, z * k, y.astype(np.float64))
+        mb = model_weight_bytes(model)
+        m = latent_metrics(model, norm, test, train, kinds, torch.device("cpu"), BITS, mb)
+        cods = latent_codecs(model, norm, torch.device("cpu"), BITS, mb, kinds)
+        cods[0].fit(train)
+        for c in cods:
+            c.quantiser = cods[0].quantiser
+            run(f"ae{z}", c.bits, c, fit=False)
             # the same numbers as a job's metrics (aeq<k>): a cross-check of this script
             assert math.isclose(
-                rows[-1]["widths"][variables[0]], m[f"aeq{k}.{variables[0]}.width"], rel_tol=1e-6
+                rows[-1]["widths"][variables[0]],
+                m[f"aeq{c.bits}.{variables[0]}.width"],
+                rel_tol=1e-6,
             )
-        y = decode(model, norm, zt, torch.device("cpu"))
-        add(f"ae{z}", 32, 32 * z, y.astype(np.float64))
         # quantisation-aware fine-tuning at a low bit depth, where the latent's rounding
-        # matters; the codec keeps the original ranges (codes clip to them)
+        # matters; the codec stores the ranges of the model it ships: refit them
         k = args.qat_bits
+        q = cods[0].quantiser
         tuned = finetune_with_noise(model, norm.forward(train), q, k, max(1, args.epochs // 4))
-        # the codec stores the ranges of the model it ships: refit them on the tuned one
-        q2 = LatentQuantiser.fit(encode(tuned, norm, train, torch.device("cpu")))
-        zt2 = encode(tuned, norm, test, torch.device("cpu"))
-        y = decode(tuned, norm, q2.decode(q2.encode(zt2, k), k), torch.device("cpu"))
-        add(f"ae{z}+noise", k, z * k, y.astype(np.float64))
+        (tc,) = latent_codecs(tuned, norm, torch.device("cpu"), (k,), mb, kinds)
+        run(f"ae{z}+noise", k, tc)
     return rows
+
+
+def plane(rows: list[dict], variables: list[str]) -> str:
+    """The quantiser, SZ3 and ZFP side by side at each k: ratio from bytes and widths."""
+    by = {(r["method"], r["bits_per_value"]): r for r in rows}
+    show = variables if len(variables) <= 4 else variables[:4]
+    head = ["k", "sq ratio", "SZ3 ratio", "ZFP ratio", "sq mse", "SZ3 mse", "ZFP mse"]
+    head += [f"{v} sq / SZ3 / ZFP" for v in show]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for k in BITS:
+        trio = [by.get((m, k)) for m in ("sq", "sz3", "zfp")]
+        if any(r is None for r in trio):
+            continue
+        cells = [str(k)] + [f"{r['ratio_file']:.2f}" for r in trio]
+        cells += [f"{r['mse']:.1e}" for r in trio]
+        cells += [" / ".join(f"{r['widths'][v]:.1e}" for r in trio) for v in show]
+        lines.append("| " + " | ".join(cells) + " |")
+    lossless = next((r for r in rows if r["method"] == "lossless"), None)
+    if lossless:
+        lines.append(f"\nlossless (shuffle + deflate): ratio {lossless['ratio_file']:.2f}")
+    return "\n".join(lines)
 
 
 def verdict(rows: list[dict]) -> list[str]:
@@ -241,18 +285,22 @@ def verdict(rows: list[dict]) -> list[str]:
 def table(rows: list[dict]) -> str:
     variables = list(rows[0]["widths"])
     show = variables if len(variables) <= 6 else [*variables[:4], "m", "ptD"]
-    head = "| method | bits/value | bits/jet | ratio | mse | " + " | ".join(show) + " |"
-    lines = [head, "|" + "---|" * (5 + len(show))]
+    head = ("| method | bits/value | bits/jet | ratio (test jets) | ratio (file) | mse | "
+            + " | ".join(show) + " |")  # fmt: skip
+    lines = [head, "|" + "---|" * (6 + len(show))]
     for r in rows:
-        if r["method"] not in ("sq", "lossless", "float16", "bfloat16") and r[
+        if r["method"] not in ("sq", "sz3", "zfp", "lossless", "float16", "bfloat16") and r[
             "bits_per_value"
         ] not in (4, 6, 8, 10, 12, 16, 32):
             continue
-        if r["method"] == "sq" and (r["bits_per_value"] % 2 or r["bits_per_value"] < 4):
+        if r["method"] in ("sq", "sz3", "zfp") and (
+            r["bits_per_value"] % 2 or r["bits_per_value"] < 4
+        ):
             continue
         w = " | ".join(f"{r['widths'][v]:.1e}" for v in show)
         lines.append(f"| {r['method']} | {r['bits_per_value']:.3g} | {r['bits_per_jet']:.0f} | "
-                     f"{r['ratio']:.2f} | {r['mse']:.1e} | {w} |")  # fmt: skip
+                     f"{r['ratio']:.2f} | {r['ratio_file']:.2f} | {r['mse']:.1e} | "
+                     f"{w} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -263,6 +311,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--only", choices=["4d", "14d"], default=None)
     p.add_argument("--qat-bits", type=int, default=6, help="bits of the noise fine-tuning")
+    p.add_argument("--no-ae", action="store_true", help="only the quantiser, SZ3, ZFP plane")
+    p.add_argument("--file-jets", type=int, default=codecs.FILE_JETS,
+                   help="jets over which side and model bytes are spread")  # fmt: skip
     p.add_argument("--json", type=Path, default=None, help="write all rows here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -273,8 +324,9 @@ def main() -> None:
         every += rows
         print(f"\n## {s}: {len(rows[0]['widths'])} variables\n")
         print(table(rows))
-        print("\nautoencoder points against sq and PCA at the same bits per jet (mse):")
-        print("\n".join(verdict(rows)))
+        if not args.no_ae:
+            print("\nautoencoder points against sq and PCA at the same bits per jet (mse):")
+            print("\n".join(verdict(rows)))
     if args.json:
         args.json.write_text(json.dumps(every, indent=1))
 

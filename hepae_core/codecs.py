@@ -157,6 +157,14 @@ class BaseCodec(ABC):
     def fit(self, train: np.ndarray) -> None:  # noqa: B027 - most codecs learn nothing
         """Learn what the codec needs from the training jets (physical units)."""
 
+    def adopt(self, other: BaseCodec) -> bool:
+        """Take what ``other`` (same family, fitted on the same jets) learnt; False: cannot.
+
+        The fit does not depend on ``k`` for the quantiser, PCA, SZ3 and ZFP, so one fit
+        serves every bit depth.
+        """
+        return False
+
     @abstractmethod
     def encode(self, x: np.ndarray) -> Encoded: ...
 
@@ -253,6 +261,12 @@ class ScalarCodec(BaseCodec):
     def fit(self, train: np.ndarray) -> None:
         self.quantiser = ScalarQuantiser.fit(self.variables, train, self.kinds)
 
+    def adopt(self, other: BaseCodec) -> bool:
+        if not isinstance(other, ScalarCodec) or other.quantiser is None:
+            return False
+        self.quantiser = other.quantiser
+        return True
+
     def _q(self) -> ScalarQuantiser:
         if self.quantiser is None:
             raise RuntimeError(f"{self.name}: fit() before encode()")
@@ -339,6 +353,13 @@ class PCACodec(BaseCodec):
     def nominal_bits_per_jet(self) -> float:
         return self.components.shape[0] * (32 if self.bits is None else self.bits)
 
+    def adopt(self, other: BaseCodec) -> bool:
+        if not isinstance(other, PCACodec) or other.ranges is None or other.z != self.z:
+            return False
+        for key in ("spaces", "mean", "std", "components", "explained", "ranges"):
+            setattr(self, key, getattr(other, key))
+        return True
+
     def project(self, x: np.ndarray) -> np.ndarray:
         return ((self._to(x) - self.mean) / self.std) @ self.components.T
 
@@ -395,7 +416,16 @@ class _BoundedCodec(BaseCodec):
         return f"{self.family}{self.bits}"
 
     def fit(self, train: np.ndarray) -> None:
-        q = ScalarQuantiser.fit(self.variables, train, self.kinds)
+        self._bounds(ScalarQuantiser.fit(self.variables, train, self.kinds))
+
+    def adopt(self, other: BaseCodec) -> bool:
+        q = getattr(other, "quantiser", None)
+        if not isinstance(other, (_BoundedCodec, ScalarCodec)) or q is None:
+            return False
+        self._bounds(q)
+        return True
+
+    def _bounds(self, q: ScalarQuantiser) -> None:
         self.quantiser = q
         k = int(self.bits or 0)
         self.bounds = []
@@ -423,7 +453,9 @@ class _BoundedCodec(BaseCodec):
             if space == "integer":
                 t = np.round(t)
             elif space == "periodic":
-                t = (t + np.pi) % (2 * np.pi) - np.pi
+                # clipped, not wrapped: an input in [-pi, pi] stays within the bound of
+                # the value (a wrap would turn 3.1417 into -3.1415)
+                t = np.clip(t, -np.pi, np.pi)
             cols.append(from_space(t, space))
         return np.stack(cols, axis=1) if cols else np.empty((enc.n, 0))
 
