@@ -71,6 +71,17 @@ def main() -> None:
         ("float16 cast", "float16", 2.0),
         ("bfloat16 cast", "bfloat16", 2.0),
     ]
+    # the codecs' ratios from the bytes their writers store (model and side information
+    # counted, at a file of rate.file_jets jets): the registry's numbers, as in metrics.json
+    codecs = (
+        ("autoencoder, 12-bit latent", "aeq12"),
+        ("scalar quantiser, 12 bits", "sq12"),
+        ("SZ3, 12-bit bound", "sz3_12"),
+        ("ZFP, 12-bit bound", "zfp12"),
+    )
+    for label, key in codecs:
+        if f"{key}.ratio_file" in m:
+            rows.append((f"{label} (file)", key, m[f"{key}.ratio_file"]))
     print(
         f"{'':30} {'ratio':>6} {'pt width':>10} {'E width':>10} {'eta width':>10} {'phi width':>10}"
     )
