@@ -1,7 +1,8 @@
-"""The baselines every autoencoder is compared with, at equal bits per jet.
+"""Helpers behind the baselines every autoencoder is compared with.
 
-Numpy and h5py only. Each baseline is a round trip (physical jets in, physical jets out)
-plus its cost in bits per jet and the side information it must store:
+The baselines themselves are codecs of the registry in :mod:`hepae_core.codecs` (what
+the evaluation, the metrics and the plots use, every ratio from the bytes written); this
+module keeps the numerical helpers and a float64 PCA for analysis:
 
 * casts to float16 / bfloat16 (16 bits per value, nothing stored),
 * scalar quantisation at ``k`` bits in each variable's natural space
@@ -9,12 +10,12 @@ plus its cost in bits per jet and the side information it must store:
 * PCA transform coding: the variables in their natural space, standardised, rotated onto
   their first ``z`` principal axes, each axis quantised to ``k`` bits over its training
   range (:class:`PCACoder`),
-* lossless float32 with HDF5's gzip + shuffle filters (:func:`lossless_bytes`).
+* lossless float32, bytes shuffled and deflated (:func:`lossless_bytes`, the bytes of
+  :class:`hepae_core.codecs.LosslessCodec`).
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,29 +140,16 @@ class PCACoder:
 
 
 def lossless_bytes(x: np.ndarray, level: int = 6) -> int:
-    """Bytes that HDF5 gzip + shuffle needs for ``x`` as float32, one chunked column each.
+    """Bytes that the registry's lossless codec stores for ``x`` as float32.
 
-    Measured on a real (in-memory) HDF5 file: the compressed size of every chunk of every
-    column, which is what those columns cost on disk.
+    Each column's float32 bytes shuffled (as HDF5's shuffle filter) and deflated (zlib
+    ``level``): :class:`hepae_core.codecs.LosslessCodec`, measured, not estimated.
     """
-    import h5py
+    from hepae_core.codecs import LosslessCodec
 
-    x32 = np.ascontiguousarray(np.asarray(x, dtype=np.float32).T)
-    total = 0
-    with h5py.File(io.BytesIO(), "w") as f:
-        for j, col in enumerate(x32):
-            if not len(col):
-                continue
-            ds = f.create_dataset(
-                f"c{j}",
-                data=col,
-                chunks=(min(len(col), 65536),),
-                compression="gzip",
-                compression_opts=level,
-                shuffle=True,
-            )
-            total += ds.id.get_storage_size()
-    return total
+    x = np.asarray(x)
+    codec = LosslessCodec([str(j) for j in range(x.shape[1] if x.ndim == 2 else 0)], level=level)
+    return codec.encode(x).payload_bytes
 
 
 def ratio(n_jets: int, n_vars: int, payload_bits: float, side_bytes: int = 0) -> float:
