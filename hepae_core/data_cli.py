@@ -2,32 +2,45 @@
 
     hepae-data generate --out dijet.root --events 20000 --seed 1
     hepae-data inspect FILE [--tree NAME] [--max-entries N]
-    hepae-data convert IN OUT [--tree T] [--branches a,b] [--container P] [--leading N]
+    hepae-data convert IN -o OUT [--tree T] [--branches a,b] [--container P] [--leading N]
     hepae-data compress --model JOB_DIR IN -o OUT.h5   (and decompress, evaluate: see
     docs/compression.md)
 
 Exit codes: 0 done, 2 bad input (the message names the file and what to change), 1 other
-failures (a full disk among them). ``convert`` writes to a temporary file and renames it:
-a failure leaves nothing.
+failures (a full disk, an interrupt, a damaged compressed file). Every error is one line
+on stderr (argparse's too), with the user's file names (never a hidden temporary name)
+and control characters escaped. ``convert`` writes to a temporary file and renames it: a
+failure, Ctrl-C or SIGTERM leaves nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hepae_core.data_guard import (
+    OneLineParser,
+    Terminated,
+    atomic_output,
+    check_output,
+    check_terminated,
+    hard_exit,
+    positive_int,
+    signals_interrupt,
+    user_text,
+)
 from hepae_core.diskfull import DiskFull, free_bytes, is_disk_full, writing
 from hepae_core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, DataError, HepaeError
-from hepae_core.jobdir import atomic_path
 
 
 def _err(msg: str) -> None:
-    print(f"error: {msg}", file=sys.stderr)
+    # One line, the user's own file names (not a hidden temporary one), no terminal
+    # control sequences from hostile names.
+    print(f"error: {user_text(msg)}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------- generate
@@ -373,6 +386,7 @@ def _write_root(tmp: Path, chunks: Iterator[dict[str, Any]], tree: str) -> int:
     with uproot.recreate(tmp) as f:
         t = None
         for chunk in chunks:
+            check_terminated()
             chunk = {k: np.ascontiguousarray(v) for k, v in chunk.items()}
             if t is None:
                 t = f.mktree(tree, {k: v.dtype for k, v in chunk.items()})
@@ -390,6 +404,7 @@ def _write_hdf5(tmp: Path, chunks: Iterator[dict[str, Any]], key: str | None, ou
         with h5py.File(tmp, "w") as f:
             group = f.require_group(key) if key else f
             for chunk in chunks:
+                check_terminated()
                 chunk = {k: np.asarray(v) for k, v in chunk.items()}
                 m = len(next(iter(chunk.values())))
                 need = sum(v.nbytes for v in chunk.values()) + HDF5_HEADROOM
@@ -413,6 +428,18 @@ def _write_hdf5(tmp: Path, chunks: Iterator[dict[str, Any]], key: str | None, ou
     return n
 
 
+def _convert_output(args: argparse.Namespace) -> Path:
+    """The output of convert: positional (``convert IN OUT``) or ``-o OUT``, not both."""
+    if args.output and args.out_opt and args.output != args.out_opt:
+        raise DataError(source="convert", message=f"two outputs given ({args.output} and -o "
+                        f"{args.out_opt}): give one")  # fmt: skip
+    out = args.output or args.out_opt
+    if not out:
+        raise DataError(source="convert", message="no output: give -o OUT.root (or .h5)")
+    args.output = out
+    return Path(out)
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from hepae_core.readers import (
         HDF5_SUFFIXES,
@@ -423,22 +450,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
         unreadable,
     )
 
-    src, out = Path(args.input), Path(args.output)
+    src = Path(args.input)
+    out = _convert_output(args)
     check_file(src, key=None, hint="give a ROOT, HDF5 or PhenoML CSV file")
-    if out.is_dir():
-        raise DataError(source=str(out), message="is a directory; give an output file name")
-    if out.exists() and not args.force:
-        raise DataError(
-            source=str(out), message="exists already; choose another output or pass --force"
-        )
-    if out.suffix.lower() == ".root":
-        out_fmt = "root"
-    elif out.suffix.lower() in HDF5_SUFFIXES:
-        out_fmt = "hdf5"
-    else:
-        raise DataError(source=str(out), message="the output must end in .root, .h5 or .hdf5")
-    if not out.parent.resolve().is_dir():
-        raise DataError(source=str(out), message="its directory does not exist")
+    check_output(out, inputs=[src], force=args.force, suffixes=(".root", *HDF5_SUFFIXES),
+                 writes="a ROOT tree or HDF5 datasets", option="output")  # fmt: skip
+    out_fmt = "root" if out.suffix.lower() == ".root" else "hdf5"
     fmt = detect_format(src, args.format)
     try:
         branches = _default_branches(src, fmt, args)
@@ -461,7 +478,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     )
     chunks = iter_chunks(src, fmt, req)
     # A temporary file beside the output, with the umask's mode, renamed at the end only.
-    with writing(out, CONVERT_ADVICE), atomic_path(out) as tmp:
+    with writing(out, CONVERT_ADVICE), atomic_output(out) as tmp:
         if out_fmt == "root":
             n = _write_root(tmp, chunks, args.out_tree)
         else:
@@ -476,45 +493,69 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _add_generate(sub) -> None:
-    g = sub.add_parser("generate", help="generate a Pythia 8 jet sample (needs the gen extra)")
+    g = sub.add_parser(
+        "generate", help="generate a Pythia 8 jet sample (needs the gen extra)",
+        description="Generate events with Pythia 8, cluster anti-kt R=0.4 jets and write them "
+        "(one row per jet, GeV) with the generator settings to a ROOT file. Needs "
+        "`pip install hepae-gridsearch[gen]`.",
+    )  # fmt: skip
     g.add_argument("--out", required=True, help="output ROOT file")
-    g.add_argument("--process", choices=("dijet", "ttbar"), default="dijet")
-    g.add_argument("--events", type=int, default=10_000)
-    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--process", choices=("dijet", "ttbar"), default="dijet",
+                   help="hard process (default dijet)")  # fmt: skip
+    g.add_argument("--events", type=positive_int, default=10_000,
+                   help="events to generate (default 10000)")  # fmt: skip
+    g.add_argument("--seed", type=int, default=1, help="Pythia's random seed (default 1)")
     g.add_argument("--pthat-min", type=float, default=25.0, help="GeV (dijet)")
     g.add_argument("--bias-power", type=float, default=0.0, help="bias pT-hat by (pT-hat/min)^p")
     g.add_argument("--jet-ptmin", type=float, default=20.0, help="GeV")
-    g.add_argument("--jet-etamax", type=float, default=4.5)
+    g.add_argument("--jet-etamax", type=float, default=4.5, help="largest |eta| of a jet")
     g.add_argument("--set", action="append", help="extra Pythia setting, e.g. 'Tune:pp = 14'")
     g.add_argument("--force", action="store_true", help="overwrite --out")
-    g.add_argument("--quiet", action="store_true")
+    g.add_argument("--quiet", action="store_true", help="no progress lines")
     g.set_defaults(func=cmd_generate, paths=("out",))
 
 
 def _add_inspect(sub) -> None:
-    i = sub.add_parser("inspect", help="trees, branches, counts, units and ranges of a file")
-    i.add_argument("file")
+    i = sub.add_parser(
+        "inspect", help="trees, branches, counts, units and ranges of a file",
+        description="List the trees (or HDF5 datasets, or CSV objects) of a file with their "
+        "branches, types, counts, ranges and likely energy units. Reads only.",
+    )  # fmt: skip
+    i.add_argument("file", help="ROOT, HDF5 or PhenoML CSV file")
     i.add_argument("--tree", default=None, help="only this tree")
-    i.add_argument("--format", default="auto", choices=("auto", "root", "hdf5", "csv"))
-    i.add_argument("--max-entries", type=int, default=1_000_000, help="entries read for ranges")
+    i.add_argument("--format", default="auto", choices=("auto", "root", "hdf5", "csv"),
+                   help="the file's format (default: from its content)")  # fmt: skip
+    i.add_argument("--max-entries", type=positive_int, default=1_000_000,
+                   help="entries read for ranges")  # fmt: skip
     i.set_defaults(func=cmd_inspect, paths=("file",))
 
 
 def _add_convert(sub) -> None:
-    c = sub.add_parser("convert", help="convert jets between ROOT, HDF5 (and from CSV)")
-    c.add_argument("input")
-    c.add_argument("output", help="ends in .root (TTree) or .h5/.hdf5 (group of datasets)")
-    c.add_argument("--format", default="auto", choices=("auto", "root", "hdf5", "csv"))
+    c = sub.add_parser(
+        "convert", help="convert jets between ROOT, HDF5 (and from CSV)",
+        description="Copy the per-jet columns of a ROOT tree (flat, or jagged with "
+        "--container), an HDF5 file or a PhenoML CSV file into a ROOT tree or HDF5 datasets. "
+        "The output is never the input; an existing one is replaced only with --force.",
+    )  # fmt: skip
+    c.add_argument("input", help="ROOT, HDF5 or PhenoML CSV file")
+    c.add_argument("output", nargs="?", default=None,
+                   help="ends in .root (TTree) or .h5/.hdf5 (datasets); or -o")  # fmt: skip
+    c.add_argument("-o", "--output", dest="out_opt", default=None, metavar="OUTPUT",
+                   help="the output, as with the other commands")  # fmt: skip
+    c.add_argument("--format", default="auto", choices=("auto", "root", "hdf5", "csv"),
+                   help="the input's format (default: from its content)")  # fmt: skip
     c.add_argument("--tree", default="jets", help="input tree (default jets)")
     c.add_argument("--key", default=None, help="input HDF5 group or table")
     c.add_argument("--branches", default=None, help="comma-separated columns (after prefix)")
     c.add_argument("--container", default=None, help="jagged branch prefix, e.g. jet_")
-    c.add_argument("--leading", type=int, default=None, help="leading N jets per event")
+    c.add_argument("--leading", type=positive_int, default=None,
+                   help="leading N jets per event")  # fmt: skip
     c.add_argument("--objects", default="j", help="CSV object types, e.g. j,b")
-    c.add_argument("--chunk-size", type=int, default=100_000)
-    c.add_argument("--out-tree", default="jets")
+    c.add_argument("--chunk-size", type=positive_int, default=100_000,
+                   help="jets read at a time (default 100000)")  # fmt: skip
+    c.add_argument("--out-tree", default="jets", help="the output tree (default jets)")
     c.add_argument("--out-key", default=None, help="HDF5 group to write into")
-    c.add_argument("--force", action="store_true", help="overwrite the output")
+    c.add_argument("--force", action="store_true", help="replace an existing output")
     c.set_defaults(func=cmd_convert, paths=("input", "output"))
 
 
@@ -529,9 +570,28 @@ def _add_codec(sub: argparse._SubParsersAction) -> None:
 SUBCOMMANDS = [_add_generate, _add_inspect, _add_convert, _add_codec]
 
 
+DESCRIPTION = """\
+Jet data files for the autoencoders: make them, look into them, convert them, and
+compress them with a trained model.
+
+  generate    a Pythia 8 jet sample as a ROOT file (needs the gen extra)
+  inspect     trees, branches, counts, units and ranges of a ROOT, HDF5 or CSV file
+  convert     jets between ROOT and HDF5 (and from PhenoML CSV): convert IN -o OUT
+  compress    jets -> latent codes with a finished job's model (HDF5 file)
+  decompress  a compressed file -> ROOT tree or HDF5 datasets
+  evaluate    a job's model measured on another sample, against its baselines
+
+Results go to stdout, progress (on a terminal only) and errors to stderr. An error is one
+line naming the file and what to do; exit 2 for bad input, 1 for other failures (a full
+disk, an interrupt). Outputs are written to a temporary file and renamed: a failure,
+Ctrl-C or SIGTERM leaves nothing behind, the output is never one of the inputs, and an
+existing output is replaced only with --force. docs/data.md, docs/compression.md."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hepae-data", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    p = OneLineParser(prog="hepae-data", description=DESCRIPTION,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)
     return p
@@ -543,32 +603,56 @@ def _first_path(args: argparse.Namespace) -> str:
     return next((str(n) for n in names if n), "hepae-data")
 
 
+def _output_path(args: argparse.Namespace) -> str:
+    """The file a command writes, for a full disk: never the input, never a temporary name."""
+    for name in ("output", "out_opt", "out"):
+        value = getattr(args, name, None)
+        if value:
+            return str(value)
+    return _first_path(args)
+
+
+def _hdf5_failed() -> bool:
+    """HDF5 may have failed to write or close a file: after that, its state is broken.
+
+    Its errors come as OSError or RuntimeError with or without an errno, so any full disk
+    while the library is loaded counts.
+    """
+    return "h5py" in sys.modules
+
+
+def _disk_full(exc: BaseException) -> bool:
+    return is_disk_full(exc) or f"errno = {errno.ENOSPC}," in str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except HepaeError as exc:
-        _err(str(exc))
-        return exc.exit_code
-    except DiskFull as exc:
-        _err(str(exc))
-        return exc.exit_code
-    except _Hdf5WriteFailed as exc:
-        # The HDF5 library's state is broken after a failed write; its finalisers would
-        # crash the interpreter at exit (exit 139). The temporary file is gone already.
-        _err(str(exc))
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(EXIT_FAILED)
-    except KeyboardInterrupt:
-        _err("interrupted")
-        return EXIT_FAILED
-    except OSError as exc:
-        if is_disk_full(exc):
-            _err(str(DiskFull(exc.filename or _first_path(args), CONVERT_ADVICE)))
+    # SIGTERM/SIGHUP unwind like Ctrl-C: the writers' temporary files are removed.
+    with signals_interrupt():
+        try:
+            return args.func(args)
+        except HepaeError as exc:
+            _err(str(exc))
+            return exc.exit_code
+        except (DiskFull, _Hdf5WriteFailed, OSError, RuntimeError) as exc:
+            if not isinstance(exc, DiskFull | _Hdf5WriteFailed) and not _disk_full(exc):
+                if isinstance(exc, RuntimeError):
+                    raise
+                _err(f"{exc.filename or _first_path(args)}: {exc.strerror or exc}")
+                return EXIT_BAD_INPUT
+            # Named after the output the user gave, whatever file the library was writing.
+            _err(str(DiskFull(_output_path(args), CONVERT_ADVICE)))
+            if _hdf5_failed():
+                # After a failed write the HDF5 library's finalisers crash the interpreter
+                # (exit 139); the temporary file is gone already, so end here.
+                hard_exit(EXIT_FAILED)
             return EXIT_FAILED
-        _err(f"{exc.filename or _first_path(args)}: {exc.strerror or exc}")
-        return EXIT_BAD_INPUT
+        except KeyboardInterrupt as exc:
+            what = exc.args[0] if isinstance(exc, Terminated) else "Ctrl-C"
+            out = _output_path(args) if args.command not in ("inspect",) else None
+            tail = f"; nothing written to {out}" if out and out != _first_path(args) else ""
+            _err(f"interrupted ({what}){tail}")
+            return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -157,3 +157,60 @@ def test_hepae_train_cannot_even_write_the_config(small_fs, tmp_path):
         "run hepae-train again; nothing was trained"
     )
     assert list(out_dir.iterdir()) == []
+
+
+# ------------------------------------------------- hepae-data compress/decompress/evaluate
+
+WRITE_ADVICE = "free space (or choose another output) and run again; nothing was written"
+
+
+@pytest.fixture(scope="module")
+def codec_job(tmp_path_factory):
+    """A tiny trained job (on the ordinary disk) and a compressed file of the bundled jets."""
+    d = tmp_path_factory.mktemp("codec")
+    job = d / "job"
+    job.mkdir()
+    (job / "config.yaml").write_text(yaml.safe_dump(TINY_JOB))
+    assert run_job_process(job).returncode == 0
+    packed = d / "c.h5"
+    done = _hepae_data("compress", "--model", job, BUNDLED, "-o", packed)
+    assert done.returncode == 0, done.stderr
+    return job, packed
+
+
+def _hepae_data(*args):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-m", "hepae_core.data_cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("what", ["compress", "decompress.h5", "decompress.root", "evaluate"])
+def test_hepae_data_on_a_full_disk(small_fs, codec_job, what):
+    """compress/decompress to .h5 segfaulted (exit 139) and named the input file; now one
+    line naming the output, exit 1, nothing left under the output's name or hidden."""
+    job, packed = codec_job
+    before = BUNDLED.read_bytes(), packed.read_bytes()
+    if what == "compress":
+        out = small_fs / "c.h5"
+        fill(small_fs, 200)  # the file is about 0.8 MB
+        done = _hepae_data("compress", "--model", job, BUNDLED, "-o", out)
+    elif what.startswith("decompress"):
+        out = small_fs / f"r.{what.split('.')[1]}"
+        fill(small_fs, 400)  # the jets are 2.8 MB as float32
+        done = _hepae_data("decompress", packed, "-o", out)
+    else:
+        out = small_fs / "m.json"
+        fill(small_fs, 0)
+        done = _hepae_data("evaluate", "--model", job, BUNDLED, "-o", out)
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert (
+        done.stderr.strip() == f"error: no space left on device while writing {out}; {WRITE_ADVICE}"
+    )
+    assert sorted(p.name for p in small_fs.iterdir()) == ["filler"]
+    assert (BUNDLED.read_bytes(), packed.read_bytes()) == before
