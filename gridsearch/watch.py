@@ -4,8 +4,10 @@ Each refresh is one :func:`gridsearch.status.campaign_status` (one scheduler que
 backend kind, never one per job) and shows: a campaign progress bar (ended jobs plus the
 epoch fraction of running ones), the jobs per state, the epochs of the running jobs and
 an ETA. The ETA is rough by design: each running job's seconds per epoch (its
-history.csv) times its epochs left; jobs still queued are counted as taking the mean
-job time of the running ones, run as many at a time as are running now.
+history.csv) times its epochs left, or what is left of the mean wall time of the jobs
+that ended (state.json: reading the data and evaluating included) when that is longer;
+jobs still queued are counted as taking that mean wall time (or the running jobs'
+projected time when longer), run as many at a time as are running now.
 
 On a terminal the block is redrawn in place; otherwise (a log file, a pipe) one plain
 line is printed per refresh. It ends when no job is queued, waiting or running (exit 0),
@@ -55,8 +57,22 @@ def progress(statuses: list[JobStatus]) -> float:
     return total / len(statuses)
 
 
-def eta_s(statuses: list[JobStatus], per_epoch: dict[str, float]) -> float | None:
-    """Seconds until nothing is in flight (see the module docstring), or None."""
+def eta_s(
+    statuses: list[JobStatus],
+    per_epoch: dict[str, float],
+    walls: list[float] | None = None,
+    elapsed: dict[str, float] | None = None,
+) -> float | None:
+    """Seconds until nothing is in flight (see the module docstring), or None.
+
+    ``walls``: wall seconds of jobs of the campaign that ended (start to finish, data
+    reading and evaluation included); ``elapsed``: seconds each running job has run. With
+    them a job's time counts what its epochs do not (reading the data, evaluating), which
+    dominates small jobs; without them only the epochs count.
+    """
+    walls = [w for w in walls or [] if w > 0]
+    elapsed = elapsed or {}
+    mean_wall = sum(walls) / len(walls) if walls else None
     running = [js for js in statuses if js.state == JobState.RUNNING]
     waiting = sum(js.state in (JobState.QUEUED, JobState.WAITING) for js in statuses)
     lefts, whole = [], []
@@ -64,12 +80,57 @@ def eta_s(statuses: list[JobStatus], per_epoch: dict[str, float]) -> float | Non
         s = per_epoch.get(js.id)
         if s is None or not js.epochs:
             continue
-        lefts.append(s * max(0, js.epochs - (js.epoch or 0)))
-        whole.append(s * js.epochs)
+        left = s * max(0, js.epochs - (js.epoch or 0))
+        ran = elapsed.get(js.id)
+        if mean_wall is not None and ran is not None:
+            left = max(left, mean_wall - ran)  # what is left of a typical job's wall time
+        lefts.append(left)
+        whole.append(ran + left if ran is not None else s * js.epochs)
     if not lefts:
+        if mean_wall is not None and (waiting or running):
+            return (math.ceil(waiting / max(1, len(running))) + bool(running)) * mean_wall
         return None if waiting or running else 0.0
     rounds = math.ceil(waiting / max(1, len(running)))
-    return max(lefts) + rounds * (sum(whole) / len(whole))
+    per_job = sum(whole) / len(whole)
+    if mean_wall is not None:
+        per_job = max(per_job, mean_wall)
+    return max(lefts) + rounds * per_job
+
+
+def _seconds(record: dict, a: str, b: str | None = None) -> float | None:
+    from datetime import datetime
+
+    try:
+        start = datetime.fromisoformat(str(record[a]))
+        end = datetime.fromisoformat(str(record[b])) if b else datetime.now(start.tzinfo)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (end - start).total_seconds()
+
+
+def timings(statuses: list[JobStatus], limit: int = 50) -> tuple[list[float], dict[str, float]]:
+    """(wall seconds of up to ``limit`` done jobs, seconds each running job has run), from
+    their state.json (``started``, ``finished``)."""
+    import json
+
+    walls, elapsed = [], {}
+    done = [js for js in statuses if js.state == JobState.DONE][-limit:]
+    for js in [*done, *(js for js in statuses if js.state == JobState.RUNNING)]:
+        try:
+            record = json.loads((js.dir / "state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict):
+            continue
+        if js.state == JobState.DONE:
+            w = _seconds(record, "started", "finished")
+            if w is not None:
+                walls.append(w)
+        else:
+            e = _seconds(record, "started")
+            if e is not None:
+                elapsed[js.id] = max(0.0, e)
+    return walls, elapsed
 
 
 def duration(seconds: float | None) -> str:
@@ -83,12 +144,17 @@ def duration(seconds: float | None) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def render(statuses: list[JobStatus], per_epoch: dict[str, float]) -> list[str]:
+def render(
+    statuses: list[JobStatus],
+    per_epoch: dict[str, float],
+    walls: list[float] | None = None,
+    elapsed: dict[str, float] | None = None,
+) -> list[str]:
     """The lines of one refresh."""
     frac = progress(statuses)
     filled = round(frac * BAR_WIDTH)
     per_state = ", ".join(f"{n} {s}" for s, n in counts(statuses).items())
-    eta = eta_s(statuses, per_epoch)
+    eta = eta_s(statuses, per_epoch, walls, elapsed)
     lines = [
         f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {frac:6.1%}  {len(statuses)} jobs: "
         f"{per_state}  ETA {duration(eta)}"
@@ -128,7 +194,7 @@ def watch(
             for js in statuses
             if js.state == JobState.RUNNING and (s := epoch_seconds(js)) is not None
         }
-        lines = render(statuses, per_epoch)
+        lines = render(statuses, per_epoch, *timings(statuses))
         chain = rungs.link_state(campaign, query=query)  # submit --all-rungs: the next rung
         chain_note = rungs.describe(campaign, chain) if rungs.in_flight(chain) else None
         if chain_note:
