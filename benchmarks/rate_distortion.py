@@ -6,6 +6,7 @@ from the bytes its writer stores (payload + side information + the model, on the
 and at a file of ``--file-jets`` jets):
 
 * ``sq``: scalar quantisation of each variable in its natural space,
+* ``sqe``: the same quantiser with its codes entropy-coded (ANS, per-file histograms),
 * ``sz3``, ``zfp``: SZ3 and ZFP on the natural-space values at the absolute bound of the
   k-bit quantiser's half step (the same worst-case error),
 * ``pca``: PCA transform coding with z components (z = each autoencoder's latent size),
@@ -188,7 +189,7 @@ def run_sample(sample: str, args: argparse.Namespace) -> list[dict]:
 
     for k in SQ_BITS:
         run("sq", k, codecs.build("sq", variables, kinds, bits=k))
-    for family in ("sz3", "zfp"):
+    for family in ("sqe", "sz3", "zfp"):
         for k in BITS:
             run(family, k, codecs.build(family, variables, kinds, bits=k))
     for c in ("float16", "bfloat16"):
@@ -239,14 +240,18 @@ def plane(rows: list[dict], variables: list[str]) -> str:
     """The quantiser, SZ3 and ZFP side by side at each k: ratio from bytes and widths."""
     by = {(r["method"], r["bits_per_value"]): r for r in rows}
     show = variables if len(variables) <= 4 else variables[:4]
-    head = ["k", "sq ratio", "SZ3 ratio", "ZFP ratio", "sq mse", "SZ3 mse", "ZFP mse"]
+    head = ["k", "sq ratio", "sq+ANS ratio", "SZ3 ratio", "ZFP ratio", "sq mse", "SZ3 mse",
+            "ZFP mse"]  # fmt: skip
     head += [f"{v} sq / SZ3 / ZFP" for v in show]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for k in BITS:
         trio = [by.get((m, k)) for m in ("sq", "sz3", "zfp")]
         if any(r is None for r in trio):
             continue
-        cells = [str(k)] + [f"{r['ratio_file']:.2f}" for r in trio]
+        sqe = by.get(("sqe", k))
+        cells = [str(k), f"{trio[0]['ratio_file']:.2f}"]
+        cells += [f"{sqe['ratio_file']:.2f}" if sqe else "-"]
+        cells += [f"{r['ratio_file']:.2f}" for r in trio[1:]]
         cells += [f"{r['mse']:.1e}" for r in trio]
         cells += [" / ".join(f"{r['widths'][v]:.1e}" for r in trio) for v in show]
         lines.append("| " + " | ".join(cells) + " |")
@@ -289,11 +294,11 @@ def table(rows: list[dict]) -> str:
             + " | ".join(show) + " |")  # fmt: skip
     lines = [head, "|" + "---|" * (6 + len(show))]
     for r in rows:
-        if r["method"] not in ("sq", "sz3", "zfp", "lossless", "float16", "bfloat16") and r[
+        if r["method"] not in ("sq", "sqe", "sz3", "zfp", "lossless", "float16", "bfloat16") and r[
             "bits_per_value"
         ] not in (4, 6, 8, 10, 12, 16, 32):
             continue
-        if r["method"] in ("sq", "sz3", "zfp") and (
+        if r["method"] in ("sq", "sqe", "sz3", "zfp") and (
             r["bits_per_value"] % 2 or r["bits_per_value"] < 4
         ):
             continue

@@ -215,7 +215,7 @@ def baseline_metrics(
             codec.fit(x_train)
             fitted.setdefault(codec.family, codec)
         out.update(codec_metrics(codec, x_test, kind_list, file_jets))
-        if isinstance(codec, codecs.ScalarCodec) and codec.quantiser is not None:
+        if codec.family == "sq" and isinstance(codec, codecs.ScalarCodec) and codec.quantiser:
             for v, space in zip(variables, codec.quantiser.spaces):
                 out[f"space.{v}"] = space
             out["sq.side_bytes"] = out[f"{codec.name}.side_bytes"]

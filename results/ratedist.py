@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("sq", "pca", "sz3_", "zfp", "aeq")
+METHODS = ("sq", "sqe", "pca", "sz3_", "zfp", "aeq")
 METHOD_LABELS = {
     "sq": "scalar quantiser",
+    "sqe": "scalar quantiser, entropy-coded",
     "pca": "PCA transform coding",
     "sz3_": "SZ3 (quantiser's bound)",
     "zfp": "ZFP (quantiser's bound)",
@@ -456,6 +457,8 @@ def draw_plane(
     sq = rate_curve(row, "sq", var, fj)
     if peers:
         plot(*sq, "-", color="black", lw=2.0, label=METHOD_LABELS["sq"])
+        plot(*rate_curve(row, "sqe", var, fj), "-", color="black", lw=0.8,
+             label="scalar quantiser, entropy-coded")  # fmt: skip
         plot(*rate_curve(row, "sz3_", var, fj), "--", color="#555555", marker="x", ms=4,
              lw=1.2, label="SZ3, same bound")  # fmt: skip
         plot(*rate_curve(row, "zfp", var, fj), ":", color="#999999", marker="+", ms=5,
