@@ -61,6 +61,7 @@ MAX_BITS = 16
 ENTROPY = ("none", "ans")
 ANS_TOP_BITS = 8  # entropy coded: the top 8 bits of each code; the rest stored as they are
 COPY_BLOCK = 1 << 22  # bytes copied or hashed at a time: memory stays flat in the file size
+GROSS_LOG = math.log(10.0)  # decoded > 10x off on a scale variable: outside the domain
 ENERGY_UNITS = {"keV": 1e-6, "MeV": 1e-3, "GeV": 1.0, "TeV": 1e3}
 
 
@@ -773,7 +774,8 @@ def compress(
                *(f"kept.{k}.bytes" for k in keep)]  # fmt: skip
     col = {c: i for i, c in enumerate(columns)}
     t0 = time.perf_counter()
-    n = n_exc = n_jets_corr = n_outside = 0
+    n = n_exc = n_jets_corr = n_outside = n_far = n_gross = 0
+    rel = [j for j, k in enumerate(kinds) if k == "relative"]
     n_corr = dict.fromkeys(bounds, 0)
     kept_dtypes: dict[str, str] = {}
     table: list[list[int]] = []
@@ -793,6 +795,15 @@ def compress(
                 ok = np.isfinite(x).all(axis=1) & np.isfinite(codec.norm.forward(x)).all(axis=1)
             z = codec.latents(x, ok) if m else np.zeros((0, codec.latent), np.float32)
             unit_ok = np.isfinite(z).all(axis=1)
+            if codec.quantiser is not None:
+                # a latent far beyond the training jets' (more than their range again on
+                # either side) is outside the codec's domain: its jets are stored raw rather
+                # than stretching this chunk's range over one outlier
+                tlo, thi = np.asarray(codec.quantiser.lo), np.asarray(codec.quantiser.hi)
+                with np.errstate(invalid="ignore"):
+                    far = ((z < 2 * tlo - thi) | (z > 2 * thi - tlo)).any(axis=1) & unit_ok
+                n_far += int(np.minimum(np.repeat(far, codec.group)[:m], ok).sum())
+                unit_ok &= ~far
             ok &= np.repeat(unit_ok, codec.group)[:m]
             used = np.zeros(len(z), bool)
             used[np.flatnonzero(ok) // codec.group] = True
@@ -800,7 +811,6 @@ def compress(
             ranges.append(r)
             codes = quantise(np.where(used[:, None], z, r[:, 0]), r[:, 0], r[:, 1], widths)
             if codec.quantiser is not None and used.any():
-                tlo, thi = np.asarray(codec.quantiser.lo), np.asarray(codec.quantiser.hi)
                 beyond = ((z < tlo) | (z > thi)).any(axis=1) & used
                 n_outside += int(np.minimum(np.repeat(beyond, codec.group)[:m], ok).sum())
             row[col["units"]] = len(z)
@@ -811,9 +821,24 @@ def compress(
             else:
                 payload = pack_bits(codes, widths).tobytes()
             row[col["codes_bytes"]] = streams.add("codes", payload)
-            if bounds and ok.any():
+            if ok.any():
+                # decoded as decompress will: a jet whose decoded values are not finite, or
+                # far off on a scale variable (pt = 3e38 through saturated units decodes as
+                # 50 GeV), is outside the codec's domain and stored raw
                 y = codec.jets(dequantise(codes, r[:, 0], r[:, 1], widths), m)
                 y_file = (y.astype(np.float64) * scale).astype(np.float32)  # what decompress writes
+                with np.errstate(all="ignore"):
+                    gross = ~np.isfinite(y_file).all(axis=1)
+                    for j in rel:
+                        off = np.abs(np.log(y_file[:, j] / raw[:, j]))
+                        # beyond 10x and beyond 10 times the model's typical error here:
+                        # a weak model's ordinary misses are not outside its domain
+                        typical = np.nanmedian(off[ok]) if ok.any() else 0.0
+                        gross |= ~(off <= max(GROSS_LOG, 10 * float(typical)))
+                gross &= ok
+                n_gross += int(gross.sum())
+                ok &= ~gross
+            if bounds and ok.any():
                 with np.errstate(all="ignore"):
                     res = residuals(raw, y_file, kinds)
                 corrected = np.zeros(m, bool)
@@ -902,6 +927,8 @@ def compress(
                     "n_events": sum(r[col["events"]] for r in table),
                     "n_exceptions": n_exc,
                     "n_outside_training": n_outside,
+                    "n_latent_outliers": n_far,
+                    "n_decoded_off": n_gross,
                     "input_name": src.name,
                     "input_sha256": sha256_of(src),
                     "input_format": fmt,

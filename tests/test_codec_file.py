@@ -460,3 +460,18 @@ def test_compress_and_decompress_do_not_import_torch(job: Path, sample: Path, tm
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
+
+
+def test_jets_outside_the_codecs_domain_are_stored_raw_and_counted(job: Path, tmp_path: Path):
+    """pt = E = 3e38 saturates the encoder and would decode as an ordinary jet: stored raw."""
+    cols = {v: c for v, c in _bundled(3000).items() if v in VARS}
+    cols["pt"][7] = cols["E"][7] = 3e38
+    cols["pt"][9] = np.nan
+    src = _write(tmp_path / "odd.root", cols)
+    s = compress(job, src, tmp_path / "odd.h5")
+    assert s["n_exceptions"] == 2 and s["n_decoded_off"] == 1
+    y = next(iter_decompressed(tmp_path / "odd.h5"))[0]
+    assert y["pt"][7] == y["E"][7] == np.float32(3e38) and np.isnan(y["pt"][9])
+    ok = np.ones(3000, bool)
+    ok[[7, 9]] = False
+    assert np.median(np.abs(y["pt"][ok] / cols["pt"][ok] - 1)) < 0.5  # the rest, decoded
