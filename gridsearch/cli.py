@@ -11,9 +11,27 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import gridsearch
+from gridsearch.text import safe
 from hepae_core.errors import UserError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one ``error:`` line like every other
+    error (not argparse's usage block), with control characters shown as escapes.
+
+    Subparsers made by :meth:`add_subparsers` are of this class too.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        from gridsearch.text import safe
+
+        if message.endswith("expected one argument"):
+            message += " (a value starting with '-' is read as an option: write --opt=VALUE)"
+        self.exit(2, f"error: {safe(self.prog)}: {safe(message)} (see {self.prog} --help)\n")
+
 
 # Add a module here to add a subcommand; each must define register(subparsers).
 COMMAND_MODULES: list[str] = [
@@ -32,7 +50,7 @@ COMMAND_MODULES: list[str] = [
 
 def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     """The argument parser with every command module registered."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="gridsearch",
         description="Plan, submit, follow and rerun hyperparameter scans of jet autoencoders.",
     )
@@ -54,14 +72,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # a hostile key, file name or option value must not drive the terminal
+        print(f"error: {safe(exc)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `gridsearch status | head`
         sys.stderr.close()
         return 0
     except OSError as exc:  # permissions, a full disk...: say which file, no traceback
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"error: {safe(where)}{safe(exc.strerror or exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

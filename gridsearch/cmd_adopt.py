@@ -9,6 +9,7 @@ the scheduler queued nothing, which makes the jobs submittable again.
 from __future__ import annotations
 
 import argparse
+import re
 
 from gridsearch.campaign import open_campaign
 from gridsearch.errors import GridsearchError
@@ -33,12 +34,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: A scheduler job id as sbatch and condor_submit print it: a positive 32-bit integer
+#: without leading zeros (Slurm and HTCondor ids are), for HTCondor maybe ``.PROC``.
+_ID = re.compile(r"^[1-9][0-9]{0,9}(\.[0-9]{1,9})?$")
+
+
+def check_ids(text: str) -> list[str]:
+    """The ids of ``--ids``, checked: each a scheduler id, none twice."""
+    ids = [i.strip() for i in text.split(",") if i.strip()]
+    bad = [i for i in ids if not _ID.match(i) or int(i.split(".")[0]) >= 2**32]
+    if not ids or bad:
+        raise GridsearchError(
+            message=f"expects the scheduler ids submit printed, such as 1234,1235 (positive, "
+            f"no leading zeros, below 2^32), got {bad[0] if bad else text!r}",
+            key="--ids",
+        )
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise GridsearchError(message=f"names {', '.join(twice)} twice", key="--ids")
+    return ids
+
+
 def run(args: argparse.Namespace) -> int:
     campaign = open_campaign(args.campaign)
-    ids = None if args.none else [i.strip() for i in args.ids.split(",") if i.strip()]
-    if ids is not None and (not ids or not all(i.replace(".", "").isdigit() for i in ids)):
-        raise GridsearchError(message=f"expects scheduler ids such as 1234,1235, got {args.ids!r}",
-                              key="--ids")  # fmt: skip
+    ids = None if args.none else check_ids(args.ids)
     rec = adopt(campaign, args.submission, ids)
     if ids is None:
         print(f"recorded: submission {args.submission} queued nothing; its jobs can be submitted")

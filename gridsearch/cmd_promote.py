@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from gridsearch.errors import GridsearchError
 from gridsearch.promote import PromoteReport, parse_keep, promote
 from gridsearch.sites import load_profile
 from gridsearch.submit import SubmitReport
+from gridsearch.text import safe
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -82,6 +85,11 @@ def run(args: argparse.Namespace) -> int:
         "threads": args.threads,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    from hepae_core.config import metric_key_problem
+
+    problem = metric_key_problem(args.metric)
+    if problem is not None:
+        raise GridsearchError(message=problem, key="--metric")
     if args.all_rungs:
         if args.site is None:
             raise GridsearchError(message="--all-rungs needs --site: the rungs are submitted")
@@ -115,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
+#: Why a job was not ranked, when it may still finish (choose()'s words).
+_BUSY = ("not done (queued)", "not done (running)", "not done (waiting)")
+
+
 def print_promotion(
     campaign: Campaign,
     site: str | None,
@@ -126,8 +138,22 @@ def print_promotion(
     """What a promotion chose and (with ``site``) submitted; the exit code."""
     left = ", ".join(f"{n} {why}" for why, n in report.skipped.items())
     if not report.chosen:
-        print(f"nothing to promote: no done job with a finite {metric} ({left or 'none'})")
-        return 0
+        # a promotion that promoted nothing did not do what was asked: non-zero
+        busy = sum(n for why, n in report.skipped.items() if why in _BUSY)
+        if busy:
+            print(
+                f"error: nothing to promote yet: {busy} job(s) still queued or running; wait "
+                f"until they end (gridsearch status {shlex.quote(str(campaign.root))} --watch), "
+                "then promote again",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"error: nothing to promote: no done job with a finite {metric} "
+                f"({safe(left) or 'no job'})",
+                file=sys.stderr,
+            )
+        return 1
     what = "would promote" if dry_run else "promoted"
     print(
         f"{what} {len(report.chosen)} of {report.ranked} ranked jobs by {metric}"

@@ -13,6 +13,7 @@ from gridsearch.selection import RESUBMIT_DEFAULT
 from gridsearch.status import DEFAULT_LOST_AFTER_S, JobStatus, campaign_status, counts
 from gridsearch.table import table
 from gridsearch.text import safe
+from gridsearch.units import non_negative_int, positive_minutes, positive_seconds
 from hepae_core.states import JobState
 
 
@@ -38,21 +39,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--counts", action="store_true", help="only the counts")
     p.add_argument(
         "--lost-after",
-        type=float,
+        type=positive_minutes,
         default=DEFAULT_LOST_AFTER_S / 60,
         metavar="MIN",
         help="without a scheduler answer, a running job silent this long is lost "
         "(default %(default)g minutes)",
     )
     p.add_argument("--no-query", action="store_true", help="never ask the scheduler")
-    p.add_argument("--lines", type=int, default=5, help="log lines shown per failed job")
+    p.add_argument(
+        "--lines", type=non_negative_int, default=5, help="log lines shown per failed job"
+    )
     p.add_argument(
         "--watch",
         action="store_true",
         help="refresh (in place on a terminal) until no job is queued or running",
     )
     p.add_argument(
-        "--interval", type=float, default=5.0, metavar="S", help="--watch: seconds per refresh"
+        "--interval",
+        type=positive_seconds,
+        default=5.0,
+        metavar="S",
+        help="--watch: seconds per refresh",
     )
     p.set_defaults(func=run)
 

@@ -13,6 +13,7 @@ from gridsearch.campaign import open_campaign
 from gridsearch.selection import SELECTABLE, words
 from gridsearch.status import DEFAULT_LOST_AFTER_S, counts
 from gridsearch.submit import parse_only, submit
+from gridsearch.units import positive_minutes
 from hepae_core.states import JobState
 
 
@@ -41,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser, only_default: str | None) -> None:
     )
     p.add_argument(
         "--lost-after",
-        type=float,
+        type=positive_minutes,
         default=DEFAULT_LOST_AFTER_S / 60,
         metavar="MIN",
         help="where the scheduler cannot tell, a running job silent this long is lost "

@@ -177,6 +177,13 @@ def choose(
             skipped[why] = skipped.get(why, 0) + 1
             continue
         value = (js.metrics or {}).get(metric)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise GridsearchError(
+                message=f"{metric!r} is not a number in metrics.json of {js.name} (it is "
+                f"{value!r}): rank by a numeric key, lower is better, such as best_val_loss "
+                "or ae.pt.width",
+                key="--metric",
+            )
         if not isinstance(value, int | float) or not math.isfinite(value):
             if js.metrics and metric not in js.metrics:
                 raise GridsearchError(

@@ -113,6 +113,13 @@ def submit(
     backend = get_backend(kind)
     with campaign.lock("submit", lock_wait_s):
         statuses = S.campaign_status(campaign, lost_after_s=lost_after_s, log_lines=0)
+        if out_of_date and not any(js.after for js in statuses):
+            raise GridsearchError(
+                message="--out-of-date reruns the done jobs of a staged campaign whose stage-1 "
+                "jobs finished again; this campaign has no stages, so it would do nothing: "
+                "drop --out-of-date (use --only, or --force to rerun done jobs)",
+                source=str(campaign.root),
+            )
         if ids is not None:
             statuses = [js for js in statuses if js.id in ids]
         chosen, skipped = select_jobs(

@@ -19,6 +19,50 @@ _UNITS = re.compile(r"(?:\d+(?:\.\d+)?\s*[smhdw]\s*)+")
 _UNIT_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 
 
+#: The longest walltime accepted: a year. Longer is a typo (and would overflow the
+#: schedulers' fields: ``--time=69444444444444444-10:39:00``).
+MAX_WALLTIME_S = 365 * 86400
+
+
+def positive_minutes(text: str) -> float:
+    """An argparse type: a finite number of minutes above zero (``--lost-after``)."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expects minutes above zero, got {text!r}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above zero (``--interval``)."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expects seconds above zero, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0 (``--lines``)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expects an integer >= 0, got {text!r}")
+    return value
+
+
 def parse_walltime(value: Any, key: str = "time") -> int:
     """Seconds of a walltime written the Slurm way or with units.
 
@@ -36,15 +80,15 @@ def parse_walltime(value: Any, key: str = "time") -> int:
     if isinstance(value, int):
         if value <= 0:
             raise bad
-        return value * 60
+        return _at_most_a_year(value * 60, value, key)
     if not isinstance(value, str):
         raise bad
     text = value.strip().lower()
     if _UNITS.fullmatch(text):
         seconds = sum(float(n) * _UNIT_S[u] for n, u in _UNIT_PART.findall(text))
-        if seconds <= 0:
+        if seconds <= 0 or not math.isfinite(seconds):
             raise bad
-        return math.ceil(seconds)
+        return _at_most_a_year(math.ceil(seconds), value, key)
     days = 0
     m = re.fullmatch(r"(\d+)-(\d+)(?::(\d+))?(?::(\d+))?", text)
     if m:
@@ -61,7 +105,17 @@ def parse_walltime(value: Any, key: str = "time") -> int:
     total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
     if total <= 0:
         raise bad
-    return total
+    return _at_most_a_year(total, value, key)
+
+
+def _at_most_a_year(seconds: int, value: Any, key: str) -> int:
+    if seconds > MAX_WALLTIME_S:
+        raise GridsearchError(
+            message=f"{value!r} is more than a year ({format_walltime(MAX_WALLTIME_S)}); "
+            "give the walltime one job needs, e.g. 2h or 1-00:00:00",
+            key=key,
+        )
+    return seconds
 
 
 def format_walltime(seconds: int) -> str:

@@ -152,3 +152,94 @@ def test_plan_refuses_halving_with_one_cycle(tmp_path, where):
     refused([*GS, "plan", "s.yaml", "-o", "c"], tmp_path, "'train.schedule'",
             "is one_cycle", "cannot continue", "s.yaml")  # fmt: skip
     assert not (tmp_path / "c").exists()
+
+
+# ---------------------------------------------------------------- nonsense values
+
+
+@pytest.fixture
+def camp(tmp_path, capsys):
+    write(tmp_path / "s.yaml", "name: s\ngrid:\n  train.lr: [1.0e-3, 3.0e-3]\n")
+    code, _, err = cli(capsys, "plan", tmp_path / "s.yaml", "-o", tmp_path / "c")
+    assert code == 0, err
+    return tmp_path / "c"
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["submit", "c", "--site", "slurm", "--dry-run", "--time", "99999999999999999999"],
+         ["'request.time'", "more than a year"]),
+        (["submit", "c", "--site", "slurm", "--dry-run", "--time", "400d"], ["more than a year"]),
+        (["submit", "c", "--site", "local", "--dry-run", "--time", "9999999999999h"],
+         ["more than a year"]),
+        (["status", "c", "--lost-after", "-5"], ["--lost-after", "above zero", "'-5'"]),
+        (["status", "c", "--lost-after", "nan"], ["--lost-after", "above zero"]),
+        (["submit", "c", "--site", "slurm", "--dry-run", "--lost-after", "inf"], ["--lost-after"]),
+        (["resubmit", "c", "--site", "slurm", "--lost-after", "0"], ["--lost-after"]),
+        (["status", "c", "--interval", "-1", "--watch"], ["--interval"]),
+        (["adopt", "c", "x", "--ids", "0"], ["'--ids'", "'0'"]),
+        (["adopt", "c", "x", "--ids", "1" * 30], ["'--ids'", "below 2^32"]),
+        (["adopt", "c", "x", "--ids", "000123"], ["'--ids'", "no leading zeros", "'000123'"]),
+        (["adopt", "c", "x", "--ids", "12,12"], ["'--ids'", "12 twice"]),
+        (["promote", "c", "--keep", "1", "--epochs", "4", "--metric", "best_val_los"],
+         ["'--metric'", "did you mean 'best_val_loss'"]),
+        (["resubmit", "c", "--site", "slurm", "--out-of-date", "--dry-run"],
+         ["--out-of-date", "no stages"]),
+    ],
+)  # fmt: skip
+def test_nonsense_values_are_refused(camp, args, words):
+    refused([*GS, *args], camp.parent, *words)
+    assert not (camp / "submit").exists()
+
+
+def test_adopt_accepts_plain_and_condor_ids():
+    from gridsearch.cmd_adopt import check_ids
+
+    assert check_ids("1234, 1235") == ["1234", "1235"]
+    assert check_ids("4242.0") == ["4242.0"]
+    assert check_ids(str(2**32 - 1)) == [str(2**32 - 1)]
+
+
+def _done(job_dir: Path, **metrics) -> None:
+    import json
+
+    from conftest_gs import set_state
+
+    set_state(job_dir, "done")
+    (job_dir / "metrics.json").write_text(json.dumps({"status": "done", **metrics}))
+
+
+def test_promote_by_a_string_metric_is_refused(camp):
+    for i, d in enumerate(sorted((camp / "jobs").iterdir())):
+        _done(d, name=f"job{i}", best_val_loss=0.5 + i)
+    refused([*GS, "promote", str(camp), "--keep", "1", "--epochs", "4", "--metric", "name"],
+            camp.parent, "'--metric'", "is not a number", "'job0'")  # fmt: skip
+
+
+def test_promote_with_no_finished_job_fails(camp):
+    line = refused([*GS, "promote", str(camp), "--keep", "1", "--epochs", "4"], camp.parent,
+                   "nothing to promote", code=1)  # fmt: skip
+    assert "2 not done (planned)" in line
+
+
+def test_promote_while_jobs_run_says_to_wait(camp):
+    from conftest_gs import set_state
+
+    jobs = sorted((camp / "jobs").iterdir())
+    set_state(jobs[0], "running", host="localhost-not-this", heartbeat_s=60)
+    (jobs[0] / "heartbeat").touch()
+    line = refused([*GS, "promote", str(camp), "--keep", "1", "--epochs", "4"], camp.parent,
+                   "nothing to promote yet", "still queued or running", "wait", code=1)  # fmt: skip
+    assert "--watch" in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["submit", "c", "--mem", "-4G"], ["submit", "c", "--site", "slurm", "--cpus", "x"],
+     ["submit", "c", "--site", "slurm", "--throttle", "abc"], ["status", "c", "--state", "bogus"],
+     ["bogus"], [], ["status", "c", "--lines", "-2"]],
+)  # fmt: skip
+def test_usage_errors_are_one_line(camp, args):
+    line = refused([*GS, *args], camp.parent)
+    assert "usage:" not in line and "--help" in line
