@@ -16,7 +16,9 @@ failure, Ctrl-C or SIGTERM leaves nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,7 @@ from hepae_core.data_guard import (
     check_output,
     check_terminated,
     hard_exit,
+    option_words,
     positive_int,
     signals_interrupt,
     user_text,
@@ -632,8 +635,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return args.func(args)
         except HepaeError as exc:
-            _err(str(exc))
+            _err(option_words(str(exc)))
             return exc.exit_code
+        except BrokenPipeError:
+            # The reader of stdout stopped (`| head`): the work is done, say nothing more.
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
         except (DiskFull, _Hdf5WriteFailed, OSError, RuntimeError) as exc:
             if not isinstance(exc, DiskFull | _Hdf5WriteFailed) and not _disk_full(exc):
                 if isinstance(exc, RuntimeError):

@@ -62,6 +62,19 @@ def untemp(text: str) -> str:
         text = new
 
 
+_CONFIG_KEY = re.compile(r"\bdata\.(branches|container|key|tree|format|leading|units)\b")
+
+
+def option_words(text: str) -> str:
+    """A reader's message in the command line's words: ``data.branches`` -> ``--branches``.
+
+    The readers serve the job configs too and speak of config keys; ``data.source`` (the
+    file, already named first) is dropped.
+    """
+    text = text.replace("'data.source': ", "").replace("; check data.source", "")
+    return _CONFIG_KEY.sub(lambda m: "--" + m.group(1), text)
+
+
 def user_text(text: Any) -> str:
     """A message ready for the terminal: temporary names untangled, controls escaped."""
     return printable(untemp(str(text)))

@@ -436,3 +436,17 @@ def test_a_signal_leaves_no_temporary_file(cmd, signum, big: Path, job: Path, tm
     assert str(out_dir) in line
     assert list(out_dir.iterdir()) == []
     assert digest(big) == before
+
+
+def test_messages_use_the_command_lines_words(work: Path, job: Path) -> None:
+    """The readers speak of config keys (data.branches, data.source): hepae-data users
+    gave options."""
+    junk = work / "junk.root"
+    junk.write_bytes(b"not a ROOT file")
+    p = hepae_data("compress", "--model", job, junk, "-o", work / "c.h5")
+    line = refused(p, 2, "junk.root", "is neither a ROOT file")
+    assert "data.source" not in line
+    two = write_root(work / "two.root", {"pt": np.ones(3), "eta": np.zeros(3)})
+    p = hepae_data("compress", "--model", job, two, "-o", work / "c.h5")
+    line = refused(p, 2, "two.root", "no branch 'phi'", "--branches")
+    assert "data.branches" not in line and "data.container" not in line
