@@ -15,7 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from gridsearch.errors import GridsearchError
+from gridsearch.errors import GridsearchError, did_you_mean
 
 
 def parse_halving(value: Any, source: str, base: dict[str, Any] | None = None) -> dict | None:
@@ -24,11 +24,19 @@ def parse_halving(value: Any, source: str, base: dict[str, Any] | None = None) -
 
     if value is None:
         return None
-    if not isinstance(value, dict) or set(value) - {"rungs", "keep"}:
+    if not isinstance(value, dict):
         raise GridsearchError(
             message="expects a mapping {rungs: [10, 30, 90], keep: 1/3}", source=source,
             key="halving",
         )  # fmt: skip
+    for key in value:
+        if key not in ("rungs", "keep"):
+            raise GridsearchError(
+                message=f"unknown key{did_you_mean(str(key), ['rungs', 'keep'])}; halving takes "
+                "rungs: [10, 30, 90] and keep: 1/3",
+                source=source,
+                key=f"halving.{key}",
+            )
     rungs = value.get("rungs")
     if (
         not isinstance(rungs, list)

@@ -161,8 +161,9 @@ def parse(text: str, source: str, error: type[UserError] = UserError) -> tuple[A
     error
         For invalid YAML, a duplicated key, or a tag safe loading refuses.
     """
-    loader = Loader(text)
+    loader = None
     try:
+        loader = Loader(text)  # refuses control characters (ESC...) already
         node = loader.get_single_node()
         deep = _depth_problem(node) if node is not None else None
         if deep is not None:
@@ -190,7 +191,8 @@ def parse(text: str, source: str, error: type[UserError] = UserError) -> tuple[A
             source=source,
         ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, lines
 
 

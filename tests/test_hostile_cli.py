@@ -243,3 +243,39 @@ def test_promote_while_jobs_run_says_to_wait(camp):
 def test_usage_errors_are_one_line(camp, args):
     line = refused([*GS, *args], camp.parent)
     assert "usage:" not in line and "--help" in line
+
+
+# ---------------------------------------------------------------- messages
+
+ESC = "\x1b[2J\x1b]0;owned\x07"
+
+
+def test_halving_names_the_unknown_key(tmp_path):
+    write(tmp_path / "h.yaml", "name: h\nhalving: {rungs: [2, 6], kep: 1/2}\n"
+          "grid:\n  train.lr: [1.0e-3]\n")  # fmt: skip
+    line = refused([*GS, "plan", "h.yaml", "--dry-run"], tmp_path, "'halving.kep'",
+                   "did you mean 'keep'")  # fmt: skip
+    assert "expects a mapping" not in line
+
+
+@pytest.mark.parametrize(
+    "args, shown",
+    [(["submit", "c", "--site", ESC, "--dry-run"], "'--site'"),
+     (["promote", "c", "--keep", "1" + ESC, "--epochs", "3"], "'--keep'"),
+     (["status", "c", "--state", ESC], "--state")],
+)  # fmt: skip
+def test_escape_sequences_in_options_are_shown_escaped(camp, args, shown):
+    line = refused([*GS, *args], camp.parent, shown, "\\x1b[2J")
+    assert "\x1b" not in line and "\x07" not in line
+
+
+def test_escape_sequences_in_keys_and_file_names_are_shown_escaped(tmp_path):
+    odd = tmp_path / ("x" + ESC)
+    odd.mkdir()
+    # the key holds an escape written as YAML's \e; the file name a raw one
+    (odd / "s.yaml").write_text('name: s\ngrid:\n  "\\e[2Jtrain.lr": [1]\n')
+    line = refused([*GS, "plan", str(odd / "s.yaml"), "--dry-run"], tmp_path, "\\x1b[2Jtrain.lr")
+    assert "\x1b" not in line and "did you mean 'train.lr'" in line
+    (odd / "raw.yaml").write_text("name: s\ngrid:\n  train.lr: [1]\n  x\x1b[2J: [2]\n")
+    line = refused([*GS, "plan", str(odd / "raw.yaml"), "--dry-run"], tmp_path, "not valid YAML")
+    assert "\x1b" not in line and "\\x1b]0;owned\\x07/raw.yaml" in line
