@@ -475,3 +475,19 @@ def test_jets_outside_the_codecs_domain_are_stored_raw_and_counted(job: Path, tm
     ok = np.ones(3000, bool)
     ok[[7, 9]] = False
     assert np.median(np.abs(y["pt"][ok] / cols["pt"][ok] - 1)) < 0.5  # the rest, decoded
+
+
+def test_two_stage_model_compresses_pairs_of_jets(job: Path, sample: Path, tmp_path: Path):
+    shutil.copytree(job, tmp_path / "s1")
+    cfg = copy.deepcopy(TINY_JOB)
+    cfg["data"]["group"] = {"size": 2}
+    cfg["model"].update(latent=4, stage1="../s1")
+    d = write_job(tmp_path / "s2", cfg)
+    assert run_job(d) == 0
+    out = tmp_path / "t.h5"
+    s = compress(d, sample, out, bits=[12, 10, 8, 6])
+    assert s["model_kind"] == "two_stage" and s["group"] == 2
+    assert s["payload_bytes"] == math.ceil(2500 * 36 / 8)  # 2,500 pairs x (12+10+8+6) bits
+    assert s["model_bytes"] == (d / "model.pt").stat().st_size
+    y = next(iter_decompressed(out))[0]
+    assert len(y["pt"]) == 5000 and y["pt"][17] == -1.0
