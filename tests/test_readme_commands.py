@@ -107,9 +107,13 @@ def test_every_command_line_parses(where, cmd, capsys):
 
 def _options_exist(where: str, cmd: str) -> None:
     argv = re.sub(r"[\[\]|()]", " ", cmd).split()
+    if "error:" in argv:  # a quoted error message: the command before it
+        argv = argv[: argv.index("error:")]
     parser = PARSERS[argv[0]]()
+    if len(argv) < 2 or argv[1].startswith("-") or argv[1].isupper():
+        return  # `hepae-data --help`, `hepae-data COMMAND --help`: nothing to look up
     verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    sub = verbs.choices.get(argv[1].split("/")[0]) if len(argv) > 1 else None
+    sub = verbs.choices.get(argv[1].split("/")[0].rstrip(":"))
     assert sub is not None, f"{where}: '{cmd}': no such command {argv[1:2]}"
     known = {o for a in sub._actions for o in a.option_strings}
     unknown = [a for a in argv[2:] if a.startswith("--") and a.split("=")[0] not in known]
