@@ -1,10 +1,13 @@
 """Benchmark of `gridsearch summarize` on a large synthetic campaign.
 
-    python benchmarks/summarize.py [--jobs 10000] [--dir DIR] [--formats png,pdf] [--keep]
+    python benchmarks/summarize.py [--jobs 10000] [--codecs 14] [--dir DIR] [--formats png,pdf]
+                                   [--keep] [--reuse]
 
 Makes a campaign of synthetic job dirs (metrics.json, state.json and history.csv shaped like
-real ones; evaluation.npz for the best job of each latent size and 1 % of the others), then
-times:
+real ones; evaluation.npz for the best job of each latent size and 1 % of the others), with
+the rate-distortion keys of ``--codecs`` codecs added to every metrics.json (bits per jet
+and per-variable residual statistics: 14 codecs give about 700 keys per job, as the codec
+registry writes), then times:
 
 1. the table from cold (no summary/ yet): read every job, write summary.h5, summary.csv,
    the cache, report.txt and tables.tex (target: <= 5 s for 10,000 jobs);
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -35,7 +39,8 @@ from results.summary import summarize
 from results.synthetic import make_campaign
 
 
-def _touch_some(root: Path, share: float) -> int:
+def _touch_some(root: Path, share: float, undo: bool = False) -> int:
+    """Change the best loss of a share of the jobs (``undo``: change it back)."""
     jobs = sorted((root / "jobs").iterdir())
     step = max(1, round(1 / share))
     n = 0
@@ -44,7 +49,7 @@ def _touch_some(root: Path, share: float) -> int:
         if not path.exists():
             continue
         m = json.loads(path.read_text())
-        m["best_val_loss"] = m["best_val_loss"] * 0.99
+        m["best_val_loss"] = m["best_val_loss"] / 0.99 if undo else m["best_val_loss"] * 0.99
         path.write_text(json.dumps(m, indent=1, sort_keys=True))
         st = path.stat()
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
@@ -52,20 +57,60 @@ def _touch_some(root: Path, share: float) -> int:
     return n
 
 
+RD_STATS = ("mean", "std", "rms", "width", "frac_1pct", "frac_5pct", "p01", "p99", "max_abs")
+
+
+def _add_codec_keys(root: Path, n_codecs: int) -> int:
+    """Add rate-distortion keys of ``n_codecs`` codecs to every metrics.json; the key count."""
+    rng = random.Random(0)
+    names = [f"rd{i:02d}" for i in range(n_codecs)]
+    n_keys = 0
+    for job in sorted((root / "jobs").iterdir()):
+        path = job / "metrics.json"
+        if not path.exists():
+            continue
+        m = json.loads(path.read_text())
+        variables = str(m.get("variables", "pt,eta,phi,m")).split(",")
+        for c in names:
+            m[f"{c}.bits_per_jet"] = rng.choice((8, 16, 24, 32, 48)) * len(variables)
+            m[f"{c}.ratio"] = rng.uniform(1.0, 12.0)
+            m[f"{c}.encode_s_per_jet"] = rng.uniform(1e-8, 1e-6)
+            for v in variables:
+                for stat in RD_STATS:
+                    m[f"{c}.{v}.{stat}"] = rng.uniform(-1e-2, 1e-2)
+        path.write_text(json.dumps(m, indent=1, sort_keys=True))
+        n_keys = max(n_keys, len(m))
+    return n_keys
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument("--dir", type=Path, default=None, help="where to make the campaign")
     ap.add_argument("--formats", default="png,pdf")
+    ap.add_argument(
+        "--codecs", type=int, default=14, help="rate-distortion codecs added per job (0: none)"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the campaign afterwards")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse the campaign of an earlier --keep run in --dir (its summary/ removed)",
+    )
     args = ap.parse_args(argv)
     base = args.dir or Path(tempfile.mkdtemp(prefix="hepae-bench-"))
-    root = base / f"campaign_{args.jobs}"
-    if root.exists():
-        shutil.rmtree(root)
+    root = base / f"campaign_{args.jobs}_{args.codecs}"
     t0 = time.perf_counter()
-    make_campaign(root, args.jobs, eval_fraction=0.01, n_failed=args.jobs // 200,
-                  n_running=args.jobs // 500)  # fmt: skip
+    if args.reuse and (root / "manifest.json").exists():
+        shutil.rmtree(root / "summary", ignore_errors=True)
+        _touch_some(root, 0.01, undo=True)
+    else:
+        if root.exists():
+            shutil.rmtree(root)
+        make_campaign(root, args.jobs, eval_fraction=0.01, n_failed=args.jobs // 200,
+                      n_running=args.jobs // 500)  # fmt: skip
+        if args.codecs:
+            _add_codec_keys(root, args.codecs)
     made = time.perf_counter() - t0
     # Flush the new files to disk first: a real campaign was written long before it is
     # summarized, and the summary's own fsyncs should not wait for this writeback.
