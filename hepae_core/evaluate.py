@@ -1,9 +1,12 @@
 """Evaluation on held-out jets in physical units: residuals, widths, compression, timing.
 
-Every run is placed on the rate-distortion plane beside the baselines of
-:mod:`hepae_core.baselines` (casts, scalar quantisation and PCA transform coding at
-``k`` bits, lossless gzip), all measured by the same residual code on the same test jets;
-its own latent is quantised at the same ``k`` so each model gives a curve, not a point.
+Every run is placed on the rate-distortion plane beside every codec of the registry
+(:mod:`hepae_core.codecs`: casts, the scalar quantiser plain and entropy-coded, PCA
+transform coding, SZ3 and ZFP at ``k`` bits, lossless), all measured by the same residual
+code on the same test jets (:func:`codec_metrics`); its own latent is quantised at the same
+``k`` (:func:`latent_codecs`) so each model gives a curve, not a point. Every ratio comes
+from the bytes the codec's writer stores, side information and model included
+(:func:`rate_keys`).
 """
 
 from __future__ import annotations
