@@ -90,10 +90,17 @@ def _add_curves(root: Path) -> None:
         d["ae.bits_per_jet"] = 32 * z
         d["pca.z"] = z
         d["lossless.bits_per_jet"] = 110.0
+        d["rate.jets"], d["rate.file_jets"] = 10_000, 1_000_000
         for k in range(6, 17):
             d[f"sq{k}.bits_per_jet"] = 4 * k
             d[f"pca{k}.bits_per_jet"] = z * k
             d[f"aeq{k}.bits_per_jet"] = z * k
+            # the bytes a real job keeps: 10,000 test jets, a 50 kB model
+            d[f"sq{k}.payload_bytes"] = 10_000 * 4 * k / 8
+            d[f"sq{k}.side_bytes"] = 32
+            d[f"aeq{k}.payload_bytes"] = 10_000 * z * k / 8
+            d[f"aeq{k}.side_bytes"] = 8 * z
+            d[f"aeq{k}.model_bytes"] = 50_000
             for v in VARS:
                 w = d[f"ae.{v}.width"]
                 d[f"sq{k}.{v}.width"] = 0.34 * 3.2 / 2**k
@@ -115,6 +122,8 @@ def test_summary_draws_the_rate_distortion_plot_and_says_who_wins(tmp_path: Path
     assert "does not beat it" in text
     # latent 5 with a float16 latent is 80 bits a jet, beyond the finest quantiser (64)
     assert "at only 64 bits per jet (its finest)" in text
+    # and the verdict from the bytes, model counted, for each group's best run
+    assert text.count("from the bytes written, at a file of 1,000,000 jets") == len(report.groups)
     # the synthetic campaign has no curves: the old Pareto plot, no verdict
     plain = make_campaign(tmp_path / "plain", 8, eval_fraction=0.0)
     report = results.summarize(plain, only=["pareto"], formats=["png"])
