@@ -899,7 +899,7 @@ def _fronts(
             ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_title(v, loc="right", fontweight="bold")
-            ax.set_xlabel("compression ratio per jet (float32 inputs / latent)")
+            ax.set_xlabel("ratio per jet (float32 in / latent)")
         axes[0].set_ylabel(f"residual width\n({_kinds_words(ctx.used, panels)})")
         ctx.stamp(axes[0])
         handles = {}

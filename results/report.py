@@ -422,7 +422,9 @@ def bottom_line(used: Any, metric: str, evaluate_csv: Path | None = None) -> lis
     try:
         best = used.sort_values(metric, kind="stable").iloc[0].to_dict()
         variables = _variables(best)
-        params = "  ".join(f"{short(p)}={fmt(best.get(p))}" for p in varied(used))
+        shown = {short(p): fmt(best.get(p)) for p in varied(used)}
+        # a setting this run does not have (a per-jet run's empty data.group) says nothing
+        params = "  ".join(f"{k}={v}" for k, v in shown.items() if v not in ("{}", "[]", "-"))
         widths = _width_words(best, variables)
         ratio = _num(best.get("compression_ratio"))
         first = (
