@@ -450,3 +450,57 @@ def test_messages_use_the_command_lines_words(work: Path, job: Path) -> None:
     p = hepae_data("compress", "--model", job, two, "-o", work / "c.h5")
     line = refused(p, 2, "two.root", "no branch 'phi'", "--branches")
     assert "data.branches" not in line and "data.container" not in line
+
+
+def test_progress_bar_on_a_terminal_shows_no_second_speed(work: Path, job: Path) -> None:
+    """On a terminal (a pseudo-terminal, 100 columns) the bar counts jets and time, is
+    erased at the end, and the result line gives the one speed."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    argv = [sys.executable, "-m", "hepae_core.data_cli", "compress", "--model", str(job),
+            str(work / "jets.root"), "-o", str(work / "c.h5"), "--chunk-size", "500"]  # fmt: skip
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: wait for the window size, then run the command
+        time.sleep(0.3)
+        os.execve(sys.executable, argv, ENV)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    out = b""
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        out += data
+    _, status = os.waitpid(pid, 0)
+    text = out.decode()
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "\rcompress: " in text and "jets [00:" in text  # the bar was there
+    assert text.count("/s") == 1 and text.count("jets/s") == 1
+    assert f"{work / 'c.h5'}: 3000 jets" in text
+
+
+def test_evaluate_reads_a_mev_sample_with_units(work: Path, job: Path, cols, capsys) -> None:
+    mev = {v: c * 1000.0 if v in ("pt", "E") else c for v, c in cols.items()}
+    src = write_root(work / "mev.root", mev)
+    assert main(["evaluate", "--model", str(job), str(work / "jets.root"), "-o",
+                 str(work / "gev.json")]) == 0  # fmt: skip
+    assert main(["evaluate", "--model", str(job), str(src), "--units", "MeV", "-o",
+                 str(work / "mev.json")]) == 0  # fmt: skip
+    gev = json.loads((work / "gev.json").read_text())
+    m = json.loads((work / "mev.json").read_text())
+    assert m["sample_units"] == "MeV" and m["sample_jets"] == 3000
+    for v in VARS:
+        assert m[f"ae.{v}.width"] == pytest.approx(gev[f"ae.{v}.width"], rel=1e-3)
+    # float32 MeV values divided back differ in the last bit: jets on the training range's
+    # edge (the sample holds training jets) may fall either side
+    assert abs(m["outside_training"] - gev["outside_training"]) <= 10
+    # read as GeV, the same file is far outside the training domain
+    assert main(["evaluate", "--model", str(job), str(src)]) == 0
+    out = capsys.readouterr().out
+    n = int(out.split("outside the training domain: ")[-1].split()[0])
+    assert n > 2000
