@@ -491,3 +491,19 @@ def test_two_stage_model_compresses_pairs_of_jets(job: Path, sample: Path, tmp_p
     assert s["model_bytes"] == (d / "model.pt").stat().st_size
     y = next(iter_decompressed(out))[0]
     assert len(y["pt"]) == 5000 and y["pt"][17] == -1.0
+
+
+def test_the_file_codec_is_a_registry_codec(job: Path) -> None:
+    """The same class serves the evaluation (codecs.JetCodec: training ranges, model bytes)."""
+    from hepae_core.codecs import JetCodec
+
+    codec = load_codec(job)
+    codec.bits = [10]
+    assert isinstance(codec, JetCodec) and codec.name == "aeq10"
+    assert codec.model_bytes == (job / "model.pt").stat().st_size
+    x = np.stack([c for v, c in _bundled(1000).items() if v in VARS], axis=1).astype(np.float64)
+    enc = codec.encode(x)
+    assert enc.payload_bytes == 3 * math.ceil(1000 * 10 / 8)
+    y = codec.decode(enc)
+    assert y.shape == (1000, 4)
+    assert np.median(np.abs(y[:, 0] / x[:, 0] - 1)) < 0.5
