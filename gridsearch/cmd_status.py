@@ -110,10 +110,18 @@ def recovery_hints(statuses: list[JobStatus], root: str) -> list[str]:
         )
     stale = [js for js in statuses if js.in_space and js.out_of_date]
     if stale:
+        sites = Counter(js.site for js in stale if js.site) or Counter(
+            js.site for js in statuses if js.site
+        )
+        site = (
+            f"--site {shlex.quote(sites.most_common(1)[0][0])}"
+            if sites
+            else "--site <the site you submit to>"
+        )
         lines.append(
             f"{len(stale)} done job(s) are out of date (a stage-1 job they picked from changed; "
             f"e.g. {stale[0].name}: {stale[0].out_of_date}); to rerun them: gridsearch "
-            f"resubmit {shlex.quote(root)} --out-of-date --site SITE"
+            f"resubmit {shlex.quote(root)} --out-of-date {site}"
         )
     intended = sorted(
         {
@@ -184,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
                         **link[0],
                         "state": None if link[1] is None else link[1].state,
                         "in_flight": R.in_flight(link),
-                        "info": R.describe(campaign, link),
+                        "info": R.describe(campaign, link, statuses),
                     },
                 },
                 indent=1,
@@ -226,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(statuses)} jobs: {summary}")
     for line in recovery_hints(statuses, str(campaign.root)):
         print(safe(line))
-    chain = R.describe(campaign, link)
+    chain = R.describe(campaign, link, statuses)
     if chain:
         print(safe(chain))
     return 0

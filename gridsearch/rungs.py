@@ -22,6 +22,7 @@ promote DIR --site S`` after each rung there.
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -216,16 +217,34 @@ def in_flight(state: tuple[dict[str, Any], SchedulerState | None] | None) -> boo
     return bool(state and state[1] is not None and state[1].state in ("queued", "running"))
 
 
+def reached_rung(campaign: Campaign) -> int:
+    """The highest rung any job of the campaign has reached (0: none promoted)."""
+    from gridsearch.promote import rung_of
+
+    jobs = campaign.manifest().get("jobs") or []
+    return max((rung_of(campaign.root / j["dir"]) for j in jobs if j.get("dir")), default=0)
+
+
 def describe(
-    campaign: Campaign, state: tuple[dict[str, Any], SchedulerState | None] | None
+    campaign: Campaign,
+    state: tuple[dict[str, Any], SchedulerState | None] | None,
+    statuses: list[Any] | None = None,
 ) -> str | None:
     """One line on the rungs that follow by themselves, for ``status``; None when there is
-    nothing to say (no promote job, or it ended well)."""
+    nothing to say (no promote job, it ended well, or its rung was reached since).
+
+    The whole chain is read: a rung reached after the newest promote job was queued (by it,
+    or by a ``gridsearch promote`` by hand after it was cancelled) makes its failure old
+    news. ``statuses`` (the campaign's jobs) let a failed promote job's advice wait while
+    the rung's jobs still run.
+    """
     if state is None:
         return None
     link, answer = state
     sid, rung = link.get("scheduler_id"), link.get("rung")
     log = campaign.root / str(link.get("dir", "")) / f"rung-{sid}.out"
+    if isinstance(rung, int) and reached_rung(campaign) >= rung:
+        return None  # its rung is reached: whatever became of this job, the chain went on
     if answer is None:
         return f"halving: rung {rung} is promoted by job {sid} (the scheduler was not asked)"
     if answer.state == "queued":
@@ -244,11 +263,22 @@ def describe(
         )
     if answer.state == "done":
         return None
-    return (
+    ended = (
         f"halving: the promote job for rung {rung} (job {sid}) ended {answer.state}"
-        f"{f' ({answer.reason})' if answer.reason else ''}: see {log}; 'gridsearch promote "
-        f"{campaign.root} --site {link.get('site')} --all-rungs' goes on by hand"
+        f"{f' ({answer.reason})' if answer.reason else ''}"
+        + (f": see {log}" if log.is_file() else "")
     )
+    command = (
+        f"'gridsearch promote {shlex.quote(str(campaign.root))} --site "
+        f"{shlex.quote(str(link.get('site')))} --all-rungs'"
+    )
+    busy = [js for js in statuses or [] if getattr(js, "in_flight", False)]
+    if busy:
+        return (
+            f"{ended}; {len(busy)} job(s) of the rung before still queued or running: wait "
+            f"until they end, then {command} goes on by hand"
+        )
+    return f"{ended}; {command} goes on by hand"
 
 
 def _logged_exit(log: Path) -> int | None:

@@ -402,6 +402,13 @@ def apply_stages(statuses: list[JobStatus], stage_after: dict[str, Any]) -> None
             js.reason = (
                 f"started before any stage-1 job was done; {_waits_text(deps, missing, earlier)}"
             )
+        elif js.state == JobState.FAILED and js.error_kind == STAGE1_NOT_DONE:
+            # the job's own reason names its candidates' states when it started (a killed
+            # one reads "running" there); say what they are now
+            js.reason = (
+                f"started before any stage-1 job was done; all {len(deps)} are done now: "
+                "resubmit it"
+            )
         elif js.state == JobState.DONE:
             js.out_of_date = _out_of_date(js, by_id)
 
