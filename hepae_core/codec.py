@@ -1268,7 +1268,11 @@ def _decode_chunk(
                       for v in layout.variables], np.float64)  # fmt: skip
     try:
         payload = _stream(f, layout, "codes", i)
-        if a.get("entropy") == "ans":
+        if units_n == 0:  # a chunk of events without jets
+            if payload:
+                raise ValueError("codes where no jets are recorded")
+            codes = np.zeros((0, len(widths)), np.uint16)
+        elif a.get("entropy") == "ans":
             codes = ans_decode(payload, _stream(f, layout, "ans_tables", i),
                                int(row[c["ans_words"]]), units_n, widths)  # fmt: skip
         else:

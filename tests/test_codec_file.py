@@ -507,3 +507,24 @@ def test_the_file_codec_is_a_registry_codec(job: Path) -> None:
     y = codec.decode(enc)
     assert y.shape == (1000, 4)
     assert np.median(np.abs(y[:, 0] / x[:, 0] - 1)) < 0.5
+
+
+def test_a_chunk_of_events_without_jets(job: Path, tmp_path: Path) -> None:
+    import awkward as ak
+
+    cols = _bundled(900)
+    counts = np.r_[np.zeros(50, int), np.tile([1, 2, 3], 150)]  # the first chunk: no jets
+    jet = ak.zip({v: ak.unflatten(cols[v], counts) for v in VARS})
+    src = tmp_path / "ev.root"
+    with uproot.recreate(src) as f:
+        f.mktree("events", {"event": np.int64, "jet": jet.type.content})
+        f["events"].extend({"event": np.arange(len(counts), dtype=np.int64), "jet": jet})
+    for entropy in ("none", "ans"):
+        out = tmp_path / f"{entropy}.h5"
+        s = compress(job, src, out, tree="events", container="jet_", chunk_size=50,
+                     entropy=entropy, keep=["event"])  # fmt: skip
+        assert s["n_jets"] == 900 and s["n_events"] == 500
+        decompress(out, tmp_path / f"{entropy}.root")
+        with uproot.open(tmp_path / f"{entropy}.root") as f:
+            assert f["events"]["njet"].array(library="np").tolist() == counts.tolist()
+            assert f["events"]["event"].array(library="np").tolist() == list(range(500))
