@@ -109,8 +109,12 @@ def summary_lines(out: Path, s: dict[str, Any], max_error: str | None = None) ->
     else:
         coded = ", entropy-coded" if s.get("entropy", "none") != "none" else ""
         shape = f"{per_jet:.1f} bits a jet ({bits} per latent value{coded})"
-    lines = [f"{out}: {n} jets, {shape}; {s['n_exceptions']} stored raw (outside the "
-             "model's domain)"]  # fmt: skip
+    why = [(s.get("n_latent_outliers"), "latent far beyond the training range"),
+           (s.get("n_decoded_off"), "decoded far off")]  # fmt: skip
+    parts = [f"{k} {w}" for k, w in why if k]
+    raw = f"{s['n_exceptions']} stored raw (outside the model's domain"
+    raw += f"; of them {', '.join(parts)})" if parts else ")"
+    lines = [f"{out}: {n} jets, {shape}; {raw}"]
     outside = s.get("n_outside_training")
     saturated = s.get("n_saturated")
     if outside is not None or saturated is not None:
@@ -222,10 +226,12 @@ def evaluate_on(
                    cfg["seed"])  # fmt: skip
         x_train = jets.values[sp.train]
         ecfg = cfg["evaluate"]
+        mb = codec.model_bytes
         metrics, _ = evaluate(
             codec.model, codec.norm, x[ok], residual_kinds(cfg), codec.latent,
             torch.device("cpu"), min(ecfg["timing_jets"], n_ok), x_train=x_train,
             bits=tuple(ecfg["bits"]), pca_components=ecfg["pca_components"],
+            model_bytes=mb if isinstance(mb, int) else len(mb),  # model.pt as stored
         )  # fmt: skip
         metrics.update(domain_counts(codec, x[ok], x_train, encode, job_dir))
     metrics.update(sample=str(sample), sample_jets=len(x), norm_domain_errors=int((~ok).sum()),
