@@ -1287,7 +1287,11 @@ def _check_model(codec: AutoencoderCodec, a: dict[str, Any], path: Path) -> None
 
 def load_file_codec(f: Any, path: Path) -> tuple[AutoencoderCodec, _Layout]:
     """Verify an open compressed file and load its model; raises CorruptFile."""
-    layout = verify(f, path)
+    try:
+        layout = verify(f, path)
+    except (KeyError, TypeError, ValueError, OSError, RuntimeError) as exc:
+        raise CorruptFile(source=str(path), message=f"cannot be checked ({type(exc).__name__}: "
+                          f"{exc}): the file is damaged or incomplete") from None  # fmt: skip
     data = f["model"][()].tobytes()
     if hashlib.sha256(data).hexdigest() != layout.attrs.get("model_sha256"):
         raise CorruptFile(source=str(path), key="model", message="the embedded model does not "
