@@ -31,7 +31,7 @@ from gridsearch.backends.base import Backend, SchedulerState
 from gridsearch.campaign import Campaign
 from gridsearch.errors import GridsearchError
 from gridsearch.halving import campaign_halving
-from gridsearch.sites import check_environment, user_site_dirs
+from gridsearch.sites import _token, check_environment, user_site_dirs
 from hepae_core.jobdir import atomic_write_text, now_iso
 from hepae_core.states import EXIT_CODES
 
@@ -143,6 +143,9 @@ def queue_next(
     submission = new_submission_id("rung")
     directory = campaign.submit_dir(submission)
     request = {**(profile.get("request") or {}), **(overrides or {})}
+    for key in ("account", "partition", "qos"):  # written into #SBATCH lines: plain tokens
+        if request.get(key) is not None:
+            request[key] = _token(request[key], f"request.{key}")
     context = {
         "exit_codes": dict(EXIT_CODES),
         "site": profile.get("name", site),

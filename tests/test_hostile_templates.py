@@ -152,3 +152,19 @@ def test_local_threads_must_be_a_positive_integer(tmp_path, capsys, campaign, va
     sites = tmp_path / "sites"
     write(sites / "mylocal.yaml", f"extends: local\noptions: {{threads: {value}}}\n")
     _refused(capsys, campaign, sites, "mylocal", "'options.threads'", "positive integer")
+
+
+def test_the_rung_script_takes_only_plain_scheduler_values(tmp_path, capsys, campaign):
+    from gridsearch import rungs
+    from gridsearch.backends.slurm import SlurmBackend
+    from gridsearch.campaign import open_campaign
+    from gridsearch.sites import load_profile
+
+    write(campaign / "space.yaml", "name: s\nhalving: {rungs: [2, 4]}\ngrid:\n  seed: [1, 2]\n")
+    profile = load_profile("slurm")
+    with pytest.raises(GridsearchError, match=r"'request\.account'"):
+        rungs.queue_next(
+            open_campaign(campaign), "slurm", profile, SlurmBackend(), ["1"],
+            overrides={"account": "proj\n#SBATCH --wrap=touch pwned"}, dry_run=True,
+        )  # fmt: skip
+    assert not (campaign / "submit").exists()
