@@ -290,6 +290,12 @@ def test_changed_attributes_and_truncation_are_refused(full_files: list[Path], t
         f.attrs["n_jets"] = 4000  # the codes of 5000 jets said to be 4000
     with pytest.raises(CorruptFile, match="attributes do not match"):
         decompress(bad, tmp_path / "r.root")
+    shutil.copyfile(full_files[0], bad)
+    with h5py.File(bad, "r+") as f:  # an attribute gone, the header checksum made to fit
+        del f.attrs["latent"]
+        f.attrs["header_sha256"] = _header_hash(dict(f.attrs))
+    with pytest.raises(CorruptFile, match="damaged or incomplete"):
+        decompress(bad, tmp_path / "r.root")
     cut = tmp_path / "cut.h5"
     data = full_files[0].read_bytes()
     cut.write_bytes(data[: len(data) * 2 // 3])
