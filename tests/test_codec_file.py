@@ -341,6 +341,20 @@ def test_a_model_that_does_not_fit_the_codes_is_refused(
     _rewrite(bad, swap2)
     with pytest.raises(CorruptFile, match="normalisation differs"):
         decompress(bad, tmp_path / "r.root")
+    # the same variables and normalisation, another latent size
+    cfg = copy.deepcopy(TINY_JOB)
+    cfg["model"]["latent"] = 2
+    small = write_job(tmp_path / "small" / "job", cfg)
+    assert run_job(small) == 0
+    shutil.copyfile(full_files[0], bad)
+
+    def swap3(f: h5py.File) -> None:
+        del f["model"]
+        f["model"] = np.frombuffer((small / "model.pt").read_bytes(), np.uint8)
+
+    _rewrite(bad, swap3)
+    with pytest.raises(CorruptFile, match="latent of 2 per 1 jets, the codes 3 per 1"):
+        decompress(bad, tmp_path / "r.root")
     # codes cut short, the chunk table left as it was
     shutil.copyfile(full_files[0], bad)
 
