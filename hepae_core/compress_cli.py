@@ -27,6 +27,7 @@ from hepae_core.data_guard import (
     check_output,
     check_terminated,
     positive_int,
+    printable,
 )
 from hepae_core.diskfull import writing
 from hepae_core.errors import EXIT_OK, DataError
@@ -95,7 +96,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     for line in summary_lines(out, s, args.max_error):
-        print(line)
+        print(printable(line))
     return EXIT_OK
 
 
@@ -162,7 +163,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    print(f"{out}: {n} jets")
+    print(printable(f"{out}: {n} jets"))
     return EXIT_OK
 
 
@@ -293,8 +294,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         with writing(out, WRITE_ADVICE):
             atomic_write_json(out, m)
     variables = [k.split(".")[1] for k in m if k.startswith("ae.") and k.endswith(".width")]
-    print(f"{args.sample}: {m['sample_jets']} jets, {m['norm_domain_errors']} outside the "
-          "normalisation's domain (left out)")  # fmt: skip
+    print(f"{printable(args.sample)}: {m['sample_jets']} jets, {m['norm_domain_errors']} "
+          "outside the normalisation's domain (left out)")  # fmt: skip
     print(domain_line(m, variables))
     print(f"{'variable':<12} {'ae':>9} {'f16 latent':>10} {'float16':>9} "
           f"{'sq at same bits':>15}")  # fmt: skip
@@ -306,7 +307,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{v:<12} {m[f'ae.{v}.width']:>9.2e} {m[f'ae_f16latent.{v}.width']:>10.2e} "
               f"{m[f'float16.{v}.width']:>9.2e} {sq:>15.2e}")  # fmt: skip
     if out is not None:
-        print(f"metrics: {out}")
+        print(printable(f"metrics: {out}"))
     return EXIT_OK
 
 

@@ -33,6 +33,7 @@ from hepae_core.data_guard import (
     hard_exit,
     option_words,
     positive_int,
+    printable,
     signals_interrupt,
     user_text,
 )
@@ -488,7 +489,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             n = _write_hdf5(tmp, chunks, args.out_key, out)
         if n == 0:
             raise DataError(source=str(src), message="holds no jets to convert")
-    print(f"wrote {n} jets, {len(branches)} columns ({', '.join(branches)}) to {out}")
+    print(printable(f"wrote {n} jets, {len(branches)} columns ({', '.join(branches)}) to {out}"))
     return EXIT_OK
 
 

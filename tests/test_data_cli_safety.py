@@ -418,17 +418,24 @@ def _stop_midway(argv: list, out_dir: Path, signum: int) -> subprocess.Completed
         ("compress", signal.SIGINT),
         ("convert", signal.SIGTERM),
         ("convert-root", signal.SIGTERM),
+        ("decompress", signal.SIGTERM),
     ],
 )
 def test_a_signal_leaves_no_temporary_file(cmd, signum, big: Path, job: Path, tmp_path: Path):
     """SIGTERM (what schedulers send) cleans up as Ctrl-C does: it left up to 60 MB."""
     out_dir = tmp_path / "out"
     out_dir.mkdir()
+    packed = big.parent / "big.h5"
+    if cmd == "decompress" and not packed.exists():
+        from hepae_core.codec import compress
+
+        compress(job, big, packed)
     before = digest(big)
     argv = {
         "compress": ["compress", "--model", job, big, "-o", out_dir / "c.h5"],
         "convert": ["convert", big, "-o", out_dir / "c.h5"],
         "convert-root": ["convert", big, "-o", out_dir / "c.root", "--chunk-size", "50000"],
+        "decompress": ["decompress", packed, "-o", out_dir / "r.root"],
     }[cmd]
     p = _stop_midway(argv, out_dir, signum)
     name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
