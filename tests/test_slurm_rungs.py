@@ -75,7 +75,10 @@ def test_all_rungs_on_real_slurm_with_one_submit(tmp_path, slurm):
     assert "the last rung is reached" in log.read_text()
 
     status = json.loads(cluster.gridsearch("status", str(camp), "--json").stdout)
-    assert [j["state"] for j in status["jobs"]] == ["done"] * 4
+    assert [j["state"] for j in status["jobs"]] == ["done"] * 4, (
+        [(j["state"], j["reason"]) for j in status["jobs"]],
+        out[-1500:],
+    )
     assert status["rung_chain"]["in_flight"] is False
     reached = sorted(rung_of(Path(j["dir"])) for j in status["jobs"])
     assert reached == [0, 0, 1, 2]
