@@ -174,7 +174,7 @@ def run_sample(sample: str, args: argparse.Namespace) -> list[dict]:
         w = widths(test, y, variables, kinds)
         nominal = getattr(codec, "nominal_bits_per_jet", None)
         bits_jet = nominal() if nominal else 8 * enc.payload_bytes / len(test)
-        rows.append({"sample": sample, "method": method, "bits_per_value": k,
+        rows.append({"sample": sample, "method": method, "bits_per_value": k, "jets": enc.n,
                      "bits_per_jet": bits_jet, "payload_bytes": enc.payload_bytes,
                      "side_bytes": enc.side_bytes, "model_bytes": codec.model_bytes,
                      "ratio": codecs.ratio(enc, d, codec.model_bytes),
@@ -261,30 +261,63 @@ def plane(rows: list[dict], variables: list[str]) -> str:
     return "\n".join(lines)
 
 
-def verdict(rows: list[dict]) -> list[str]:
-    """For each autoencoder point: sq and PCA (same z) at the same bits per jet, by mse."""
+def verdict(rows: list[dict], file_jets: int) -> list[str]:
+    """For each autoencoder point: the peers' mse at the same ratio from bytes (model counted).
+
+    The ratio is each codec's at a file of ``file_jets`` jets (payload scaled, side
+    information and model once); the peers' mse is interpolated log-log along their curves.
+    """
     out = []
-    by = {}
+    by: dict[str, list[dict]] = {}
     for r in rows:
         by.setdefault(r["method"], []).append(r)
 
-    def at(method: str, b: float) -> float:
-        pts = sorted((r["bits_per_jet"], r["mse"]) for r in by.get(method, []))
+    def at(method: str, ratio: float) -> float:
+        pts = sorted((r["ratio_file"], r["mse"]) for r in by.get(method, []))
         xs, ys = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
-        if not len(xs) or b < xs[0] or b > xs[-1]:
+        if not len(xs) or ratio < xs[0] or ratio > xs[-1]:
             return math.nan
-        return float(np.exp(np.interp(b, xs, np.log(np.maximum(ys, 1e-30)))))
+        logy = np.interp(math.log(ratio), np.log(xs), np.log(np.maximum(ys, 1e-30)))
+        return float(np.exp(logy))
 
     for method in sorted(m for m in by if m.startswith("ae")):
         z = method[2:].split("+")[0]
         for r in sorted(by[method], key=lambda r: r["bits_per_jet"]):
-            b = r["bits_per_jet"]
-            s, p = at("sq", b), at(f"pca{z}", b)
-            win = [n for n, v in (("sq", s), ("pca", p)) if math.isfinite(v) and r["mse"] < v]
-            out.append(f"  {method} k={r['bits_per_value']:>2} {b:>4.0f} bits/jet (ratio "
-                       f"{r['ratio']:5.2f}): mse {r['mse']:.2e}, sq {s:.2e}, pca {p:.2e} -> "
-                       f"{'beats ' + ' and '.join(win) if win else 'beats neither'}")  # fmt: skip
+            x = r["ratio_file"]
+            peers = (("sq", "sq"), ("sq+ANS", "sqe"), ("SZ3", "sz3"), ("pca", f"pca{z}"))
+            vals = [(name, at(m, x)) for name, m in peers]
+            win = [n for n, v in vals if math.isfinite(v) and r["mse"] < v]
+            said = ", ".join(f"{n} {v:.2e}" for n, v in vals)
+            out.append(f"  {method} k={r['bits_per_value']:>2} ratio {x:5.2f} at {file_jets:,} "
+                       f"jets ({r['ratio']:5.2f} on the test jets): mse {r['mse']:.2e}; {said} "
+                       f"-> {'beats ' + ', '.join(win) if win else 'beats none'}")  # fmt: skip
     return out
+
+
+def metrics_row(rows: list[dict], z: int, n_test: int, file_jets: int) -> dict[str, Any]:
+    """The benchmark's points as a job's metrics (docs/metrics.md), for one latent size ``z``.
+
+    So the summary's own verdict (:func:`results.ratedist.byte_verdict_lines`) can be
+    written from them: the same objects as a campaign's report.
+    """
+    prefix = {"sq": "sq", "sqe": "sqe", "sz3": "sz3_", "zfp": "zfp", f"pca{z}": "pca",
+              f"ae{z}": "aeq"}  # fmt: skip
+    variables = list(rows[0]["widths"])
+    row: dict[str, Any] = {"rate.jets": n_test, "rate.file_jets": file_jets,
+                           "n_inputs": len(variables),
+                           "variables": ",".join(variables)}  # fmt: skip
+    for r in rows:
+        p = prefix.get(r["method"])
+        k = r["bits_per_value"]
+        if p is None or k == 32:
+            continue
+        s = f"{p}{int(k)}"
+        for key in ("bits_per_jet", "payload_bytes", "side_bytes", "model_bytes"):
+            row[f"{s}.{key}"] = r[key]
+        row[f"{s}.ratio"] = r["ratio"]
+        for v, w in r["widths"].items():
+            row[f"{s}.{v}.width"] = w
+    return row
 
 
 def table(rows: list[dict]) -> str:
@@ -330,8 +363,17 @@ def main() -> None:
         print(f"\n## {s}: {len(rows[0]['widths'])} variables\n")
         print(table(rows))
         if not args.no_ae:
-            print("\nautoencoder points against sq and PCA at the same bits per jet (mse):")
-            print("\n".join(verdict(rows)))
+            print("\nautoencoder points against the peers at the same ratio from bytes, the "
+                  "model counted (mse):")  # fmt: skip
+            print("\n".join(verdict(rows, args.file_jets)))
+            from results.ratedist import byte_verdict_lines
+
+            variables = list(rows[0]["widths"])
+            n_test = rows[0]["jets"]
+            for z in sorted({int(r["method"][2:]) for r in rows if r["method"][2:].isdigit()}):
+                print(f"\nthe summary's verdict for the {z}-latent autoencoder:")
+                row = metrics_row(rows, z, n_test, args.file_jets)
+                print("\n".join(byte_verdict_lines(row, variables, worst=len(variables))))
     if args.json:
         args.json.write_text(json.dumps(every, indent=1))
 

@@ -33,6 +33,7 @@ METHOD_LABELS = {
 }
 # The peers the autoencoder's verdict names, in this order.
 PEERS = ("sq", "sz3_")
+PEER_NAMES = {"sq": "the scalar quantiser", "sz3_": "SZ3"}
 FILE_JETS = 1_000_000  # as hepae_core.codecs.FILE_JETS (not imported: no torch, no h5py)
 UNITS = {"relative": "relative", "angle": "rad", "absolute": "absolute"}
 
@@ -362,30 +363,30 @@ def byte_verdict_lines(
         for peer in PEERS:
             ref = rate_curve(row, peer, v, fj)
             parts = stretches(ae, ref)
-            label = METHOD_LABELS[peer].split(" (")[0]
+            label = PEER_NAMES[peer]
             if not parts:
                 if len(ae[0]) and len(ref[0]):
-                    span = (f"ratio {ae[0][0]:.2f}-{ae[0][-1]:.2f}, the {label} "
+                    span = (f"ratio {ae[0][0]:.2f}-{ae[0][-1]:.2f}, {label} "
                             f"{ref[0][0]:.2f}-{ref[0][-1]:.2f}")  # fmt: skip
                     if ae[0][-1] < ref[0][0]:
                         loss = math.inf
-                        found.append(f"loses to the {label} at every ratio: it stores more "
+                        found.append(f"loses to {label} at every ratio: it stores more "
                                      f"at every bit depth ({span})")  # fmt: skip
                     else:
-                        found.append(f"is never at the same ratio as the {label} ({span})")
+                        found.append(f"is never at the same ratio as {label} ({span})")
                 continue
             loss = max([loss] + [s.factor for s in parts if not s.wins])
             if all(not s.wins for s in parts):
-                found.append(f"loses to the {label} at every common ratio "
+                found.append(f"loses to {label} at every common ratio "
                              f"({parts[0].lo:.2f}-{parts[-1].hi:.2f}, up to "
                              f"{max(s.factor for s in parts):.1f}x wider)")  # fmt: skip
             elif all(s.wins for s in parts):
-                found.append(f"beats the {label} at every common ratio "
+                found.append(f"beats {label} at every common ratio "
                              f"({parts[0].lo:.2f}-{parts[-1].hi:.2f}, up to "
                              f"{max(s.factor for s in parts):.1f}x narrower)")  # fmt: skip
             else:
                 cross = ", ".join(f"{c.lo:.2f}" for c in parts[1:])
-                found.append(f"against the {label} {_stretch_words(parts)}; crossover at "
+                found.append(f"against {label} {_stretch_words(parts)}; crossover at "
                              f"ratio {cross}")  # fmt: skip
         if found:
             scored.append((loss, f"      {v}: the autoencoder " + "; ".join(found) + "."))
