@@ -37,7 +37,8 @@ from hepae_core.errors import DataError, HepaeError
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 # jobdir.atomic_path's temporary name for NAME.SUF: ".NAME.SUF.<8 mkstemp chars>.SUF".
-_TEMP = re.compile(r"\.([^/\s]+?(\.[^./\s]+))\.[a-z0-9_]{8}\2")
+# It starts a path component: the string's start, a slash, a blank, a quote or a bracket.
+_TEMP = re.compile(r"(?<![^/\s'\"(])\.([^/\s]+?(\.[^./\s]+))\.[a-z0-9_]{8}\2")
 
 
 def _escape(m: re.Match[str]) -> str:
