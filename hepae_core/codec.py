@@ -1390,7 +1390,6 @@ def decompress(
         codec, layout = load_file_codec(f, path)
         a = layout.attrs
         tree = str(a.get("tree") or "jets")
-        container = str(a.get("container", ""))
         counters = json.loads(a.get("counters", "{}"))
         jet_branches = [*layout.names.values(), *json.loads(a.get("kept_jets", "[]"))]
         n = 0
@@ -1437,7 +1436,6 @@ def decompress(
                         n += len(chunk[jet_branches[0]])
                         if progress:
                             progress(n)
-    del container
     return n
 
 
