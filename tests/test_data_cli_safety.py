@@ -512,3 +512,33 @@ def test_evaluate_reads_a_mev_sample_with_units(work: Path, job: Path, cols, cap
     out = capsys.readouterr().out
     n = int(out.split("outside the training domain: ")[-1].split()[0])
     assert n > 2000
+
+
+def test_a_sigterm_lost_in_a_finaliser_still_stops_the_rename(tmp_path: Path) -> None:
+    """Python drops an exception raised in a finaliser (a weakref callback in h5py, a
+    __del__): convert once went on and wrote its output after SIGTERM. The signal is
+    remembered, and the output is not renamed into place."""
+    from hepae_core.data_guard import Terminated, atomic_output, signals_interrupt
+
+    class Finalised:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs here, inside the finaliser
+                pass
+
+    out = tmp_path / "o.txt"
+    went_on: list[bool] = []
+    shown: list[object] = []  # what Python would print as "Exception ignored in ..."
+    hook, sys.unraisablehook = sys.unraisablehook, shown.append
+    try:
+        with pytest.raises(Terminated), signals_interrupt(), atomic_output(out) as tmp:
+            tmp.write_text("half")
+            obj = Finalised()
+            del obj
+            went_on.append(True)
+    finally:
+        sys.unraisablehook = hook
+    assert went_on == [True]  # the exception was lost in __del__ ...
+    assert list(tmp_path.iterdir()) == []  # ... and still nothing was written
+    assert shown == []  # and no traceback of it on the terminal
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
