@@ -5,6 +5,10 @@ lost jobs resume from their checkpoints. A job the scheduler still holds (queued
 after a preemption or a node failure, running, or named by a submission whose ids were not
 recorded) is never submitted again, whatever ``--only`` says, unless ``--force``. Repeat it
 until status shows nothing left to rerun.
+
+The submit options of the campaign's last submission to the site (``--bundle``, ``--time``,
+``--mem``, ``--cpus``... as recorded in the ledger) are reused unless given again, so a
+bundled campaign stays bundled.
 """
 
 from __future__ import annotations
@@ -25,4 +29,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "again without --force. Use --only to choose other states.",
     )
     cmd_submit.add_arguments(p, words(RESUBMIT_DEFAULT))
-    p.set_defaults(func=cmd_submit.run)
+    # --bundle, --time, --mem... of the campaign's last submission to the site are reused
+    p.set_defaults(func=cmd_submit.run, reuse_options=True)

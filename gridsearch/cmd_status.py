@@ -7,6 +7,7 @@ import json
 import shlex
 import sys
 from collections import Counter
+from collections.abc import Callable
 
 from gridsearch.campaign import lock_holder, open_campaign
 from gridsearch.selection import RESUBMIT_DEFAULT
@@ -79,8 +80,13 @@ def _info(js: JobStatus) -> str:
     return js.reason or ""
 
 
-def recovery_hints(statuses: list[JobStatus], root: str) -> list[str]:
-    """The one command that reruns the jobs that ended unfinished, and notes for the rest."""
+def recovery_hints(
+    statuses: list[JobStatus], root: str, options_for: Callable[[str], str] | None = None
+) -> list[str]:
+    """The one command that reruns the jobs that ended unfinished, and notes for the rest.
+
+    ``options_for(site)``: the submit options ``resubmit`` reuses at that site (shown, so
+    the hint says what will run)."""
     lines = []
     rerun = [
         js
@@ -91,10 +97,12 @@ def recovery_hints(statuses: list[JobStatus], root: str) -> list[str]:
         sites = Counter(js.site for js in rerun if js.site)
         site = sites.most_common(1)[0][0] if sites else "SITE"
         what = ", ".join(f"{n} {s}" for s, n in counts(rerun).items())
+        reused = options_for(site) if options_for is not None and sites else ""
         lines.append(
             f"to rerun the {what} job{'s' if len(rerun) > 1 else ''} (interrupted and lost "
             f"ones resume from their checkpoints): gridsearch resubmit {shlex.quote(root)} "
             f"--site {shlex.quote(site)}"
+            + (f" (reuses {reused} of the last submission)" if reused else "")
         )
         bad = [js for js in rerun if js.error_kind == "bad_input"]
         if bad:
@@ -232,7 +240,12 @@ def run(args: argparse.Namespace) -> int:
                         print(f"  | {safe(line)}")
     summary = ", ".join(f"{n} {s}" for s, n in total.items())
     print(f"{len(statuses)} jobs: {summary}")
-    for line in recovery_hints(statuses, str(campaign.root)):
+    from gridsearch.submit import format_options, remembered_options
+
+    def options_for(site: str) -> str:
+        return format_options(remembered_options(campaign, site)[0])
+
+    for line in recovery_hints(statuses, str(campaign.root), options_for):
         print(safe(line))
     chain = R.describe(campaign, link, statuses)
     if chain:

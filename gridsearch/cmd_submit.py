@@ -116,6 +116,17 @@ def run(args: argparse.Namespace) -> int:
         "bundle": None if args.bundle is None else parse_bundle(args.bundle),
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if getattr(args, "reuse_options", False):  # resubmit: as the campaign was submitted
+        from gridsearch.submit import format_options, remembered_options
+
+        remembered, source = remembered_options(campaign, args.site)
+        reused = {k: v for k, v in remembered.items() if k not in overrides}
+        if reused:
+            print(
+                f"note: reusing {format_options(reused)} of submission {source} "
+                "(give the option to change it)"
+            )
+        overrides = {**reused, **overrides}
     all_rungs = getattr(args, "all_rungs", False)  # submit has it, resubmit not
     if all_rungs:  # refused before anything is queued
         from gridsearch import rungs

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
 import time
 from collections.abc import Callable
@@ -286,6 +287,50 @@ def _submit_part(
         record["interrupted"] = True
     report.submission, report.record = sub, record
     return report
+
+
+#: The submit options a resubmission reuses from the campaign's last submission, and the
+#: flag each was given with.
+REMEMBERED_FLAGS = {
+    "bundle": "--bundle",
+    "time": "--time",
+    "mem": "--mem",
+    "cpus": "--cpus",
+    "gpus": "--gpus",
+    "gpu_type": "--gpu-type",
+    "partition": "--partition",
+    "account": "--account",
+    "qos": "--qos",
+    "throttle": "--throttle",
+    "workers": "--workers",
+    "threads": "--threads",
+}
+
+
+def remembered_options(campaign: Campaign, site: str | None) -> tuple[dict[str, Any], str | None]:
+    """The submit options of the campaign's newest real submission (to ``site``, when
+    given) and its id: what ``resubmit`` reuses unless told otherwise (``--bundle``
+    above all: members of a bundled campaign would otherwise run one per task)."""
+    for rec in reversed(campaign.submissions()):
+        if rec.get("dry_run") or rec.get("outcome") == "refused":
+            continue
+        if site is not None and rec.get("site") != site:
+            continue
+        saved = rec.get("overrides")
+        if not isinstance(saved, dict):
+            return {}, None
+        options = {k: v for k, v in saved.items() if k in REMEMBERED_FLAGS and v is not None}
+        return options, str(rec.get("submission"))
+    return {}, None
+
+
+def format_options(options: dict[str, Any]) -> str:
+    """``--bundle 3 --time 2h``: options as the command line gives them."""
+    return " ".join(
+        f"{flag} {shlex.quote(str(options[k]))}"
+        for k, flag in REMEMBERED_FLAGS.items()
+        if options.get(k) is not None
+    )
 
 
 def adopt(campaign: Campaign, submission: str, ids: list[str] | None) -> dict[str, Any]:

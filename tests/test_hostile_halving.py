@@ -130,3 +130,40 @@ def test_stage2_reason_and_out_of_date_hint_say_what_is_true(tmp_path, capsys):
         js.site = None
     hints = " ".join(recovery_hints(statuses, str(camp.root)))
     assert "--site SITE" not in hints and "<the site you submit to>" in hints
+
+
+def test_resubmit_reuses_the_campaigns_bundle_and_options(tmp_path, capsys, monkeypatch):
+    import os
+
+    bin_dir = tmp_path / "bin"
+    write(bin_dir / "sbatch", "#!/bin/sh\necho 4242\n").chmod(0o755)
+    for tool in ("squeue", "sacct"):  # a scheduler that has forgotten the jobs
+        write(bin_dir / tool, "#!/bin/sh\nexit 0\n").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    write(tmp_path / "s.yaml", "name: b\ngrid:\n  seed: [1, 2, 3, 4]\n")
+    assert cli(capsys, "plan", tmp_path / "s.yaml", "-o", tmp_path / "c")[0] == 0
+    camp = tmp_path / "c"
+    code, out, err = cli(capsys, "submit", camp, "--site", "slurm", "--bundle", "2",
+                         "--time", "2h", "--mem", "3G")  # fmt: skip
+    assert code == 0, err
+    for d in (camp / "jobs").iterdir():
+        set_state(d, "failed", reason="boom", error_kind="python_error", site="slurm")
+    code, out, _ = cli(capsys, "status", camp, "--no-query")
+    hint = next(ln for ln in out.splitlines() if "gridsearch resubmit" in ln)
+    assert "(reuses --bundle 2 --time 2h --mem 3G of the last submission)" in hint
+    code, out, err = cli(capsys, "resubmit", camp, "--site", "slurm", "--mem", "5G", "--dry-run")
+    assert code == 0, err
+    assert "note: reusing --bundle 2 --time 2h of submission" in out
+    newest = open_campaign(camp).submissions()[-1]
+    assert newest["dry_run"] and newest["overrides"] == {"bundle": 2, "time": "2h", "mem": "5G"}
+    sub = camp / newest["dir"]
+    indices = [ln.split()[0] for ln in (sub / "jobs.txt").read_text().splitlines()]
+    assert sorted(indices) == ["0", "0", "1", "1"]  # two bundles of two, not four tasks
+    script = (sub / "job.sh").read_text()
+    assert "#SBATCH --time=04:00:00" in script or "--time=02:00:00" in script
+    assert "#SBATCH --mem=5120M" in script
+    # told otherwise, it does otherwise
+    code, out, err = cli(capsys, "resubmit", camp, "--site", "slurm", "--bundle", "1", "--dry-run")
+    assert code == 0, err
+    sub = camp / open_campaign(camp).submissions()[-1]["dir"]
+    assert len(set((sub / "jobs.txt").read_text().split())) == 8  # 4 distinct indices
