@@ -548,3 +548,49 @@ def test_a_chunk_of_events_without_jets(job: Path, tmp_path: Path) -> None:
         with uproot.open(tmp_path / f"{entropy}.root") as f:
             assert f["events"]["njet"].array(library="np").tolist() == counts.tolist()
             assert f["events"]["event"].array(library="np").tolist() == list(range(500))
+
+
+def test_an_absolute_energy_bound_holds_in_the_files_units(tmp_path: Path) -> None:
+    """NegativeE (absolute residual, an energy) in a MeV file: 0.5 means 0.5 MeV, 0.5GeV
+    means 500 MeV; version 1 read 0.5 as GeV and allowed 500 MeV."""
+    from hepae_core.readers.synthetic import (
+        ATLAS_CONTAINER,
+        ATLAS_TREE,
+        atlas_columns,
+        events_of,
+        write_atlas_root,
+    )
+
+    rng = np.random.default_rng(5)
+    cols = {k: v for k, v in atlas_columns(3000, rng).items()
+            if k in ("pt", "eta", "phi", "NegativeE")}  # fmt: skip
+    cols["NegativeE"] = cols["NegativeE"] - 0.5  # all negative: no exact zeros
+    src = write_atlas_root(tmp_path / "a.root", cols, events_of(3000, rng))
+    cfg = copy.deepcopy(TINY_JOB)
+    cfg["data"] = {"source": str(src), "tree": ATLAS_TREE, "container": ATLAS_CONTAINER,
+                   "units": "MeV", "variables": ["pt", "eta", "phi", "NegativeE"]}  # fmt: skip
+    cfg["normalisation"] = {"kind": "standard"}
+    d = write_job(tmp_path / "job", cfg)
+    assert run_job(d) == 0
+    with uproot.open(src) as f:
+        x = ak_flat(f[ATLAS_TREE][ATLAS_CONTAINER + "NegativeE"].array())
+    for bound, mev in (("0.5", 0.5), ("0.5GeV", 500.0)):
+        out, reco = tmp_path / "c.h5", tmp_path / "r.root"
+        for p in (out, reco):
+            p.unlink(missing_ok=True)
+        s = compress(d, src, out, tree=ATLAS_TREE, container=ATLAS_CONTAINER, units="MeV",
+                     bits=6, max_error=f"NegativeE={bound}")  # fmt: skip
+        decompress(out, reco)
+        with uproot.open(reco) as f:
+            y = ak_flat(f[ATLAS_TREE][ATLAS_CONTAINER + "NegativeE"].array())
+        err = np.abs(y - x)
+        assert err.max() <= mev * (1 + 1e-6)
+        assert json.loads(s["max_error"]) == {"NegativeE": mev}
+        if mev == 500.0:  # a 6-bit code of a weak model misses 0.5 MeV, not 500 MeV
+            assert err.max() > 0.5
+
+
+def ak_flat(a) -> np.ndarray:
+    import awkward as ak
+
+    return ak.to_numpy(ak.flatten(a)).astype(np.float64)
