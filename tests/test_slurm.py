@@ -141,7 +141,7 @@ def run(slurm, tmp_path_factory):
 
 def _play(obs: Scenario, tmp_path_factory) -> None:
     root = tmp_path_factory.mktemp("camp") / CAMPAIGN_NAME
-    cuda = _merge(TINY, train={"device": "cuda"})  # raises on a machine without a GPU
+    cuda = _merge(TINY, train={"device": "cuda"})  # bad input on a machine without a GPU
     jobs = make_campaign(
         root,
         [
@@ -182,12 +182,9 @@ def _play(obs: Scenario, tmp_path_factory) -> None:
     obs["long_after_first"] = state_of(long_job)
 
     retry_jobs = [bad, long_job]  # what `--only failed,interrupted` selects
+    # an hour: the resumed 1000 epochs take 2 min idle, 10 or more on a loaded machine
     retry = backend.submit(
-        # an hour: the resumed 1000 epochs take 2 min idle, 10 or more on a loaded machine
-        retry_jobs,
-        profile,
-        root / "submit" / "s-retry",
-        overrides={"time": "60m"},
+        retry_jobs, profile, root / "submit" / "s-retry", overrides={"time": "60m"}
     )
     # Preemption: `scontrol requeue` sends SIGTERM (passed on: checkpoint, exit 75) and
     # queues the task again; started at once, it resumes to done.

@@ -10,7 +10,7 @@ started it; a cluster that already ran before is left running).
 
 The tests never wait for a fixed wall-clock time: ``wait_for`` polls until a condition
 holds and fails only when nothing has moved for ``STALL_S`` seconds (no task changed its
-state in the queue, no job wrote an epoch or a new state), or at once when the cluster
+state in the queue, no job wrote an epoch or a new state), or within seconds when the cluster
 itself is at fault (controller gone, node down). A loaded machine is slow, not stuck.
 """
 
@@ -174,7 +174,7 @@ def wait_for(
 
     There is no deadline: the wait fails when nothing moved for ``stall_s`` seconds
     (default ``STALL_S``), where moving is any change of the queue (a task submitted,
-    started, ended) or of the jobs under ``dirs`` (an epoch, a state); and at once when the
+    started, ended) or of the jobs under ``dirs`` (an epoch, a state); and within seconds when the
     cluster is at fault. A predicate may raise to fail fast on what it knows is wrong.
     """
     stall_s = STALL_S if stall_s is None else stall_s
