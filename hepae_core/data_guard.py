@@ -36,9 +36,14 @@ from hepae_core.errors import DataError, HepaeError
 # terminal (same rule as gridsearch.text.safe).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-# jobdir.atomic_path's temporary name for NAME.SUF: ".NAME.SUF.<8 mkstemp chars>.SUF".
-# It starts a path component: the string's start, a slash, a blank, a quote or a bracket.
-_TEMP = re.compile(r"(?<![^/\s'\"(])\.([^/\s]+?(\.[^./\s]+))\.[a-z0-9_]{8}\2")
+# The temporary names of the atomic writers, for NAME.SUF: jobdir.atomic_path's
+# ".NAME.SUF.<8 mkstemp chars>.SUF", jobdir.atomic_write_*'s ".NAME.SUF.<8>.tmp" (and
+# generate's "NAME.SUF.<8>.tmp"). Each starts a path component: the string's start, a
+# slash, a blank, a quote or a bracket.
+_TEMP = (
+    re.compile(r"(?<![^/\s'\"(])\.([^/\s]+?(\.[^./\s]+))\.[a-z0-9_]{8}\2(?![^/\s'\")\]:;,])"),
+    re.compile(r"(?<![^/\s'\"(])\.?([^/\s]+?)\.[a-z0-9_]{8}\.tmp(?![^/\s'\")\]:;,])"),
+)
 
 
 def _escape(m: re.Match[str]) -> str:
@@ -57,7 +62,9 @@ def printable(text: Any) -> str:
 def untemp(text: str) -> str:
     """Hidden temporary file names in ``text`` replaced by the files they become."""
     while True:
-        new = _TEMP.sub(r"\1", text)
+        new = text
+        for pattern in _TEMP:
+            new = pattern.sub(r"\1", new)
         if new == text:
             return new
         text = new

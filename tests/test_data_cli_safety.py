@@ -281,6 +281,10 @@ def test_messages_never_name_a_hidden_temporary_file(work: Path, job: Path) -> N
     assert untemp("..b.h5.dth3xxpn.h5.a_0q9zzz.h5 and .c.root.abcdefgh.root") == ("b.h5 and c.root")
     assert untemp("a .hidden.h5 file, v1.2.3") == "a .hidden.h5 file, v1.2.3"
     assert untemp("my.b.h5.abcdefgh.h5 '.c.h5.abcdefgh.h5'") == "my.b.h5.abcdefgh.h5 'c.h5'"
+    assert untemp("/r/.m.json.z87viwdg.tmp: Read-only file system") == (
+        "/r/m.json: Read-only file system"
+    )
+    assert untemp("(gen.root.a1b2c3d4.tmp)") == "(gen.root)"
 
 
 def test_terminal_escapes_in_user_names_are_shown_escaped(work: Path, job: Path) -> None:

@@ -214,3 +214,35 @@ def test_hepae_data_on_a_full_disk(small_fs, codec_job, what):
     )
     assert sorted(p.name for p in small_fs.iterdir()) == ["filler"]
     assert (BUNDLED.read_bytes(), packed.read_bytes()) == before
+
+
+@pytest.fixture
+def read_only_fs(tmp_path):
+    """A read-only tmpfs: every temporary file fails to be made there."""
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here ({done.stderr.strip()})")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_hepae_data_names_the_output_not_its_temporary_file(read_only_fs, codec_job):
+    """An output directory that cannot be written: the message names the output the user
+    gave (it named `.m.json.z87viwdg.tmp` or `.c.h5.dth3xxpn.h5`)."""
+    job, packed = codec_job
+    runs = {
+        "c.h5": ("compress", "--model", job, BUNDLED),
+        "r.root": ("decompress", packed),
+        "v.h5": ("convert", BUNDLED),
+        "m.json": ("evaluate", "--model", job, BUNDLED, "--max-jets", "2000"),
+    }
+    for name, argv in runs.items():
+        out = read_only_fs / name
+        done = _hepae_data(*argv, "-o", out)
+        assert done.returncode in (1, 2) and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.strip() == f"error: {out}: Read-only file system", done.stderr
