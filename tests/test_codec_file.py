@@ -425,6 +425,13 @@ def test_atlas_jagged_round_trip_keeps_every_branch_and_counter(job: Path, tmp_p
     assert ak.num(pt).tolist() == counts.tolist()
     rel = np.abs(ak.to_numpy(ak.flatten(pt)) / ak.to_numpy(ak.flatten(pt_in)) - 1)
     assert rel.max() <= 0.05 * (1 + 1e-6)  # in MeV, as the input
+    # to HDF5: flat jet columns and every counter as a per-event column, same names
+    decompress(out, tmp_path / "a.h5")
+    with h5py.File(tmp_path / "a.h5") as f:
+        g = f[ATLAS_TREE]
+        assert sorted(g.keys()) == names
+        for c, v in x.items():
+            np.testing.assert_array_equal(g[c][()], v)
 
 
 # --------------------------------------------------------------------------- grouped models
