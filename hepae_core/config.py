@@ -166,7 +166,8 @@ METRIC_KEY_PATTERNS = [
         r"|jets_read|jets_beyond_leading|jets_nonfinite_dropped|jets_after_cuts|train_jets"
         r"|val_jets|test_jets|norm_domain_errors|epochs_run|best_epoch|best_val_loss"
         r"|final_train_loss|final_val_loss|test_loss|early_stopped|train_time_s"
-        r"|train_jets_per_s|device|threads|torch_version|attempts|input_bytes_per_jet"
+        r"|train_jets_per_s|stack_size|stack_jets_per_s|device|threads|torch_version|attempts"
+        r"|input_bytes_per_jet"
         r"|compression_ratio|compression_ratio_f16|compression_ratio_effective"
         r"|encode_s_per_jet|decode_s_per_jet|baselines_s|train_groups|val_groups"
         r"|test_groups)$",

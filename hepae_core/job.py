@@ -498,6 +498,8 @@ def _metrics(cfg, data: Prepared, result, best, test_loss, metrics, device, thre
         "early_stopped": result.early_stopped,
         "train_time_s": result.train_time_s,
         "train_jets_per_s": result.jets_per_s,
+        "stack_size": result.stack_size,
+        "stack_jets_per_s": result.stack_jets_per_s,
         "device": device.type,
         "threads": threads,
         "torch_version": torch.__version__,

@@ -415,6 +415,7 @@ class _Stack:
     def release(self) -> None:
         """Give every member its own storage again (the stack's buffers can be freed)."""
         for tr in self.trainers:
+            tr.stack_size = 1
             opt = tr.optimizer
             for param in tr.model.parameters():
                 param.data = param.data.clone()
@@ -524,6 +525,8 @@ class StackedTrainer:
         starts = ref.starts
         n, d = ref.x_train.shape
         every = self.checkpoint_every_s
+        for tr in members:  # an epoch's seconds count 1/k for each member (its speed)
+            tr.stack_size = k
         x_val = torch.stack([tr.x_val for tr in members])
         loss_sum = torch.stack([tr.epoch_loss for tr in members]).to(device)
         xs = torch.empty(k, n, d, device=device)

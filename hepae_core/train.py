@@ -44,9 +44,20 @@ class TrainResult:
     early_stopped: bool = False
     signal_name: str | None = None
 
+    stack_size: int = 1  # the most models this one trained with in a stack (1: alone)
+
     @property
     def jets_per_s(self) -> float:
+        """The model's own training rate, as if alone (a stacked member: see close_epoch)."""
         rates = [h["jets_per_s"] for h in self.history if h.get("jets_per_s")]
+        return sum(rates) / len(rates) if rates else float("nan")
+
+    @property
+    def stack_jets_per_s(self) -> float:
+        """Training jets per second of all the models of its stack together (alone: its own)."""
+        rates = [
+            h.get("stack_jets_per_s", h["jets_per_s"]) for h in self.history if h.get("jets_per_s")
+        ]
         return sum(rates) / len(rates) if rates else float("nan")
 
 
@@ -275,6 +286,9 @@ class Trainer:
         self.epoch_time = 0.0
         self.bad_epochs = 0
         self._last_checkpoint = time.monotonic()
+        # Models trained at once in the stack that runs this one (hepae_core.stacked sets it
+        # per epoch); its epoch's time counts 1/stack_size for this model.
+        self.stack_size = 1
 
     # -- checkpoints -----------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -426,14 +440,22 @@ class Trainer:
         (hepae_core.stacked), so both record and select exactly alike."""
         if self.scheduler is not None and not self.per_batch_schedule:
             self.scheduler.step(val_loss)
+        k = self.stack_size
+        # A member of a stack of k occupied it for 1/k of the epoch's seconds: its own rate,
+        # as if alone, is its jets over that share, i.e. the stack's rate per model trained.
+        own = n_seen * k / self.epoch_time if self.epoch_time > 0 else 0.0
         record = {
             "epoch": self.epoch,
             "train_loss": train_loss,
             "val_loss": val_loss,
             "lr": self.optimizer.param_groups[0]["lr"],
             "seconds": self.epoch_time,
-            "jets_per_s": n_seen / self.epoch_time if self.epoch_time > 0 else 0.0,
+            "jets_per_s": own,
         }
+        if k > 1:
+            record["stack_size"] = k
+            record["stack_jets_per_s"] = n_seen * k / self.epoch_time if self.epoch_time else 0.0
+            self.result.stack_size = max(self.result.stack_size, k)
         self.result.history.append(record)
         if val_loss < self.result.best_val_loss - self.cfg["min_delta"]:
             self.result.best_val_loss = val_loss

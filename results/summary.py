@@ -204,9 +204,10 @@ def summarize(
     ------
     SummaryError : the directory is not a campaign, or an option names no column.
     """
-    from results.plots import plot_style
+    if plots:  # matplotlib is imported only when something is drawn
+        from results.plots import plot_style
 
-    plot_style(style)  # an unknown style or a missing mplhep fails before any work
+        plot_style(style)  # an unknown style or a missing mplhep fails before any work
     formats = list(formats or ["png", "pdf"])
     bad = [f for f in formats if f not in FORMATS]
     if bad:

@@ -30,9 +30,11 @@ the job's ``problems``.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +59,7 @@ SUMMARY_DIR = C.SUMMARY
 H5_NAME = "summary.h5"
 CSV_NAME = "summary.csv"
 CACHE_NAME = "cache.json"
-CACHE_FORMAT = 2  # 2: the columns kind, group_size, stage1_id and stage were added
+CACHE_FORMAT = 3  # 2: the columns kind, group_size, stage1_id, stage; 3: columns.npz
 H5_FORMAT = 1
 METRICS_SCHEMA = 1
 H5_GROUP = "jobs"
@@ -249,39 +251,98 @@ def check_campaign(root: str | Path) -> Path:
 
 # --------------------------------------------------------------------------- cache
 #
-# summary/cache.json holds only signatures: {"format", "h5": [mtime_ns, size] of the
-# summary.h5 it goes with, "manifest": signature of manifest.json, "jobs": {id: signature}}.
-# The values of unchanged jobs are taken back from summary.h5 itself (columnar, fast).
+# summary/cache.json holds only signatures: {"format", "h5", "csv", "columns": [mtime_ns,
+# size] of the files it goes with, "manifest": signature of manifest.json, "jobs": {id:
+# signature}}. The values of unchanged jobs come back from summary/columns.npz: the table
+# column-wise, a 2-D array per type (float64, int64, bool) and the string columns as JSON
+# bytes, read in one go without pickle (the HDF5 file, a dataset per column, takes several
+# times longer to read back), with the byte offset of each line of summary.csv, so that
+# only the rows that changed are rewritten there.
+
+COLUMNS_NAME = "columns.npz"
+_KINDS = {"f": np.float64, "i": np.int64, "b": np.bool_}
 
 
-def _load_cache(out_dir: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], Any]:
-    """(job signatures, the h5's columns, manifest signature), or empty when unusable."""
+@dataclass
+class _Cache:
+    jobs: dict[str, Any] = field(default_factory=dict)  # job id -> file signatures
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    manifest: Any = None
+    csv: Any = None  # signature of summary.csv
+    csv_offsets: np.ndarray | None = None  # byte offset of each CSV line, and the end
+
+
+def _load_cache(out_dir: Path) -> _Cache:
+    """What the last collection left, or an empty cache when any part is unusable."""
     c = read_json(out_dir / CACHE_NAME)
-    h5 = out_dir / H5_NAME
+    path = out_dir / COLUMNS_NAME
     if (
         not c
         or c.get("format") != CACHE_FORMAT
         or not isinstance(c.get("jobs"), dict)
-        or c.get("h5") != _stat_sig(str(h5))
+        or c.get("h5") != _stat_sig(str(out_dir / H5_NAME))
+        or c.get("columns") != _stat_sig(str(path))
     ):
-        return {}, {}, None
+        return _Cache()
     try:
-        columns = _read_h5(h5)
-    except (OSError, KeyError, ValueError):
-        return {}, {}, None
+        columns, offsets = _read_columns(path)
+    except (OSError, KeyError, ValueError, TypeError, StopIteration):
+        return _Cache()
     if "job_id" not in columns:
-        return {}, {}, None
-    return c["jobs"], columns, c.get("manifest")
+        return _Cache()
+    return _Cache(c["jobs"], columns, c.get("manifest"), c.get("csv"), offsets)
 
 
-def _save_cache(out_dir: Path, sigs: dict[str, Any], manifest_sig: list[int]) -> None:
+def _save_cache(
+    out_dir: Path,
+    sigs: dict[str, Any],
+    manifest_sig: list[int],
+    columns: dict[str, np.ndarray],
+    csv_offsets: np.ndarray | None,
+) -> None:
+    _write_columns(out_dir / COLUMNS_NAME, columns, csv_offsets)
     obj = {
         "format": CACHE_FORMAT,
         "h5": _stat_sig(str(out_dir / H5_NAME)),
+        "csv": _stat_sig(str(out_dir / CSV_NAME)),
+        "columns": _stat_sig(str(out_dir / COLUMNS_NAME)),
         "manifest": manifest_sig,
         "jobs": sigs,
     }
     atomic_write_text(out_dir / CACHE_NAME, json.dumps(obj, separators=(",", ":")))
+
+
+def _write_columns(
+    path: Path, columns: dict[str, np.ndarray], csv_offsets: np.ndarray | None
+) -> None:
+    names = list(columns)
+    kinds = ["s" if columns[k].dtype == object else columns[k].dtype.kind for k in names]
+    arrays: dict[str, np.ndarray] = {}
+    n = len(columns["job_id"]) if names else 0
+    for kind, dtype in _KINDS.items():
+        group = [columns[k] for k, kd in zip(names, kinds) if kd == kind]
+        arrays[kind] = np.stack(group) if group else np.zeros((0, n), dtype=dtype)
+    strings = [columns[k].tolist() for k, kd in zip(names, kinds) if kd == "s"]
+    meta = {"names": names, "kinds": kinds}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    arrays["s"] = np.frombuffer(json.dumps(strings).encode(), dtype=np.uint8)
+    if csv_offsets is not None:
+        arrays["csv"] = csv_offsets
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def _read_columns(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(z["meta"].tobytes())
+        blocks = {kind: z[kind] for kind in _KINDS}
+        strings = iter(json.loads(z["s"].tobytes()))
+        offsets = z["csv"] if "csv" in z.files else None
+    rows = {kind: iter(block) for kind, block in blocks.items()}
+    columns = {}
+    for name, kind in zip(meta["names"], meta["kinds"], strict=True):
+        columns[name] = np.array(next(strings), dtype=object) if kind == "s" else next(rows[kind])
+    return columns, offsets
 
 
 # --------------------------------------------------------------------------- columns
@@ -300,11 +361,11 @@ def _values(arr: np.ndarray) -> list[Any]:
 
 def _column(key: str, values: list[Any], problems: list[list[str]]) -> np.ndarray:
     types = set(map(type, values))
+    missing = type(None) in types
     types.discard(type(None))
     n = len(values)
     if not types:
         return np.full(n, np.nan)
-    missing = len(types) < len(set(map(type, values)))
     if types == {bool}:
         if missing:
             return np.array(values, dtype=float)  # None -> NaN
@@ -325,6 +386,35 @@ def _column(key: str, values: list[Any], problems: list[list[str]]) -> np.ndarra
             out[i] = math.nan if v is None else v
         return out
     return np.array(["" if v is None else str(v) for v in values], dtype=object)
+
+
+def _merge(old: np.ndarray, fresh: list[Any] | tuple[Any, ...]) -> np.ndarray | None:
+    """The cached rows' stored column ``old`` followed by the fresh rows' values, typed as
+    :func:`_column` would type the whole list, but column-wise (no Python object per cached
+    value); None where only :func:`_column` can tell (then it is used)."""
+    types = set(map(type, fresh))
+    none = type(None) in types
+    types.discard(type(None))
+    kind = old.dtype.kind
+    if kind == "f":
+        # Stored floats (missing: NaN) with numbers or None: a float column. When every
+        # cached value is missing, the fresh types alone decide: the general path.
+        if types <= {int, float} and not np.isnan(old).all():
+            return np.concatenate([old, np.array(fresh, dtype=float)])
+    elif kind == "i":
+        if types <= {int} and not none:
+            return np.concatenate([old, np.array(fresh, dtype=np.int64)])
+        if types <= {int, float}:
+            return np.concatenate([old.astype(float), np.array(fresh, dtype=float)])
+    elif kind == "b":
+        if types <= {bool}:
+            if not none:
+                return np.concatenate([old, np.array(fresh, dtype=bool)])
+            return np.concatenate([old.astype(float), np.array(fresh, dtype=float)])
+    elif kind == "O" and types <= {str} and not (old == "").all():
+        tail = np.array(["" if v is None else v for v in fresh], dtype=object)
+        return np.concatenate([old, tail])
+    return None
 
 
 def _order(keys: Iterable[str]) -> list[str]:
@@ -364,7 +454,9 @@ def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> 
             seen.add(name)
     out_dir = root / SUMMARY_DIR
     manifest_sig = _stat_sig(str(root / C.MANIFEST))
-    old_sigs, old_cols, old_manifest = _load_cache(out_dir) if use_cache else ({}, {}, None)
+    cache = _load_cache(out_dir) if use_cache else _Cache()
+    old_sigs, old_cols, old_manifest = cache.jobs, cache.columns, cache.manifest
+    csv_path = out_dir / CSV_NAME
     old_index = {jid: i for i, jid in enumerate(old_cols["job_id"].tolist())} if old_cols else {}
 
     sigs: dict[str, Any] = {}
@@ -402,18 +494,25 @@ def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> 
     has = old_cols["has_metrics"][take].tolist() if cached_ids and "has_metrics" in old_cols else []
     has += [bool(r.get("has_metrics")) for r in fresh]
     order = _order(keys)
+    manifest_params = {f"param.{k}" for info in manifest for k in info.get("params") or {}}
     # Fresh rows transposed to columns in C loops: one list per row, then zip.
     fresh_cols = dict(zip(order, zip(*[list(map(r.get, order)) for r in fresh])))
     bare = [i for i, h in enumerate(has) if not h]  # rows without metrics
-    manifest_params = {f"param.{k}" for info in manifest for k in info.get("params") or {}}
+    special = {*META, PROBLEMS, *manifest_params}
     for key in order:
         if key in ("job_id", "job_dir", "in_space"):
             continue
+        if cached_ids and key in old_cols and key not in special:
+            # Column-wise: the stored column of the cached rows and the few fresh values.
+            merged = _merge(old_cols[key][take], fresh_cols.get(key, (None,) * len(fresh)))
+            if merged is not None:
+                columns[key] = merged
+                continue
         if cached_ids and key in old_cols:
             vals = _values(old_cols[key][take])
         else:
             vals = [None] * len(cached_ids)
-        vals += fresh_cols.get(key, ())
+        vals += fresh_cols.get(key, [None] * len(fresh))
         if key in manifest_params:
             # A job without metrics takes its varied parameters from the manifest.
             short = key[len("param.") :]
@@ -460,14 +559,78 @@ def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> 
         bool(fresh_ids)
         or set(old_sigs) != set(sigs)
         or manifest_sig != old_manifest
-        or not (out_dir / CSV_NAME).exists()
+        or not csv_path.exists()
     )
     if changed:
-        write_h5(out_dir / H5_NAME, columns, campaign=str(root))
-        write_csv(out_dir / CSV_NAME, columns)
-        _save_cache(out_dir, sigs, manifest_sig)
+        changes = None
+        if cache.csv == _stat_sig(str(csv_path)) and cache.csv_offsets is not None:
+            changes = _changes(old_cols, columns)
+        offsets = None
+        if changes is not None:
+            offsets = _update_files(out_dir, columns, changes, cache.csv_offsets)
+        if offsets is None:
+            write_h5(out_dir / H5_NAME, columns, campaign=str(root))
+            offsets = write_csv(csv_path, columns)
+        _save_cache(out_dir, sigs, manifest_sig, columns, offsets)
         table.written = True
     return table
+
+
+def _changes(old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> dict | None:
+    """Per column, the rows whose value changed, when the stored table has the same
+    columns, types and rows in the same order (then only these need writing); else None."""
+    if not old or list(old) != list(new) or not np.array_equal(old["job_id"], new["job_id"]):
+        return None
+    out = {}
+    for key, a in new.items():
+        b = old[key]
+        if a.dtype != b.dtype:
+            return None
+        if a.dtype.kind == "f":
+            differs = ~((a == b) | (np.isnan(a) & np.isnan(b)))
+        else:
+            differs = a != b
+        out[key] = np.flatnonzero(differs)
+    return out
+
+
+def _update_files(
+    out_dir: Path, columns: dict[str, np.ndarray], changes: dict, offsets: np.ndarray
+) -> np.ndarray | None:
+    """Rewrite only the changed rows of summary.h5 (a copy, renamed over it) and of
+    summary.csv (located by their byte offsets); the new offsets, or None (nothing
+    written) when the CSV on disk is not the one the offsets describe."""
+    import h5py
+
+    csv_path = out_dir / CSV_NAME
+    data = csv_path.read_bytes()
+    n = len(columns["job_id"])
+    if len(offsets) != n + 2 or int(offsets[-1]) != len(data):
+        return None
+    rows = np.unique(np.concatenate([np.zeros(0, dtype=np.int64), *changes.values()]))
+    parts, at = [], 0
+    lengths = np.diff(offsets)
+    for i, line in zip(rows.tolist(), _csv_lines(columns, rows), strict=True):
+        line_b = line.encode("utf-8") + b"\r\n"
+        parts += [data[at : int(offsets[i + 1])], line_b]
+        at = int(offsets[i + 2])
+        lengths[i + 1] = len(line_b)
+    parts.append(data[at:])
+    h5 = out_dir / H5_NAME
+    with atomic_path(h5) as tmp:
+        shutil.copyfile(h5, tmp)
+        with h5py.File(tmp, "r+") as f:
+            g = f[H5_GROUP]
+            for name, idx in changes.items():
+                if len(idx):
+                    g[_h5_key(name)][idx] = columns[name][idx]
+    with atomic_path(csv_path) as tmp:
+        tmp.write_bytes(b"".join(parts))
+    return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+
+def _h5_key(name: str) -> str:
+    return name.replace("%", "%25").replace("/", "%2F")  # '/' would nest groups
 
 
 # --------------------------------------------------------------------------- writing
@@ -484,7 +647,7 @@ def write_h5(path: Path, columns: dict[str, np.ndarray], campaign: str = "") -> 
         f.attrs["n_jobs"] = len(next(iter(columns.values()), []))
         g = f.create_group(H5_GROUP, track_order=True)
         for name, col in columns.items():
-            key = name.replace("%", "%25").replace("/", "%2F")  # '/' would nest groups
+            key = _h5_key(name)
             if col.dtype == object:
                 g.create_dataset(key, data=col, dtype=str_dt)
             else:
@@ -503,18 +666,43 @@ def _read_h5(path: Path) -> dict[str, np.ndarray]:
         }
 
 
-def write_csv(path: Path, columns: dict[str, np.ndarray]) -> None:
-    """Write the columns as CSV (missing values empty), atomically."""
+def _csv_cols(columns: dict[str, np.ndarray], rows: np.ndarray | None = None) -> list[list]:
     cols = []
     for c in columns.values():
+        c = c if rows is None else c[rows]
         vals = c.tolist()
         if c.dtype.kind == "f" and np.isnan(c).any():
             vals = [None if v != v else v for v in vals]
         cols.append(vals)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(list(columns))
-        w.writerows(zip(*cols))
+    return cols
+
+
+def _csv_lines(columns: dict[str, np.ndarray], rows: np.ndarray) -> list[str]:
+    """The CSV lines (without line ends) of ``rows``, as :func:`write_csv` writes them."""
+    buf = io.StringIO()
+    csv.writer(buf).writerows(zip(*_csv_cols(columns, rows)))
+    return buf.getvalue().split("\r\n")[:-1]
+
+
+def write_csv(path: Path, columns: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Write the columns as CSV (missing values empty), atomically.
+
+    Returns the byte offset of every line (header first) and the file's size, or None when
+    a value holds a line break (a line is then not a row).
+    """
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(list(columns))
+    w.writerows(zip(*_csv_cols(columns)))
+    data = buf.getvalue().encode("utf-8")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    raw = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero((raw[:-1] == 13) & (raw[1:] == 10)) + 2  # after each \r\n
+    n = len(next(iter(columns.values()), []))
+    if len(ends) != n + 1:
+        return None
+    return np.concatenate([[0], ends]).astype(np.int64)
 
 
 def _frame(columns: dict[str, np.ndarray]) -> Any:

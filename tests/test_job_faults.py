@@ -30,6 +30,7 @@ SLOW_JOB = {
 TIMINGS = {
     "train_time_s",
     "train_jets_per_s",
+    "stack_jets_per_s",
     "encode_s_per_jet",
     "decode_s_per_jet",
     "baselines_s",

@@ -1,0 +1,60 @@
+"""A stacked member's speed is its own rate as if alone, plus the stack's size and rate."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hepae_core.config import resolve
+from hepae_core.models import build_model
+from hepae_core.stacked import StackedTrainer
+from hepae_core.train import Trainer
+
+SMALL = {"encoder": [16, 8], "latent": 3}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def member(seed: int, epochs: int = 2) -> Trainer:
+    gen = torch.Generator().manual_seed(0)
+    x, xv = torch.randn(2000, 4, generator=gen), torch.randn(500, 4, generator=gen)
+    cfg = resolve({"model": SMALL, "train": {"epochs": epochs, "batch_size": 256}})
+    torch.manual_seed(seed)
+    return Trainer(build_model(cfg["model"], 4), x, xv, cfg["train"], seed)
+
+
+def test_member_rate_is_its_share_of_the_stack_time_and_the_stack_rate_is_recorded():
+    trs = [member(seed) for seed in range(4)]
+    trs[3].cfg["epochs"] = 1  # leaves after one epoch: the stack shrinks to 3
+    StackedTrainer(trs).run()
+    for tr in trs[:3]:
+        h1, h2 = tr.result.history
+        # epoch 1 in a stack of 4, epoch 2 in a stack of 3; 2000 jets an epoch
+        assert (h1["stack_size"], h2["stack_size"]) == (4, 3)
+        assert h1["jets_per_s"] == pytest.approx(2000 * 4 / h1["seconds"])
+        assert h2["jets_per_s"] == pytest.approx(2000 * 3 / h2["seconds"])
+        assert h1["stack_jets_per_s"] == pytest.approx(2000 * 4 / h1["seconds"])
+        assert tr.result.stack_size == 4
+        assert tr.result.jets_per_s == pytest.approx((h1["jets_per_s"] + h2["jets_per_s"]) / 2)
+        assert tr.result.stack_jets_per_s == pytest.approx(
+            (h1["stack_jets_per_s"] + h2["stack_jets_per_s"]) / 2
+        )
+        assert tr.stack_size == 1  # handed back: alone from now on
+    # the members of one epoch share its seconds and report the same rates
+    assert len({tr.result.history[0]["jets_per_s"] for tr in trs}) == 1
+
+
+def test_lone_run_is_a_stack_of_one():
+    tr = member(0)
+    res = tr.run()
+    for h in res.history:
+        assert "stack_size" not in h
+        assert h["jets_per_s"] == pytest.approx(2000 / h["seconds"])
+    assert res.stack_size == 1
+    assert res.stack_jets_per_s == res.jets_per_s
