@@ -191,6 +191,47 @@ def check_profile_values(profile: dict[str, Any]) -> None:
                     key="flavours",
                 )
             parse_walltime(limit, f"flavours.{name}")
+    for key in ("request", "limits", "env"):
+        if profile.get(key) is not None and not isinstance(profile[key], dict):
+            raise GridsearchError(message="must be a mapping", source=src, key=key)
+    if profile.get("required") is not None:
+        required = profile["required"]
+        if not isinstance(required, list) or not all(isinstance(k, str) for k in required):
+            raise GridsearchError(
+                message="expects a list of request keys, e.g. [account]", source=src, key="required"
+            )
+    limits = profile.get("limits") or {}
+    partitions = limits.get("partitions")
+    if partitions is not None and (
+        not isinstance(partitions, dict)
+        or not all(isinstance(v, dict | None) for v in partitions.values())
+    ):
+        raise GridsearchError(
+            message="expects a mapping NAME: {max_time: ..., cpus_per_node: ..., "
+            "gpus_per_node: ...}",
+            source=src,
+            key="limits.partitions",
+        )
+    for where, holder in [("limits", limits)] + [
+        (f"limits.partitions.{n}", p or {}) for n, p in (partitions or {}).items()
+    ]:
+        for key in ("max_gpus", "max_cpus", "gpus_per_node", "cpus_per_node"):
+            value = holder.get(key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise GridsearchError(
+                    message=f"expects an integer >= 0 or null, got {value!r}",
+                    source=src,
+                    key=f"{where}.{key}",
+                )
+    types = limits.get("gpu_types")
+    if types is not None and (
+        not isinstance(types, list) or not all(isinstance(t, str) for t in types)
+    ):
+        raise GridsearchError(
+            message="expects a list of GPU type names", source=src, key="limits.gpu_types"
+        )
     options = profile.get("options")
     if options is not None and not isinstance(options, dict):
         raise GridsearchError(message="must be a mapping", source=src, key="options")

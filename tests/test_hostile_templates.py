@@ -168,3 +168,20 @@ def test_the_rung_script_takes_only_plain_scheduler_values(tmp_path, capsys, cam
             overrides={"account": "proj\n#SBATCH --wrap=touch pwned"}, dry_run=True,
         )  # fmt: skip
     assert not (campaign / "submit").exists()
+
+
+@pytest.mark.parametrize(
+    "body, key",
+    [("request: [1, 2]", "'request'"), ("limits: 5", "'limits'"), ("required: 5", "'required'"),
+     ("env: 5", "'env'"),
+     ("request: {partition: a}\nlimits: {partitions: [a]}", "'limits.partitions'"),
+     ("request: {partition: a}\nlimits: {partitions: {a: 5}}", "'limits.partitions'"),
+     ("request: {gpus: 1}\nlimits: {max_gpus: x}", "'limits.max_gpus'"),
+     ("request: {partition: a}\nlimits: {partitions: {a: {gpus_per_node: x}}}",
+      "'limits.partitions.a.gpus_per_node'"),
+     ("request: {gpu_type: a}\nlimits: {gpu_types: 5}", "'limits.gpu_types'")],
+)  # fmt: skip
+def test_profile_shapes_are_one_line(tmp_path, capsys, campaign, body, key):
+    sites = tmp_path / "sites"
+    write(sites / "odd.yaml", f"extends: slurm\n{body}\n")
+    _refused(capsys, campaign, sites, "odd", key, "odd.yaml")
