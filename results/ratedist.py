@@ -32,8 +32,8 @@ METHOD_LABELS = {
     "aeq": "autoencoder, quantised latent",
 }
 # The peers the autoencoder's verdict names, in this order.
-PEERS = ("sq", "sz3_")
-PEER_NAMES = {"sq": "the scalar quantiser", "sz3_": "SZ3"}
+PEERS = ("sq", "sqe", "sz3_")
+PEER_NAMES = {"sq": "the scalar quantiser", "sqe": "the entropy-coded quantiser", "sz3_": "SZ3"}
 FILE_JETS = 1_000_000  # as hepae_core.codecs.FILE_JETS (not imported: no torch, no h5py)
 UNITS = {"relative": "relative", "angle": "rad", "absolute": "absolute"}
 
@@ -343,9 +343,10 @@ def _fmt_jets(n: float) -> str:
 def byte_verdict_lines(
     row: Mapping[str, Any], variables: list[str], worst: int = 4, file_jets: int | None = None
 ) -> list[str]:
-    """The autoencoder against the quantiser and SZ3 at equal ratio, from the bytes.
+    """The autoencoder against the quantiser (plain, entropy-coded) and SZ3 at equal ratio.
 
-    One sentence per variable (the ``worst`` where the autoencoder does worst) and one on
+    Every ratio from the bytes written, side information and model counted. One sentence
+    per variable (the ``worst`` where the autoencoder does worst) and one on
     what the model costs. Empty when the metrics hold no byte counts.
     """
     if not bit_depths(row.keys(), "aeq") or not any(k.endswith(".payload_bytes") for k in row):
