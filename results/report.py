@@ -260,7 +260,7 @@ def _width_words(row: Mapping[str, Any], variables: list[str], source: str = "ae
             continue
         kind = row.get(f"residual.{v}")
         if kind == "relative":
-            parts.append(f"{v} {100 * w:.2g} %")
+            parts.append(f"{v} {100 * w:.2g}%")
         elif kind == "angle":
             parts.append(f"{v} {w:.2g} rad")
         else:
@@ -306,9 +306,9 @@ def codec_sentence(row: Mapping[str, Any], variables: list[str]) -> str:
         bits = _num(row.get(f"aeq{k}.bits_per_jet"))
         if not bits > 0:
             continue
-        ratio = _num(row.get(f"aeq{k}.ratio"))
-        if not math.isfinite(ratio):
-            ratio = 32 * n_in / bits
+        # the ratio of the codes alone, as the comparison is at equal code bits (the stored
+        # ranges and the model, paid once per file, are in the rate-distortion section)
+        ratio = 32 * n_in / bits
         lose, n_cmp = [], 0
         for v in variables:
             ae, sq = _num(row.get(f"aeq{k}.{v}.width")), _sq_width_at(row, v, bits)
@@ -352,8 +352,8 @@ def codec_sentence(row: Mapping[str, Any], variables: list[str]) -> str:
         tail = ": at these sizes plain quantisation of the inputs is the better codec"
     return (
         f"Autoencoder vs scalar quantiser at equal size: the autoencoder {body}{tail} (best "
-        "run, its latent quantised to k bits per value; ratio = float32 input bytes / "
-        "compressed bytes)."
+        "run, its latent quantised to k bits per value; ratio = float32 input bits per jet / "
+        "code bits per jet)."
     )
 
 

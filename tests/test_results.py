@@ -386,7 +386,7 @@ def test_report_leads_with_the_bottom_line(tmp_path: Path) -> None:
     assert lines[3].startswith(f"  Best model: {best.name} (")
     head = "\n".join(lines[:14])
     assert "the lowest of 8 runs" in head
-    assert "pt " in head and " % " in head  # a relative width, in per cent
+    assert re.search(r"pt [0-9.]+%", head)  # a relative width, in per cent
     assert "Other sample: not measured" in head
     # the bottom line comes before the tables
     assert text.index("Bottom line") < text.index("Best, median and worst run")
