@@ -381,6 +381,68 @@ def _width_variables(ctx: PlotContext) -> list[str]:
 
 
 def rate_distortion(ctx: PlotContext) -> list[tuple[str, str]]:
+    """The rate-distortion plane, one panel per variable, drawn by
+    :func:`results.ratedist.draw_plane` (ratio from the bytes written, the crossovers with
+    the scalar quantiser marked, the lossless point on the ratio axis); the bits-per-jet
+    version below when that is not available."""
+    from results import ratedist
+
+    draw = getattr(ratedist, "draw_plane", None)
+    if draw is None:
+        return rate_distortion_bits(ctx)
+    used = ctx.used
+    variables = _width_variables(ctx)
+    rows_by_id = {r["job_id"]: r for r in used.to_dict("records")}
+    groups = ctx.groups or rank(used, ctx.metric, ctx.group_by)
+    best = []
+    for g in groups:
+        pick = next(p for p in g.picks if p.label == "best")
+        if pick.job_id in rows_by_id:
+            best.append((g.value, rows_by_id[pick.job_id]))
+    if not best:
+        raise PlotSkipped("no best run with metrics", problem=True)
+    panels = _rd_panels(ctx, variables, [r for _, r in best])
+
+    def name(value: Any) -> str:
+        return f"AE {short(ctx.group_by)}={fmt(value)}" if ctx.group_by else "AE, best run"
+
+    with plt.rc_context(ctx.style):
+        fig, axes = _panels_free(len(panels))
+        for ax, v in zip(axes, panels):
+            (v0, row0), rest = best[0], best[1:]
+            extra = [(r, PALETTE[(i + 1) % len(PALETTE)], name(val)) for i, (val, r) in
+                     enumerate(rest)]  # fmt: skip
+            draw(ax, row0, v, color=PALETTE[0], label=name(v0), extra_rows=extra)
+            ax.set_title(v, loc="right", fontweight="bold")
+        # the full ratio definition once under the panels, a short label on each
+        full = axes[0].get_xlabel()
+        for ax in axes[: len(panels)]:
+            ax.set_xlabel("compression ratio")
+        if full:
+            fig.supxlabel(full, fontsize=9)
+        ctx.stamp(axes[0])
+        handles: dict[str, Any] = {}
+        for ax in axes[: len(panels)]:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                if not lab.startswith("lossless"):
+                    handles.setdefault(lab, h)
+        handles["lossless gzip (width 0, on the ratio axis)"] = Line2D(
+            [], [], marker="v", color="#009E73", ls="none", ms=8
+        )
+        handles["crossover with the scalar quantiser"] = Line2D(
+            [], [], marker="*", color="grey", mec="black", ls="none", ms=10
+        )
+        fig.legend(list(handles.values()), list(handles), loc="outside right center",
+                   fontsize=7)  # fmt: skip
+        ctx.save(fig, "rate_distortion")
+    what = "each variable" if len(panels) == len(variables) else f"the {len(panels)} worst"
+    return [("rate_distortion", f"compression ratio (from the bytes written, model counted) "
+             f"against the residual width of {what}: the best run of each group with its "
+             "latent quantised at k bits, the scalar quantiser (plain and entropy-coded), SZ3, "
+             "ZFP, PCA, the crossovers and the lossless point")]  # fmt: skip
+
+
+def rate_distortion_bits(ctx: PlotContext) -> list[tuple[str, str]]:
     """Bits per jet against residual width: autoencoders, quantisers, PCA, casts, lossless.
 
     One panel per variable (the worst six of many). Each group's best run gives its

@@ -297,21 +297,52 @@ def _ks(ks: list[int]) -> str:
     return str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]}"
 
 
+def _file_ratio_curves() -> tuple[Any, Any] | None:
+    """results.ratedist's ratio from bytes (``file_ratio``, ``rate_curve``) when it has them."""
+    try:
+        from results import ratedist
+    except ImportError:
+        return None
+    fr, rc = getattr(ratedist, "file_ratio", None), getattr(ratedist, "rate_curve", None)
+    return (fr, rc) if fr is not None and rc is not None else None
+
+
+def _interp_log(x: float, xs: np.ndarray, ys: np.ndarray) -> float:
+    """log(width) linear in log(ratio) between the points of a curve; NaN outside it."""
+    ok = (xs > 0) & (ys > 0)
+    xs, ys = xs[ok], ys[ok]
+    if not len(xs) or not x > 0 or x < xs.min() * (1 - 1e-9) or x > xs.max() * (1 + 1e-9):
+        return math.nan
+    order = np.argsort(xs)
+    return float(np.exp(np.interp(np.log(x), np.log(xs[order]), np.log(ys[order]))))
+
+
 def codec_sentence(row: Mapping[str, Any], variables: list[str]) -> str:
-    """Where the quantised-latent autoencoder beats the scalar quantiser, in one sentence."""
+    """Where the quantised-latent autoencoder beats the scalar quantiser, in one sentence.
+
+    The comparison is at equal compression ratio from the bytes a file of
+    ``rate.file_jets`` jets would hold, model and stored ranges counted (as the
+    rate-distortion figure draws it), when results.ratedist provides that ratio and the
+    metrics have the bytes; otherwise at equal code bits per jet.
+    """
     ks = sorted(int(m.group(1)) for k in row if (m := _AEQ.match(str(k))))
     n_in = len(variables)
+    by_bytes = _file_ratio_curves()
     steps = []  # (k, ratio, class, losing variables)
     for k in ks:
         bits = _num(row.get(f"aeq{k}.bits_per_jet"))
         if not bits > 0:
             continue
-        # the ratio of the codes alone, as the comparison is at equal code bits (the stored
-        # ranges and the model, paid once per file, are in the rate-distortion section)
-        ratio = 32 * n_in / bits
+        ratio = 32 * n_in / bits  # the codes alone
+        if by_bytes is not None:
+            ratio = _num(by_bytes[0](row, f"aeq{k}"))
         lose, n_cmp = [], 0
         for v in variables:
-            ae, sq = _num(row.get(f"aeq{k}.{v}.width")), _sq_width_at(row, v, bits)
+            ae = _num(row.get(f"aeq{k}.{v}.width"))
+            if by_bytes is not None:
+                sq = _interp_log(ratio, *by_bytes[1](row, "sq", v))
+            else:
+                sq = _sq_width_at(row, v, bits)
             if math.isfinite(ae) and math.isfinite(sq):
                 n_cmp += 1
                 if ae >= sq:
@@ -341,6 +372,15 @@ def codec_sentence(row: Mapping[str, Any], variables: list[str]) -> str:
             why = f"{'narrower' if r[0][2] == 'wins' else 'wider'} on every variable"
         span = _span([s[1] for s in r])
         parts.append(f"{words[r[0][2]]} at ratio {span} (k = {_ks(k_list)}: {why})")
+    if by_bytes is not None and _num(row.get("rate.jets")) > 0:
+        fj_num = _num(row.get("rate.file_jets"))
+        fj = int(fj_num) if fj_num > 0 else 1_000_000
+        ratio_words = (
+            f"ratio = float32 bytes / bytes written for {fj:,} jets, model and stored ranges "
+            "counted, as in the rate-distortion figure"
+        )
+    else:
+        ratio_words = "ratio = float32 input bits per jet / code bits per jet"
     body = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
     tail = ""
     if steps[-1][2] != "wins" and any(s[2] == "wins" for s in steps):
@@ -352,8 +392,7 @@ def codec_sentence(row: Mapping[str, Any], variables: list[str]) -> str:
         tail = ": at these sizes plain quantisation of the inputs is the better codec"
     return (
         f"Autoencoder vs scalar quantiser at equal size: the autoencoder {body}{tail} (best "
-        "run, its latent quantised to k bits per value; ratio = float32 input bits per jet / "
-        "code bits per jet)."
+        f"run, its latent quantised to k bits per value; {ratio_words})."
     )
 
 
