@@ -466,6 +466,7 @@ def draw_plane(
         plot(*rate_curve(row, "zfp", var, fj), ":", color="#999999", marker="+", ms=5,
              lw=1.2, label="ZFP, same bound")  # fmt: skip
     models = [(row, color, label), *(extra_rows or [])]
+    starred = False
     for r_row, c, name in models:
         ae = rate_curve(r_row, "aeq", var, fj)
         plot(*ae, "-o", color=c, ms=3, label=f"{name}, quantised latent")
@@ -477,9 +478,16 @@ def draw_plane(
         for x in crossovers(ae, ref):
             w = float(_log_interp(np.array([x]), *ae)[0])
             ax.plot([x], [w], marker="*", color=c, ms=11, mec="black", mew=0.6, ls="none",
-                    zorder=5)  # fmt: skip
-            ax.annotate(f"crossover\nratio {x:.2f}", (x, w), textcoords="offset points",
-                        xytext=(6, 6), fontsize=7, color=c)  # fmt: skip
+                    zorder=5, label=None if starred else "crossover with the scalar quantiser "
+                    "(its ratio on the axis)")  # fmt: skip
+            starred = True
+            # the ratio is written on the ratio axis, under the star, joined by a dotted
+            # line: it never sits on a curve, and reads like a tick
+            ax.annotate(f"{x:.2f}", xy=(x, w), xycoords="data", xytext=(x, 0.02),
+                        textcoords=ax.get_xaxis_transform(), ha="center", va="bottom",
+                        fontsize=7, color=c, fontweight="bold",
+                        arrowprops={"arrowstyle": "-", "ls": ":", "color": c,
+                                    "lw": 0.8})  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
     if xs:
