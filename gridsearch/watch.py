@@ -196,7 +196,10 @@ def watch(
         }
         lines = render(statuses, per_epoch, *timings(statuses))
         chain = rungs.link_state(campaign, query=query)  # submit --all-rungs: the next rung
-        chain_note = rungs.describe(campaign, chain) if rungs.in_flight(chain) else None
+        # the next rung's promote job (submit --all-rungs) keeps the watch going while it
+        # is queued or running, even in the moment describe() has nothing to say of it
+        chain_busy = rungs.in_flight(chain)
+        chain_note = rungs.describe(campaign, chain) if chain_busy else None
         if chain_note:
             lines.append(safe(chain_note))
         stamp = time.strftime("%H:%M:%S")
@@ -214,7 +217,7 @@ def watch(
         # Ends when nothing will move by itself: a waiting job nobody queued, or a task the
         # scheduler holds until someone releases it; a queued promote job of the next rung
         # (submit --all-rungs) moves by itself.
-        if not chain_note and not any(js.in_flight and not js.on_hold for js in statuses):
+        if not chain_busy and not any(js.in_flight and not js.on_hold for js in statuses):
             held = sum(js.on_hold for js in statuses)
             if held:
                 out.write(
