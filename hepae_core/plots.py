@@ -142,8 +142,8 @@ def hist_in_out(ax: Any, rax: Any, x: np.ndarray, y: np.ndarray, var: str) -> No
     ax.set_ylabel("jets / bin")
     if log:
         ax.set_xscale("log")
-        # 20, 50, 100, 200 GeV read better than 2x10^1; minor labels would overlap.
-        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        # 20, 30, 50, 100 GeV read better than 2x10^1; minor labels would overlap.
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.tick_params(which="both", labelbottom=False)

@@ -809,7 +809,8 @@ def best_runs(ctx: PlotContext) -> list[tuple[str, str]]:
             ax.tick_params(which="minor", bottom=False, left=False, top=False, right=False)
             if n <= 12:
                 for (i, j), val in np.ndenumerate(np.atleast_2d(corr)):
-                    ax.text(j, i, f"{val:.2f}", ha="center", va="center", fontsize=7)
+                    ax.text(j, i, f"{val:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if abs(val) > 0.6 else "black")  # fmt: skip
             fig.colorbar(im, ax=ax, label="residual correlation")
             ax.set_title(f"{best.name} ({tag}, best)")
             ctx.save(fig, f"best_{tag}_residual_correlation")
