@@ -90,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
     problem = metric_key_problem(args.metric)
     if problem is not None:
         raise GridsearchError(message=problem, key="--metric")
+    if args.site is not None:  # nonsense requests refused before any job is promoted
+        from gridsearch.submit import check_overrides
+
+        check_overrides(load_profile(args.site, args.sites_dir), overrides)
     if args.all_rungs:
         if args.site is None:
             raise GridsearchError(message="--all-rungs needs --site: the rungs are submitted")

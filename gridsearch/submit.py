@@ -112,6 +112,7 @@ def submit(
     profile = load_profile(site, sites_dir)
     kind = profile["kind"]
     backend = get_backend(kind)
+    check_overrides(profile, overrides)
     with campaign.lock("submit", lock_wait_s):
         statuses = S.campaign_status(campaign, lost_after_s=lost_after_s, log_lines=0)
         if out_of_date and not any(js.after for js in statuses):
@@ -287,6 +288,23 @@ def _submit_part(
         record["interrupted"] = True
     report.submission, report.record = sub, record
     return report
+
+
+def check_overrides(profile: dict[str, Any], overrides: dict[str, Any] | None) -> None:
+    """Refuse nonsense requests (``--time 0``, ``--gpus -1``) before any job is chosen, so
+    they are refused even when there is nothing to submit (not "nothing to submit", exit 0).
+    """
+    given = {k: v for k, v in (overrides or {}).items() if v is not None and k != "bundle"}
+    if not given:
+        return
+    if profile.get("kind") == "local":
+        from gridsearch.backends.local import resources
+
+        resources(profile, given)
+    else:
+        from gridsearch.sites import resolve_request
+
+        resolve_request(profile, given)
 
 
 #: The submit options a resubmission reuses from the campaign's last submission, and the

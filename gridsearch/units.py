@@ -142,14 +142,30 @@ def parse_memory(value: Any, key: str = "mem") -> int:
     if isinstance(value, int):
         if value <= 0:
             raise bad
-        return value
+        return _at_most_a_petabyte(value, value, key)
     if not isinstance(value, str):
         raise bad
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?", value.strip(), flags=re.IGNORECASE)
     if not m:
         raise bad
     factor = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}[m.group(2).upper()]
-    mb = math.ceil(float(m.group(1)) * factor)
+    size = float(m.group(1)) * factor
+    if not math.isfinite(size):
+        raise bad
+    mb = math.ceil(size)
     if mb <= 0:
         raise bad
+    return _at_most_a_petabyte(mb, value, key)
+
+
+#: The largest memory request accepted (1 PB): more is a typo no node has.
+MAX_MEMORY_MB = 1024**3
+
+
+def _at_most_a_petabyte(mb: int, value: Any, key: str) -> int:
+    if mb > MAX_MEMORY_MB:
+        raise GridsearchError(
+            message=f"{value!r} is more than 1 PB; give the memory one job needs, e.g. 4G",
+            key=key,
+        )
     return mb

@@ -186,6 +186,8 @@ def camp(tmp_path, capsys):
          ["'--metric'", "did you mean 'best_val_loss'"]),
         (["resubmit", "c", "--site", "slurm", "--out-of-date", "--dry-run"],
          ["--out-of-date", "no stages"]),
+        (["submit", "c", "--site", "slurm", "--dry-run", "--mem", "99999999999999999999T"],
+         ["'request.mem'", "more than 1 PB"]),
     ],
 )  # fmt: skip
 def test_nonsense_values_are_refused(camp, args, words):
@@ -279,3 +281,23 @@ def test_escape_sequences_in_keys_and_file_names_are_shown_escaped(tmp_path):
     (odd / "raw.yaml").write_text("name: s\ngrid:\n  train.lr: [1]\n  x\x1b[2J: [2]\n")
     line = refused([*GS, "plan", str(odd / "raw.yaml"), "--dry-run"], tmp_path, "not valid YAML")
     assert "\x1b" not in line and "\\x1b]0;owned\\x07/raw.yaml" in line
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [(["--site", "slurm", "--time", "0"], ["'request.time'"]),
+     (["--site", "slurm", "--gpus", "-1"], ["'request.gpus'"]),
+     (["--site", "slurm", "--throttle", "0"], ["'request.throttle'"]),
+     (["--site", "slurm", "--mem", "1e400"], ["'request.mem'"]),
+     (["--site", "local", "--workers", "0"], ["'workers'"]),
+     (["--site", "local", "--time", "-5"], ["'--time'"])],
+)  # fmt: skip
+def test_requests_are_checked_even_with_nothing_to_submit(camp, args, words):
+    """Every job is done: nothing to submit, but a nonsense request is still refused
+    rather than answered with "nothing to submit", exit 0."""
+    from conftest_gs import set_state
+
+    for d in (camp / "jobs").iterdir():
+        set_state(d, "done")
+    for cmd in ("submit", "resubmit"):
+        refused([*GS, cmd, "c", "--dry-run", *args], camp.parent, *words)
