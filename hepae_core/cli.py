@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -10,6 +11,12 @@ from hepae_core import jobdir
 from hepae_core.config import dump, load
 from hepae_core.diskfull import DiskFull, writing
 from hepae_core.errors import EXIT_BAD_INPUT, HepaeError
+
+
+def _say(text: str) -> None:
+    """One error line on stderr; control characters from file names or keys shown as
+    escapes (``\\x1b``), never sent to the terminal."""
+    print(re.sub("[\x00-\x1f\x7f-\x9f]", lambda m: repr(m.group())[1:-1], text), file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load(args.config)
     except HepaeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}")
         return EXIT_BAD_INPUT
     # Relative data paths are relative to the config file; the job dir may be elsewhere.
     source = cfg["data"]["source"]
@@ -39,23 +46,21 @@ def main(argv: list[str] | None = None) -> int:
         except HepaeError:
             existing = None
         if existing != text:
-            print(
+            _say(
                 f"error: {target} exists with a different config; choose another --out "
-                "(nothing was changed)",
-                file=sys.stderr,
+                "(nothing was changed)"
             )
             return EXIT_BAD_INPUT
     else:
         if out.exists() and not out.is_dir():
-            print(f"error: {out}: is not a directory; choose another --out", file=sys.stderr)
+            _say(f"error: {out}: is not a directory; choose another --out")
             return EXIT_BAD_INPUT
         # A directory with files but no config.yaml is not a job dir: training would
         # overwrite its metrics.json, model.pt, history.csv.
         if out.is_dir() and any(out.iterdir()):
-            print(
+            _say(
                 f"error: {out}: is not empty and holds no {jobdir.CONFIG}, so it is not a job "
-                "directory; choose a new or empty --out (nothing was changed)",
-                file=sys.stderr,
+                "directory; choose a new or empty --out (nothing was changed)"
             )
             return EXIT_BAD_INPUT
         try:
@@ -63,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             with writing(target, "free space and run hepae-train again; nothing was trained"):
                 jobdir.atomic_write_text(target, text)
         except DiskFull as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            _say(f"error: {exc}")
             return exc.exit_code
         except OSError as exc:
-            print(f"error: {exc.filename or out}: {exc.strerror or exc}", file=sys.stderr)
+            _say(f"error: {exc.filename or out}: {exc.strerror or exc}")
             return EXIT_BAD_INPUT
     from hepae_core.job import run_job
 

@@ -125,3 +125,14 @@ def test_hepae_train_cuda_without_a_gpu_is_one_line(tmp_path):
     assert len(said) == 1 and "'train.device'" in said[0] and "no CUDA device" in said[0], text
     state = json.loads((out / "state.json").read_text())
     assert state["state"] == "failed" and state["error_kind"] == "bad_input"
+
+
+def test_hepae_train_escapes_control_characters_in_its_error(tmp_path):
+    out = tmp_path / "x\x1b[2J"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    cfg = write(tmp_path / "cfg.yaml", TINY.replace("DEVICE", "cpu"))
+    proc = subprocess.run([*TRAIN, str(cfg), "--out", str(out)], capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    line = _one_line(proc)
+    assert "\x1b" not in line and "x\\x1b[2J" in line
