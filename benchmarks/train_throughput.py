@@ -5,11 +5,14 @@ Prints jets/s of one warm epoch for each model, batch size and thread count, for
   compiled   the same with train.compile: true (torch.compile of the model)
   slicing    a plain loop over index slices with torch's default Adam
   dataloader DataLoader(TensorDataset(x), shuffle=True) with torch's default Adam
-and the ratios hepae/dataloader and compiled/dataloader (target >= 1.5). Also the thesis-era
-reference shape 4-200-200-20-3 (tanh) at batch size 256, one thread, beside the fastai
-figure.
+  stacked    K models as one stack (hepae_core.stacked, ``--stack K``, default 8): each
+             model's own rate as if alone (the stack's model-jets/s), a warm epoch
+and the ratios hepae/dataloader and compiled/dataloader (target >= 1.5) and stacked/dataloader
+(the stacked recipe per model against the plain one, which is what the seeds' fastai recipe
+does per batch: target >= 4 for the 4D model). Also the thesis-era reference shape
+4-200-200-20-3 (tanh) at batch size 256, one thread, beside the fastai figure.
 
-    python benchmarks/train_throughput.py [--jets N] [--device cpu|cuda]
+    python benchmarks/train_throughput.py [--jets N] [--device cpu|cuda] [--stack K]
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from hepae_core.config import resolve
 from hepae_core.data import load_jets
 from hepae_core.models import build_model
 from hepae_core.normalise import Normaliser
+from hepae_core.stacked import StackedTrainer
 from hepae_core.train import Trainer
 
 MODELS = {
@@ -53,6 +57,19 @@ def epoch_rate_hepae(model_cfg, x, bs, device, compile_model=False) -> float:
     t = Trainer(model, x.to(device), x[:1000].to(device), cfg["train"], 0)
     res = t.run()
     return res.history[-1]["jets_per_s"]  # a warm epoch (compiled before the first ends)
+
+
+def epoch_rate_stacked(model_cfg, x, bs, device, k: int) -> float:
+    """Per model, K models trained as one stack: a member's rate of its warm epoch."""
+    cfg = job_config(model_cfg, x, batch_size=bs, epochs=2)
+    xd, xv = x.to(device), x[:1000].to(device)
+    members = []
+    for seed in range(k):
+        torch.manual_seed(seed)
+        model = build_model(cfg["model"], x.shape[1]).to(device)
+        members.append(Trainer(model, xd, xv, cfg["train"], seed))
+    StackedTrainer(members).run()
+    return members[0].result.history[-1]["jets_per_s"]
 
 
 def _plain_epochs(model, batches_fn, opt, device, epochs=2) -> float:
@@ -116,6 +133,11 @@ def main() -> None:
     parser.add_argument("--jets", type=int, default=100_000, help="training jets per epoch")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--stack", type=int, default=8, help="models per stack (0: none)")
+    parser.add_argument(
+        "--no-compile", action="store_true", help="leave out the torch.compile column (slow)"
+    )
+    parser.add_argument("--batch-sizes", default="256,1024,4096")
     args = parser.parse_args()
     device = torch.device(args.device)
     x4 = data_4d(args.jets)
@@ -126,33 +148,50 @@ def main() -> None:
     )
     header = (
         f"{'model':30} {'thr':>3} {'bs':>5} {'hepae':>9} {'compiled':>9} "
-        f"{'slicing':>9} {'dataloader':>10} {'ratio':>6} {'ratio_c':>7}"
+        f"{'slicing':>9} {'dataloader':>10} {'ratio':>6} {'ratio_c':>7} "
+        f"{f'stack{args.stack}':>9} {'ratio_s':>7}"
     )
     print(header)
     print("-" * len(header))
-    ratios, ratios_c = [], []
+    ratios, ratios_c, ratios_s = [], [], []
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
         for name, (model_cfg, variables) in MODELS.items():
             x = x27 if variables == "27d" else x4
-            sizes = [256] if "thesis" in name else [256, 1024, 4096]
+            sizes = [256] if "thesis" in name else [int(b) for b in args.batch_sizes.split(",")]
             for bs in sizes:
                 ours = epoch_rate_hepae(model_cfg, x, bs, device)
-                compiled = epoch_rate_hepae(model_cfg, x, bs, device, compile_model=True)
+                compiled = (
+                    float("nan")
+                    if args.no_compile
+                    else epoch_rate_hepae(model_cfg, x, bs, device, compile_model=True)
+                )
                 plain = epoch_rate_slicing(model_cfg, x, bs, device)
                 loader = epoch_rate_dataloader(model_cfg, x, bs, device)
+                stacked = (
+                    epoch_rate_stacked(model_cfg, x, bs, device, args.stack)
+                    if args.stack
+                    else float("nan")
+                )
                 ratios.append(ours / loader)
                 ratios_c.append(compiled / loader)
+                ratios_s.append(stacked / loader)
                 print(
                     f"{name:30} {threads:>3} {bs:>5} {ours:>9.0f} {compiled:>9.0f} "
                     f"{plain:>9.0f} {loader:>10.0f} {ours / loader:>6.2f} "
-                    f"{compiled / loader:>7.2f}",
+                    f"{compiled / loader:>7.2f} {stacked:>9.0f} {stacked / loader:>7.2f}",
                     flush=True,
                 )
     print(
         f"minimum ratio hepae/dataloader: {min(ratios):.2f}, "
         f"compiled/dataloader: {min(ratios_c):.2f} (target >= 1.5)"
     )
+    if args.stack:
+        print(
+            f"stacked ({args.stack} models) per model / dataloader: "
+            + ", ".join(f"{r:.2f}" for r in ratios_s)
+            + " (target >= 4 for the 4D model)"
+        )
 
 
 if __name__ == "__main__":
