@@ -22,21 +22,20 @@ import contextlib
 import json
 import sys
 import time
-import traceback
-from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hepae_core import jobdir
+from hepae_core.diskfull import writing
 from hepae_core.errors import (
     EXIT_BAD_INPUT,
     EXIT_BUSY,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    HepaeError,
 )
+from hepae_core.jobrun import JobRun, fail, failure_of, record_interrupted
 
 
 @dataclass
@@ -47,74 +46,45 @@ class Member:
     code: int | None = None
     note: str = ""
     cfg: dict[str, Any] | None = None
-    steps: Generator | None = None
-    trainer: Any = None
+    run: JobRun | None = None
+    heartbeat: jobdir.Heartbeat | None = None
     started: float = field(default_factory=time.monotonic)
+
+    @property
+    def trainer(self) -> Any:
+        return self.run.trainer if self.run is not None else None
 
 
 # ============================================================== the steps of one job
-# The per-job steps are hepae_core.job's own (data, evaluation, outputs, metrics), so a
-# member's files are those of a single job; only the training loop is the stack's.
+# Each member is a hepae_core.jobrun.JobRun, the very run of a single job (data, trainer,
+# evaluation, files, failures); only the training loop may be the stack's.
 
 
-def job_steps(
-    job_dir: Path, cfg: dict[str, Any], threads: int, cache: dict[str, Any]
-) -> Generator[Any, Any, int]:
-    """Prepare one job; yield its Trainer; receive its TrainResult; finish; return 0.
+def prepare_member(m: Member, threads: int, cache: dict[str, Any]) -> None:
+    """Set up, prepare and build the Trainer of one member (``m.run``).
 
     ``cache`` shares loaded jets between members with the same data section.
     """
-    import torch
-
-    from hepae_core import job
     from hepae_core.data import load_jets, resolve_source
-    from hepae_core.models import describe
-    from hepae_core.tensorboard import open_scalars
-    from hepae_core.train import pick_device
 
-    tcfg = cfg["train"]
-    device = pick_device(tcfg["device"])
-    seed = cfg["seed"]
+    cfg, job_dir = m.cfg, m.job_dir
     name = job_dir.name
+    m.run = JobRun(
+        job_dir,
+        cfg,
+        tell=lambda text: _say(name, text),
+        stream=_Prefixed(name),
+        heartbeat=m.heartbeat,
+        started=m.started,
+    )
+    m.run.setup(threads)
     key = json.dumps(
         [cfg["data"], str(resolve_source(cfg["data"]["source"], job_dir))], sort_keys=True
     )
     if key not in cache:
         cache[key] = load_jets(cfg, job_dir)
-    data = job._prepare_data(job_dir, cfg, jets=cache[key])
-
-    scalars = open_scalars(job_dir, cfg)  # refuses a missing optional extra before training
-    torch.manual_seed(seed)  # the initial weights come from it, as in a single job
-
-    def after_epoch(rec: dict[str, float]) -> None:
-        if scalars is not None:
-            scalars(rec)
-
-    trainer = job._build_trainer(job_dir, cfg, data, device, after_epoch, stream=_Prefixed(name))
-    if trainer.resume():
-        _say(
-            name, f"resuming from {jobdir.CHECKPOINT}: epoch {trainer.epoch}, batch {trainer.batch}"
-        )
-    n_inputs = data.n_inputs or len(data.variables)
-    _say(name, f"{describe(cfg['model'], n_inputs)} on {data.counts['train_jets']} jets")
-
-    try:
-        result = yield trainer
-    finally:
-        if scalars is not None:
-            scalars.close()
-
-    if result.best_epoch == 0:
-        raise FloatingPointError("no epoch produced a finite validation loss")
-    best, test_loss, metrics, x_eval, out = job._evaluate(job_dir, cfg, data, device)
-    job._write_outputs(job_dir, cfg, data, result.history, x_eval, out)
-    record = job._metrics(cfg, data, result, best, test_loss, metrics, device, threads)
-    record["attempts"] = (jobdir.read_state(job_dir) or {}).get("attempt", 1)
-    jobdir.atomic_write_json(job_dir / jobdir.METRICS, record)
-    jobdir.write_state(job_dir, jobdir.DONE, finished=jobdir.now_iso(), exit_code=EXIT_OK)
-    jobdir.retire_checkpoint(job_dir)  # kept as final.pt for gridsearch promote
-    _say(name, f"done: best val loss {result.best_val_loss:.4e} at epoch {result.best_epoch}")
-    return EXIT_OK
+    m.run.prepare(jets=cache[key])
+    m.run.build_trainer()
 
 
 # =========================================================================== end of steps
@@ -141,48 +111,33 @@ def _say(name: str, text: str) -> None:
     print(f"[{name}] {text}", file=sys.stderr, flush=True)
 
 
-def _record_failure(m: Member, kind: str, reason: str, code: int) -> None:
-    jobdir.write_state(
-        m.job_dir,
-        jobdir.FAILED,
-        error_kind=kind,
-        reason=reason,
-        exit_code=code,
-        finished=jobdir.now_iso(),
-        seconds=round(time.monotonic() - m.started, 1),
-    )
-    m.code = code
-    m.note = f"failed: {reason}"
-
-
 def _fail(m: Member, exc: BaseException) -> None:
     """Record an exception as the member's failure, as a single job records it."""
-    if isinstance(exc, HepaeError):
-        kind = getattr(exc, "error_kind", "bad_input")  # stage1_not_done: waits on stage 1
-        _record_failure(m, kind, str(exc), exc.exit_code)
-        _say(m.job_dir.name, f"error: {exc}")
-        return
-    reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-    kind = "nan" if isinstance(exc, FloatingPointError) else "python_error"
-    _record_failure(m, kind, reason, EXIT_FAILED)
-    traceback.print_exception(exc)
-    _say(m.job_dir.name, f"error: job failed: {reason}")
+    if m.run is not None:
+        m.code = m.run.fail(exc)
+    else:
+        m.code = fail(m.job_dir, exc, m.started, lambda text: _say(m.job_dir.name, text))
+    m.note = f"failed: {failure_of(exc, m.job_dir).reason}"
 
 
 def _interrupted(m: Member, signal_name: str | None, trained: bool = True) -> None:
+    if m.run is not None:
+        m.run.close()
     epoch = m.trainer.epoch if m.trainer is not None else None
-    fields = {"signal": signal_name} | ({"epoch": epoch} if epoch is not None else {})
-    jobdir.write_state(m.job_dir, jobdir.INTERRUPTED, **fields)
+    try:
+        record_interrupted(m.job_dir, signal_name, epoch)
+    except Exception as exc:  # a full disk: the member failed, the others go on
+        _fail(m, exc)
+        return
     m.code = EXIT_INTERRUPTED
     done = ", checkpoint written" if trained else " before its turn"
     m.note = f"interrupted by {signal_name}{done}"
 
 
 def _finish(m: Member, result: Any) -> None:
+    m.run.close()
     try:
-        m.steps.send(result)
-    except StopIteration as done:
-        m.code = done.value
+        m.code = m.run.finish(result)
         m.note = "done"
     except Exception as exc:
         _fail(m, exc)
@@ -241,11 +196,12 @@ def run_bundle(dirs: list[str | Path], max_stack: int | None = None) -> int:
                 if previous.get("state") == jobdir.DONE:
                     m.code, m.note = EXIT_OK, "already done; skipped"
                     continue
-                jobdir.start_attempt(m.job_dir)
-                held.enter_context(jobdir.Heartbeat(m.job_dir))
                 try:
+                    with writing(m.job_dir / jobdir.STATE):
+                        jobdir.start_attempt(m.job_dir)
+                    m.heartbeat = held.enter_context(jobdir.Heartbeat(m.job_dir))
                     m.cfg = load(m.job_dir / jobdir.CONFIG)
-                except HepaeError as exc:
+                except Exception as exc:  # bad config, full disk: this member fails alone
                     _fail(m, exc)
                     continue
                 live.append(m)
@@ -277,9 +233,8 @@ def _train(live: list[Member], stop: Any, max_stack: int | None = None) -> None:
     cache: dict[str, Any] = {}
     ready: list[Member] = []
     for m in live:
-        m.steps = job_steps(m.job_dir, m.cfg, threads, cache)
         try:
-            m.trainer = next(m.steps)
+            prepare_member(m, threads, cache)
         except Exception as exc:
             _fail(m, exc)
             continue

@@ -53,8 +53,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hepae_core.jobdir import atomic_path
-from hepae_core.train import VAL_BATCH, StopFlag, Trainer
+from hepae_core.train import VAL_BATCH, StopFlag, Trainer, save_tensors
 
 #: Member rows per validation chunk at most (memory: rows x widest layer x 4 bytes).
 _VAL_ROWS = 4 * VAL_BATCH
@@ -203,9 +202,8 @@ def save_member_checkpoint(trainer: Trainer) -> None:
     """The member's checkpoint, in the single-job format, holding copies, not views."""
     if trainer.checkpoint_path is None:
         return
-    state = _clone(trainer.state_dict())
-    with atomic_path(trainer.checkpoint_path) as tmp:
-        torch.save(state, tmp)
+    # the single job's writer: atomic, and a full disk is a DiskFull naming the file
+    save_tensors(trainer.checkpoint_path, _clone(trainer.state_dict()))
     trainer._last_checkpoint = time.monotonic()
 
 

@@ -31,8 +31,11 @@ from hepae_core.config import group_of, stage1_spec
 from hepae_core.diskfull import writing
 from hepae_core.errors import DataError, HepaeError, did_you_mean
 from hepae_core.grouping import Groups, event_branch, flat_mask, form_groups, gather, split_groups
+from hepae_core.modelfile import load_model
+from hepae_core.modelfile import stage1_from_payload as stage1_from_payload  # re-exported
 from hepae_core.models import AutoEncoder, build_model
 from hepae_core.normalise import Normaliser
+from hepae_core.prepared import Prepared
 from hepae_core.quantise import LatentQuantiser
 from hepae_core.residuals import residuals, stats_table
 from hepae_core.states import STAGE1_NOT_DONE
@@ -253,8 +256,6 @@ def load_stage1(cfg: dict[str, Any], job_dir: Path, variables: list[str]) -> Sta
     The choice (:func:`resolve_stage1`) is written to the job dir's stage1.json once the
     chosen job has passed every check.
     """
-    from hepae_core.job import load_model
-
     choice, reused = resolve_stage1(cfg, job_dir)
     path = _stage1_dir(job_dir, choice["chosen"])
     src = str(path)
@@ -295,19 +296,10 @@ def choice_metrics(stage1: Stage1) -> dict[str, Any]:
     return {"stage1.id": choice.get("chosen_id"), "stage1.pick_value": choice.get("value")}
 
 
-def stage1_from_payload(payload: dict[str, Any]) -> tuple[AutoEncoder, Normaliser]:
-    s1 = payload["stage1"]
-    model = build_model(s1["model_config"], len(payload["variables"]))
-    model.load_state_dict(s1["state_dict"])
-    model.eval()
-    return model, Normaliser.from_dict(payload["normalisation"])
-
-
 def prepare(job_dir: Path, cfg: dict[str, Any]):
-    """Read, group, split and normalise for a grouped or two-stage job: a job.Prepared."""
+    """Read, group, split and normalise for a grouped or two-stage job: a Prepared."""
     from hepae_core.config import variables_of
     from hepae_core.data import load_jets
-    from hepae_core.job import Prepared
 
     group = group_of(cfg)
     variables = variables_of(cfg)
@@ -426,7 +418,7 @@ def prepare(job_dir: Path, cfg: dict[str, Any]):
 
 @dataclass
 class GroupedData:
-    """What the evaluation of a grouped job needs beside job.Prepared's arrays."""
+    """What the evaluation of a grouped job needs beside Prepared's arrays."""
 
     codec: GroupedCodec
     test_rows: np.ndarray  # (n_groups, G) rows of the test jets in Prepared.x_test_phys
