@@ -400,12 +400,15 @@ def byte_verdict_lines(
     k = 12 if 12 in ks else ks[len(ks) // 2]
     on_test = row.get(f"aeq{k}.ratio")
     be = row.get(f"aeq{k}.break_even_jets")
+    has_be = f"aeq{k}.break_even_jets" in row  # null in metrics.json: inf, never
     if _finite(on_test):
         n = row.get("rate.jets")
-        extra = (f"; it stores less than the {k}-bit scalar quantiser from "
-                 f"{_fmt_jets(float(be))} jets on" if be is not None and _finite(be)
-                 else f"; it never stores less than the {k}-bit scalar quantiser"
-                 if be is not None else "")  # fmt: skip
+        extra = ""
+        if has_be and _finite(be):
+            extra = (f"; it stores less than the {k}-bit scalar quantiser from "
+                     f"{_fmt_jets(float(be))} jets on")  # fmt: skip
+        elif has_be:
+            extra = f"; it never stores less than the {k}-bit scalar quantiser"
         lines.append(f"      the {k}-bit latent: ratio {float(on_test):.2f} on the "
                      f"{_fmt_jets(float(n or math.nan))} test jets, "
                      f"{file_ratio(row, f'aeq{k}', fj):.2f} at {fj:,} jets{extra}.")  # fmt: skip

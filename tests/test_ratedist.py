@@ -248,6 +248,10 @@ def test_crossover_and_byte_verdict_by_hand() -> None:
     text = "\n".join(verdict_lines(row, list(VARS)))
     assert "the 12-bit latent: ratio 1.10 on the 10,000 test jets" in text
     assert "from 66,676 jets on" in text
+    # inf is written as null in metrics.json: never
+    row["aeq12.break_even_jets"] = None
+    text = "\n".join(verdict_lines(row, list(VARS)))
+    assert "it never stores less than the 12-bit scalar quantiser" in text
 
 
 def test_a_huge_model_loses_everywhere_in_the_verdict() -> None:
