@@ -21,12 +21,13 @@ through the filters below:
 ``oneline``
     a value for a comment line: refused when it holds a line break.
 
-Templates, the user's included, are rendered in jinja's :class:`~jinja2.sandbox.
-SandboxedEnvironment`: a template may extend others, fill blocks, loop and use the filters
-above, but it cannot reach Python (``cycler.__init__.__globals__`` and other private
-attributes are refused), so a site directory shared with others cannot run code at
-``submit --dry-run``. Template names are plain file names (``slurm.sh.j2``), looked up in
-the template directories only: no path, no ``..``.
+Templates, the user's included, are rendered in jinja's immutable sandbox
+(:class:`~jinja2.sandbox.ImmutableSandboxedEnvironment`): a template may extend others,
+fill blocks, loop and use the filters above, but it cannot reach Python
+(``cycler.__init__.__globals__`` and other private attributes are refused) or change the
+values it was given (``request.update(...)``), so a site directory shared with others
+cannot run code at ``submit --dry-run``. Template names are plain file names
+(``slurm.sh.j2``), looked up in the template directories only: no path, no ``..``.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def environment(search: list[Path] | None = None) -> jinja2.Environment:
         jinja2.FunctionLoader(_load),
     ]
     # Sandboxed: a template cannot call into Python (see the module docstring).
-    env = jinja2.sandbox.SandboxedEnvironment(
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         loader=jinja2.ChoiceLoader(loaders),
         undefined=jinja2.StrictUndefined,
         autoescape=False,

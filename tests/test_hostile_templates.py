@@ -185,3 +185,9 @@ def test_profile_shapes_are_one_line(tmp_path, capsys, campaign, body, key):
     sites = tmp_path / "sites"
     write(sites / "odd.yaml", f"extends: slurm\n{body}\n")
     _refused(capsys, campaign, sites, "odd", key, "odd.yaml")
+
+
+def test_a_template_cannot_change_the_values_it_is_given(tmp_path):
+    write(tmp_path / "m.j2", "{{ request.update({'account': 'x'}) }}{{ request.account }}")
+    with pytest.raises(GridsearchError, match="reaches outside"):
+        render.render("m.j2", {"request": {"account": "proj"}}, [tmp_path])
