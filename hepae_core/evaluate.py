@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -311,6 +312,7 @@ def evaluate(
     pca_components: int | None = None,
     model_bytes: int | None = None,
     file_jets: int = FILE_JETS,
+    baseline_cache: Path | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """All evaluation metrics of one trained model on the test jets (physical units).
 
@@ -318,8 +320,10 @@ def evaluate(
     quantised curves (``sq<k>``, ``pca<k>``, ``sz3_<k>``, ``zfp<k>``, ``aeq<k>``) are not
     computed. ``pca_components`` defaults to the latent size. ``model_bytes``: the size of
     model.pt, counted in every ratio of the autoencoder (default: its weights as torch.save
-    writes them); ``file_jets``: the file size of the ``*.ratio_file`` keys. Returns the
-    flat metrics and the reconstructed test jets.
+    writes them); ``file_jets``: the file size of the ``*.ratio_file`` keys;
+    ``baseline_cache``: a directory where the model-independent baselines are shared by the
+    jobs of a campaign (:mod:`hepae_core.baseline_cache`). Returns the flat metrics and the
+    reconstructed test jets.
     """
     variables = norm.variables
     kind_list = [kinds[v] for v in variables]
@@ -344,9 +348,19 @@ def evaluate(
         t0 = time.perf_counter()
         train = np.asarray(x_train)
         train = train[np.isfinite(norm.forward(train)).all(axis=1)]
-        base = baseline_metrics(
-            x_test, train, variables, kind_list, tuple(bits), pca_components or latent, file_jets
+        from hepae_core.baseline_cache import cache_key, cached
+
+        args = (
+            x_test,
+            train,
+            variables,
+            kind_list,
+            tuple(bits),
+            pca_components or latent,
+            file_jets,
         )
+        key = cache_key(*args) if baseline_cache is not None else ""
+        base = cached(baseline_cache, key, lambda: baseline_metrics(*args))
         metrics.update(base)
         metrics.update(
             latent_metrics(

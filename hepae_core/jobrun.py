@@ -425,6 +425,7 @@ class JobRun:
         import numpy as np
         import torch
 
+        from hepae_core.baseline_cache import campaign_cache_dir
         from hepae_core.config import residual_kinds
         from hepae_core.evaluate import evaluate
         from hepae_core.train import evaluate_loss
@@ -456,6 +457,7 @@ class JobRun:
                 ecfg["timing_jets"], x_train=data.x_train_phys, baselines=ecfg["baselines"],
                 bits=tuple(ecfg["bits"]), pca_components=ecfg["pca_components"],
                 model_bytes=(job_dir / jobdir.MODEL).stat().st_size,
+                baseline_cache=campaign_cache_dir(job_dir),
             )  # fmt: skip
         for var in ecfg["round"]:
             j = data.variables.index(var)

@@ -1,0 +1,100 @@
+"""Baselines once per data split: a job reading them from the campaign's cache gets exactly
+the metrics it would compute itself, and a different split never reads another's."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hepae_core.baseline_cache import CACHE_DIR, campaign_cache_dir
+from hepae_core.config import resolve
+from hepae_core.data import bundled_path
+from hepae_core.evaluate import evaluate
+from hepae_core.models import build_model
+from hepae_core.normalise import Normaliser
+
+VARS = ["pt", "eta", "phi", "E"]
+KINDS = dict(zip(VARS, ["relative", "absolute", "angle", "relative"]))
+TIMINGS = {"baselines_s", "encode_s_per_jet", "decode_s_per_jet"}
+
+
+@pytest.fixture(scope="module")
+def jets() -> np.ndarray:
+    import uproot
+
+    with uproot.open(bundled_path("dijet_4d")) as f:
+        t = f["jets"]
+        return np.stack([t[v].array(library="np") for v in VARS], axis=1).astype(np.float64)
+
+
+def split(x: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.random.default_rng(seed).permutation(len(x))[:6000]
+    return x[idx[1500:]], x[idx[:1500]]  # train, test
+
+
+def run(train, test, cache, latent: int = 3) -> dict:
+    torch.manual_seed(0)
+    model = build_model(resolve({"model": {"encoder": [8], "latent": latent}})["model"], 4)
+    norm = Normaliser.fit("custom_4d", VARS, train)
+    m, _ = evaluate(model, norm, test, KINDS, latent, torch.device("cpu"), 100, x_train=train,
+                    bits=(6, 10), baseline_cache=cache)  # fmt: skip
+    return m
+
+
+def same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a.keys() - TIMINGS:
+        x, y = a[k], b[k]
+        if isinstance(x, float) and math.isnan(x):
+            assert isinstance(y, float) and math.isnan(y), k
+        else:
+            assert x == y and type(x) is type(y), (k, x, y)
+
+
+def test_shared_baselines_equal_the_job_s_own(jets, tmp_path):
+    cache = tmp_path / CACHE_DIR
+    train, test = split(jets, 0)
+    own = run(train, test, None)
+    first = run(train, test, cache)  # computes and stores
+    (stored,) = cache.iterdir()
+    second = run(train, test, cache)  # reads
+    same(own, first)
+    same(own, second)
+    # it really is read back: a value changed in the file comes out
+    record = json.loads(stored.read_text())
+    record["metrics"]["pca.z"] = 12345
+    stored.write_text(json.dumps(record))
+    assert run(train, test, cache)["pca.z"] == 12345
+
+
+def test_another_split_or_latent_never_reads_anothers_baselines(jets, tmp_path):
+    cache = tmp_path / CACHE_DIR
+    train, test = split(jets, 0)
+    run(train, test, cache)
+    train2, test2 = split(jets, 1)  # another split seed: other jets
+    same(run(train2, test2, None), run(train2, test2, cache))
+    # the PCA size follows the latent size: part of the key too
+    same(run(train, test, None, latent=2), run(train, test, cache, latent=2))
+    assert len(list(cache.iterdir())) == 3
+
+
+def test_a_damaged_cache_file_is_computed_again(jets, tmp_path):
+    cache = tmp_path / CACHE_DIR
+    train, test = split(jets, 0)
+    own = run(train, test, cache)
+    (stored,) = cache.iterdir()
+    stored.write_text("{not json")
+    same(own, run(train, test, cache))
+    assert json.loads(stored.read_text())["format"] == 1  # written again, whole
+
+
+def test_only_jobs_of_a_campaign_share(tmp_path):
+    job = tmp_path / "camp" / "jobs" / "abc"
+    job.mkdir(parents=True)
+    assert campaign_cache_dir(job) is None  # no manifest: a job on its own
+    (tmp_path / "camp" / "manifest.json").write_text("{}")
+    assert campaign_cache_dir(job) == (tmp_path / "camp" / CACHE_DIR).resolve()
