@@ -429,9 +429,10 @@ def rate_distortion(ctx: PlotContext) -> list[tuple[str, str]]:
         handles["lossless gzip (width 0, on the ratio axis)"] = Line2D(
             [], [], marker="v", color="#009E73", ls="none", ms=8
         )
-        handles["crossover with the scalar quantiser"] = Line2D(
-            [], [], marker="*", color="grey", mec="black", ls="none", ms=10
-        )
+        if not any(lab.startswith("crossover") for lab in handles):
+            handles["crossover with the scalar quantiser"] = Line2D(
+                [], [], marker="*", color="grey", mec="black", ls="none", ms=10
+            )
         fig.legend(list(handles.values()), list(handles), loc="outside right center",
                    fontsize=7)  # fmt: skip
         ctx.save(fig, "rate_distortion")
