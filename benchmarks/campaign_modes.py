@@ -63,7 +63,7 @@ DEMO_GRID = {
 ETA = 3  # halving: keep 1/ETA of the points, for ETA times the first rung's epochs
 
 
-def space(thesis: bool, epochs: int, max_jets: int | None) -> dict:
+def space(thesis: bool, epochs: int, max_jets: int | None, baselines: bool = False) -> dict:
     """The space file's content: an example's base with the benchmark's sizes."""
     example = ROOT / "examples" / ("thesis_4d.yaml" if thesis else "demo.yaml")
     data, _, _ = load(example)
@@ -74,7 +74,7 @@ def space(thesis: bool, epochs: int, max_jets: int | None) -> dict:
     else:
         base["data"]["max_jets"] = max_jets
     base["train"].update(epochs=epochs, schedule="constant", device="cpu")
-    base["evaluate"] = {"plots": False, "baselines": False}
+    base["evaluate"] = {"plots": False, "baselines": baselines}
     grid = data["grid"] if thesis else DEMO_GRID
     return {"name": "campaign_modes", "base": base, "grid": grid}
 
@@ -169,11 +169,13 @@ def results(campaign: Path) -> list[dict]:
 def row(mode: str, trainings: str, campaign: Path, seconds: float) -> list[str]:
     metrics = results(campaign)
     best = min(metrics, key=lambda m: m["best_val_loss"])
+    base = sum(float(m.get("baselines_s") or 0.0) for m in metrics)
     return [
         mode,
         trainings,
         str(sum(m["epochs_run"] for m in metrics)),
         f"{seconds:.1f}",
+        f"{base:.1f} ({100 * base / seconds:.1f} %)",
         f"{best['best_val_loss']:.4e}",
         best["name"],
     ]
@@ -182,6 +184,15 @@ def row(mode: str, trainings: str, campaign: Path, seconds: float) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--thesis", action="store_true", help="the 20-point thesis 4D grid")
+    ap.add_argument(
+        "--baselines",
+        action="store_true",
+        help="keep the evaluation baselines on (shared per data split within a campaign): "
+        "the baselines s column sums the jobs' baselines_s (quantised latent included)",
+    )
+    ap.add_argument(
+        "--modes", default="per-job,bundled,halving", help="which modes to run (comma list)"
+    )
     ap.add_argument("--epochs", type=int, help="final epochs, a multiple of 3 (default 30)")
     ap.add_argument("--max-jets", type=int, help="jets read (default 50000; thesis: all, 0: all)")
     ap.add_argument("--bundle", type=int, help="K jobs per task (default points / cores)")
@@ -200,7 +211,8 @@ def main() -> None:
     if epochs % ETA or epochs < ETA:
         ap.error(f"--epochs must be a multiple of {ETA}")
     max_jets = args.max_jets if args.max_jets is not None else (None if args.thesis else 50000)
-    spec = space(args.thesis, epochs, max_jets or None)
+    spec = space(args.thesis, epochs, max_jets or None, args.baselines)
+    modes = set(args.modes.split(","))
     points = math.prod(len(v) for v in spec["grid"].values())
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     bundle = args.bundle or math.ceil(points / (args.workers or cores or 1))
@@ -234,42 +246,50 @@ def main() -> None:
             flush=True,
         )
         rows = []
-        c = str(plans["per-job"])
-        s = run_to_end(top / "per-job.log", blocking, c, "submit", c, *local)
-        rows.append(row("per-job", str(points), plans["per-job"], s))
-        print(f"  per-job done ({rows[-1][3]} s)", flush=True)
+        if "per-job" in modes:
+            c = str(plans["per-job"])
+            s = run_to_end(top / "per-job.log", blocking, c, "submit", c, *local)
+            rows.append(row("per-job", str(points), plans["per-job"], s))
+            print(f"  per-job done ({rows[-1][3]} s)", flush=True)
 
-        c = str(plans["bundled"])
-        s = run_to_end(
-            top / "bundled.log", blocking, c, "submit", c, *local, "--bundle", str(bundle)
-        )
-        rows.append(row(f"bundled K={bundle}", str(points), plans["bundled"], s))
-        print(f"  bundled done ({rows[-1][3]} s)", flush=True)
-
-        c = str(plans["halving"])
-        s = run_to_end(top / "halving.log", blocking, c, "submit", c, *local)
-        s += run_to_end(
-            top / "halving.log", blocking, c,
-            "promote", c, "--keep", f"1/{ETA}", "--epochs", f"x{ETA}", *local,
-        )  # fmt: skip
-        again = 0
-        if not blocking:
-            more, again = left_behind(top / "halving.log", c, local)
-            s += more
-        promoted = sum(1 for _ in plans["halving"].glob("jobs/*/promotion.json"))
-        rows.append(row(f"halving {rung}->{epochs}", f"{points}+{promoted}", plans["halving"], s))
-        print(
-            f"  halving done ({rows[-1][3]} s"
-            + (
-                f"; {again} promoted job(s) resubmitted, their first task still ending"
-                if again
-                else ""
+        if "bundled" in modes:
+            c = str(plans["bundled"])
+            s = run_to_end(
+                top / "bundled.log", blocking, c, "submit", c, *local, "--bundle", str(bundle)
             )
-            + ")",
-            flush=True,
-        )
+            rows.append(row(f"bundled K={bundle}", str(points), plans["bundled"], s))
+            print(f"  bundled done ({rows[-1][3]} s)", flush=True)
 
-        head = ["mode", "jobs trained", "epochs total", "wall s", "best val loss", "best point"]
+        if "halving" in modes:
+            c = str(plans["halving"])
+            s = run_to_end(top / "halving.log", blocking, c, "submit", c, *local)
+            s += run_to_end(
+                top / "halving.log", blocking, c,
+                "promote", c, "--keep", f"1/{ETA}", "--epochs", f"x{ETA}", *local,
+            )  # fmt: skip
+            again = 0
+            if not blocking:
+                more, again = left_behind(top / "halving.log", c, local)
+                s += more
+            promoted = sum(1 for _ in plans["halving"].glob("jobs/*/promotion.json"))
+            rows.append(
+                row(f"halving {rung}->{epochs}", f"{points}+{promoted}", plans["halving"], s)
+            )
+            print(
+                f"  halving done ({rows[-1][3]} s"
+                + (
+                    f"; {again} promoted job(s) resubmitted, their first task still ending"
+                    if again
+                    else ""
+                )
+                + ")",
+                flush=True,
+            )
+
+        head = [
+            "mode", "jobs trained", "epochs total", "wall s", "baselines s (share)",
+            "best val loss", "best point",
+        ]  # fmt: skip
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
         print()
         for r in [head, ["-" * w for w in widths], *rows]:
