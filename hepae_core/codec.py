@@ -108,7 +108,7 @@ class AutoencoderCodec:
         Per-jet models run on numpy (:class:`NumpyMLP`, torch is not even imported);
         grouped and two-stage ones through torch (:class:`hepae_core.two_stage.GroupedCodec`).
         """
-        from hepae_core.job import MODEL_FORMAT
+        from hepae_core.modelfile import MODEL_FORMAT
         from hepae_core.normalise import Normaliser
 
         try:
