@@ -95,3 +95,58 @@ def test_a_bundle_member_on_a_full_disk_is_disk_full(small_fs, tmp_path, max_sta
     assert not (full / "metrics.json").exists()
     left = [p.name for p in full.iterdir() if p.name.startswith(".") and p.name != ".lock"]
     assert left == []
+
+
+def _imports(path: Path) -> set[str]:
+    """The hepae_core modules ``path`` imports, at the top or inside functions."""
+    import ast
+
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module == "hepae_core":
+            out |= {f"hepae_core.{a.name}" for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hepae_core."):
+            out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("hepae_core.")}
+    return out
+
+
+def test_the_job_run_and_the_model_file_are_in_no_import_circle():
+    from conftest import REPO
+
+    graph = {
+        f"hepae_core.{p.stem}": _imports(p) for p in sorted((REPO / "hepae_core").glob("*.py"))
+    }
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), list(graph.get(start, ()))
+        while todo:
+            mod = todo.pop()
+            if mod == goal:
+                return True
+            if mod not in seen:
+                seen.add(mod)
+                todo.extend(graph.get(mod, ()))
+        return False
+
+    run = ("job", "jobrun", "bundle", "modelfile", "prepared")
+    assert [m for m in run if reaches(f"hepae_core.{m}", f"hepae_core.{m}")] == []
+    # grouped and two-stage models use the model file and the data, never the job entry
+    for low in ("two_stage", "modelfile", "prepared"):
+        assert not reaches(f"hepae_core.{low}", "hepae_core.job"), low
+        assert not reaches(f"hepae_core.{low}", "hepae_core.jobrun"), low
+
+
+def test_a_file_that_is_no_model_is_refused_in_one_line(tmp_path):
+    import torch
+
+    from hepae_core.modelfile import load_model, read_payload
+
+    path = tmp_path / "model.pt"
+    torch.save({"format": "something-else", "state_dict": {}}, path)
+    with pytest.raises(HepaeError) as err:
+        load_model(path)
+    assert str(err.value) == f"{path}: is not a model saved by hepae_core"
+    with pytest.raises(HepaeError, match=r"^upload\.pt: is not a model"):
+        read_payload(path.read_bytes(), "upload.pt")
