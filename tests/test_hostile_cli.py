@@ -301,3 +301,13 @@ def test_requests_are_checked_even_with_nothing_to_submit(camp, args, words):
         set_state(d, "done")
     for cmd in ("submit", "resubmit"):
         refused([*GS, cmd, "c", "--dry-run", *args], camp.parent, *words)
+
+
+def test_hepae_train_refuses_a_misspelt_stage1_by(tmp_path):
+    (tmp_path / "cfg.yaml").write_text(
+        "data: {source: bundled:dijet_4d, group: {size: 2, by: sequence}}\n"
+        "model: {stage1: {pick: best, by: best_val_los, from: [../a]}}\n"
+    )
+    refused([*TRAIN, "cfg.yaml", "--out", "job"], tmp_path, "'model.stage1.by'",
+            "did you mean 'best_val_loss'")  # fmt: skip
+    assert not (tmp_path / "job").exists()
