@@ -44,6 +44,21 @@ def epoch_seconds(js: JobStatus) -> float | None:
     return sum(secs) / len(secs) if secs else None
 
 
+def speed_text(js: JobStatus) -> str:
+    """The speed of the job's last epoch, as ``, N jets/s`` (its own rate, as if alone) and
+    `` in a stack of K`` when stacked; empty when its state.json does not tell."""
+    import json
+
+    try:
+        st = json.loads((js.dir / "state.json").read_text(encoding="utf-8"))
+        rate, k = float(st["jets_per_s"]), int(st.get("stack_size") or 1)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ""
+    if not rate > 0:
+        return ""
+    return f", {rate:,.0f} jets/s" + (f" in a stack of {k}" if k > 1 else "")
+
+
 def progress(statuses: list[JobStatus]) -> float:
     """Fraction of the campaign done: ended jobs count 1, running ones epoch/epochs."""
     if not statuses:
@@ -165,6 +180,7 @@ def render(
         lines.append(
             f"  {safe(js.name)}: epoch {js.epoch_text or '?'}"
             + (f", {s:.1f} s/epoch" if s else "")
+            + speed_text(js)
             + (f", val {js.val_loss:.4g}" if isinstance(js.val_loss, float) else "")
         )
     if len(running) > MAX_RUNNING_SHOWN:

@@ -358,6 +358,8 @@ class JobRun:
                 epochs=tcfg["epochs"],
                 train_loss=rec["train_loss"],
                 val_loss=rec["val_loss"],
+                jets_per_s=rec["jets_per_s"],  # its own rate, as if alone (status --watch)
+                stack_size=rec.get("stack_size", 1),
             )
             if self.heartbeat is not None:
                 self.heartbeat.beat()

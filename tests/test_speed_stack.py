@@ -58,3 +58,45 @@ def test_lone_run_is_a_stack_of_one():
         assert h["jets_per_s"] == pytest.approx(2000 / h["seconds"])
     assert res.stack_size == 1
     assert res.stack_jets_per_s == res.jets_per_s
+
+
+def test_watch_shows_a_running_member_s_rate_and_stack(tmp_path):
+    import json
+    from pathlib import Path
+
+    from gridsearch import watch as W
+    from gridsearch.status import JobStatus
+    from hepae_core.states import JobState
+
+    def js(name: str, d: Path) -> JobStatus:
+        return JobStatus(index=0, id=name, name=name, dir=d, state=JobState.RUNNING, epoch=2,
+                         epochs=4)  # fmt: skip
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "state.json").write_text(json.dumps({"jets_per_s": 48000.4, "stack_size": 8}))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "state.json").write_text(json.dumps({"jets_per_s": 30000.0}))
+    lines = W.render([js("a", tmp_path / "a"), js("b", tmp_path / "b"), js("c", tmp_path)], {})
+    assert "a: epoch 2/4, 48,000 jets/s in a stack of 8" in lines[1]
+    assert lines[2].endswith("b: epoch 2/4, 30,000 jets/s")
+    assert "jets/s" not in lines[3]  # nothing known: nothing shown
+
+
+def test_summary_speed_line_gives_the_stacks_rate():
+    import pandas as pd
+
+    from results.summary import speed_lines
+
+    used = pd.DataFrame(
+        {
+            "train_jets_per_s": [40000.0, 52000.0, 52000.0],
+            "stack_size": [1, 8, 8],
+            "stack_jets_per_s": [40000.0, 52000.0, 52000.0],
+        }
+    )
+    (line,) = speed_lines(used)
+    assert line == (
+        "speed: median 52,000 training jets/s per model; 2 run(s) trained in stacks of up to 8, "
+        "stacks at median 52,000 jets/s"
+    )
+    assert speed_lines(used.drop(columns=["train_jets_per_s"])) == []
