@@ -3,10 +3,11 @@
 The unit a scheduler task runs can be a bundle of K job dirs instead of one. Every member
 stays a complete, independent job directory (docs/jobdir.md): its own lock, heartbeat,
 state.json, checkpoint, history, model and metrics, written exactly as
-``python -m hepae_core.job DIR`` writes them. Members whose models have the same layers,
-batch size and data shapes are trained as one stack (:mod:`hepae_core.stacked`); the
-others one after the other. See docs/bundles.md for the contract the submission
-templates rely on:
+``python -m hepae_core.job DIR`` writes them: each member is a
+:class:`hepae_core.jobrun.JobRun`, the single job's run. Members whose models have the
+same layers, batch size and data shapes are trained as one stack
+(:mod:`hepae_core.stacked`); the others one after the other. See docs/bundles.md for
+the contract the submission templates rely on:
 
 - a member whose dir is locked by another process is skipped and not touched;
 - a finished member (state done) is skipped, never rerun;
@@ -267,7 +268,7 @@ def _train(live: list[Member], stop: Any, max_stack: int | None = None) -> None:
             continue
         m = group_members[0]
         try:
-            result = m.trainer.run(stop)
+            result = m.run.train(stop)
         except Exception as exc:
             _fail(m, exc)
             continue
