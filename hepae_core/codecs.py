@@ -649,6 +649,16 @@ def register(family: str, factory: Callable[..., BaseCodec]) -> None:
     REGISTRY[family] = factory
 
 
+def _predictive(variables: list[str], kinds: list[str] | None = None, **options: Any) -> BaseCodec:
+    from hepae_core.predictive import PredictiveCodec  # imports this module
+
+    options.pop("bits", None)  # error-bounded: the bounds, not k, set the rate
+    return PredictiveCodec(variables, kinds, **options)
+
+
+register("pred", _predictive)  # error-bounded predictive coding (hepae_core.predictive)
+
+
 def build(
     family: str, variables: list[str], kinds: list[str] | None = None, **options: Any
 ) -> BaseCodec:

@@ -139,6 +139,7 @@ def _all_codecs(train: np.ndarray) -> list[tuple[codecs.BaseCodec, bytes | None]
     norm = Normaliser.fit("custom_4d", VARS, train)
     for c in latent_codecs(model, norm, torch.device("cpu"), (8, 12), len(blob), KINDS):
         out.append((c, blob))
+    out.append((codecs.build("pred", VARS, KINDS, bounds=1e-3), None))  # model: after fit
     return out
 
 
@@ -165,6 +166,8 @@ def test_every_registered_codec_is_credited_the_bytes_its_writer_stores(
         families.add(codec.family)
         codec.fit(train)
         enc = codec.encode(test)
+        if codec.family == "pred":
+            blob = codec.model_blob()
         path = tmp_path / f"{codec.name}.h5"
         stored = codecs.write_file(path, codec, enc, blob)
         credited = codecs.stored_bytes(enc, codec.model_bytes)
