@@ -137,6 +137,8 @@ def _candidate(job_dir: Path, entry: str, by: str | None, src: str) -> dict[str,
     }
     if not path.is_dir():
         cand["missing"] = True
+    if word == jobdir.RUNNING and jobdir.job_lock_holder(path) is None:
+        cand["lost"] = True  # killed while running: state.json says running, no lock is held
     if by is None or word != jobdir.DONE:
         return cand
     metrics = jobdir.read_json(path / jobdir.METRICS)
@@ -167,6 +169,8 @@ def _describe_states(cands: list[dict[str, Any]], by: str) -> str:
     for c in cands:
         if c.get("missing"):
             words.append("missing")
+        elif c.get("lost"):
+            words.append("lost")
         elif c["state"] is None:
             words.append("not started")
         elif c["state"] == jobdir.DONE:

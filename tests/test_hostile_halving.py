@@ -167,3 +167,27 @@ def test_resubmit_reuses_the_campaigns_bundle_and_options(tmp_path, capsys, monk
     assert code == 0, err
     sub = camp / open_campaign(camp).submissions()[-1]["dir"]
     assert len(set((sub / "jobs.txt").read_text().split())) == 8  # 4 distinct indices
+
+
+def test_a_killed_stage1_candidate_reads_lost_in_the_stage2_reason(tmp_path):
+    """A stage-1 job killed while running leaves state.json saying running and its lock
+    free: the stage-2 job's own reason says lost, as status does; a live one stays running."""
+    import pytest
+
+    from hepae_core.config import resolve
+    from hepae_core.jobdir import job_lock
+    from hepae_core.two_stage import Stage1NotDone, resolve_stage1
+
+    a = tmp_path / "a"
+    a.mkdir()
+    set_state(a, "running")
+    job = tmp_path / "b"
+    job.mkdir()
+    cfg = resolve({
+        "data": {"source": "bundled:dijet_4d", "group": {"size": 2, "by": "sequence"}},
+        "model": {"stage1": {"pick": "best", "by": "best_val_loss", "from": ["../a"]}},
+    })  # fmt: skip
+    with pytest.raises(Stage1NotDone, match=r"\(1 lost\)"):
+        resolve_stage1(cfg, job)
+    with job_lock(a), pytest.raises(Stage1NotDone, match=r"\(1 running\)"):
+        resolve_stage1(cfg, job)

@@ -163,7 +163,9 @@ def test_none_done_names_every_state_and_waits_on_stage_1(tmp_path):
     job = tmp_path / "s2"
     job.mkdir()
     cfg = resolve(stage2(pick("../a", "../b", "../c", "../d", "../e", "../f")))
-    with pytest.raises(Stage1NotDone) as err:
+    from hepae_core.jobdir import job_lock
+
+    with job_lock(tmp_path / "b"), pytest.raises(Stage1NotDone) as err:  # b runs: its lock
         resolve_stage1(cfg, job)
     assert err.value.key == "model.stage1" and err.value.exit_code == EXIT_BAD_INPUT
     assert err.value.error_kind == "stage1_not_done" and "stage1_not_done" in ERROR_KINDS
@@ -171,7 +173,10 @@ def test_none_done_names_every_state_and_waits_on_stage_1(tmp_path):
         "none of the 6 stage-1 jobs is done (2 failed, 1 running, 1 not started, 1 missing, "
         f"1 done without a finite '{BY}')"
     )
-    with pytest.raises(Stage1NotDone, match="the stage-1 job is not done \\(1 running\\)"):
+    with job_lock(tmp_path / "b"), pytest.raises(Stage1NotDone, match="not done \\(1 running\\)"):
+        resolve_stage1(resolve(stage2(pick("../b"))), job)
+    # no process holds b's lock: it was killed while running, and says so
+    with pytest.raises(Stage1NotDone, match="the stage-1 job is not done \\(1 lost\\)"):
         resolve_stage1(resolve(stage2(pick("../b"))), job)
 
 
