@@ -155,7 +155,9 @@ def stage1_spec(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
 
 #: Every key metrics.json can hold (docs/metrics.md), as patterns: ``model.stage1.by`` and a
 #: stage's ``stage1.by`` must name one, or the pick fails only after stage 1 has trained.
-_CODECS = r"(?:ae|ae_f16latent|float16|bfloat16|sq\d+|pca\d+|aeq\d+|sz3_\d+|zfp\d+|lossless)"
+# Any codec or source name (ae, sq12, sqe12, sz3_12, zfp8, lossless...): new codecs need no
+# change here; a misspelt statistic (ae.pt.widht) or top-level key is still caught.
+_CODECS = r"(?:[a-z][a-z0-9_]*)"
 _SOURCES = rf"(?:{_CODECS}|stage1|slot\d+)"
 METRIC_KEY_PATTERNS = [
     re.compile(p)
