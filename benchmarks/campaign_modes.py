@@ -169,7 +169,10 @@ def results(campaign: Path) -> list[dict]:
 def row(mode: str, trainings: str, campaign: Path, seconds: float) -> list[str]:
     metrics = results(campaign)
     best = min(metrics, key=lambda m: m["best_val_loss"])
-    base = sum(float(m.get("baselines_s") or 0.0) for m in metrics)
+    each = [float(m.get("baselines_s") or 0.0) for m in metrics]
+    base = sum(each)
+    if each:
+        print(f"  {mode}: baselines_s per job {', '.join(f'{b:.1f}' for b in each)}")
     return [
         mode,
         trainings,
@@ -189,6 +192,11 @@ def main() -> None:
         action="store_true",
         help="keep the evaluation baselines on (shared per data split within a campaign): "
         "the baselines s column sums the jobs' baselines_s (quantised latent included)",
+    )
+    ap.add_argument(
+        "--no-shared-baselines",
+        action="store_true",
+        help="with --baselines: every job computes its own (HEPAE_NO_SHARED_BASELINES=1)",
     )
     ap.add_argument(
         "--modes", default="per-job,bundled,halving", help="which modes to run (comma list)"
@@ -212,6 +220,8 @@ def main() -> None:
         ap.error(f"--epochs must be a multiple of {ETA}")
     max_jets = args.max_jets if args.max_jets is not None else (None if args.thesis else 50000)
     spec = space(args.thesis, epochs, max_jets or None, args.baselines)
+    if args.no_shared_baselines:
+        os.environ["HEPAE_NO_SHARED_BASELINES"] = "1"  # inherited by the jobs
     modes = set(args.modes.split(","))
     points = math.prod(len(v) for v in spec["grid"].values())
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

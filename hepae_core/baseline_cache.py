@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,15 @@ FORMAT = 1
 CACHE_DIR = "baselines"
 
 
+#: Set to 1 in a job's environment, it computes its own baselines even in a campaign.
+NO_CACHE_ENV = "HEPAE_NO_SHARED_BASELINES"
+
+
 def campaign_cache_dir(job_dir: str | Path) -> Path | None:
-    """``<campaign>/baselines`` for a job dir ``<campaign>/jobs/<id>``, else None."""
+    """``<campaign>/baselines`` for a job dir ``<campaign>/jobs/<id>``, else None (also
+    when :data:`NO_CACHE_ENV` is set)."""
+    if os.environ.get(NO_CACHE_ENV, "") not in ("", "0"):
+        return None
     campaign = Path(job_dir).resolve().parent.parent
     return campaign / CACHE_DIR if (campaign / "manifest.json").is_file() else None
 

@@ -98,3 +98,11 @@ def test_only_jobs_of_a_campaign_share(tmp_path):
     assert campaign_cache_dir(job) is None  # no manifest: a job on its own
     (tmp_path / "camp" / "manifest.json").write_text("{}")
     assert campaign_cache_dir(job) == (tmp_path / "camp" / CACHE_DIR).resolve()
+
+
+def test_shared_baselines_can_be_turned_off(tmp_path, monkeypatch):
+    job = tmp_path / "camp" / "jobs" / "abc"
+    job.mkdir(parents=True)
+    (tmp_path / "camp" / "manifest.json").write_text("{}")
+    monkeypatch.setenv("HEPAE_NO_SHARED_BASELINES", "1")
+    assert campaign_cache_dir(job) is None
