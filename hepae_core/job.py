@@ -1,7 +1,8 @@
 """Run one job directory: ``python -m hepae_core.job DIR [--force]``.
 
 Reads DIR/config.yaml, trains, evaluates and writes the job's files atomically (see
-docs/jobdir.md). The process first takes the job dir's lock (one writer per job dir) and
+docs/jobdir.md) through one :class:`hepae_core.jobrun.JobRun`, the run a bundle member
+makes too. The process first takes the job dir's lock (one writer per job dir) and
 keeps a heartbeat while it runs. Exit codes (hepae_core.states): 0 done, 1 failed, 2 bad
 input, 73 another process runs this job (nothing touched), 75 interrupted (resume me).
 """
@@ -28,6 +29,7 @@ from hepae_core.jobrun import (  # noqa: F401  (re-exported: the old import path
     write_evaluation,
     write_state,
 )
+from hepae_core.jobrun import say as _say
 from hepae_core.modelfile import MODEL_FORMAT, load_model, save_model  # noqa: F401
 from hepae_core.prepared import Prepared  # noqa: F401
 from hepae_core.states import (
@@ -115,11 +117,6 @@ def _pipe_safe_output():
         yield
     finally:
         sys.stdout, sys.stderr = saved
-
-
-def _say(text: str) -> None:
-    """One line for the user (job.log under a scheduler)."""
-    print(text, file=sys.stderr, flush=True)
 
 
 def heartbeat_interval() -> float:
