@@ -183,7 +183,7 @@ class _Features:
             q = 0
             for i in range(u):
                 inner = np.full(n, c[1 + i])
-                while q < len(iu) and iu[q] == i:
+                while q < len(quad) and iu[q] == i:  # a linear c: no quadratic terms
                     np.multiply(z[ku[q]], quad[q], out=tmp)
                     inner += tmp
                     q += 1
@@ -310,8 +310,10 @@ class PredictiveCodec(BaseCodec):
         if self.n_contexts == 1:
             return feat, coef, None, np.empty(0)
         a = np.log(np.abs(r) + 0.5)
-        scale = _ridge(f, a).astype(np.float32).astype(np.float64)
-        qs = np.quantile(f @ scale, np.arange(1, self.n_contexts) / self.n_contexts)
+        # the residual's size from the linear terms only: half the cost of a prediction
+        lin = f[:, : 1 + b.shape[1]]
+        scale = _ridge(lin, a).astype(np.float32).astype(np.float64)
+        qs = np.quantile(lin @ scale, np.arange(1, self.n_contexts) / self.n_contexts)
         return feat, coef, scale, np.asarray(qs, np.float32).astype(np.float64)
 
     def fit(self, train: np.ndarray) -> None:
@@ -404,7 +406,7 @@ class PredictiveCodec(BaseCodec):
             self.feat.append(_Features(take(u), take(u), take(u), take(u)))
             self.coef.append(take(p))
             if self.n_contexts > 1:
-                self.scale_coef.append(take(p))
+                self.scale_coef.append(take(1 + u))
                 self.thresholds.append(take(self.n_contexts - 1))
             else:
                 self.scale_coef.append(None)
