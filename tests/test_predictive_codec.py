@@ -174,3 +174,18 @@ def test_the_model_bytes_are_the_model_and_read_back(jets, tmp_path) -> None:
     # and the predictor pays on these jets: E from pt, eta
     plain = PredictiveCodec(VARS, KINDS, bounds=1e-3, predictor="none").encode(test)
     assert enc.payload_bytes < 0.85 * plain.payload_bytes
+
+
+def test_few_jets_empty_contexts_and_zeros_round_trip(jets) -> None:
+    """20 jets over 8 contexts (some empty), a zero fraction-like value, a negative E."""
+    train, test = jets
+    c = PredictiveCodec(VARS, KINDS, bounds=1e-3, predictor="linear", contexts=8)
+    c.fit(train)
+    x = test[:20].copy()
+    x[3, 1] = 0.0  # eta exactly 0: its own symbol
+    x[5, 3] = -1.0  # no log: stored raw
+    enc = c.encode(x)
+    y = c.decode(enc)
+    assert y[3, 1] == 0.0 and y[5, 3] == -1.0
+    assert enc.clipped == 1
+    assert _off_bound(y, x, KINDS, 1e-3) == 0
