@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -11,12 +10,13 @@ from hepae_core import jobdir
 from hepae_core.config import dump, load
 from hepae_core.diskfull import DiskFull, writing
 from hepae_core.errors import EXIT_BAD_INPUT, HepaeError
+from hepae_core.text import safe
 
 
 def _say(text: str) -> None:
     """One error line on stderr; control characters from file names or keys shown as
     escapes (``\\x1b``), never sent to the terminal."""
-    print(re.sub("[\x00-\x1f\x7f-\x9f]", lambda m: repr(m.group())[1:-1], text), file=sys.stderr)
+    print(safe(text), file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

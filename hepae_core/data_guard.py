@@ -30,12 +30,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from hepae_core.errors import DataError, HepaeError
+from hepae_core.text import safe
 
-# C0 controls (newline and tab included: an error is one line), DEL, C1 controls and the
-# bidirectional overrides: shown as escapes, so a hostile file name cannot drive the
-# terminal (same rule as gridsearch.text.safe).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 # The temporary names of the atomic writers, for NAME.SUF: jobdir.atomic_path's
 # ".NAME.SUF.<8 mkstemp chars>.SUF", jobdir.atomic_write_*'s ".NAME.SUF.<8>.tmp" (and
 # generate's "NAME.SUF.<8>.tmp"). Each starts a path component: the string's start, a
@@ -46,17 +42,9 @@ _TEMP = (
 )
 
 
-def _escape(m: re.Match[str]) -> str:
-    ch = m.group()
-    if ch in _NAMED:
-        return _NAMED[ch]
-    code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
 def printable(text: Any) -> str:
     """``str(text)`` on one line, every control character shown as an escape (``\\x1b``)."""
-    return _CONTROL.sub(_escape, str(text))
+    return safe(text)
 
 
 def untemp(text: str) -> str:
