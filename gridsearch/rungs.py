@@ -31,7 +31,7 @@ from gridsearch.backends.base import Backend, SchedulerState
 from gridsearch.campaign import Campaign
 from gridsearch.errors import GridsearchError
 from gridsearch.halving import campaign_halving
-from gridsearch.sites import _token, check_environment, user_site_dirs
+from gridsearch.sites import OVERRIDE_FLAGS, _token, check_environment, user_site_dirs
 from hepae_core.jobdir import atomic_write_text, now_iso
 from hepae_core.states import EXIT_CODES
 
@@ -39,19 +39,6 @@ RUNG_EVENT = "rung_chain"
 SCRIPT = "rung.sh"
 #: The promote job's walltime: it ranks, rewrites a few files and submits; minutes at most.
 PROMOTE_TIME = "00:15:00"
-#: submit's request overrides and the ``promote`` options that carry them on.
-OVERRIDE_FLAGS = {
-    "time": "--time",
-    "mem": "--mem",
-    "cpus": "--cpus",
-    "gpus": "--gpus",
-    "gpu_type": "--gpu-type",
-    "partition": "--partition",
-    "account": "--account",
-    "qos": "--qos",
-    "throttle": "--throttle",
-    "bundle": "--bundle",
-}
 
 
 def check(campaign: Campaign, backend: Backend) -> dict[str, Any]:

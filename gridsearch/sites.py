@@ -26,6 +26,21 @@ from gridsearch.units import format_walltime, parse_memory, parse_walltime
 from hepae_core import yamlio
 from hepae_core.errors import did_you_mean
 
+#: The request overrides of submit, resubmit and promote: profile key -> command-line flag.
+#: The rung jobs carry them on with these flags, and a resubmission reuses them.
+OVERRIDE_FLAGS = {
+    "time": "--time",
+    "mem": "--mem",
+    "cpus": "--cpus",
+    "gpus": "--gpus",
+    "gpu_type": "--gpu-type",
+    "partition": "--partition",
+    "account": "--account",
+    "qos": "--qos",
+    "throttle": "--throttle",
+    "bundle": "--bundle",
+}
+
 USER_SITES_ENV = "GRIDSEARCH_SITES"
 
 

@@ -40,7 +40,7 @@ from gridsearch.selection import (  # noqa: F401 (the selection policy lives the
     parse_only,
     select_jobs,
 )
-from gridsearch.sites import load_profile, user_site_dirs
+from gridsearch.sites import OVERRIDE_FLAGS, load_profile, user_site_dirs
 from hepae_core.jobdir import CONFIG, now_iso
 from hepae_core.states import JobState
 
@@ -311,15 +311,7 @@ def check_overrides(profile: dict[str, Any], overrides: dict[str, Any] | None) -
 #: flag each was given with.
 REMEMBERED_FLAGS = {
     "bundle": "--bundle",
-    "time": "--time",
-    "mem": "--mem",
-    "cpus": "--cpus",
-    "gpus": "--gpus",
-    "gpu_type": "--gpu-type",
-    "partition": "--partition",
-    "account": "--account",
-    "qos": "--qos",
-    "throttle": "--throttle",
+    **OVERRIDE_FLAGS,
     "workers": "--workers",
     "threads": "--threads",
 }

@@ -24,8 +24,7 @@ _UNIT_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 MAX_WALLTIME_S = 365 * 86400
 
 
-def positive_minutes(text: str) -> float:
-    """An argparse type: a finite number of minutes above zero (``--lost-after``)."""
+def _positive(text: str, unit: str) -> float:
     import argparse
 
     try:
@@ -33,21 +32,18 @@ def positive_minutes(text: str) -> float:
     except ValueError:
         value = float("nan")
     if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expects minutes above zero, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expects {unit} above zero, got {text!r}")
     return value
+
+
+def positive_minutes(text: str) -> float:
+    """An argparse type: a finite number of minutes above zero (``--lost-after``)."""
+    return _positive(text, "minutes")
 
 
 def positive_seconds(text: str) -> float:
     """An argparse type: a finite number of seconds above zero (``--interval``)."""
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expects seconds above zero, got {text!r}")
-    return value
+    return _positive(text, "seconds")
 
 
 def non_negative_int(text: str) -> int:
