@@ -328,15 +328,12 @@ class PredictiveCodec(BaseCodec):
             self.order = self._greedy(t[: self.order_rows])
         self.feat, self.coef, self.scale_coef, self.thresholds = [], [], [], []
         for pos, j in enumerate(self.order):
-            feat, coef, scale, thr = self._fit_one(t, self._usable_from(self.order, pos), j)
+            feat, coef, scale, thr = self._fit_one(t, self._usable(pos), j)
             self.feat.append(feat)
             self.coef.append(coef)
             self.scale_coef.append(scale)
             self.thresholds.append(thr)
         self.fitted = True
-
-    def _usable_from(self, order: list[int], pos: int) -> list[int]:
-        return [j for j in order[:pos] if self.kinds[j] != "angle"]
 
     def _greedy(self, t: np.ndarray) -> list[int]:
         """Cheapest next variable (least residual-code entropy given those chosen)."""
