@@ -380,6 +380,17 @@ def _width_variables(ctx: PlotContext) -> list[str]:
     return variables
 
 
+def _best_rows(ctx: Any, used: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """(group value, metrics row) of each group's best run, in the groups' order."""
+    rows_by_id = {r["job_id"]: r for r in used.to_dict("records")}
+    best = []
+    for g in ctx.groups or rank(used, ctx.metric, ctx.group_by):
+        pick = next(p for p in g.picks if p.label == "best")
+        if pick.job_id in rows_by_id:
+            best.append((g.value, rows_by_id[pick.job_id]))
+    return best
+
+
 def rate_distortion(ctx: PlotContext) -> list[tuple[str, str]]:
     """The rate-distortion plane, one panel per variable, drawn by
     :func:`results.ratedist.draw_plane` (ratio from the bytes written, the crossovers with
@@ -392,13 +403,7 @@ def rate_distortion(ctx: PlotContext) -> list[tuple[str, str]]:
         return rate_distortion_bits(ctx)
     used = ctx.used
     variables = _width_variables(ctx)
-    rows_by_id = {r["job_id"]: r for r in used.to_dict("records")}
-    groups = ctx.groups or rank(used, ctx.metric, ctx.group_by)
-    best = []
-    for g in groups:
-        pick = next(p for p in g.picks if p.label == "best")
-        if pick.job_id in rows_by_id:
-            best.append((g.value, rows_by_id[pick.job_id]))
+    best = _best_rows(ctx, used)
     if not best:
         raise PlotSkipped("no best run with metrics", problem=True)
     panels = _rd_panels(ctx, variables, [r for _, r in best])
@@ -452,16 +457,10 @@ def rate_distortion_bits(ctx: PlotContext) -> list[tuple[str, str]]:
     """
     used = ctx.used
     variables = _width_variables(ctx)
-    rows_by_id = {r["job_id"]: r for r in used.to_dict("records")}
-    groups = ctx.groups or rank(used, ctx.metric, ctx.group_by)
-    best = []
-    for g in groups:
-        pick = next(p for p in g.picks if p.label == "best")
-        if pick.job_id in rows_by_id:
-            best.append((g.value, rows_by_id[pick.job_id]))
+    best = _best_rows(ctx, used)
     panels = _rd_panels(ctx, variables, [r for _, r in best])
     n_in = len(variables)
-    ref = best[0][1] if best else next(iter(rows_by_id.values()))
+    ref = best[0][1] if best else next(iter(used.to_dict("records")))
     with plt.rc_context(ctx.style):
         fig, axes = _panels(len(panels))
         for ax, v in zip(axes, panels):
