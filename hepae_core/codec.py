@@ -28,6 +28,9 @@ Root attributes describe the file (variables, branches, units, bits, ...); ``che
 holds the SHA-256 of every dataset and ``header_sha256`` that of the other attributes.
 A reader verifies all of them, and that the model fits the codes, before decoding anything
 (:class:`CorruptFile`, exit 1). Everything is written to a temporary file and renamed.
+A file with the attribute ``codec = "pred"`` holds the error-bounded predictive codec
+instead (hepae_core.pred_file: same checksums, its own datasets); :func:`chunk_decoder`
+reads either.
 """
 
 from __future__ import annotations
@@ -1211,21 +1214,18 @@ def _json_attr(path: Path, a: Any, name: str, default: Any = None) -> Any:
         raise CorruptFile(source=str(path), key=name, message="is damaged (not JSON)") from None
 
 
-def verify(f: Any, path: Path) -> _Layout:
-    """Check a compressed file completely before anything is decoded.
+def _damaged(path: Path, what: str, key: str | None = None) -> CorruptFile:
+    return CorruptFile(source=str(path), key=key, message=f"{what}: the file is damaged "
+                       "or was changed after compress; refusing to decode it")  # fmt: skip
 
-    Header checksum, the checksum of every dataset (and no dataset missing or added), the
-    chunk table against the datasets' sizes and the number of jets. Raises CorruptFile.
-    """
+
+def verify_checksums(f: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header checksum and that of every dataset (none missing or added), whatever
+    the file's codec; returns (attributes, datasets by path). Raises CorruptFile."""
     import h5py
 
-    path = Path(path)
     a = dict(f.attrs.items())
-
-    def bad(what: str, key: str | None = None) -> CorruptFile:
-        return CorruptFile(source=str(path), key=key, message=f"{what}: the file is damaged "
-                           "or was changed after compress; refusing to decode it")  # fmt: skip
-
+    bad = functools.partial(_damaged, path)
     if a.get("header_sha256") != _header_hash(a):
         raise bad("its attributes do not match their checksum")
     checks = _json_attr(path, a, "checksums")
@@ -1244,6 +1244,18 @@ def verify(f: Any, path: Path) -> _Layout:
             h.update(np.ascontiguousarray(ds[()]).tobytes())
         if h.hexdigest() != expect:
             raise bad(f"dataset /{p} does not match its checksum", p)
+    return a, present
+
+
+def verify(f: Any, path: Path) -> _Layout:
+    """Check a compressed file completely before anything is decoded.
+
+    Header checksum, the checksum of every dataset (and no dataset missing or added), the
+    chunk table against the datasets' sizes and the number of jets. Raises CorruptFile.
+    """
+    path = Path(path)
+    a, present = verify_checksums(f, path)
+    bad = functools.partial(_damaged, path)
     variables = _json_attr(path, a, "variables")
     names = _json_attr(path, a, "branches")
     widths = _json_attr(path, a, "bits")
@@ -1384,9 +1396,24 @@ def iter_decompressed(
     """
     path = Path(path)
     with open_compressed(path) as f:
-        codec, layout = load_file_codec(f, path)
-        for i in range(len(layout.table)):
-            yield _decode_chunk(f, codec, layout, i, path)
+        n_chunks, decode, _, _ = chunk_decoder(f, path)
+        for i in range(n_chunks):
+            yield decode(i)
+
+
+def chunk_decoder(
+    f: Any, path: Path
+) -> tuple[int, Callable[[int], tuple[dict[str, np.ndarray], np.ndarray | None]], dict, dict]:
+    """Verify an open compressed file and return (chunks, decode(i), attributes, branches
+    by variable), by the file's ``codec`` attribute: the autoencoder (absent) or ``pred``
+    (hepae_core.pred_file). Raises CorruptFile before anything is decoded."""
+    if f.attrs.get("codec", "ae") == "pred":
+        from hepae_core import pred_file
+
+        return pred_file.chunk_decoder(f, path)
+    codec, layout = load_file_codec(f, path)
+    return (len(layout.table), lambda i: _decode_chunk(f, codec, layout, i, path),
+            layout.attrs, layout.names)  # fmt: skip
 
 
 def decompress(
@@ -1404,11 +1431,10 @@ def decompress(
     if suffix not in (".root", ".h5", ".hdf5"):
         raise HepaeError(source=str(out), message="write .root, .h5 or .hdf5")
     with open_compressed(path) as f:
-        codec, layout = load_file_codec(f, path)
-        a = layout.attrs
+        n_chunks, decode, a, names = chunk_decoder(f, path)
         tree = str(a.get("tree") or "jets")
         counters = json.loads(a.get("counters", "{}"))
-        jet_branches = [*layout.names.values(), *json.loads(a.get("kept_jets", "[]"))]
+        jet_branches = [*names.values(), *json.loads(a.get("kept_jets", "[]"))]
         n = 0
         with jobdir.atomic_path(out) as tmp:
             if suffix == ".root":
@@ -1416,8 +1442,8 @@ def decompress(
 
                 with uproot.recreate(tmp) as rf:
                     t = None
-                    for i in range(len(layout.table)):
-                        chunk, counts = _decode_chunk(f, codec, layout, i, path)
+                    for i in range(n_chunks):
+                        chunk, counts = decode(i)
                         m = len(chunk[jet_branches[0]])
                         if counts is not None:
                             chunk = _events(chunk, counts, jet_branches, counters)
@@ -1437,8 +1463,8 @@ def decompress(
                 with h5py.File(tmp, "w") as hf:
                     group = hf.require_group(tree) if tree and tree != "jets" else hf
                     ds: dict[str, Any] = {}
-                    for i in range(len(layout.table)):
-                        chunk, counts = _decode_chunk(f, codec, layout, i, path)
+                    for i in range(n_chunks):
+                        chunk, counts = decode(i)
                         if counts is not None:
                             for c in dict.fromkeys(counters.values()):
                                 chunk[c] = counts.astype(np.int32)

@@ -1,6 +1,7 @@
 """``hepae-data compress | decompress | evaluate``: a trained model applied to real files.
 
     hepae-data compress --model JOB_DIR IN.root -o OUT.h5 [--bits 12] [--keep event,rank]
+    hepae-data compress --codec pred IN.root -o OUT.h5 --max-error pt=1e-3,eta=1e-3,...
     hepae-data decompress OUT.h5 -o RECO.root|RECO.h5
     hepae-data evaluate --model JOB_DIR SAMPLE.root [-o metrics.json]
 
@@ -30,7 +31,7 @@ from hepae_core.data_guard import (
     printable,
 )
 from hepae_core.diskfull import writing
-from hepae_core.errors import EXIT_OK, DataError
+from hepae_core.errors import EXIT_OK, DataError, HepaeError
 
 
 def _bar(total: int | None, what: str, quiet: bool) -> Any:
@@ -71,11 +72,19 @@ WRITE_ADVICE = "free space (or choose another output) and run again; nothing was
 def cmd_compress(args: argparse.Namespace) -> int:
     from hepae_core.codec import compress
 
+    if args.codec == "pred":
+        return cmd_compress_pred(args)
+    if args.model is None:
+        raise HepaeError(source="--model", message="give a finished job directory (or "
+                         "--codec pred, which needs none)")  # fmt: skip
+    if args.variables is not None:
+        raise HepaeError(source="--variables", message="the model names its variables; "
+                         "--variables is for --codec pred")  # fmt: skip
     src, out, model = Path(args.input), Path(args.output), Path(args.model)
     check_output(out, inputs=[src, *_model_files(model)], force=args.force,
                  suffixes=(".h5", ".hdf5"), writes="an HDF5 file")  # fmt: skip
     check_max_error(args.max_error)
-    bits: Any = args.bits.strip()
+    bits: Any = (args.bits or "12").strip()
     if bits.isdigit():
         bits = int(bits)
     extra = {"entropy": args.entropy} if args.entropy != "none" else {}
@@ -98,6 +107,55 @@ def cmd_compress(args: argparse.Namespace) -> int:
     for line in summary_lines(out, s, args.max_error):
         print(printable(line))
     return EXIT_OK
+
+
+def cmd_compress_pred(args: argparse.Namespace) -> int:
+    """``--codec pred``: the error-bounded predictive codec, fitted on the file itself."""
+    from hepae_core.pred_file import compress_pred
+
+    src, out = Path(args.input), Path(args.output)
+    not_here = [(args.model is not None, "--model"), (args.bits is not None, "--bits"),
+                (args.entropy != "none", "--entropy"), (bool(args.keep), "--keep"),
+                (bool(args.container), "--container")]  # fmt: skip
+    for given, option in not_here:
+        if given:
+            raise HepaeError(source=option, message="not used by --codec pred (it fits its "
+                             "predictor on the file; drop the option)")  # fmt: skip
+    if not args.max_error:
+        raise HepaeError(source="--max-error", message="--codec pred needs a bound for every "
+                         "variable, e.g. pt=1e-3,eta=1e-3,phi=1e-3,E=1e-3")  # fmt: skip
+    check_output(out, inputs=[src], force=args.force, suffixes=(".h5", ".hdf5"),
+                 writes="an HDF5 file")  # fmt: skip
+    check_max_error(args.max_error)
+    variables = [v.strip() for v in (args.variables or "").split(",") if v.strip()] or None
+    bar = _bar(None, "compress", args.quiet)
+    try:
+        with writing(out, WRITE_ADVICE), atomic_output(out) as tmp:
+            s = compress_pred(src, tmp, max_error=args.max_error, variables=variables,
+                              branches=args.branches, tree=args.tree, key=args.key,
+                              fmt=args.format, units=args.units, chunk_size=args.chunk_size,
+                              progress=_progress(bar))  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    for line in pred_summary_lines(out, s):
+        print(printable(line))
+    return EXIT_OK
+
+
+def pred_summary_lines(out: Path, s: dict[str, Any]) -> list[str]:
+    """What compress --codec pred says: counts, bytes, the ratios and one speed."""
+    n = int(s["n_jets"])
+    speed = n / max(float(s["seconds"]), 1e-9)
+    return [
+        f"{out}: {n} jets, {s['bits_per_jet']:.1f} bits a jet (predictive, error-bounded: "
+        f"{', '.join(f'{v}={b:g}' for v, b in json.loads(s['max_error']).items())}); "
+        f"{s['n_raw_values']} values stored raw",
+        f"  float32 {s['raw_float32_bytes'] / 1e6:.2f} MB; payload {s['payload_bytes']} B, "
+        f"side {s['side_bytes']} B, model {s['model_bytes']} B, file {s['file_bytes']} B: "
+        f"ratio {s['ratio']:.2f} (with the model {s['ratio_with_model']:.2f})",
+        f"  {s['seconds']:.1f} s, {speed:.3g} jets/s",
+    ]
 
 
 def summary_lines(out: Path, s: dict[str, Any], max_error: str | None = None) -> list[str]:
@@ -323,8 +381,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     c.add_argument("input", help="ROOT (flat or jagged TTree), HDF5 or PhenoML CSV file")
     c.add_argument("-o", "--output", required=True, help="the compressed file (.h5 or .hdf5)")
-    c.add_argument("--model", required=True, help="a finished job directory")
-    c.add_argument("--bits", default="12",
+    c.add_argument("--model", default=None,
+                   help="a finished job directory (--codec ae, the default)")  # fmt: skip
+    c.add_argument("--codec", default="ae", choices=("ae", "pred"),
+                   help="ae: the job's autoencoder (--model); pred: error-bounded predictive "
+                   "coding fitted on this file, no model needed, a --max-error bound for "
+                   "every variable")  # fmt: skip
+    c.add_argument(
+        "--variables",
+        default=None,
+        help="--codec pred: the variables to compress (default pt,eta,phi,E)",
+    )
+    c.add_argument("--bits", default=None,
                    help="bits per latent value, 1 to 16: one for all (default 12) or one per "
                    "latent, e.g. 12,10,8")  # fmt: skip
     c.add_argument("--entropy", default="none", choices=("none", "ans"),

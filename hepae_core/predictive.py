@@ -275,6 +275,9 @@ class PredictiveCodec(BaseCodec):
         self.scale_coef: list[np.ndarray | None] = []
         self.thresholds: list[np.ndarray] = []
         self.fitted = predictor != "linear"
+        # the dtype the decoded values are written in (a file's float32 columns): the
+        # bound is checked on the values as written, so rounding cannot break it
+        self.store_dtype: Any = None
 
     @property
     def name(self) -> str:
@@ -473,7 +476,8 @@ class PredictiveCodec(BaseCodec):
             sym[inside] = (code[inside] - cmin + OFFSET).astype(np.int64)
             value = from_natural(p + np.where(inside, code, 0.0) * step, kind)
             # the bound, checked on every value: a miss goes raw
-            good = inside & within(value, xj, kind, bound)
+            stored = value if self.store_dtype is None else value.astype(self.store_dtype)
+            good = inside & within(stored.astype(np.float64), xj, kind, bound)
             sym[~good] = ESC
             # exactly 0 has its own symbol: a scale variable's log has none, and a
             # fraction's point mass at 0 (no neutral hadrons: 42 % of the dijet jets)
