@@ -196,7 +196,7 @@ def compress_pred(
                     "kinds": json.dumps(kinds),
                     "predictor": codec.predictor,
                     "contexts": codec.n_contexts,
-                    "fit_jets": min(held if held < fit_jets else fit_jets, n),
+                    "fit_jets": min(held, fit_jets),
                     "branches": json.dumps(names),
                     "kept": "[]",
                     "counters": "{}",

@@ -197,3 +197,30 @@ def test_the_autoencoder_path_still_needs_its_model(tmp_path: Path, capsys) -> N
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--model" in err
     assert not out.exists()
+
+
+def test_inputs_and_existing_outputs_are_never_overwritten(tmp_path: Path, capsys) -> None:
+    """An HDF5 input named as the output, an existing output without --force, a file of no
+    jets: refused in one line, the files as they were."""
+    cols = {v: c[:3000] for v, c in _bundled().items()}
+    src = tmp_path / "jets.h5"
+    with h5py.File(src, "w") as f:
+        for v, c in cols.items():
+            f[v] = c
+    before = src.read_bytes()
+    args = ["--codec", "pred", "--max-error", BOUNDS, "--quiet"]
+    assert main(["compress", str(src), "-o", str(src), "--force", *args]) == 2
+    assert "input" in capsys.readouterr().err
+    assert src.read_bytes() == before
+    out = tmp_path / "c.h5"
+    out.write_bytes(b"mine")
+    assert main(["compress", str(src), "-o", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--force" in err
+    assert out.read_bytes() == b"mine"
+    assert main(["compress", str(src), "-o", str(out), "--force", *args]) == 0
+    assert out.read_bytes()[:4] != b"mine"
+    empty = _write(tmp_path / "empty.root", {v: c[:0] for v, c in cols.items()})
+    assert main(["compress", str(empty), "-o", str(tmp_path / "e.h5"), *args]) != 0
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "e.h5").exists()
