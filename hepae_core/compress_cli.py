@@ -375,7 +375,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "compress", help="compress jets with a trained model (HDF5 out)",
         description="Compress the jets of a ROOT, HDF5 or CSV file with a finished job's "
         "model: latent codes, the ranges and raw values they need, and the model itself, in "
-        "one HDF5 file (docs/compression.md). Prints the counts, the ratio and the speed on "
+        "one HDF5 file (docs/compression.md); or, with --codec pred and no model, "
+        "error-bounded predictive coding fitted on the file itself. Prints the counts, the "
+        "ratio and the speed on "
         "stdout. The output is never the input, and an existing output is replaced only with "
         "--force.",
     )  # fmt: skip
