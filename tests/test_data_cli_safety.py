@@ -384,13 +384,14 @@ def test_jets_outside_the_training_domain_are_counted(work: Path, job: Path, col
 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """About 2 M jets: long enough to be stopped in the middle."""
+    """About 4 M jets: long enough to be stopped in the middle even on a fast, idle machine
+    (a convert of 2 M jets could end within the pause after its temporary file appears)."""
     with uproot.open(bundled_path("dijet_4d")) as f:
         cols = {v: f["jets"][v].array(library="np") for v in VARS}
     path = tmp_path_factory.mktemp("big") / "big.root"
     with uproot.recreate(path) as f:
         f.mktree("jets", {k: v.dtype for k, v in cols.items()})
-        for _ in range(12):
+        for _ in range(24):
             f["jets"].extend(cols)
     return path
 
@@ -409,7 +410,7 @@ def _stop_midway(argv: list, out_dir: Path, signum: int) -> subprocess.Completed
         if any(p.name.startswith(".") for p in out_dir.iterdir()):
             break
         time.sleep(0.05)
-    time.sleep(0.3)  # well inside the writing
+    time.sleep(0.05)  # inside the writing, well before its end
     assert proc.poll() is None, "the command ended before it could be stopped"
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
