@@ -10,8 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 extras=$(IFS=,; echo "$*")
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
+# A venv whose creation was interrupted has a python but no pip: make it again.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  "$PY" -m venv --clear .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # torch first and pinned to a version the project is tested with; the project itself only
