@@ -36,11 +36,12 @@ import numpy as np
 
 from hepae_core import codecs
 from hepae_core.codecs import BaseCodec, Encoded
+from hepae_core.container import parse_bounds
+from hepae_core.errors import HepaeError
 from hepae_core.predictive import (
     PredictiveCodec,
     default_kind,
     from_natural,
-    parse_bounds,
     step_of,
     to_natural,
     within,
@@ -289,8 +290,11 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     try:
-        bounds = parse_bounds(args.max_error, VARS_14D if args.only != "4d" else VARS_4D)
-    except ValueError as e:
+        bounds = parse_bounds(args.max_error, VARS_14D, kinds_of(VARS_14D), "GeV")
+        missing = [v for v in (VARS_4D if args.only == "4d" else VARS_14D) if v not in bounds]
+        if missing:
+            raise HepaeError(source="--max-error", message=f"no bound for {', '.join(missing)}")
+    except HepaeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     x = load(FIRST, VARS_14D, args.jets)

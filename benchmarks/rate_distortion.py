@@ -42,6 +42,7 @@ import torch
 
 from hepae_core import codecs
 from hepae_core.evaluate import latent_codecs, latent_metrics, model_weight_bytes
+from hepae_core.metric_curves import FILE_JETS
 from hepae_core.models import build_model
 from hepae_core.quantise import from_space, natural_space, to_space
 from hepae_core.residuals import residual_stats, residuals
@@ -350,7 +351,7 @@ def main() -> None:
     p.add_argument("--only", choices=["4d", "14d"], default=None)
     p.add_argument("--qat-bits", type=int, default=6, help="bits of the noise fine-tuning")
     p.add_argument("--no-ae", action="store_true", help="only the quantiser, SZ3, ZFP plane")
-    p.add_argument("--file-jets", type=int, default=codecs.FILE_JETS,
+    p.add_argument("--file-jets", type=int, default=FILE_JETS,
                    help="jets over which side and model bytes are spread")  # fmt: skip
     p.add_argument("--json", type=Path, default=None, help="write all rows here")
     args = p.parse_args()

@@ -41,8 +41,6 @@ import hashlib
 import io
 import json
 import math
-import re
-import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -53,28 +51,33 @@ from typing import Any
 import numpy as np
 
 from hepae_core import __version__, jobdir
+from hepae_core.container import (
+    CHUNK,
+    FORMAT,
+    FORMAT_VERSION,
+    CorruptFile,
+    _accounting,
+    _damaged,
+    _dataset_bytes,
+    _json_attr,
+    _Streams,
+    _write_array,
+    parse_bounds,
+    parse_map,
+    sha256_of,
+    verify_checksums,
+    write_header,
+)
+from hepae_core.entropy import ans_decode, ans_encode
 from hepae_core.errors import DataError, HepaeError
 from hepae_core.quantise import LatentQuantiser, pack_bits, unpack_bits
 from hepae_core.residuals import residuals
-from hepae_core.states import EXIT_FAILED
 from hepae_core.variables import ENERGY_VARIABLES, default_residual_kind
 
-FORMAT = "hepae-compressed"
-FORMAT_VERSION = 2
-CHUNK = 100_000
 MAX_BITS = 16
 ENTROPY = ("none", "ans")
-ANS_TOP_BITS = 8  # entropy coded: the top 8 bits of each code; the rest stored as they are
-COPY_BLOCK = 1 << 22  # bytes copied or hashed at a time: memory stays flat in the file size
 ROUNDING_MARGIN = 8 * 2.0**-24  # 8 float32 roundings, relative to the residual's scale
 GROSS_LOG = math.log(10.0)  # decoded > 10x off on a scale variable: outside the domain
-ENERGY_UNITS = {"keV": 1e-6, "MeV": 1e-3, "GeV": 1.0, "TeV": 1e3}
-
-
-class CorruptFile(DataError):
-    """A compressed file that fails its checks: damaged, truncated or inconsistent (exit 1)."""
-
-    exit_code = EXIT_FAILED
 
 
 # --------------------------------------------------------------------------- the codec
@@ -505,76 +508,6 @@ def dequantise(codes: np.ndarray, lo: np.ndarray, hi: np.ndarray, widths: list[i
     return z
 
 
-def _ans_split(widths: list[int]) -> list[int]:
-    """Low bits of each code stored as they are under entropy coding (the rest is coded)."""
-    return [max(0, b - ANS_TOP_BITS) for b in widths]
-
-
-def ans_encode(codes: np.ndarray, widths: list[int]) -> tuple[bytes, bytes, int]:
-    """Entropy-coded codes: (payload, symbol-count tables, number of 32-bit ANS words).
-
-    The top ``ANS_TOP_BITS`` bits of each code go through an ANS coder (``constriction``)
-    with the chunk's own histogram per latent dimension (stored, as side information); the
-    low bits, close to uniform within a cell of the histogram, are bit-packed.
-    """
-    import constriction
-
-    low = _ans_split(widths)
-    coder = constriction.stream.stack.AnsCoder()
-    tables = []
-    models = []
-    for j, b in enumerate(widths):
-        top = (codes[:, j] >> low[j]).astype(np.int32)
-        counts = np.bincount(top, minlength=1 << (b - low[j])).astype(np.uint32)
-        tables.append(counts)
-        models.append((top, _ans_model(counts)))
-    for top, model in reversed(models):  # a stack: decoded in the opposite order
-        coder.encode_reverse(top, model)
-    words = coder.get_compressed().astype(np.uint32)
-    lows = [j for j, s in enumerate(low) if s]
-    packed = b""
-    if lows:
-        mask = [(codes[:, j] & ((1 << low[j]) - 1)) for j in lows]
-        packed = pack_bits(np.stack(mask, axis=1), [low[j] for j in lows]).tobytes()
-    return words.tobytes() + packed, zlib.compress(np.concatenate(tables).tobytes()), len(words)
-
-
-def _ans_model(counts: np.ndarray) -> Any:
-    import constriction
-
-    p = counts.astype(np.float64)
-    return constriction.stream.model.Categorical(p / p.sum() if p.sum() else p + 1.0,
-                                                 perfect=False)  # fmt: skip
-
-
-def ans_decode(
-    payload: bytes, tables: bytes, n_words: int, n: int, widths: list[int]
-) -> np.ndarray:
-    import constriction
-
-    low = _ans_split(widths)
-    counts = np.frombuffer(zlib.decompress(tables), np.uint32)
-    sizes = [1 << (b - s) for b, s in zip(widths, low)]
-    if counts.size != sum(sizes):
-        raise ValueError("entropy tables of the wrong size")
-    words = np.frombuffer(payload[: 4 * n_words], np.uint32)
-    coder = constriction.stream.stack.AnsCoder(words.copy())
-    out = np.empty((n, len(widths)), np.uint16)
-    off = 0
-    for j, size in enumerate(sizes):
-        out[:, j] = coder.decode(_ans_model(counts[off : off + size]), n)
-        off += size
-    lows = [j for j, s in enumerate(low) if s]
-    if lows:
-        bits = unpack_bits(np.frombuffer(payload[4 * n_words :], np.uint8),
-                           [low[j] for j in lows], n)  # fmt: skip
-        for i, j in enumerate(lows):
-            out[:, j] = (out[:, j] << low[j]) | bits[:, i]
-    elif len(payload) != 4 * n_words:
-        raise ValueError("trailing bytes after the entropy-coded codes")
-    return out
-
-
 # --------------------------------------------------------------------------- sparse blobs
 
 
@@ -619,67 +552,6 @@ def sparse_read(blob: bytes, n: int, width: int) -> tuple[np.ndarray, np.ndarray
 # --------------------------------------------------------------------------- options
 
 
-def sha256_of(path: Path, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def parse_map(text: str | None, option: str) -> dict[str, str]:
-    out = {}
-    for item in filter(None, (text or "").split(",")):
-        if "=" not in item:
-            raise HepaeError(source=option, message=f"{item!r}: write VARIABLE=BRANCH")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
-
-
-_BOUND = re.compile(r"^\s*([-+0-9.eE]+)\s*([a-zA-Z]*)\s*$")
-
-
-def parse_bounds(
-    spec: str | dict[str, Any] | None, variables: list[str], kinds: list[str], units: str
-) -> dict[str, float]:
-    """Error bounds per variable, absolute ones in the file's ``units``.
-
-    Relative (pt, E, m) and angular (phi) bounds are plain numbers. Absolute bounds are in
-    the units of the file being compressed (an energy in a MeV file is in MeV), unless they
-    carry one: ``0.5GeV``, ``500MeV``.
-    """
-    if not spec:
-        return {}
-    raw = parse_map(spec, "--max-error") if isinstance(spec, str) else dict(spec)
-    out = {}
-    for v, text in raw.items():
-        if v not in variables:
-            raise HepaeError(source="--max-error", message=f"the model has no variable {v!r} "
-                             f"(it compresses {', '.join(variables)})")  # fmt: skip
-        m = _BOUND.match(str(text))
-        try:
-            bound = float(m.group(1)) if m else math.nan
-        except ValueError:
-            bound = math.nan
-        unit = m.group(2) if m else ""
-        if not bound > 0 or not math.isfinite(bound):
-            raise HepaeError(source="--max-error", key=v, message=f"{text!r}: give a number > 0")
-        if unit:
-            kind = kinds[variables.index(v)]
-            if unit not in ENERGY_UNITS:
-                raise HepaeError(source="--max-error", key=v, message=f"{text!r}: unknown "
-                                 f"unit {unit!r} (use {', '.join(ENERGY_UNITS)})")  # fmt: skip
-            if kind != "absolute" or v not in ENERGY_VARIABLES:
-                what = "a fraction" if kind == "relative" else "in radians" if kind == "angle" \
-                    else "in the variable's own units"  # fmt: skip
-                raise HepaeError(source="--max-error", key=v, message=f"{text!r}: the bound "
-                                 f"of {v} is {what}; drop the unit")  # fmt: skip
-            bound = bound * ENERGY_UNITS[unit] / ENERGY_UNITS.get(units, 1.0)
-        out[v] = bound
-    return out
-
-
 # --------------------------------------------------------------------------- writing
 
 
@@ -690,57 +562,6 @@ def _residual_scale(kind: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if kind == "angle":
         return np.full(len(y), math.pi)
     return np.abs(y.astype(np.float64))
-
-
-class _Streams:
-    """Byte streams appended chunk by chunk to temporary files, then copied into
-    contiguous datasets: the file holds exactly the bytes counted and memory stays flat."""
-
-    def __init__(self, where: Path) -> None:
-        self.where = where
-        self.files: dict[str, Any] = {}
-        self.sizes: dict[str, int] = {}
-
-    def add(self, name: str, data: bytes) -> int:
-        if name not in self.files:
-            self.files[name] = tempfile.TemporaryFile(dir=self.where, prefix=".hepae-stream-")  # noqa: SIM115 - closed by close()
-            self.sizes[name] = 0
-        self.files[name].write(data)
-        self.sizes[name] += len(data)
-        return len(data)
-
-    def copy_into(self, f: Any, name: str, path: str) -> str:
-        """Write stream ``name`` as dataset ``path``; returns its SHA-256."""
-        size = self.sizes.get(name, 0)
-        ds = f.create_dataset(path, shape=(size,), dtype=np.uint8)
-        h = hashlib.sha256()
-        if size:
-            fh = self.files[name]
-            fh.seek(0)
-            pos = 0
-            while pos < size:
-                block = fh.read(min(COPY_BLOCK, size - pos))
-                a = np.frombuffer(block, np.uint8)
-                ds[pos : pos + len(a)] = a
-                h.update(block)
-                pos += len(a)
-        return h.hexdigest()
-
-    def close(self) -> None:
-        for fh in self.files.values():
-            fh.close()
-
-
-def _write_array(f: Any, path: str, a: np.ndarray) -> str:
-    a = np.ascontiguousarray(a)
-    f.create_dataset(path, data=a)
-    return hashlib.sha256(a.tobytes()).hexdigest()
-
-
-def _header_hash(attrs: dict[str, Any]) -> str:
-    items = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()
-             if k != "header_sha256"}  # fmt: skip
-    return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def compress(
@@ -1011,8 +832,7 @@ def compress(
                     "jets_corrected": n_jets_corr,
                     "checksums": json.dumps(checks, sort_keys=True),
                 }
-                f.attrs.update(attrs)
-                f.attrs["header_sha256"] = _header_hash(dict(f.attrs))
+                write_header(f, attrs)
             size = tmp.stat().st_size
     finally:
         streams.close()
@@ -1021,45 +841,6 @@ def compress(
     summary.update(seconds=time.perf_counter() - t0, bits=widths[0] if len(set(widths)) == 1
                    else ",".join(map(str, widths)), bits_per_latent=widths)  # fmt: skip
     return summary
-
-
-def _dataset_bytes(f: Any) -> dict[str, int]:
-    """Bytes on disk of every dataset of an open file, by path."""
-    out: dict[str, int] = {}
-
-    def visit(name: str, obj: Any) -> None:
-        if hasattr(obj, "id") and hasattr(obj.id, "get_storage_size") and hasattr(obj, "dtype"):
-            out[name] = int(obj.id.get_storage_size())
-
-    f.visititems(visit)
-    return out
-
-
-def _accounting(
-    a: dict[str, Any], file_bytes: int, widths: list[int], group: int
-) -> dict[str, Any]:
-    """The ratios of a written file, from its byte counts (docs/compression.md)."""
-    n = int(a["n_jets"])
-    raw, payload, side = int(a["raw_float32_bytes"]), int(a["payload_bytes"]), int(a["side_bytes"])
-    model, kept = int(a["model_bytes"]), int(a["kept_bytes"])
-    stored_per_jet = (payload + side) / n if n else math.nan
-    raw_per_jet = raw / n if n else math.nan
-    gain = raw_per_jet - stored_per_jet
-    return {
-        "file_bytes": file_bytes,
-        "container_bytes": file_bytes - payload - side - model - kept,
-        "file_bytes_without_model": file_bytes - model,
-        "bits_per_jet": 8 * payload / n if n else math.nan,
-        "bits_per_jet_nominal": sum(widths) / group,
-        "ratio": raw / (payload + side) if payload + side else math.nan,
-        "ratio_with_model": raw / (payload + side + model),
-        "break_even_jets": math.ceil(model / gain) if gain > 0 else None,
-        # the names of format version 1, same meaning
-        "code_bytes": payload,
-        "ratio_codes": raw / payload if payload else math.nan,
-        "ratio_codes_and_side": raw / (payload + side) if payload + side else math.nan,
-        "n_saturated": 0,  # the ranges come from the file: no code saturates
-    }
 
 
 Chunks = Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None]]
@@ -1201,50 +982,6 @@ class _Layout:
     table: np.ndarray
     ranges: np.ndarray
     offsets: dict[str, np.ndarray] = field(default_factory=dict)  # per stream, chunk starts
-
-
-def _json_attr(path: Path, a: Any, name: str, default: Any = None) -> Any:
-    if name not in a:
-        if default is not None:
-            return default
-        raise CorruptFile(source=str(path), key=name, message="is missing: the file is damaged")
-    try:
-        return json.loads(a[name])
-    except (TypeError, ValueError):
-        raise CorruptFile(source=str(path), key=name, message="is damaged (not JSON)") from None
-
-
-def _damaged(path: Path, what: str, key: str | None = None) -> CorruptFile:
-    return CorruptFile(source=str(path), key=key, message=f"{what}: the file is damaged "
-                       "or was changed after compress; refusing to decode it")  # fmt: skip
-
-
-def verify_checksums(f: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The header checksum and that of every dataset (none missing or added), whatever
-    the file's codec; returns (attributes, datasets by path). Raises CorruptFile."""
-    import h5py
-
-    a = dict(f.attrs.items())
-    bad = functools.partial(_damaged, path)
-    if a.get("header_sha256") != _header_hash(a):
-        raise bad("its attributes do not match their checksum")
-    checks = _json_attr(path, a, "checksums")
-    present: dict[str, Any] = {}
-    f.visititems(lambda name, obj: present.__setitem__(name, obj)
-                 if isinstance(obj, h5py.Dataset) else None)  # fmt: skip
-    for p in sorted(set(checks) ^ set(present)):
-        raise bad(f"dataset /{p} is {'missing' if p in checks else 'not recorded'}", p)
-    for p, expect in sorted(checks.items()):
-        ds = present[p]
-        h = hashlib.sha256()
-        if ds.ndim <= 1 and ds.dtype == np.uint8:
-            for i in range(0, ds.shape[0], COPY_BLOCK):
-                h.update(ds[i : i + COPY_BLOCK].tobytes())
-        else:
-            h.update(np.ascontiguousarray(ds[()]).tobytes())
-        if h.hexdigest() != expect:
-            raise bad(f"dataset /{p} does not match its checksum", p)
-    return a, present
 
 
 def verify(f: Any, path: Path) -> _Layout:

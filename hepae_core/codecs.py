@@ -40,15 +40,17 @@ from __future__ import annotations
 
 import math
 import zlib
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from hepae_core import quantise
+from hepae_core.codec_base import BaseCodec, Encoded, JetCodec  # noqa: F401 (the interface)
+from hepae_core.entropy import ans_decode, ans_encode
+from hepae_core.predictive import PredictiveCodec
 from hepae_core.quantise import (
     LatentQuantiser,
     ScalarQuantiser,
@@ -58,7 +60,6 @@ from hepae_core.quantise import (
 )
 
 FLOAT_BYTES = 4
-FILE_JETS = 1_000_000  # default file size at which ratios with side and model bytes are quoted
 FORMAT = "hepae-codec"
 FORMAT_VERSION = 1
 
@@ -88,91 +89,6 @@ def packed_bytes(n: int, bits: int) -> int:
 
 
 # -- the interface ------------------------------------------------------------------------
-
-
-@dataclass
-class Encoded:
-    """A chunk of jets as a codec stores it.
-
-    Attributes
-    ----------
-    n
-        Jets encoded.
-    payload
-        Per-jet data: the arrays written, as they are (packed codes, compressed streams).
-    side
-        What a reader needs besides the payload (ranges, axes, means), as written.
-    clipped
-        Values outside the codec's range, clipped (counted, not stored raw).
-    attrs
-        Small descriptive strings and numbers (spaces, bits): HDF5 attributes, not counted.
-    """
-
-    n: int
-    payload: dict[str, np.ndarray]
-    side: dict[str, np.ndarray] = field(default_factory=dict)
-    clipped: int = 0
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def payload_bytes(self) -> int:
-        return int(sum(np.asarray(a).nbytes for a in self.payload.values()))
-
-    @property
-    def side_bytes(self) -> int:
-        return int(sum(np.asarray(a).nbytes for a in self.side.values()))
-
-
-@runtime_checkable
-class JetCodec(Protocol):
-    """What every registered codec offers (see the module doc)."""
-
-    name: str  # metric prefix: sq12, pca12, aeq12, sz3_12, zfp12, float16, lossless
-    family: str  # sq, pca, aeq, sz3, zfp, float16, bfloat16, lossless
-    bits: int | None
-    variables: list[str]
-    model_bytes: int  # paid once per file (the autoencoder's model.pt), else 0
-
-    def fit(self, train: np.ndarray) -> None: ...
-
-    def encode(self, x: np.ndarray) -> Encoded: ...
-
-    def decode(self, enc: Encoded) -> np.ndarray: ...
-
-
-class BaseCodec(ABC):
-    """Shared plumbing: names, kinds and the natural spaces of the variables."""
-
-    family = ""
-    model_bytes = 0
-
-    def __init__(
-        self, variables: list[str], kinds: list[str] | None = None, bits: int | None = None
-    ):
-        self.variables = list(variables)
-        self.kinds = list(kinds) if kinds else None
-        self.bits = bits
-
-    @property
-    def name(self) -> str:
-        return self.family if self.bits is None else f"{self.family}{self.bits}"
-
-    def fit(self, train: np.ndarray) -> None:  # noqa: B027 - most codecs learn nothing
-        """Learn what the codec needs from the training jets (physical units)."""
-
-    def adopt(self, other: BaseCodec) -> bool:
-        """Take what ``other`` (same family, fitted on the same jets) learnt; False: cannot.
-
-        The fit does not depend on ``k`` for the quantiser, PCA, SZ3 and ZFP, so one fit
-        serves every bit depth.
-        """
-        return False
-
-    @abstractmethod
-    def encode(self, x: np.ndarray) -> Encoded: ...
-
-    @abstractmethod
-    def decode(self, enc: Encoded) -> np.ndarray: ...
 
 
 # -- casts and lossless -------------------------------------------------------------------
@@ -303,7 +219,7 @@ class EntropyScalarCodec(ScalarCodec):
     """The scalar quantiser's codes entropy-coded (ANS, ``constriction``): what coding buys.
 
     The same cells and reconstructions as ``sq<k>``; the codes go through the compressed
-    file's entropy coder (:func:`hepae_core.codec.ans_encode`: the top bits of each code by
+    file's entropy coder (:func:`hepae_core.entropy.ans_encode`: the top bits of each code by
     ANS with this chunk's histogram per variable, stored as side information, the low bits
     packed).
     """
@@ -311,8 +227,6 @@ class EntropyScalarCodec(ScalarCodec):
     family = "sqe"
 
     def encode(self, x: np.ndarray) -> Encoded:
-        from hepae_core.codec import ans_encode
-
         q = self._q()
         k = int(self.bits or 0)
         widths = q.bits(k)
@@ -330,8 +244,6 @@ class EntropyScalarCodec(ScalarCodec):
                        sum(q.clipped.values()), attrs)  # fmt: skip
 
     def decode(self, enc: Encoded) -> np.ndarray:
-        from hepae_core.codec import ans_decode
-
         lo = [float(v) for v in enc.side["lo"]]
         hi = [float(v) for v in enc.side["hi"]]
         q = ScalarQuantiser(self.variables, list(enc.attrs["spaces"]), lo, hi)
@@ -650,8 +562,6 @@ def register(family: str, factory: Callable[..., BaseCodec]) -> None:
 
 
 def _predictive(variables: list[str], kinds: list[str] | None = None, **options: Any) -> BaseCodec:
-    from hepae_core.predictive import PredictiveCodec  # imports this module
-
     options.pop("bits", None)  # error-bounded: the bounds, not k, set the rate
     return PredictiveCodec(variables, kinds, **options)
 

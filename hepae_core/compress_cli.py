@@ -358,7 +358,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{'variable':<12} {'ae':>9} {'f16 latent':>10} {'float16':>9} "
           f"{'sq at same bits':>15}")  # fmt: skip
     bits = m.get("ae_f16latent.bits_per_jet")
-    from results.ratedist import curve, width_at
+    from hepae_core.metric_curves import curve, width_at
 
     for v in variables:
         sq = width_at(*curve(m, "sq", v), float(bits)) if bits else math.nan

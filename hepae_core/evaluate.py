@@ -22,7 +22,8 @@ import torch
 
 from hepae_core import codecs
 from hepae_core.baselines import CASTS, FLOAT_BYTES, cast_roundtrip
-from hepae_core.codecs import FILE_JETS, BaseCodec
+from hepae_core.codecs import BaseCodec
+from hepae_core.metric_curves import FILE_JETS
 from hepae_core.models import AutoEncoder
 from hepae_core.normalise import Normaliser
 from hepae_core.quantise import DEFAULT_BITS

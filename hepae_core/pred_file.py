@@ -16,7 +16,7 @@ format ``hepae-compressed`` version 2 with ``codec = "pred"``; its datasets (one
     the fitted predictor's parameters (:meth:`PredictiveCodec.model_blob`).
 
 Integrity is the autoencoder file's: ``checksums`` (SHA-256 of every dataset) and
-``header_sha256``, verified by :func:`hepae_core.codec.verify_checksums` before anything is
+``header_sha256``, verified by :func:`hepae_core.container.verify_checksums` before anything is
 decoded. Every decoded value, as written (float32), meets its bound.
 """
 
@@ -33,14 +33,14 @@ from typing import Any
 import numpy as np
 
 from hepae_core import __version__, jobdir
-from hepae_core.codec import (
+from hepae_core.codecs import Encoded
+from hepae_core.container import (
     CHUNK,
     FORMAT,
     FORMAT_VERSION,
     CorruptFile,
     _accounting,
     _dataset_bytes,
-    _header_hash,
     _json_attr,
     _Streams,
     _write_array,
@@ -48,8 +48,8 @@ from hepae_core.codec import (
     parse_map,
     sha256_of,
     verify_checksums,
+    write_header,
 )
-from hepae_core.codecs import Encoded
 from hepae_core.errors import DataError, HepaeError
 from hepae_core.predictive import PredictiveCodec, default_kind
 
@@ -63,7 +63,7 @@ STREAMS = {"codes": "codes_bytes", "tables": "tables_bytes", "meta": "meta_bytes
 def check_bounds(
     max_error: str | None, variables: list[str], kinds: list[str], units: str
 ) -> dict[str, float]:
-    """Bounds by variable (:func:`hepae_core.codec.parse_bounds`); every variable needs one."""
+    """Bounds by variable (:func:`hepae_core.container.parse_bounds`); every variable needs one."""
     named = parse_map(max_error, "--max-error")
     other = [v for v in named if v not in variables]
     if other:
@@ -219,8 +219,7 @@ def compress_pred(
                     "max_error": json.dumps(bounds),
                     "checksums": json.dumps(checks, sort_keys=True),
                 }
-                f.attrs.update(attrs)
-                f.attrs["header_sha256"] = _header_hash(dict(f.attrs))
+                write_header(f, attrs)
             size = tmp.stat().st_size
     finally:
         streams.close()

@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from hepae_core.codecs import BaseCodec, Encoded
+from hepae_core.codec_base import BaseCodec, Encoded
 from hepae_core.variables import ANGLE_RESIDUAL, ENERGY_VARIABLES, RELATIVE_RESIDUAL
 
 ESC, ZERO, OFFSET = 0, 1, 2  # symbol 0: value stored raw; 1: exactly zero; 2..: codes
@@ -562,18 +562,3 @@ def _alphabet(codes: np.ndarray) -> tuple[int, int]:
         half = (MAX_ALPHABET - OFFSET) // 2 - 1
         lo, hi = max(lo, mid - half), min(hi, mid + half)
     return lo, hi
-
-
-def parse_bounds(spec: str, variables: list[str]) -> dict[str, float]:
-    """``"pt=1e-3,eta=1e-3"`` -> {name: bound}; every variable needs one."""
-    out: dict[str, float] = {}
-    for part in filter(None, (s.strip() for s in spec.split(","))):
-        name, _, text = part.partition("=")
-        try:
-            out[name.strip()] = float(text)
-        except ValueError:
-            raise ValueError(f"--max-error {part!r}: give name=number") from None
-    missing = [v for v in variables if v not in out]
-    if missing:
-        raise ValueError(f"--max-error: no bound for {', '.join(missing)}")
-    return out

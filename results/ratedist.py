@@ -22,6 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from hepae_core.metric_curves import (
+    FILE_JETS,
+    _finite,
+    bit_depths,
+    curve,
+    width_at,
+)
+
 METHODS = ("sq", "sqe", "pca", "sz3_", "zfp", "aeq")
 METHOD_LABELS = {
     "sq": "scalar quantiser",
@@ -34,50 +42,11 @@ METHOD_LABELS = {
 # The peers the autoencoder's verdict names, in this order.
 PEERS = ("sq", "sqe", "sz3_")
 PEER_NAMES = {"sq": "the scalar quantiser", "sqe": "the entropy-coded quantiser", "sz3_": "SZ3"}
-FILE_JETS = 1_000_000  # as hepae_core.codecs.FILE_JETS (not imported: no torch, no h5py)
 UNITS = {"relative": "relative", "angle": "rad", "absolute": "absolute"}
-
-
-def bit_depths(columns: Any, method: str) -> list[int]:
-    """The ``k`` of every ``<method><k>.bits_per_jet`` column, ascending."""
-    pat = re.compile(rf"^{method}(\d+)\.bits_per_jet$")
-    return sorted({int(m.group(1)) for c in columns if (m := pat.match(str(c)))})
 
 
 def has_curves(columns: Any) -> bool:
     return bool(bit_depths(columns, "sq"))
-
-
-def curve(row: Mapping[str, Any], method: str, var: str) -> tuple[np.ndarray, np.ndarray]:
-    """(bits per jet, width of ``var``) of one job's ``method`` curve, by rising bits."""
-    xs, ys = [], []
-    for k in bit_depths(row.keys(), method):
-        b, w = row.get(f"{method}{k}.bits_per_jet"), row.get(f"{method}{k}.{var}.width")
-        if _finite(b) and _finite(w):
-            xs.append(float(b))
-            ys.append(float(w))
-    order = np.argsort(xs)
-    return np.asarray(xs)[order], np.asarray(ys)[order]
-
-
-def _finite(v: Any) -> bool:
-    try:
-        return v is not None and math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
-
-
-def width_at(bits: np.ndarray, widths: np.ndarray, b: float) -> float:
-    """Width of a curve at ``b`` bits per jet: log-linear interpolation; NaN outside it.
-
-    Quantiser widths halve with each added bit per value, so log(width) is close to linear
-    in bits: the interpolation is exact for an ideal quantiser.
-    """
-    ok = widths > 0
-    bits, widths = bits[ok], widths[ok]
-    if not len(bits) or b < bits[0] - 1e-9 or b > bits[-1] + 1e-9:
-        return math.nan
-    return float(np.exp(np.interp(b, bits, np.log(widths))))
 
 
 def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -18,13 +18,13 @@ from conftest import TINY_JOB, write_job
 
 from hepae_core.codec import (
     CorruptFile,
-    _header_hash,
     compress,
     decompress,
     iter_decompressed,
     load_codec,
     parse_bounds,
 )
+from hepae_core.container import _header_hash
 from hepae_core.data import bundled_path
 from hepae_core.data_cli import main
 from hepae_core.errors import HepaeError
