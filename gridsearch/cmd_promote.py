@@ -12,11 +12,12 @@ from gridsearch import backends, rungs
 from gridsearch.backends.base import format_command
 from gridsearch.bundles import parse_bundle
 from gridsearch.campaign import Campaign, open_campaign
-from gridsearch.cmd_submit import print_report
 from gridsearch.errors import GridsearchError
-from gridsearch.promote import PromoteReport, parse_keep, promote
+from gridsearch.halving import parse_keep
+from gridsearch.promote import PromoteReport, promote
 from gridsearch.sites import load_profile
 from gridsearch.submit import SubmitReport
+from gridsearch.submit_report import print_report
 from gridsearch.text import safe
 
 

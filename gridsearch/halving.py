@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from gridsearch.errors import GridsearchError, did_you_mean
+from hepae_core import yamlio
 
 
 def parse_halving(value: Any, source: str, base: dict[str, Any] | None = None) -> dict | None:
     """The checked ``halving`` section: ``{"rungs": [int...], "keep": Fraction | int}``."""
-    from gridsearch.promote import parse_keep
-
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -67,13 +66,30 @@ def parse_halving(value: Any, source: str, base: dict[str, Any] | None = None) -
 
 def campaign_halving(root: Path) -> dict | None:
     """The halving section of the campaign's copy of its space file, checked."""
-    from gridsearch.space import parse_yaml
-
     path = Path(root) / "space.yaml"
     try:
-        data, _ = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+        data, _ = yamlio.parse(path.read_text(encoding="utf-8"), str(path), GridsearchError)
     except OSError:
         return None
     if not isinstance(data, dict):
         return None
     return parse_halving(data.get("halving"), str(path), data.get("base"))
+
+
+def parse_keep(text: str) -> Fraction | int:
+    """``1/3``, ``0.25`` (fractions of each group) or ``5`` (the best 5 of each group)."""
+    t = str(text).strip()
+    try:
+        if "/" in t or "." in t:
+            value = Fraction(t)
+            if 0 < value <= 1:
+                return value
+        elif int(t) >= 1:
+            return int(t)
+    except (ValueError, ZeroDivisionError):
+        pass
+    raise GridsearchError(
+        message=f"expects a fraction in (0, 1] such as 1/3 or 0.25, or a count such as 5, "
+        f"got {text!r}",
+        key="--keep",
+    )

@@ -51,6 +51,7 @@ from typing import Any
 from gridsearch import status as S
 from gridsearch.campaign import Campaign
 from gridsearch.errors import GridsearchError
+from gridsearch.halving import campaign_halving
 from hepae_core import jobdir, yamlio
 from hepae_core.errors import did_you_mean
 from hepae_core.states import JobState
@@ -89,25 +90,6 @@ class PromoteReport:
     ranked: int
     skipped: dict[str, int] = field(default_factory=dict)  # why -> jobs not ranked
     submit: Any = None  # gridsearch.submit.SubmitReport
-
-
-def parse_keep(text: str) -> Fraction | int:
-    """``1/3``, ``0.25`` (fractions of each group) or ``5`` (the best 5 of each group)."""
-    t = str(text).strip()
-    try:
-        if "/" in t or "." in t:
-            value = Fraction(t)
-            if 0 < value <= 1:
-                return value
-        elif int(t) >= 1:
-            return int(t)
-    except (ValueError, ZeroDivisionError):
-        pass
-    raise GridsearchError(
-        message=f"expects a fraction in (0, 1] such as 1/3 or 0.25, or a count such as 5, "
-        f"got {text!r}",
-        key="--keep",
-    )
 
 
 def new_epochs(spec: str, old: int) -> int:
@@ -337,7 +319,6 @@ def promote(
     Without ``keep`` and ``epochs``, the space file's ``halving`` section decides them
     (gridsearch/halving.py): the next rung's epochs, its ``keep``.
     """
-    from gridsearch.halving import campaign_halving
     from gridsearch.submit import submit
 
     promotion = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-promote-{secrets.token_hex(2)}"

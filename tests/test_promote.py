@@ -20,6 +20,7 @@ from conftest_gs import cli, write
 from gridsearch import promote as P
 from gridsearch.campaign import open_campaign
 from gridsearch.errors import GridsearchError
+from gridsearch.halving import parse_keep
 from gridsearch.status import JobStatus, campaign_status
 from hepae_core.states import JobState
 
@@ -49,13 +50,13 @@ def _history(d: Path) -> list[dict]:
     "text, value", [("1/3", Fraction(1, 3)), ("0.25", Fraction(1, 4)), ("1", 1), ("5", 5)]
 )
 def test_parse_keep(text, value):
-    assert P.parse_keep(text) == value
+    assert parse_keep(text) == value
 
 
 @pytest.mark.parametrize("bad", ["0", "0/3", "4/3", "-1", "half", "1/0"])
 def test_bad_keep(bad):
     with pytest.raises(GridsearchError, match="--keep"):
-        P.parse_keep(bad)
+        parse_keep(bad)
 
 
 @pytest.mark.parametrize(
