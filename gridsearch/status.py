@@ -99,6 +99,9 @@ class JobStatus:
     log_tail: list[str] = field(default_factory=list)
     metrics: dict[str, Any] | None = None
     finished: str | None = None  # state.json's 'finished' of a done job
+    started: str | None = None  # state.json's 'started' of this attempt
+    jets_per_s: float | None = None  # its last epoch's own training rate, as if alone
+    stack_size: int | None = None  # models trained beside it in one stack (1: alone)
     stage: str | None = None  # its stage in a staged campaign (gridsearch/stages.py)
     after: list[str] = field(default_factory=list)  # job ids it waits for
     held: bool = False  # waiting, and the scheduler holds it (queued behind its stage)
@@ -361,7 +364,8 @@ def _take_state(js: JobStatus, st: dict[str, Any], jdir: str) -> None:
     js.scheduler_job_id = st.get("scheduler_job_id")
     js.reason = str(st.get("reason") or "")
     js.error_kind, js.exit_code = st.get("error_kind"), st.get("exit_code")
-    js.finished = st.get("finished")
+    js.finished, js.started = st.get("finished"), st.get("started")
+    js.jets_per_s, js.stack_size = st.get("jets_per_s"), st.get("stack_size")
 
 
 def _waits_text(deps: list[JobStatus], missing: int, stage: str | None) -> str:

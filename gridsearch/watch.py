@@ -47,12 +47,9 @@ def epoch_seconds(js: JobStatus) -> float | None:
 def speed_text(js: JobStatus) -> str:
     """The speed of the job's last epoch, as ``, N jets/s`` (its own rate, as if alone) and
     `` in a stack of K`` when stacked; empty when its state.json does not tell."""
-    import json
-
     try:
-        st = json.loads((js.dir / "state.json").read_text(encoding="utf-8"))
-        rate, k = float(st["jets_per_s"]), int(st.get("stack_size") or 1)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        rate, k = float(js.jets_per_s or 0), int(js.stack_size or 1)
+    except (TypeError, ValueError):
         return ""
     if not rate > 0:
         return ""
@@ -112,39 +109,27 @@ def eta_s(
     return max(lefts) + rounds * per_job
 
 
-def _seconds(record: dict, a: str, b: str | None = None) -> float | None:
+def _seconds(start: str | None, end: str | None = None) -> float | None:
     from datetime import datetime
 
     try:
-        start = datetime.fromisoformat(str(record[a]))
-        end = datetime.fromisoformat(str(record[b])) if b else datetime.now(start.tzinfo)
-    except (KeyError, TypeError, ValueError):
+        t0 = datetime.fromisoformat(str(start))
+        t1 = datetime.fromisoformat(str(end)) if end else datetime.now(t0.tzinfo)
+    except (TypeError, ValueError):
         return None
-    return (end - start).total_seconds()
+    return (t1 - t0).total_seconds()
 
 
 def timings(statuses: list[JobStatus], limit: int = 50) -> tuple[list[float], dict[str, float]]:
     """(wall seconds of up to ``limit`` done jobs, seconds each running job has run), from
-    their state.json (``started``, ``finished``)."""
-    import json
-
-    walls, elapsed = [], {}
+    their state.json's ``started`` and ``finished`` as status read them."""
     done = [js for js in statuses if js.state == JobState.DONE][-limit:]
-    for js in [*done, *(js for js in statuses if js.state == JobState.RUNNING)]:
-        try:
-            record = json.loads((js.dir / "state.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if not isinstance(record, dict):
-            continue
-        if js.state == JobState.DONE:
-            w = _seconds(record, "started", "finished")
-            if w is not None:
-                walls.append(w)
-        else:
-            e = _seconds(record, "started")
-            if e is not None:
-                elapsed[js.id] = max(0.0, e)
+    walls = [w for js in done if js.started and (w := _seconds(js.started, js.finished))]
+    elapsed = {
+        js.id: max(0.0, e)
+        for js in statuses
+        if js.state == JobState.RUNNING and js.started and (e := _seconds(js.started)) is not None
+    }
     return walls, elapsed
 
 

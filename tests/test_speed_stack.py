@@ -65,12 +65,16 @@ def test_watch_shows_a_running_member_s_rate_and_stack(tmp_path):
     from pathlib import Path
 
     from gridsearch import watch as W
-    from gridsearch.status import JobStatus
+    from gridsearch.status import JobStatus, _take_state
     from hepae_core.states import JobState
 
     def js(name: str, d: Path) -> JobStatus:
-        return JobStatus(index=0, id=name, name=name, dir=d, state=JobState.RUNNING, epoch=2,
-                         epochs=4)  # fmt: skip
+        """The job as status reads it: its state.json's fields (when it has one)."""
+        out = JobStatus(index=0, id=name, name=name, dir=d, state=JobState.RUNNING)
+        state = d / "state.json"
+        _take_state(out, json.loads(state.read_text()) if state.exists() else {}, str(d))
+        out.epoch, out.epochs = 2, 4
+        return out
 
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "state.json").write_text(json.dumps({"jets_per_s": 48000.4, "stack_size": 8}))

@@ -19,7 +19,8 @@ def _js(tmp: Path, i: int, state: JobState, epoch=None, epochs=None, **record) -
     d.mkdir()
     (d / "state.json").write_text(json.dumps(record))
     return JobStatus(index=i, id=f"j{i}", name=f"j{i}", dir=d, state=state, epoch=epoch,
-                     epochs=epochs)  # fmt: skip
+                     epochs=epochs, started=record.get("started"),
+                     finished=record.get("finished"))  # fmt: skip
 
 
 def test_four_queued_small_jobs_are_not_four_seconds(tmp_path):
