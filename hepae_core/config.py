@@ -253,6 +253,14 @@ def _check_stage1(s1: Any, source: str) -> None:
             )
 
 
+def _augment(v: Any) -> bool:
+    """``train.augment``: phi_rotation/eta_reflection booleans, jes_sigma a number >= 0."""
+    if not isinstance(v, dict) or not set(v) <= {"phi_rotation", "eta_reflection", "jes_sigma"}:
+        return False
+    flags_ok = all(isinstance(v[k], bool) for k in ("phi_rotation", "eta_reflection") if k in v)
+    return flags_ok and ("jes_sigma" not in v or (_is_num(v["jes_sigma"]) and v["jes_sigma"] >= 0))
+
+
 def _cuts(v: Any) -> bool:
     return isinstance(v, str) or _str_list(v) or v == []
 
@@ -338,6 +346,17 @@ SCHEMA: dict[str, dict[str, Field]] = {
             None, _opt(lambda v: _is_int(v) and 1 <= v <= 24), "null or bits per latent value"
         ),
         "latent_noise_epochs": Field(None, _opt(_pos_int), "null (all epochs) or a count"),
+        # rate-aware training and symmetry augmentation (hepae_core.rate_model, .augment)
+        "rate_lambda": Field(
+            0.0, lambda v: _is_num(v) and v >= 0, "a number >= 0 (weight of the bits per jet)"
+        ),
+        "rate_quantise": Field("noise", _choice("noise", "ste"), "noise or ste"),
+        "augment": Field(
+            {},
+            _augment,
+            "{} or a mapping {phi_rotation: true|false, eta_reflection: true|false, "
+            "jes_sigma: a number >= 0}",
+        ),
         "val_fraction": Field(
             0.1, lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1) of the train jets"
         ),
@@ -541,6 +560,7 @@ def _check_consistency(cfg: dict[str, Any], source: str) -> None:
                 f"(trained: {', '.join(names)})",
             )
     _check_cuts(cfg, source, names)
+    _check_rate_augment(cfg, source, names, group)
     norm = cfg["normalisation"]["kind"]
     if norm.startswith("custom_"):
         from hepae_core.variables import CUSTOM_FORMULAS
@@ -552,6 +572,41 @@ def _check_consistency(cfg: dict[str, Any], source: str) -> None:
                 key="normalisation.kind",
                 message=f"{norm} has no formula for {', '.join(missing)}; use standard or minmax",
             )
+
+
+def _check_rate_augment(
+    cfg: dict[str, Any], source: str, names: list[str], group: dict[str, Any] | None
+) -> None:
+    """train.rate_lambda and train.augment: one jet per input, variables they can act on."""
+    t = cfg["train"]
+    per_jet = group is None and cfg["model"]["stage1"] is None
+    if t["rate_lambda"] > 0:
+        clash = (
+            "data.group" if not per_jet
+            else "train.latent_noise_bits" if t["latent_noise_bits"]
+            else "train.compile" if t["compile"]
+            else None
+        )  # fmt: skip
+        if clash:
+            raise ConfigError(
+                source=source,
+                key="train.rate_lambda",
+                message=f"is {t['rate_lambda']} but {clash} is set: rate-aware training "
+                "quantises the latent of a per-jet model itself; drop one of the two",
+            )
+    if t["augment"]:
+        if not per_jet:
+            raise ConfigError(
+                source=source,
+                key="train.augment",
+                message="is set with data.group: augmentation acts on one jet per input; "
+                "remove train.augment",
+            )
+        from hepae_core.augment import problem
+
+        found = problem(names, t["augment"])
+        if found:
+            raise ConfigError(source=source, key=f"train.augment.{found[0]}", message=found[1])
 
 
 def _check_cuts(cfg: dict[str, Any], source: str, names: list[str]) -> None:

@@ -346,8 +346,9 @@ class JobRun:
         report = progress_printer(tcfg["epochs"], stream=self.stream)
 
         def on_best(epoch: int, val_loss: float) -> None:
+            extra = {**(data.model_extra or {}), **trainer.model_extra()} or data.model_extra
             save_model(job_dir / jobdir.MODEL, model, cfg, data.norm, epoch, val_loss,
-                       data.model_extra)  # fmt: skip
+                       extra)  # fmt: skip
 
         def on_epoch(rec: dict[str, float]) -> None:
             write_text(job_dir / jobdir.HISTORY, history_csv(trainer.result.history))
@@ -381,6 +382,7 @@ class JobRun:
             on_epoch=on_epoch,
             m_train=tensor(data.m_train),
             m_val=tensor(data.m_val),
+            norm=data.norm,  # train.augment works in physical units
         )
         self.trainer = trainer
         if not self.fresh and trainer.resume():
@@ -433,7 +435,7 @@ class JobRun:
         from hepae_core.train import evaluate_loss
 
         cfg, data, job_dir, device = self.cfg, self.data, self.job_dir, self.device
-        best, _, _ = load_model(job_dir / jobdir.MODEL, allow_grouped=True)
+        best, _, payload = load_model(job_dir / jobdir.MODEL, allow_grouped=True)
         best = best.to(device)
         mask = None if data.m_test is None else torch.from_numpy(data.m_test).to(device)
         test_loss = evaluate_loss(best, torch.from_numpy(data.x_test_norm).to(device), mask)
@@ -461,6 +463,10 @@ class JobRun:
                 model_bytes=(job_dir / jobdir.MODEL).stat().st_size,
                 baseline_cache=campaign_cache_dir(job_dir),
             )  # fmt: skip
+            from hepae_core.rate_model import job_rate_metrics  # train.rate_lambda > 0
+
+            kind_list = [kinds[v] for v in data.variables]
+            metrics.update(job_rate_metrics(payload, best, data.norm, x_eval, kind_list, device))
         for var in ecfg["round"]:
             j = data.variables.index(var)
             out[:, j] = np.round(out[:, j])

@@ -95,6 +95,8 @@ def why_not_stackable(trainer: Trainer) -> str | None:
         return "grouped inputs with padded slots (a masked loss the stack does not compute)"
     if trainer.cfg.get("latent_noise_bits"):
         return "train.latent_noise_bits is set (latent noise is added by the single loop)"
+    if getattr(trainer, "rate", None) is not None or getattr(trainer, "augment", None) is not None:
+        return "train.rate_lambda or train.augment is set (applied by the single loop)"
     if trainer.cfg["optimizer"] not in ("adam", "adamw"):  # pragma: no cover - schema
         return f"optimizer {trainer.cfg['optimizer']} has no stacked step"
     for layer in _layers(trainer.model):

@@ -236,6 +236,15 @@ class Trainer:
     m_train, m_val
         For grouped inputs: 1 for the values of real jets, 0 for padded slots (same shape
         as ``x_train``/``x_val``); the loss averages over the real values only.
+    norm
+        The job's normaliser; needed by ``train.augment`` (hepae_core.augment), which
+        transforms batches in physical units.
+
+    ``train.rate_lambda`` > 0 trains with the latent quantised in the loop and a learned
+    prior's rate (hepae_core.rate_model): the loss and ``val_loss`` are then
+    ``mse + rate_lambda x bits per jet`` (validation with the latent rounded), and each
+    epoch's record adds ``val_mse`` and ``val_bits_per_jet``. Without it, or without
+    ``train.augment``, nothing of either runs: the training of before, bit for bit.
     """
 
     def __init__(
@@ -250,6 +259,7 @@ class Trainer:
         on_epoch: Callable[[dict[str, float]], None] | None = None,
         m_train: torch.Tensor | None = None,
         m_val: torch.Tensor | None = None,
+        norm: Any = None,
     ) -> None:
         self.model = model
         self.m_train = m_train
@@ -267,7 +277,25 @@ class Trainer:
         # A last batch of one jet breaks batch norm and adds noise: fold it away.
         if len(self.starts) > 1 and n - self.starts[-1] < 2:
             self.starts.pop()
-        self.optimizer = make_optimizer(model, tcfg, self.device)
+        # train.rate_lambda / train.augment (docs/rate_aware.md): None when off
+        self.rate_lambda = float(tcfg.get("rate_lambda") or 0.0)
+        self.rate: nn.Module | None = None
+        if self.rate_lambda > 0:
+            from hepae_core.rate_model import FactorisedPrior, RateAware, latent_size
+
+            if m_train is not None:
+                raise ValueError("train.rate_lambda needs one jet per input (no data.group)")
+            prior = FactorisedPrior(latent_size(model)).to(self.device)
+            self.rate = RateAware(model, prior, tcfg.get("rate_quantise") or "noise")
+        self.augment: Any = None
+        if tcfg.get("augment"):
+            from hepae_core.augment import make
+
+            if m_train is not None or norm is None:
+                raise ValueError("train.augment needs one jet per input and the normaliser")
+            self.augment = make(norm, tcfg["augment"], seed + 1)
+        # the prior's parameters follow the model's in one optimiser
+        self.optimizer = make_optimizer(self.rate or model, tcfg, self.device)
         self.scheduler = make_scheduler(self.optimizer, tcfg, len(self.starts))
         self.per_batch_schedule = tcfg["schedule"] == "one_cycle"
         # The compiled module shares its parameters with ``model``; it is used for the
@@ -310,7 +338,24 @@ class Trainer:
             "best_epoch": self.result.best_epoch,
             "best_val_loss": self.result.best_val_loss,
             "train_time_s": self.result.train_time_s,
+            **self._extra_state(),
         }
+
+    def _extra_state(self) -> dict[str, Any]:
+        # only when on: a checkpoint without them is the checkpoint of before
+        out: dict[str, Any] = {}
+        if self.rate is not None:
+            out["rate_prior"] = self.rate.prior.state_dict()
+        if self.augment is not None:
+            out["augment_rng"] = self.augment.generator.get_state()
+        return out
+
+    def model_extra(self) -> dict[str, Any]:
+        """What model.pt keeps beside the network: the rate-aware prior (``rate_model``)."""
+        if self.rate is None:
+            return {}
+        mode = self.cfg.get("rate_quantise") or "noise"
+        return {"rate_model": self.rate.prior.to_payload(mode, self.rate_lambda)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -331,6 +376,10 @@ class Trainer:
         self.result.best_epoch = int(state["best_epoch"])
         self.result.best_val_loss = float(state["best_val_loss"])
         self.result.train_time_s = float(state["train_time_s"])
+        if self.rate is not None and "rate_prior" in state:
+            self.rate.prior.load_state_dict(state["rate_prior"])
+        if self.augment is not None and "augment_rng" in state:
+            self.augment.generator.set_state(state["augment_rng"])
 
     def save_checkpoint(self) -> None:
         if self.checkpoint_path is None:
@@ -356,6 +405,8 @@ class Trainer:
         x = self.x_train
         bs = self.batch_size
         model.train()
+        if self.rate is not None:
+            self.rate.train()
         while self.epoch < epochs:
             if self.batch == 0:
                 self.perm = torch.randperm(x.shape[0], generator=self.generator)
@@ -369,7 +420,13 @@ class Trainer:
             i = self.batch
             while i < len(starts):
                 xb = xs[starts[i] : starts[i] + bs]
-                if ms is None:
+                if self.augment is not None:
+                    xb = self.augment(xb)
+                if self.rate is not None:
+                    out, bits = self.rate(xb)
+                    loss = F.mse_loss(out, xb) + self.rate_lambda * bits.mean()
+                    weight = xb.shape[0]
+                elif ms is None:
                     loss = F.mse_loss(self.forward(xb), xb)
                     weight = xb.shape[0]
                 else:
@@ -408,8 +465,16 @@ class Trainer:
             # squared error per value, the unit of val_loss.
             seen = n_seen if ms is None else ms[:n_seen].sum().item() / x.shape[1]
             train_loss = loss_sum.item() / seen
-            val_loss = evaluate_loss(model, self.x_val, self.m_val)
-            record = self.close_epoch(train_loss, val_loss, n_seen)
+            extra: dict[str, float] = {}
+            if self.rate is None:
+                val_loss = evaluate_loss(model, self.x_val, self.m_val)
+            else:
+                from hepae_core.rate_model import evaluate_rate
+
+                mse, bits = evaluate_rate(model, self.rate.prior, self.x_val)
+                val_loss = mse + self.rate_lambda * bits
+                extra = {"val_mse": mse, "val_bits_per_jet": bits}
+            record = self.close_epoch(train_loss, val_loss, n_seen, extra=extra)
             if not every or time.monotonic() - self._last_checkpoint > every:
                 self.save_checkpoint()
             if self.on_epoch:
@@ -432,6 +497,7 @@ class Trainer:
         val_loss: float,
         n_seen: int,
         best_context: Callable[[], Any] | None = None,
+        extra: dict[str, float] | None = None,
     ) -> dict[str, float]:
         """The end of an epoch (``self.epoch`` already counts it): step a per-epoch
         schedule, record the epoch in the history, keep the best (``on_best``, inside
@@ -451,6 +517,7 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "seconds": self.epoch_time,
             "jets_per_s": own,
+            **(extra or {}),
         }
         if k > 1:
             record["stack_size"] = k
