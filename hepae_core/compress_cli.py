@@ -228,7 +228,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
 def evaluate_on(
     job_dir: Path, sample: Path, *, tree: str = "jets", key: str | None = None,
     branches: str | None = None, max_jets: int | None = None, fmt: str = "auto",
-    units: str | None = None,
+    units: str | None = None, predictive: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """Metrics of a job's model on another sample, with the same baselines as the job.
 
@@ -240,6 +240,9 @@ def evaluate_on(
     sample's ``sample_max.<v>`` against ``train_max.<v>``) and ``latent_saturated`` (a
     latent value beyond the job's latent ranges: its code sits on the first or last step).
     ``units`` (GeV or MeV) is the sample's energy unit; by default the model's.
+    ``predictive``: also the error-bounded predictive codec at each bit depth's bound,
+    fitted on the job's training jets (``pred<k>.*`` on the sample, ``own.pred<k>.*`` on
+    the job's test jets: :func:`hepae_core.pred_file.bounded_metrics`).
     """
     import numpy as np
     import torch
@@ -293,6 +296,20 @@ def evaluate_on(
             model_bytes=mb if isinstance(mb, int) else len(mb),  # model.pt as stored
         )  # fmt: skip
         metrics.update(domain_counts(codec, x[ok], x_train, encode, job_dir))
+        if predictive:
+            # the error-bounded predictive codec at the quantiser's bounds, fitted on the
+            # job's training jets: on this sample, and on the job's own test jets under
+            # own.pred<k>.* (the job's metrics have no pred keys), so that the summary
+            # quotes its ratio on both samples (docs/compression.md)
+            from hepae_core.pred_file import bounded_metrics
+
+            kinds = residual_kinds(cfg)
+            pred = bounded_metrics(x_train, {"sample": x[ok], "own": jets.values[sp.test]},
+                                   list(codec.variables), [kinds[v] for v in codec.variables],
+                                   tuple(ecfg["bits"]))  # fmt: skip
+            metrics.update(pred["sample"])
+            metrics.update({f"own.{k}": v for k, v in pred["own"].items()})
+            metrics["own.rate.jets"] = len(sp.test)
     metrics.update(sample=str(sample), sample_jets=len(x), norm_domain_errors=int((~ok).sum()),
                    model_job_id=job_dir.name, sample_units=units)  # fmt: skip
     return metrics
@@ -364,9 +381,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         sq = width_at(*curve(m, "sq", v), float(bits)) if bits else math.nan
         print(f"{v:<12} {m[f'ae.{v}.width']:>9.2e} {m[f'ae_f16latent.{v}.width']:>10.2e} "
               f"{m[f'float16.{v}.width']:>9.2e} {sq:>15.2e}")  # fmt: skip
+    line = predictive_line(m)
+    if line:
+        print(line)
     if out is not None:
         print(printable(f"metrics: {out}"))
     return EXIT_OK
+
+
+def predictive_line(m: dict[str, Any]) -> str | None:
+    """The predictive codec at the 12-bit quantiser's bound (or the finest measured): its
+    ratio on the sample and on the job's own test jets, against the quantiser's."""
+    import re
+
+    ks = sorted(int(k[4:-11]) for k in m if re.match(r"^pred\d+\.ratio_file$", k))
+    if not ks:
+        return None
+    k = 12 if 12 in ks else ks[-1]
+    own = m.get(f"own.pred{k}.ratio_file")
+    own_words = f", {own:.2f} on the job's test jets" if isinstance(own, float) else ""
+    sq = m.get(f"sq{k}.ratio_file")
+    sq_words = f"; scalar quantiser {sq:.2f}" if isinstance(sq, float) else ""
+    return (f"error-bounded predictive codec at the {k}-bit quantiser's bound (every value "
+            f"within it): ratio {m[f'pred{k}.ratio_file']:.2f} on the sample{own_words}"
+            f"{sq_words} (at {int(m.get('rate.file_jets') or 1_000_000):,} jets)")  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -295,3 +295,70 @@ def chunk_decoder(
         return {names[v]: y[:, j] for j, v in enumerate(variables)}, None
 
     return len(table), decode, a, names
+
+
+# -- the predictive codec on the rate-distortion plane ------------------------------------
+
+#: Prefix of the predictive codec's keys at the k-bit quantiser's bound: ``pred<k>.*``.
+BOUNDED_FAMILY = "pred"
+
+
+def quantiser_bounds(quantiser: Any, k: int) -> tuple[list[str], dict[str, float]]:
+    """The predictive codec's kinds and bounds at the half step of the ``k``-bit scalar
+    quantiser ``quantiser`` (hepae_core.quantise.ScalarQuantiser), the bound SZ3 and ZFP
+    are run at: the same cells in each variable's natural space.
+
+    A ``log`` variable gets the relative bound ``expm1(h)`` (its step ``2 log1p(b)`` is the
+    quantiser's ``2 h``), ``periodic`` the angle ``h``, ``linear`` the absolute ``h`` and
+    ``integer`` 0.49 (rounded back: exact).
+    """
+    kinds, bounds = [], {}
+    for v, space, a, b, nb in zip(quantiser.variables, quantiser.spaces, quantiser.lo,
+                                  quantiser.hi, quantiser.bits(k)):  # fmt: skip
+        h = ((b - a) / (1 << nb) if b > a else 1.0) / 2
+        if space == "log":
+            kinds.append("relative")
+            bounds[v] = float(np.expm1(h))
+        elif space == "periodic":
+            kinds.append("angle")
+            bounds[v] = float(h)
+        else:
+            kinds.append("absolute")
+            bounds[v] = 0.49 if space == "integer" else float(h)
+    return kinds, bounds
+
+
+def bounded_metrics(
+    x_train: np.ndarray,
+    tests: dict[str, np.ndarray],
+    variables: list[str],
+    residual_kinds: list[str],
+    bits: tuple[int, ...],
+    file_jets: int = 1_000_000,
+) -> dict[str, dict[str, Any]]:
+    """The predictive codec (``linear`` predictor, 8 contexts) at every ``k`` of ``bits``.
+
+    Fitted on ``x_train`` at the half-step bound of the ``k``-bit scalar quantiser fitted
+    on the same jets (:func:`quantiser_bounds`), then measured on each sample of ``tests``
+    (name -> jets) with the keys every codec has (docs/metrics.md), named ``pred<k>.*``:
+    ``pred<k>.ratio``, ``.ratio_file``, ``.payload_bytes``, ``.side_bytes``,
+    ``.model_bytes`` (the fitted parameters, paid once per file), ``.bits_per_jet``,
+    ``.clipped`` (values stored raw) and the residual statistics. Its bound is the one of
+    ``sq<k>``, ``sqe<k>``, ``sz3_<k>`` and ``zfp<k>``: every decoded value meets it.
+    Returns name -> keys.
+    """
+    from hepae_core.evaluate import codec_metrics
+    from hepae_core.quantise import ScalarQuantiser
+
+    q = ScalarQuantiser.fit(list(variables), x_train, list(residual_kinds))
+    out: dict[str, dict[str, Any]] = {name: {} for name in tests}
+    for k in bits:
+        kinds, bounds = quantiser_bounds(q, int(k))
+        codec = PredictiveCodec(list(variables), kinds, bounds=bounds)
+        codec.fit(x_train)
+        for name, x in tests.items():
+            m = codec_metrics(codec, x, list(residual_kinds), file_jets)
+            prefix = codec.name + "."
+            out[name].update({f"{BOUNDED_FAMILY}{k}.{key[len(prefix):]}": v
+                              for key, v in m.items() if key.startswith(prefix)})  # fmt: skip
+    return out

@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
+from typing import Any
 
 from hepae_core.errors import UserError
 from results.errors import SummaryError
 from results.names import PLOT_NAMES
 
+BEST_NAME = "best.json"  # summary/best.json: the run `hepae-data compress --model best` uses
 HELP = "collect the jobs' metrics into summary.h5 and draw the comparison plots"
 EPILOG = """\
 exit codes: 0 everything used; 1 something skipped (failed, unfinished or unreadable jobs,
@@ -73,7 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--evaluate-on",
         default=None,
         metavar="SAMPLE",
-        help="also evaluate the best run of each group on this sample file",
+        help="also evaluate the best run of each group on this sample file (default: the "
+        "space file's evaluate_on: sample, if it names one; 'none' skips it)",
     )
     p.add_argument(
         "--style",
@@ -100,11 +104,59 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def default_sample(campaign: str | Path, given: str | None) -> str | None:
+    """The sample to evaluate the best runs on: ``--evaluate-on`` when given (``none``:
+    no sample), else the space file's ``evaluate_on:`` (results.space_sample), else None."""
+    if given is not None:
+        return None if given.strip().lower() == "none" else given
+    from results.space_sample import campaign_sample
+
+    found = campaign_sample(Path(campaign), SummaryError)
+    return str(found) if found is not None else None
+
+
+def best_run(report: Any) -> dict[str, Any] | None:
+    """The run the summary names best: the lowest ranking metric (``--metric``, default
+    best_val_loss) among the runs used, i.e. the best of the groups' best runs; None when
+    no run was used."""
+    picks = [p for g in report.groups for p in g.picks if p.label == "best"]
+    if not picks:
+        return None
+    best = min(picks, key=lambda p: p.value)  # stable: the first group wins a tie
+    return {
+        "job_id": best.job_id,
+        "job_dir": best.job_dir,
+        "name": best.name,
+        "metric": report.metric,
+        "value": best.value,
+        "runs": report.n_used,
+        "rule": f"the lowest {report.metric} of the {report.n_used} finished runs",
+    }
+
+
+def write_best(report: Any) -> Path:
+    """``summary/best.json``: the best run (:func:`best_run`), for ``hepae-data compress
+    --model best --campaign DIR``; removed when no run was used (never a stale choice)."""
+    from hepae_core.jobdir import atomic_write_json
+    from results.table import SUMMARY_DIR
+
+    path = Path(report.campaign) / SUMMARY_DIR / BEST_NAME
+    best = best_run(report)
+    if best is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_json(path, best)
+        report.files["best"] = path
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the summary for parsed ``args``; print the report; return the exit code."""
     from results.summary import summarize
 
     try:
+        evaluate_on = default_sample(args.dir, args.evaluate_on)
         only = args.only
         plots = not args.no_plots
         if only and "none" in only:
@@ -126,8 +178,9 @@ def run(args: argparse.Namespace) -> int:
             plots=plots,
             use_cache=not args.no_cache,
             style=args.style,
-            evaluate_on=args.evaluate_on,
+            evaluate_on=evaluate_on,
         )
+        write_best(report)
     except UserError as exc:
         print(f"gridsearch summarize: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -516,4 +516,155 @@ def report_lines(used: Any, groups: list[Any], label: str) -> list[str]:
         head = f"{label} = {g.value}" if label else "all runs"
         lines.append(f"  {head}: best run {best.name}")
         lines += verdict_lines(row.to_dict(), variables)
+    return lines
+
+
+# -- the best codec per error bound ---------------------------------------------------------
+
+#: The error-bounded codecs the summary ranks at each bound, learned first. All run at the
+#: k-bit scalar quantiser's half step per variable (natural space): ``pred<k>`` the
+#: predictive codec (its predictor fitted on the training jets; `hepae-data evaluate`
+#: measures it, docs/compression.md), ``sqe<k>``/``sq<k>`` the quantiser with and without
+#: entropy coding, ``sz3_<k>``, ``zfp<k>``.
+BOUNDED = ("pred", "sqe", "sq", "sz3_", "zfp")
+#: Of those, the ones with a learned (fitted) model.
+LEARNED_BOUNDED = ("pred",)
+BOUNDED_LABELS = {
+    "pred": "predictive codec (fitted predictor)",
+    "sqe": "scalar quantiser, entropy-coded",
+    "sq": "scalar quantiser",
+    "sz3_": "SZ3",
+    "zfp": "ZFP",
+}
+#: The codecs whose values beyond their training ranges are clipped (the bound missed).
+CLIPPING = ("sq", "sqe")
+BOUNDED_SHORT = {"pred": "pred", "sqe": "sq+ANS", "sq": "sq", "sz3_": "SZ3", "zfp": "ZFP"}
+
+
+@dataclass
+class BoundPoint:
+    """One error bound (the k-bit quantiser's half step) and each codec's ratio there."""
+
+    k: int
+    first: dict[str, float]  # family -> ratio on the run's own test jets
+    second: dict[str, float]  # family -> ratio on the other sample (empty: not measured)
+    # family -> values that missed the bound (the quantiser clips values beyond its
+    # training ranges): such a codec is not error-bounded on that sample, and not ranked
+    missed_first: dict[str, int] = field(default_factory=dict)
+    missed_second: dict[str, int] = field(default_factory=dict)
+
+    @staticmethod
+    def _best(ratios: dict[str, float], missed: dict[str, int]) -> str | None:
+        ok = {f: r for f, r in ratios.items() if math.isfinite(r) and not missed.get(f)}
+        return max(ok, key=lambda f: (ok[f], -BOUNDED.index(f))) if ok else None
+
+    @property
+    def best(self) -> str | None:
+        """The family with the highest ratio on the run's own test jets (of those that kept
+        every value within the bound)."""
+        return self._best(self.first, self.missed_first)
+
+    @property
+    def best_second(self) -> str | None:
+        return self._best(self.second, self.missed_second)
+
+
+def _own_view(on: Mapping[str, Any] | None, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``own.*`` keys of an evaluate-on record (the codecs it measured on the job's
+    own test jets), as a row of their own."""
+    if not on:
+        return {}
+    view = {k[4:]: v for k, v in on.items() if str(k).startswith("own.")}
+    if view:
+        view.setdefault("n_inputs", row.get("n_inputs") or _n_variables(row))
+        view.setdefault("rate.file_jets", row.get("rate.file_jets"))
+    return view
+
+
+def bound_points(
+    row: Mapping[str, Any], on: Mapping[str, Any] | None = None, file_jets: int | None = None
+) -> list[BoundPoint]:
+    """Each error bound of the run's metrics with every error-bounded codec's ratio.
+
+    ``row``: the run's metrics; ``on``: its ``hepae-data evaluate`` record on another sample
+    (keys without the ``on.`` prefix), whose ``own.<s>`` keys fill in codecs the run's
+    metrics lack (the predictive codec) on its own test jets. Ratios from the bytes written
+    at a file of ``file_jets`` jets (default the run's ``rate.file_jets``), side
+    information and model counted (:func:`file_ratio`).
+    """
+    fj = int(file_jets or row.get("rate.file_jets") or FILE_JETS)
+    own = _own_view(on, row)
+    on_row = dict(on or {})
+    if on_row:
+        on_row.setdefault("n_inputs", row.get("n_inputs") or _n_variables(row))
+    ks = sorted(set(bit_depths(row.keys(), "sq")) | set(bit_depths(own.keys(), "pred")))
+    out = []
+    for k in ks:
+        first: dict[str, float] = {}
+        second: dict[str, float] = {}
+        missed: tuple[dict[str, int], dict[str, int]] = ({}, {})
+        for fam in BOUNDED:
+            src = f"{fam}{k}"
+            for i, (ratios, where) in enumerate(((first, row), (second, on_row))):
+                if (
+                    i == 0
+                    and f"{src}.payload_bytes" not in row
+                    and src + ".bits_per_jet" not in row
+                ):
+                    where = own  # the run's metrics lack it: the evaluate record's own.*
+                if f"{src}.payload_bytes" in where or f"{src}.bits_per_jet" in where:
+                    ratios[fam] = file_ratio(where, src, fj)
+                    clipped = where.get(f"{src}.clipped")
+                    n_clipped = float(clipped) if _finite(clipped) else 0.0  # type: ignore[arg-type]
+                    if fam in CLIPPING and n_clipped > 0:
+                        missed[i][fam] = int(n_clipped)
+        # only the bounds where an error-bounded peer beside the plain quantiser exists
+        if len([f for f, r in first.items() if math.isfinite(r)]) >= 2:
+            out.append(BoundPoint(int(k), first, second, *missed))
+    return out
+
+
+def _r(v: float | None) -> str:
+    return f"{v:.2f}" if v is not None and math.isfinite(v) else "-"
+
+
+def bound_table_lines(
+    points: list[BoundPoint], sample: str | None = None, file_jets: int = FILE_JETS
+) -> list[str]:
+    """The table of :func:`bound_points`: per bound, the best codec and its ratio on the
+    run's own test jets (and, with ``sample``, the best on the other sample), then every
+    codec's ratio (``own/other``)."""
+    if not points:
+        return []
+    fams = [f for f in BOUNDED if any(f in p.first or f in p.second for p in points)]
+    legend = ", ".join(f"{BOUNDED_SHORT[f]} = {BOUNDED_LABELS[f]}" for f in fams)
+    cells = "own test jets / " + sample if sample else "own test jets"
+    lines = [
+        "  Best codec per error bound: every value within the bound; bound k = the k-bit",
+        "  scalar quantiser's half step per variable (natural space); ratio = float32 bytes /",
+        f"  bytes written for {file_jets:,} jets, side information and model counted; "
+        f"cells: {cells}",
+        f"  ({legend})",
+    ]
+    width = 12 if sample else 8
+    head = f"    {'k':>3}  {'best':<7}{'ratio':>6}"
+    if sample:
+        head += f"   {'other: best':<12}{'ratio':>6}"
+    lines.append(head + "  " + "".join(f"{BOUNDED_SHORT[f]:>{width}}" for f in fams))
+    for p in points:
+        b = p.best or ""
+        text = f"    {p.k:>3}  {BOUNDED_SHORT.get(b, '-'):<7}{_r(p.first.get(b)):>6}"
+        if sample:
+            b2 = p.best_second or ""
+            text += f"   {BOUNDED_SHORT.get(b2, '-'):<12}{_r(p.second.get(b2)):>6}"
+        row = []
+        for f in fams:
+            c = _r(p.first.get(f)) + ("*" if p.missed_first.get(f) else "")
+            if sample:
+                c += "/" + _r(p.second.get(f)) + ("*" if p.missed_second.get(f) else "")
+            row.append(f"{c:>{width}}")
+        lines.append(text + "  " + "".join(row))
+    if any(p.missed_first or p.missed_second for p in points):
+        lines.append("    * values beyond the quantiser's training ranges were clipped: the bound "
+                     "was missed there, so it is not ranked")  # fmt: skip
     return lines

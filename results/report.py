@@ -396,6 +396,99 @@ def codec_sentence(row: Mapping[str, Any], variables: list[str]) -> str:
     )
 
 
+def evaluated_row(evaluate_csv: Path | None, job_id: Any) -> dict[str, Any] | None:
+    """The ``--evaluate-on`` record of one job (its ``on.`` prefix removed), or None."""
+    if evaluate_csv is None:
+        return None
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(evaluate_csv)
+    except (OSError, ValueError):
+        return None
+    mine = table[table["job_id"].astype(str) == str(job_id)]
+    if not len(mine):
+        return None
+    rec = mine.iloc[0].to_dict()
+    return {k[3:]: v for k, v in rec.items() if str(k).startswith("on.")}
+
+
+def _ks_words(ks: list[int]) -> str:
+    """``k = 6-9, 12`` from a sorted list of bit depths."""
+    runs: list[list[int]] = []
+    for k in ks:
+        if runs and k == runs[-1][-1] + 1:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    return "k = " + ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+
+
+def bound_sentence(points: list[Any], sample: str | None = None) -> str:
+    """Which codec is best at each error bound, and where the learned one wins, in words.
+
+    ``points``: :func:`results.ratedist.bound_points` of the best run. The learned
+    error-bounded codec is the predictive codec (``pred<k>``: its predictor fitted on the
+    training jets); it wins at a bound where its ratio is the highest of all.
+    """
+    from results.ratedist import BOUNDED_LABELS, LEARNED_BOUNDED
+
+    if not points:
+        return (
+            "Best codec per error bound: not measured (the metrics have no quantiser and "
+            "SZ3 points; evaluate.baselines)."
+        )
+    fj_words = "ratios from the bytes written, model counted"
+    parts = []
+    best_by: dict[str, list[int]] = {}
+    for p in points:
+        if p.best:
+            best_by.setdefault(p.best, []).append(p.k)
+    named = "; ".join(f"{BOUNDED_LABELS[f]} at {_ks_words(ks)}" for f, ks in best_by.items())
+    parts.append(f"Best error-bounded codec per bound (the k-bit quantiser's half step): {named}")
+    learned = [f for f in LEARNED_BOUNDED if any(f in p.first or f in p.second for p in points)]
+    if not learned:
+        parts.append(
+            "no learned error-bounded codec was measured (a second sample, `evaluate_on:` in "
+            "the space file or `gridsearch summarize --evaluate-on SAMPLE`, measures the "
+            "predictive codec fitted on the best runs' training jets); the autoencoder's "
+            "quantised latent bounds no error (compared at equal size below)"
+        )
+        return "; ".join(parts) + f" ({fj_words})."
+    for f in learned:
+        for which, where in (("first", "on its own test jets"), ("second", f"on {sample}")):
+            pts = [p for p in points if f in getattr(p, which)]
+            if not pts:
+                continue
+            wins: list[tuple[int, float, str]] = []
+            loses: list[tuple[int, float, str]] = []
+            for p in pts:
+                ratios = getattr(p, which)
+                missed = p.missed_first if which == "first" else p.missed_second
+                others = {g: r for g, r in ratios.items()
+                          if g != f and math.isfinite(r) and not missed.get(g)}  # fmt: skip
+                if not others or not math.isfinite(ratios[f]):
+                    continue
+                peer = max(others, key=lambda g: others[g])
+                factor = ratios[f] / others[peer]
+                (wins if factor > 1 else loses).append((p.k, factor, peer))
+            if not wins and not loses:
+                continue
+            text = f"{where} the {BOUNDED_LABELS[f]} "
+            said = []
+            if wins:
+                lo, hi = min(w[1] for w in wins), max(w[1] for w in wins)
+                span = f"{lo:.2f}x" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f}-{hi:.2f}x"
+                said.append(f"wins at {_ks_words([w[0] for w in wins])} ({span} the best peer)")
+            if loses:
+                peers = sorted({BOUNDED_LABELS[w[2]] for w in loses})
+                lo = min(w[1] for w in loses)
+                said.append(f"loses at {_ks_words([w[0] for w in loses])} to "
+                            f"{' and '.join(peers)} (down to {lo:.2f}x)")  # fmt: skip
+            parts.append(text + " and ".join(said))
+    return "; ".join(parts) + f" ({fj_words})."
+
+
 def other_sample_sentence(evaluate_csv: Path | None, row: Mapping[str, Any]) -> str:
     """How the best run does on the --evaluate-on sample, against its own test jets."""
     if evaluate_csv is None:
@@ -449,6 +542,16 @@ def other_sample_sentence(evaluate_csv: Path | None, row: Mapping[str, Any]) -> 
     return f"{head}: the best run's residuals are {verdict} [{each}]{jets_words}."
 
 
+def _sample_name(on: Mapping[str, Any] | None, evaluate_csv: Path | None) -> str | None:
+    """The other sample's file name (short), from its record or the table's name."""
+    if evaluate_csv is None:
+        return None
+    sample = (on or {}).get("sample")
+    if isinstance(sample, str) and sample:
+        return Path(sample).name
+    return Path(str(evaluate_csv)).stem.removeprefix("evaluate_on_")
+
+
 def bottom_line(used: Any, metric: str, evaluate_csv: Path | None = None) -> list[str]:
     """The report's first lines: which model is best, where it beats the scalar quantiser
     and where it loses, and how it does on another sample; one sentence each.
@@ -474,11 +577,22 @@ def bottom_line(used: Any, metric: str, evaluate_csv: Path | None = None) -> lis
             first += f"; compression ratio {ratio:.3g} (float32 latent)"
         if widths:
             first += f"; residual widths (half the 16-84 % interval) {widths}"
-        sentences = [f"{first}.", codec_sentence(best, variables)]
+        job_dir = best.get("job_dir")
+        if job_dir:
+            first += f" [{job_dir}: `hepae-data compress --model best --campaign DIR` uses it]"
+        from results.ratedist import bound_points, bound_table_lines
+
+        on = evaluated_row(evaluate_csv, best.get("job_id"))
+        sample = _sample_name(on, evaluate_csv)
+        points = bound_points(best, on)
+        sentences = [f"{first}.", bound_sentence(points, sample), codec_sentence(best, variables)]
         sentences.append(other_sample_sentence(evaluate_csv, best))
         lines = ["Bottom line"]
         for s in sentences:
             lines += textwrap.wrap(s, 96, initial_indent="  ", subsequent_indent="    ")
+        fj_num = _num(best.get("rate.file_jets"))
+        fj = int(fj_num) if fj_num > 0 else 1_000_000
+        lines += bound_table_lines(points, sample if on else None, fj)
         return lines
     except Exception as exc:  # the summary must not fail on a sentence
         return ["Bottom line", f"  (could not be worded: {type(exc).__name__}: {exc})"]
