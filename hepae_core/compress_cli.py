@@ -1,6 +1,7 @@
 """``hepae-data compress | decompress | evaluate``: a trained model applied to real files.
 
     hepae-data compress --model JOB_DIR IN.root -o OUT.h5 [--bits 12] [--keep event,rank]
+    hepae-data compress --model best --campaign DIR IN.root -o OUT.h5 --max-error pt=1e-3,...
     hepae-data compress --codec pred IN.root -o OUT.h5 --max-error pt=1e-3,eta=1e-3,...
     hepae-data decompress OUT.h5 -o RECO.root|RECO.h5
     hepae-data evaluate --model JOB_DIR SAMPLE.root [-o metrics.json]
@@ -68,19 +69,83 @@ def _model_files(model: Path) -> list[Path]:
 
 WRITE_ADVICE = "free space (or choose another output) and run again; nothing was written"
 
+#: The run ``gridsearch summarize`` names best, written by it (results/cmd_summarize.py):
+#: ``<campaign>/summary/best.json`` with ``job_id``, ``job_dir``, ``metric``, ``value``.
+BEST_FILE = ("summary", "best.json")
+BEST = "best"
+
+
+def resolve_model(model: str | None, campaign: str | None) -> tuple[Path, str | None]:
+    """The job directory ``--model`` names, and a line saying which job was chosen.
+
+    Without ``--campaign``: ``--model`` is a job directory. With ``--campaign DIR``:
+    ``best`` is the run the campaign's summary names best (``DIR/summary/best.json``: the
+    lowest ranking metric, default best_val_loss, of the finished runs, as the summary's
+    bottom line says), a job id is ``DIR/jobs/<id>``, and a path is a job directory. The
+    job must be done (state.json) with its model.pt. Every refusal is one line.
+    """
+    from hepae_core import jobdir
+    from hepae_core.errors import did_you_mean
+
+    if model is None:
+        raise HepaeError(source="--model", message="give a finished job directory, or "
+                         "--model best --campaign DIR (or --codec pred, which needs none)")  # fmt: skip
+    if campaign is None:
+        if model == BEST:
+            raise HepaeError(source="--model", message="'best' needs the campaign: "
+                             "--model best --campaign DIR")  # fmt: skip
+        return Path(model), None
+    root = Path(campaign)
+    if not (root / "campaign.json").is_file():
+        what = "no such directory" if not root.exists() else "not a campaign directory (no "
+        what += "" if not root.exists() else "campaign.json)"
+        raise HepaeError(source=f"--campaign {campaign}", message=f"{what}; give the "
+                         "directory `gridsearch plan` made")  # fmt: skip
+    note = None
+    if model == BEST:
+        best_file = root.joinpath(*BEST_FILE)
+        best = jobdir.read_json(best_file)
+        if best is None:
+            if (root / "summary" / "report.txt").is_file():
+                why = ("its summary names no best run (no finished job with a finite "
+                       "metric): run the jobs, then `gridsearch summarize " + str(campaign) + "`")  # fmt: skip
+            else:
+                why = f"no summary yet: run `gridsearch summarize {campaign}` first"
+            raise HepaeError(source=f"--campaign {campaign}", message=f"--model best: {why}")
+        job = root / str(best.get("job_dir") or Path("jobs") / str(best.get("job_id")))
+        note = (f"model: {job} (the summary's best run {best.get('name', best.get('job_id'))}:"
+                f" the lowest {best.get('metric')} of {best.get('runs')} finished runs, "
+                f"{best_file})")  # fmt: skip
+    elif (root / "jobs" / model).is_dir():
+        job = root / "jobs" / model
+    elif Path(model).is_dir():
+        job = Path(model)
+    else:
+        ids = sorted(p.name for p in (root / "jobs").iterdir()) if (root / "jobs").is_dir() else []
+        raise HepaeError(source="--model", message=f"no job {model!r} in {root / 'jobs'}"
+                         f"{did_you_mean(model, ids)} (give a job id, a job directory or "
+                         "'best')")  # fmt: skip
+    state = (jobdir.read_state(job) or {}).get("state")
+    if state != jobdir.DONE or not (job / "model.pt").is_file():
+        why = f"is {state}" if state and state != jobdir.DONE else (
+            "never ran" if not state else "has no model.pt")  # fmt: skip
+        hint = " (the summary is older than the job: run `gridsearch summarize` again)" if (
+            model == BEST) else ""  # fmt: skip
+        raise HepaeError(source="--model", message=f"job {job} {why}, not done: compress "
+                         f"with a finished job{hint}")  # fmt: skip
+    return job, note
+
 
 def cmd_compress(args: argparse.Namespace) -> int:
     from hepae_core.codec import compress
 
     if args.codec == "pred":
         return cmd_compress_pred(args)
-    if args.model is None:
-        raise HepaeError(source="--model", message="give a finished job directory (or "
-                         "--codec pred, which needs none)")  # fmt: skip
     if args.variables is not None:
         raise HepaeError(source="--variables", message="the model names its variables; "
                          "--variables is for --codec pred")  # fmt: skip
-    src, out, model = Path(args.input), Path(args.output), Path(args.model)
+    model, chosen = resolve_model(args.model, args.campaign)
+    src, out = Path(args.input), Path(args.output)
     check_output(out, inputs=[src, *_model_files(model)], force=args.force,
                  suffixes=(".h5", ".hdf5"), writes="an HDF5 file")  # fmt: skip
     check_max_error(args.max_error)
@@ -106,6 +171,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
             bar.close()
     for line in summary_lines(out, s, args.max_error):
         print(printable(line))
+    if chosen:
+        print(printable(chosen))
     return EXIT_OK
 
 
@@ -114,7 +181,8 @@ def cmd_compress_pred(args: argparse.Namespace) -> int:
     from hepae_core.pred_file import compress_pred
 
     src, out = Path(args.input), Path(args.output)
-    not_here = [(args.model is not None, "--model"), (args.bits is not None, "--bits"),
+    not_here = [(args.model is not None, "--model"), (args.campaign is not None, "--campaign"),
+                (args.bits is not None, "--bits"),
                 (args.entropy != "none", "--entropy"), (bool(args.keep), "--keep"),
                 (bool(args.container), "--container")]  # fmt: skip
     for given, option in not_here:
@@ -422,7 +490,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("input", help="ROOT (flat or jagged TTree), HDF5 or PhenoML CSV file")
     c.add_argument("-o", "--output", required=True, help="the compressed file (.h5 or .hdf5)")
     c.add_argument("--model", default=None,
-                   help="a finished job directory (--codec ae, the default)")  # fmt: skip
+                   help="a finished job directory (--codec ae, the default); with --campaign "
+                   "DIR: a job id, or 'best', the run DIR's summary names best (lowest "
+                   "best_val_loss, or summarize --metric)")  # fmt: skip
+    c.add_argument("--campaign", default=None, metavar="DIR",
+                   help="the campaign --model best or a job id is taken from")  # fmt: skip
     c.add_argument("--codec", default="ae", choices=("ae", "pred"),
                    help="ae: the job's autoencoder (--model); pred: error-bounded predictive "
                    "coding fitted on this file, no model needed, a --max-error bound for "
