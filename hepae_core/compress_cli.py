@@ -88,8 +88,8 @@ def resolve_model(model: str | None, campaign: str | None) -> tuple[Path, str | 
     from hepae_core.errors import did_you_mean
 
     if model is None:
-        raise HepaeError(source="--model", message="give a finished job directory, or "
-                         "--model best --campaign DIR (or --codec pred, which needs none)")  # fmt: skip
+        raise HepaeError(source="--model", message="give a finished job directory, or --model "
+                         "best --campaign DIR (or --codec pred, which needs none)")  # fmt: skip
     if campaign is None:
         if model == BEST:
             raise HepaeError(source="--model", message="'best' needs the campaign: "
@@ -107,8 +107,8 @@ def resolve_model(model: str | None, campaign: str | None) -> tuple[Path, str | 
         best = jobdir.read_json(best_file)
         if best is None:
             if (root / "summary" / "report.txt").is_file():
-                why = ("its summary names no best run (no finished job with a finite "
-                       "metric): run the jobs, then `gridsearch summarize " + str(campaign) + "`")  # fmt: skip
+                why = ("its summary names no best run (no finished job with a finite metric): "
+                       f"run the jobs, then `gridsearch summarize {campaign}`")  # fmt: skip
             else:
                 why = f"no summary yet: run `gridsearch summarize {campaign}` first"
             raise HepaeError(source=f"--campaign {campaign}", message=f"--model best: {why}")
