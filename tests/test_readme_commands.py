@@ -164,6 +164,11 @@ def _scratch(tmp_path: Path, epochs: int = 2) -> Path:
     (work / "examples").mkdir(parents=True)
     for ex in EXAMPLES:
         _shrink(ex, work / "examples" / ex.name, epochs)
+    # the bundled sample where the README's compress line reads it (repository root)
+    (work / "hepae_core" / "data").mkdir(parents=True)
+    (work / "hepae_core" / "data" / "dijet_4d.root").symlink_to(
+        REPO / "hepae_core" / "data" / "dijet_4d.root"
+    )
     return work
 
 
@@ -223,6 +228,7 @@ def test_the_readme_runs_on_the_demo(tmp_path):
     readme = [c for _, c in block_commands(REPO / "README.md")]
     lines = readme[: readme.index("gridsearch sites") + 1]
     assert any(c.startswith("gridsearch promote runs/demo") for c in lines)
+    assert any(c.startswith("hepae-data compress --model best --campaign runs/demo") for c in lines)
     done = []
     for cmd in lines:
         if any(f"--site {s}" in cmd for s in SCHEDULERS):
@@ -232,6 +238,8 @@ def test_the_readme_runs_on_the_demo(tmp_path):
         done.append(cmd)
         if cmd.startswith("gridsearch promote"):
             assert "promot" in proc.stdout and "local run ended: 2 done" in proc.stdout, proc.stdout
+        if cmd.startswith("hepae-data compress --model best"):
+            assert "the summary's best run" in proc.stdout, proc.stdout
     assert (work / "runs" / "demo" / "summary" / "report.txt").is_file()
     report = (work / "runs" / "demo" / "summary" / "report.txt").read_text()
     assert report.splitlines()[2] == "Bottom line"
