@@ -144,7 +144,7 @@ def quantise(z: torch.Tensor, mode: str, training: bool) -> torch.Tensor:
     raise ValueError(f"unknown quantise mode {mode!r}; expected one of {QUANTISE_MODES}")
 
 
-def latent_size(model: nn.Module) -> int:
+def latent_size(model: Any) -> int:
     """Width of the latent: the encoder's last linear layer."""
     linear = [m for m in model.encoder.modules() if isinstance(m, nn.Linear)]
     return int(linear[-1].out_features)
@@ -154,7 +154,7 @@ class RateAware(nn.Module):
     """The autoencoder and its prior, trained together: ``forward`` returns
     ``(decode(q(z)), bits per jet)``; rounding in eval mode, ``mode`` in training."""
 
-    def __init__(self, model: nn.Module, prior: FactorisedPrior, mode: str = "noise") -> None:
+    def __init__(self, model: Any, prior: FactorisedPrior, mode: str = "noise") -> None:
         super().__init__()
         if mode not in QUANTISE_MODES:
             raise ValueError(f"unknown quantise mode {mode!r}; expected one of {QUANTISE_MODES}")
@@ -169,7 +169,7 @@ class RateAware(nn.Module):
 
 @torch.no_grad()
 def evaluate_rate(
-    model: nn.Module, prior: FactorisedPrior, x: torch.Tensor, batch: int = 65536
+    model: Any, prior: FactorisedPrior, x: torch.Tensor, batch: int = 65536
 ) -> tuple[float, float]:
     """(mean squared error per value, mean bits per jet) of ``x`` with the latent rounded.
 
@@ -194,7 +194,7 @@ def evaluate_rate(
 @torch.no_grad()
 def job_rate_metrics(
     payload: dict[str, Any],
-    model: nn.Module,
+    model: Any,
     norm: Any,
     x_phys: np.ndarray,
     kinds: list[str],

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -27,6 +27,10 @@ from torch.nn import functional as F
 
 from hepae_core.diskfull import writing
 from hepae_core.jobdir import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from hepae_core.augment import Augmenter
+    from hepae_core.rate_model import RateAware
 
 VAL_BATCH = 65536
 
@@ -279,7 +283,7 @@ class Trainer:
             self.starts.pop()
         # train.rate_lambda / train.augment (docs/rate_aware.md): None when off
         self.rate_lambda = float(tcfg.get("rate_lambda") or 0.0)
-        self.rate: nn.Module | None = None
+        self.rate: RateAware | None = None
         if self.rate_lambda > 0:
             from hepae_core.rate_model import FactorisedPrior, RateAware, latent_size
 
@@ -287,7 +291,7 @@ class Trainer:
                 raise ValueError("train.rate_lambda needs one jet per input (no data.group)")
             prior = FactorisedPrior(latent_size(model)).to(self.device)
             self.rate = RateAware(model, prior, tcfg.get("rate_quantise") or "noise")
-        self.augment: Any = None
+        self.augment: Augmenter | None = None
         if tcfg.get("augment"):
             from hepae_core.augment import make
 
@@ -412,8 +416,10 @@ class Trainer:
                 self.perm = torch.randperm(x.shape[0], generator=self.generator)
                 self.epoch_loss.zero_()
                 self.epoch_time = 0.0
-            xs = x[self.perm.to(x.device)]  # one gather per epoch; batches are views
-            ms = None if self.m_train is None else self.m_train[self.perm.to(x.device)]
+            assert self.perm is not None  # drawn above, or restored with its batch
+            perm = self.perm.to(x.device)
+            xs = x[perm]  # one gather per epoch; batches are views
+            ms = None if self.m_train is None else self.m_train[perm]
             t0 = time.perf_counter()
             loss_sum = self.epoch_loss
             starts = self.starts
@@ -425,7 +431,7 @@ class Trainer:
                 if self.rate is not None:
                     out, bits = self.rate(xb)
                     loss = F.mse_loss(out, xb) + self.rate_lambda * bits.mean()
-                    weight = xb.shape[0]
+                    weight: Any = xb.shape[0]
                 elif ms is None:
                     loss = F.mse_loss(self.forward(xb), xb)
                     weight = xb.shape[0]
