@@ -114,7 +114,7 @@ class CastCodec(BaseCodec):
             with np.errstate(over="ignore"):
                 h = x32.astype(np.float16).view(np.uint16)
         else:
-            u = x32.view(np.uint32).astype(np.uint64)
+            u: np.ndarray = x32.view(np.uint32).astype(np.uint64)
             u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
             nan = np.isnan(x32)
             u[nan] = (x32.view(np.uint32)[nan] >> 16).astype(np.uint16) | 0x40  # stay NaN
@@ -233,7 +233,7 @@ class EntropyScalarCodec(ScalarCodec):
         codes = q.encode(x, k)
         matrix = np.stack(codes, axis=1).astype(np.uint32) if codes else np.empty((len(x), 0))
         payload, tables, n_words = ans_encode(matrix, widths)
-        side = {
+        side: dict[str, np.ndarray] = {
             "lo": np.asarray(q.lo, np.float32),
             "hi": np.asarray(q.hi, np.float32),
             "tables": np.frombuffer(tables, np.uint8),
@@ -609,7 +609,7 @@ def baseline_codecs(
 
 def stored_bytes(enc: Encoded, model_bytes: int = 0, file_jets: int | None = None) -> float:
     """Payload + side + model bytes, for the jets encoded or scaled to ``file_jets`` jets."""
-    payload = enc.payload_bytes
+    payload: float = enc.payload_bytes
     if file_jets is not None and enc.n:
         payload = payload * file_jets / enc.n
     return payload + enc.side_bytes + model_bytes

@@ -236,6 +236,7 @@ def _eval(node: ast.AST, cols: dict[str, Any], np: Any) -> Any:
             _BIN[type(node.op)]
         ](a, b)
     if isinstance(node, ast.Call):
+        assert isinstance(node.func, ast.Name)  # _check admits only calls of FUNCTIONS
         arg = _eval(node.args[0], cols, np)
         return {"abs": np.abs, "log10": np.log10, "sqrt": np.sqrt}[node.func.id](arg)
     raise CutSyntaxError(f"cannot evaluate '{type(node).__name__}'")  # pragma: no cover

@@ -75,7 +75,7 @@ def form_groups(
                 f"{MIN_GROUPS} are needed to train, validate and test): choose a size of at "
                 f"most {max(1, n_jets // MIN_GROUPS)} or read more jets",
             )
-        rows = np.full(n_groups * g, -1, dtype=np.int64)
+        rows: np.ndarray = np.full(n_groups * g, -1, dtype=np.int64)
         rows[:n_jets] = np.arange(n_jets)
         rows = rows.reshape(n_groups, g)
         if order_pt is not None:

@@ -10,6 +10,7 @@ decoder learns to tolerate the codec's quantisation (docs/compression.md). With
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,7 +21,7 @@ class LatentNoise(nn.Module):
 
     def __init__(self, model: nn.Module, bits: int, active: Callable[[], bool]) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model  # an AutoEncoder (encode, decode)
         self.bits = int(bits)
         self.active = active
 

@@ -28,7 +28,7 @@ def curve(row: Mapping[str, Any], method: str, var: str) -> tuple[np.ndarray, np
     xs, ys = [], []
     for k in bit_depths(row.keys(), method):
         b, w = row.get(f"{method}{k}.bits_per_jet"), row.get(f"{method}{k}.{var}.width")
-        if _finite(b) and _finite(w):
+        if b is not None and w is not None and _finite(b) and _finite(w):
             xs.append(float(b))
             ys.append(float(w))
     order = np.argsort(xs)

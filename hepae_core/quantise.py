@@ -235,7 +235,7 @@ class LatentQuantiser:
 
 
 def _bit_list(bits: int | list[int] | tuple[int, ...], columns: int) -> list[int]:
-    out = [int(bits)] * columns if np.ndim(bits) == 0 else [int(b) for b in bits]  # type: ignore[arg-type]
+    out = [int(bits)] * columns if np.ndim(bits) == 0 else [int(b) for b in bits]  # type: ignore[arg-type, union-attr]
     if len(out) != columns:
         raise ValueError(f"{len(out)} bit widths for {columns} columns")
     if any(not 1 <= b <= 32 for b in out):

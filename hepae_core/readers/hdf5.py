@@ -46,7 +46,7 @@ def iter_hdf5(path: Path, req: ReadRequest) -> Iterator[dict[str, Any]]:
     f = open_hdf5(path)
     with f:
         if req.key and req.key not in f:
-            groups = []
+            groups: list[str] = []
             f.visit(groups.append)
             raise DataError(
                 source=str(path),
