@@ -325,6 +325,12 @@ class JobRun:
             self.data = prepare_jets(self.job_dir, self.cfg, jets)
         return self.data
 
+    @property
+    def prepared(self) -> Prepared:
+        """The data of :meth:`prepare` (which every later step follows)."""
+        assert self.data is not None, "JobRun.prepare comes before this step"
+        return self.data
+
     # 3 ---------------------------------------------------------------- build trainer
     def build_trainer(self):
         """The model and its Trainer, resumed from checkpoint.pt unless ``fresh``.
@@ -339,7 +345,7 @@ class JobRun:
         from hepae_core.tensorboard import open_scalars
         from hepae_core.train import Trainer, progress_printer
 
-        cfg, data, job_dir, device = self.cfg, self.data, self.job_dir, self.device
+        cfg, data, job_dir, device = self.cfg, self.prepared, self.job_dir, self.device
         tcfg = cfg["train"]
         self.scalars = open_scalars(job_dir, cfg)
         model = build_model(cfg["model"], data.width).to(device)
@@ -434,26 +440,17 @@ class JobRun:
         from hepae_core.evaluate import evaluate
         from hepae_core.train import evaluate_loss
 
-        cfg, data, job_dir, device = self.cfg, self.data, self.job_dir, self.device
+        cfg, data, job_dir, device = self.cfg, self.prepared, self.job_dir, self.device
         best, _, payload = load_model(job_dir / jobdir.MODEL, allow_grouped=True)
         best = best.to(device)
         mask = None if data.m_test is None else torch.from_numpy(data.m_test).to(device)
         test_loss = evaluate_loss(best, torch.from_numpy(data.x_test_norm).to(device), mask)
         kinds = residual_kinds(cfg)
         ecfg = cfg["evaluate"]
-        if data.grouped is not None:
-            from hepae_core.two_stage import choice_metrics, evaluate_grouped
+        if data.group is not None:  # grouped and two-stage models
+            from hepae_core.two_stage import evaluate_prepared
 
-            g = data.grouped
-            g.codec.model, g.codec.device = best, device
-            if g.codec.stage1 is not None:
-                g.codec.stage1 = g.codec.stage1.to(device)
-            metrics, x_eval, out = evaluate_grouped(
-                g.codec, data.x_test_phys, g.test_rows, g.train_rows, kinds, ecfg,
-                stage1=g.codec.stage1,
-            )  # fmt: skip
-            if g.stage1 is not None:
-                metrics.update(choice_metrics(g.stage1))
+            metrics, x_eval, out = evaluate_prepared(data, best, kinds, ecfg, device)
         else:
             x_eval = data.x_test_phys[slice(0, ecfg["max_jets"])]
             metrics, out = evaluate(
@@ -478,7 +475,7 @@ class JobRun:
         from hepae_core.config import residual_kinds
         from hepae_core.residuals import residuals
 
-        cfg, data, job_dir = self.cfg, self.data, self.job_dir
+        cfg, data, job_dir = self.cfg, self.prepared, self.job_dir
         kinds = residual_kinds(cfg)
         kind_list = [kinds[v] for v in data.variables]
         sample = slice(0, EVAL_SAMPLE)
@@ -509,7 +506,7 @@ class JobRun:
 
         from hepae_core.models import count_parameters
 
-        cfg, data = self.cfg, self.data
+        cfg, data = self.cfg, self.prepared
         last = result.history[-1]
         return {
             "schema_version": 1,

@@ -12,10 +12,11 @@ and ``state_dict`` into an AutoEncoder in eval mode. :func:`load_model` (the job
 evaluation) and :func:`stage1_from_payload` (a two-stage model's first stage) both build
 through it, so every torch reader of a model.pt reads it alike.
 
-The compression codec (``hepae_core.codec.AutoencoderCodec.from_bytes``) has its own
-reader of the same file for per-jet models, ``codec.read_model_file``, which rebuilds the
-tensors as numpy arrays without importing torch (compress/decompress stay torch-free); it
-checks the same :data:`MODEL_FORMAT`.
+The compression codec (``hepae_core.codec.AutoencoderCodec.from_bytes``) loads grouped and
+two-stage models through :func:`load_model` too; for per-jet models it reads the same file
+with ``codec.read_model_file``, which rebuilds the tensors as numpy arrays without
+importing torch (compress/decompress stay torch-free), and checks the same
+:data:`MODEL_FORMAT`.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def read_payload(source: str | Path | bytes, name: str | None = None) -> dict[st
     return payload
 
 
-def build_network(model_config: dict[str, Any], n_inputs: int, state_dict: dict[str, Any]):
+def build_network(model_config: dict[str, Any], n_inputs: int, state_dict: dict[str, Any]) -> Any:
     """An AutoEncoder of ``model_config`` with ``state_dict`` loaded, in eval mode."""
     from hepae_core.models import build_model
 
@@ -84,18 +85,21 @@ def build_network(model_config: dict[str, Any], n_inputs: int, state_dict: dict[
     return model
 
 
-def load_model(path: str | Path, allow_grouped: bool = False):
+def load_model(
+    source: str | Path | bytes, allow_grouped: bool = False, name: str | None = None
+) -> tuple[Any, Any, dict[str, Any]]:
     """Load a saved model: returns (model in eval mode, normaliser, payload).
 
-    Grouped and two-stage models (several jets per input) are refused unless
-    ``allow_grouped``: code that feeds one jet at a time cannot use them.
+    ``source`` is a path, or the file's bytes named ``name`` (a model stored in a
+    compressed file). Grouped and two-stage models (several jets per input) are refused
+    unless ``allow_grouped``: code that feeds one jet at a time cannot use them.
     """
     from hepae_core.normalise import Normaliser
 
-    payload = read_payload(path)
+    payload = read_payload(source, name)
     if payload.get("group") and not allow_grouped:
         raise HepaeError(
-            source=str(path),
+            source=name or str(source),
             key="data.group",
             message="is a grouped (collective) model taking several jets per input; this "
             "command handles one jet per input (see docs/collective.md)",
@@ -105,7 +109,7 @@ def load_model(path: str | Path, allow_grouped: bool = False):
     return model, Normaliser.from_dict(payload["normalisation"]), payload
 
 
-def stage1_from_payload(payload: dict[str, Any]):
+def stage1_from_payload(payload: dict[str, Any]) -> tuple[Any, Any]:
     """The stage-1 (per-jet) model a two-stage model.pt carries, and its normaliser."""
     from hepae_core.normalise import Normaliser
 

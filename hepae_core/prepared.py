@@ -1,17 +1,36 @@
 """A job's data after reading, cutting, splitting and normalising: :class:`Prepared`.
 
 One data preparation for every model: :func:`prepare_jets` for per-jet models,
-``hepae_core.two_stage.prepare`` for grouped and two-stage ones (which fills the optional
-fields). Both return a Prepared, which :class:`hepae_core.jobrun.JobRun` trains and
-evaluates. This module imports no other module of the job run, so the run and the
-grouped models can both import it without a circle.
+``hepae_core.two_stage.prepare`` for grouped and two-stage ones. Both return a Prepared,
+which :class:`hepae_core.jobrun.JobRun` trains and evaluates. A grouped or two-stage job's
+data differs in one optional part, :class:`GroupSpec`; a per-jet job is the case without
+it (group size 1, no stage 1). This module imports no other module of the job run, so
+the run and the grouped models can both import it without a circle.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+
+@dataclass
+class GroupSpec:
+    """What a grouped or two-stage job's data adds (``hepae_core.two_stage.prepare``).
+
+    Each input is a group of G slots, flattened; padded slots are masked out of the loss.
+    """
+
+    n_inputs: int  # the model's input width: G x (d, or the stage-1 latent size)
+    m_train: Any  # masks of the real slots, shaped like the inputs
+    m_val: Any
+    m_test: Any
+    codec: Any  # hepae_core.two_stage.GroupedCodec: jets <-> one latent per group
+    train_rows: Any  # (n_groups, G) rows of the training jets in the sample, -1 padding
+    test_rows: Any  # (n_groups, G) rows of the test jets in Prepared.x_test_phys
+    stage1: Any = None  # hepae_core.two_stage.Stage1 of a two-stage job
+    model_extra: dict[str, Any] = field(default_factory=dict)  # keys model.pt adds
 
 
 @dataclass
@@ -26,19 +45,29 @@ class Prepared:
     x_test_phys: Any  # physical units, rows whose normalised values are finite
     x_test_norm: Any
     counts: dict[str, Any]
-    # grouped and two-stage jobs (hepae_core.two_stage): flattened groups, masks of the
-    # real slots, the model's input width and what model.pt must carry
-    n_inputs: int | None = None
-    m_train: Any = None
-    m_val: Any = None
-    m_test: Any = None
-    grouped: Any = None
-    model_extra: dict[str, Any] | None = None
+    group: GroupSpec | None = None  # grouped and two-stage jobs; None: one jet per input
 
     @property
     def width(self) -> int:
         """The model's input width: the variables, or a whole group of them."""
-        return self.n_inputs or len(self.variables)
+        return len(self.variables) if self.group is None else self.group.n_inputs
+
+    # The trainer's and the model file's view (None for per-jet jobs).
+    @property
+    def m_train(self) -> Any:
+        return None if self.group is None else self.group.m_train
+
+    @property
+    def m_val(self) -> Any:
+        return None if self.group is None else self.group.m_val
+
+    @property
+    def m_test(self) -> Any:
+        return None if self.group is None else self.group.m_test
+
+    @property
+    def model_extra(self) -> dict[str, Any] | None:
+        return None if self.group is None else self.group.model_extra
 
 
 def prepare_jets(job_dir: Path, cfg: dict[str, Any], jets: Any = None) -> Prepared:

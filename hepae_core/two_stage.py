@@ -35,7 +35,7 @@ from hepae_core.modelfile import load_model
 from hepae_core.modelfile import stage1_from_payload as stage1_from_payload  # re-exported
 from hepae_core.models import AutoEncoder, build_model
 from hepae_core.normalise import Normaliser
-from hepae_core.prepared import Prepared
+from hepae_core.prepared import GroupSpec, Prepared
 from hepae_core.quantise import LatentQuantiser
 from hepae_core.residuals import residuals, stats_table
 from hepae_core.states import STAGE1_NOT_DONE
@@ -86,12 +86,16 @@ class GroupedCodec:
             return x
         self.stage1.eval()
         z = self.stage1.encode(torch.from_numpy(x).to(self.device)).cpu().numpy()
-        return z if raw else self.feat_norm.forward(z)
+        if raw:
+            return z
+        assert self.feat_norm is not None  # fitted on the raw latents before any other use
+        return self.feat_norm.forward(z)
 
     @torch.no_grad()
     def jets_from_features(self, f: np.ndarray) -> np.ndarray:
         if self.stage1 is None:
             return self.norm.inverse(f)
+        assert self.feat_norm is not None  # two-stage codecs always carry it
         z = torch.from_numpy(np.ascontiguousarray(self.feat_norm.inverse(f), dtype=np.float32))
         return self.norm.inverse(self.stage1.decode(z.to(self.device)).cpu().numpy())
 
@@ -215,6 +219,7 @@ def resolve_stage1(cfg: dict[str, Any], job_dir: Path) -> tuple[dict[str, Any], 
         a finite value of it.
     """
     spec = stage1_spec(cfg)
+    assert spec is not None  # called for two-stage configs (model.stage1 set) only
     recorded = _recorded_choice(job_dir, spec)
     if recorded is not None:
         return recorded, True
@@ -300,12 +305,12 @@ def choice_metrics(stage1: Stage1) -> dict[str, Any]:
     return {"stage1.id": choice.get("chosen_id"), "stage1.pick_value": choice.get("value")}
 
 
-def prepare(job_dir: Path, cfg: dict[str, Any]):
+def prepare(job_dir: Path, cfg: dict[str, Any]) -> Prepared:
     """Read, group, split and normalise for a grouped or two-stage job: a Prepared."""
     from hepae_core.config import variables_of
-    from hepae_core.data import load_jets
 
     group = group_of(cfg)
+    assert group is not None  # JobRun.prepare comes here for grouped configs only
     variables = variables_of(cfg)
     stage1 = load_stage1(cfg, job_dir, variables) if cfg["model"]["stage1"] else None
     if stage1 is not None and cfg["model"]["latent"] >= group["size"] * stage1.latent:
@@ -316,18 +321,7 @@ def prepare(job_dir: Path, cfg: dict[str, Any]):
             message=f"is {cfg['model']['latent']}, but a group of {group['size']} stage-1 "
             f"latent vectors has {n} values: choose a latent size below {n}",
         )
-    carry = event_branch(cfg, group)
-    try:
-        jets = load_jets(cfg, job_dir, carry)
-    except DataError as exc:
-        if carry and f"no branch '{carry[0]}'" in exc.message:
-            raise DataError(
-                source=exc.source,
-                key="data.group.event",
-                message=f"by: event needs a per-jet event-number branch, and there is no "
-                f"'{carry[0]}': name it with data.group.event, or use by: sequence",
-            ) from None
-        raise
+    jets, event = _read_jets(cfg, job_dir, group)
     counts = dict(jets.counts)
     pt = jets.values[:, variables.index("pt")] if "pt" in variables else None
     if group["order"] == "pt" and pt is None:
@@ -336,33 +330,13 @@ def prepare(job_dir: Path, cfg: dict[str, Any]):
             key="data.group.order",
             message="is pt, but pt is not among data.variables: use order: file",
         )
-    event = jets.extra.get(carry[0]) if carry else None
     groups = form_groups(cfg, group, len(jets.values), pt, event)
     parts = split_groups(
         groups, cfg["data"]["test_fraction"], cfg["train"]["val_fraction"], cfg["seed"]
     )
     train_jets = groups.rows[parts.train]
     train_jets = train_jets[train_jets >= 0]
-    if stage1 is None:
-        norm = Normaliser.fit(cfg["normalisation"]["kind"], variables, jets.values[train_jets])
-        codec = GroupedCodec(
-            build_model(cfg["model"], 1), norm, None, None, group["size"], torch.device("cpu")
-        )
-    else:
-        norm = stage1.norm
-        codec = GroupedCodec(
-            build_model(cfg["model"], 1),
-            norm,
-            None,
-            stage1.model,
-            group["size"],
-            torch.device("cpu"),
-        )
-        z_train = codec.features(jets.values[train_jets], raw=True)
-        names = [f"z{i}" for i in range(stage1.latent)]
-        codec.feat_norm = Normaliser.fit(
-            "standard", names, z_train[np.isfinite(z_train).all(axis=1)]
-        )
+    codec = _new_codec(cfg, group["size"], variables, stage1, jets.values[train_jets])
     feats = codec.features(jets.values)
     # Jets outside the normalisation's domain cannot be encoded: their slots become padding.
     bad = ~np.isfinite(feats).all(axis=1)
@@ -389,26 +363,75 @@ def prepare(job_dir: Path, cfg: dict[str, Any]):
         val_jets=int((groups.rows[parts.val] >= 0).sum()),
         test_jets=int((test_rows >= 0).sum()),
     )
-    prepared = Prepared(
-        variables,
-        norm,
-        x_train,
-        jets.values[train_jets],
-        x_val,
-        jets.values,  # the test jets are picked by rows, see GroupedData
-        x_test,
-        counts,
-    )
-    prepared.n_inputs = group["size"] * width
-    prepared.m_train, prepared.m_val, prepared.m_test = m_train, m_val, m_test
-    prepared.grouped = GroupedData(
+    n_inputs = group["size"] * width
+    spec = GroupSpec(
+        n_inputs=n_inputs,
+        m_train=m_train,
+        m_val=m_val,
+        m_test=m_test,
         codec=codec,
-        test_rows=test_rows,
         train_rows=groups.rows[parts.train],
+        test_rows=test_rows,
         stage1=stage1,
+        model_extra=_model_extra(group, n_inputs, stage1, codec),
     )
-    extra: dict[str, Any] = {"group": group, "n_inputs": prepared.n_inputs}
+    # the test jets are picked by rows (GroupSpec.test_rows): x_test_phys holds them all
+    return Prepared(
+        variables, norm=codec.norm, x_train=x_train, x_train_phys=jets.values[train_jets],
+        x_val=x_val, x_test_phys=jets.values, x_test_norm=x_test, counts=counts, group=spec,
+    )  # fmt: skip
+
+
+def _read_jets(cfg: dict[str, Any], job_dir: Path, group: dict[str, Any]) -> tuple[Any, Any]:
+    """The sample's jets and, for ``by: event``, their event numbers (else None)."""
+    from hepae_core.data import load_jets
+
+    carry = event_branch(cfg, group)
+    try:
+        jets = load_jets(cfg, job_dir, carry)
+    except DataError as exc:
+        if carry and f"no branch '{carry[0]}'" in exc.message:
+            raise DataError(
+                source=exc.source,
+                key="data.group.event",
+                message=f"by: event needs a per-jet event-number branch, and there is no "
+                f"'{carry[0]}': name it with data.group.event, or use by: sequence",
+            ) from None
+        raise
+    return jets, (jets.extra.get(carry[0]) if carry else None)
+
+
+def _new_codec(
+    cfg: dict[str, Any],
+    size: int,
+    variables: list[str],
+    stage1: Stage1 | None,
+    x_train_phys: np.ndarray,
+) -> GroupedCodec:
+    """The codec of the model to train, its normalisers fitted on the training jets.
+
+    Its model is a placeholder until training ends (JobRun puts the best one in). It is
+    built first, as it always was: its weights draw from the seeded generator.
+    """
+    placeholder = build_model(cfg["model"], 1)
+    cpu = torch.device("cpu")
+    if stage1 is None:
+        norm = Normaliser.fit(cfg["normalisation"]["kind"], variables, x_train_phys)
+        return GroupedCodec(placeholder, norm, None, None, size, cpu)
+    codec = GroupedCodec(placeholder, stage1.norm, None, stage1.model, size, cpu)
+    z_train = codec.features(x_train_phys, raw=True)
+    names = [f"z{i}" for i in range(stage1.latent)]
+    codec.feat_norm = Normaliser.fit("standard", names, z_train[np.isfinite(z_train).all(axis=1)])
+    return codec
+
+
+def _model_extra(
+    group: dict[str, Any], n_inputs: int, stage1: Stage1 | None, codec: GroupedCodec
+) -> dict[str, Any]:
+    """What a grouped or two-stage model.pt carries beside the per-jet keys."""
+    extra: dict[str, Any] = {"group": group, "n_inputs": n_inputs}
     if stage1 is not None:
+        assert codec.feat_norm is not None  # fitted by _new_codec for two-stage models
         extra["stage1"] = {
             "model_config": stage1.payload["model_config"],
             "state_dict": stage1.payload["state_dict"],
@@ -416,22 +439,11 @@ def prepare(job_dir: Path, cfg: dict[str, Any]):
             "val_loss": stage1.payload.get("val_loss"),
         }
         extra["feature_normalisation"] = codec.feat_norm.to_dict()
-    prepared.model_extra = extra
-    return prepared
-
-
-@dataclass
-class GroupedData:
-    """What the evaluation of a grouped job needs beside Prepared's arrays."""
-
-    codec: GroupedCodec
-    test_rows: np.ndarray  # (n_groups, G) rows of the test jets in Prepared.x_test_phys
-    train_rows: np.ndarray
-    stage1: Stage1 | None
+    return extra
 
 
 def codec_from_payload(
-    model: AutoEncoder, norm: Normaliser, payload: dict[str, Any], device
+    model: AutoEncoder, norm: Normaliser, payload: dict[str, Any], device: torch.device
 ) -> GroupedCodec:
     """The GroupedCodec of a saved grouped or two-stage model.pt."""
     stage1 = feat = None
@@ -440,6 +452,30 @@ def codec_from_payload(
         stage1 = stage1.to(device)
         feat = Normaliser.from_dict(payload["feature_normalisation"])
     return GroupedCodec(model.to(device), norm, feat, stage1, int(payload["group"]["size"]), device)
+
+
+def evaluate_prepared(
+    data: Prepared,
+    best: AutoEncoder,
+    kinds: dict[str, str],
+    ecfg: dict[str, Any],
+    device: torch.device,
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """A grouped or two-stage job's evaluation of its trained model ``best`` on its test
+    groups (JobRun.evaluate): (metrics, test jets in, jets out), stage-1 choice included."""
+    spec = data.group
+    assert spec is not None  # JobRun.evaluate comes here for grouped jobs only
+    codec = spec.codec
+    codec.model, codec.device = best, device
+    if codec.stage1 is not None:
+        codec.stage1 = codec.stage1.to(device)
+    metrics, x_eval, out = evaluate_grouped(
+        codec, data.x_test_phys, spec.test_rows, spec.train_rows, kinds, ecfg,
+        stage1=codec.stage1,
+    )  # fmt: skip
+    if spec.stage1 is not None:
+        metrics.update(choice_metrics(spec.stage1))
+    return metrics, x_eval, out
 
 
 def evaluate_grouped(
@@ -453,11 +489,11 @@ def evaluate_grouped(
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Metrics of a grouped model on the test groups: (metrics, test jets in, jets out).
 
-    Returns per-jet arrays of the real (unpadded) slots, in physical units.
+    Returns per-jet arrays of the real (unpadded) slots, in physical units. The keys are
+    a per-jet model's (docs/metrics.md) with bits and ratios per group of G jets, plus
+    ``slot<k>.*``, ``group.*`` and, for two-stage models, ``stage1.*`` and
+    ``stage2_cost.*``.
     """
-    from hepae_core.codecs import LatentCodec
-    from hepae_core.evaluate import CURVE_STATS, baseline_metrics, model_weight_bytes, rate_keys
-
     variables = codec.norm.variables
     kind_list = [kinds[v] for v in variables]
     d, g = len(variables), codec.size
@@ -508,39 +544,83 @@ def evaluate_grouped(
     m["encode_s_per_jet"] = (t1 - t0) / max(1, n_real)
     m["decode_s_per_jet"] = (t2 - t1) / max(1, n_real)
     if stage1 is not None:
-        with torch.no_grad():
-            x1 = torch.from_numpy(codec.norm.forward(x_in)).to(codec.device)
-            y1 = codec.norm.inverse(stage1(x1).cpu().numpy())
-        m.update(stats_table("stage1", residuals(x_in, y1, kind_list), variables))
-        z1 = len(codec.feat_norm.variables)  # one standardised variable per stage-1 latent
-        m["stage1.latent"] = z1
-        m["stage1.compression_ratio"] = d / z1 if z1 else float("nan")
-        for v in variables:
-            w1, w2 = m[f"stage1.{v}.width"], m[f"ae.{v}.width"]
-            m[f"stage2_cost.{v}.width_ratio"] = w2 / w1 if w1 else float("nan")
+        m.update(_stage1_metrics(codec, stage1, x_in, kind_list, m))
     if ecfg["baselines"] and n_real:
         t0 = time.perf_counter()
-        train_real = train_rows[train_rows >= 0]
-        x_train = x_phys[train_real]
-        bits = tuple(ecfg["bits"])
-        pca_z = ecfg["pca_components"] or max(1, min(d - 1, round(latent / g)))
-        m.update(baseline_metrics(x_in, x_train, variables, kind_list, bits, pca_z))
-        z_train = codec.encode(x_phys, train_rows)
-        q = LatentQuantiser.fit(z_train[np.isfinite(z_train).all(axis=1)])
-        for i, (a, b) in enumerate(zip(q.lo, q.hi)):
-            m[f"latent.{i}.min"] = a
-            m[f"latent.{i}.max"] = b
-        # the same codec and byte accounting as a per-jet model: the model counted
-        mb = sum(model_weight_bytes(mod) for mod in (codec.model, stage1) if mod is not None)
-        for k in bits:
-            lc = LatentCodec(variables, codec.encode, codec.decode, k, mb, kind_list, q)
-            enc = lc.encode_latent(z, n_real)
-            yq = codec.decode(lc.decode_latent(enc))[real]
-            m.update(stats_table(f"aeq{k}", residuals(x_in, yq, kind_list), variables, CURVE_STATS))
-            m.update(
-                rate_keys(
-                    lc, enc, d, lc.nominal_bits_per_jet(jets_per_group), m["rate.file_jets"], m
-                )
-            )
+        m.update(_baseline_metrics(codec, stage1, x_phys, train_rows, x_in, z, rows, ecfg, kinds))
         m["baselines_s"] = time.perf_counter() - t0
     return m, x_in, out
+
+
+def _stage1_metrics(
+    codec: GroupedCodec,
+    stage1: AutoEncoder,
+    x_in: np.ndarray,
+    kind_list: list[str],
+    m: dict[str, Any],
+) -> dict[str, Any]:
+    """The stage-1 model alone on the test jets, and what stage 2 costs beside it.
+
+    ``m`` holds the two-stage model's ``ae.<v>.width``.
+    """
+    variables = codec.norm.variables
+    d = len(variables)
+    with torch.no_grad():
+        x1 = torch.from_numpy(codec.norm.forward(x_in)).to(codec.device)
+        y1 = codec.norm.inverse(stage1(x1).cpu().numpy())
+    out = stats_table("stage1", residuals(x_in, y1, kind_list), variables)
+    assert codec.feat_norm is not None  # a two-stage codec normalises the stage-1 latents
+    z1 = len(codec.feat_norm.variables)  # one standardised variable per stage-1 latent
+    out["stage1.latent"] = z1
+    out["stage1.compression_ratio"] = d / z1 if z1 else float("nan")
+    for v in variables:
+        w1, w2 = out[f"stage1.{v}.width"], m[f"ae.{v}.width"]
+        out[f"stage2_cost.{v}.width_ratio"] = w2 / w1 if w1 else float("nan")
+    return out
+
+
+def _baseline_metrics(
+    codec: GroupedCodec,
+    stage1: AutoEncoder | None,
+    x_phys: np.ndarray,
+    train_rows: np.ndarray,
+    x_in: np.ndarray,
+    z: np.ndarray,
+    rows: np.ndarray,
+    ecfg: dict[str, Any],
+    kinds: dict[str, str],
+) -> dict[str, Any]:
+    """The baselines on the test jets and the model's latent quantised at each ``k``.
+
+    The same codecs and byte accounting as a per-jet model (the model's weights counted);
+    bits per jet are per group of G jets divided by the real jets per group.
+    """
+    from hepae_core.codecs import LatentCodec
+    from hepae_core.evaluate import CURVE_STATS, baseline_metrics, model_weight_bytes, rate_keys
+
+    variables = codec.norm.variables
+    kind_list = [kinds[v] for v in variables]
+    d, g, latent = len(variables), codec.size, z.shape[1]
+    real = rows >= 0
+    n_real = int(real.sum())
+    jets_per_group = n_real / len(rows)
+    x_train = x_phys[train_rows[train_rows >= 0]]
+    bits = tuple(ecfg["bits"])
+    pca_z = ecfg["pca_components"] or max(1, min(d - 1, round(latent / g)))
+    m = baseline_metrics(x_in, x_train, variables, kind_list, bits, pca_z)
+    z_train = codec.encode(x_phys, train_rows)
+    q = LatentQuantiser.fit(z_train[np.isfinite(z_train).all(axis=1)])
+    for i, (a, b) in enumerate(zip(q.lo, q.hi)):
+        m[f"latent.{i}.min"] = a
+        m[f"latent.{i}.max"] = b
+    mb = sum(model_weight_bytes(mod) for mod in (codec.model, stage1) if mod is not None)
+    for k in bits:
+        # LatentCodec's encode takes jets; the grouped one takes jets and group rows
+        lc = LatentCodec(variables, codec.encode, codec.decode, k, mb, kind_list, q)  # type: ignore[arg-type]
+        enc = lc.encode_latent(z, n_real)
+        yq = codec.decode(lc.decode_latent(enc))[real]
+        m.update(stats_table(f"aeq{k}", residuals(x_in, yq, kind_list), variables, CURVE_STATS))
+        m.update(
+            rate_keys(lc, enc, d, lc.nominal_bits_per_jet(jets_per_group), m["rate.file_jets"], m)
+        )
+    return m
