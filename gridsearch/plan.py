@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import gridsearch
 from gridsearch import campaign as C
 from gridsearch.errors import GridsearchError
-from gridsearch.space import Point, Space, absolute_source, expand, load_space
+from gridsearch.space import Point, Space, absolute_source, expand
+from gridsearch.spacefile import load_space
 
 if TYPE_CHECKING:
     from gridsearch.stages import Stage

@@ -12,9 +12,12 @@ A space file has a ``name``, a ``base`` job config (any ``hepae_core`` key) and 
 A rule maps dotted keys to a value (equal), a list (one of) or a mapping of operators
 (``eq ne lt le gt ge in not_in``). See docs/gridsearch.md.
 
-Nothing here writes files or imports torch; :func:`load_space` reads and checks the file,
-:func:`expand` turns it into points without validating them as job configs (that is the
-planner's job, see :mod:`gridsearch.plan`).
+This module is the syntax of a space (axes, rules, expansion); the file-level parser that
+also reads the ``stages:`` section (:mod:`gridsearch.stages`) is
+:func:`gridsearch.spacefile.load_space`, above both, so neither imports the other's
+importer. Nothing here writes files or imports torch; :func:`expand` turns a space into
+points without validating them as job configs (that is the planner's job, see
+:mod:`gridsearch.plan`).
 """
 
 from __future__ import annotations
@@ -164,69 +167,6 @@ def check_key(dotted: Any, where: str) -> str:
     raise GridsearchError(
         message="is not a key hepae_core knows" + _suggest(dotted, known), source=where, key=dotted
     )
-
-
-def load_space(path: str | Path) -> Space:
-    """Read and check a space file (structure, keys, axes, rules); does not expand it."""
-    path = Path(path)
-    src = str(path)
-    text = yamlio.read_text(path, GridsearchError)
-    data, lines = parse_yaml(text, src)
-    space = Space(path=path, text=text, name="", base={}, axes=[], include=[], exclude=[])
-    space.lines = lines
-    if not isinstance(data, Mapping):
-        raise GridsearchError(
-            message="a space file must be a mapping with name, base and grid", source=src
-        )
-    for key in data:
-        if key not in TOP_KEYS:
-            raise GridsearchError(
-                message="is not a space file key (expected one of "
-                + ", ".join(TOP_KEYS)
-                + ")"
-                + _suggest(str(key), list(TOP_KEYS))
-                + (
-                    "; job settings go under 'base:' or 'grid:'"
-                    if isinstance(key, str) and "." in key
-                    else ""
-                ),
-                source=space.where(key),
-                key=str(key),
-            )
-    name = data.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise GridsearchError(
-            message=f"must be a short name of letters, digits, '.', '_' or '-', got {name!r}",
-            source=space.where("name"),
-            key="name",
-        )
-    space.name = name
-    base = data.get("base") or {}
-    if not isinstance(base, Mapping):
-        raise GridsearchError(
-            message="must be a mapping of job config sections",
-            source=space.where("base"),
-            key="base",
-        )
-    for key, value in base.items():
-        if key in SCHEMA and value is not None and not isinstance(value, Mapping):
-            raise GridsearchError(
-                message=f"must be a mapping of {key} settings, got {value!r}",
-                source=space.where("base", key),
-                key=key,
-            )
-    if data.get("bundle") is not None:
-        from gridsearch.bundles import parse_space_bundle
-
-        parse_space_bundle(data["bundle"], space.where("bundle"))
-    if data.get("stages") is not None:
-        from gridsearch.stages import read_stages
-
-        read_stages(space, data)
-        return space
-    space.base = dict(base)
-    read_body(space, data)
-    return space
 
 
 def read_body(space: Space, data: Mapping[str, Any]) -> None:

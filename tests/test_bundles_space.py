@@ -15,7 +15,7 @@ from conftest_gs import cli, write
 
 from gridsearch import bundles
 from gridsearch.errors import GridsearchError
-from gridsearch.space import load_space
+from gridsearch.spacefile import load_space
 
 SPACE = """\
 name: sbun

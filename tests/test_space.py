@@ -6,7 +6,8 @@ import pytest
 from conftest_gs import write
 
 from gridsearch.errors import GridsearchError
-from gridsearch.space import expand, load_space
+from gridsearch.space import expand
+from gridsearch.spacefile import load_space
 
 
 def space(tmp_path, text):

@@ -45,7 +45,7 @@ def test_unsafe_tag_is_refused():
 
 
 def test_space_file_that_is_a_directory_or_binary(tmp_path):
-    from gridsearch.space import load_space
+    from gridsearch.spacefile import load_space
 
     with pytest.raises(GridsearchError, match="is a directory, not a YAML file"):
         load_space(tmp_path)
