@@ -15,8 +15,8 @@ from pathlib import Path
 
 from gridsearch.campaign import SUMMARY, Campaign, write_manifest
 from gridsearch.status import HELD, campaign_status
+from hepae_core.contract import JobState
 from hepae_core.jobdir import CHECKPOINT, CONFIG
-from hepae_core.states import JobState
 
 FLAGS = ("checkpoints", "submit_files", "summary", "failed", "not_in_space")
 _IN_FLIGHT = (*HELD, JobState.LOST)  # lost: kept until status is sure, like in flight

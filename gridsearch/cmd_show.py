@@ -16,7 +16,8 @@ from gridsearch.campaign import is_campaign, open_campaign
 from gridsearch.errors import GridsearchError
 from gridsearch.status import JobState, JobStatus, campaign_status, log_tail
 from gridsearch.text import safe, safe_text
-from hepae_core.jobdir import CONFIG, METRICS, STAGE1_CHOICE, read_json
+from hepae_core.contract import CONFIG, METRICS, STAGE1_CHOICE, STATE
+from hepae_core.jobdir import read_json
 
 # The metrics the short view shows, in this order (docs/metrics.md); --all shows every key.
 HEADLINE = (
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         config = (js.dir / CONFIG).read_text(encoding="utf-8")
     except OSError:
         config = None
-    state = read_json(js.dir / "state.json")
+    state = read_json(js.dir / STATE)
     metrics = read_json(js.dir / METRICS)
     choice = read_json(js.dir / STAGE1_CHOICE)
     if args.json:

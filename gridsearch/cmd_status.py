@@ -15,7 +15,7 @@ from gridsearch.status import DEFAULT_LOST_AFTER_S, JobStatus, campaign_status, 
 from gridsearch.table import table
 from gridsearch.text import safe
 from gridsearch.units import non_negative_int, positive_minutes, positive_seconds
-from hepae_core.states import JobState
+from hepae_core.contract import JobState
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

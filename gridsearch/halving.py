@@ -15,6 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from gridsearch.campaign import SPACE
 from gridsearch.errors import GridsearchError, did_you_mean
 from hepae_core import yamlio
 
@@ -66,7 +67,7 @@ def parse_halving(value: Any, source: str, base: dict[str, Any] | None = None) -
 
 def campaign_halving(root: Path) -> dict | None:
     """The halving section of the campaign's copy of its space file, checked."""
-    path = Path(root) / "space.yaml"
+    path = Path(root) / SPACE
     try:
         data, _ = yamlio.parse(path.read_text(encoding="utf-8"), str(path), GridsearchError)
     except OSError:

@@ -52,19 +52,19 @@ from gridsearch import status as S
 from gridsearch.campaign import Campaign
 from gridsearch.errors import GridsearchError
 from gridsearch.halving import campaign_halving
-from hepae_core import jobdir, yamlio
+from hepae_core import contract, jobdir, yamlio
+from hepae_core.contract import JobState, TaskState
 from hepae_core.errors import did_you_mean
-from hepae_core.states import JobState
 
-PROMOTION = jobdir.PROMOTION
+PROMOTION = contract.PROMOTION
 #: The files of a round kept in previous/ when a job is promoted.
 ROUND_FILES = (
-    jobdir.CONFIG,
-    jobdir.STATE,
-    "metrics.json",
-    "history.csv",
-    "model.pt",
-    "evaluation.npz",
+    contract.CONFIG,
+    contract.STATE,
+    contract.METRICS,
+    contract.HISTORY,
+    contract.MODEL,
+    contract.EVAL,
     PROMOTION,
 )
 
@@ -286,7 +286,11 @@ def _wait_for_tasks_to_end(jobs: list[S.JobStatus], wait_s: float | None = None)
                 answer = get_backend(kind).query(task_ids)
             except SchedulerUnavailable:
                 continue  # cannot tell: the job dirs say done
-            busy = [t for t in task_ids if t in answer and answer[t].state in ("queued", "running")]
+            busy = [
+                t
+                for t in task_ids
+                if t in answer and answer[t].state in (TaskState.QUEUED, TaskState.RUNNING)
+            ]
             if busy:
                 still[kind] = busy
         if not still:

@@ -6,8 +6,11 @@ package (a jinja ``ChoiceLoader``, as signac-flow does), so a site quirk is a sm
 template that ``{% extends "slurm.sh.j2" %}`` and overrides one block. ``base.sh.j2`` is
 the one job script (cd into the job dir, set up and check the environment, run ``python -m
 hepae_core.job``, forward signals); ``slurm.sh.j2`` and ``condor.sh.j2`` extend it through
-blocks, and ``condor.sub.j2`` is the HTCondor submit description. The exit codes of
-:mod:`hepae_core.states` reach every template as ``exit_codes`` (no literal codes in them).
+blocks, and ``condor.sub.j2`` is the HTCondor submit description. The contract
+(:mod:`hepae_core.contract`) reaches every template: the exit codes as ``exit_codes``, the
+job-dir file names as ``files`` (``files.state``, ``files.log``, ``files.lock``) and the
+environment variable names as ``env_names``, so no template spells a code, a job-dir file
+or a variable name of its own (:func:`contract_context`; these are plain words).
 Undefined variables are errors (``StrictUndefined``), and values reach a script only
 through the filters below:
 
@@ -43,6 +46,7 @@ import jinja2
 import jinja2.sandbox
 
 from gridsearch.errors import GridsearchError
+from hepae_core.contract import ENV_NAMES, EXIT_CODES, JOB_FILES
 
 LIST_FILE = "jobs.txt"
 
@@ -274,14 +278,21 @@ def import_check_code(module: str) -> str:
     )
 
 
+def contract_context() -> dict[str, Any]:
+    """The contract's facts every template receives: ``exit_codes``, ``files``, ``env_names``."""
+    return {
+        "exit_codes": dict(EXIT_CODES),
+        "files": dict(JOB_FILES),
+        "env_names": dict(ENV_NAMES),
+    }
+
+
 def script_context(
     profile: dict[str, Any], request: dict[str, Any], environment: dict[str, Any], directory: Path
 ) -> dict[str, Any]:
     """The values every job script template needs."""
-    from hepae_core.states import EXIT_CODES
-
     return {
-        "exit_codes": dict(EXIT_CODES),
+        **contract_context(),
         "import_check": environment["module"].split(".")[0],
         "import_code": import_check_code(environment["module"]),
         "site": profile.get("name", "?"),

@@ -28,12 +28,12 @@ from typing import Any
 
 from gridsearch import render
 from gridsearch.backends.base import Backend, SchedulerState
-from gridsearch.campaign import Campaign
+from gridsearch.campaign import SPACE, Campaign
 from gridsearch.errors import GridsearchError
 from gridsearch.halving import campaign_halving
 from gridsearch.sites import OVERRIDE_FLAGS, _token, check_environment, user_site_dirs
+from hepae_core.contract import TaskState
 from hepae_core.jobdir import atomic_write_text, now_iso
-from hepae_core.states import EXIT_CODES
 
 RUNG_EVENT = "rung_chain"
 SCRIPT = "rung.sh"
@@ -48,7 +48,7 @@ def check(campaign: Campaign, backend: Backend) -> dict[str, Any]:
         raise GridsearchError(
             message="--all-rungs needs a 'halving: {rungs: [10, 30, 90], keep: 1/3}' section "
             "in the space file",
-            source=str(campaign.root / "space.yaml"),
+            source=str(campaign.root / SPACE),
             key="halving",
         )
     if not backend.blocking and not backend.rung_template:
@@ -134,7 +134,7 @@ def queue_next(
         if request.get(key) is not None:
             request[key] = _token(request[key], f"request.{key}")
     context = {
-        "exit_codes": dict(EXIT_CODES),
+        **render.contract_context(),
         "site": profile.get("name", site),
         "job_name": f"rung{rung}-{render.job_name(campaign.root)}",
         "log_name": "rung-%j.out",
@@ -204,7 +204,9 @@ def link_state(
 
 def in_flight(state: tuple[dict[str, Any], SchedulerState | None] | None) -> bool:
     """The promote job is queued or running: the campaign goes on by itself."""
-    return bool(state and state[1] is not None and state[1].state in ("queued", "running"))
+    return bool(
+        state and state[1] is not None and state[1].state in (TaskState.QUEUED, TaskState.RUNNING)
+    )
 
 
 def reached_rung(campaign: Campaign) -> int:
@@ -237,21 +239,23 @@ def describe(
         return None  # its rung is reached: whatever became of this job, the chain went on
     if answer is None:
         return f"halving: rung {rung} is promoted by job {sid} (the scheduler was not asked)"
-    if answer.state == "queued":
+    if answer.state == TaskState.QUEUED:
         return (
             f"halving: job {sid} promotes the best to rung {rung} once the jobs before have "
             f"ended ({answer.reason or 'queued'}); cancelling it stops the rungs"
         )
-    if answer.state == "running":
+    if answer.state == TaskState.RUNNING:
         return f"halving: job {sid} is promoting the best to rung {rung}"
-    if answer.state == "unknown":  # forgotten by the scheduler: the log's last word
+    if answer.state == TaskState.UNKNOWN:  # forgotten by the scheduler: the log's last word
         code = _logged_exit(log)
         if code == 0:
             return None
         answer = SchedulerState(
-            answer.task_id, "failed", f"exit {code}" if code is not None else "no exit logged"
+            answer.task_id,
+            TaskState.FAILED,
+            f"exit {code}" if code is not None else "no exit logged",
         )
-    if answer.state == "done":
+    if answer.state == TaskState.DONE:
         return None
     ended = (
         f"halving: the promote job for rung {rung} (job {sid}) ended {answer.state}"

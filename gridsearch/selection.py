@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from gridsearch.campaign import parse_time
 from gridsearch.errors import GridsearchError
 from gridsearch.status import JobStatus
-from hepae_core.states import JobState
+from hepae_core.contract import JobState
 
 #: States ``--only`` accepts (older words too: submitted, pending -> queued; stale -> lost).
 SELECTABLE = (

@@ -24,6 +24,7 @@ import yaml
 from gridsearch.errors import GridsearchError
 from gridsearch.units import format_walltime, parse_memory, parse_walltime
 from hepae_core import yamlio
+from hepae_core.contract import SITES_ENV
 from hepae_core.errors import did_you_mean
 
 #: The request overrides of submit, resubmit and promote: profile key -> command-line flag.
@@ -41,7 +42,7 @@ OVERRIDE_FLAGS = {
     "bundle": "--bundle",
 }
 
-USER_SITES_ENV = "GRIDSEARCH_SITES"
+USER_SITES_ENV = SITES_ENV
 
 
 def user_site_dirs(extra: list[Path] | None = None) -> list[Path]:

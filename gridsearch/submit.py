@@ -41,8 +41,8 @@ from gridsearch.selection import (  # noqa: F401 (the selection policy lives the
     select_jobs,
 )
 from gridsearch.sites import OVERRIDE_FLAGS, load_profile, user_site_dirs
+from hepae_core.contract import JobState
 from hepae_core.jobdir import CONFIG, now_iso
-from hepae_core.states import JobState
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from gridsearch.backends import get_backend
 from gridsearch.backends.base import format_command
 from gridsearch.status import counts
-from hepae_core.states import JobState
+from hepae_core.contract import JobState
 
 
 def print_report(campaign, site: str, report, dry_run: bool = False) -> int:

@@ -27,7 +27,7 @@ from gridsearch import rungs
 from gridsearch.campaign import Campaign
 from gridsearch.status import JobStatus, campaign_status, counts
 from gridsearch.text import safe
-from hepae_core.states import JobState
+from hepae_core.contract import HISTORY, JobState
 
 ENDED = (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
 BAR_WIDTH = 30
@@ -37,7 +37,7 @@ MAX_RUNNING_SHOWN = 8
 def epoch_seconds(js: JobStatus) -> float | None:
     """Mean seconds per epoch of a job so far (its history.csv), or None."""
     try:
-        with open(js.dir / "history.csv", newline="", encoding="utf-8") as f:
+        with open(js.dir / HISTORY, newline="", encoding="utf-8") as f:
             secs = [float(r["seconds"]) for r in csv.DictReader(f) if r.get("seconds")]
     except (OSError, ValueError, KeyError):
         return None

@@ -23,27 +23,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hepae_core.states import EXIT_BUSY, WRITTEN_BY_JOB, JobState
-
-CONFIG = "config.yaml"
-STATE = "state.json"
-METRICS = "metrics.json"
-HISTORY = "history.csv"
-MODEL = "model.pt"
-CHECKPOINT = "checkpoint.pt"
-#: A done job's last checkpoint (the exact end of its training), kept so that
-#: ``gridsearch promote`` can continue it for more epochs (docs/jobdir.md).
-FINAL_CHECKPOINT = "final.pt"
-LOG = "job.log"
-PLOTS = "plots"
-EVAL = "evaluation.npz"
-#: A stage-2 job's record of the stage-1 job it uses (picked when it starts; docs/jobdir.md).
-STAGE1_CHOICE = "stage1.json"
-#: Written by ``gridsearch promote``: the job's rung of successive halving (docs/jobdir.md).
-PROMOTION = "promotion.json"
-
-HEARTBEAT = "heartbeat"  # touched while the job runs; its mtime is the last sign of life
-JOB_LOCK = ".lock"  # flock-ed by the one process that may write into the job dir
+# The job-dir file names are the contract's (hepae_core.contract), re-exported here.
+from hepae_core.contract import (  # noqa: F401 (re-exported file names)
+    CHECKPOINT,
+    CONFIG,
+    EVAL,
+    EXIT_BUSY,
+    FINAL_CHECKPOINT,
+    HEARTBEAT,
+    HISTORY,
+    JOB_LOCK,
+    LOG,
+    METRICS,
+    MODEL,
+    PLOTS,
+    PROMOTION,
+    SCHEDULER_ID_ENV,
+    STAGE1_CHOICE,
+    STATE,
+    WRITTEN_BY_JOB,
+    JobState,
+)
 
 # Values of state.json's "state": the words of the states a job writes itself.
 RUNNING = JobState.RUNNING.word
@@ -54,10 +54,6 @@ STATES = tuple(s.word for s in WRITTEN_BY_JOB)
 
 #: Seconds between heartbeats of a running job (also touched at every epoch's end).
 HEARTBEAT_INTERVAL_S = 30.0
-
-# Set by the job templates so a job can record which scheduler job ran it, without
-# hepae_core knowing any scheduler.
-SCHEDULER_ID_ENV = "HEPAE_SCHEDULER_JOB_ID"
 
 
 def now_iso() -> str:

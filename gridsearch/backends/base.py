@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gridsearch.errors import GridsearchError
+from hepae_core.contract import TaskState
 
 #: Seconds a scheduler command may take before it counts as failed.
 COMMAND_TIMEOUT_S = 60
@@ -67,10 +68,9 @@ class SchedulerState:
     """What the scheduler says of one task still in flight (or recently finished)."""
 
     task_id: str
-    #: queued, held, running, done, failed, cancelled, timeout, oom, node_fail, preempted,
-    #: unknown. ``held``: in the queue, but it starts only once someone releases it
-    #: (``scontrol hold``, an HTCondor hold after a failed transfer or a memory limit).
-    state: str
+    #: A :class:`hepae_core.contract.TaskState` (a ``str``: queued, held, running, done,
+    #: failed, cancelled, timeout, oom, node_fail, preempted, unknown).
+    state: TaskState | str
     reason: str = ""
     exit_code: int | None = None
     restarts: int = 0  # times the scheduler requeued the task (preemption, node failure)

@@ -48,7 +48,7 @@ from gridsearch.backends.base import (
     task_value,
 )
 from gridsearch.errors import GridsearchError
-from hepae_core.states import EXIT_INTERRUPTED
+from hepae_core.contract import EXIT_INTERRUPTED, TaskState
 
 SUBMIT_FILE = "job.sub"
 SCRIPT_FILE = "job.sh"
@@ -83,7 +83,9 @@ def _is(value: Any, expected: Any) -> bool:
     return value is not None and str(value).lower() == str(expected).lower()
 
 
-def classify(ad: dict[str, Any], max_restarts: int | None = None) -> tuple[str, str, int | None]:
+def classify(
+    ad: dict[str, Any], max_restarts: int | None = None
+) -> tuple[TaskState, str, int | None]:
     """Map a job ClassAd (from condor_q or condor_history) to ``(state, reason, exit code)``."""
     status = ad.get("JobStatus")
     code = ad.get("ExitCode")
@@ -92,47 +94,51 @@ def classify(ad: dict[str, Any], max_restarts: int | None = None) -> tuple[str, 
     removed = str(ad.get("RemoveReason") or "")
     starts = int(ad.get("NumJobStarts") or 0)
     if status == 1:
-        return "queued", "idle" + (f", started {starts} time(s) before" if starts else ""), None
+        return (
+            TaskState.QUEUED,
+            "idle" + (f", started {starts} time(s) before" if starts else ""),
+            None,
+        )
     if status in (2, 6):
-        return "running", "", None
+        return TaskState.RUNNING, "", None
     if status == 7:
-        return "running", "suspended", None
+        return TaskState.RUNNING, "suspended", None
     if status == 5:
         # Held stays in the queue until released or removed (by hand or a site policy):
         # neither ended nor free to run again elsewhere.
-        return "held", hold, None
+        return TaskState.HELD, hold, None
     if status == 3:
         if removed and "periodic" in removed.lower():
             return _reason_state(removed, removed, code)
-        return "cancelled", f"removed ({removed})" if removed else "removed", code
+        return TaskState.CANCELLED, f"removed ({removed})" if removed else "removed", code
     if status == 4:
         if _is(ad.get("ExitBySignal"), True):
             sig = ad.get("ExitSignal")
             if sig == 9 and starts:
-                return "failed", f"killed by signal {sig} (out of memory?)", None
-            return "failed", f"killed by signal {sig}", None
+                return TaskState.FAILED, f"killed by signal {sig} (out of memory?)", None
+            return TaskState.FAILED, f"killed by signal {sig}", None
         if code == 0:
-            return "done", "", 0
+            return TaskState.DONE, "", 0
         if code == EXIT_INTERRUPTED:
             return (
-                "failed",
+                TaskState.FAILED,
                 f"exit 75: interrupted after {starts} start(s), checkpoint written; "
                 "resubmit to resume",
                 code,
             )
-        return "failed", f"exit {code}", code
-    return "unknown", f"JobStatus {status!r}", code
+        return TaskState.FAILED, f"exit {code}", code
+    return TaskState.UNKNOWN, f"JobStatus {status!r}", code
 
 
-def _reason_state(text: str, reason: str, code: int | None) -> tuple[str, str, int | None]:
+def _reason_state(text: str, reason: str, code: int | None) -> tuple[TaskState, str, int | None]:
     low = text.lower()
     if "memory" in low:
-        return "oom", reason, code
+        return TaskState.OOM, reason, code
     if "wall" in low or "runtime" in low or "time limit" in low or "maxruntime" in low:
-        return "timeout", reason, code
+        return TaskState.TIMEOUT, reason, code
     if "node" in low or "shadow" in low or "starter" in low:
-        return "node_fail", reason, code
-    return "failed", reason, code
+        return TaskState.NODE_FAIL, reason, code
+    return TaskState.FAILED, reason, code
 
 
 class CondorBackend(Backend):
@@ -263,8 +269,8 @@ class CondorBackend(Backend):
                 if task in missing and task not in found:
                     state, reason, code = classify(ad)
                     # idle after earlier starts: evicted (or requeued), it runs again by itself
-                    restarts = int(ad.get("NumJobStarts") or 0) if state == "queued" else 0
+                    restarts = int(ad.get("NumJobStarts") or 0) if state == TaskState.QUEUED else 0
                     found[task] = SchedulerState(task, state, reason, code, restarts)
         for t in wanted:
-            found.setdefault(t, SchedulerState(t, "unknown", "not known to HTCondor"))
+            found.setdefault(t, SchedulerState(t, TaskState.UNKNOWN, "not known to HTCondor"))
         return found

@@ -34,26 +34,12 @@ from gridsearch.backends.base import (
     Submission,
     task_value,
 )
+from gridsearch.campaign import MANIFEST
 from gridsearch.errors import GridsearchError
 from gridsearch.units import parse_memory, parse_walltime
-from hepae_core.states import (
-    EXIT_BAD_ENVIRONMENT,
-    EXIT_BAD_INPUT,
-    EXIT_BUSY,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-)
+from hepae_core import contract
+from hepae_core.contract import SCHEDULER_ID_ENV, THREAD_ENVS, JobState, TaskState, exit_outcome
 
-THREAD_VARS = ("HEPAE_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-EXIT_MEANING = {
-    EXIT_OK: "done",
-    EXIT_FAILED: "failed",
-    EXIT_BAD_INPUT: "failed (bad input)",
-    EXIT_BUSY: "failed (job dir busy)",
-    EXIT_INTERRUPTED: "interrupted",
-    EXIT_BAD_ENVIRONMENT: "failed (bad environment)",
-}
 JOB_MODULE = "hepae_core.job"  # what runs a job dir; profiles may name another (tests do)
 DEFAULT_TIMEOUT_MIN = 60 * 24 * 30  # no limit unless --time is given: 30 days
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
@@ -150,9 +136,9 @@ def run_job(
     if bundle is not None:
         start = _announce_bundle(bundle, task_id, str(task_log))
     env = dict(os.environ)
-    for var in THREAD_VARS:
+    for var in THREAD_ENVS:
         env[var] = str(threads)
-    env["HEPAE_SCHEDULER_JOB_ID"] = task_id
+    env[SCHEDULER_ID_ENV] = task_id
     if cuda is None:
         env.pop("CUDA_VISIBLE_DEVICES", None)
     else:
@@ -166,7 +152,7 @@ def run_job(
 
     for sig in _SIGNALS:
         signal.signal(sig, forward)
-    log_path = str(task_log) if bundle is not None else os.path.join(str(job_dir), "job.log")
+    log_path = str(task_log) if bundle is not None else os.path.join(str(job_dir), contract.LOG)
     with open(log_path, "ab") as log:
         log.write(f"=== gridsearch local task {task_id}: {time.ctime()} ===\n".encode())
         log.flush()
@@ -192,7 +178,7 @@ def _announce_bundle(job_dirs: list[str], task_id: str, task_log: str) -> int:
     size (where this run's lines start)."""
     stamp = time.ctime()
     for d in job_dirs:
-        with open(os.path.join(d, "job.log"), "a", encoding="utf-8") as log:
+        with open(os.path.join(d, contract.LOG), "a", encoding="utf-8") as log:
             log.write(
                 f"=== gridsearch local task {task_id}: {stamp}: bundle of {len(job_dirs)} jobs, "
                 f"output in {task_log} ===\n"
@@ -212,7 +198,7 @@ def copy_member_lines(task_log: str, start: int, job_dirs: list[str]) -> None:
     for d in job_dirs:
         name = os.path.basename(os.path.normpath(d))
         mine = [ln for ln in lines if ln.startswith((f"[{name}] ", f"bundle: {name}: "))]
-        with open(os.path.join(d, "job.log"), "a", encoding="utf-8") as log:
+        with open(os.path.join(d, contract.LOG), "a", encoding="utf-8") as log:
             log.writelines(mine)
 
 
@@ -233,7 +219,7 @@ class LocalBackend(Backend):
 
     def query(self, task_ids: list[str]) -> dict[str, SchedulerState]:
         """A local run has ended when its ledger record exists: nothing is in flight."""
-        return {t: SchedulerState(t, "unknown") for t in task_ids}
+        return {t: SchedulerState(t, TaskState.UNKNOWN) for t in task_ids}
 
     def _prepare(
         self,
@@ -432,7 +418,7 @@ def _stage_of(directory: Path, refs: list[JobRef]) -> str | None:
     """The stage these jobs belong to (one stage per submission), from the campaign's
     manifest two levels above the submission directory; None for an unstaged campaign."""
     try:
-        manifest = json.loads((directory.parent.parent / "manifest.json").read_text("utf-8"))
+        manifest = json.loads((directory.parent.parent / MANIFEST).read_text("utf-8"))
         stages = {j.get("id"): j.get("stage") for j in manifest.get("jobs") or []}
     except (OSError, ValueError, AttributeError):
         return None
@@ -444,13 +430,14 @@ def _outcomes(refs: list[JobRef], code: int, bundled: bool) -> list[tuple[JobRef
     """What became of each job of a task that exited with ``code``: a single job by its
     exit code, a bundle's members by their state.json (the bundle's code sums them up)."""
     if not bundled:
-        return [(refs[0], EXIT_MEANING.get(code, "failed"))]
+        return [(refs[0], exit_outcome(code))]
     from hepae_core.jobdir import read_state
 
     out = []
     for ref in refs:
-        state = str((read_state(ref.dir) or {}).get("state") or "failed")
-        out.append((ref, state if state in ("done", "interrupted") else "failed"))
+        state = str((read_state(ref.dir) or {}).get("state") or JobState.FAILED.word)
+        kept = (JobState.DONE.word, JobState.INTERRUPTED.word)
+        out.append((ref, state if state in kept else JobState.FAILED.word))
     return out
 
 
@@ -469,7 +456,7 @@ def _wait_checkpoints(refs: list[JobRef], limit_s: float = 60.0) -> None:
         left = []
         for ref in refs:
             st = read_state(ref.dir) or {}
-            if st.get("state") == "running" and pid_alive(st.get("pid")):
+            if st.get("state") == JobState.RUNNING.word and pid_alive(st.get("pid")):
                 left.append(ref)
         refs = left
         time.sleep(0.2)

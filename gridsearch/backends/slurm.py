@@ -38,8 +38,7 @@ from gridsearch.backends.base import (
     task_value,
 )
 from gridsearch.errors import GridsearchError
-from hepae_core import states
-from hepae_core.states import EXIT_INTERRUPTED
+from hepae_core.contract import TaskState, exit_reason
 
 # REQUEUED/REQUEUE_FED are the moment of a requeue (preemption, node failure, scontrol
 # requeue): the task is pending again under the same id and will run by itself.
@@ -56,15 +55,25 @@ _QUEUED = {
 _HELD_REASONS = {"JobHeldUser", "JobHeldAdmin"}
 _RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "SUSPENDED", "STOPPED"}
 _SIMPLE = {
-    "COMPLETED": "done",
-    "CANCELLED": "cancelled",
-    "TIMEOUT": "timeout",
-    "DEADLINE": "timeout",
-    "OUT_OF_MEMORY": "oom",
-    "NODE_FAIL": "node_fail",
-    "BOOT_FAIL": "node_fail",
-    "PREEMPTED": "preempted",
-    "REVOKED": "cancelled",
+    "COMPLETED": TaskState.DONE,
+    "CANCELLED": TaskState.CANCELLED,
+    "TIMEOUT": TaskState.TIMEOUT,
+    "DEADLINE": TaskState.TIMEOUT,
+    "OUT_OF_MEMORY": TaskState.OOM,
+    "NODE_FAIL": TaskState.NODE_FAIL,
+    "BOOT_FAIL": TaskState.NODE_FAIL,
+    "PREEMPTED": TaskState.PREEMPTED,
+    "REVOKED": TaskState.CANCELLED,
+}
+
+#: The reason status gives for a task that ended in one of the ``_SIMPLE`` states.
+_LABELS = {
+    TaskState.DONE: "",
+    TaskState.CANCELLED: "cancelled",
+    TaskState.TIMEOUT: "walltime exceeded",
+    TaskState.OOM: "out of memory",
+    TaskState.NODE_FAIL: "node failure",
+    TaskState.PREEMPTED: "preempted",
 }
 
 _run = run_command  # the one subprocess helper (base.run_command)
@@ -92,7 +101,7 @@ def parse_exit_code(text: str | None) -> tuple[int | None, int | None]:
 
 def classify(
     slurm_state: str, exit_code: str | None = None, reason: str = "", restarts: int = 0
-) -> tuple[str, str, int | None]:
+) -> tuple[TaskState, str, int | None]:
     """Map a Slurm job state to ``(state, reason, exit code)`` of :class:`SchedulerState`.
 
     ``slurm_state`` is squeue's/scontrol's/sacct's state word (``CANCELLED by 0`` is fine).
@@ -101,56 +110,36 @@ def classify(
     code, signal = parse_exit_code(exit_code)
     reason = "" if reason in ("None", "(null)") else reason
     if word in _QUEUED and reason in _HELD_REASONS:
-        return "held", reason, None
+        return TaskState.HELD, reason, None
     if word in _QUEUED:
         why = f"pending ({reason})" if reason else "pending"
         if restarts:
             why += f", requeued {restarts} time{'s' if restarts > 1 else ''}"
-        return "queued", why, None
+        return TaskState.QUEUED, why, None
     if word in _RUNNING:
-        return "running", word.lower() if word != "RUNNING" else "", None
+        return TaskState.RUNNING, word.lower() if word != "RUNNING" else "", None
     if word == "FAILED":
         if signal:
-            return "failed", f"killed by signal {signal}", code
-        if code == EXIT_INTERRUPTED:
-            return (
-                "failed",
-                f"exit {code}: interrupted, checkpoint written; resubmit to resume",
-                code,
-            )
-        if code == states.EXIT_BAD_INPUT:
-            return "failed", "exit 2: bad config or data (see state.json / job.log)", code
-        if code == states.EXIT_BUSY:
-            return "failed", "exit 73: another process runs this job dir; it touched nothing", code
-        if code == states.EXIT_BAD_ENVIRONMENT:
-            return "failed", "exit 78: the node's python cannot import the project", code
+            return TaskState.FAILED, f"killed by signal {signal}", code
         if code is not None and code > 128:
-            return "failed", f"exit {code}: killed by signal {code - 128}", code
-        if code == 127:
-            return "failed", "exit 127: python not found (check the profile's env)", code
+            return TaskState.FAILED, f"exit {code}: killed by signal {code - 128}", code
+        if exit_reason(code):  # the codes the job and its script use (the contract's table)
+            return TaskState.FAILED, exit_reason(code), code
         why = f"exit {code}" if code is not None else "failed"
         return (
-            "failed",
+            TaskState.FAILED,
             f"{why} ({reason})" if reason and reason != "NonZeroExitCode" else why,
             code,
         )
     if word in _SIMPLE:
         state = _SIMPLE[word]
-        labels = {
-            "done": "",
-            "cancelled": "cancelled",
-            "timeout": "walltime exceeded",
-            "oom": "out of memory",
-            "node_fail": "node failure",
-            "preempted": "preempted",
-        }
-        why = labels[state]
-        if state == "done" and code not in (None, 0):
-            return "failed", f"exit {code}", code
-        if reason and state != "done" and reason not in why:
+        why = _LABELS[state]
+        if state == TaskState.DONE and code not in (None, 0):
+            return TaskState.FAILED, f"exit {code}", code
+        if reason and state != TaskState.DONE and reason not in why:
             why = f"{why} ({reason})"
         return state, why, code
-    return "unknown", f"Slurm state {slurm_state!r}" if slurm_state else "", code
+    return TaskState.UNKNOWN, f"Slurm state {slurm_state!r}" if slurm_state else "", code
 
 
 def _parsable_id(stdout: str, what: str) -> str:
@@ -306,7 +295,7 @@ class SlurmBackend(Backend):
                 t,
                 SchedulerState(
                     t,
-                    "unknown",
+                    TaskState.UNKNOWN,
                     f"Slurm no longer knows task {t}",
                 ),
             )
