@@ -16,6 +16,7 @@ goes to stderr when it is a terminal.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -145,6 +146,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         raise HepaeError(source="--variables", message="the model names its variables; "
                          "--variables is for --codec pred")  # fmt: skip
     model, chosen = resolve_model(args.model, args.campaign)
+    pred: dict[str, Any] | None = None
+    verdict: str | None = None
     src, out = Path(args.input), Path(args.output)
     check_output(out, inputs=[src, *_model_files(model)], force=args.force,
                  suffixes=(".h5", ".hdf5"), writes="an HDF5 file")  # fmt: skip
@@ -166,14 +169,62 @@ def cmd_compress(args: argparse.Namespace) -> int:
             if not s["n_jets"]:
                 raise DataError(source=str(src), message="holds no jets to compress (0 rows "
                                 "read): nothing written")  # fmt: skip
+            if args.model == BEST and args.max_error:
+                pred, verdict = best_at_bound(args, src, tmp, model, s)
     finally:
         if bar is not None:
             bar.close()
-    for line in summary_lines(out, s, args.max_error):
+    lines = pred_summary_lines(out, pred) if pred else summary_lines(out, s, args.max_error)
+    for line in [*lines, *([chosen] if chosen else []), *([verdict] if verdict else [])]:
         print(printable(line))
-    if chosen:
-        print(printable(chosen))
     return EXIT_OK
+
+
+def best_at_bound(
+    args: argparse.Namespace, src: Path, tmp: Path, model: Path, s: dict[str, Any]
+) -> tuple[dict[str, Any] | None, str | None]:
+    """``--model best --max-error``: the smaller file at the bound, the campaign's best
+    autoencoder (its values that miss the bound stored raw, ``tmp``) or the error-bounded
+    predictive codec fitted on this file (``--codec pred``). Both files are written whole
+    and their bytes compared, model included; the predictive one replaces ``tmp`` when it
+    is smaller. Returns (its summary or None, the line that says which and why).
+    """
+    import os
+    import tempfile
+
+    from hepae_core import jobdir
+    from hepae_core.pred_file import compress_pred
+
+    if args.keep or args.container:
+        return None, ("codec: the campaign's best autoencoder (the predictive codec was not "
+                      "tried: it keeps no other branches and reads no jagged trees)")  # fmt: skip
+    listed = (jobdir.read_json(model / jobdir.METRICS) or {}).get("variables")
+    variables = str(listed).split(",") if listed else None
+    fd, name = tempfile.mkstemp(dir=tmp.parent, prefix=f".{tmp.name}.pred.", suffix=".h5")
+    os.close(fd)
+    try:
+        try:
+            p = compress_pred(src, Path(name), max_error=args.max_error, variables=variables,
+                              branches=args.branches, tree=args.tree, key=args.key,
+                              fmt=args.format, units=args.units,
+                              chunk_size=args.chunk_size)  # fmt: skip
+        except HepaeError as exc:  # e.g. a variable without a bound: the autoencoder only
+            return None, (f"codec: the campaign's best autoencoder (the predictive codec "
+                          f"could not run: {exc})")  # fmt: skip
+        ae, pr = int(s["file_bytes"]), int(p["file_bytes"])
+        both = (f"predictive codec fitted on this file {pr:,} B (ratio {p['ratio_with_model']:.2f}"
+                f" with its model), the campaign's best autoencoder with its corrections "
+                f"{ae:,} B ({s.get('ratio_with_model', math.nan):.2f})")  # fmt: skip
+        if pr < ae:
+            os.replace(name, tmp)
+            return p, f"codec: the predictive codec, the smaller file at this bound: {both}"
+        return (
+            None,
+            f"codec: the campaign's best autoencoder, the smaller file at this bound: {both}",
+        )
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
 
 
 def cmd_compress_pred(args: argparse.Namespace) -> int:

@@ -579,7 +579,7 @@ def bottom_line(used: Any, metric: str, evaluate_csv: Path | None = None) -> lis
             first += f"; residual widths (half the 16-84 % interval) {widths}"
         job_dir = best.get("job_dir")
         if job_dir:
-            first += f" [{job_dir}: `hepae-data compress --model best --campaign DIR` uses it]"
+            first += f" [{job_dir}: the model of `hepae-data compress --model best --campaign DIR`]"
         from results.ratedist import bound_points, bound_table_lines
 
         on = evaluated_row(evaluate_csv, best.get("job_id"))

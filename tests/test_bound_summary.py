@@ -82,7 +82,7 @@ def test_the_bottom_line_names_the_best_codec_per_bound_and_the_compress_command
     )
     lines = bottom_line(pd.DataFrame([row]), "best_val_loss", csv)
     text = " ".join(" ".join(lines).split())  # the sentences are wrapped
-    assert "[jobs/j1: `hepae-data compress --model best --campaign DIR` uses it]" in text
+    assert "[jobs/j1: the model of `hepae-data compress --model best --campaign DIR`]" in text
     assert "Best error-bounded codec per bound" in text
     assert "on biased.root the predictive codec (fitted predictor) wins at k = 6-16" in text
     assert "Best codec per error bound" in text  # the table

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,8 +90,16 @@ def test_best_is_the_lowest_loss_and_every_value_meets_the_bound(campaign: Path)
                      "best.h5", "--max-error", BOUNDS)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert f"model: camp/{best['job_dir']} (the summary's best run" in proc.stdout
+    # with a bound, best = the smaller file at it: the best autoencoder (values off the
+    # bound stored raw) or the predictive codec fitted on the file; both sizes printed
+    (verdict,) = [line for line in proc.stdout.splitlines() if line.startswith("codec: ")]
+    sizes = [int(t.replace(",", "")) for t in re.findall(r"([\d,]+) B", verdict)]
+    assert len(sizes) == 2 and (campaign / "best.h5").stat().st_size == min(sizes), verdict
+    # a one-epoch model on 3000 jets: at 1 % nearly every jet misses the bound
+    assert verdict.startswith("codec: the predictive codec, the smaller file"), verdict
     with h5py.File(campaign / "best.h5") as f:
-        assert f.attrs["model_job_id"] == best["job_id"]
+        assert f.attrs["codec"] == "pred"
+    assert not [p for p in campaign.iterdir() if p.name.startswith(".")]  # no temporary left
     proc = _run("hepae_core.data_cli", "decompress", "best.h5", "-o", "reco.h5", cwd=campaign)
     assert proc.returncode == 0, proc.stderr
     import uproot
@@ -111,9 +120,11 @@ def test_best_is_the_lowest_loss_and_every_value_meets_the_bound(campaign: Path)
 def test_a_job_id_and_the_refusals(campaign: Path) -> None:
     camp = campaign / "camp"
     ids = sorted(p.name for p in (camp / "jobs").iterdir())
+    # a job id is that job's autoencoder, also with a bound (no other codec is tried)
     proc = _compress(campaign, "--model", ids[0], "--campaign", "camp", str(SAMPLE), "-o",
-                     "one.h5")  # fmt: skip
+                     "one.h5", "--max-error", BOUNDS)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    assert "codec: " not in proc.stdout and "error bound" in proc.stdout
     with h5py.File(campaign / "one.h5") as f:
         assert f.attrs["model_job_id"] == ids[0]
     err = _one_line_error(_compress(campaign, "--model", ids[0][:-1] + "x", "--campaign",
