@@ -51,6 +51,7 @@ TOP_KEYS = (
     "halving",  # successive halving by `gridsearch promote` (gridsearch/halving.py)
     "stages",  # stages that depend on each other (gridsearch/stages.py)
     "bundle",  # default --bundle K of the campaign's submissions (gridsearch/bundles.py)
+    "evaluate_on",  # the second sample every summary evaluates on (results/space_sample.py)
 )
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in")
 

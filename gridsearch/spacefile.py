@@ -75,6 +75,11 @@ def load_space(path: str | Path) -> Space:
         from gridsearch.bundles import parse_space_bundle
 
         parse_space_bundle(data["bundle"], space.where("bundle"))
+    if data.get("evaluate_on") is not None:
+        from results.space_sample import sample_path
+
+        sample_path(data["evaluate_on"], space.where("evaluate_on"), path.resolve().parent,
+                    GridsearchError, must_exist=False)  # fmt: skip
     if data.get("stages") is not None:
         read_stages(space, data)
         return space

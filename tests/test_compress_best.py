@@ -32,6 +32,7 @@ base:
   evaluate: {plots: false, bits: [8, 12], timing_jets: 500}
 grid:
   model.latent: [2, 3]
+evaluate_on: bundled:dijet_4d   # the second sample (here all of the bundled jets)
 """
 
 
@@ -85,6 +86,14 @@ def test_best_is_the_lowest_loss_and_every_value_meets_the_bound(campaign: Path)
     )
     report = (camp / "summary" / "report.txt").read_text()
     assert best["job_dir"] in " ".join(report.split())  # the bottom line names it
+    # evaluated on the space file's second sample by default, the predictive codec included
+    assert "On another sample: " in report and "dijet_4d.root" in report
+    heads = (["8", "pred"], ["12", "pred"])
+    rows = [t.split() for t in report.splitlines() if t.split()[:2] in heads]
+    assert len(rows) == 2, report
+    for r in rows:  # k, best, ratio, other: best, ratio, then own/other per codec
+        assert r[3] == "pred" and float(r[2]) > 1 and float(r[4]) > 1
+        assert r[5] == f"{float(r[2]):.2f}/{float(r[4]):.2f}"
 
     proc = _compress(campaign, "--model", "best", "--campaign", "camp", str(SAMPLE), "-o",
                      "best.h5", "--max-error", BOUNDS)  # fmt: skip

@@ -84,3 +84,31 @@ def test_a_missing_sample_is_refused_in_one_line_naming_the_file_and_key(
     assert "must be the path of a sample file" in capsys.readouterr().err
     # the way out it names works
     assert main([str(camp), "--no-plots", "--evaluate-on", "none"]) in (0, 1)
+
+
+SPACE = """\
+name: s
+base:
+  data: {source: bundled:dijet_4d, variables: 4d}
+grid:
+  model.latent: [2, 3]
+"""
+
+
+def test_plan_checks_the_key_in_one_line(tmp_path: Path) -> None:
+    from gridsearch.errors import GridsearchError
+    from gridsearch.spacefile import load_space
+
+    space = tmp_path / "space.yaml"
+    for value in ("data/other.root", "bundled:dijet_4d"):  # a missing file: the summary says
+        space.write_text(SPACE + f"evaluate_on: {value}\n")
+        load_space(space)
+    for value, words in (("[a, b]", "must be the path of a sample file"),
+                         ("bundled:nope", "no bundled sample of that name")):  # fmt: skip
+        space.write_text(SPACE + f"evaluate_on: {value}\n")
+        with pytest.raises(GridsearchError) as exc:
+            load_space(space)
+        assert str(exc.value).startswith(f"{space}:6: 'evaluate_on': {words}"), str(exc.value)
+    space.write_text(SPACE + "evaluate_onn: x.root\n")
+    with pytest.raises(GridsearchError, match="did you mean 'evaluate_on'"):
+        load_space(space)
