@@ -52,6 +52,18 @@ class Member:
     started: float = field(default_factory=time.monotonic)
 
     @property
+    def config(self) -> dict[str, Any]:
+        """The loaded config of a member that runs (``cfg`` is None only for skipped ones)."""
+        assert self.cfg is not None, "the config of a member that runs is loaded"
+        return self.cfg
+
+    @property
+    def job_run(self) -> JobRun:
+        """The JobRun of a prepared member."""
+        assert self.run is not None, "prepare_member comes first"
+        return self.run
+
+    @property
     def trainer(self) -> Any:
         return self.run.trainer if self.run is not None else None
 
@@ -68,9 +80,9 @@ def prepare_member(m: Member, threads: int, cache: dict[str, Any]) -> None:
     """
     from hepae_core.data import load_jets, resolve_source
 
-    cfg, job_dir = m.cfg, m.job_dir
+    cfg, job_dir = m.config, m.job_dir
     name = job_dir.name
-    m.run = JobRun(
+    m.run = run = JobRun(
         job_dir,
         cfg,
         tell=lambda text: _say(name, text),
@@ -78,14 +90,14 @@ def prepare_member(m: Member, threads: int, cache: dict[str, Any]) -> None:
         heartbeat=m.heartbeat,
         started=m.started,
     )
-    m.run.setup(threads)
+    run.setup(threads)
     key = json.dumps(
         [cfg["data"], str(resolve_source(cfg["data"]["source"], job_dir))], sort_keys=True
     )
     if key not in cache:
         cache[key] = load_jets(cfg, job_dir)
-    m.run.prepare(jets=cache[key])
-    m.run.build_trainer()
+    run.prepare(jets=cache[key])
+    run.build_trainer()
 
 
 # =========================================================================== end of steps
@@ -136,9 +148,9 @@ def _interrupted(m: Member, signal_name: str | None, trained: bool = True) -> No
 
 
 def _finish(m: Member, result: Any) -> None:
-    m.run.close()
+    m.job_run.close()
     try:
-        m.code = m.run.finish(result)
+        m.code = m.job_run.finish(result)
         m.note = "done"
     except Exception as exc:
         _fail(m, exc)
@@ -229,7 +241,7 @@ def _train(live: list[Member], stop: Any, max_stack: int | None = None) -> None:
 
     from hepae_core.stacked import StackedTrainer, group_stackable
 
-    threads = bundle_threads([m.cfg for m in live])
+    threads = bundle_threads([m.config for m in live])
     torch.set_num_threads(threads)
     cache: dict[str, Any] = {}
     ready: list[Member] = []
@@ -260,6 +272,7 @@ def _train(live: list[Member], stop: Any, max_stack: int | None = None) -> None:
             outcomes = StackedTrainer([m.trainer for m in group_members]).run(stop)
             for m, outcome in zip(group_members, outcomes, strict=True):
                 if outcome.state == "failed":
+                    assert outcome.error is not None  # a failed outcome carries its error
                     _fail(m, outcome.error)
                 elif outcome.state == "interrupted":
                     _interrupted(m, m.trainer.result.signal_name)
@@ -268,7 +281,7 @@ def _train(live: list[Member], stop: Any, max_stack: int | None = None) -> None:
             continue
         m = group_members[0]
         try:
-            result = m.run.train(stop)
+            result = m.job_run.train(stop)
         except Exception as exc:
             _fail(m, exc)
             continue
