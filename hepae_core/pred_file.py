@@ -343,7 +343,8 @@ def bounded_metrics(
     (name -> jets) with the keys every codec has (docs/metrics.md), named ``pred<k>.*``:
     ``pred<k>.ratio``, ``.ratio_file``, ``.payload_bytes``, ``.side_bytes``,
     ``.model_bytes`` (the fitted parameters, paid once per file), ``.bits_per_jet``,
-    ``.clipped`` (values stored raw) and the residual statistics. Its bound is the one of
+    ``.clipped`` (values stored raw), the residual statistics and ``pred<k>.bound.<v>``
+    (the bound: relative for a ``log`` variable, else absolute). Its bound is the one of
     ``sq<k>``, ``sqe<k>``, ``sz3_<k>`` and ``zfp<k>``: every decoded value meets it.
     Returns name -> keys.
     """
@@ -361,4 +362,6 @@ def bounded_metrics(
             prefix = codec.name + "."
             out[name].update({f"{BOUNDED_FAMILY}{k}.{key[len(prefix):]}": v
                               for key, v in m.items() if key.startswith(prefix)})  # fmt: skip
+            # the bound itself (relative for a log variable, else in the file's units)
+            out[name].update({f"{BOUNDED_FAMILY}{k}.bound.{v}": b for v, b in bounds.items()})
     return out

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -552,6 +553,7 @@ class BoundPoint:
     # training ranges): such a codec is not error-bounded on that sample, and not ranked
     missed_first: dict[str, int] = field(default_factory=dict)
     missed_second: dict[str, int] = field(default_factory=dict)
+    bounds: dict[str, float] = field(default_factory=dict)  # variable -> bound (pred<k>.bound.*)
 
     @staticmethod
     def _best(ratios: dict[str, float], missed: dict[str, int]) -> str | None:
@@ -619,8 +621,14 @@ def bound_points(
                     if fam in CLIPPING and n_clipped > 0:
                         missed[i][fam] = int(n_clipped)
         # only the bounds where an error-bounded peer beside the plain quantiser exists
+        bounds: dict[str, float] = {}
+        for where in (row, own, on_row):
+            head = f"pred{k}.bound."
+            found = {str(key)[len(head):]: float(v) for key, v in where.items()
+                     if str(key).startswith(head) and _finite(v)}  # fmt: skip
+            bounds = bounds or found
         if len([f for f, r in first.items() if math.isfinite(r)]) >= 2:
-            out.append(BoundPoint(int(k), first, second, *missed))
+            out.append(BoundPoint(int(k), first, second, *missed, bounds))
     return out
 
 
@@ -639,13 +647,13 @@ def bound_table_lines(
     fams = [f for f in BOUNDED if any(f in p.first or f in p.second for p in points)]
     legend = ", ".join(f"{BOUNDED_SHORT[f]} = {BOUNDED_LABELS[f]}" for f in fams)
     cells = "own test jets / " + sample if sample else "own test jets"
-    lines = [
-        "  Best codec per error bound: every value within the bound; bound k = the k-bit",
-        "  scalar quantiser's half step per variable (natural space); ratio = float32 bytes /",
-        f"  bytes written for {file_jets:,} jets, side information and model counted; "
-        f"cells: {cells}",
-        f"  ({legend})",
-    ]
+    text = (
+        "Best codec per error bound: every value within the bound; bound k = the k-bit scalar "
+        "quantiser's half step per variable (natural space); ratio = float32 bytes / bytes "
+        f"written for {file_jets:,} jets, side information and model counted; cells: {cells} "
+        f"({legend})."
+    )
+    lines = textwrap.wrap(text, 96, initial_indent="  ", subsequent_indent="  ")
     width = 12 if sample else 8
     head = f"    {'k':>3}  {'best':<7}{'ratio':>6}"
     if sample:
@@ -664,6 +672,13 @@ def bound_table_lines(
                 c += "/" + _r(p.second.get(f)) + ("*" if p.missed_second.get(f) else "")
             row.append(f"{c:>{width}}")
         lines.append(text + "  " + "".join(row))
+    shown = next((p for p in points if p.k == 12 and p.bounds), None) or next(
+        (p for p in points if p.bounds), None
+    )
+    if shown is not None:
+        words = ", ".join(f"{v} {b:.2g}" for v, b in shown.bounds.items())
+        lines.append(f"    bounds at k = {shown.k}: {words} (relative for the log-space "
+                     "variables, e.g. pt, E); each added bit halves them")  # fmt: skip
     if any(p.missed_first or p.missed_second for p in points):
         lines.append("    * values beyond the quantiser's training ranges were clipped: the bound "
                      "was missed there, so it is not ranked")  # fmt: skip

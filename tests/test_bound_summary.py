@@ -59,7 +59,8 @@ def test_the_learned_codec_on_both_samples_wins_and_loses_in_words() -> None:
     assert "on biased.root the predictive codec (fitted predictor) wins at k = 6-11" in words
     assert "loses at k = 12-16 to SZ3 (down to 0.75x)" in words
     table = "\n".join(bound_table_lines(points, "biased.root"))
-    assert "other: best" in table and "pred = predictive codec (fitted predictor)" in table
+    flat = " ".join(table.split())
+    assert "other: best" in table and "pred = predictive codec (fitted predictor)" in flat
     line14 = next(t for t in table.splitlines() if t.strip().startswith("14 "))
     # SZ3 at 14 bits: 16 MB / 0.9 x 7 MB on both samples; pred 16 MB / 1.2 x 7 MB there
     assert line14.split()[:6] == ["14", "pred", "3.26", "SZ3", "2.54", "3.26/1.90"]
@@ -104,3 +105,13 @@ def test_a_quantiser_that_clipped_values_missed_the_bound_and_is_not_ranked() ->
     assert p12.missed_second == {} and p12.best_second == "sq"
     table = "\n".join(bound_table_lines(points, "b.root"))
     assert "4.00/4.00*" in table and "clipped: the bound was missed there" in table
+    assert "bounds at k" not in table  # no pred<k>.bound.* keys: no bound values to give
+
+
+def test_the_bound_values_are_given_when_the_evaluation_has_them() -> None:
+    row = _byte_row()
+    on = _byte_row()
+    on.update(_pred(row, {k: 0.7 for k in range(6, 17)}, prefix="own."))
+    on.update({"own.rate.jets": N, "own.pred12.bound.pt": 3.8e-4, "own.pred12.bound.eta": 1.1e-3})
+    table = "\n".join(bound_table_lines(bound_points(row, on), "b.root"))
+    assert "bounds at k = 12: pt 0.00038, eta 0.0011 (relative for" in table
