@@ -33,30 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from gridsearch.errors import GridsearchError
+from gridsearch.options import AUTO, parse_bundle
 from gridsearch.units import format_walltime
 from hepae_core.jobdir import CONFIG
 
 #: The module a bundle task runs (profiles may name another with ``bundle_module:``).
 BUNDLE_MODULE = "hepae_core.bundle"
-AUTO = "auto"
 #: The space file's top-level key for the campaign's bundle size.
 SPACE_KEY = "bundle"
-
-
-def parse_bundle(value: Any, key: str = "--bundle") -> int | str:
-    """``K`` (an integer >= 1) or ``"auto"``."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text == AUTO:
-            return AUTO
-        if text.isdigit():
-            value = int(text)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise GridsearchError(
-            message=f"expects a number of jobs per task (1, 2, ...) or 'auto', got {value!r}",
-            key=key,
-        )
-    return value
 
 
 def parse_space_bundle(value: Any, where: str) -> int | str:
@@ -120,7 +104,8 @@ def shape_key(job_dir: Path) -> str:
         return ""
     if not isinstance(cfg, dict):
         return ""
-    train = cfg.get("train") if isinstance(cfg.get("train"), dict) else {}
+    section = cfg.get("train")
+    train = section if isinstance(section, dict) else {}
     return json.dumps(
         [cfg.get("model"), train.get("batch_size"), train.get("device")],
         sort_keys=True,

@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gridsearch import backends, rungs
+from gridsearch import backends, options, rungs
 from gridsearch.backends.base import format_command
-from gridsearch.bundles import parse_bundle
 from gridsearch.campaign import Campaign, open_campaign
 from gridsearch.errors import GridsearchError
 from gridsearch.halving import parse_keep
@@ -42,18 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--per", metavar="PARAM", help="rank within each value of a grid parameter")
     p.add_argument("--site", help="submit the promoted jobs here (without: only promote them)")
     p.add_argument("--dry-run", action="store_true", help="show the choice, change nothing")
-    p.add_argument("--bundle", metavar="K", help="K jobs per task, or auto (see submit)")
-    p.add_argument("--time", help="time limit per job")
-    p.add_argument("--mem", help="memory per task, e.g. 4G")
-    p.add_argument("--cpus", type=int, metavar="N", help="cluster: cores per task")
-    p.add_argument("--gpus", type=int, metavar="N", help="cluster: GPUs per task")
-    p.add_argument("--gpu-type", help="cluster: GPU type, e.g. v100 or a100")
-    p.add_argument("--partition", help="cluster: Slurm partition")
-    p.add_argument("--account", help="cluster: project/account to charge")
-    p.add_argument("--qos", help="cluster: Slurm quality of service")
-    p.add_argument("--throttle", type=int, metavar="N", help="cluster: at most N tasks at a time")
-    p.add_argument("--workers", type=int, metavar="N", help="local: tasks at a time")
-    p.add_argument("--threads", type=int, metavar="N", help="local: CPU threads per task")
+    options.add_arguments(p)
     p.add_argument("--sites-dir", action="append", type=Path, default=[], metavar="DIR")
     add_all_rungs(p)
     p.set_defaults(func=run)
@@ -71,21 +59,7 @@ def add_all_rungs(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     campaign = open_campaign(args.campaign)
-    overrides = {
-        "bundle": None if args.bundle is None else parse_bundle(args.bundle),
-        "time": args.time,
-        "mem": args.mem,
-        "cpus": args.cpus,
-        "gpus": args.gpus,
-        "gpu_type": args.gpu_type,
-        "partition": args.partition,
-        "account": args.account,
-        "qos": args.qos,
-        "throttle": args.throttle,
-        "workers": args.workers,
-        "threads": args.threads,
-    }
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+    overrides = options.overrides_from_args(args)
     from hepae_core.config import metric_key_problem
 
     problem = metric_key_problem(args.metric)

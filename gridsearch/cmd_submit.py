@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from gridsearch import options
 from gridsearch.backends import get_backend
-from gridsearch.bundles import parse_bundle
 from gridsearch.campaign import open_campaign
 from gridsearch.selection import SELECTABLE, words
 from gridsearch.status import DEFAULT_LOST_AFTER_S
@@ -47,32 +47,7 @@ def add_arguments(p: argparse.ArgumentParser, only_default: str | None) -> None:
         help="where the scheduler cannot tell, a running job silent this long is lost "
         "(default %(default)g minutes)",
     )
-    p.add_argument("--workers", type=int, metavar="N", help="local: jobs at a time")
-    p.add_argument("--threads", type=int, metavar="N", help="local: CPU threads per job")
-    p.add_argument(
-        "--time", help="time limit per job, e.g. 90 (minutes), 1:30:00, 2-00:00:00, 2h or 1h30m"
-    )
-    p.add_argument("--mem", help="memory per job, e.g. 4G")
-    p.add_argument("--account", help="cluster: project/account to charge")
-    p.add_argument("--partition", help="cluster: Slurm partition")
-    p.add_argument("--qos", help="cluster: Slurm quality of service")
-    p.add_argument("--cpus", type=int, metavar="N", help="cluster: cores per job")
-    p.add_argument("--gpus", type=int, metavar="N", help="cluster: GPUs per job")
-    p.add_argument("--gpu-type", help="cluster: GPU type, e.g. v100 or a100")
-    p.add_argument(
-        "--throttle",
-        type=int,
-        metavar="N",
-        help="cluster: at most N tasks of this submission at a time (all array chunks together)",
-    )
-    p.add_argument(
-        "--bundle",
-        metavar="K",
-        help="run K jobs per task through 'python -m hepae_core.bundle' (same-shape models "
-        "trained as one stack); 'auto' picks K from the task's cpus/gpus; default: the site "
-        "profile's 'bundle' (1: one job per task). The walltime stays per job: a task asks "
-        "for K x --time",
-    )
+    options.add_arguments(p)
     p.add_argument(
         "--sites-dir",
         action="append",
@@ -100,21 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     campaign = open_campaign(args.campaign)
-    overrides = {
-        "workers": args.workers,
-        "threads": args.threads,
-        "time": args.time,
-        "mem": args.mem,
-        "account": args.account,
-        "partition": args.partition,
-        "qos": args.qos,
-        "cpus": args.cpus,
-        "gpus": args.gpus,
-        "gpu_type": args.gpu_type,
-        "throttle": args.throttle,
-        "bundle": None if args.bundle is None else parse_bundle(args.bundle),
-    }
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+    overrides = options.overrides_from_args(args)
     if getattr(args, "reuse_options", False):  # resubmit: as the campaign was submitted
         from gridsearch.submit import format_options, remembered_options
 

@@ -31,7 +31,8 @@ from gridsearch.backends.base import Backend, SchedulerState
 from gridsearch.campaign import SPACE, Campaign
 from gridsearch.errors import GridsearchError
 from gridsearch.halving import campaign_halving
-from gridsearch.sites import OVERRIDE_FLAGS, _token, check_environment, user_site_dirs
+from gridsearch.options import CARRIED_FLAGS
+from gridsearch.sites import _token, check_environment, user_site_dirs
 from hepae_core.contract import TaskState
 from hepae_core.jobdir import atomic_write_text, now_iso
 
@@ -93,7 +94,7 @@ def promote_command(
     for d in sites_dir or []:
         cmd += ["--sites-dir", str(Path(d).absolute())]
     for key, value in (overrides or {}).items():
-        flag = OVERRIDE_FLAGS.get(key)
+        flag = CARRIED_FLAGS.get(key)
         if flag is not None and value is not None:
             cmd += [flag, str(value)]
     return cmd

@@ -21,26 +21,17 @@ from typing import Any
 
 import yaml
 
+from gridsearch.backends.registry import backend_class, check_kind
 from gridsearch.errors import GridsearchError
+from gridsearch.options import CARRIED_FLAGS, OVERRIDABLE, OVERRIDE_ALIASES
 from gridsearch.units import format_walltime, parse_memory, parse_walltime
 from hepae_core import yamlio
 from hepae_core.contract import SITES_ENV
 from hepae_core.errors import did_you_mean
 
-#: The request overrides of submit, resubmit and promote: profile key -> command-line flag.
-#: The rung jobs carry them on with these flags, and a resubmission reuses them.
-OVERRIDE_FLAGS = {
-    "time": "--time",
-    "mem": "--mem",
-    "cpus": "--cpus",
-    "gpus": "--gpus",
-    "gpu_type": "--gpu-type",
-    "partition": "--partition",
-    "account": "--account",
-    "qos": "--qos",
-    "throttle": "--throttle",
-    "bundle": "--bundle",
-}
+#: The request overrides a rung's promote job carries on: profile key -> command-line flag
+#: (derived from the one table of submission options, :mod:`gridsearch.options`).
+OVERRIDE_FLAGS = CARRIED_FLAGS
 
 USER_SITES_ENV = SITES_ENV
 
@@ -141,10 +132,7 @@ def load_profile(name: str, extra: list[Path] | None = None) -> dict[str, Any]:
         profile = merge(profile, {k: v for k, v in data.items() if k != "extends"})
     profile["name"] = name
     profile["source"] = chain[0][1]
-    if profile.get("kind") not in ("local", "slurm", "condor"):
-        raise GridsearchError(
-            message="must be local, slurm or condor", source=chain[0][1], key="kind"
-        )
+    check_kind(profile.get("kind"), chain[0][1])
     check_profile_values(profile)
     return profile
 
@@ -274,35 +262,12 @@ def check_profile_values(profile: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------------------
 # Requests: walltime, memory, cores, GPUs, checked against the site's limits.
 
-#: Keys ``gridsearch submit`` may override per submission (``--time 30m --mem 4G``).
-OVERRIDABLE = (
-    "account",
-    "partition",
-    "qos",
-    "constraint",
-    "time",
-    "mem",
-    "cpus",
-    "gpus",
-    "gpu_type",
-    "throttle",
-    "signal_before_s",
-    "disk",
-    "max_restarts",
-)
-
-#: The CLI's generic options as the cluster requests they mean: ``--threads`` is the
-#: cores per job, ``--workers`` the jobs running at once (the array throttle).
-OVERRIDE_ALIASES = {"threads": "cpus", "workers": "throttle"}
-
 # Scheduler option values go into ``#SBATCH`` lines and submit descriptions, which are
 # not shell; they must be plain tokens (no spaces, quotes, newlines, ``$``).
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:,+=@%/\-]+$")
 _CONSTRAINT = re.compile(r"^[A-Za-z0-9_.:,+=@%/\-&|\[\]*!()]+$")
-_OPTION = re.compile(r"^--?[A-Za-z][A-Za-z0-9\-]*(=[A-Za-z0-9_.:,+=@%/\-&|\[\]*!]+)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_CONDOR_KEY = re.compile(r"^\+?[A-Za-z_][A-Za-z0-9_.]*$")
 
 
 def _count(value: Any, key: str, minimum: int = 0) -> int:
@@ -473,52 +438,9 @@ def resolve_request(
     # A warning that would come before the job starts is useless: keep half the walltime.
     request["signal_before_s"] = signal if signal < request["time_s"] else request["time_s"] // 2
     _check_limits(profile, request)
-    if profile.get("kind") == "condor":
-        request["flavour"] = choose_flavour(profile, request["time_s"])
-        request["disk_kb"] = (
-            None
-            if request.get("disk") is None
-            else parse_memory(request["disk"], "request.disk") * 1024
-        )
-        request["max_restarts"] = _count(request.get("max_restarts", 5), "request.max_restarts")
-        request["transfer_files"] = _token(
-            request.get("transfer_files", "IF_NEEDED"), "request.transfer_files"
-        ).upper()
-        if request["transfer_files"] not in ("YES", "NO", "IF_NEEDED"):
-            raise GridsearchError(
-                message="expects YES, NO or IF_NEEDED", key="request.transfer_files"
-            )
-        extra = request.get("extra") or {}
-        if not isinstance(extra, dict):
-            raise GridsearchError(
-                message="expects a mapping of submit commands", key="request.extra"
-            )
-        for k, v in extra.items():
-            if not isinstance(k, str) or not _CONDOR_KEY.match(k):
-                raise GridsearchError(
-                    message="is not a submit command name", key=f"request.extra.{k}"
-                )
-            if not isinstance(v, str | int | float) or isinstance(v, bool):
-                raise GridsearchError(message="expects a one-line value", key=f"request.extra.{k}")
-            from gridsearch.render import condor_value
-
-            try:
-                condor_value(v)
-            except GridsearchError as exc:
-                raise GridsearchError(
-                    message=f"expects a one-line value: {exc.message}", key=f"request.extra.{k}"
-                ) from None
-        request["extra"] = {k: str(v) for k, v in extra.items()}
-    else:
-        extra = _str_list(request.get("extra"), "request.extra")
-        for opt in extra:
-            if not _OPTION.match(opt):
-                raise GridsearchError(
-                    message=f"{opt!r} is not a plain sbatch option like --exclusive or "
-                    "--mail-type=END",
-                    key="request.extra",
-                )
-        request["extra"] = extra
+    # The scheduler's own keys (HTCondor's flavour, disk, transfer rules; the sbatch
+    # options of `extra`) are its backend's (gridsearch/backends/<kind>/request.py).
+    backend_class(str(profile.get("kind"))).check_request(profile, request)
     return request
 
 
@@ -569,33 +491,6 @@ def _check_limits(profile: dict[str, Any], request: dict[str, Any]) -> None:
         )
 
 
-def choose_flavour(profile: dict[str, Any], time_s: int) -> str | None:
-    """The smallest walltime class (``+JobFlavour`` at CERN) that holds ``time_s``."""
-    flavours = profile.get("flavours") or {}
-    if not flavours:
-        return None
-    for name in flavours:
-        # the name is written into the submit description as +JobFlavour = "NAME"
-        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_]+$", name):
-            raise GridsearchError(
-                message=f"{name!r} is not a plain walltime class name (letters, digits, _ only)",
-                source=profile.get("source"),
-                key="flavours",
-            )
-    ranked = sorted(
-        ((parse_walltime(v, f"flavours.{k}"), k) for k, v in flavours.items()), key=lambda x: x[0]
-    )
-    for limit, name in ranked:
-        if time_s <= limit:
-            return name
-    limit, name = ranked[-1]
-    raise GridsearchError(
-        message=f"walltime {format_walltime(time_s)} is over the longest job flavour at "
-        f"{profile.get('name')} ({name}: {format_walltime(limit)})",
-        key="request.time",
-    )
-
-
 def max_jobs_per_submission(profile: dict[str, Any]) -> int | None:
     """The site's limit on jobs in one submission, or None."""
     value = (profile.get("limits") or {}).get("max_jobs_per_submission")
@@ -621,12 +516,6 @@ def check_submission(
             key="limits.max_jobs_per_submission",
         )
     return request, environment
-
-
-def max_array_size(profile: dict[str, Any]) -> int:
-    """Slurm's MaxArraySize at the site: array indices must stay below it."""
-    value = (profile.get("limits") or {}).get("max_array_size", 1001)
-    return _count(value, "limits.max_array_size", 2)
 
 
 def show(profile: dict[str, Any]) -> str:

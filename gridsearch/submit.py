@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gridsearch import bundles
+from gridsearch import bundles, options
 from gridsearch import status as S
 from gridsearch.backends import get_backend
 from gridsearch.backends.base import JobRef, Journal, Submission
@@ -40,7 +40,7 @@ from gridsearch.selection import (  # noqa: F401 (the selection policy lives the
     parse_only,
     select_jobs,
 )
-from gridsearch.sites import OVERRIDE_FLAGS, load_profile, user_site_dirs
+from gridsearch.sites import load_profile, user_site_dirs
 from hepae_core.contract import JobState
 from hepae_core.jobdir import CONFIG, now_iso
 
@@ -162,10 +162,9 @@ def submit(
             one.stage = part[0].stage if len(parts) > 1 else None
             report.parts.append(one)
             report.submission, report.record = one.submission, one.record
+            ids = list(one.submission.scheduler_ids) if one.submission is not None else []
             for js in part:
-                submitted[js.id] = list(one.submission.scheduler_ids) or [
-                    f"<ids of stage {js.stage}>"
-                ]
+                submitted[js.id] = ids or [f"<ids of stage {js.stage}>"]
             if one.interrupted is not None:
                 raise one.interrupted
         report.selected = [js for p in report.parts for js in p.selected]
@@ -309,12 +308,7 @@ def check_overrides(profile: dict[str, Any], overrides: dict[str, Any] | None) -
 
 #: The submit options a resubmission reuses from the campaign's last submission, and the
 #: flag each was given with.
-REMEMBERED_FLAGS = {
-    "bundle": "--bundle",
-    **OVERRIDE_FLAGS,
-    "workers": "--workers",
-    "threads": "--threads",
-}
+REMEMBERED_FLAGS = options.REMEMBERED_FLAGS
 
 
 def remembered_options(campaign: Campaign, site: str | None) -> tuple[dict[str, Any], str | None]:

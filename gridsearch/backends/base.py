@@ -23,7 +23,9 @@ same steps for every scheduler, in this order, and a backend only says what diff
 
 from __future__ import annotations
 
+import abc
 import contextlib
+import re
 import shlex
 import shutil
 import subprocess
@@ -197,8 +199,21 @@ class SchedulerUnavailable(OSError):
     resubmit does not take jobs it may hold."""
 
 
-class Backend:
-    """One scheduler; subclasses fill in the hooks named ``_make_*`` and ``_get_*``."""
+#: A Slurm-style extra option of a profile's ``request.extra`` list (``--exclusive``).
+_OPTION = re.compile(r"^--?[A-Za-z][A-Za-z0-9\-]*(=[A-Za-z0-9_.:,+=@%/\-&|\[\]*!]+)?$")
+
+
+class Backend(abc.ABC):
+    """One scheduler kind. The base owns the submission flow (:meth:`submit`); a subclass
+    fills in the abstract hooks, so that one missing fails when the class is instantiated
+    (``TypeError: Can't instantiate abstract class``), not halfway through a submission.
+
+    Hooks every backend has: :meth:`_prepare` (check and render, write nothing),
+    :meth:`_display_command`, :meth:`_execute`, :meth:`_task_ids` and :meth:`query`; the
+    request rules of its scheduler are :meth:`check_request` (a default for sbatch-like
+    ``extra`` options). A scheduler with a queue derives from :class:`SchedulerBackend`,
+    which runs its submit command per chunk.
+    """
 
     kind: str = ""
     #: True when ``submit`` runs the jobs and returns once they ended (local).
@@ -231,7 +246,31 @@ class Backend:
         return self._follow_up_id(proc.stdout), command
 
     def _follow_up_id(self, stdout: str) -> str:
-        raise NotImplementedError
+        """The scheduler id in the output of :meth:`follow_up_command`."""
+        raise GridsearchError(message=f"{self.kind} cannot queue a job behind others")
+
+    # ------------------------------------------------------------------ requests
+
+    @classmethod
+    def check_request(cls, profile: dict[str, Any], request: dict[str, Any]) -> None:
+        """Check and complete the scheduler's own request keys in place (called by
+        :func:`gridsearch.sites.resolve_request` once the common keys are checked).
+
+        The default takes ``extra`` as a list of sbatch-like options (``--exclusive``).
+        """
+        extra = request.get("extra") or []
+        if not isinstance(extra, list) or not all(isinstance(v, str) and v for v in extra):
+            raise GridsearchError(
+                message="expects a list of non-empty strings", key="request.extra"
+            )
+        for opt in extra:
+            if not _OPTION.match(opt):
+                raise GridsearchError(
+                    message=f"{opt!r} is not a plain sbatch option like --exclusive or "
+                    "--mail-type=END",
+                    key="request.extra",
+                )
+        request["extra"] = extra
 
     # ------------------------------------------------------------------ the flow
 
@@ -370,24 +409,6 @@ class Backend:
             atomic_write_text(path, text)
             path.chmod(mode)
 
-    def _execute(self, prepared: Prepared, sub: Submission) -> None:
-        """Run the submission command of each chunk; fill ``sub``'s ids and tasks."""
-        previous: str | None = None
-        ran: list[str] = []
-        for chunk in prepared.chunks:
-            cmd = self._make_submission_command(prepared, chunk, previous)
-            ran.extend(["&&", *cmd] if ran else cmd)
-            sub.command = list(ran)  # what really ran, ids of earlier chunks filled in
-            proc = self._submit_tool(cmd, prepared.directory)
-            if proc.returncode != 0:
-                raise SchedulerRefused(
-                    message=self._refusal_message(prepared, chunk, proc),
-                )
-            job_id = self._get_job_id_from_submission_command(proc.stdout, chunk)
-            sub.scheduler_ids.append(job_id)
-            sub.tasks.update(self._task_ids(job_id, chunk))
-            previous = job_id
-
     def _submit_tool(self, cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
         """Run a submit command; its exit status is the caller's to judge."""
         try:
@@ -430,6 +451,7 @@ class Backend:
 
     # ------------------------------------------------------------------ hooks
 
+    @abc.abstractmethod
     def _prepare(
         self,
         jobs: list[JobRef],
@@ -439,7 +461,47 @@ class Backend:
         search: list[Path],
     ) -> Prepared:
         """Check everything and render every file; write nothing."""
-        raise NotImplementedError
+
+    @abc.abstractmethod
+    def _display_command(self, prepared: Prepared) -> list[str]:
+        """The command(s) as recorded in the ledger and shown to the user."""
+
+    @abc.abstractmethod
+    def _execute(self, prepared: Prepared, sub: Submission) -> None:
+        """Submit (or run) the prepared jobs; fill ``sub``'s ids and tasks."""
+
+    @abc.abstractmethod
+    def _task_ids(self, job_id: str, chunk: Chunk) -> dict[str, str | list[str]]:
+        """Task id -> job id (a bundle: job ids) for the jobs of ``chunk`` queued as
+        ``job_id``."""
+
+    @abc.abstractmethod
+    def query(self, task_ids: list[str]) -> dict[str, SchedulerState]:
+        """Ask the scheduler about these task ids; missing ones are unknown to it."""
+
+
+class SchedulerBackend(Backend):
+    """A scheduler with a queue: each chunk is one submit command whose output names the
+    scheduler's id. Subclasses fill in :meth:`_make_submission_command` and
+    :meth:`_get_job_id_from_submission_command` (besides :class:`Backend`'s hooks)."""
+
+    def _execute(self, prepared: Prepared, sub: Submission) -> None:
+        """Run the submission command of each chunk; fill ``sub``'s ids and tasks."""
+        previous: str | None = None
+        ran: list[str] = []
+        for chunk in prepared.chunks:
+            cmd = self._make_submission_command(prepared, chunk, previous)
+            ran.extend(["&&", *cmd] if ran else cmd)
+            sub.command = list(ran)  # what really ran, ids of earlier chunks filled in
+            proc = self._submit_tool(cmd, prepared.directory)
+            if proc.returncode != 0:
+                raise SchedulerRefused(
+                    message=self._refusal_message(prepared, chunk, proc),
+                )
+            job_id = self._get_job_id_from_submission_command(proc.stdout, chunk)
+            sub.scheduler_ids.append(job_id)
+            sub.tasks.update(self._task_ids(job_id, chunk))
+            previous = job_id
 
     def _display_command(self, prepared: Prepared) -> list[str]:
         """The command(s) as recorded in the ledger and shown to the user."""
@@ -450,27 +512,18 @@ class Backend:
             out.extend(self._make_submission_command(prepared, chunk, "PREVIOUS" if k else None))
         return out
 
+    @abc.abstractmethod
     def _make_submission_command(
         self, prepared: Prepared, chunk: Chunk, previous: str | None
     ) -> list[str]:
         """The argv that submits ``chunk``; ``previous`` is the id of the chunk before."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _get_job_id_from_submission_command(self, stdout: str, chunk: Chunk) -> str:
         """The scheduler's id in the submission command's output."""
-        raise NotImplementedError
-
-    def _task_ids(self, job_id: str, chunk: Chunk) -> dict[str, str | list[str]]:
-        """Task id -> job id (a bundle: job ids) for the jobs of ``chunk`` queued as
-        ``job_id``."""
-        raise NotImplementedError
 
     def _refusal_message(
         self, prepared: Prepared, chunk: Chunk, proc: subprocess.CompletedProcess[str]
     ) -> str:
         said = (proc.stderr or proc.stdout).strip()
         return f"{self.submit_tool} refused {chunk.script}: {said}"
-
-    def query(self, task_ids: list[str]) -> dict[str, SchedulerState]:
-        """Ask the scheduler about these task ids; missing ones are unknown to it."""
-        raise NotImplementedError

@@ -404,8 +404,9 @@ class LocalBackend(Backend):
                         proc.terminate()
             _wait_checkpoints([r for _, refs in running.values() for r in refs])
             for proc in controllers:
-                with contextlib.suppress(Exception):
-                    proc.wait(timeout=5)
+                if proc is not None:
+                    with contextlib.suppress(Exception):
+                        proc.wait(timeout=5)
             sub.tasks = started
             raise Interrupted(sub) from None
         finally:
