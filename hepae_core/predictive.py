@@ -15,7 +15,7 @@ order the codec chooses. For variable ``j``:
    value; a value that misses (float rounding at a cell edge, a code outside the file's
    alphabet, a non-finite or non-positive scale value) is stored raw (float64) behind an
    escape symbol and counted (:attr:`Encoded.clipped`). A value of exactly 0 has its own
-   symbol and decodes to 0.
+   symbol and decodes to 0; so has an absolute variable's exactly 1 (a fraction's edge).
 
 The symbols of each variable (and, for the learned predictor, of each of its contexts) are
 coded by one ANS stream (``constriction``) with a categorical distribution fitted on this
@@ -56,7 +56,9 @@ import numpy as np
 from hepae_core.codec_base import BaseCodec, Encoded
 from hepae_core.variables import ANGLE_RESIDUAL, ENERGY_VARIABLES, RELATIVE_RESIDUAL
 
-ESC, ZERO, OFFSET = 0, 1, 2  # symbol 0: value stored raw; 1: exactly zero; 2..: codes
+# symbol 0: value stored raw; 1: exactly 0; 2: exactly 1 (absolute variables: a fraction
+# at its upper edge, e.g. a jet of charged constituents only); 3..: residual codes
+ESC, ZERO, ONE, OFFSET = 0, 1, 2, 3
 MAX_ALPHABET = 1 << 16
 TABLE_LEVELS = 8  # table entries: round(8 log2(count + 1)), one byte each
 PREDICTORS = ("none", "physics", "linear")
@@ -223,10 +225,16 @@ class PredictiveCodec(BaseCodec):
     order
         ``given`` or ``greedy`` (``linear`` only; the others keep the given order).
     contexts
-        Residual tables per variable for ``linear`` (1: one table).
+        Residual tables per variable for ``linear`` (1: one table): ``value_bins`` bins of
+        the prediction's distance to the edge of the variable's training range (in
+        quantiser steps), times ``contexts / value_bins`` bins of the residual's predicted
+        size (``value_bins`` is 1 where it does not divide ``contexts``).
+    value_bins
+        See ``contexts``.
     """
 
     family = "pred"
+    kinds: list[str]  # always set here (by name where not given)
 
     def __init__(
         self,
@@ -236,7 +244,8 @@ class PredictiveCodec(BaseCodec):
         bounds: float | dict[str, float] | None = None,
         predictor: str = "linear",
         order: str | list[str] = "given",
-        contexts: int = 8,
+        contexts: int = 16,
+        value_bins: int = 4,
         max_fit_rows: int = 100_000,
         order_rows: int = 20_000,
         seed: int = 0,
@@ -269,11 +278,15 @@ class PredictiveCodec(BaseCodec):
         elif predictor == "linear":
             self.order_mode = order
         self.n_contexts = max(1, int(contexts)) if predictor == "linear" else 1
+        vb = max(1, int(value_bins))
+        self.n_value = vb if self.n_contexts % vb == 0 else 1
+        self.n_scale = self.n_contexts // self.n_value
         self.max_fit_rows, self.order_rows, self.seed = max_fit_rows, order_rows, seed
         self.feat: list[_Features | None] = []
         self.coef: list[np.ndarray | None] = []
         self.scale_coef: list[np.ndarray | None] = []
         self.thresholds: list[np.ndarray] = []
+        self.edges: list[np.ndarray] = []  # per position: training lo, hi, value thresholds
         self.fitted = predictor != "linear"
         # the dtype the decoded values are written in (a file's float32 columns): the
         # bound is checked on the values as written, so rounding cannot break it
@@ -285,23 +298,53 @@ class PredictiveCodec(BaseCodec):
 
     # -- fitting -----------------------------------------------------------------------
 
+    # Subclasses (hepae_core.pred_learned) may code ``n_latent`` latent values per jet
+    # before the variables (``_latent``, step ``latent_step``) and derive from them
+    # ``aux_names`` natural-space columns (``_aux``) that the predictors may use: the
+    # decoded table ``dec_t`` holds the variables, then those columns.
+    n_latent = 0
+    latent_step = 1.0
+    aux_names: list[str] = []
+
+    def _latent(self, x: np.ndarray) -> np.ndarray:
+        """(n, n_latent) latent values of the jets (the encoder's side only)."""
+        return np.empty((len(x), 0))
+
+    def _aux(self, zq: np.ndarray) -> np.ndarray:
+        """(n, len(aux_names)) columns computed from the dequantised latent."""
+        return np.empty((len(zq), 0))
+
     def _usable(self, pos: int) -> list[int]:
-        """Variable indices (in order) decoded before position ``pos`` usable as features."""
-        return [j for j in self.order[:pos] if self.kinds[j] != "angle"]
+        """Columns of ``dec_t`` (variables decoded before position ``pos``, in order, then
+        the auxiliary columns) usable as features."""
+        d = len(self.variables)
+        own = [j for j in self.order[:pos] if self.kinds[j] != "angle"]
+        return own + list(range(d, d + len(self.aux_names)))
 
     def _base(self, t: np.ndarray, cols: list[int]) -> np.ndarray:
-        return _Features.base(
-            t[:, cols], [self.variables[j] for j in cols], [self.kinds[j] for j in cols]
-        )
+        names = self.variables + self.aux_names
+        kinds = self.kinds + ["aux"] * len(self.aux_names)
+        return _Features.base(t[:, cols], [names[j] for j in cols], [kinds[j] for j in cols])
+
+    def _natural(self, x: np.ndarray) -> np.ndarray:
+        """Natural-space table of the variables, then the auxiliary columns (fitting)."""
+        t = np.stack([to_natural(x[:, j], k) for j, k in enumerate(self.kinds)], axis=1)
+        if not self.aux_names:
+            return t
+        z = self._latent(x)
+        zq = np.rint(np.where(np.isfinite(z), z, 0.0) / self.latent_step) * self.latent_step
+        return np.concatenate([t, self._aux(zq)], axis=1)
 
     def _fit_one(
         self, t: np.ndarray, cols: list[int], j: int
-    ) -> tuple[_Features | None, np.ndarray | None, np.ndarray | None, np.ndarray]:
-        """Regression of variable ``j`` on ``cols`` (and of its residual's size)."""
+    ) -> tuple[_Features | None, np.ndarray | None, np.ndarray | None, np.ndarray, np.ndarray]:
+        """Regression of variable ``j`` on ``cols`` (and of its residual's size), and the
+        value bins: (features, coefficients, size coefficients, size thresholds, edges)."""
+        none = None, None, None, np.empty(0), np.empty(0)
         y = t[:, j]
         ok = np.isfinite(y) & np.isfinite(t[:, cols]).all(axis=1) & (y != 0)  # 0: a symbol
         if self.kinds[j] == "angle" or not cols or ok.sum() < 10:
-            return None, None, None, np.empty(0)
+            return none
         b = self._base(t[ok], cols)
         lo, hi = b.min(axis=0), b.max(axis=0)
         mean, std = b.mean(axis=0), b.std(axis=0)
@@ -309,15 +352,41 @@ class PredictiveCodec(BaseCodec):
         feat = _Features(*(a.astype(np.float32).astype(np.float64) for a in (lo, hi, mean, std)))
         f = feat(b)
         coef = _ridge(f, y[ok]).astype(np.float32).astype(np.float64)
-        r = (y[ok] - f @ coef) / self.steps[j]
-        if self.n_contexts == 1:
-            return feat, coef, None, np.empty(0)
-        a = np.log(np.abs(r) + 0.5)
-        # the residual's size from the linear terms only: half the cost of a prediction
-        lin = f[:, : 1 + b.shape[1]]
-        scale = _ridge(lin, a).astype(np.float32).astype(np.float64)
-        qs = np.quantile(lin @ scale, np.arange(1, self.n_contexts) / self.n_contexts)
-        return feat, coef, scale, np.asarray(qs, np.float32).astype(np.float64)
+        pred = f @ coef
+        r = (y[ok] - pred) / self.steps[j]
+        scale, thr, edges = None, np.empty(0), np.empty(0)
+        if self.n_scale > 1:
+            a = np.log(np.abs(r) + 0.5)
+            # the residual's size from the linear terms only: half the cost of a prediction
+            lin = f[:, : 1 + b.shape[1]]
+            scale = _ridge(lin, a).astype(np.float32).astype(np.float64)
+            qs = np.quantile(lin @ scale, np.arange(1, self.n_scale) / self.n_scale)
+            thr = np.asarray(qs, np.float32).astype(np.float64)
+        if self.n_value > 1:
+            # how close the prediction lies to the edge of the training range: a fraction
+            # predicted near 0 or 1 has its residual cut off on one side (and its exact 0
+            # or 1 likely), a mass or width near its lower end a skewed residual
+            # (over every jet, the exact zeros included: where they are likely is the point)
+            every = np.isfinite(y) & np.isfinite(t[:, cols]).all(axis=1)
+            pred = feat(self._base(t[every], cols)) @ coef
+            ylo, yhi = np.float32(y[every].min()), np.float32(y[every].max())
+            dist = np.minimum(pred - ylo, yhi - pred) / self.steps[j]
+            qs = np.quantile(dist, np.arange(1, self.n_value) / self.n_value)
+            edges = np.concatenate([[ylo, yhi], qs]).astype(np.float32).astype(np.float64)
+        return feat, coef, scale, thr, edges
+
+    def _coef(self, pos: int) -> np.ndarray:
+        c = self.coef[pos]
+        assert c is not None
+        return c
+
+    def _value_bin(self, pos: int, p: np.ndarray) -> np.ndarray:
+        """The value bin of prediction ``p`` at ``pos`` (0 without value bins)."""
+        e = self.edges[pos] if self.edges else np.empty(0)
+        if self.n_value == 1 or not len(e):
+            return np.zeros(len(p), np.int64)
+        dist = np.minimum(p - e[0], e[1] - p) / self.steps[self.order[pos]]
+        return np.searchsorted(e[2:], dist)
 
     def fit(self, train: np.ndarray) -> None:
         if self.predictor != "linear":
@@ -326,16 +395,17 @@ class PredictiveCodec(BaseCodec):
         rng = np.random.default_rng(self.seed)
         if len(x) > self.max_fit_rows:
             x = x[rng.choice(len(x), self.max_fit_rows, replace=False)]
-        t = np.stack([to_natural(x[:, j], k) for j, k in enumerate(self.kinds)], axis=1)
+        t = self._natural(x)
         if self.order_mode == "greedy":
             self.order = self._greedy(t[: self.order_rows])
-        self.feat, self.coef, self.scale_coef, self.thresholds = [], [], [], []
+        self.feat, self.coef, self.scale_coef, self.thresholds, self.edges = [], [], [], [], []
         for pos, j in enumerate(self.order):
-            feat, coef, scale, thr = self._fit_one(t, self._usable(pos), j)
+            feat, coef, scale, thr, edges = self._fit_one(t, self._usable(pos), j)
             self.feat.append(feat)
             self.coef.append(coef)
             self.scale_coef.append(scale)
             self.thresholds.append(thr)
+            self.edges.append(edges)
         self.fitted = True
 
     def _greedy(self, t: np.ndarray) -> list[int]:
@@ -347,7 +417,7 @@ class PredictiveCodec(BaseCodec):
             best, best_h = left[0], math.inf
             for j in left:
                 y = t[:, j]
-                feat, coef, _, _ = self._fit_one(t, cols, j) if cols else (None, None, None, 0)
+                feat, coef = self._fit_one(t, cols, j)[:2] if cols else (None, None)
                 ok = np.isfinite(y) & np.isfinite(t[:, cols]).all(axis=1)
                 p = feat(self._base(t[ok], cols)) @ coef if feat is not None else 0.0
                 h = entropy_bits(quantise_residual(y[ok] - p, self.steps[j])) / max(ok.sum(), 1)
@@ -361,7 +431,8 @@ class PredictiveCodec(BaseCodec):
 
     def _n_base(self, pos: int) -> int:
         cols = self._usable(pos)
-        return self._base(np.zeros((1, len(self.variables))), cols).shape[1] if cols else 0
+        width = len(self.variables) + len(self.aux_names)
+        return self._base(np.zeros((1, width)), cols).shape[1] if cols else 0
 
     def model_blob(self) -> bytes | None:
         """The learned parameters as a file stores them once: the order (one byte a
@@ -377,16 +448,23 @@ class PredictiveCodec(BaseCodec):
             arrays = [feat.lo, feat.hi, feat.mean, feat.std, self.coef[pos]]
             if self.scale_coef[pos] is not None:
                 arrays += [self.scale_coef[pos], self.thresholds[pos]]
+            arrays.append(self.edges[pos])
             parts += [np.asarray(a, np.float32).tobytes() for a in arrays]
         return b"".join(parts)
 
     def load_model_blob(self, blob: bytes) -> None:
         """Take the parameters :meth:`model_blob` wrote (same variables, kinds, bounds,
         predictor and contexts): what a reader of the file needs besides the file."""
+        if self._load_blob(blob) != len(blob):
+            raise ValueError("predictive model: the parameters do not fit this codec")
+        self.fitted = True
+
+    def _load_blob(self, blob: bytes) -> int:
+        """Read :meth:`model_blob`'s part from the start of ``blob``; bytes read."""
         d = len(self.variables)
         self.order = [int(v) for v in np.frombuffer(blob[:d], np.uint8)]
         off = d
-        self.feat, self.coef, self.scale_coef, self.thresholds = [], [], [], []
+        self.feat, self.coef, self.scale_coef, self.thresholds, self.edges = [], [], [], [], []
 
         def take(k: int) -> np.ndarray:
             nonlocal off
@@ -401,19 +479,21 @@ class PredictiveCodec(BaseCodec):
                 self.coef.append(None)
                 self.scale_coef.append(None)
                 self.thresholds.append(np.empty(0))
+                self.edges.append(np.empty(0))
                 continue
             p = 1 + u + u * (u + 1) // 2
             self.feat.append(_Features(take(u), take(u), take(u), take(u)))
             self.coef.append(take(p))
-            if self.n_contexts > 1:
+            if self.n_scale > 1:
                 self.scale_coef.append(take(1 + u))
-                self.thresholds.append(take(self.n_contexts - 1))
+                self.thresholds.append(take(self.n_scale - 1))
             else:
                 self.scale_coef.append(None)
                 self.thresholds.append(np.empty(0))
-        if off != len(blob):
+            self.edges.append(take(self.n_value + 1) if self.n_value > 1 else np.empty(0))
+        if off > len(blob):
             raise ValueError("predictive model: the parameters do not fit this codec")
-        self.fitted = True
+        return off
 
     @property
     def model_bytes(self) -> int:  # type: ignore[override]
@@ -447,7 +527,7 @@ class PredictiveCodec(BaseCodec):
         out = self.feat[pos].apply(b, coefs)
         if scale is not None:
             ctx = np.searchsorted(self.thresholds[pos], out[1])
-        return out[0], ctx
+        return out[0], ctx * self.n_value + self._value_bin(pos, out[0])
 
     # -- coding ------------------------------------------------------------------------
 
@@ -458,10 +538,32 @@ class PredictiveCodec(BaseCodec):
             raise RuntimeError(f"{self.name}: fit() before encode()")
         x = np.asarray(x, dtype=np.float64)
         n, d = x.shape
-        dec_t = np.full((n, d), np.nan)  # decoded natural-space values (the predictors' input)
+        # decoded natural-space values (the predictors' input), then the auxiliary columns
+        dec_t = np.full((n, d + len(self.aux_names)), np.nan)
         blocks: list[tuple[np.ndarray, np.ndarray]] = []
         tables, cmins, sizes, raws = [], [], [], []
+        counts_of: list[np.ndarray] = []  # per table: symbol counts (descriptive)
         n_raw = 0
+        latent_bits: list[float] = []
+        if self.n_latent:
+            # the latent first: its codes need no bound (any value is a valid latent), so
+            # out-of-alphabet codes are clamped, never escaped
+            z = self._latent(x)
+            code = np.rint(np.where(np.isfinite(z), z, 0.0) / self.latent_step)
+            for col in code.T:
+                cmin, cmax = _alphabet(col)
+                col[:] = np.clip(col, cmin, cmax)
+                sym = (col - cmin + OFFSET).astype(np.int64)
+                size = cmax - cmin + 1 + OFFSET
+                counts = np.bincount(sym, minlength=size)
+                table = table_of(counts)
+                tables.append(table)
+                counts_of.append(counts)
+                blocks.append((sym.astype(np.int32), table))
+                cmins.append(cmin)
+                sizes.append(size)
+                latent_bits.append(round(entropy_bits(sym) / max(n, 1), 3))
+            dec_t[:, d:] = self._aux(code * self.latent_step)
         ideal_bits: list[float] = []  # empirical entropy per jet, per position (descriptive)
         for pos, j in enumerate(self.order):
             kind, bound, step = self.kinds[j], self.bounds[j], self.steps[j]
@@ -481,10 +583,15 @@ class PredictiveCodec(BaseCodec):
             sym[~good] = ESC
             # exactly 0 has its own symbol: a scale variable's log has none, and a
             # fraction's point mass at 0 (no neutral hadrons: 42 % of the dijet jets)
-            # costs one likely symbol instead of the predictor's spread around it
+            # costs one likely symbol instead of the predictor's spread around it; so
+            # has an absolute variable's exactly 1 (the fraction's other edge)
             zero = xj == 0
             sym[zero] = ZERO
             value[zero] = 0.0
+            if kind == "absolute":
+                one = xj == 1.0
+                sym[one] = ONE
+                value[one] = 1.0
             value[sym == ESC] = xj[sym == ESC]
             raws.append(xj[sym == ESC])
             n_raw += int((sym == ESC).sum())
@@ -500,6 +607,7 @@ class PredictiveCodec(BaseCodec):
                 ideal += float(-(nz * np.log2(nz / nz.sum())).sum()) if len(s) else 0.0
                 table = table_of(counts)
                 tables.append(table)
+                counts_of.append(counts)
                 if len(s):
                     blocks.append((s.astype(np.int32), table))
             ideal_bits.append(round(ideal / max(n, 1), 3))
@@ -515,7 +623,11 @@ class PredictiveCodec(BaseCodec):
         }
         attrs = {"predictor": self.predictor, "order": list(self.order),
                  "contexts": self.n_contexts, "bounds": list(self.bounds),
-                 "kinds": list(self.kinds), "ideal_bits": ideal_bits}  # fmt: skip
+                 "kinds": list(self.kinds), "ideal_bits": ideal_bits,
+                 "latent_bits": latent_bits}  # fmt: skip
+        # the symbol counts of each table of the last encode, with each position's cmin
+        # (descriptive: the cross-entropy of one file's symbols under another's tables)
+        self.last_counts = (counts_of, list(cmins), self.n_contexts)
         return Encoded(n, {"ans": words}, side, n_raw, attrs)
 
     def decode(self, enc: Encoded) -> np.ndarray:
@@ -525,24 +637,35 @@ class PredictiveCodec(BaseCodec):
         tables = np.frombuffer(zlib.decompress(enc.side["tables"].tobytes()), np.uint8)
         cmin = enc.side["cmin"].astype(np.int64)
         sizes = enc.side["size"].astype(np.int64)
+        if len(cmin) != self.n_latent + d or len(sizes) != len(cmin):
+            raise ValueError("the codes' alphabets are not one per variable")
         raw = np.asarray(enc.side["raw"], np.float64)
         coder = constriction.stream.stack.AnsCoder(np.asarray(enc.payload["ans"], np.uint32))
-        dec_t = np.full((n, d), np.nan)
+        dec_t = np.full((n, d + len(self.aux_names)), np.nan)
         out = np.empty((n, d))
         off = raw_off = 0
+        if self.n_latent:
+            code = np.empty((n, self.n_latent))
+            for i in range(self.n_latent):
+                table = tables[off : off + sizes[i]]
+                off += sizes[i]
+                code[:, i] = coder.decode(_categorical(table), n) - OFFSET + cmin[i]
+            dec_t[:, d:] = self._aux(code * self.latent_step)
         for pos, j in enumerate(self.order):
+            at = self.n_latent + pos
             kind, step = self.kinds[j], self.steps[j]
             p, ctx = self._predict(dec_t, pos, n)
             sym = np.empty(n, np.int64)
             for c in range(self.n_contexts):
-                table = tables[off : off + sizes[pos]]
-                off += sizes[pos]
+                table = tables[off : off + sizes[at]]
+                off += sizes[at]
                 idx = np.flatnonzero(ctx == c)
                 if len(idx):
                     sym[idx] = coder.decode(_categorical(table), len(idx))
-            code = np.where(sym >= OFFSET, sym - OFFSET + cmin[pos], 0).astype(np.float64)
+            code = np.where(sym >= OFFSET, sym - OFFSET + cmin[at], 0).astype(np.float64)
             value = from_natural(p + code * step, kind)
             value[sym == ZERO] = 0.0
+            value[sym == ONE] = 1.0
             esc = np.flatnonzero(sym == ESC)
             value[esc] = raw[raw_off : raw_off + len(esc)]
             raw_off += len(esc)

@@ -65,7 +65,8 @@ def test_a_predictor_with_known_residuals_codes_all_zeros() -> None:
     entropy 0), and u's codes are the grid indices."""
     step = 2e-3
     rng = np.random.default_rng(0)
-    k = rng.integers(1, 500, 20_000) * rng.choice([-1, 1], 20_000)  # no 0: its own symbol
+    # no 0 (its own symbol), and v = 2 u below 1 (an absolute variable's exact 1: its own)
+    k = rng.integers(1, 200, 20_000) * rng.choice([-1, 1], 20_000)
     u = k * step
     x = np.stack([u, 2 * u], axis=1)
     c = PredictiveCodec(["u", "v"], ["absolute", "absolute"], bounds=1e-3, predictor="linear",
