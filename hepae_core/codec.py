@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from hepae_core import __version__, jobdir
 from hepae_core.container import (
@@ -129,20 +130,17 @@ class AutoencoderCodec:
             if payload.get("group"):
                 import torch
 
-                from hepae_core.models import build_model
+                from hepae_core.modelfile import load_model
                 from hepae_core.two_stage import codec_from_payload
 
-                tp = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-                n_in = int(tp.get("n_inputs", len(tp["variables"])))
-                model = build_model(tp["model_config"], n_in)
-                model.load_state_dict(tp["state_dict"])
-                model.eval()
+                model, _, tp = load_model(data, allow_grouped=True, name=source)
                 grouped = codec_from_payload(model, norm, tp, torch.device("cpu"))
                 return cls(norm, header, data, grouped, _torch=model, **kw)
-            codec = cls(norm, header, data, state=dict(payload["state_dict"]), **kw)
+            state = dict(payload["state_dict"])
+            codec = cls(norm, header, data, state=state, **kw)
             mc = payload["model_config"]
-            codec._enc = NumpyMLP(codec.state, "encoder", mc, bool(mc.get("latent_activation")))
-            codec._dec = NumpyMLP(codec.state, "decoder", mc, False)
+            codec._enc = NumpyMLP(state, "encoder", mc, bool(mc.get("latent_activation")))
+            codec._dec = NumpyMLP(state, "decoder", mc, False)
             probe = codec._dec(codec._enc(np.zeros((1, len(norm.variables)), np.float32)))
             if probe.shape != (1, len(norm.variables)):
                 raise ValueError(f"the model maps {len(norm.variables)} values to {probe.shape}")
@@ -158,6 +156,7 @@ class AutoencoderCodec:
 
             from hepae_core.models import build_model
 
+            assert self.state is not None  # per-jet models; grouped ones set _torch on load
             m = build_model(self.header["model_config"], len(self.variables))
             m.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.state.items()})
             self._torch = m.eval()
@@ -327,6 +326,14 @@ def _activation(name: str) -> Callable[[np.ndarray], np.ndarray]:
     raise ValueError(f"activation {name!r}")
 
 
+def _affine(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.add(x @ w, b, dtype=np.float32)
+
+
+def _scale_shift(x: np.ndarray, s: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return x * s + t
+
+
 class NumpyMLP:
     """The encoder or decoder of a saved per-jet AutoEncoder, evaluated with numpy.
 
@@ -347,7 +354,7 @@ class NumpyMLP:
         for n, j in enumerate(linear):
             w = np.ascontiguousarray(state[f"{prefix}.{j}.weight"].T, dtype=np.float32)
             b = state[f"{prefix}.{j}.bias"].astype(np.float32)
-            self.layers.append(lambda x, w=w, b=b: np.add(x @ w, b, dtype=np.float32))
+            self.layers.append(functools.partial(_affine, w=w, b=b))
             if n == len(linear) - 1 and not last_activation:
                 break
             k = j + 1
@@ -356,7 +363,7 @@ class NumpyMLP:
                 g, beta = state[f"{prefix}.{k}.weight"], state[f"{prefix}.{k}.bias"]
                 scale = (g / np.sqrt(v.astype(np.float64) + 1e-5)).astype(np.float32)
                 shift = (beta - m * scale).astype(np.float32)
-                self.layers.append(lambda x, s=scale, t=shift: x * s + t)
+                self.layers.append(functools.partial(_scale_shift, s=scale, t=shift))
             self.layers.append(act)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -449,7 +456,7 @@ def one_blas_thread() -> Iterator[None]:
 # --------------------------------------------------------------------------- quantisation
 
 
-def _widths(bits: int | list[int] | tuple[int, ...] | None, latent: int) -> list[int]:
+def _widths(bits: int | list[int] | tuple[int, ...] | str | None, latent: int) -> list[int]:
     """Bits per latent value: one number for all, or one per latent dimension (1 to 16)."""
     if bits is None:
         raise HepaeError(source="--bits", message="give the bits per latent value")
@@ -459,7 +466,7 @@ def _widths(bits: int | list[int] | tuple[int, ...] | None, latent: int) -> list
         except ValueError:
             raise HepaeError(source="--bits", message=f"{bits!r}: give a number of bits "
                              "(12) or one per latent value (12,10,8)") from None  # fmt: skip
-    widths = [int(bits)] * latent if np.ndim(bits) == 0 else [int(b) for b in bits]  # type: ignore[arg-type]
+    widths = [int(bits)] * latent if np.ndim(bits) == 0 else [int(b) for b in bits]  # type: ignore[arg-type, union-attr]
     if len(widths) == 1:
         widths = widths * latent
     if len(widths) != latent:
@@ -519,7 +526,7 @@ def _shuffle(values: np.ndarray) -> bytes:
     return v.view(np.uint8).reshape(-1, v.dtype.itemsize).T.tobytes()
 
 
-def _unshuffle(data: bytes, dtype: np.dtype, n: int) -> np.ndarray:
+def _unshuffle(data: bytes, dtype: npt.DTypeLike, n: int) -> np.ndarray:
     dtype = np.dtype(dtype)
     raw = np.frombuffer(data, np.uint8)
     if raw.size != n * dtype.itemsize:
@@ -599,8 +606,96 @@ def compress(
 
     The summary's byte counts are those of the datasets as written (docs/compression.md).
     """
-    import h5py
+    plan = _plan(job_dir, src, out, bits, branches, keep, tree, key, fmt, units, chunk_size,
+                 max_error, container, entropy)  # fmt: skip
+    t0 = time.perf_counter()
+    tally = _Tally(n_corr=dict.fromkeys(plan.bounds, 0))
+    streams = _Streams(plan.out.resolve().parent)
+    try:
+        for chunk, kept_cols, counts in plan.chunks:
+            _compress_chunk(plan, tally, streams, chunk, kept_cols, counts)
+            if progress:
+                progress(tally.n)
+        if tally.n == 0:
+            raise DataError(source=str(plan.src), message="has no jets to compress")
+        attrs, size = _write_compressed(plan, tally, streams)
+    finally:
+        streams.close()
+    widths = plan.widths
+    summary = dict(attrs)
+    summary.update(_accounting(attrs, size, widths, plan.codec.group))
+    summary.update(seconds=time.perf_counter() - t0, bits=widths[0] if len(set(widths)) == 1
+                   else ",".join(map(str, widths)), bits_per_latent=widths)  # fmt: skip
+    return summary
 
+
+@dataclass
+class _Plan:
+    """What :func:`compress` writes, settled (and checked) before the first chunk is read."""
+
+    codec: AutoencoderCodec
+    widths: list[int]
+    src: Path
+    out: Path
+    fmt: str
+    units: str
+    names: dict[str, str]  # branch of each variable
+    keep: list[str]
+    keep_jets: list[str]
+    counters: dict[str, str]
+    kinds: list[str]
+    bounds: dict[str, float]
+    scale: np.ndarray  # file units / model units, per variable
+    chunks: Chunks
+    columns: list[str]  # of the chunk table
+    entropy: str
+    container: str | None
+    tree: str
+    key: str | None
+
+    @property
+    def variables(self) -> list[str]:
+        return self.codec.variables
+
+    @functools.cached_property
+    def col(self) -> dict[str, int]:
+        return {c: i for i, c in enumerate(self.columns)}
+
+
+@dataclass
+class _Tally:
+    """What :func:`compress` counts over the chunks: the chunk table, ranges and counts."""
+
+    n_corr: dict[str, int]  # corrections per bounded variable
+    n: int = 0
+    n_exc: int = 0
+    n_jets_corr: int = 0
+    n_outside: int = 0
+    n_far: int = 0
+    n_gross: int = 0
+    kept_dtypes: dict[str, str] = field(default_factory=dict)
+    table: list[list[int]] = field(default_factory=list)
+    ranges: list[np.ndarray] = field(default_factory=list)
+
+
+def _plan(
+    job_dir: str | Path,
+    src: str | Path,
+    out: str | Path,
+    bits: int | list[int] | str,
+    branches: str | None,
+    keep: list[str] | None,
+    tree: str,
+    key: str | None,
+    fmt: str,
+    units: str | None,
+    chunk_size: int,
+    max_error: str | dict[str, Any] | None,
+    container: str | None,
+    entropy: str,
+) -> _Plan:
+    """:func:`compress`'s options checked (one-line errors naming the option), and the
+    source's chunks opened."""
     from hepae_core.readers import ReadRequest, detect_format, iter_chunks
 
     if entropy not in ENTROPY:
@@ -632,6 +727,7 @@ def compress(
                       for v in variables])  # fmt: skip
     counters: dict[str, str] = {}
     keep_jets: list[str] = []
+    chunks: Chunks
     if container:
         odd = [b for b in names.values() if not b.startswith(container)]
         if odd:
@@ -650,197 +746,231 @@ def compress(
                "counts_bytes", "ans_words", "ans_tables_bytes",
                *(c for v in bounds for c in (f"corrections.{v}", f"corrections.{v}.bytes")),
                *(f"kept.{k}.bytes" for k in keep)]  # fmt: skip
-    col = {c: i for i, c in enumerate(columns)}
-    t0 = time.perf_counter()
-    n = n_exc = n_jets_corr = n_outside = n_far = n_gross = 0
-    rel = [j for j, k in enumerate(kinds) if k == "relative"]
-    n_corr = dict.fromkeys(bounds, 0)
-    kept_dtypes: dict[str, str] = {}
-    table: list[list[int]] = []
-    ranges: list[np.ndarray] = []
-    streams = _Streams(out.resolve().parent)
-    try:
-        for chunk, kept_cols, counts in chunks:
-            m = len(next(iter(chunk.values())))
-            row = [0] * len(columns)
-            row[col["jets"]] = m
-            row[col["events"]] = len(counts) if counts is not None else m
-            raw = np.empty((m, len(variables)), np.float32)
-            for j, v in enumerate(variables):
-                raw[:, j] = np.asarray(chunk[v])
-            x = raw.astype(np.float64) / scale
-            with np.errstate(all="ignore"):
-                ok = np.isfinite(x).all(axis=1) & np.isfinite(codec.norm.forward(x)).all(axis=1)
-            z = codec.latents(x, ok) if m else np.zeros((0, codec.latent), np.float32)
-            unit_ok = np.isfinite(z).all(axis=1)
-            if codec.quantiser is not None:
-                # a latent far beyond the training jets' (more than their range again on
-                # either side) is outside the codec's domain: its jets are stored raw rather
-                # than stretching this chunk's range over one outlier
-                tlo, thi = np.asarray(codec.quantiser.lo), np.asarray(codec.quantiser.hi)
-                with np.errstate(invalid="ignore"):
-                    far = ((z < 2 * tlo - thi) | (z > 2 * thi - tlo)).any(axis=1) & unit_ok
-                n_far += int(np.minimum(np.repeat(far, codec.group)[:m], ok).sum())
-                unit_ok &= ~far
-            ok &= np.repeat(unit_ok, codec.group)[:m]
-            used = np.zeros(len(z), bool)
-            used[np.flatnonzero(ok) // codec.group] = True
-            r = chunk_ranges(z[used])
-            ranges.append(r)
-            codes = quantise(np.where(used[:, None], z, r[:, 0]), r[:, 0], r[:, 1], widths)
-            if codec.quantiser is not None and used.any():
-                beyond = ((z < tlo) | (z > thi)).any(axis=1) & used
-                n_outside += int(np.minimum(np.repeat(beyond, codec.group)[:m], ok).sum())
-            row[col["units"]] = len(z)
-            if entropy == "ans" and len(z):
-                payload, tables, words = ans_encode(codes, widths)
-                row[col["ans_words"]] = words
-                row[col["ans_tables_bytes"]] = streams.add("ans_tables", tables)
-            else:
-                payload = pack_bits(codes, widths).tobytes()
-            row[col["codes_bytes"]] = streams.add("codes", payload)
-            if ok.any():
-                # decoded as decompress will: a jet whose decoded values are not finite, or
-                # far off on a scale variable (pt = 3e38 through saturated units decodes as
-                # 50 GeV), is outside the codec's domain and stored raw
-                y = codec.jets(dequantise(codes, r[:, 0], r[:, 1], widths), m)
-                y_file = (y.astype(np.float64) * scale).astype(np.float32)  # what decompress writes
-                with np.errstate(all="ignore"):
-                    gross = ~np.isfinite(y_file).all(axis=1)
-                    for j in rel:
-                        off = np.abs(np.log(y_file[:, j] / raw[:, j]))
-                        # beyond 10x and beyond 10 times the model's typical error here:
-                        # a weak model's ordinary misses are not outside its domain
-                        typical = np.nanmedian(off[ok]) if ok.any() else 0.0
-                        gross |= ~(off <= max(GROSS_LOG, 10 * float(typical)))
-                gross &= ok
-                n_gross += int(gross.sum())
-                ok &= ~gross
-            if bounds and ok.any():
-                with np.errstate(all="ignore"):
-                    res = residuals(raw, y_file, kinds)
-                corrected = np.zeros(m, bool)
-                for v, bound in bounds.items():
-                    j = variables.index(v)
-                    # a margin of a few float32 roundings of the decoded value, so that
-                    # another machine's BLAS, rounding the last bit differently, still
-                    # meets the bound; NaN misses too
-                    with np.errstate(all="ignore"):
-                        margin = ROUNDING_MARGIN * _residual_scale(
-                            kinds[j], raw[:, j], y_file[:, j]
-                        )
-                    miss = ok & ~(np.abs(res[:, j]) <= bound - margin)
-                    rows_v = np.flatnonzero(miss)
-                    row[col[f"corrections.{v}"]] = len(rows_v)
-                    row[col[f"corrections.{v}.bytes"]] = streams.add(
-                        f"corrections/{v}", sparse_blob(rows_v, raw[rows_v, j])
-                    )
-                    n_corr[v] += len(rows_v)
-                    corrected |= miss
-                n_jets_corr += int(corrected.sum())
-            bad = np.flatnonzero(~ok)
-            row[col["exceptions"]] = len(bad)
-            row[col["exceptions_bytes"]] = streams.add("exceptions", sparse_blob(bad, raw[bad]))
-            n_exc += len(bad)
-            if counts is not None:
-                row[col["counts_bytes"]] = streams.add(
-                    "counts", zlib.compress(_shuffle(counts.astype(np.uint32)), 6)
-                )
-            for k in keep:
-                c = np.asarray(kept_cols[k])
-                if c.dtype.kind not in "biuf":
-                    raise DataError(source=str(src), key=k, message=f"is of type {c.dtype}: "
-                                    "--keep stores numeric branches")  # fmt: skip
-                if kept_dtypes.setdefault(k, c.dtype.str) != c.dtype.str:
-                    raise DataError(source=str(src), key=k, message="changes type between "
-                                    "chunks")  # fmt: skip
-                row[col[f"kept.{k}.bytes"]] = streams.add(
-                    f"kept/{k}", zlib.compress(_shuffle(c), 6)
-                )
-            table.append(row)
-            n += m
-            if progress:
-                progress(n)
-        if n == 0:
-            raise DataError(source=str(src), message="has no jets to compress")
-        attrs: dict[str, Any] = {}
-        checks: dict[str, str] = {}
-        with jobdir.atomic_path(out) as tmp:
-            with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
-                checks["model"] = _write_array(
-                    f, "model", np.frombuffer(codec.model_data, np.uint8)
-                )
-                checks["codes"] = streams.copy_into(f, "codes", "codes")
-                checks["ranges"] = _write_array(f, "ranges", np.stack(ranges).astype(np.float32))
-                checks["chunks"] = _write_array(f, "chunks", np.asarray(table, np.uint64))
-                checks["exceptions"] = streams.copy_into(f, "exceptions", "exceptions")
-                for v in bounds:
-                    checks[f"corrections/{v}"] = streams.copy_into(f, f"corrections/{v}",
-                                                                  f"corrections/{v}")  # fmt: skip
-                if container:
-                    checks["counts"] = streams.copy_into(f, "counts", "counts")
-                if entropy == "ans":
-                    checks["ans_tables"] = streams.copy_into(f, "ans_tables", "ans_tables")
-                for k in keep:
-                    checks[f"kept/{k}"] = streams.copy_into(f, f"kept/{k}", f"kept/{k}")
-                sizes = _dataset_bytes(f)
-                payload_bytes = sizes["codes"]
-                model_bytes = sizes["model"]
-                kept_bytes = sum(s for p, s in sizes.items() if p.startswith("kept/"))
-                side = sum(sizes.values()) - payload_bytes - model_bytes - kept_bytes
-                raw_bytes = 4 * len(variables) * n
-                attrs = {
-                    "format": FORMAT,
-                    "format_version": FORMAT_VERSION,
-                    "tool_version": __version__,
-                    "created": jobdir.now_iso(),
-                    "variables": json.dumps(variables),
-                    "normalisation": json.dumps(codec.norm.to_dict(), sort_keys=True),
-                    "model_kind": codec.kind,
-                    "group": codec.group,
-                    "branches": json.dumps(names),
-                    "kept": json.dumps(keep),
-                    "kept_jets": json.dumps(keep_jets),
-                    "kept_dtypes": json.dumps(kept_dtypes),
-                    "counters": json.dumps(counters),
-                    "units": units,
-                    "bits": json.dumps(widths),
-                    "entropy": entropy,
-                    "latent": codec.latent,
-                    "chunk_columns": json.dumps(columns),
-                    "n_jets": n,
-                    "n_events": sum(r[col["events"]] for r in table),
-                    "n_exceptions": n_exc,
-                    "n_outside_training": n_outside,
-                    "n_latent_outliers": n_far,
-                    "n_decoded_off": n_gross,
-                    "input_name": src.name,
-                    "input_sha256": sha256_of(src),
-                    "input_format": fmt,
-                    "tree": tree if fmt == "root" else (key or ""),
-                    "container": container or "",
-                    "counter": next(iter(counters.values()), "") if counters else "",
-                    "model_job_id": codec.job_id,
-                    "model_sha256": hashlib.sha256(codec.model_data).hexdigest(),
-                    "model_bytes": model_bytes,
-                    "raw_float32_bytes": raw_bytes,
-                    "payload_bytes": payload_bytes,
-                    "side_bytes": side,
-                    "kept_bytes": kept_bytes,
-                    "max_error": json.dumps(bounds),
-                    "corrections": json.dumps(n_corr),
-                    "jets_corrected": n_jets_corr,
-                    "checksums": json.dumps(checks, sort_keys=True),
-                }
-                write_header(f, attrs)
-            size = tmp.stat().st_size
-    finally:
-        streams.close()
-    summary = dict(attrs)
-    summary.update(_accounting(attrs, size, widths, codec.group))
-    summary.update(seconds=time.perf_counter() - t0, bits=widths[0] if len(set(widths)) == 1
-                   else ",".join(map(str, widths)), bits_per_latent=widths)  # fmt: skip
-    return summary
+    return _Plan(codec, widths, src, out, fmt, units, names, keep, keep_jets, counters, kinds,
+                 bounds, scale, chunks, columns, entropy, container, tree, key)  # fmt: skip
+
+
+def _compress_chunk(
+    plan: _Plan,
+    tally: _Tally,
+    streams: _Streams,
+    chunk: dict[str, np.ndarray],
+    kept_cols: dict[str, np.ndarray],
+    counts: np.ndarray | None,
+) -> None:
+    """One chunk into the streams: codes, side data, exceptions; its row of the table."""
+    codec, col, variables = plan.codec, plan.col, plan.variables
+    m = len(next(iter(chunk.values())))
+    row = [0] * len(plan.columns)
+    row[col["jets"]] = m
+    row[col["events"]] = len(counts) if counts is not None else m
+    raw = np.empty((m, len(variables)), np.float32)
+    for j, v in enumerate(variables):
+        raw[:, j] = np.asarray(chunk[v])
+    x = raw.astype(np.float64) / plan.scale
+    with np.errstate(all="ignore"):
+        ok = np.isfinite(x).all(axis=1) & np.isfinite(codec.norm.forward(x)).all(axis=1)
+    ok, z, r, codes = _quantised(plan, tally, x, ok)
+    row[col["units"]] = len(z)
+    if plan.entropy == "ans" and len(z):
+        payload, tables, words = ans_encode(codes, plan.widths)
+        row[col["ans_words"]] = words
+        row[col["ans_tables_bytes"]] = streams.add("ans_tables", tables)
+    else:
+        payload = pack_bits(codes, plan.widths).tobytes()
+    row[col["codes_bytes"]] = streams.add("codes", payload)
+    if ok.any():
+        # decoded as decompress will: a jet whose decoded values are not finite, or far
+        # off on a scale variable (pt = 3e38 through saturated units decodes as 50 GeV),
+        # is outside the codec's domain and stored raw
+        y = codec.jets(dequantise(codes, r[:, 0], r[:, 1], plan.widths), m)
+        y_file = (y.astype(np.float64) * plan.scale).astype(np.float32)  # what decompress writes
+        gross = _decoded_off(plan.kinds, raw, y_file, ok)
+        tally.n_gross += int(gross.sum())
+        ok &= ~gross
+    if plan.bounds and ok.any():
+        _corrections(plan, tally, streams, row, raw, y_file, ok)
+    bad = np.flatnonzero(~ok)
+    row[col["exceptions"]] = len(bad)
+    row[col["exceptions_bytes"]] = streams.add("exceptions", sparse_blob(bad, raw[bad]))
+    tally.n_exc += len(bad)
+    if counts is not None:
+        row[col["counts_bytes"]] = streams.add(
+            "counts", zlib.compress(_shuffle(counts.astype(np.uint32)), 6)
+        )
+    for k in plan.keep:
+        c = np.asarray(kept_cols[k])
+        if c.dtype.kind not in "biuf":
+            raise DataError(source=str(plan.src), key=k, message=f"is of type {c.dtype}: "
+                            "--keep stores numeric branches")  # fmt: skip
+        if tally.kept_dtypes.setdefault(k, c.dtype.str) != c.dtype.str:
+            raise DataError(source=str(plan.src), key=k, message="changes type between "
+                            "chunks")  # fmt: skip
+        row[col[f"kept.{k}.bytes"]] = streams.add(f"kept/{k}", zlib.compress(_shuffle(c), 6))
+    tally.table.append(row)
+    tally.n += m
+
+
+def _quantised(
+    plan: _Plan, tally: _Tally, x: np.ndarray, ok: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The chunk's latents quantised over its own range: (ok, latents, range, codes).
+
+    ``ok`` (the jets the model can code) loses the jets of units whose latent is not
+    finite or far beyond the training jets'; their units are padding, coded at the range's
+    low end.
+    """
+    codec, m = plan.codec, len(x)
+    z = codec.latents(x, ok) if m else np.zeros((0, codec.latent), np.float32)
+    unit_ok = np.isfinite(z).all(axis=1)
+    if codec.quantiser is not None:
+        # a latent far beyond the training jets' (more than their range again on either
+        # side) is outside the codec's domain: its jets are stored raw rather than
+        # stretching this chunk's range over one outlier
+        tlo, thi = np.asarray(codec.quantiser.lo), np.asarray(codec.quantiser.hi)
+        with np.errstate(invalid="ignore"):
+            far = ((z < 2 * tlo - thi) | (z > 2 * thi - tlo)).any(axis=1) & unit_ok
+        tally.n_far += int(np.minimum(np.repeat(far, codec.group)[:m], ok).sum())
+        unit_ok &= ~far
+    ok &= np.repeat(unit_ok, codec.group)[:m]
+    used = np.zeros(len(z), bool)
+    used[np.flatnonzero(ok) // codec.group] = True
+    r = chunk_ranges(z[used])
+    tally.ranges.append(r)
+    codes = quantise(np.where(used[:, None], z, r[:, 0]), r[:, 0], r[:, 1], plan.widths)
+    if codec.quantiser is not None and used.any():
+        beyond = ((z < tlo) | (z > thi)).any(axis=1) & used
+        tally.n_outside += int(np.minimum(np.repeat(beyond, codec.group)[:m], ok).sum())
+    return ok, z, r, codes
+
+
+def _decoded_off(
+    kinds: list[str], raw: np.ndarray, y_file: np.ndarray, ok: np.ndarray
+) -> np.ndarray:
+    """The ``ok`` jets whose decoded values are not finite or grossly off a scale variable."""
+    with np.errstate(all="ignore"):
+        gross = ~np.isfinite(y_file).all(axis=1)
+        for j in (j for j, k in enumerate(kinds) if k == "relative"):
+            off = np.abs(np.log(y_file[:, j] / raw[:, j]))
+            # beyond 10x and beyond 10 times the model's typical error here: a weak
+            # model's ordinary misses are not outside its domain
+            typical = np.nanmedian(off[ok]) if ok.any() else 0.0
+            gross |= ~(off <= max(GROSS_LOG, 10 * float(typical)))
+    return gross & ok
+
+
+def _corrections(
+    plan: _Plan,
+    tally: _Tally,
+    streams: _Streams,
+    row: list[int],
+    raw: np.ndarray,
+    y_file: np.ndarray,
+    ok: np.ndarray,
+) -> None:
+    """The values of ``ok`` jets that miss their ``max_error`` bound, stored raw."""
+    kinds, m = plan.kinds, len(raw)
+    with np.errstate(all="ignore"):
+        res = residuals(raw, y_file, kinds)
+    corrected = np.zeros(m, bool)
+    for v, bound in plan.bounds.items():
+        j = plan.variables.index(v)
+        # a margin of a few float32 roundings of the decoded value, so that another
+        # machine's BLAS, rounding the last bit differently, still meets the bound; NaN
+        # misses too
+        with np.errstate(all="ignore"):
+            margin = ROUNDING_MARGIN * _residual_scale(kinds[j], raw[:, j], y_file[:, j])
+        miss = ok & ~(np.abs(res[:, j]) <= bound - margin)
+        rows_v = np.flatnonzero(miss)
+        row[plan.col[f"corrections.{v}"]] = len(rows_v)
+        row[plan.col[f"corrections.{v}.bytes"]] = streams.add(
+            f"corrections/{v}", sparse_blob(rows_v, raw[rows_v, j])
+        )
+        tally.n_corr[v] += len(rows_v)
+        corrected |= miss
+    tally.n_jets_corr += int(corrected.sum())
+
+
+def _write_compressed(plan: _Plan, tally: _Tally, streams: _Streams) -> tuple[dict[str, Any], int]:
+    """The file, written atomically from the streams: (its attributes, its size)."""
+    import h5py
+
+    codec = plan.codec
+    checks: dict[str, str] = {}
+    with jobdir.atomic_path(plan.out) as tmp:
+        with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
+            checks["model"] = _write_array(f, "model", np.frombuffer(codec.model_data, np.uint8))
+            checks["codes"] = streams.copy_into(f, "codes", "codes")
+            checks["ranges"] = _write_array(f, "ranges", np.stack(tally.ranges).astype(np.float32))
+            checks["chunks"] = _write_array(f, "chunks", np.asarray(tally.table, np.uint64))
+            checks["exceptions"] = streams.copy_into(f, "exceptions", "exceptions")
+            for v in plan.bounds:
+                checks[f"corrections/{v}"] = streams.copy_into(f, f"corrections/{v}",
+                                                              f"corrections/{v}")  # fmt: skip
+            if plan.container:
+                checks["counts"] = streams.copy_into(f, "counts", "counts")
+            if plan.entropy == "ans":
+                checks["ans_tables"] = streams.copy_into(f, "ans_tables", "ans_tables")
+            for k in plan.keep:
+                checks[f"kept/{k}"] = streams.copy_into(f, f"kept/{k}", f"kept/{k}")
+            attrs = _file_attrs(plan, tally, _dataset_bytes(f), checks)
+            write_header(f, attrs)
+        size = tmp.stat().st_size
+    return attrs, size
+
+
+def _file_attrs(
+    plan: _Plan, tally: _Tally, sizes: dict[str, int], checks: dict[str, str]
+) -> dict[str, Any]:
+    """The root attributes of the file (docs/compression.md), ``sizes`` its datasets'."""
+    codec, src, fmt, counters = plan.codec, plan.src, plan.fmt, plan.counters
+    payload_bytes = sizes["codes"]
+    model_bytes = sizes["model"]
+    kept_bytes = sum(s for p, s in sizes.items() if p.startswith("kept/"))
+    side = sum(sizes.values()) - payload_bytes - model_bytes - kept_bytes
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "tool_version": __version__,
+        "created": jobdir.now_iso(),
+        "variables": json.dumps(plan.variables),
+        "normalisation": json.dumps(codec.norm.to_dict(), sort_keys=True),
+        "model_kind": codec.kind,
+        "group": codec.group,
+        "branches": json.dumps(plan.names),
+        "kept": json.dumps(plan.keep),
+        "kept_jets": json.dumps(plan.keep_jets),
+        "kept_dtypes": json.dumps(tally.kept_dtypes),
+        "counters": json.dumps(counters),
+        "units": plan.units,
+        "bits": json.dumps(plan.widths),
+        "entropy": plan.entropy,
+        "latent": codec.latent,
+        "chunk_columns": json.dumps(plan.columns),
+        "n_jets": tally.n,
+        "n_events": sum(r[plan.col["events"]] for r in tally.table),
+        "n_exceptions": tally.n_exc,
+        "n_outside_training": tally.n_outside,
+        "n_latent_outliers": tally.n_far,
+        "n_decoded_off": tally.n_gross,
+        "input_name": src.name,
+        "input_sha256": sha256_of(src),
+        "input_format": fmt,
+        "tree": plan.tree if fmt == "root" else (plan.key or ""),
+        "container": plan.container or "",
+        "counter": next(iter(counters.values()), "") if counters else "",
+        "model_job_id": codec.job_id,
+        "model_sha256": hashlib.sha256(codec.model_data).hexdigest(),
+        "model_bytes": model_bytes,
+        "raw_float32_bytes": 4 * len(plan.variables) * tally.n,
+        "payload_bytes": payload_bytes,
+        "side_bytes": side,
+        "kept_bytes": kept_bytes,
+        "max_error": json.dumps(plan.bounds),
+        "corrections": json.dumps(tally.n_corr),
+        "jets_corrected": tally.n_jets_corr,
+        "checksums": json.dumps(checks, sort_keys=True),
+    }
 
 
 Chunks = Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None]]
@@ -1185,8 +1315,7 @@ def decompress(
                         if counts is not None:
                             chunk = _events(chunk, counts, jet_branches, counters)
                         if t is None:
-                            types = {k: (v.type.content if _is_jagged(v) else v.dtype)
-                                     for k, v in chunk.items()}  # fmt: skip
+                            types = {k: _branch_type(v) for k, v in chunk.items()}
                             t = rf.mktree(tree, types,
                                           counter_name=lambda k: _counter_of(k, counters),
                                           field_name=lambda _, inner: inner)  # fmt: skip
@@ -1224,6 +1353,11 @@ _RECORD = "\x00counter:"  # the key of a record of jet branches sharing one coun
 
 def _is_jagged(v: Any) -> bool:
     return not isinstance(v, np.ndarray)
+
+
+def _branch_type(v: Any) -> Any:
+    """A TTree branch's type: a jagged (awkward) array's content type, else the dtype."""
+    return v.type.content if _is_jagged(v) else v.dtype
 
 
 def _counter_of(key: str, counters: dict[str, str]) -> str:

@@ -66,70 +66,93 @@ def form_groups(
     order_pt = pt if group["order"] == "pt" else None
     counts: dict[str, Any] = {"group.size": g}
     if group["by"] == "sequence":
-        n_groups = -(-n_jets // g)
-        if n_groups < MIN_GROUPS:
-            raise _bad(
-                cfg,
-                "size",
-                f"is {g}, but {n_jets} jets make only {n_groups} groups (at least "
-                f"{MIN_GROUPS} are needed to train, validate and test): choose a size of at "
-                f"most {max(1, n_jets // MIN_GROUPS)} or read more jets",
-            )
-        rows: np.ndarray = np.full(n_groups * g, -1, dtype=np.int64)
-        rows[:n_jets] = np.arange(n_jets)
-        rows = rows.reshape(n_groups, g)
-        if order_pt is not None:
-            for i in range(n_groups):
-                real = rows[i][rows[i] >= 0]
-                rows[i, : len(real)] = _ordered(real, order_pt)
-        unit = np.arange(n_groups)
-        counts["group.jets_dropped"] = 0
-        counts["group.overflow_groups"] = 0
+        rows, unit = _by_sequence(cfg, g, n_jets, order_pt, counts)
     else:
         if event is None:
             raise _bad(cfg, "by", "is event, but no event numbers were read")
-        rows_list: list[np.ndarray] = []
-        units: list[int] = []
-        dropped = overflow = 0
-        # Jets of one event need not be adjacent; a stable sort keeps their file order.
-        by_event = np.argsort(event, kind="stable")
-        bounds = np.flatnonzero(np.diff(event[by_event])) + 1
-        most = 0
-        for u, idx in enumerate(np.split(by_event, bounds)):
-            idx = _ordered(np.sort(idx), order_pt)
-            most = max(most, len(idx))
-            chunks = [idx[i : i + g] for i in range(0, len(idx), g)]
-            if group["overflow"] == "drop":
-                dropped += len(idx) - len(chunks[0])
-                chunks = chunks[:1]
-            else:
-                overflow += len(chunks) - 1
-            for c in chunks:
-                row = np.full(g, -1, dtype=np.int64)
-                row[: len(c)] = c
-                rows_list.append(row)
-                units.append(u)
-        if g > most:
-            raise _bad(
-                cfg,
-                "size",
-                f"is {g}, but no event has more than {most} jets: choose a size of at most {most}",
-            )
-        if len(set(units)) < MIN_GROUPS:
-            raise _bad(
-                cfg,
-                "size",
-                f"the data hold only {len(set(units))} events; at least {MIN_GROUPS} are needed",
-            )
-        rows = np.stack(rows_list)
-        unit = np.asarray(units)
-        counts["group.events"] = len(set(units))
-        counts["group.jets_dropped"] = dropped
-        counts["group.overflow_groups"] = overflow
+        rows, unit = _by_event(cfg, g, group["overflow"], event, order_pt, counts)
     counts["group.groups"] = int(rows.shape[0])
     counts["group.jets"] = int((rows >= 0).sum())
     counts["group.padded_slots"] = int((rows < 0).sum())
     return Groups(rows=rows, unit=unit, counts=counts)
+
+
+def _by_sequence(
+    cfg: dict[str, Any],
+    g: int,
+    n_jets: int,
+    order_pt: np.ndarray | None,
+    counts: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray]:
+    """``by: sequence``: groups of ``g`` consecutive jets, the last one padded: (rows, unit)."""
+    n_groups = -(-n_jets // g)
+    if n_groups < MIN_GROUPS:
+        raise _bad(
+            cfg,
+            "size",
+            f"is {g}, but {n_jets} jets make only {n_groups} groups (at least "
+            f"{MIN_GROUPS} are needed to train, validate and test): choose a size of at "
+            f"most {max(1, n_jets // MIN_GROUPS)} or read more jets",
+        )
+    rows: np.ndarray = np.full(n_groups * g, -1, dtype=np.int64)
+    rows[:n_jets] = np.arange(n_jets)
+    rows = rows.reshape(n_groups, g)
+    if order_pt is not None:
+        for i in range(n_groups):
+            real = rows[i][rows[i] >= 0]
+            rows[i, : len(real)] = _ordered(real, order_pt)
+    counts["group.jets_dropped"] = 0
+    counts["group.overflow_groups"] = 0
+    return rows, np.arange(n_groups)
+
+
+def _by_event(
+    cfg: dict[str, Any],
+    g: int,
+    overflow_rule: str,
+    event: np.ndarray,
+    order_pt: np.ndarray | None,
+    counts: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray]:
+    """``by: event``: the jets of one event per group, beyond ``g`` dropped or in further
+    groups (``overflow_rule``): (rows, unit), the unit being the event's index."""
+    rows_list: list[np.ndarray] = []
+    units: list[int] = []
+    dropped = overflow = 0
+    # Jets of one event need not be adjacent; a stable sort keeps their file order.
+    by_event = np.argsort(event, kind="stable")
+    bounds = np.flatnonzero(np.diff(event[by_event])) + 1
+    most = 0
+    for u, idx in enumerate(np.split(by_event, bounds)):
+        idx = _ordered(np.sort(idx), order_pt)
+        most = max(most, len(idx))
+        chunks = [idx[i : i + g] for i in range(0, len(idx), g)]
+        if overflow_rule == "drop":
+            dropped += len(idx) - len(chunks[0])
+            chunks = chunks[:1]
+        else:
+            overflow += len(chunks) - 1
+        for c in chunks:
+            row = np.full(g, -1, dtype=np.int64)
+            row[: len(c)] = c
+            rows_list.append(row)
+            units.append(u)
+    if g > most:
+        raise _bad(
+            cfg,
+            "size",
+            f"is {g}, but no event has more than {most} jets: choose a size of at most {most}",
+        )
+    if len(set(units)) < MIN_GROUPS:
+        raise _bad(
+            cfg,
+            "size",
+            f"the data hold only {len(set(units))} events; at least {MIN_GROUPS} are needed",
+        )
+    counts["group.events"] = len(set(units))
+    counts["group.jets_dropped"] = dropped
+    counts["group.overflow_groups"] = overflow
+    return np.stack(rows_list), np.asarray(units)
 
 
 def split_groups(groups: Groups, test_fraction: float, val_fraction: float, seed: int) -> Split:
