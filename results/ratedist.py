@@ -627,6 +627,8 @@ def bound_points(
             found = {str(key)[len(head):]: float(v) for key, v in where.items()
                      if str(key).startswith(head) and _finite(v)}  # fmt: skip
             bounds = bounds or found
+        order = {v: i for i, v in enumerate(str(row.get("variables") or "").split(","))}
+        bounds = dict(sorted(bounds.items(), key=lambda t: order.get(t[0], len(order))))
         if len([f for f, r in first.items() if math.isfinite(r)]) >= 2:
             out.append(BoundPoint(int(k), first, second, *missed, bounds))
     return out

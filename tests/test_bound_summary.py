@@ -112,6 +112,6 @@ def test_the_bound_values_are_given_when_the_evaluation_has_them() -> None:
     row = _byte_row()
     on = _byte_row()
     on.update(_pred(row, {k: 0.7 for k in range(6, 17)}, prefix="own."))
-    on.update({"own.rate.jets": N, "own.pred12.bound.pt": 3.8e-4, "own.pred12.bound.eta": 1.1e-3})
+    on.update({"own.rate.jets": N, "own.pred12.bound.eta": 1.1e-3, "own.pred12.bound.pt": 3.8e-4})
     table = "\n".join(bound_table_lines(bound_points(row, on), "b.root"))
     assert "bounds at k = 12: pt 0.00038, eta 0.0011 (relative for" in table
