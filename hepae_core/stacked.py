@@ -45,15 +45,18 @@ import contextlib
 import itertools
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from hepae_core.train import VAL_BATCH, StopFlag, Trainer, save_tensors
+
+#: Parameters of a stack start at multiples of this many floats (64 bytes).
+_ALIGN = 16
 
 #: Member rows per validation chunk at most (memory: rows x widest layer x 4 bytes).
 _VAL_ROWS = 4 * VAL_BATCH
@@ -63,7 +66,7 @@ _VAL_ROWS = 4 * VAL_BATCH
 
 
 def _layers(model: nn.Module) -> list[nn.Module]:
-    return [*model.encoder, *model.decoder]
+    return [*cast(nn.Sequential, model.encoder), *cast(nn.Sequential, model.decoder)]
 
 
 def layer_signature(model: nn.Module) -> tuple:
@@ -233,29 +236,51 @@ class _Stack:
     Building it copies each member's current values in and turns the member's parameters,
     optimiser state and buffers into views of its row; :meth:`release` gives a member
     back its own storage.
+
+    The stack runs its own forward and backward pass (no autograd graph): the network is
+    a chain of linear, batch-norm, activation and dropout layers whose derivatives are a
+    few kernels each, and writing them out lets every tensor keep the layout its next
+    kernel wants and every gradient land where the optimiser reads it:
+
+    - activations are ``[K, B, C]`` (member-major, as a lone run's ``[B, C]`` per
+      member); a linear layer that feeds a batch norm writes its output batch-major
+      (``[B, K, C]`` memory, seen as ``[K, B, C]``), so the norm is one
+      ``F.batch_norm`` over ``[B, K*C]`` with no layout copy in either direction;
+    - gradients are written straight into one ``[K, P]`` buffer laid out as the
+      parameters (``out=`` views), so each member's Adam step is one fused call on one
+      flat row, with nothing to zero, accumulate or gather;
+    - every sum over the batch is taken on a member's own contiguous block, as a lone
+      run takes it, so a member's numbers never depend on the other members (nor on K).
     """
 
     def __init__(self, trainers: list[Trainer]) -> None:
         self.trainers = trainers
         k = len(trainers)
+        self.k = k
         ref = trainers[0]
         device = ref.device
         layers0 = _layers(ref.model)
         self.shapes = [tuple(p.shape) for p in ref.model.parameters()]
         sizes = [math.prod(s) for s in self.shapes]
-        self.offsets = [0, *itertools.accumulate(sizes)]
+        # Each parameter starts on a 64-byte boundary of its row, as a tensor of its own
+        # would: the products that write gradients there round as for an aligned
+        # tensor, whatever the member's row (and so whatever K).
+        self.offsets = [0, *itertools.accumulate(-(-n // _ALIGN) * _ALIGN for n in sizes)]
+        self.sizes = sizes
         n_par = self.offsets[-1]
         self.n_par = n_par
         self.p = torch.empty(k, n_par, device=device)
         self.m = torch.zeros(k, n_par, device=device)
         self.v = torch.zeros(k, n_par, device=device)
+        # Every entry is written by each backward pass (out= views), so never zeroed.
+        self.g = torch.zeros(k, n_par, device=device)
         self.steps: list[torch.Tensor] = []
         for row, tr in enumerate(trainers):
             params = list(tr.model.parameters())
             opt = tr.optimizer
             step = None
             for j, param in enumerate(params):
-                sl = slice(self.offsets[j], self.offsets[j + 1])
+                sl = slice(self.offsets[j], self.offsets[j] + sizes[j])
                 self.p[row, sl].copy_(param.detach().reshape(-1))
                 st = opt.state.get(param)
                 if st:
@@ -268,7 +293,7 @@ class _Stack:
                 step_t.copy_(step)
             self.steps.append(step_t)
             for j, param in enumerate(params):
-                sl = slice(self.offsets[j], self.offsets[j + 1])
+                sl = slice(self.offsets[j], self.offsets[j] + sizes[j])
                 param.data = self.p[row, sl].view(self.shapes[j])
                 param.grad = None
                 opt.state[param] = {
@@ -280,30 +305,6 @@ class _Stack:
             # steps it through the fused kernel, not through optimizer.step().
             opt._opt_called = True
 
-        # The stacked leaves share storage with the member rows: [K, *shape] views with the
-        # row stride P. Their gradients are left to autograd (fresh tensors each batch,
-        # no zeroing and no accumulation pass) and read per member as views.
-        self.leaves: list[torch.Tensor] = []
-        for j, shape in enumerate(self.shapes):
-            strides = _contiguous_strides(shape)
-            leaf = self.p.as_strided((k, *shape), (n_par, *strides), self.offsets[j])
-            self.leaves.append(leaf.detach().requires_grad_(True))
-
-        def views(buf: torch.Tensor, row: int) -> list[torch.Tensor]:
-            return [
-                buf[row, self.offsets[j] : self.offsets[j + 1]].view(shape)
-                for j, shape in enumerate(self.shapes)
-            ]
-
-        self.rows = [
-            (views(self.p, r), views(self.m, r), views(self.v, r), [self.steps[r]] * len(sizes))
-            for r in range(k)
-        ]
-
-        # The layer plan from the first member; batch-norm buffers packed channel-major
-        # ([K*C]) because F.batch_norm takes them flat.
-        self.plan: list[tuple] = []
-        self.bn_buffers: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.dropout = torch.tensor(
             [_dropout_rate(tr.model) for tr in trainers], device=device
         ).view(k, 1, 1)
@@ -311,93 +312,109 @@ class _Stack:
         member_layers = [
             [x for x in _layers(tr.model) if not isinstance(x, nn.Dropout)] for tr in trainers
         ]
+        self._work: dict[tuple, torch.Tensor] = {}
+        self.feature_major = any(isinstance(x, nn.BatchNorm1d) for x in layers0)
+        self.plan: list[_Op] = []
+        kept = [x for x in layers0 if not isinstance(x, nn.Dropout)]
         j = 0
-        for li, layer in enumerate(x for x in layers0 if not isinstance(x, nn.Dropout)):
+        for li, layer in enumerate(kept):
             if isinstance(layer, nn.Linear):
-                self.plan.append(("linear", j, j + 1))
+                self.plan.append(_Linear(self, j, first=not self.plan))
                 j += 2
             elif isinstance(layer, nn.BatchNorm1d):
-                c = layer.num_features
-                rm = torch.empty(k * c, device=device)
-                rv = torch.empty(k * c, device=device)
-                nbt = torch.empty(k, dtype=torch.long, device=device)
-                for row, layers in enumerate(member_layers):
-                    bn = layers[li]
-                    rm[row * c : (row + 1) * c].copy_(bn.running_mean)
-                    rv[row * c : (row + 1) * c].copy_(bn.running_var)
-                    nbt[row].copy_(bn.num_batches_tracked)
-                    bn._buffers["running_mean"] = rm[row * c : (row + 1) * c]
-                    bn._buffers["running_var"] = rv[row * c : (row + 1) * c]
-                    bn._buffers["num_batches_tracked"] = nbt[row]
-                self.bn_buffers.append((rm, rv, nbt))
-                self.plan.append(("bn", j, j + 1, len(self.bn_buffers) - 1, layer, None))
+                bn = _BatchNorm(self, j, [ls[li] for ls in member_layers], layer)
+                last = self.plan[-1] if self.plan else None
+                if isinstance(last, _Linear) and last.fm:
+                    # The norm subtracts the batch mean: the linear layer's bias cancels
+                    # in its output, so it is added to the statistics only (one pass less).
+                    last.bias_to_norm = True
+                    bn.bias = last.b.squeeze(2)
+                self.plan.append(bn)
                 j += 2
-            elif self.plan and self.plan[-1][0] == "bn":
-                # Applied inside the batch norm step, on its [B, K*C] output: in place on a
-                # view would make autograd copy the whole activation back in backward.
-                self.plan[-1] = (*self.plan[-1][:-1], _inplace(layer))
-                if self.any_dropout:
-                    self.plan.append(("drop",))
             else:
-                self.plan.append(("act", _inplace(layer)))
+                act = _Activation(self, layer)
+                last = self.plan[-1] if self.plan else None
+                if isinstance(last, _BatchNorm) and last.act is None:
+                    last.act = act  # applied in place on the batch norm's own output
+                else:
+                    self.plan.append(act)
                 if self.any_dropout:
-                    self.plan.append(("drop",))
+                    self.plan.append(_Dropout(self, self.dropout))
 
-    # -- forward -------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        """Reconstruct ``x`` of shape [K, B, D] with every member at once."""
-        leaves = self.leaves
-        h = x
+    def buffer(self, op: object, role: str, shape: tuple[int, int]) -> torch.Tensor:
+        """A [K, *shape] work tensor of layer ``op``, kept for the next batch of its size."""
+        key = (id(op), role, shape)
+        t = self._work.get(key)
+        if t is None:
+            t = torch.empty((self.k, *shape), device=self.p.device)
+            self._work[key] = t
+        return t
+
+    def view(self, buf: torch.Tensor, j: int, shape: tuple[int, ...]) -> torch.Tensor:
+        """Parameter ``j`` of every member: a ``[K, *shape]`` view of ``buf`` ([K, P])."""
+        strides = _contiguous_strides(shape)
+        return buf.as_strided((self.k, *shape), (self.n_par, *strides), self.offsets[j])
+
+    # -- forward and backward -----------------------------------------------------------
+    def run(self, h: torch.Tensor, train: bool, tape: list | None = None) -> torch.Tensor:
+        """Reconstruct ``h`` with every member at once, in the stack's layout.
+
+        [K, B, D], or [K, D, B] when :attr:`feature_major`. With a ``tape`` (training),
+        each layer appends what its backward pass needs.
+        """
         for op in self.plan:
-            kind = op[0]
-            if kind == "linear":
-                w, b = leaves[op[1]], leaves[op[2]]
-                h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
-            elif kind == "act":
-                h = op[1](h)
-            elif kind == "bn":
-                w, b = leaves[op[1]], leaves[op[2]]
-                rm, rv, nbt = self.bn_buffers[op[3]]
-                bn = op[4]
-                k, n, c = h.shape
-                # [K, B, C] -> [B, K*C]: the statistics of each (member, channel) column
-                # are those BatchNorm1d computes for that member alone.
-                flat = h.transpose(0, 1).reshape(n, k * c)
-                flat = F.batch_norm(
-                    flat, rm, rv, w.reshape(-1), b.reshape(-1), train, bn.momentum, bn.eps
-                )
-                if train:
-                    nbt.add_(1)
-                if op[5] is not None:
-                    flat = op[5](flat)
-                h = flat.view(n, k, c).transpose(0, 1)
-            elif train:  # dropout, per-member rate
-                keep = 1.0 - self.dropout
-                h = h * torch.bernoulli(keep.expand(h.shape)).div_(keep)
+            h = op.forward(h, train, tape)
         return h
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """Reconstruct ``x`` [K, B, D] with every member at once (a tensor of its own)."""
+        if self.feature_major:
+            return self.run(x.transpose(1, 2), train).transpose(1, 2).clone()
+        return self.run(x, train).clone()
+
+    @torch.no_grad()
+    def train_step(self, xb: torch.Tensor) -> torch.Tensor:
+        """One training batch ``xb`` (as :meth:`run` takes it): forward, backward, and
+        each member's Adam step.
+
+        Returns each member's mean squared error of this batch ([K]).
+        """
+        tape: list = []
+        out = self.run(xb, True, tape)
+        losses = F.mse_loss(out, xb, reduction="none").mean(dim=(1, 2))
+        # d(mean squared error)/d out as mse_loss's backward computes it: (2/n) * diff.
+        # The last linear layer's backward needs its input only: its output is free.
+        diff = out.sub_(xb) if isinstance(self.plan[-1], _Linear) else out - xb
+        g = diff.mul_(2.0 / (xb.shape[1] * xb.shape[2]))
+        for op in reversed(self.plan):
+            g = op.backward(g, tape.pop())
+        self.step()
+        return losses
 
     # -- the optimiser step ----------------------------------------------------------
     def step(self) -> None:
         """One Adam/AdamW step per member, with its own hyperparameters, fused kernel.
 
-        The kernel and its scalars are those of the member's own ``fused=True`` optimiser,
-        so the step adds no difference to a single run.
+        The kernel and its scalars are those of the member's own ``fused=True`` optimiser
+        (elementwise: one flat row gives the values of the per-parameter lists), so the
+        step adds no difference to a single run.
         """
-        grads = [leaf.grad for leaf in self.leaves]
-        for row, (tr, (p, m, v, steps)) in enumerate(zip(self.trainers, self.rows, strict=True)):
+        for row, tr in enumerate(self.trainers):
             group = tr.optimizer.param_groups[0]
             beta1, beta2 = group["betas"]
-            steps[0] += 1  # one step count per member, shared by its parameters
+            step = self.steps[row]
+            step += 1  # the step count the member's parameters share
             fused = (
                 torch._fused_adamw_ if group.get("decoupled_weight_decay") else torch._fused_adam_
             )
             fused(
-                p,
-                [g[row] for g in grads],
-                m,
-                v,
+                [self.p[row]],
+                [self.g[row]],
+                [self.m[row]],
+                [self.v[row]],
                 [],
-                steps,
+                [step],
                 amsgrad=False,
                 lr=float(group["lr"]),
                 beta1=float(beta1),
@@ -408,8 +425,6 @@ class _Stack:
                 grad_scale=None,
                 found_inf=None,
             )
-        for leaf in self.leaves:
-            leaf.grad = None
 
     # -- handing members back ------------------------------------------------------------
     def release(self) -> None:
@@ -426,23 +441,252 @@ class _Stack:
             for layer in _layers(tr.model):
                 if isinstance(layer, nn.BatchNorm1d):
                     for name in ("running_mean", "running_var", "num_batches_tracked"):
-                        layer._buffers[name] = layer._buffers[name].clone()
+                        buf = layer._buffers[name]
+                        assert buf is not None  # (why_not_stackable: running statistics)
+                        layer._buffers[name] = buf.clone()
 
 
-def _inplace(layer: nn.Module):
-    """The activation as a function; in place where autograd allows it (saves memory
-    traffic on the stack's large activations: the values are the same)."""
-    if isinstance(layer, nn.Tanh):
-        return torch.tanh_
-    if isinstance(layer, nn.ReLU):
-        return torch.relu_
-    if isinstance(layer, nn.LeakyReLU) and layer.negative_slope > 0:
-        slope = layer.negative_slope
-        return lambda h: F.leaky_relu_(h, slope)
-    if isinstance(layer, nn.ELU):
-        alpha = layer.alpha
-        return lambda h: F.elu_(h, alpha)
-    return layer
+class _Op:
+    """One layer of the stack: ``forward`` on [K, B, C], ``backward`` from what it taped.
+
+    Every tensor a layer makes lives in the stack's workspace (:meth:`_Stack.buffer`),
+    reused batch after batch: fresh megabyte-sized tensors would cost their page faults
+    on every batch (a third of a step's time, measured).
+    """
+
+    def forward(self, h: torch.Tensor, train: bool, tape: list | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def backward(self, g: torch.Tensor, saved: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class _Linear(_Op):
+    """``y = h W^T + b`` per member, one batched product for all members.
+
+    Member-major rows ([K, B, C], as a lone run's [B, C] per member), or, in a stack
+    with batch norm, feature-major ([K, C, B]: ``y = W h + b``).
+    """
+
+    def __init__(self, stack: _Stack, j: int, first: bool) -> None:
+        out_f, in_f = stack.shapes[j]
+        self.stack = stack
+        self.fm = stack.feature_major
+        self.w = stack.view(stack.p, j, (out_f, in_f))
+        self.b = stack.view(stack.p, j + 1, (out_f,)).unsqueeze(2 if self.fm else 1)
+        self.gw = stack.view(stack.g, j, (out_f, in_f))
+        self.gb = stack.view(stack.g, j + 1, (out_f,))
+        self.out_f, self.in_f = out_f, in_f
+        self.first = first  # its input needs no gradient
+        self.bias_to_norm = False  # the batch norm after it accounts for the bias
+
+    def forward(self, h, train, tape):
+        if self.fm:
+            y = self.stack.buffer(self, "y", (self.out_f, h.shape[2]))
+            if self.bias_to_norm:
+                torch.bmm(self.w, h, out=y)
+            else:
+                torch.baddbmm(self.b, self.w, h, out=y)
+        else:
+            y = self.stack.buffer(self, "y", (h.shape[1], self.out_f))
+            torch.baddbmm(self.b, h, self.w.transpose(1, 2), out=y)
+        if tape is not None:
+            tape.append(h)
+        return y
+
+    def backward(self, g, h):
+        # Gradients are contiguous member blocks, as in a lone run: the products and the
+        # bias's sum over the batch round as there, whatever K.
+        g = g.contiguous()
+        if self.fm:
+            torch.bmm(g, h.transpose(1, 2), out=self.gw)
+            self.gb.copy_(g.sum(2))
+            if self.first:
+                return g
+            gin = self.stack.buffer(self, "gin", (self.in_f, g.shape[2]))
+            return torch.bmm(self.w.transpose(1, 2), g, out=gin)
+        # dW = g^T h: what autograd computes for a linear layer's weight (mm(g.t(), h))
+        torch.bmm(g.transpose(1, 2), h, out=self.gw)
+        self.gb.copy_(g.sum(1))  # (sum's out= would not write through a strided view)
+        if self.first:
+            return g
+        gin = self.stack.buffer(self, "gin", (g.shape[1], self.in_f))
+        return torch.bmm(g, self.w, out=gin)
+
+
+class _BatchNorm(_Op):
+    """BatchNorm1d per member and channel, on feature-major [K, C, B] activations.
+
+    Each (member, channel) is one contiguous row of B values, so the statistics and the
+    two sums of the backward pass are fast row reductions, each row's the same whatever
+    K. Computed as BatchNorm1d defines it (biased variance to normalise, unbiased for the
+    running variance); an activation after it is applied in place on its output.
+    """
+
+    def __init__(self, stack: _Stack, j: int, layers: list[nn.Module], bn: nn.BatchNorm1d):
+        k = stack.k
+        c = bn.num_features
+        device = stack.p.device
+        self.stack = stack
+        self.c = c
+        self.w = stack.view(stack.p, j, (c,))
+        self.b = stack.view(stack.p, j + 1, (c,))
+        self.gw = stack.view(stack.g, j, (c,))
+        self.gb = stack.view(stack.g, j + 1, (c,))
+        assert bn.momentum is not None  # (why_not_stackable)
+        self.momentum, self.eps = float(bn.momentum), bn.eps
+        # Running statistics packed channel-major ([K*C]); each member's buffers become
+        # views of its slice.
+        self.rm = torch.empty(k * c, device=device)
+        self.rv = torch.empty(k * c, device=device)
+        self.nbt = torch.empty(k, dtype=torch.long, device=device)
+        for row, layer in enumerate(layers):
+            self.rm[row * c : (row + 1) * c].copy_(cast(torch.Tensor, layer.running_mean))
+            self.rv[row * c : (row + 1) * c].copy_(cast(torch.Tensor, layer.running_var))
+            self.nbt[row].copy_(cast(torch.Tensor, layer.num_batches_tracked))
+            layer._buffers["running_mean"] = self.rm[row * c : (row + 1) * c]
+            layer._buffers["running_var"] = self.rv[row * c : (row + 1) * c]
+            layer._buffers["num_batches_tracked"] = self.nbt[row]
+        self.act: _Activation | None = None
+        # The bias of the linear layer before, when that layer left it out of ``h``
+        # (a [K, C] view of the stack's parameters).
+        self.bias: torch.Tensor | None = None
+
+    def forward(self, h, train, tape):
+        k, c, n = h.shape
+        ws = self.stack
+        x = h.reshape(k * c, n)
+        gamma, beta = self.w.reshape(-1, 1), self.b.reshape(-1, 1)
+        xc = ws.buffer(self, "xc", (c, n)).view(k * c, n)
+        if train:
+            mean = x.mean(1)
+            torch.sub(x, mean.unsqueeze(1), out=xc)
+            sq = ws.buffer(self, "tmp", (c, n)).view(k * c, n)
+            var = torch.mul(xc, xc, out=sq).sum(1).div_(n)  # biased, as the norm uses it
+            m = self.momentum
+            if self.bias is not None:
+                mean = mean + self.bias.reshape(-1)  # the mean of the layer's real output
+            self.rm.mul_(1 - m).add_(mean, alpha=m)
+            self.rv.mul_(1 - m).add_(var * (n / max(1, n - 1)), alpha=m)
+            self.nbt.add_(1)
+        else:
+            rm = self.rm.unsqueeze(1)
+            torch.sub(x, rm if self.bias is None else rm - self.bias.reshape(-1, 1), out=xc)
+            var = self.rv
+        invstd = torch.rsqrt(var + self.eps).unsqueeze(1)
+        y = ws.buffer(self, "y", (c, n))
+        torch.addcmul(beta, xc, invstd * gamma, out=y.view(k * c, n))
+        act_saved = None
+        if self.act is not None:
+            y, act_saved = self.act.apply(y)
+        if tape is not None:
+            tape.append((xc, invstd, gamma, act_saved))
+        return y
+
+    def backward(self, g, saved):
+        xc, invstd, gamma, act_saved = saved
+        k, c, n = g.shape
+        if self.act is not None:
+            g = self.act.grad(g, act_saved, out=g)  # the stack's buffer: in place
+        dy = g.reshape(k * c, n)
+        # The gradients of a training-mode batch norm per row; with xc = x - mean:
+        #   dbeta = sum(dy), dgamma = invstd * sum(dy * xc),
+        #   dx = gamma * invstd * (dy - dbeta / n - xc * invstd * dgamma / n).
+        sum_dy = dy.sum(1, keepdim=True)
+        prod = self.stack.buffer(self, "tmp", (c, n)).view(k * c, n)
+        dgamma = torch.mul(dy, xc, out=prod).sum(1, keepdim=True).mul_(invstd)
+        a = gamma * invstd
+        dx = self.stack.buffer(self, "dx", (c, n))
+        torch.addcmul(sum_dy * a * (-1.0 / n), dy, a, out=dx.view(k * c, n))
+        dx.view(k * c, n).addcmul_(xc, a * invstd * dgamma * (-1.0 / n))
+        self.gw.copy_(dgamma.view(k, c))
+        self.gb.copy_(sum_dy.view(k, c))
+        return dx
+
+
+class _Activation(_Op):
+    """An elementwise activation; in place where its derivative needs only its output."""
+
+    def __init__(self, stack: _Stack, layer: nn.Module) -> None:
+        self.stack = stack
+        self.layer = layer
+        self.fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+        # deriv(grad, saved, out): the input's gradient, written into ``out``
+        self.deriv: Callable[..., torch.Tensor] | None = None
+        aten = torch.ops.aten
+        if isinstance(layer, nn.Tanh):
+            self.fn = torch.tanh_
+            self.deriv = lambda g, y, out: aten.tanh_backward.grad_input(g, y, grad_input=out)
+        elif isinstance(layer, nn.ReLU):
+            self.fn = torch.relu_
+            self.deriv = lambda g, y, out: aten.threshold_backward.grad_input(
+                g, y, 0, grad_input=out
+            )
+        elif isinstance(layer, nn.LeakyReLU) and layer.negative_slope > 0:
+            slope = layer.negative_slope
+            self.fn = lambda h: F.leaky_relu_(h, slope)
+            self.deriv = lambda g, y, out: aten.leaky_relu_backward.grad_input(
+                g, y, slope, True, grad_input=out
+            )
+        elif isinstance(layer, nn.ELU) and layer.alpha >= 0:
+            alpha = layer.alpha
+            self.fn = lambda h: F.elu_(h, alpha)
+            self.deriv = lambda g, y, out: aten.elu_backward.grad_input(
+                g, alpha, 1, 1, True, y, grad_input=out
+            )
+        elif isinstance(layer, nn.SiLU):  # from its input: not in place
+            self.deriv = lambda g, x, out: aten.silu_backward.grad_input(g, x, grad_input=out)
+
+    def apply(self, h: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """The activation of ``h`` (which the stack owns) and what its derivative needs."""
+        if self.fn is not None:
+            y = self.fn(h)
+            return y, y
+        if self.deriv is not None:
+            return self.layer(h), h
+        # Any other module: its own autograd, on this piece only.
+        with torch.enable_grad():
+            x = h.detach().requires_grad_(True)
+            y = self.layer(x)
+        return y.detach(), (x, y)
+
+    def grad(self, g: torch.Tensor, saved: Any, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The input's gradient from the output's ``g``; in place on ``g`` when it is
+        the stack's own buffer (``out``)."""
+        if self.deriv is not None:
+            return self.deriv(g, saved, g.new_empty(g.shape) if out is None else out)
+        x, y = saved
+        (gx,) = torch.autograd.grad(y, x, g)
+        return gx
+
+    def forward(self, h, train, tape):
+        y, saved = self.apply(h)
+        if tape is not None:
+            tape.append(saved)
+        return y
+
+    def backward(self, g, saved):
+        return self.grad(g, saved, out=g)
+
+
+class _Dropout(_Op):
+    """Dropout with a per-member rate ([K, 1, 1]); masks from torch's global generator."""
+
+    def __init__(self, stack: _Stack, rate: torch.Tensor) -> None:
+        self.stack = stack
+        self.keep = 1.0 - rate
+
+    def forward(self, h, train, tape):
+        if not train:
+            return h
+        mask = self.stack.buffer(self, "mask", h.shape[1:])
+        torch.bernoulli(self.keep.expand(h.shape), out=mask).div_(self.keep)
+        if tape is not None:
+            tape.append(mask)
+        return torch.mul(h, mask, out=self.stack.buffer(self, "y", h.shape[1:]))
+
+    def backward(self, g, mask):
+        return g.mul_(mask)
 
 
 def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -527,9 +771,10 @@ class StackedTrainer:
         every = self.checkpoint_every_s
         for tr in members:  # an epoch's seconds count 1/k for each member (its speed)
             tr.stack_size = k
-        x_val = torch.stack([tr.x_val for tr in members])
+        fm = stack.feature_major  # the jets as [K, d, n]: a batch is [K, d, B]
+        x_val = torch.stack([tr.x_val.t() if fm else tr.x_val for tr in members])
         loss_sum = torch.stack([tr.epoch_loss for tr in members]).to(device)
-        xs = torch.empty(k, n, d, device=device)
+        xs = torch.empty((k, d, n) if fm else (k, n, d), device=device)
         while True:
             if ref.batch == 0:
                 for tr in members:
@@ -537,19 +782,22 @@ class StackedTrainer:
                     tr.epoch_time = 0.0
                 loss_sum.zero_()
             for row, tr in enumerate(members):  # one gather per member and epoch
-                torch.index_select(tr.x_train, 0, tr.perm.to(device), out=xs[row])
+                perm = cast(torch.Tensor, tr.perm).to(device)
+                if fm:
+                    xs[row] = tr.x_train[perm].t()
+                else:
+                    torch.index_select(tr.x_train, 0, perm, out=xs[row])
             t0 = time.perf_counter()
             i = ref.batch
             per_batch = [tr for tr in members if tr.per_batch_schedule]
             while i < len(starts):
-                xb = xs[:, starts[i] : starts[i] + bs]
-                out = stack.forward(xb, train=True)
-                losses = F.mse_loss(out, xb, reduction="none").mean(dim=(1, 2))
-                losses.sum().backward()
-                stack.step()
+                xb = (
+                    xs[..., starts[i] : starts[i] + bs] if fm else xs[:, starts[i] : starts[i] + bs]
+                )
+                losses = stack.train_step(xb)
                 for tr in per_batch:
                     tr.scheduler.step()
-                loss_sum += (losses.detach() * xb.shape[1]).double()
+                loss_sum += (losses * xb.shape[2 if fm else 1]).double()
                 i += 1
                 if stop or (every and time.monotonic() - ref._last_checkpoint > every):
                     elapsed = time.perf_counter() - t0
@@ -598,13 +846,20 @@ class StackedTrainer:
 
     @torch.no_grad()
     def _val_losses(self, stack: _Stack, x_val: torch.Tensor) -> list[float]:
-        """Each member's mean squared error on its validation jets, eval mode."""
-        k, n, d = x_val.shape
+        """Each member's mean squared error on its validation jets, eval mode.
+
+        ``x_val`` is [K, n, d], or [K, d, n] in a feature-major stack.
+        """
+        fm = stack.feature_major
+        k = x_val.shape[0]
+        n, d = (x_val.shape[2], x_val.shape[1]) if fm else x_val.shape[1:]
         chunk = max(1, min(VAL_BATCH, _VAL_ROWS // k))
         total = torch.zeros(k, dtype=torch.float64, device=x_val.device)
         for i in range(0, n, chunk):
-            xb = x_val[:, i : i + chunk]
-            out = stack.forward(xb, train=False)
+            xb = x_val[..., i : i + chunk] if fm else x_val[:, i : i + chunk]
+            out = stack.run(xb, train=False)
+            if fm:  # back to [K, rows, d]: each member's sum runs as a lone run's
+                out, xb = out.transpose(1, 2).contiguous(), xb.transpose(1, 2).contiguous()
             # Per member, the reduction a single run does (same summation order).
             for row in range(k):
                 total[row] += F.mse_loss(out[row], xb[row], reduction="sum").double()
