@@ -119,12 +119,22 @@ def _threads() -> Any:
     return before
 
 
-def _coded_bits(codes: np.ndarray, ctx: np.ndarray) -> float:
-    """Empirical entropy of ``codes`` with one table per context, in bits (all jets)."""
+def _held_out_bits(codes: np.ndarray, ctx: np.ndarray, fit: np.ndarray) -> float:
+    """Bits of the codes of the rows not in ``fit`` under one table per context counted on
+    the rows in ``fit`` (add-half smoothing over the codes seen in either)."""
     total = 0.0
     for c in np.unique(ctx):
-        _, n = np.unique(codes[ctx == c], return_counts=True)
-        total += float(-(n * np.log2(n / n.sum())).sum())
+        a, b = codes[fit & (ctx == c)], codes[~fit & (ctx == c)]
+        if not len(b):
+            continue
+        ka, na = np.unique(a, return_counts=True)
+        kb, nb = np.unique(b, return_counts=True)
+        hit = np.zeros(len(kb))
+        if len(ka):
+            i = np.minimum(np.searchsorted(ka, kb), len(ka) - 1)
+            hit = np.where(ka[i] == kb, na[i], 0)
+        p = (hit + 0.5) / (len(a) + 0.5 * len(np.union1d(ka, kb)))
+        total -= float((nb * np.log2(p)).sum())
     return total
 
 
@@ -148,16 +158,17 @@ class MLPPredictiveCodec(PredictiveCodec):
         kinds: list[str] | None = None,
         bits: int | None = None,
         hidden: int = 32,
-        epochs: int = 4,
+        epochs: int = 8,
         train_rows: int = 50_000,
-        batch: int = 512,
+        batch: int = 256,
         min_gain: float = 0.05,
+        lr: float = 1e-2,
         **options: Any,
     ):
         options["predictor"] = "linear"
         super().__init__(variables, kinds, bits, **options)
         self.hidden, self.epochs, self.train_rows, self.batch = hidden, epochs, train_rows, batch
-        self.min_gain = min_gain
+        self.min_gain, self.lr = min_gain, lr
         self.gains: dict[str, float] = {}  # bits a jet saved on held-out jets, per variable
         self.mlp: list[Layers | None] = []
         self.rscale: list[float] = []
@@ -195,8 +206,10 @@ class MLPPredictiveCodec(PredictiveCodec):
                 s = float(np.float32(max(np.std(r), 1.0)))
                 z = (np.clip(b, feat.lo, feat.hi) - feat.mean) / feat.std
                 net = _torch_layers([z.shape[1], self.hidden, 2], self.seed + pos)
-                opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+                opt = torch.optim.Adam(net.parameters(), lr=self.lr)
                 fit_rows = ~held[ok]
+                steps = self.epochs * -(-int(fit_rows.sum()) // self.batch)
+                sched = torch.optim.lr_scheduler.OneCycleLR(opt, self.lr, total_steps=steps)
                 zt = torch.tensor(z[fit_rows], dtype=torch.float32)
                 rt = torch.tensor(r[fit_rows] / s, dtype=torch.float32)
                 floor = 0.5 / s  # a residual under half a step costs the same as none
@@ -206,10 +219,11 @@ class MLPPredictiveCodec(PredictiveCodec):
                         out = net(zt[idx])
                         left = rt[idx] - out[:, 0]
                         target = torch.log(left.detach().abs() + floor)
-                        loss = left.abs().mean() + ((out[:, 1] - target) ** 2).mean()
+                        loss = left.abs().mean() + 0.1 * ((out[:, 1] - target) ** 2).mean()
                         opt.zero_grad()
                         loss.backward()
                         opt.step()
+                        sched.step()
                 layers = _numpy_layers(net)
                 out = forward(z, layers)
                 thr = self.thresholds[pos]
@@ -218,19 +232,20 @@ class MLPPredictiveCodec(PredictiveCodec):
                     qs = np.quantile(ls[fit_rows], np.arange(1, self.n_scale) / self.n_scale)
                     thr = snap(np.asarray(qs), GRID)
                 # held-out entropy of the codes, polynomial (its contexts) against network
-                v = ~fit_rows
-                base_ctx = np.zeros(int(v.sum()), np.int64)
+                # held-out cost of the codes under tables counted on the fitting rows,
+                # polynomial (its contexts) against network (a held-out set's own
+                # entropy would flatter whichever splits a wide alphabet into more tables)
+                base_ctx = np.zeros(len(b), np.int64)
                 if self.scale_coef[pos] is not None:
-                    size = feat.apply(b[v], [self.scale_coef[pos]])[0]  # type: ignore[list-item]
+                    size = feat.apply(b, [self.scale_coef[pos]])[0]  # type: ignore[list-item]
                     base_ctx = np.searchsorted(self.thresholds[pos], size)
-                net_ctx = np.searchsorted(thr, snap(out[v, 1], GRID)) if len(thr) else base_ctx
-                p_poly = poly[v]
-                p_net = p_poly + snap(out[v, 0] * s, GRID) * self.steps[j]
-                base_ctx = base_ctx * self.n_value + self._value_bin(pos, p_poly)
-                net_ctx = net_ctx * self.n_value + self._value_bin(pos, p_net)
-                h_poly = _coded_bits(np.rint(r[v]), base_ctx)
-                h_net = _coded_bits(np.rint(r[v] - snap(out[v, 0] * s, GRID)), net_ctx)
-                gain = (h_poly - h_net) / max(int(v.sum()), 1)
+                net_ctx = np.searchsorted(thr, snap(out[:, 1], GRID)) if len(thr) else base_ctx
+                corr = snap(out[:, 0] * s, GRID)
+                base_ctx = base_ctx * self.n_value + self._value_bin(pos, poly)
+                net_ctx = net_ctx * self.n_value + self._value_bin(pos, poly + corr * self.steps[j])
+                h_poly = _held_out_bits(np.rint(r), base_ctx, fit_rows)
+                h_net = _held_out_bits(np.rint(r - corr), net_ctx, fit_rows)
+                gain = (h_poly - h_net) / max(int((~fit_rows).sum()), 1)
                 self.gains[self.variables[j]] = round(gain, 3)
                 if gain < self.min_gain:
                     self.mlp.append(None)

@@ -226,9 +226,9 @@ class PredictiveCodec(BaseCodec):
         ``given`` or ``greedy`` (``linear`` only; the others keep the given order).
     contexts
         Residual tables per variable for ``linear`` (1: one table): ``value_bins`` bins of
-        the prediction's distance to the edge of the variable's training range (in
-        quantiser steps), times ``contexts / value_bins`` bins of the residual's predicted
-        size (``value_bins`` is 1 where it does not divide ``contexts``).
+        the predicted value (training quantiles), times ``contexts / value_bins`` bins of
+        the residual's predicted size (``value_bins`` is 1 where it does not divide
+        ``contexts``).
     value_bins
         See ``contexts``.
     """
@@ -286,7 +286,7 @@ class PredictiveCodec(BaseCodec):
         self.coef: list[np.ndarray | None] = []
         self.scale_coef: list[np.ndarray | None] = []
         self.thresholds: list[np.ndarray] = []
-        self.edges: list[np.ndarray] = []  # per position: training lo, hi, value thresholds
+        self.edges: list[np.ndarray] = []  # per position: thresholds of the predicted value
         self.fitted = predictor != "linear"
         # the dtype the decoded values are written in (a file's float32 columns): the
         # bound is checked on the values as written, so rounding cannot break it
@@ -363,16 +363,14 @@ class PredictiveCodec(BaseCodec):
             qs = np.quantile(lin @ scale, np.arange(1, self.n_scale) / self.n_scale)
             thr = np.asarray(qs, np.float32).astype(np.float64)
         if self.n_value > 1:
-            # how close the prediction lies to the edge of the training range: a fraction
-            # predicted near 0 or 1 has its residual cut off on one side (and its exact 0
-            # or 1 likely), a mass or width near its lower end a skewed residual
-            # (over every jet, the exact zeros included: where they are likely is the point)
+            # the predicted value itself: a fraction predicted near 0 or 1 has its residual
+            # cut off on one side and its exact 0 or 1 likely, a mass or width near its
+            # lower end a skewed residual (quantiles over every jet, the exact zeros
+            # included: where they are likely is the point)
             every = np.isfinite(y) & np.isfinite(t[:, cols]).all(axis=1)
             pred = feat(self._base(t[every], cols)) @ coef
-            ylo, yhi = np.float32(y[every].min()), np.float32(y[every].max())
-            dist = np.minimum(pred - ylo, yhi - pred) / self.steps[j]
-            qs = np.quantile(dist, np.arange(1, self.n_value) / self.n_value)
-            edges = np.concatenate([[ylo, yhi], qs]).astype(np.float32).astype(np.float64)
+            qs = np.quantile(pred, np.arange(1, self.n_value) / self.n_value)
+            edges = np.asarray(qs, np.float32).astype(np.float64)
         return feat, coef, scale, thr, edges
 
     def _coef(self, pos: int) -> np.ndarray:
@@ -385,8 +383,7 @@ class PredictiveCodec(BaseCodec):
         e = self.edges[pos] if self.edges else np.empty(0)
         if self.n_value == 1 or not len(e):
             return np.zeros(len(p), np.int64)
-        dist = np.minimum(p - e[0], e[1] - p) / self.steps[self.order[pos]]
-        return np.searchsorted(e[2:], dist)
+        return np.searchsorted(e, p)
 
     def fit(self, train: np.ndarray) -> None:
         if self.predictor != "linear":
@@ -490,7 +487,7 @@ class PredictiveCodec(BaseCodec):
             else:
                 self.scale_coef.append(None)
                 self.thresholds.append(np.empty(0))
-            self.edges.append(take(self.n_value + 1) if self.n_value > 1 else np.empty(0))
+            self.edges.append(take(self.n_value - 1) if self.n_value > 1 else np.empty(0))
         if off > len(blob):
             raise ValueError("predictive model: the parameters do not fit this codec")
         return off
@@ -519,12 +516,13 @@ class PredictiveCodec(BaseCodec):
             return np.zeros(n), ctx
         if self.predictor == "none" or not self.feat or self.feat[pos] is None:
             return np.zeros(n), ctx
-        cols = self._usable(pos)
-        b = self._base(dec_t, cols)
-        b = np.where(np.isfinite(b), b, self.feat[pos].lo)  # a raw/zero value: clipped
+        feat = self.feat[pos]
+        assert feat is not None
+        b = self._base(dec_t, self._usable(pos))
+        b = np.where(np.isfinite(b), b, feat.lo)  # a raw/zero value: clipped
         scale = self.scale_coef[pos]
-        coefs = [self.coef[pos]] + ([scale] if scale is not None else [])
-        out = self.feat[pos].apply(b, coefs)
+        coefs = [self._coef(pos)] + ([scale] if scale is not None else [])
+        out = feat.apply(b, coefs)
         if scale is not None:
             ctx = np.searchsorted(self.thresholds[pos], out[1])
         return out[0], ctx * self.n_value + self._value_bin(pos, out[0])
@@ -615,7 +613,7 @@ class PredictiveCodec(BaseCodec):
         for s, table in reversed(blocks):  # a stack: decoded in the opposite order
             coder.encode_reverse(s, _categorical(table))
         words = coder.get_compressed().astype(np.uint32)
-        side = {
+        side: dict[str, np.ndarray] = {
             "tables": np.frombuffer(zlib.compress(np.concatenate(tables).tobytes(), 9), np.uint8),
             "cmin": np.asarray(cmins, np.int32),
             "size": np.asarray(sizes, np.int32),
