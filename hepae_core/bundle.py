@@ -165,8 +165,8 @@ def bundle_threads(cfgs: list[dict[str, Any]]) -> int:
     """
     from hepae_core.train import pick_threads
 
-    allocation = pick_threads(None)
-    asked = [c["train"]["threads"] for c in cfgs]
+    allocation: int = pick_threads(None)
+    asked: list[int] = [c["train"]["threads"] for c in cfgs]
     if asked and all(asked):
         return max(1, min(allocation, max(asked)))
     return allocation

@@ -202,7 +202,8 @@ class AutoencoderCodec:
             with np.errstate(all="ignore"):
                 f = self.norm.forward(x).astype(np.float32, copy=False)
             f[~ok] = 0.0
-            return self._enc(f)
+            arr: np.ndarray = self._enc(f)
+            return arr
         import torch
 
         with torch.no_grad():
@@ -211,14 +212,18 @@ class AutoencoderCodec:
             rows[:n] = np.where(ok, np.arange(n), -1)
             xs = x.copy()
             xs[~ok] = x[ok][0] if ok.any() else 1.0  # any finite jet: its slot is padding
-            return self.grouped.encode(xs, rows.reshape(-1, g)).astype(np.float32, copy=False)
+            lat: np.ndarray = self.grouped.encode(xs, rows.reshape(-1, g)).astype(
+                np.float32, copy=False
+            )
+            return lat
 
     def jets(self, z: np.ndarray, n: int) -> np.ndarray:
         """(n, d) float32 physical jets of ``n`` jets from their units' latents."""
         z = np.ascontiguousarray(z, dtype=np.float32)
         if self.grouped is None:
             with np.errstate(all="ignore"):
-                return self.norm.inverse(self._dec(z)).astype(np.float32, copy=False)
+                arr: np.ndarray = self.norm.inverse(self._dec(z)).astype(np.float32, copy=False)
+                return arr
         import torch
 
         with torch.no_grad():
@@ -248,7 +253,8 @@ class AutoencoderCodec:
 
     def decode(self, enc: Any) -> np.ndarray:
         """JetCodec.decode: physical jets (n, d) of an Encoded from :meth:`encode`."""
-        return self.latent_codec().decode(enc)[: enc.n]
+        arr: np.ndarray = self.latent_codec().decode(enc)[: enc.n]
+        return arr
 
 
 # --------------------------------------------------------------------------- torch-free model
@@ -277,7 +283,9 @@ def read_model_file(data: bytes) -> dict[str, Any]:
         else "little"  # fmt: skip
     endian = "<" if order == "little" else ">"
 
-    def rebuild(storage: np.ndarray, offset: int, size: tuple, stride: tuple, *_: Any) -> Any:
+    def rebuild(
+        storage: np.ndarray, offset: int, size: tuple[int, ...], stride: tuple[int, ...], *_: Any
+    ) -> Any:
         item = storage.itemsize
         if not size:
             return storage[offset].copy()
@@ -309,7 +317,8 @@ def read_model_file(data: bytes) -> dict[str, Any]:
             raw = zf.read(f"{prefix}data/{key}")
             return np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
 
-    return Unpickler(io.BytesIO(zf.read(pkl[0]))).load()
+    payload: dict[str, Any] = Unpickler(io.BytesIO(zf.read(pkl[0]))).load()
+    return payload
 
 
 def _activation(name: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -327,11 +336,13 @@ def _activation(name: str) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _affine(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.add(x @ w, b, dtype=np.float32)
+    arr: np.ndarray = np.add(x @ w, b, dtype=np.float32)
+    return arr
 
 
 def _scale_shift(x: np.ndarray, s: np.ndarray, t: np.ndarray) -> np.ndarray:
-    return x * s + t
+    arr: np.ndarray = x * s + t
+    return arr
 
 
 class NumpyMLP:
@@ -565,7 +576,8 @@ def sparse_read(blob: bytes, n: int, width: int) -> tuple[np.ndarray, np.ndarray
 def _residual_scale(kind: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """How much one relative rounding of the decoded value ``y`` moves the residual."""
     if kind == "relative":
-        return np.abs(y / x)
+        arr: np.ndarray = np.abs(y / x)
+        return arr
     if kind == "angle":
         return np.full(len(y), math.pi)
     return np.abs(y.astype(np.float64))
@@ -856,7 +868,8 @@ def _decoded_off(
             # model's ordinary misses are not outside its domain
             typical = np.nanmedian(off[ok]) if ok.any() else 0.0
             gross |= ~(off <= max(GROSS_LOG, 10 * float(typical)))
-    return gross & ok
+    arr: np.ndarray = gross & ok
+    return arr
 
 
 def _corrections(
@@ -1270,7 +1283,12 @@ def iter_decompressed(
 
 def chunk_decoder(
     f: Any, path: Path
-) -> tuple[int, Callable[[int], tuple[dict[str, np.ndarray], np.ndarray | None]], dict, dict]:
+) -> tuple[
+    int,
+    Callable[[int], tuple[dict[str, np.ndarray], np.ndarray | None]],
+    dict[str, Any],
+    dict[str, str],
+]:
     """Verify an open compressed file and return (chunks, decode(i), attributes, branches
     by variable), by the file's ``codec`` attribute: the autoencoder (absent) or ``pred``
     (hepae_core.pred_file). Raises CorruptFile before anything is decoded."""

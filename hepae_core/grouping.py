@@ -35,7 +35,7 @@ class Groups:
 
     @property
     def size(self) -> int:
-        return self.rows.shape[1]
+        return int(self.rows.shape[1])
 
 
 def _bad(cfg: dict[str, Any], key: str, message: str) -> DataError:
@@ -182,7 +182,7 @@ def event_branch(cfg: dict[str, Any], group: dict[str, Any]) -> tuple[str, ...]:
 
 def gather(values: np.ndarray, rows: np.ndarray, fill: float = 0.0) -> np.ndarray:
     """(n_groups, G, d) values of the jets in ``rows``; empty slots hold ``fill``."""
-    out = values[np.maximum(rows, 0)].copy()
+    out: np.ndarray = values[np.maximum(rows, 0)].copy()
     out[rows < 0] = fill
     return out
 

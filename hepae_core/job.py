@@ -15,7 +15,9 @@ import io
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from hepae_core import jobdir
 from hepae_core.diskfull import DiskFull, is_disk_full, writing
@@ -44,7 +46,7 @@ HEARTBEAT_ENV = "HEPAE_HEARTBEAT_S"  # seconds between heartbeats (tests make it
 
 
 def _train_and_evaluate(
-    job_dir: Path, cfg: dict, fresh: bool, heartbeat: jobdir.Heartbeat, started: float
+    job_dir: Path, cfg: dict[str, Any], fresh: bool, heartbeat: jobdir.Heartbeat, started: float
 ) -> int:
     """One JobRun, alone: data, training, evaluation and the job's files; the exit code."""
     from hepae_core.train import StopFlag
@@ -72,7 +74,7 @@ class _PipeSafe(io.TextIOBase):
     /dev/null, so the interpreter's flush at exit does not fail either.
     """
 
-    def __init__(self, stream) -> None:
+    def __init__(self, stream: Any) -> None:
         self._stream = stream
         self._broken = False
 
@@ -102,15 +104,17 @@ class _PipeSafe(io.TextIOBase):
         return not self._broken and self._stream.isatty()
 
     def fileno(self) -> int:
-        return self._stream.fileno()
+        fd: int = self._stream.fileno()
+        return fd
 
     @property
-    def encoding(self):  # type: ignore[override]
-        return self._stream.encoding
+    def encoding(self) -> str:  # type: ignore[override]
+        enc: str = self._stream.encoding
+        return enc
 
 
 @contextlib.contextmanager
-def _pipe_safe_output():
+def _pipe_safe_output() -> Iterator[None]:
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _PipeSafe(sys.stdout), _PipeSafe(sys.stderr)
     try:

@@ -34,7 +34,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hepae_core import jobdir, yamlio
 from hepae_core.diskfull import DiskFull, is_disk_full, writing
@@ -42,6 +42,12 @@ from hepae_core.errors import HepaeError
 from hepae_core.modelfile import load_model, save_model
 from hepae_core.prepared import Prepared, prepare_jets
 from hepae_core.states import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+
+if TYPE_CHECKING:  # numpy and torch are imported where a step needs them
+    import numpy as np
+    import torch
+
+    from hepae_core.train import Trainer, TrainResult
 
 EVAL_SAMPLE = 50_000  # test jets kept in evaluation.npz for the summary plots
 
@@ -73,7 +79,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def write_evaluation(
-    job_dir: Path, inputs, outputs, variables: list[str], kinds: list[str]
+    job_dir: Path, inputs: np.ndarray, outputs: np.ndarray, variables: list[str], kinds: list[str]
 ) -> None:
     """evaluation.npz: test jets in and out (physical units), for the summary plots."""
     import numpy as np
@@ -242,7 +248,8 @@ def configured_epochs(job_dir: Path) -> int:
             return epochs
     except Exception:  # an unreadable config: the default is the best guess
         pass
-    return SCHEMA["train"]["epochs"].default
+    default: int = SCHEMA["train"]["epochs"].default
+    return default
 
 
 def record_interrupted(job_dir: Path, signal_name: str | None, epoch: int | None = None) -> None:
@@ -332,7 +339,7 @@ class JobRun:
         return self.data
 
     # 3 ---------------------------------------------------------------- build trainer
-    def build_trainer(self):
+    def build_trainer(self) -> Trainer:
         """The model and its Trainer, resumed from checkpoint.pt unless ``fresh``.
 
         The best model goes to model.pt, each epoch to history.csv and state.json; the
@@ -374,13 +381,13 @@ class JobRun:
                 self.scalars(rec)
             report(rec)
 
-        def tensor(x):
+        def tensor(x: np.ndarray | None) -> torch.Tensor | None:
             return None if x is None else torch.from_numpy(x).to(device)
 
         trainer = Trainer(
             model,
-            tensor(data.x_train),
-            tensor(data.x_val),
+            torch.from_numpy(data.x_train).to(device),
+            torch.from_numpy(data.x_val).to(device),
             tcfg,
             cfg["seed"],
             job_dir / jobdir.CHECKPOINT,
@@ -402,10 +409,11 @@ class JobRun:
         return trainer
 
     # 4 ------------------------------------------------------------------------ train
-    def train(self, stop: Any):
+    def train(self, stop: Any) -> TrainResult:
         """Train alone until done or ``stop`` (a StopFlag) is set; returns the TrainResult."""
         try:
-            return self.trainer.run(stop)
+            result: TrainResult = self.trainer.run(stop)
+            return result
         finally:
             self.close()
 
@@ -430,7 +438,7 @@ class JobRun:
             self.tell(f"interrupted by {signal_name}: checkpoint written")
         return EXIT_INTERRUPTED
 
-    def evaluate(self):
+    def evaluate(self) -> tuple[Any, float, dict[str, Any], np.ndarray, np.ndarray]:
         """The best model on the test jets: (model, test loss, metrics, inputs, outputs)."""
         import numpy as np
         import torch
@@ -469,7 +477,9 @@ class JobRun:
             out[:, j] = np.round(out[:, j])
         return best, test_loss, metrics, x_eval, out
 
-    def write_outputs(self, history, x_eval, out) -> None:
+    def write_outputs(
+        self, history: list[dict[str, float]], x_eval: np.ndarray, out: np.ndarray
+    ) -> None:
         """evaluation.npz and, when asked for, the job's plots."""
         from hepae_core import plots
         from hepae_core.config import residual_kinds
@@ -500,7 +510,9 @@ class JobRun:
                 plot_dir / "residuals.png",
             )
 
-    def metrics(self, result, best, test_loss, metrics) -> dict[str, Any]:
+    def metrics(
+        self, result: TrainResult, best: Any, test_loss: float, metrics: dict[str, Any]
+    ) -> dict[str, Any]:
         """The flat metrics.json record (docs/metrics.md)."""
         import torch
 

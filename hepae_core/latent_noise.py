@@ -27,16 +27,20 @@ class LatentNoise(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.active():
-            return self.model(x)
+            y: torch.Tensor = self.model(x)
+            return y
         z = self.model.encode(x)
         # the batch's range stands in for the training range the codec stores; detached:
         # the noise scale is not something to learn
         span = (z.max(dim=0).values - z.min(dim=0).values).detach()
         step = span / 2**self.bits
-        return self.model.decode(z + (torch.rand_like(z) - 0.5) * step)
+        noisy: torch.Tensor = self.model.decode(z + (torch.rand_like(z) - 0.5) * step)
+        return noisy
 
 
-def wrap(forward: nn.Module, model: nn.Module, tcfg: dict, epoch: Callable[[], int]) -> nn.Module:
+def wrap(
+    forward: nn.Module, model: nn.Module, tcfg: dict[str, Any], epoch: Callable[[], int]
+) -> nn.Module:
     """The training forward with latent noise when ``train.latent_noise_bits`` is set."""
     bits = tcfg.get("latent_noise_bits")
     if not bits:

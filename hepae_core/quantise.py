@@ -95,7 +95,8 @@ def to_space(x: np.ndarray, space: str) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if space == "log":
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log(x)
+            logs: np.ndarray = np.log(x)
+            return logs
     if space == "periodic":
         return (x + np.pi) % (2 * np.pi) - np.pi
     return x

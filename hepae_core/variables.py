@@ -6,6 +6,8 @@ formulas are declared here as data and evaluated in :mod:`hepae_core.normalise`.
 
 from __future__ import annotations
 
+from typing import Any
+
 VARIABLES_4D = ("pt", "eta", "phi", "E")
 
 # The 27 ATLAS jet variables of the thesis, in the thesis order.
@@ -69,7 +71,7 @@ def default_residual_kind(name: str) -> str:
 #   ("log10", shift, offset, s)  (log10(x + shift) - offset) / s
 #   ("neglog10", shift, s)       log10(-x + shift) / s
 #   ("identity",)                x
-CUSTOM_FORMULAS: dict[str, tuple] = {
+CUSTOM_FORMULAS: dict[str, tuple[Any, ...]] = {
     "pt": ("log10", 0.0, 1.3, 1.2),
     "eta": ("scale", 5.0),
     "phi": ("scale", 3.0),

@@ -12,7 +12,7 @@ from hepae_core.errors import DataError
 from hepae_core.readers import ReadRequest, closest, missing_branch, one_line
 
 
-def open_hdf5(path: Path):
+def open_hdf5(path: Path) -> Any:
     import h5py
 
     try:
@@ -23,12 +23,12 @@ def open_hdf5(path: Path):
         ) from None
 
 
-def is_numeric(dtype) -> bool:
+def is_numeric(dtype: np.dtype) -> bool:
     """True for numbers (and booleans): what can become a float32 column."""
     return dtype.kind in "biuf"
 
 
-def _refuse_non_numeric(path: Path, column: str, dtype) -> None:
+def _refuse_non_numeric(path: Path, column: str, dtype: np.dtype) -> None:
     if not is_numeric(dtype):
         what = "strings" if dtype.kind in "SUO" else f"values of type {dtype}"
         raise DataError(
