@@ -500,15 +500,14 @@ def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> 
     keys: set[str] = set(old_cols) if cached_ids else set()
     for r in fresh:
         keys.update(r)
-    for info in manifest:
-        keys.update(f"param.{k}" for k in info.get("params") or {})
+    manifest_params = {f"param.{k}" for info in manifest for k in info.get("params") or {}}
+    keys |= manifest_params
     take = np.array(cached_rows, dtype=np.int64)
     problems: list[list[str]] = [[] for _ in range(n)]
     columns: dict[str, np.ndarray] = {}
     has = old_cols["has_metrics"][take].tolist() if cached_ids and "has_metrics" in old_cols else []
     has += [bool(r.get("has_metrics")) for r in fresh]
     order = _order(keys)
-    manifest_params = {f"param.{k}" for info in manifest for k in info.get("params") or {}}
     # Fresh rows transposed to columns in C loops: one list per row, then zip.
     fresh_cols = dict(zip(order, zip(*[list(map(r.get, order)) for r in fresh])))
     bare = [i for i, h in enumerate(has) if not h]  # rows without metrics
@@ -559,10 +558,21 @@ def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> 
     columns["in_space"] = np.array(
         [bool(by_id[j].get("in_space", True)) if j in by_id else False for j in order_ids]
     )
-    # kind, group size, stage-1 id: recomputed from the row every time (cheap, never stale)
+    # kind, group size, stage-1 id: derived from the row and the manifest; those of the
+    # cached rows kept while the manifest is the same, derived again for the fresh ones
     after = [bool(by_id.get(j, {}).get("after")) for j in order_ids]
-    for key, vals in derive(columns, n, after).items():
-        columns[key] = _column(key, vals, problems)
+    k = len(cached_ids)
+    keep = bool(k) and manifest_sig == old_manifest and all(d in old_cols for d in DERIVED)
+    if keep:
+        rows = {key: col[k:] for key, col in columns.items()}
+        for key, vals in derive(rows, n - k, after[k:]).items():
+            merged = _merge(old_cols[key][take], vals)
+            if merged is None:
+                merged = _column(key, _values(old_cols[key][take]) + vals, problems)
+            columns[key] = merged
+    else:
+        for key, vals in derive(columns, n, after).items():
+            columns[key] = _column(key, vals, problems)
     columns.pop(STAGE, None)  # from the manifest only, never a stale cached copy
     stages = [by_id.get(j, {}).get("stage") for j in order_ids]
     if any(isinstance(s, str) and s for s in stages):  # a campaign with stages

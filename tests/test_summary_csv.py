@@ -95,3 +95,50 @@ def test_csv_from_the_read_text_equals_csv_writer_on_the_table(tmp_path: Path) -
     shutil.copytree(root, scratch)
     collect(scratch, use_cache=False)
     assert (scratch / SUMMARY_DIR / CSV_NAME).read_bytes() == (out / CSV_NAME).read_bytes()
+
+
+def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert list(a) == list(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype, k
+        if a[k].dtype.kind == "f":
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        else:
+            assert (a[k] == b[k]).all(), k
+
+
+def _job(root: Path, job_id: str, **metrics: object) -> None:
+    job = root / "jobs" / job_id
+    job.mkdir(parents=True, exist_ok=True)
+    m = {"schema_version": 1, "status": "done", "best_val_loss": 1.0, "latent": 2, **metrics}
+    _bump(job / "metrics.json", json.dumps(m, indent=1, sort_keys=True))
+    (job / "state.json").write_text(json.dumps({"state": "done"}))
+
+
+def test_derived_columns_of_fresh_rows_join_those_of_cached_rows(tmp_path: Path) -> None:
+    """kind, group_size and stage1_id are derived again only for the rows read again; the
+    table equals one collected from scratch, also when a row changes kind."""
+    root = tmp_path / "c"
+    for i in range(6):
+        _job(root, f"s{i}", best_val_loss=0.1 * (i + 1))
+    first = collect(root)
+    assert first.columns["kind"].tolist() == ["single"] * 6
+    _job(root, "s2", best_val_loss=0.3, **{"group.size": 4})  # now a grouped job
+    _job(root, "t0", **{"stage1.id": "s0", "stage1.latent": 2, "group.size": 2})  # new
+    inc = collect(root)
+    assert inc.n_read == 2 and inc.n_cached == 5
+    got = dict(zip(inc.columns["job_id"].tolist(), inc.columns["kind"].tolist()))
+    assert got["s2"] == "grouped" and got["t0"] == "two-stage" and got["s1"] == "single"
+    assert (
+        dict(zip(inc.columns["job_id"].tolist(), inc.columns["stage1_id"].tolist()))["t0"] == "s0"
+    )
+    scratch = tmp_path / "scratch"
+    shutil.copytree(root, scratch)
+    full = collect(scratch, use_cache=False)
+    _same(inc.columns, full.columns)
+    _same(
+        _read_h5(root / SUMMARY_DIR / "summary.h5"), _read_h5(scratch / SUMMARY_DIR / "summary.h5")
+    )
+    assert (root / SUMMARY_DIR / CSV_NAME).read_bytes() == (
+        scratch / SUMMARY_DIR / CSV_NAME
+    ).read_bytes()
