@@ -51,7 +51,7 @@ TOP_KEYS = (
     "halving",  # successive halving by `gridsearch promote` (gridsearch/halving.py)
     "stages",  # stages that depend on each other (gridsearch/stages.py)
     "bundle",  # default --bundle K of the campaign's submissions (gridsearch/bundles.py)
-    "evaluate_on",  # the second sample every summary evaluates on (results/space_sample.py)
+    "evaluate_on",  # the second sample every summary evaluates on (gridsearch/samples.py)
 )
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in")
 
@@ -492,8 +492,14 @@ def expand(space: Space, max_points: int | None = None, yes: bool = False) -> li
     return points
 
 
-def absolute_source(raw: dict[str, Any], space_dir: Path) -> None:
-    """Make a relative ``data.source`` absolute against the space file's directory."""
+def absolute_source(
+    raw: dict[str, Any], space_dir: Path, cache: dict[str, str] | None = None
+) -> None:
+    """Make a relative ``data.source`` absolute against the space file's directory.
+
+    ``cache``: source -> absolute source, shared by the points of one space (the planner
+    passes one, so 10,000 points with one source make its path once).
+    """
     data = raw.get("data")
     if not isinstance(data, Mapping):
         return
@@ -502,8 +508,12 @@ def absolute_source(raw: dict[str, Any], space_dir: Path) -> None:
         return
     if "://" in source:
         return
-    expanded = os.path.expanduser(source)
-    if not os.path.isabs(expanded):
-        expanded = os.path.normpath(os.path.join(space_dir, expanded))
+    expanded = cache.get(source) if cache is not None else None
+    if expanded is None:
+        expanded = os.path.expanduser(source)
+        if not os.path.isabs(expanded):
+            expanded = os.path.normpath(os.path.join(space_dir, expanded))
+        if cache is not None:
+            cache[source] = expanded
     if expanded != source:
         raw["data"] = {**data, "source": expanded}

@@ -76,7 +76,7 @@ def load_space(path: str | Path) -> Space:
 
         parse_space_bundle(data["bundle"], space.where("bundle"))
     if data.get("evaluate_on") is not None:
-        from results.space_sample import sample_path
+        from gridsearch.samples import sample_path
 
         sample_path(data["evaluate_on"], space.where("evaluate_on"), path.resolve().parent,
                     GridsearchError, must_exist=False)  # fmt: skip

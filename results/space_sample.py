@@ -9,78 +9,17 @@ then evaluates the best run of each group on it by default, as ``--evaluate-on``
 (``--evaluate-on none`` skips it, ``--evaluate-on OTHER`` replaces it). The campaign keeps
 a copy of its space file (``space.yaml``); a relative path is resolved against the
 directory of the original space file (``campaign.json``'s ``space.path``), else against
-the campaign directory. Light on purpose: no numpy, no pandas (``gridsearch plan`` imports
-it).
+the campaign directory. The value itself is checked by :func:`gridsearch.samples.sample_path`
+(what ``gridsearch plan`` runs).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any
 
+from gridsearch.samples import BUNDLED, SPACE_KEY, sample_path  # noqa: F401
 from hepae_core.errors import UserError
-
-SPACE_KEY = "evaluate_on"
-BUNDLED = "bundled:"
-
-
-def sample_path(
-    value: Any,
-    where: str,
-    base_dir: Path,
-    error: type[UserError] = UserError,
-    must_exist: bool = True,
-) -> Path:
-    """The sample file an ``evaluate_on:`` value names.
-
-    Parameters
-    ----------
-    value
-        The YAML value: a path (relative to ``base_dir``) or ``bundled:NAME``.
-    where
-        ``file:line`` of the key, for messages.
-    base_dir
-        The directory a relative path is resolved against (the space file's).
-    error
-        The :class:`~hepae_core.errors.UserError` subclass to raise (GridsearchError at
-        plan time, SummaryError in the summary).
-    must_exist
-        Refuse a path that names no file (the summary); at plan time the caller warns.
-
-    Raises
-    ------
-    error
-        One line naming ``where`` and the key: not a path, no such file.
-    """
-    if not isinstance(value, str) or not value.strip():
-        raise error(
-            message="must be the path of a sample file of jets (ROOT, HDF5 or CSV, relative "
-            f"to the space file) or bundled:NAME, got {value!r}",
-            source=where,
-            key=SPACE_KEY,
-        )
-    text = value.strip()
-    if text.startswith(BUNDLED):
-        from hepae_core.data import bundled_path
-
-        try:
-            return bundled_path(text[len(BUNDLED) :])
-        except UserError as exc:
-            raise error(message=exc.message, source=where, key=SPACE_KEY) from None
-    path = Path(os.path.expanduser(text))
-    if not path.is_absolute():
-        path = Path(os.path.normpath(base_dir / path))
-    if must_exist and not path.is_file():
-        what = "is a directory, not a sample file" if path.is_dir() else "no such file"
-        raise error(
-            message=f"{text}: {what} ({path}); correct the path (relative to the space "
-            "file), or summarize with --evaluate-on none",
-            source=where,
-            key=SPACE_KEY,
-        )
-    return path
 
 
 def campaign_sample(root: Path, error: type[UserError] = UserError) -> Path | None:
