@@ -685,30 +685,56 @@ def _update_files(
     import h5py
 
     csv_path = out_dir / CSV_NAME
-    data = csv_path.read_bytes()
     n = len(columns["job_id"])
-    if len(offsets) != n + 2 or int(offsets[-1]) != len(data):
-        return None
-    rows = np.unique(np.concatenate([np.zeros(0, dtype=np.int64), *changes.values()]))
-    parts, at = [], 0
-    lengths = np.diff(offsets)
-    for i, line in zip(rows.tolist(), _csv_lines(columns, rows, texts), strict=True):
-        line_b = line + b"\r\n"
-        parts += [data[at : int(offsets[i + 1])], line_b]
-        at = int(offsets[i + 2])
-        lengths[i + 1] = len(line_b)
-    parts.append(data[at:])
-    h5 = out_dir / H5_NAME
-    with atomic_path(h5) as tmp:
-        shutil.copyfile(h5, tmp)
-        with h5py.File(tmp, "r+") as f:
-            g = f[H5_GROUP]
-            for name, idx in changes.items():
-                if len(idx):
-                    g[_h5_key(name)][idx] = columns[name][idx]
-    with atomic_path(csv_path) as tmp:
-        tmp.write_bytes(b"".join(parts))
+    with open(csv_path, "rb", buffering=0) as src:
+        size = os.fstat(src.fileno()).st_size
+        if len(offsets) != n + 2 or int(offsets[-1]) != size:
+            return None
+        rows = np.unique(np.concatenate([np.zeros(0, dtype=np.int64), *changes.values()]))
+        lines = _csv_lines(columns, rows, texts)
+        h5 = out_dir / H5_NAME
+        with atomic_path(h5) as tmp:
+            shutil.copyfile(h5, tmp)
+            with h5py.File(tmp, "r+") as f:
+                g = f[H5_GROUP]
+                for name, idx in changes.items():
+                    if len(idx):
+                        g[_h5_key(name)][idx] = columns[name][idx]
+        lengths = np.diff(offsets)
+        # The unchanged stretches are copied file to file by the kernel, not read in.
+        with atomic_path(csv_path) as tmp, open(tmp, "wb", buffering=0) as dst:
+            at = 0
+            for i, line in zip(rows.tolist(), lines, strict=True):
+                _copy_range(src, dst, at, int(offsets[i + 1]))
+                line_b = line + b"\r\n"
+                _write_all(dst, line_b)
+                at = int(offsets[i + 2])
+                lengths[i + 1] = len(line_b)
+            _copy_range(src, dst, at, size)
     return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+
+def _copy_range(src: Any, dst: Any, start: int, end: int) -> None:
+    """Append bytes ``start:end`` of the open file ``src`` to the (unbuffered) ``dst``."""
+    while start < end:
+        try:
+            done = os.copy_file_range(src.fileno(), dst.fileno(), end - start, start)
+        except (AttributeError, OSError):  # not on this system or file system
+            done = 0
+        if done <= 0:
+            data = os.pread(src.fileno(), end - start, start)
+            if not data:
+                raise OSError(f"{src.name}: shorter than the summary cache says")
+            _write_all(dst, data)
+            done = len(data)
+        start += done
+
+
+def _write_all(dst: Any, data: bytes) -> None:
+    """Write all of ``data`` to an unbuffered file (which may take it in parts)."""
+    view = memoryview(data)
+    while view:
+        view = view[dst.write(view) :]
 
 
 def _h5_key(name: str) -> str:
