@@ -12,7 +12,7 @@ machine may be shared: every cell is measured ``--rounds`` times, interleaved, a
 best kept; the sequential rate is the best of its row's rounds.
 
     python benchmarks/stacked.py [--quick] [--device cpu|cuda] [--threads 1 2] [--rounds 2]
-    python benchmarks/stacked.py --vmap   # the stack's bmm against torch.func vmap
+    python benchmarks/stacked.py --vmap   # the stack's own pass against torch.func vmap
 """
 
 from __future__ import annotations
@@ -134,23 +134,39 @@ def vmap_rate(model_cfg, n_in, bs, k, x, seconds, device) -> float:
     base = copy.deepcopy(models[0]).to("meta")
     forward = torch.vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)))
     xb = x[: bs * k].view(k, bs, n_in)
-    return _rate_of(lambda: forward(params, buffers, xb), xb, params.values(), bs * k, seconds)
+    step = _autograd_step(lambda: forward(params, buffers, xb), xb, params.values())
+    return _rate_of(step, bs * k, seconds, device)
 
 
 def bmm_rate(model_cfg, n_in, bs, k, x, seconds, device) -> float:
-    """Forward and backward of K models with the stack's batched products (no optimiser)."""
+    """Forward and backward of K models with the stack's own pass (no optimiser)."""
     from hepae_core.stacked import _Stack
 
     members = [trainer(model_cfg, n_in, bs, seed, x, x) for seed in range(k)]
     stack = _Stack(members)
     xb = x[: bs * k].view(k, bs, n_in)
+    if stack.feature_major:
+        xb = xb.transpose(1, 2).contiguous()
     try:
-        return _rate_of(lambda: stack.forward(xb, True), xb, stack.leaves, bs * k, seconds)
+        return _rate_of(lambda: stack.train_step(xb, step=False), bs * k, seconds, device)
     finally:
         stack.release()
 
 
-def _rate_of(forward, xb, leaves, jets, seconds) -> float:
+def _rate_of(step, jets, seconds, device) -> float:
+    for _ in range(WARMUP_BATCHES):
+        step()
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
+    while n < MIN_BATCHES or time.perf_counter() - t0 < seconds:
+        step()
+        n += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    spent = time.process_time() - c0 if CLOCK == "cpu" else time.perf_counter() - t0
+    return jets * n / spent
+
+
+def _autograd_step(forward, xb, leaves):
     from torch.nn import functional as F
 
     def step() -> None:
@@ -159,16 +175,7 @@ def _rate_of(forward, xb, leaves, jets, seconds) -> float:
         for leaf in leaves:
             leaf.grad = None
 
-    for _ in range(WARMUP_BATCHES):
-        step()
-    n, t0, c0 = 0, time.perf_counter(), time.process_time()
-    while n < MIN_BATCHES or time.perf_counter() - t0 < seconds:
-        step()
-        n += 1
-    if xb.device.type == "cuda":
-        torch.cuda.synchronize()
-    spent = time.process_time() - c0 if CLOCK == "cpu" else time.perf_counter() - t0
-    return jets * n / spent
+    return step
 
 
 def main() -> None:
@@ -204,7 +211,7 @@ def main() -> None:
     parser.add_argument(
         "--vmap",
         action="store_true",
-        help="instead: forward+backward of the stack's bmm against torch.func vmap "
+        help="instead: forward+backward of the stack's own pass against torch.func vmap "
         "(AE_3D_200 only: vmap cannot update batch-norm statistics)",
     )
     args = parser.parse_args()
@@ -225,7 +232,7 @@ def main() -> None:
         "warm-up, best of "
         f"{args.rounds} round(s); load average {os.getloadavg()[0]:.1f}"
     )
-    names = ("sequential", "stacked") if not args.vmap else ("vmap fw+bw", "bmm fw+bw")
+    names = ("sequential", "stacked") if not args.vmap else ("vmap fw+bw", "stack fw+bw")
     header = (
         f"{'model':22} {'thr':>3} {'bs':>5} {'K':>3} {names[0]:>11} {names[1]:>11} {'ratio':>6}"
     )
@@ -269,7 +276,7 @@ def main() -> None:
                     if rate / ref > best.get(key, (0.0, 0))[0]:
                         best[key] = (rate / ref, k)
     print()
-    what = "bmm / vmap" if args.vmap else "stack / sequential, per model"
+    what = "stack / vmap" if args.vmap else "stack / sequential, per model"
     print(f"best K per row (ratio {what}):")
     for (name, threads, bs), (ratio, k) in best.items():
         print(f"  {name:22} threads {threads} batch {bs:>5}: {ratio:.2f}x at K = {k}")

@@ -32,7 +32,7 @@ import numpy as np
 from hepae_core.jobdir import atomic_write_text
 
 #: Bumped whenever the baselines' keys or their computation change.
-FORMAT = 1
+FORMAT = 2
 CACHE_DIR = "baselines"
 
 

@@ -374,9 +374,9 @@ class _Stack:
         return self.run(x, train).clone()
 
     @torch.no_grad()
-    def train_step(self, xb: torch.Tensor) -> torch.Tensor:
+    def train_step(self, xb: torch.Tensor, step: bool = True) -> torch.Tensor:
         """One training batch ``xb`` (as :meth:`run` takes it): forward, backward, and
-        each member's Adam step.
+        each member's Adam step (``step=False``: gradients only, in :attr:`g`).
 
         Returns each member's mean squared error of this batch ([K]).
         """
@@ -389,7 +389,8 @@ class _Stack:
         g = diff.mul_(2.0 / (xb.shape[1] * xb.shape[2]))
         for op in reversed(self.plan):
             g = op.backward(g, tape.pop())
-        self.step()
+        if step:
+            self.step()
         return losses
 
     # -- the optimiser step ----------------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from hepae_core.baseline_cache import CACHE_DIR, campaign_cache_dir
+from hepae_core.baseline_cache import CACHE_DIR, FORMAT, campaign_cache_dir
 from hepae_core.config import resolve
 from hepae_core.data import bundled_path
 from hepae_core.evaluate import evaluate
@@ -19,7 +19,7 @@ from hepae_core.normalise import Normaliser
 
 VARS = ["pt", "eta", "phi", "E"]
 KINDS = dict(zip(VARS, ["relative", "absolute", "angle", "relative"]))
-TIMINGS = {"baselines_s", "encode_s_per_jet", "decode_s_per_jet"}
+TIMINGS = {"baselines_s", "encode_s_per_jet", "decode_s_per_jet", "evaluate_s"}
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,10 @@ def test_shared_baselines_equal_the_job_s_own(jets, tmp_path):
     # it really is read back: a value changed in the file comes out
     record = json.loads(stored.read_text())
     record["metrics"]["pca.z"] = 12345
+    record["metrics"]["float16.pt.width"] = 0.5  # the casts are shared too
     stored.write_text(json.dumps(record))
-    assert run(train, test, cache)["pca.z"] == 12345
+    read = run(train, test, cache)
+    assert (read["pca.z"], read["float16.pt.width"]) == (12345, 0.5)
 
 
 def test_another_split_or_latent_never_reads_anothers_baselines(jets, tmp_path):
@@ -89,7 +91,7 @@ def test_a_damaged_cache_file_is_computed_again(jets, tmp_path):
     (stored,) = cache.iterdir()
     stored.write_text("{not json")
     same(own, run(train, test, cache))
-    assert json.loads(stored.read_text())["format"] == 1  # written again, whole
+    assert json.loads(stored.read_text())["format"] == FORMAT  # written again, whole
 
 
 def test_only_jobs_of_a_campaign_share(tmp_path):
@@ -106,3 +108,28 @@ def test_shared_baselines_can_be_turned_off(tmp_path, monkeypatch):
     (tmp_path / "camp" / "manifest.json").write_text("{}")
     monkeypatch.setenv("HEPAE_NO_SHARED_BASELINES", "1")
     assert campaign_cache_dir(job) is None
+
+
+def test_casts_without_baselines_are_the_same_numbers(jets):
+    """With the baselines off, a job still measures the casts itself: the same values."""
+    train, test = split(jets, 0)
+    torch.manual_seed(0)
+    model = build_model(resolve({"model": {"encoder": [8], "latent": 3}})["model"], 4)
+    norm = Normaliser.fit("custom_4d", VARS, train)
+    alone, _ = evaluate(model, norm, test, KINDS, 3, torch.device("cpu"), 100, x_train=train,
+                        baselines=False)  # fmt: skip
+    full = run(train, test, None)
+    casts = [k for k in full if k.split(".")[0] in ("float16", "bfloat16")]
+    assert len(casts) > 40
+    assert {k: alone[k] for k in casts} == {k: full[k] for k in casts}
+    assert not any(k.startswith(("sq", "aeq", "pca")) for k in alone)
+
+
+def test_fewer_test_jets_of_the_same_split_are_a_new_entry(jets, tmp_path):
+    """evaluate.max_jets: the same training jets, fewer test jets: never the other's numbers."""
+    cache = tmp_path / CACHE_DIR
+    train, test = split(jets, 0)
+    run(train, test, cache)
+    fewer = test[:700]
+    same(run(train, fewer, None), run(train, fewer, cache))
+    assert len(list(cache.iterdir())) == 2
