@@ -72,7 +72,7 @@ def cache_key(
     for arr in (x_test, x_train):
         a = np.ascontiguousarray(arr)
         h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(memoryview(a).cast("B"))
+        h.update(a.data.cast("B"))
     return h.hexdigest()[:32]
 
 
