@@ -7,10 +7,14 @@ Prints jets/s of one warm epoch for each model, batch size and thread count, for
   dataloader DataLoader(TensorDataset(x), shuffle=True) with torch's default Adam
   stacked    K models as one stack (hepae_core.stacked, ``--stack K``, default 8): each
              model's own rate as if alone (the stack's model-jets/s), a warm epoch
-and the ratios hepae/dataloader and compiled/dataloader (target >= 1.5) and stacked/dataloader
-(the stacked recipe per model against the plain one, which is what the seeds' fastai recipe
-does per batch: target >= 4 for the 4D model). Also the thesis-era reference shape
-4-200-200-20-3 (tanh) at batch size 256, one thread, beside the fastai figure.
+  fastai     the seeds' recipe: a fastai Learner (DataLoaders.from_dsets of a
+             TensorDataset, MSE loss, fit_one_cycle), its training phase of a warm epoch;
+             measured only where fastai is installed (it is not a dependency of this
+             project: ``pip install --no-deps fastai fastcore fastprogress fasttransform
+             fastdownload plum-dispatch`` beside torch, see docs/bundles.md)
+and the ratios hepae/dataloader and compiled/dataloader (target >= 1.5), stacked/dataloader
+and stacked/fastai (the stacked recipe per model against the seeds' one: target >= 4 for
+the 4D model). Also the thesis-era reference shape 4-200-200-20-3 (tanh) at batch size 256.
 
     python benchmarks/train_throughput.py [--jets N] [--device cpu|cuda] [--stack K]
 """
@@ -70,6 +74,43 @@ def epoch_rate_stacked(model_cfg, x, bs, device, k: int) -> float:
         members.append(Trainer(model, xd, xv, cfg["train"], seed))
     StackedTrainer(members).run()
     return members[0].result.history[-1]["jets_per_s"]
+
+
+def fastai_version() -> str | None:
+    """The installed fastai's version, or None (the benchmark then says so)."""
+    try:
+        import fastai
+        from fastai.basics import Learner  # noqa: F401 (the part the recipe needs)
+    except Exception:  # not installed, or a dependency missing
+        return None
+    return str(fastai.__version__)
+
+
+def epoch_rate_fastai(model_cfg, x, bs, device, epochs=2) -> float:
+    """The seeds' recipe: fastai Learner + fit_one_cycle; jets/s of a warm epoch's training."""
+    import fastai.callback.progress  # (adds Learner.no_bar)
+    import fastai.callback.schedule  # noqa: F401 (adds Learner.fit_one_cycle)
+    from fastai.basics import Callback, DataLoaders, Learner
+    from torch import nn
+
+    xv = x[:1000]
+    dls = DataLoaders.from_dsets(
+        TensorDataset(x, x), TensorDataset(xv, xv), bs=bs, shuffle=True, device=device
+    )
+    seconds: list[float] = []
+
+    class Clock(Callback):  # the training phase of each epoch (validation left out)
+        def before_train(self) -> None:
+            self.t0 = time.perf_counter()
+
+        def after_train(self) -> None:
+            seconds.append(time.perf_counter() - self.t0)
+
+    learn = Learner(dls, fresh_model(model_cfg, x, device), loss_func=nn.MSELoss(), cbs=Clock())
+    with learn.no_bar(), learn.no_logging():  # no drawing: the recipe's own work only
+        learn.fit_one_cycle(epochs, lr_max=1e-3)
+    n = len(dls.train) * bs  # fastai drops the last partial training batch
+    return n / seconds[-1]
 
 
 def _plain_epochs(model, batches_fn, opt, device, epochs=2) -> float:
@@ -138,25 +179,38 @@ def main() -> None:
         "--no-compile", action="store_true", help="leave out the torch.compile column (slow)"
     )
     parser.add_argument("--batch-sizes", default="256,1024,4096")
+    parser.add_argument("--no-fastai", action="store_true", help="leave out the fastai column")
+    parser.add_argument(
+        "--models", default="", help="comma list of substrings of the model names (default all)"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     x4 = data_4d(args.jets)
     x27 = data_27d(args.jets // 2)
+    fa = None if args.no_fastai else fastai_version()
     print(
         f"torch {torch.__version__}, device {device}, {args.jets} 4D jets, "
-        f"{args.jets // 2} 27D jets; jets/s of a warm epoch"
+        f"{args.jets // 2} 27D jets; jets/s of a warm epoch; "
+        + (
+            f"fastai {fa}"
+            if fa
+            else "fastai not measured"
+            + ("" if args.no_fastai else " (not installed: pip install --no-deps fastai ...)")
+        )
     )
     header = (
         f"{'model':30} {'thr':>3} {'bs':>5} {'hepae':>9} {'compiled':>9} "
         f"{'slicing':>9} {'dataloader':>10} {'ratio':>6} {'ratio_c':>7} "
-        f"{f'stack{args.stack}':>9} {'ratio_s':>7}"
+        f"{f'stack{args.stack}':>9} {'ratio_s':>7} {'fastai':>8} {'stack/fa':>8}"
     )
     print(header)
     print("-" * len(header))
-    ratios, ratios_c, ratios_s = [], [], []
+    ratios, ratios_c, ratios_s, ratios_f = [], [], [], []
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
         for name, (model_cfg, variables) in MODELS.items():
+            if args.models and not any(m in name for m in args.models.split(",")):
+                continue
             x = x27 if variables == "27d" else x4
             sizes = [256] if "thesis" in name else [int(b) for b in args.batch_sizes.split(",")]
             for bs in sizes:
@@ -173,13 +227,16 @@ def main() -> None:
                     if args.stack
                     else float("nan")
                 )
+                fast = epoch_rate_fastai(model_cfg, x, bs, device) if fa else float("nan")
                 ratios.append(ours / loader)
                 ratios_c.append(compiled / loader)
                 ratios_s.append(stacked / loader)
+                ratios_f.append(stacked / fast)
                 print(
                     f"{name:30} {threads:>3} {bs:>5} {ours:>9.0f} {compiled:>9.0f} "
                     f"{plain:>9.0f} {loader:>10.0f} {ours / loader:>6.2f} "
-                    f"{compiled / loader:>7.2f} {stacked:>9.0f} {stacked / loader:>7.2f}",
+                    f"{compiled / loader:>7.2f} {stacked:>9.0f} {stacked / loader:>7.2f} "
+                    f"{fast:>8.0f} {stacked / fast:>8.2f}",
                     flush=True,
                 )
     print(
@@ -190,8 +247,15 @@ def main() -> None:
         print(
             f"stacked ({args.stack} models) per model / dataloader: "
             + ", ".join(f"{r:.2f}" for r in ratios_s)
-            + " (target >= 4 for the 4D model)"
         )
+        if fa:
+            print(
+                f"stacked ({args.stack} models) per model / fastai recipe: "
+                + ", ".join(f"{r:.2f}" for r in ratios_f)
+                + " (target >= 4 for the 4D model)"
+            )
+        else:
+            print("stacked / fastai recipe: not measured, fastai is not installed here")
 
 
 if __name__ == "__main__":
