@@ -58,9 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--format",
         type=_csv,
-        default=["png", "pdf"],
+        default=["png"],
         metavar="FMT[,FMT]",
-        help="figure formats (default: png,pdf; svg also works)",
+        help="figure formats (default: png; pdf and svg also work)",
     )
     p.add_argument(
         "--heatmap",

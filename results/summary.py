@@ -219,7 +219,7 @@ def summarize(
     only : plot names to draw (default all): loss_vs_lr, widths, pareto, heatmap, curves,
         best_runs, collective (drawn by default only when the campaign has grouped or
         two-stage jobs).
-    formats : figure formats (default png and pdf).
+    formats : figure formats (default png; pdf and svg on request).
     heatmap : two parameters for the heat map (default lr and wd when both vary).
     variable : the variable of the Pareto plot (default pt) and of the collective plots
         (default: every variable, up to nine).
@@ -237,7 +237,8 @@ def summarize(
         from results.plots import plot_style
 
         plot_style(style)  # an unknown style or a missing mplhep fails before any work
-    formats = list(formats or ["png", "pdf"])
+    # png only unless asked: a pdf draws every figure again (half of the plots' time)
+    formats = list(formats or ["png"])
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise SummaryError(message=f"unknown figure format {bad[0]!r}; use {', '.join(FORMATS)}")
