@@ -13,8 +13,8 @@ vectors and 14 continuous variables), jets split half for fitting, half for meas
 * ``pred_physics``: log E predicted as log pt + log cosh eta;
 * ``pred_linear``: a least-squares predictor per variable on those decoded before it, with
   one table, 8 contexts of the residual's predicted size, or (the default) 4 of those times
-  4 bins of the prediction's distance to the edge of the variable's range (order as given,
-  a physics order on 14 variables, or greedy);
+  4 bins of the predicted value (order as given, a physics order on 14 variables, or
+  greedy);
 * ``pred_mlp``: the same plus a small ReLU network per variable where it pays on held-out
   fit jets (``hepae_core.pred_learned``);
 * ``pred_ae`` / ``pred_ae_linear``: the autoencoder as predictor: its quantised latent is
@@ -278,7 +278,7 @@ def run(variables: list[str], bounds: dict[str, float], train: np.ndarray, test:
                                             contexts=1)),
         ("linear, 8 size contexts", PredictiveCodec(variables, kinds, bounds=b, order=order,
                                                     contexts=8, value_bins=1)),
-        ("linear, 4 size x 4 edge contexts", PredictiveCodec(variables, kinds, bounds=b,
+        ("linear, 4 size x 4 value contexts", PredictiveCodec(variables, kinds, bounds=b,
                                                              order=order)),
         ("linear, greedy order, 4 x 4 contexts", PredictiveCodec(variables, kinds, bounds=b,
                                                                  order="greedy")),
