@@ -31,10 +31,16 @@ Predictors (``predictor=``):
 ``linear``
     a least-squares regression per variable on a degree-2 polynomial of the natural-space
     values decoded before it (clipped to the training range, standardised, plus
-    ``log cosh eta``); periodic variables (phi) are neither predicted nor used. A second
-    regression predicts the size of the residual, and its training quantiles split the jets
-    into ``contexts`` groups, each with its own table: the coder knows where the residual
-    will be narrow (E at large |eta|) and where wide. Parameters are float32 model bytes.
+    ``log cosh eta``); periodic variables (phi) are neither predicted nor used. The jets
+    are split into ``contexts`` groups, each with its own table: ``contexts / value_bins``
+    bins of the residual's size, predicted by a second regression (the coder knows where
+    the residual will be narrow, E at large |eta|, and where wide), times ``value_bins``
+    bins of the predicted value (a fraction predicted near 0 has its exact 0 likely and
+    its residual cut off below); bins at training quantiles. Parameters are float32 model
+    bytes.
+
+Learned predictors (a network per variable, the autoencoder as predictor) build on this
+class: :mod:`hepae_core.pred_learned`.
 
 Order (``order=``): ``"given"`` (the variables' order, or a list of the names) or
 ``"greedy"``: on a training subsample, repeatedly take the variable whose residual codes,
