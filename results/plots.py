@@ -821,13 +821,15 @@ class _Reused:
     """The figures of best_runs, made once per shape and redrawn for each best run."""
 
     def __init__(self) -> None:
-        self.figs: dict[tuple[str, int], Any] = {}
+        self.figs: dict[tuple[str, Any], Any] = {}
 
-    def get(self, kind: str, n: int, make: Callable[[int], Any]) -> tuple[Any, bool]:
-        key = (kind, n)
+    def get(self, kind: str, shape: Any, make: Callable[[Any], Any]) -> tuple[Any, bool]:
+        """The figure of ``kind`` and ``shape`` (made by ``make(shape)`` the first time),
+        and whether it was drawn before."""
+        key = (kind, shape)
         if key in self.figs:
             return self.figs[key], True
-        self.figs[key] = make(n)
+        self.figs[key] = make(shape)
         return self.figs[key], False
 
     def close(self) -> None:
@@ -836,11 +838,23 @@ class _Reused:
         self.figs.clear()
 
 
-def _corr_figure(n: int) -> tuple[Any, Any, Any]:
-    fig, ax = plt.subplots(figsize=(2 + 0.45 * n, 1.5 + 0.45 * n))
+def _corr_figure(names: tuple[str, ...]) -> tuple[Any, Any, Any]:
+    """The correlation matrix of ``names`` on fixed margins (inches), wide enough for the
+    names and the two-line title: no tight-bbox pass, which draws the figure twice."""
+    n = len(names)
+    size = matplotlib.rcParams["font.size"] / 72  # inches per character, roughly
+    label = 0.25 + 0.62 * size * max(len(v) for v in names)
+    m = max(0.45 * n, 1.0)
+    w = max(label + m + 1.5, label + 3.4)
+    h = label + m + 0.75
+    fig = plt.figure(figsize=(w, h))
+    ax = fig.add_axes((label / w, label / h, m / w, m / h))
+    cax = fig.add_axes(((label + m + 0.15) / w, label / h, 0.18 / w, m / h))
     im = ax.imshow(np.zeros((n, n)), cmap="RdBu_r", vmin=-1, vmax=1)
     ax.tick_params(which="minor", bottom=False, left=False, top=False, right=False)
-    fig.colorbar(im, ax=ax, label="residual correlation")
+    ax.set_xticks(range(n), names, rotation=90)
+    ax.set_yticks(range(n), names)
+    fig.colorbar(im, cax=cax, label="residual correlation")
     return fig, ax, im
 
 
@@ -915,20 +929,18 @@ def _best_run(
     corr = np.corrcoef(res[ok].T) if ok.sum() > 2 else np.full((len(names),) * 2, np.nan)
     corr = np.atleast_2d(corr)
     n = len(names)
-    (fig, ax, im), again = figs.get("correlation", n, _corr_figure)
+    (fig, ax, im), again = figs.get("correlation", tuple(names), _corr_figure)
     if again:
         for t in [*ax.texts]:
             t.remove()
     im.set_data(corr)
-    ax.set_xticks(range(n), names, rotation=90)
-    ax.set_yticks(range(n), names)
     if n <= 12:
         for (i, j), val in np.ndenumerate(corr):
             ax.text(j, i, f"{val:.2f}", ha="center", va="center", fontsize=7,
                     color="white" if abs(val) > 0.6 else "black")  # fmt: skip
-    ax.set_title(f"{name} ({tag}, best)")
+    ax.set_title(f"{name}\n({tag}, best)", loc="left", fontsize=9)
     stem = f"best_{tag}_residual_correlation"
-    ctx.save(fig, stem, close=False)
+    ctx.save(fig, stem, tight=False, close=False)
     written.append((stem, f"residual correlation matrix, best run of {tag}"))
     return written
 
