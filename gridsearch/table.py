@@ -21,13 +21,19 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def _cell(value: Any) -> str:
+    text = fmt(value)
+    # printable ASCII has nothing to escape: skip the regex (status prints 80,000 cells)
+    return text if text.isascii() and text.isprintable() else safe(text)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Left-aligned columns separated by two spaces; one line per row.
 
     Newlines in cells are shown as \\n and control characters (terminal escape sequences
     from a value or a log line) are shown escaped (:func:`gridsearch.text.safe`).
     """
-    cells = [[safe(fmt(c)) for c in row] for row in rows]
+    cells = [[_cell(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, c in enumerate(row):

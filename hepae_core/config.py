@@ -170,7 +170,7 @@ METRIC_KEY_PATTERNS = [
         r"|train_jets_per_s|stack_size|stack_jets_per_s|device|threads|torch_version|attempts"
         r"|input_bytes_per_jet"
         r"|compression_ratio|compression_ratio_f16|compression_ratio_effective"
-        r"|encode_s_per_jet|decode_s_per_jet|baselines_s|train_groups|val_groups"
+        r"|encode_s_per_jet|decode_s_per_jet|baselines_s|evaluate_s|train_groups|val_groups"
         r"|test_groups)$",
         rf"^{_SOURCES}\.[^.]+\.(?:mean|std|rms|width|frac_1pct|frac_5pct)$",
         rf"^{_CODECS}\.(?:bits_per_jet|ratio|ratio_file|clipped|payload_bytes|side_bytes"
