@@ -133,3 +133,33 @@ def test_fewer_test_jets_of_the_same_split_are_a_new_entry(jets, tmp_path):
     fewer = test[:700]
     same(run(train, fewer, None), run(train, fewer, cache))
     assert len(list(cache.iterdir())) == 2
+
+
+def test_small_model_is_evaluated_on_one_thread_with_the_same_numbers(jets):
+    """Two threads for a tiny model's passes cost more than they give: evaluate() uses one
+    and gives the caller's threads back; the metrics are those of a one-thread run."""
+    train, test = split(jets, 0)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run(train, test, None)
+        torch.set_num_threads(2)
+        seen = []
+        import hepae_core.evaluate as E
+
+        real = E.decode
+
+        def spy(*a, **k):
+            seen.append(torch.get_num_threads())
+            return real(*a, **k)
+
+        E.decode = spy
+        try:
+            two = run(train, test, None)
+        finally:
+            E.decode = real
+        assert torch.get_num_threads() == 2  # given back
+        assert seen and set(seen) == {1}
+        same(one, two)
+    finally:
+        torch.set_num_threads(before)
