@@ -173,7 +173,10 @@ def row(mode: str, trainings: str, campaign: Path, seconds: float) -> list[str]:
     base = sum(each)
     # the whole evaluation (casts, baselines, quantised latents, timing; evaluate_s)
     evals = [float(m.get("evaluate_s") or m.get("baselines_s") or 0.0) for m in metrics]
-    train = sum(float(m.get("train_time_s") or 0.0) for m in metrics)
+    # a stack member's train_time_s is its stack's: counted once per stack
+    train = sum(
+        float(m.get("train_time_s") or 0.0) / max(1, int(m.get("stack_size") or 1)) for m in metrics
+    )
     if each:
         print(
             f"  {mode}: baselines_s per job {', '.join(f'{b:.2f}' for b in each)}; "
