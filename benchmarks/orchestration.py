@@ -1,6 +1,7 @@
 """Orchestration speed: plan, re-plan unchanged and status over 100, 1,000 and 10,000 points.
 
-    python benchmarks/orchestration.py [--sizes 100 1000 10000] [--keep DIR]
+    python benchmarks/orchestration.py [--sizes 100 1000 10000] [--tmp DIR]
+        [--before DIR [--rounds N]]
 
 Each size gets a space file of 27-variable points (latent x lr x wd x batch size x seeds),
 planned into a fresh campaign in a temporary directory (on the file system of --tmp).
@@ -10,6 +11,13 @@ run by ``gridsearch.cli.main`` in this process (imports excluded), output to /de
 each beside the CPU time of this process: on a machine busy with other work the wall time
 grows while the CPU time stays put. Targets on a 2-core machine: plan 10,000 points
 <= 1.5 s, status over 10,000 dirs <= 0.5 s.
+
+The CPU time is split into user (Python: validating, formatting) and sys (the kernel:
+creating 10,000 directories and files, 4 system calls each, which no code change can make
+fewer; it grows most on a busy machine). ``--before DIR`` (another checkout of the
+project, e.g. ``git worktree add /tmp/before HEAD~3``) runs the same measurements with that
+code in child processes, alternating with this checkout ``--rounds`` times, and prints the
+best of each side by side, so a loaded machine measures both alike.
 """
 
 from __future__ import annotations
@@ -18,16 +26,13 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gridsearch.cli import main
-from hepae_core.jobdir import now_iso
 
 AXES = {  # size -> (latents, lrs, wds, batch sizes, seeds)
     100: (5, 4, 5, 1, 1),
@@ -57,20 +62,29 @@ def space_text(size: int) -> str:
     )
 
 
-def timed(argv: list[str]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) of one gridsearch command."""
+def _cpu() -> tuple[float, float]:
+    r = resource.getrusage(resource.RUSAGE_SELF)  # all threads of this process
+    return r.ru_utime, r.ru_stime
+
+
+def timed(argv: list[str]) -> tuple[float, float, float, float]:
+    """(wall, CPU, user CPU, sys CPU) seconds of one gridsearch command in this process."""
+    from gridsearch.cli import main
+
     with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
-        t, c = time.perf_counter(), time.process_time()
+        t, (u, s) = time.perf_counter(), _cpu()
         code = main(argv)
-        dt, dc = time.perf_counter() - t, time.process_time() - c
+        dt, (u2, s2) = time.perf_counter() - t, _cpu()
     if code != 0:
         raise SystemExit(f"gridsearch {' '.join(argv)} exited {code}")
-    return dt, dc
+    return dt, (u2 - u) + (s2 - s), u2 - u, s2 - s
 
 
 def fake_states(campaign: Path) -> None:
     """Half the jobs done, a tenth running, the rest never started."""
     jobs = json.loads((campaign / "manifest.json").read_text())["jobs"]
+    from hepae_core.jobdir import now_iso
+
     stamp = now_iso()
     for i, job in enumerate(jobs):
         state = "done" if i % 2 == 0 else ("running" if i % 10 == 1 else None)
@@ -82,36 +96,76 @@ def fake_states(campaign: Path) -> None:
         (campaign / job["dir"] / "state.json").write_text(json.dumps(record))
 
 
-def run(sizes: list[int], tmp: str | None) -> None:
+def measure(size: int, tmp: str | None) -> dict[str, list[float]]:
+    """plan, re-plan and status of one size in a fresh temporary campaign."""
+    from gridsearch.cli import build_parser
+
+    build_parser()  # the command modules imported once, outside the timings
+    work = Path(tempfile.mkdtemp(prefix="gs-bench-", dir=tmp))
+    try:
+        space = work / "space.yaml"
+        space.write_text(space_text(size))
+        (work / "data").mkdir()
+        (work / "data" / "jets_27d.h5").touch()  # planning only checks that it exists
+        camp = work / "campaign"
+        out = {"plan": list(timed(["plan", str(space), "-o", str(camp), "--yes"]))}
+        out["replan"] = list(timed(["plan", str(space), "-o", str(camp), "--yes"]))
+        fake_states(camp)
+        out["status"] = list(timed(["status", str(camp)]))
+        return out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _child(code: str, size: int, tmp: str | None) -> dict[str, list[float]]:
+    """:func:`measure` with the project code of the checkout ``code``, in a new process."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", code, "--sizes", str(size)]
+    if tmp:
+        cmd += ["--tmp", tmp]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def _cells(t: dict[str, list[float]]) -> list[str]:
+    return [f"{w:.2f} / {c:.2f} ({u:.2f}+{s:.2f})" for w, c, u, s in t.values()]
+
+
+def run(sizes: list[int], tmp: str | None, before: str | None, rounds: int) -> None:
+    head = "wall / cpu (user+sys) s"
     print(
-        f"{'points':>7}  {'plan wall/cpu s':>15}  {'re-plan wall/cpu s':>18}  "
-        f"{'status wall/cpu s':>17}  load"
+        f"{'points':>7}  {'code':>6}  {'plan ' + head:>31}  {'re-plan':>23}  {'status':>23}  load"
     )
+    here = str(Path(__file__).resolve().parents[1])
     for size in sizes:
-        work = Path(tempfile.mkdtemp(prefix="gs-bench-", dir=tmp))
-        try:
-            space = work / "space.yaml"
-            space.write_text(space_text(size))
-            (work / "data").mkdir()
-            (work / "data" / "jets_27d.h5").touch()  # planning only checks that it exists
-            camp = work / "campaign"
-            t_plan = timed(["plan", str(space), "-o", str(camp), "--yes"])
-            t_replan = timed(["plan", str(space), "-o", str(camp), "--yes"])
-            fake_states(camp)
-            t_status = timed(["status", str(camp)])
-            cells = [f"{w:.2f} / {c:.2f}" for w, c in (t_plan, t_replan, t_status)]
+        sides = [("before", before), ("after", here)] if before else [("this", here)]
+        best: dict[str, dict[str, list[float]]] = {}
+        for _ in range(rounds if before else 1):
+            for name, code in sides:
+                got = _child(code, size, tmp)
+                for what, t in got.items():  # the best of the rounds, by CPU time
+                    kept = best.setdefault(name, {}).get(what)
+                    if kept is None or t[1] < kept[1]:
+                        best[name][what] = t
+        for name, _ in sides:
+            cells = _cells(best[name])
             print(
-                f"{size:>7}  {cells[0]:>15}  {cells[1]:>18}  {cells[2]:>17}  "
+                f"{size:>7}  {name:>6}  {cells[0]:>31}  {cells[1]:>23}  {cells[2]:>23}  "
                 f"{os.getloadavg()[0]:.1f}",
                 flush=True,
             )
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=sorted(AXES), choices=sorted(AXES))
     ap.add_argument("--tmp", help="where to make the campaigns (default: the system temp dir)")
+    ap.add_argument("--before", help="another checkout of the project to compare with")
+    ap.add_argument("--rounds", type=int, default=3, help="--before: rounds, best kept")
+    ap.add_argument("--child", help=argparse.SUPPRESS)  # internal: measure with this code
     args = ap.parse_args()
-    run(args.sizes, args.tmp)
+    if args.child:
+        sys.path.insert(0, args.child)
+        for size in args.sizes:
+            print(json.dumps(measure(size, args.tmp)), flush=True)
+    else:
+        run(args.sizes, args.tmp, args.before, args.rounds)

@@ -10,6 +10,8 @@ from gridsearch.text import safe
 
 def fmt(value: Any) -> str:
     """A compact cell: floats in 4 significant digits, lists joined with '-'."""
+    if type(value) is str:  # most cells: no isinstance chain
+        return value
     if value is None:
         return "-"
     if isinstance(value, bool):
