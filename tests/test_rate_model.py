@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -256,3 +257,18 @@ def test_rate_aware_forward_in_training_and_evaluation() -> None:
     with torch.no_grad():
         out_eval, _ = ra(x)
         assert torch.equal(out_eval, model.decode(torch.round(model.encode(x))))
+
+
+def test_the_learned_codec_example_plans_a_lambda_grid(tmp_path) -> None:
+    import yaml
+
+    from gridsearch.plan import plan
+
+    repo = Path(__file__).resolve().parents[1]
+    report = plan(repo / "examples" / "learned_codec.yaml", tmp_path / "c", dry_run=True)
+    lambdas = sorted(j.params["train.rate_lambda"] for j in report.jobs)
+    assert lambdas == [3e-5, 1e-4, 3e-4, 1e-3]
+    base = yaml.safe_load((repo / "examples" / "learned_codec.yaml").read_text())["base"]
+    cfg = resolve({**base, "train": {**base["train"], "rate_lambda": 1e-4}})
+    assert len(cfg["data"]["variables"]) == 14 and cfg["model"]["latent"] == 9
+    assert cfg["train"]["augment"]["phi_rotation"] and cfg["train"]["threads"] == 1
