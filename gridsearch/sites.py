@@ -172,6 +172,13 @@ def check_profile_values(profile: dict[str, Any]) -> None:
                 source=src,
                 key=key,
             )
+    _check_scheduler_words(profile, src)
+    _check_limits_shape(profile, src)
+    _check_local_options(profile, src)
+
+
+def _check_scheduler_words(profile: dict[str, Any], src: Any) -> None:
+    """``gpu_request`` and the walltime classes (``flavours``): words written into scripts."""
     gpu_request = profile.get("gpu_request", "gres")
     if gpu_request not in ("gres", "gpus"):
         raise GridsearchError(
@@ -195,6 +202,10 @@ def check_profile_values(profile: dict[str, Any]) -> None:
                     key="flavours",
                 )
             parse_walltime(limit, f"flavours.{name}")
+
+
+def _check_limits_shape(profile: dict[str, Any], src: Any) -> None:
+    """The ``request``, ``limits``, ``env`` mappings, ``required`` and the limits' counts."""
     for key in ("request", "limits", "env"):
         if profile.get(key) is not None and not isinstance(profile[key], dict):
             raise GridsearchError(message="must be a mapping", source=src, key=key)
@@ -236,6 +247,10 @@ def check_profile_values(profile: dict[str, Any]) -> None:
         raise GridsearchError(
             message="expects a list of GPU type names", source=src, key="limits.gpu_types"
         )
+
+
+def _check_local_options(profile: dict[str, Any], src: Any) -> None:
+    """The local backend's ``options``: counts and module names."""
     options = profile.get("options")
     if options is not None and not isinstance(options, dict):
         raise GridsearchError(message="must be a mapping", source=src, key="options")

@@ -130,13 +130,7 @@ def submit(
         report = SubmitReport(selected=chosen, skipped=skipped)
         if not chosen:
             return report
-        bad_input = [js for js in chosen if js.error_kind == "bad_input"]
-        if bad_input:
-            echo(
-                f"note: {len(bad_input)} job(s) failed on bad input before (e.g. "
-                f"{bad_input[0].name}: {bad_input[0].reason}); they fail again unless the "
-                "input was fixed"
-            )
+        _note_bad_input(chosen, echo)
         by_id = {js.id: js for js in statuses}
         parts = _stage_parts(chosen)
         submitted: dict[str, list[str]] = {}  # job id -> scheduler ids of its submission
@@ -162,13 +156,24 @@ def submit(
             one.stage = part[0].stage if len(parts) > 1 else None
             report.parts.append(one)
             report.submission, report.record = one.submission, one.record
-            ids = list(one.submission.scheduler_ids) if one.submission is not None else []
+            queued = list(one.submission.scheduler_ids) if one.submission is not None else []
             for js in part:
-                submitted[js.id] = ids or [f"<ids of stage {js.stage}>"]
+                submitted[js.id] = queued or [f"<ids of stage {js.stage}>"]
             if one.interrupted is not None:
                 raise one.interrupted
         report.selected = [js for p in report.parts for js in p.selected]
     return report
+
+
+def _note_bad_input(chosen: list[S.JobStatus], echo: Callable[[str], None]) -> None:
+    """Say that jobs which failed on bad input fail again unless it was fixed."""
+    bad_input = [js for js in chosen if js.error_kind == "bad_input"]
+    if bad_input:
+        echo(
+            f"note: {len(bad_input)} job(s) failed on bad input before (e.g. "
+            f"{bad_input[0].name}: {bad_input[0].reason}); they fail again unless the "
+            "input was fixed"
+        )
 
 
 def _stage_parts(chosen: list[S.JobStatus]) -> list[list[S.JobStatus]]:

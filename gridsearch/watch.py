@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from gridsearch import rungs
 from gridsearch.campaign import Campaign
+from gridsearch.halving import rungs
 from gridsearch.status import JobStatus, campaign_status, counts
 from gridsearch.text import safe
 from hepae_core.contract import HISTORY, JobState

@@ -41,7 +41,7 @@ def test_usage_errors_return_2(capsys):
 
 
 def test_command_modules_are_a_list_to_extend():
-    assert "gridsearch.cmd_plan" in gcli.COMMAND_MODULES
+    assert "gridsearch.cli.plan" in gcli.COMMAND_MODULES
     parser = gcli.build_parser()
     verbs = parser._subparsers._group_actions[0].choices
     assert {"plan", "submit", "status", "show", "clean", "resubmit"} <= set(verbs)
@@ -135,7 +135,7 @@ def test_show_and_clean(tmp_path, capsys):
     code, _, err = cli(capsys, "clean", camp)
     assert code == 2 and "name what to remove" in err
     # asks first; "no" removes nothing
-    from gridsearch import cmd_clean
+    from gridsearch.cli import clean as cmd_clean
 
     args = gcli.build_parser().parse_args(["clean", str(camp), "--checkpoints", "--failed"])
     assert cmd_clean.run(args, confirm=lambda q: False) == 1

@@ -196,7 +196,7 @@ def test_nonsense_values_are_refused(camp, args, words):
 
 
 def test_adopt_accepts_plain_and_condor_ids():
-    from gridsearch.cmd_adopt import check_ids
+    from gridsearch.cli.adopt import check_ids
 
     assert check_ids("1234, 1235") == ["1234", "1235"]
     assert check_ids("4242.0") == ["4242.0"]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from conftest_gs import cli, set_state, write
 
-from gridsearch import rungs as R
 from gridsearch.backends.base import SchedulerState
 from gridsearch.campaign import open_campaign
+from gridsearch.halving import rungs as R
 from gridsearch.status import campaign_status
 from hepae_core.states import JobState
 
@@ -119,7 +119,7 @@ def test_stage2_reason_and_out_of_date_hint_say_what_is_true(tmp_path, capsys):
     choice = {"chosen_id": s1.id, "candidates": [
         {"id": s1.id, "state": "done", "finished": "2026-11-01T00:00:00+00:00"}]}  # fmt: skip
     (s2.dir / "stage1.json").write_text(json.dumps(choice))
-    from gridsearch.cmd_status import recovery_hints
+    from gridsearch.cli.status import recovery_hints
 
     statuses = campaign_status(camp, query=False)
     for js in statuses:

@@ -155,9 +155,9 @@ def test_local_threads_must_be_a_positive_integer(tmp_path, capsys, campaign, va
 
 
 def test_the_rung_script_takes_only_plain_scheduler_values(tmp_path, capsys, campaign):
-    from gridsearch import rungs
     from gridsearch.backends.slurm import SlurmBackend
     from gridsearch.campaign import open_campaign
+    from gridsearch.halving import rungs
     from gridsearch.sites import load_profile
 
     write(campaign / "space.yaml", "name: s\nhalving: {rungs: [2, 4]}\ngrid:\n  seed: [1, 2]\n")

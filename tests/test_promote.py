@@ -17,10 +17,10 @@ import pytest
 import yaml
 from conftest_gs import cli, write
 
-from gridsearch import promote as P
 from gridsearch.campaign import open_campaign
 from gridsearch.errors import GridsearchError
 from gridsearch.halving import parse_keep
+from gridsearch.halving import promote as P
 from gridsearch.status import JobStatus, campaign_status
 from hepae_core.states import JobState
 

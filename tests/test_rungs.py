@@ -12,10 +12,10 @@ from pathlib import Path
 import yaml
 from conftest_gs import cli, write
 
-from gridsearch import rungs
 from gridsearch.backends.slurm import SlurmBackend
 from gridsearch.campaign import open_campaign
-from gridsearch.promote import rung_of
+from gridsearch.halving import rungs
+from gridsearch.halving.promote import rung_of
 
 SPACE = """\
 name: halving

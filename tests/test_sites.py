@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gridsearch import cmd_sites, sites
+from gridsearch import sites
 from gridsearch.backends.base import JobRef
 from gridsearch.backends.condor import CondorBackend
 from gridsearch.backends.slurm import SlurmBackend
+from gridsearch.cli import sites as cmd_sites
 from gridsearch.errors import GridsearchError
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from slurm import cluster
 
-from gridsearch import rungs
 from gridsearch.campaign import open_campaign
-from gridsearch.promote import rung_of
+from gridsearch.halving import rungs
+from gridsearch.halving.promote import rung_of
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -276,7 +276,7 @@ def test_watch_ends_when_only_unsubmitted_jobs_wait(tmp_path):
 def test_promote_ranks_each_stage_on_its_own(tmp_path):
     from fractions import Fraction
 
-    from gridsearch.promote import choose
+    from gridsearch.halving.promote import choose
 
     _, camp = _plan(tmp_path)
     for k, js in enumerate(campaign_status(camp, query=False)):

@@ -14,7 +14,7 @@ import pytest
 from conftest_gs import cli, set_state, write
 
 import gridsearch.backends
-import gridsearch.cmd_submit  # bind the real get_backend before the tests patch it
+import gridsearch.cli.submit  # bind the real get_backend before the tests patch it
 import gridsearch.submit
 from gridsearch.backends.base import SchedulerState
 from gridsearch.campaign import open_campaign

@@ -227,7 +227,7 @@ class Backend(abc.ABC):
     release_tool: str = ""
     remove_tool: str = ""
     #: The template of a single follow-up job queued behind others (``submit --all-rungs``:
-    #: gridsearch/rungs.py); "" where the scheduler cannot hold a job behind others.
+    #: gridsearch/halving/rungs.py); "" where the scheduler cannot hold a job behind others.
     rung_template: str = ""
 
     # ------------------------------------------------------------------ follow-up jobs
@@ -320,15 +320,7 @@ class Backend(abc.ABC):
             self._write(prepared)
             return sub
         if journal is not None:
-            journal.intent(
-                indices=prepared.indices(),
-                chunks=[{"offset": c.offset, "indices": list(c.tasks())} for c in prepared.chunks],
-                command=[str(c) for c in sub.command],
-                jobs=len(jobs),
-                **(
-                    {"bundle": prepared.request["bundle"]} if prepared.request.get("bundle") else {}
-                ),
-            )
+            self._intend(journal, prepared, sub, len(jobs))
         try:
             if before_submit is not None:
                 before_submit()
@@ -359,6 +351,18 @@ class Backend(abc.ABC):
             raise
         self._record(journal, sub)
         return sub
+
+    @staticmethod
+    def _intend(journal: Journal, prepared: Prepared, sub: Submission, n_jobs: int) -> None:
+        """Write the intended submission ahead into the ledger (step 2)."""
+        bundle = prepared.request.get("bundle")
+        journal.intent(
+            indices=prepared.indices(),
+            chunks=[{"offset": c.offset, "indices": list(c.tasks())} for c in prepared.chunks],
+            command=[str(c) for c in sub.command],
+            jobs=n_jobs,
+            **({"bundle": bundle} if bundle else {}),
+        )
 
     def _refused(self, journal: Journal | None, directory: Path, reason: str) -> None:
         """The scheduler queued nothing: say so in the ledger and leave no files behind."""

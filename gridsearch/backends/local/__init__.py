@@ -374,45 +374,64 @@ class LocalBackend(Backend):
                             signal.signal(signal.SIGINT, old_int)
                         running[task_id] = (job, refs)
                         started[task_id] = task_value(refs, bundled)
-                    for task_id, (job, refs_done) in list(running.items()):
-                        if not job.done():
-                            continue
-                        del running[task_id]
-                        try:
-                            code = job.result()
-                        except Exception:  # the task itself failed (see submitit logs)
-                            code = -1
-                        for ref_done, outcome in _outcomes(refs_done, code, bundled):
-                            tally[outcome.split(" ")[0]] += 1
-                            bar.set_postfix(tally, refresh=False)
-                            bar.update(1)
-                            if bar.disable:
-                                n = sum(tally.values())
-                                tag = f"{stage} " if stage else ""
-                                print(
-                                    f"[{tag}{n}/{n_jobs}] {ref_done.id} {outcome} (exit {code})",
-                                    file=sys.stderr,
-                                    flush=True,
-                                )
+                    _collect(running, bundled, tally, bar, stage, n_jobs)
                     time.sleep(0.1)
         except KeyboardInterrupt:
             bar.close()
-            controllers = [getattr(job, "_process", None) for job, _ in running.values()]
-            for proc in controllers:
-                if proc is not None:  # submitit's controller forwards SIGTERM to the job
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.terminate()
-            _wait_checkpoints([r for _, refs in running.values() for r in refs])
-            for proc in controllers:
-                if proc is not None:
-                    with contextlib.suppress(Exception):
-                        proc.wait(timeout=5)
+            _stop(running)
             sub.tasks = started
             raise Interrupted(sub) from None
         finally:
             signal.signal(signal.SIGTERM, old_term)
             bar.close()
         return sub
+
+
+def _stop(running: dict[str, tuple[Any, list[JobRef]]]) -> None:
+    """Ask the running jobs to checkpoint (SIGTERM through submitit's controllers, which
+    forward it), wait for their state, then for the controllers."""
+    controllers = [getattr(job, "_process", None) for job, _ in running.values()]
+    for proc in controllers:
+        if proc is not None:  # submitit's controller forwards SIGTERM to the job
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+    _wait_checkpoints([r for _, refs in running.values() for r in refs])
+    for proc in controllers:
+        if proc is not None:
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=5)
+
+
+def _collect(
+    running: dict[str, tuple[Any, list[JobRef]]],
+    bundled: bool,
+    tally: dict[str, int],
+    bar: Any,
+    stage: str | None,
+    n_jobs: int,
+) -> None:
+    """Take the ended tasks out of ``running``; count and show what became of their jobs
+    (a bar on a terminal, one line per job otherwise)."""
+    for task_id, (job, refs_done) in list(running.items()):
+        if not job.done():
+            continue
+        del running[task_id]
+        try:
+            code = job.result()
+        except Exception:  # the task itself failed (see submitit logs)
+            code = -1
+        for ref_done, outcome in _outcomes(refs_done, code, bundled):
+            tally[outcome.split(" ")[0]] += 1
+            bar.set_postfix(tally, refresh=False)
+            bar.update(1)
+            if bar.disable:
+                n = sum(tally.values())
+                tag = f"{stage} " if stage else ""
+                print(
+                    f"[{tag}{n}/{n_jobs}] {ref_done.id} {outcome} (exit {code})",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
 
 def _stage_of(directory: Path, refs: list[JobRef]) -> str | None:

@@ -29,7 +29,7 @@ one-cycle campaign with its final budget instead.
 
 Only the jobs of the highest rung reached compete (a job left behind stays at its rung).
 Without ``--keep``/``--epochs``, the space file's ``halving: {rungs: [10, 30, 90], keep:
-1/3}`` gives them, rung by rung (gridsearch/halving.py).
+1/3}`` gives them, rung by rung (gridsearch/halving/section.py).
 
 Every promotion appends one record to ledger.jsonl:
 ``{"event": "promote", "promotion": ID, "time", "keep", "metric", "per", "jobs": {id:
@@ -51,7 +51,7 @@ from typing import Any
 from gridsearch import status as S
 from gridsearch.campaign import Campaign
 from gridsearch.errors import GridsearchError
-from gridsearch.halving import campaign_halving
+from gridsearch.halving.section import campaign_halving
 from hepae_core import contract, jobdir, yamlio
 from hepae_core.contract import JobState, TaskState
 from hepae_core.errors import did_you_mean
@@ -124,6 +124,29 @@ def rung_of(job_dir: Path) -> int:
         return int((rec or {}).get("rung", 0))
     except (TypeError, ValueError):
         return 0
+
+
+def _next_rung(
+    campaign: Campaign, rungs: dict[str, int], keep: Fraction | int | None, epochs: str | None
+) -> tuple[Fraction | int, str]:
+    """``keep`` and ``epochs`` of the next rung of the space file's halving, where not given."""
+    halving = campaign_halving(campaign.root)
+    if halving is None:
+        raise GridsearchError(
+            message="give --keep and --epochs, or declare 'halving: {rungs: [10, 30, "
+            "90], keep: 1/3}' in the space file",
+            source=str(campaign.root),
+        )
+    top = max(rungs.values(), default=0)
+    if top + 1 >= len(halving["rungs"]):
+        raise GridsearchError(
+            message=f"all {len(halving['rungs'])} rungs of the space file's halving "
+            f"({halving['rungs']}) are reached; nothing left to promote",
+            source=str(campaign.root),
+        )
+    keep = halving["keep"] if keep is None else keep
+    epochs = str(halving["rungs"][top + 1]) if epochs is None else epochs
+    return keep, epochs
 
 
 def choose(
@@ -321,7 +344,7 @@ def promote(
     """Choose, check, promote and (with ``site``) submit; see the module docstring.
 
     Without ``keep`` and ``epochs``, the space file's ``halving`` section decides them
-    (gridsearch/halving.py): the next rung's epochs, its ``keep``.
+    (gridsearch/halving/section.py): the next rung's epochs, its ``keep``.
     """
     from gridsearch.submit import submit
 
@@ -330,22 +353,7 @@ def promote(
         statuses = S.campaign_status(campaign, metrics=True, log_lines=0, query=False)
         rungs = {js.id: rung_of(js.dir) for js in statuses}
         if keep is None or epochs is None:
-            halving = campaign_halving(campaign.root)
-            if halving is None:
-                raise GridsearchError(
-                    message="give --keep and --epochs, or declare 'halving: {rungs: [10, 30, "
-                    "90], keep: 1/3}' in the space file",
-                    source=str(campaign.root),
-                )
-            top = max(rungs.values(), default=0)
-            if top + 1 >= len(halving["rungs"]):
-                raise GridsearchError(
-                    message=f"all {len(halving['rungs'])} rungs of the space file's halving "
-                    f"({halving['rungs']}) are reached; nothing left to promote",
-                    source=str(campaign.root),
-                )
-            keep = halving["keep"] if keep is None else keep
-            epochs = str(halving["rungs"][top + 1]) if epochs is None else epochs
+            keep, epochs = _next_rung(campaign, rungs, keep, epochs)
         chosen, ranked, skipped = choose(statuses, keep, metric, per, rungs)
         report = PromoteReport(promotion, chosen, ranked, skipped)
         if not chosen:

@@ -33,17 +33,19 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {safe(self.prog)}: {safe(message)} (see {self.prog} --help)\n")
 
 
-# Add a module here to add a subcommand; each must define register(subparsers).
+# Add a module here to add a subcommand; each must define register(subparsers). This list
+# is gridsearch's one plugin point: `results.cmd_summarize` is imported by its name here,
+# so gridsearch never imports results otherwise (docs/architecture.md, tests/test_layering.py).
 COMMAND_MODULES: list[str] = [
-    "gridsearch.cmd_plan",
-    "gridsearch.cmd_submit",
-    "gridsearch.cmd_adopt",
-    "gridsearch.cmd_resubmit",
-    "gridsearch.cmd_promote",
-    "gridsearch.cmd_status",
-    "gridsearch.cmd_show",
-    "gridsearch.cmd_clean",
-    "gridsearch.cmd_sites",
+    "gridsearch.cli.plan",
+    "gridsearch.cli.submit",
+    "gridsearch.cli.adopt",
+    "gridsearch.cli.resubmit",
+    "gridsearch.cli.promote",
+    "gridsearch.cli.status",
+    "gridsearch.cli.show",
+    "gridsearch.cli.clean",
+    "gridsearch.cli.sites",
     "results.cmd_summarize",
 ]
 

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from gridsearch.campaign import is_campaign, open_campaign
 from gridsearch.errors import GridsearchError
@@ -108,7 +109,12 @@ def run(args: argparse.Namespace) -> int:
     metrics = read_json(js.dir / METRICS)
     choice = read_json(js.dir / STAGE1_CHOICE)
     if args.json:
-        out = {"status": js.to_dict(), "config": config, "state": state, "metrics": metrics}
+        out: dict[str, Any] = {
+            "status": js.to_dict(),
+            "config": config,
+            "state": state,
+            "metrics": metrics,
+        }
         out["stage1"] = choice
         out["log_tail"] = tail
         print(json.dumps(out, indent=1))

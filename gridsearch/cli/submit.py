@@ -4,58 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from gridsearch import options
 from gridsearch.backends import get_backend
 from gridsearch.campaign import open_campaign
-from gridsearch.selection import SELECTABLE, words
-from gridsearch.status import DEFAULT_LOST_AFTER_S
+from gridsearch.cli.common import add_all_rungs, add_submit_arguments
 from gridsearch.submit import parse_only, submit
 from gridsearch.submit_report import print_report
-from gridsearch.units import positive_minutes
-
-
-def add_arguments(p: argparse.ArgumentParser, only_default: str | None) -> None:
-    """The options ``submit`` and ``resubmit`` share."""
-    p.add_argument("campaign", nargs="?", default=".", help="campaign directory (default: .)")
-    p.add_argument("--site", required=True, help="site profile: local, slurm, kebnekaise, ...")
-    p.add_argument("--dry-run", action="store_true", help="render the files, submit nothing")
-    p.add_argument(
-        "--only",
-        default=only_default,
-        metavar="STATES",
-        help="exactly the jobs in these states, comma-separated: "
-        + words(SELECTABLE).replace(",", ", ")
-        + f" (default: {only_default or 'planned'}); jobs the scheduler still holds are "
-        "never taken without --force",
-    )
-    p.add_argument(
-        "--force", action="store_true", help="allow queued, running and done jobs in --only"
-    )
-    p.add_argument(
-        "--out-of-date",
-        action="store_true",
-        help="also rerun done jobs that are out of date: a stage-1 job they picked from "
-        "finished again since (their outputs are moved to previous/)",
-    )
-    p.add_argument(
-        "--lost-after",
-        type=positive_minutes,
-        default=DEFAULT_LOST_AFTER_S / 60,
-        metavar="MIN",
-        help="where the scheduler cannot tell, a running job silent this long is lost "
-        "(default %(default)g minutes)",
-    )
-    options.add_arguments(p)
-    p.add_argument(
-        "--sites-dir",
-        action="append",
-        type=Path,
-        default=[],
-        metavar="DIR",
-        help="also look for site profiles here (repeatable)",
-    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,9 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ledger.jsonl. By default the planned jobs; --only picks exactly the given states. "
         "Jobs queued, running or done are never submitted again unless --force.",
     )
-    add_arguments(p, None)
-    from gridsearch.cmd_promote import add_all_rungs
-
+    add_submit_arguments(p, None)
     add_all_rungs(p)
     p.set_defaults(func=run)
 
@@ -89,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         overrides = {**reused, **overrides}
     all_rungs = getattr(args, "all_rungs", False)  # submit has it, resubmit not
     if all_rungs:  # refused before anything is queued
-        from gridsearch import rungs
+        from gridsearch.halving import rungs
         from gridsearch.sites import load_profile
 
         rungs.check(campaign, get_backend(load_profile(args.site, args.sites_dir)["kind"]))
@@ -114,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     code = print_report(campaign, args.site, report, args.dry_run)
     if all_rungs and report.selected:
-        from gridsearch.cmd_promote import follow_rungs
+        from gridsearch.halving.follow import follow_rungs
 
         code = max(
             code,

@@ -1,6 +1,6 @@
 """``halving: {rungs: [10, 30, 90], keep: 1/3}`` in a space file: successive halving run
 rung by rung by ``gridsearch promote DIR --site S`` (no --keep/--epochs), or to its last
-rung by ``submit --all-rungs`` (gridsearch/rungs.py).
+rung by ``submit --all-rungs`` (gridsearch/halving/rungs.py).
 
 ``rungs`` are the total epochs of rung 0, 1, 2...: the jobs are planned with the first
 (``train.epochs`` in ``base`` must equal it when set there); each ``promote`` ranks the

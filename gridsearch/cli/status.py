@@ -135,7 +135,7 @@ def recovery_hints(
         {
             js.submission
             for js in statuses
-            if js.state == JobState.QUEUED and js.outcome == "intended"
+            if js.state == JobState.QUEUED and js.outcome == "intended" and js.submission
         }
     )
     for sub in intended:
@@ -177,8 +177,8 @@ def run(args: argparse.Namespace) -> int:
         metrics=args.json,
         log_lines=args.lines,
     )
-    from gridsearch import rungs as R
-    from gridsearch.promote import rung_of
+    from gridsearch.halving import rungs as R
+    from gridsearch.halving.promote import rung_of
 
     rungs = {js.id: rung_of(js.dir) for js in statuses}  # promotion.json; 0: never promoted
     link = R.link_state(campaign, query=not args.no_query)  # --all-rungs: the promote job
@@ -211,33 +211,7 @@ def run(args: argparse.Namespace) -> int:
     if holder:
         print(f"note: {safe(holder)} holds the campaign lock")
     if not args.counts and shown:
-        rows = [
-            [
-                js.index,
-                js.id,
-                js.name,
-                js.state.word
-                + ("" if js.in_space else " (not in space)")
-                + (" (out of date)" if js.out_of_date else ""),
-                js.epoch_text,
-                js.train_loss,
-                js.val_loss,
-                _info(js),
-            ]
-            for js in shown
-        ]
-        head = ["#", "id", "name", "state", "epoch", "train", "val", "info"]
-        if any(rungs.values()):  # successive halving: the rung after the epochs
-            head.insert(5, "rung")
-            for row, js in zip(rows, shown, strict=True):
-                row.insert(5, rungs[js.id])
-        print(table(head, rows))
-        if args.failed:
-            for js in shown:
-                if js.log_tail:
-                    print(f"\n{safe(js.id)} {safe(js.name)}: {safe(js.reason)}")
-                    for line in js.log_tail:
-                        print(f"  | {safe(line)}")
+        _print_table(shown, rungs, args.failed)
     summary = ", ".join(f"{n} {s}" for s, n in total.items())
     print(f"{len(statuses)} jobs: {summary}")
     from gridsearch.submit import format_options, remembered_options
@@ -251,3 +225,35 @@ def run(args: argparse.Namespace) -> int:
     if chain:
         print(safe(chain))
     return 0
+
+
+def _print_table(shown: list[JobStatus], rungs: dict[str, int], failed: bool) -> None:
+    """The jobs' table (a rung column when any job was promoted); with ``failed`` the end
+    of each shown job's log."""
+    rows = [
+        [
+            js.index,
+            js.id,
+            js.name,
+            js.state.word
+            + ("" if js.in_space else " (not in space)")
+            + (" (out of date)" if js.out_of_date else ""),
+            js.epoch_text,
+            js.train_loss,
+            js.val_loss,
+            _info(js),
+        ]
+        for js in shown
+    ]
+    head = ["#", "id", "name", "state", "epoch", "train", "val", "info"]
+    if any(rungs.values()):  # successive halving: the rung after the epochs
+        head.insert(5, "rung")
+        for row, js in zip(rows, shown, strict=True):
+            row.insert(5, rungs[js.id])
+    print(table(head, rows))
+    if failed:
+        for js in shown:
+            if js.log_tail:
+                print(f"\n{safe(js.id)} {safe(js.name)}: {safe(js.reason)}")
+                for line in js.log_tail:
+                    print(f"  | {safe(line)}")

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import argparse
 
-from gridsearch import cmd_submit
+from gridsearch.cli import submit as cmd_submit
+from gridsearch.cli.common import add_submit_arguments
 from gridsearch.selection import RESUBMIT_DEFAULT, words
 
 
@@ -28,6 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Jobs the scheduler still holds (queued, requeued, running) are never submitted "
         "again without --force. Use --only to choose other states.",
     )
-    cmd_submit.add_arguments(p, words(RESUBMIT_DEFAULT))
+    add_submit_arguments(p, words(RESUBMIT_DEFAULT))
     # --bundle, --time, --mem... of the campaign's last submission to the site are reused
     p.set_defaults(func=cmd_submit.run, reuse_options=True)

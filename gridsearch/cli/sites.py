@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m gridsearch.cmd_sites``) until the CLI registers it."""
+    """Stand-alone entry (``python -m gridsearch.cli.sites``) until the CLI registers it."""
     from gridsearch.errors import GridsearchError
 
     parser = argparse.ArgumentParser(prog="gridsearch")

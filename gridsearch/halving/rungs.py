@@ -8,7 +8,7 @@ rung 0 as usual. With ``--all-rungs`` the later rungs follow by themselves:
 * on Slurm, a small job (``rung.sh``: one core, 1 GB, 15 minutes) is queued behind the
   rung's arrays with ``--dependency=afterany``. When they have ended it runs
   ``gridsearch promote DIR --site S --all-rungs``, which promotes the best ``keep`` of
-  the rung's done jobs (:mod:`gridsearch.promote`), submits them, and queues the next
+  the rung's done jobs (:mod:`gridsearch.halving.promote`), submits them, and queues the next
   such job behind them, until the last rung. Which jobs go on is decided only then, by
   their results, so the rungs cannot be queued as arrays up front.
 
@@ -30,7 +30,8 @@ from gridsearch import render
 from gridsearch.backends.base import Backend, SchedulerState
 from gridsearch.campaign import SPACE, Campaign
 from gridsearch.errors import GridsearchError
-from gridsearch.halving import campaign_halving
+from gridsearch.halving.promote import rung_of
+from gridsearch.halving.section import campaign_halving
 from gridsearch.options import CARRIED_FLAGS
 from gridsearch.sites import _token, check_environment, user_site_dirs
 from hepae_core.contract import TaskState
@@ -63,8 +64,6 @@ def check(campaign: Campaign, backend: Backend) -> dict[str, Any]:
 
 def next_rung(campaign: Campaign) -> int | None:
     """The rung the next promotion reaches, or None when the last one is reached."""
-    from gridsearch.promote import rung_of
-
     halving = campaign_halving(campaign.root)
     if halving is None:
         return None
@@ -212,8 +211,6 @@ def in_flight(state: tuple[dict[str, Any], SchedulerState | None] | None) -> boo
 
 def reached_rung(campaign: Campaign) -> int:
     """The highest rung any job of the campaign has reached (0: none promoted)."""
-    from gridsearch.promote import rung_of
-
     jobs = campaign.manifest().get("jobs") or []
     return max((rung_of(campaign.root / j["dir"]) for j in jobs if j.get("dir")), default=0)
 
