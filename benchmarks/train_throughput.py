@@ -55,11 +55,32 @@ def data_27d(n: int) -> torch.Tensor:
     return torch.randn(n, 27, generator=torch.Generator().manual_seed(0))
 
 
+#: "wall": jets per second of wall time; "cpu": per second of this process's CPU time (a
+#: steadier figure on a busy shared machine, meaningful for one thread; set by --clock)
+CLOCK = "wall"
+
+
+class EpochClock:
+    """The process's CPU seconds between epoch ends (a trainer's ``on_epoch`` hook)."""
+
+    def __init__(self) -> None:
+        self.marks = [time.process_time()]
+
+    def __call__(self, _record=None) -> None:
+        self.marks.append(time.process_time())
+
+    def last(self) -> float:
+        return self.marks[-1] - self.marks[-2]
+
+
 def epoch_rate_hepae(model_cfg, x, bs, device, compile_model=False) -> float:
     cfg = job_config(model_cfg, x, batch_size=bs, epochs=3, compile=compile_model)
     model = fresh_model(model_cfg, x, device)
-    t = Trainer(model, x.to(device), x[:1000].to(device), cfg["train"], 0)
+    clock = EpochClock()
+    t = Trainer(model, x.to(device), x[:1000].to(device), cfg["train"], 0, on_epoch=clock)
     res = t.run()
+    if CLOCK == "cpu":  # the last epoch's CPU seconds (its validation of 1,000 jets too)
+        return x.shape[0] / clock.last()
     return res.history[-1]["jets_per_s"]  # a warm epoch (compiled before the first ends)
 
 
@@ -68,11 +89,16 @@ def epoch_rate_stacked(model_cfg, x, bs, device, k: int) -> float:
     cfg = job_config(model_cfg, x, batch_size=bs, epochs=2)
     xd, xv = x.to(device), x[:1000].to(device)
     members = []
+    clock = EpochClock()
     for seed in range(k):
         torch.manual_seed(seed)
         model = build_model(cfg["model"], x.shape[1]).to(device)
-        members.append(Trainer(model, xd, xv, cfg["train"], seed))
+        members.append(
+            Trainer(model, xd, xv, cfg["train"], seed, on_epoch=clock if seed == 0 else None)
+        )
     StackedTrainer(members).run()
+    if CLOCK == "cpu":  # per model: the stack's epoch counts 1/K for each
+        return x.shape[0] * k / clock.last()
     return members[0].result.history[-1]["jets_per_s"]
 
 
@@ -101,10 +127,11 @@ def epoch_rate_fastai(model_cfg, x, bs, device, epochs=2) -> float:
 
     class Clock(Callback):  # the training phase of each epoch (validation left out)
         def before_train(self) -> None:
-            self.t0 = time.perf_counter()
+            self.t0 = time.process_time() if CLOCK == "cpu" else time.perf_counter()
 
         def after_train(self) -> None:
-            seconds.append(time.perf_counter() - self.t0)
+            now = time.process_time() if CLOCK == "cpu" else time.perf_counter()
+            seconds.append(now - self.t0)
 
     learn = Learner(dls, fresh_model(model_cfg, x, device), loss_func=nn.MSELoss(), cbs=Clock())
     with learn.no_bar(), learn.no_logging():  # no drawing: the recipe's own work only
@@ -118,6 +145,7 @@ def _plain_epochs(model, batches_fn, opt, device, epochs=2) -> float:
     for _ in range(epochs):
         n = 0
         t0 = time.perf_counter()
+        c0 = time.process_time()
         for xb in batches_fn():
             xb = xb.to(device, non_blocking=True)
             loss = F.mse_loss(model(xb), xb)
@@ -127,7 +155,8 @@ def _plain_epochs(model, batches_fn, opt, device, epochs=2) -> float:
             n += xb.shape[0]
         if device.type == "cuda":
             torch.cuda.synchronize()
-        rate = n / (time.perf_counter() - t0)
+        spent = time.process_time() - c0 if CLOCK == "cpu" else time.perf_counter() - t0
+        rate = n / spent
     return rate
 
 
@@ -181,16 +210,25 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="256,1024,4096")
     parser.add_argument("--no-fastai", action="store_true", help="leave out the fastai column")
     parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="jets per second of wall time or of the process's CPU time (steadier on a busy "
+        "machine; for one thread)",
+    )
+    parser.add_argument(
         "--models", default="", help="comma list of substrings of the model names (default all)"
     )
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = args.clock
     device = torch.device(args.device)
     x4 = data_4d(args.jets)
     x27 = data_27d(args.jets // 2)
     fa = None if args.no_fastai else fastai_version()
     print(
         f"torch {torch.__version__}, device {device}, {args.jets} 4D jets, "
-        f"{args.jets // 2} 27D jets; jets/s of a warm epoch; "
+        f"{args.jets // 2} 27D jets; jets/s ({args.clock} clock) of a warm epoch; "
         + (
             f"fastai {fa}"
             if fa
