@@ -4,9 +4,9 @@
 ``<campaign>/summary/``: ``summary.h5`` and ``summary.csv`` (the table, see
 :mod:`results.table`), ``report.txt`` (counts, best/median/worst run per group, what was
 skipped and why, the figure index with the time each plot took), ``tables.tex`` and
-``figures/<plot>.{png,pdf}``. Nothing a job wrote can make it fail: failed, running and
-unreadable jobs are listed in the report, and the exit code says whether anything was
-skipped.
+``figures/<plot>.png`` (``.pdf``, ``.svg`` on request). Nothing a job wrote can make it
+fail: failed, running and unreadable jobs are listed in the report, and the exit code says
+whether anything was skipped.
 """
 
 from __future__ import annotations

@@ -4,7 +4,11 @@ One row per job (every job of the manifest and every directory under ``jobs/``),
 column per parameter and metric, plus the job's state. Reading is incremental: a small
 JSON cache in ``summary/`` keeps each job's parsed files keyed by the ``mtime_ns`` and size
 of its ``metrics.json`` and ``state.json``, so summarizing again re-reads only the jobs
-whose files changed. Every file is written atomically.
+whose files changed, rewrites only their rows of summary.h5 and summary.csv, and derives
+again only their derived columns. summary.csv is built column by column and takes each
+float of a job just read as the text metrics.json holds (Python's json wrote it as the
+float's shortest repr, what csv.writer writes), not formatted again: the same bytes as
+csv.writer, in a fraction of the time. Every file is written atomically.
 
 Columns (see docs/results.md):
 
@@ -856,11 +860,9 @@ def write_csv(
     data = b"\r\n".join(lines) + b"\r\n"
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-    raw = np.frombuffer(data, dtype=np.uint8)
-    ends = np.flatnonzero((raw[:-1] == 13) & (raw[1:] == 10)) + 2  # after each \r\n
-    n = len(next(iter(columns.values()), []))
-    if len(ends) != n + 1:
+    if data.count(b"\r\n") != len(lines):  # a value holds a line end
         return None
+    ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 2)
     return np.concatenate([[0], ends]).astype(np.int64)
 
 
