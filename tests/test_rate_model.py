@@ -189,18 +189,29 @@ def test_rate_aware_trainer_records_and_checkpoints_its_prior(tmp_path) -> None:
     assert entry["lambda"] == 0.01 and entry["quantise"] == "noise"
 
 
-def test_a_resumed_rate_aware_training_continues_exactly(tmp_path) -> None:
-    straight = _train({"rate_lambda": 0.01, "augment": {}}, epochs=2)
-    tcfg = resolve({"train": {"epochs": 2, "batch_size": 100, "rate_lambda": 0.01}})["train"]
+def test_a_resumed_rate_aware_augmented_training_continues_exactly(tmp_path) -> None:
+    from hepae_core.normalise import Normaliser
+    from hepae_core.stacked import why_not_stackable
+
     x, v = _data()
-    first = Trainer(_model(), x, v, tcfg, seed=3, checkpoint_path=tmp_path / "c.pt")
+    norm = Normaliser.fit("standard", ["pt", "eta", "phi", "E"], x.numpy())
+    aug = {"phi_rotation": True, "eta_reflection": True, "jes_sigma": 0.1}
+    tcfg = resolve({"train": {"epochs": 2, "batch_size": 100, "rate_lambda": 0.01}})["train"]
+    tcfg["augment"] = aug
+    straight = Trainer(_model(), x, v, tcfg, seed=3, norm=norm)
+    straight.run()
+    first = Trainer(_model(), x, v, tcfg, seed=3, checkpoint_path=tmp_path / "c.pt", norm=norm)
     first.cfg = {**tcfg, "epochs": 1}
     first.run()
-    second = Trainer(_model(), x, v, tcfg, seed=3, checkpoint_path=tmp_path / "c.pt")
+    second = Trainer(_model(), x, v, tcfg, seed=3, checkpoint_path=tmp_path / "c.pt", norm=norm)
     assert second.resume()
     second.run()
     for k, t in straight.rate.state_dict().items():
         assert torch.equal(second.rate.state_dict()[k], t), k
+    # trained by the single loop, never in a bundle's stack
+    assert "rate_lambda" in why_not_stackable(straight)
+    only_aug = Trainer(_model(), x, v, {**tcfg, "rate_lambda": 0.0}, seed=3, norm=norm)
+    assert only_aug.rate is None and "augment" in why_not_stackable(only_aug)
 
 
 def test_config_refuses_what_rate_aware_training_cannot_do() -> None:
