@@ -169,3 +169,20 @@ def test_learned_predictors_keep_the_bound_with_a_broken_quantiser(monkeypatch) 
         enc = c.encode(x[4000:])
         assert _off_bound(c.decode(enc), x[4000:], kinds, 1e-3) == 0
         assert enc.clipped > 0.3 * x[4000:].size
+
+
+def test_sixteen_tables_code_at_the_entropy_of_their_codes() -> None:
+    """With 4 size x 4 value contexts, the ANS payload is within 2 % of the sum over the
+    tables of the empirical entropy of their symbols, computed here from the symbols."""
+    x = _fractions(40_000, seed=5)
+    c = PredictiveCodec(["u", "f"], ["absolute", "absolute"], contexts=16, value_bins=4)
+    c.fit(x[:20_000])
+    enc = c.encode(x[20_000:])
+    counts, _, _ = c.last_counts
+    assert len(counts) == 2 * 16
+    total = 0.0
+    for n in counts:
+        n = n[n > 0]
+        total += float(-(n * np.log2(n / n.sum())).sum())
+    assert total > 0
+    assert abs(8 * enc.payload_bytes - total) <= 0.02 * total + 64, (8 * enc.payload_bytes, total)
