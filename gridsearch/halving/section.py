@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from gridsearch.campaign import SPACE
-from gridsearch.errors import GridsearchError, did_you_mean
+from gridsearch.errors import GridsearchError
 from hepae_core import yamlio
+from hepae_core.errors import did_you_mean
 
 
-def parse_halving(value: Any, source: str, base: dict[str, Any] | None = None) -> dict | None:
+def parse_halving(
+    value: Any, source: str, base: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The checked ``halving`` section: ``{"rungs": [int...], "keep": Fraction | int}``."""
     if value is None:
         return None
@@ -65,7 +68,7 @@ def parse_halving(value: Any, source: str, base: dict[str, Any] | None = None) -
     return {"rungs": list(rungs), "keep": keep}
 
 
-def campaign_halving(root: Path) -> dict | None:
+def campaign_halving(root: Path) -> dict[str, Any] | None:
     """The halving section of the campaign's copy of its space file, checked."""
     path = Path(root) / SPACE
     try:

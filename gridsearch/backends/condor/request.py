@@ -71,7 +71,7 @@ def choose_flavour(profile: dict[str, Any], time_s: int) -> str | None:
     )
     for limit, name in ranked:
         if time_s <= limit:
-            return name
+            return str(name)
     limit, name = ranked[-1]
     raise GridsearchError(
         message=f"walltime {format_walltime(time_s)} is over the longest job flavour at "
