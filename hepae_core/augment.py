@@ -174,6 +174,11 @@ class Augmenter:
         return x
 
 
+def column_map(norm: Any, j: int) -> _Column:
+    """Column ``j`` of ``norm`` between normalised and physical units (torch, float64)."""
+    return _Column(norm, j)
+
+
 def make(norm: Any, spec: Mapping[str, Any] | None, seed: int) -> Augmenter | None:
     """The augmenter ``train.augment`` asks for, or None when it enables nothing."""
     if not spec or not columns(list(norm.variables), spec):

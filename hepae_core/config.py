@@ -351,6 +351,14 @@ SCHEMA: dict[str, dict[str, Field]] = {
             0.0, lambda v: _is_num(v) and v >= 0, "a number >= 0 (weight of the bits per jet)"
         ),
         "rate_quantise": Field("noise", _choice("noise", "ste"), "noise or ste"),
+        "rate_residual_bounds": Field(
+            {},
+            lambda v: (
+                isinstance(v, dict)
+                and all(isinstance(k, str) and _is_num(b) and b > 0 for k, b in v.items())
+            ),
+            "{} or a mapping variable -> bound > 0 (relative for scale variables)",
+        ),
         "augment": Field(
             {},
             _augment,
@@ -619,6 +627,20 @@ def _check_rate_augment(
                 message=f"is {t['rate_lambda']} but {clash} is set: rate-aware training "
                 "quantises the latent of a per-jet model itself; drop one of the two",
             )
+    for var in t["rate_residual_bounds"]:
+        if var not in names:
+            raise ConfigError(
+                source=source,
+                key=f"train.rate_residual_bounds.{var}",
+                message=f"'{var}' is not a trained variable{did_you_mean(var, names)}",
+            )
+    if t["rate_residual_bounds"] and not t["rate_lambda"] > 0:
+        raise ConfigError(
+            source=source,
+            key="train.rate_residual_bounds",
+            message="is set but train.rate_lambda is 0: the residuals' bits count only in "
+            "rate-aware training; set train.rate_lambda > 0 or remove the bounds",
+        )
     if t["augment"]:
         if not per_jet:
             raise ConfigError(

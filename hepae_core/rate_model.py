@@ -150,28 +150,111 @@ def latent_size(model: Any) -> int:
     return int(linear[-1].out_features)
 
 
+def residual_kind(name: str) -> str:
+    """relative (scale variables), angle (phi) or absolute: as the error-bounded codec."""
+    from hepae_core.variables import ANGLE_RESIDUAL, ENERGY_VARIABLES, RELATIVE_RESIDUAL
+
+    if name in ANGLE_RESIDUAL:
+        return "angle"
+    if name in RELATIVE_RESIDUAL or name in ENERGY_VARIABLES:
+        return "relative"
+    return "absolute"
+
+
+class ResidualRate(nn.Module):
+    """The bits of the residuals an error-bounded codec would store with the network as its
+    predictor (``train.rate_residual_bounds``, docs/rate_aware.md).
+
+    For each bounded variable ``v`` with bound ``b``: the residual of the decoded value
+    against the true one, in physical units (the job's normaliser inverted, in torch),
+    relative ``(y - x) / |x|`` for scale variables, wrapped for angles, absolute otherwise,
+    divided by the codec's step ``2 b``: ``u``. Quantised as the latent (noise or
+    straight-through in training, rounding in evaluation), its cost is what a learned
+    per-variable prior (:class:`FactorisedPrior`) says. A relative residual of a true 0
+    costs nothing (the codec has a symbol for an exact 0).
+    """
+
+    def __init__(self, norm: Any, bounds: dict[str, float]) -> None:
+        super().__init__()
+        from hepae_core.augment import column_map
+
+        variables = list(norm.variables)
+        self.names = [v for v in variables if v in bounds]
+        self.cols = [variables.index(v) for v in self.names]
+        self.kinds = [residual_kind(v) for v in self.names]
+        self.bounds = {v: float(bounds[v]) for v in self.names}
+        self.maps = [column_map(norm, j) for j in self.cols]
+        self.prior = FactorisedPrior(len(self.cols))
+
+    def symbols(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(u, mask): the residuals in steps (n, k) and 1 where a symbol is coded."""
+        us, ms = [], []
+        for j, kind, col, name in zip(self.cols, self.kinds, self.maps, self.names, strict=True):
+            xp = col.to_phys(x[:, j].double())
+            yp = col.to_phys(y[:, j].double())
+            d = yp - xp
+            mask = torch.ones_like(d)
+            if kind == "relative":
+                mask = (xp != 0).to(d.dtype)
+                d = d / torch.where(xp != 0, xp.abs(), torch.ones_like(xp))
+            elif kind == "angle":
+                d = torch.remainder(d + math.pi, 2 * math.pi) - math.pi
+            us.append((d / (2.0 * self.bounds[name])).to(x.dtype))
+            ms.append(mask.to(x.dtype))
+        return torch.stack(us, 1), torch.stack(ms, 1)
+
+    def bits(self, x: torch.Tensor, y: torch.Tensor, mode: str, training: bool) -> torch.Tensor:
+        """Bits per jet of the residual symbols, shape (n,)."""
+        u, mask = self.symbols(x, y)
+        uq = quantise(u, mode, training)
+        return (-torch.log2(self.prior.likelihood(uq)) * mask).sum(-1)
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "bounds": dict(self.bounds),
+            "prior": self.prior.to_payload("", 0.0),
+        }
+
+
 class RateAware(nn.Module):
     """The autoencoder and its prior, trained together: ``forward`` returns
-    ``(decode(q(z)), bits per jet)``; rounding in eval mode, ``mode`` in training."""
+    ``(decode(q(z)), bits per jet)``; rounding in eval mode, ``mode`` in training.
+    With ``residual`` the bits add those of the residuals (:class:`ResidualRate`)."""
 
-    def __init__(self, model: Any, prior: FactorisedPrior, mode: str = "noise") -> None:
+    def __init__(
+        self,
+        model: Any,
+        prior: FactorisedPrior,
+        mode: str = "noise",
+        residual: ResidualRate | None = None,
+    ) -> None:
         super().__init__()
         if mode not in QUANTISE_MODES:
             raise ValueError(f"unknown quantise mode {mode!r}; expected one of {QUANTISE_MODES}")
         self.model = model
         self.prior = prior
         self.mode = mode
+        self.residual = residual
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         zq = quantise(self.model.encode(x), self.mode, self.training)
-        return self.model.decode(zq), self.prior.bits(zq)
+        y = self.model.decode(zq)
+        bits = self.prior.bits(zq)
+        if self.residual is not None:
+            bits = bits + self.residual.bits(x, y, self.mode, self.training)
+        return y, bits
 
 
 @torch.no_grad()
 def evaluate_rate(
-    model: Any, prior: FactorisedPrior, x: torch.Tensor, batch: int = 65536
+    model: Any,
+    prior: FactorisedPrior,
+    x: torch.Tensor,
+    batch: int = 65536,
+    residual: ResidualRate | None = None,
 ) -> tuple[float, float]:
-    """(mean squared error per value, mean bits per jet) of ``x`` with the latent rounded.
+    """(mean squared error per value, mean bits per jet) of ``x`` with the latent rounded;
+    with ``residual`` the bits add the rounded residuals' (:class:`ResidualRate`).
 
     Leaves ``model`` and ``prior`` in the mode they were in.
     """
@@ -183,8 +266,11 @@ def evaluate_rate(
     for i in range(0, x.shape[0], batch):
         xb = x[i : i + batch]
         zq = torch.round(model.encode(xb))
-        se += F.mse_loss(model.decode(zq), xb, reduction="sum").double()
+        y = model.decode(zq)
+        se += F.mse_loss(y, xb, reduction="sum").double()
         bits += prior.bits(zq).sum().double()
+        if residual is not None:
+            bits += residual.bits(xb, y, "noise", training=False).sum().double()
     model.train(was[0])
     prior.train(was[1])
     n = max(1, x.shape[0])
@@ -229,4 +315,27 @@ def job_rate_metrics(
         "aer.bits_per_jet": bits,
     }
     out.update(stats_table("aer", residuals(x_phys, y, kinds), list(norm.variables), CURVE_STATS))
+    if entry.get("residual"):
+        res = residual_from_payload(entry["residual"], norm).to(device)
+        _, res_bits = evaluate_rate(model, _NoBits(), x, residual=res)
+        out["rate.residual_bits_per_jet"] = res_bits
+        out["rate.total_bits_per_jet"] = bits + res_bits
     return out
+
+
+class _NoBits(FactorisedPrior):
+    """A prior that costs nothing: :func:`evaluate_rate` then counts the residuals alone."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def bits(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
+
+
+def residual_from_payload(entry: dict[str, Any], norm: Any) -> ResidualRate:
+    """The :class:`ResidualRate` a model.pt's ``rate_model.residual`` entry describes."""
+    res = ResidualRate(norm, entry["bounds"])
+    res.prior = prior_from_payload(entry["prior"])
+    res.eval()
+    return res

@@ -290,7 +290,15 @@ class Trainer:
             if m_train is not None:
                 raise ValueError("train.rate_lambda needs one jet per input (no data.group)")
             prior = FactorisedPrior(latent_size(model)).to(self.device)
-            self.rate = RateAware(model, prior, tcfg.get("rate_quantise") or "noise")
+            residual = None
+            if tcfg.get("rate_residual_bounds"):
+                from hepae_core.rate_model import ResidualRate
+
+                if norm is None:
+                    raise ValueError("train.rate_residual_bounds needs the normaliser")
+                residual = ResidualRate(norm, tcfg["rate_residual_bounds"]).to(self.device)
+            mode = tcfg.get("rate_quantise") or "noise"
+            self.rate = RateAware(model, prior, mode, residual)
         self.augment: Augmenter | None = None
         if tcfg.get("augment"):
             from hepae_core.augment import make
@@ -350,6 +358,8 @@ class Trainer:
         out: dict[str, Any] = {}
         if self.rate is not None:
             out["rate_prior"] = self.rate.prior.state_dict()
+            if self.rate.residual is not None:
+                out["rate_residual_prior"] = self.rate.residual.prior.state_dict()
         if self.augment is not None:
             out["augment_rng"] = self.augment.generator.get_state()
         return out
@@ -359,7 +369,10 @@ class Trainer:
         if self.rate is None:
             return {}
         mode = self.cfg.get("rate_quantise") or "noise"
-        return {"rate_model": self.rate.prior.to_payload(mode, self.rate_lambda)}
+        entry = self.rate.prior.to_payload(mode, self.rate_lambda)
+        if self.rate.residual is not None:
+            entry["residual"] = self.rate.residual.to_payload()
+        return {"rate_model": entry}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -382,6 +395,8 @@ class Trainer:
         self.result.train_time_s = float(state["train_time_s"])
         if self.rate is not None and "rate_prior" in state:
             self.rate.prior.load_state_dict(state["rate_prior"])
+            if self.rate.residual is not None and "rate_residual_prior" in state:
+                self.rate.residual.prior.load_state_dict(state["rate_residual_prior"])
         if self.augment is not None and "augment_rng" in state:
             self.augment.generator.set_state(state["augment_rng"])
 
@@ -477,7 +492,9 @@ class Trainer:
             else:
                 from hepae_core.rate_model import evaluate_rate
 
-                mse, bits = evaluate_rate(model, self.rate.prior, self.x_val)
+                mse, bits = evaluate_rate(
+                    model, self.rate.prior, self.x_val, residual=self.rate.residual
+                )
                 val_loss = mse + self.rate_lambda * bits
                 extra = {"val_mse": mse, "val_bits_per_jet": bits}
             record = self.close_epoch(train_loss, val_loss, n_seen, extra=extra)

@@ -283,3 +283,39 @@ def test_the_learned_codec_example_plans_a_lambda_grid(tmp_path) -> None:
     cfg = resolve({**base, "train": {**base["train"], "rate_lambda": 1e-4}})
     assert len(cfg["data"]["variables"]) == 14 and cfg["model"]["latent"] == 9
     assert cfg["train"]["augment"]["phi_rotation"] and cfg["train"]["threads"] == 1
+
+
+# ------------------------------------------------------------ residual rate (optional)
+
+
+def test_residual_symbols_by_hand() -> None:
+    from hepae_core.normalise import Normaliser
+    from hepae_core.rate_model import ResidualRate
+
+    norm = Normaliser("none", ["pt", "eta", "phi", "m"], [0.0] * 4, [1.0] * 4)
+    res = ResidualRate(norm, {"pt": 1e-3, "eta": 1e-3, "phi": 1e-2, "m": 1e-3})
+    x = torch.tensor([[100.0, 0.5, 3.1, 0.0]], dtype=torch.float64)
+    y = torch.tensor([[100.2, 0.503, -3.1, 0.7]], dtype=torch.float64)
+    u, mask = res.symbols(x, y)
+    # pt relative: 0.2 / 100 / 2e-3 = 1; eta absolute: 0.003 / 2e-3 = 1.5;
+    # phi wrapped: -6.2 + 2 pi = 0.0832 over 2e-2; m: a true 0 is not coded
+    want = [1.0, 1.5, (2 * math.pi - 6.2) / 0.02, 0.0]
+    assert u[0, :3].tolist() == pytest.approx(want[:3], rel=1e-9)
+    assert mask.tolist() == [[1.0, 1.0, 1.0, 0.0]]
+    with torch.no_grad():
+        bits = res.bits(x, y, "noise", training=False)
+        lik = res.prior.likelihood(torch.round(u))
+    assert bits.item() == pytest.approx(-torch.log2(lik[0, :3]).sum().item(), rel=1e-9)
+
+
+def test_residual_bounds_config_and_a_job_reports_them(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"rate_residual_bounds\.width"):
+        resolve({"train": {"rate_lambda": 0.1, "rate_residual_bounds": {"width": 1e-3}}})
+    with pytest.raises(ConfigError, match="rate_lambda is 0"):
+        resolve({"train": {"rate_residual_bounds": {"pt": 1e-3}}})
+    bounds = {"pt": 1e-3, "eta": 1e-3, "phi": 1e-3, "E": 1e-3}
+    m, payload = _job(tmp_path, "res", rate_lambda=1e-3, rate_residual_bounds=bounds)
+    assert payload["rate_model"]["residual"]["bounds"] == bounds
+    total = m["rate.latent_bits_per_jet"] + m["rate.residual_bits_per_jet"]
+    assert m["rate.total_bits_per_jet"] == pytest.approx(total)
+    assert m["rate.residual_bits_per_jet"] > 4  # four coded residuals, at least a bit each
