@@ -616,7 +616,7 @@ class _Activation(_Op):
         self.deriv: Callable[..., torch.Tensor] | None = None
         aten = torch.ops.aten
         if isinstance(layer, nn.Tanh):
-            self.fn = torch.tanh_
+            self.fn = _fast_tanh_
             self.deriv = lambda g, y, out: aten.tanh_backward.grad_input(g, y, grad_input=out)
         elif isinstance(layer, nn.ReLU):
             self.fn = torch.relu_
@@ -668,6 +668,17 @@ class _Activation(_Op):
 
     def backward(self, g, saved):
         return self.grad(g, saved, out=g)
+
+
+def _fast_tanh_(h: torch.Tensor) -> torch.Tensor:
+    """tanh in place as 2 sigmoid(2h) - 1: four cheap passes instead of torch's tanh.
+
+    torch 2.13's float tanh runs at 0.28 G values/s on the development CPU, its sigmoid at
+    1.7 (measured side by side): the tanh of a stack of AE_3D_200 models took a fifth of
+    its step. The two agree to a few float32 ulps of 1 (absolute), so a member trains as
+    its lone run to float32 rounding, no longer bit for bit (tests: 1e-5 on the losses).
+    """
+    return torch.sigmoid(h.mul_(2), out=h).mul_(2).sub_(1)
 
 
 class _Dropout(_Op):
