@@ -119,7 +119,7 @@ def test_stage2_reason_and_out_of_date_hint_say_what_is_true(tmp_path, capsys):
     choice = {"chosen_id": s1.id, "candidates": [
         {"id": s1.id, "state": "done", "finished": "2026-11-01T00:00:00+00:00"}]}  # fmt: skip
     (s2.dir / "stage1.json").write_text(json.dumps(choice))
-    from gridsearch.cli.status import recovery_hints
+    from gridsearch.selection import recovery_hints
 
     statuses = campaign_status(camp, query=False)
     for js in statuses:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
-from collections import Counter
-from collections.abc import Callable
 
 from gridsearch.campaign import lock_holder, open_campaign
-from gridsearch.selection import RESUBMIT_DEFAULT
+from gridsearch.selection import recovery_hints
 from gridsearch.status import DEFAULT_LOST_AFTER_S, JobStatus, campaign_status, counts
 from gridsearch.table import table
 from gridsearch.text import safe
@@ -78,79 +75,6 @@ def _info(js: JobStatus) -> str:
     if js.state == JobState.QUEUED and not js.reason:
         return js.scheduler_state or js.submission or ""
     return js.reason or ""
-
-
-def recovery_hints(
-    statuses: list[JobStatus], root: str, options_for: Callable[[str], str] | None = None
-) -> list[str]:
-    """The one command that reruns the jobs that ended unfinished, and notes for the rest.
-
-    ``options_for(site)``: the submit options ``resubmit`` reuses at that site (shown, so
-    the hint says what will run)."""
-    lines = []
-    rerun = [
-        js
-        for js in statuses
-        if js.in_space and js.state in RESUBMIT_DEFAULT and js.state != JobState.WAITING
-    ]
-    if rerun:
-        sites = Counter(js.site for js in rerun if js.site)
-        site = sites.most_common(1)[0][0] if sites else "SITE"
-        what = ", ".join(f"{n} {s}" for s, n in counts(rerun).items())
-        reused = options_for(site) if options_for is not None and sites else ""
-        lines.append(
-            f"to rerun the {what} job{'s' if len(rerun) > 1 else ''} (interrupted and lost "
-            f"ones resume from their checkpoints): gridsearch resubmit {shlex.quote(root)} "
-            f"--site {shlex.quote(site)}"
-            + (f" (reuses {reused} of the last submission)" if reused else "")
-        )
-        bad = [js for js in rerun if js.error_kind == "bad_input"]
-        if bad:
-            lines.append(
-                f"  {len(bad)} of them failed on bad input (e.g. {bad[0].name}): they fail again "
-                "until the input is fixed; see 'gridsearch status --failed'"
-            )
-    on_hold = [js for js in statuses if js.on_hold]
-    if on_hold:
-        lines.append(
-            f"{len(on_hold)} queued job(s) are held by the scheduler and start only once "
-            f"released (e.g. {on_hold[0].name}: {on_hold[0].reason}); resubmit leaves them alone"
-        )
-    stale = [js for js in statuses if js.in_space and js.out_of_date]
-    if stale:
-        sites = Counter(js.site for js in stale if js.site) or Counter(
-            js.site for js in statuses if js.site
-        )
-        site = (
-            f"--site {shlex.quote(sites.most_common(1)[0][0])}"
-            if sites
-            else "--site <the site you submit to>"
-        )
-        lines.append(
-            f"{len(stale)} done job(s) are out of date (a stage-1 job they picked from changed; "
-            f"e.g. {stale[0].name}: {stale[0].out_of_date}); to rerun them: gridsearch "
-            f"resubmit {shlex.quote(root)} --out-of-date {site}"
-        )
-    intended = sorted(
-        {
-            js.submission
-            for js in statuses
-            if js.state == JobState.QUEUED and js.outcome == "intended" and js.submission
-        }
-    )
-    for sub in intended:
-        lines.append(
-            f"submission {sub} has no scheduler ids recorded, so its jobs count as queued: "
-            f"'gridsearch adopt {shlex.quote(root)} {sub} --ids ID[,ID...]' records the ids "
-            "it printed, or '--none' if the scheduler holds nothing of it"
-        )
-    unasked = [js for js in statuses if js.asked is False]
-    if unasked:
-        lines.append(
-            f"the scheduler could not be asked about {len(unasked)} job(s); their states come "
-            "from the job dirs alone"
-        )
-    return lines
 
 
 def run(args: argparse.Namespace) -> int:
