@@ -196,6 +196,8 @@ def compress_pred(
                     "kinds": json.dumps(kinds),
                     "predictor": codec.predictor,
                     "contexts": codec.n_contexts,
+                    "value_bins": codec.n_value,
+                    "symbols": codec.symbols,
                     "fit_jets": min(held, fit_jets),
                     "branches": json.dumps(names),
                     "kept": "[]",
@@ -263,8 +265,12 @@ def chunk_decoder(
         blob = present["model"][()].tobytes()
         if hashlib.sha256(blob).hexdigest() != a.get("model_sha256"):
             raise bad("the predictor does not match model_sha256", "model")
+        # a file without "symbols" was written before the exact-1 symbol and value bins
+        # (layout 1): read with those parameters, never refused or misdecoded
         codec = PredictiveCodec(variables, kinds, bounds=bounds, predictor=str(a["predictor"]),
-                                contexts=int(a["contexts"]))  # fmt: skip
+                                contexts=int(a["contexts"]),
+                                value_bins=int(a.get("value_bins", 1)),
+                                symbols=int(a.get("symbols", 1)))  # fmt: skip
         if blob:
             codec.load_model_blob(blob)
     except CorruptFile:
@@ -336,7 +342,7 @@ def bounded_metrics(
     bits: tuple[int, ...],
     file_jets: int = 1_000_000,
 ) -> dict[str, dict[str, Any]]:
-    """The predictive codec (``linear`` predictor, 8 contexts) at every ``k`` of ``bits``.
+    """The predictive codec (``linear`` predictor, 4 x 4 contexts) at every ``k`` of ``bits``.
 
     Fitted on ``x_train`` at the half-step bound of the ``k``-bit scalar quantiser fitted
     on the same jets (:func:`quantiser_bounds`), then measured on each sample of ``tests``

@@ -65,6 +65,10 @@ from hepae_core.variables import ANGLE_RESIDUAL, ENERGY_VARIABLES, RELATIVE_RESI
 # symbol 0: value stored raw; 1: exactly 0; 2: exactly 1 (absolute variables: a fraction
 # at its upper edge, e.g. a jet of charged constituents only); 3..: residual codes
 ESC, ZERO, ONE, OFFSET = 0, 1, 2, 3
+#: The symbol layouts a stream can have: 1 (tool 0.1.0 before the exact-1 symbol: ESC,
+#: ZERO, codes from 2; one value bin) and 2 (ESC, ZERO, ONE, codes from 3). Files record
+#: theirs (``symbols``); a file without it is layout 1, so what was written stays readable.
+SYMBOL_LAYOUTS = (1, 2)
 MAX_ALPHABET = 1 << 16
 TABLE_LEVELS = 8  # table entries: round(8 log2(count + 1)), one byte each
 PREDICTORS = ("none", "physics", "linear")
@@ -253,6 +257,7 @@ class PredictiveCodec(BaseCodec):
         contexts: int = 16,
         value_bins: int = 4,
         max_fit_rows: int = 100_000,
+        symbols: int = 2,
         order_rows: int = 20_000,
         seed: int = 0,
     ):
@@ -284,6 +289,13 @@ class PredictiveCodec(BaseCodec):
         elif predictor == "linear":
             self.order_mode = order
         self.n_contexts = max(1, int(contexts)) if predictor == "linear" else 1
+        if symbols not in SYMBOL_LAYOUTS:
+            raise ValueError(f"unknown symbol layout {symbols!r} (have 1, 2)")
+        self.symbols = symbols
+        # layout 1 has no exact-1 symbol and codes from 2 (and no value bins)
+        self.offset = OFFSET if symbols == 2 else OFFSET - 1
+        if symbols == 1:
+            value_bins = 1
         vb = max(1, int(value_bins))
         self.n_value = vb if self.n_contexts % vb == 0 else 1
         self.n_scale = self.n_contexts // self.n_value
@@ -555,10 +567,10 @@ class PredictiveCodec(BaseCodec):
             z = self._latent(x)
             code = np.rint(np.where(np.isfinite(z), z, 0.0) / self.latent_step)
             for col in code.T:
-                cmin, cmax = _alphabet(col)
+                cmin, cmax = _alphabet(col, self.offset)
                 col[:] = np.clip(col, cmin, cmax)
-                sym = (col - cmin + OFFSET).astype(np.int64)
-                size = cmax - cmin + 1 + OFFSET
+                sym = (col - cmin + self.offset).astype(np.int64)
+                size = cmax - cmin + 1 + self.offset
                 counts = np.bincount(sym, minlength=size)
                 table = table_of(counts)
                 tables.append(table)
@@ -576,10 +588,10 @@ class PredictiveCodec(BaseCodec):
             p, ctx = self._predict(dec_t, pos, n)
             code = quantise_residual(t - p, step)
             finite = np.isfinite(code)
-            cmin, cmax = _alphabet(code[finite])
+            cmin, cmax = _alphabet(code[finite], self.offset)
             sym = np.full(n, ESC, np.int64)
             inside = finite & (code >= cmin) & (code <= cmax)
-            sym[inside] = (code[inside] - cmin + OFFSET).astype(np.int64)
+            sym[inside] = (code[inside] - cmin + self.offset).astype(np.int64)
             value = from_natural(p + np.where(inside, code, 0.0) * step, kind)
             # the bound, checked on every value: a miss goes raw
             stored = value if self.store_dtype is None else value.astype(self.store_dtype)
@@ -592,7 +604,7 @@ class PredictiveCodec(BaseCodec):
             zero = xj == 0
             sym[zero] = ZERO
             value[zero] = 0.0
-            if kind == "absolute":
+            if kind == "absolute" and self.symbols == 2:
                 one = xj == 1.0
                 sym[one] = ONE
                 value[one] = 1.0
@@ -600,7 +612,7 @@ class PredictiveCodec(BaseCodec):
             raws.append(xj[sym == ESC])
             n_raw += int((sym == ESC).sum())
             dec_t[:, j] = to_natural(value, kind)
-            size = cmax - cmin + 1 + OFFSET
+            size = cmax - cmin + 1 + self.offset
             cmins.append(cmin)
             sizes.append(size)
             ideal = 0.0
@@ -653,7 +665,7 @@ class PredictiveCodec(BaseCodec):
             for i in range(self.n_latent):
                 table = tables[off : off + sizes[i]]
                 off += sizes[i]
-                code[:, i] = coder.decode(_categorical(table), n) - OFFSET + cmin[i]
+                code[:, i] = coder.decode(_categorical(table), n) - self.offset + cmin[i]
             dec_t[:, d:] = self._aux(code * self.latent_step)
         for pos, j in enumerate(self.order):
             at = self.n_latent + pos
@@ -666,10 +678,11 @@ class PredictiveCodec(BaseCodec):
                 idx = np.flatnonzero(ctx == c)
                 if len(idx):
                     sym[idx] = coder.decode(_categorical(table), len(idx))
-            code = np.where(sym >= OFFSET, sym - OFFSET + cmin[at], 0).astype(np.float64)
+            code = np.where(sym >= self.offset, sym - self.offset + cmin[at], 0).astype(np.float64)
             value = from_natural(p + code * step, kind)
             value[sym == ZERO] = 0.0
-            value[sym == ONE] = 1.0
+            if self.symbols == 2:
+                value[sym == ONE] = 1.0
             esc = np.flatnonzero(sym == ESC)
             value[esc] = raw[raw_off : raw_off + len(esc)]
             raw_off += len(esc)
@@ -678,14 +691,14 @@ class PredictiveCodec(BaseCodec):
         return out
 
 
-def _alphabet(codes: np.ndarray) -> tuple[int, int]:
+def _alphabet(codes: np.ndarray, offset: int = OFFSET) -> tuple[int, int]:
     """The file's code range; codes beyond ``MAX_ALPHABET`` symbols around the median go
     raw (escape)."""
     if not codes.size:
         return 0, 0
     lo, hi = int(codes.min()), int(codes.max())
-    if hi - lo + 1 + OFFSET > MAX_ALPHABET:
+    if hi - lo + 1 + offset > MAX_ALPHABET:
         mid = int(np.median(codes))
-        half = (MAX_ALPHABET - OFFSET) // 2 - 1
+        half = (MAX_ALPHABET - offset) // 2 - 1
         lo, hi = max(lo, mid - half), min(hi, mid + half)
     return lo, hi

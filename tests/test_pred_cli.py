@@ -224,3 +224,22 @@ def test_inputs_and_existing_outputs_are_never_overwritten(tmp_path: Path, capsy
     assert main(["compress", str(empty), "-o", str(tmp_path / "e.h5"), *args]) != 0
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert not (tmp_path / "e.h5").exists()
+
+
+def test_a_file_written_before_the_exact_1_symbol_still_decodes(tmp_path: Path) -> None:
+    """tests/data/pred_layout1_3000jets.h5 was written by the released 0.1.0 codec (symbols
+    ESC, ZERO, codes from 2; 8 size contexts; no ``symbols`` attribute) from the first
+    3000 jets of the bundled sample at 1e-3 bounds. It must decode to those jets within the
+    bounds, not be refused as damaged."""
+    src = Path(__file__).parent / "data" / "pred_layout1_3000jets.h5"
+    with h5py.File(src, "r") as f:
+        assert "symbols" not in f.attrs  # really the old layout
+    out = tmp_path / "old.root"
+    assert main(["decompress", str(src), "-o", str(out)]) == 0
+    got = _read(out, VARS)
+    want = {v: c[:3000].astype(np.float64) for v, c in _bundled().items()}
+    for v in ("pt", "E"):
+        rel = np.abs(got[v] / want[v] - 1)
+        assert rel.max() <= 1e-3 and rel.max() > 1e-4  # lossy, within the bound
+    for v in ("eta", "phi"):
+        assert np.abs(got[v] - want[v]).max() <= 1e-3
