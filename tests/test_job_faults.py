@@ -34,6 +34,7 @@ TIMINGS = {
     "encode_s_per_jet",
     "decode_s_per_jet",
     "baselines_s",
+    "evaluate_s",
 }
 
 
