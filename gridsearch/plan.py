@@ -13,9 +13,7 @@ import hashlib
 import json
 import os
 import shutil
-import threading
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -396,47 +394,6 @@ def _check_target(root: Path, space: Space, racing: bool = False) -> bool:
     return False
 
 
-#: From this many new job dirs on, they are created by WRITER_THREADS threads: creating a
-#: directory and a file is kernel work that releases the GIL, so on several cores (and on a
-#: network file system, where each creation waits on a server) the threads overlap it.
-PARALLEL_WRITES_FROM = 256
-WRITER_THREADS = 4
-
-
-def _write_jobs(jobs_dir: str, jobs: list[PlannedJob], space_name: str) -> None:
-    """Create the job dirs of ``jobs`` (:func:`_write_job` each), in threads when many.
-
-    The first error (a full disk, an interrupt) stops every thread at its next job and is
-    raised here; as with one thread, the manifest is not written, and the next plan
-    completes the job dirs (see :func:`plan`).
-    """
-    if len(jobs) < PARALLEL_WRITES_FROM:
-        for job in jobs:
-            _write_job(jobs_dir, job, job.config_text(space_name))
-        return
-    stop = threading.Event()
-
-    def work(chunk: list[PlannedJob]) -> None:
-        try:
-            for job in chunk:
-                if stop.is_set():
-                    return
-                _write_job(jobs_dir, job, job.config_text(space_name))
-        except BaseException:
-            stop.set()
-            raise
-
-    n = WRITER_THREADS
-    with ThreadPoolExecutor(n, thread_name_prefix="gridsearch-plan") as pool:
-        futures = [pool.submit(work, jobs[k::n]) for k in range(n)]
-        try:
-            for future in futures:
-                future.result()
-        except BaseException:
-            stop.set()  # also when the main thread is interrupted while it waits
-            raise
-
-
 def _write_job(jobs_dir: str, job: PlannedJob, text: str) -> None:
     """Create ``jobs/<id>/config.yaml`` (no fsync, no rename: the fewest file operations).
 
@@ -503,7 +460,8 @@ def plan(
         _compare(report, old, present)
         _write_campaign(root, space)
         by_id = {j.id: j for j in jobs}
-        _write_jobs(str(jobs_dir), [by_id[jid] for jid in report.added], space.name)
+        for jid in report.added:
+            _write_job(str(jobs_dir), by_id[jid], by_id[jid].config_text(space.name))
         # rewrite (atomically) renamed jobs and jobs an interrupted plan left unnamed, unless
         # they started: a job that ran is never touched
         unnamed = [jid for jid in report.unchanged if jid not in old]
