@@ -17,7 +17,9 @@ creating 10,000 directories and files, 4 system calls each, which no code change
 fewer; it grows most on a busy machine). ``--before DIR`` (another checkout of the
 project, e.g. ``git worktree add /tmp/before HEAD~3``) runs the same measurements with that
 code in child processes, alternating with this checkout ``--rounds`` times, and prints the
-best of each side by side, so a loaded machine measures both alike.
+best of each side by side, so a loaded machine measures both alike. ``--tmp /dev/shm``
+(a tmpfs) leaves out the disk's file system: on a shared VM's ext4, creating 10,000 job
+dirs took 3-6 s of kernel time under other helpers' load, on tmpfs 0.2 s.
 """
 
 from __future__ import annotations
