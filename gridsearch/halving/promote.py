@@ -39,6 +39,7 @@ Every promotion appends one record to ledger.jsonl:
 from __future__ import annotations
 
 import math
+import os
 import re
 import secrets
 import shutil
@@ -119,7 +120,8 @@ def new_epochs(spec: str, old: int) -> int:
 
 def rung_of(job_dir: Path) -> int:
     """The job's rung: 0 unless promotion.json says otherwise."""
-    rec = jobdir.read_json(job_dir / PROMOTION) if (job_dir / PROMOTION).is_file() else None
+    path = os.path.join(job_dir, PROMOTION)  # str, not Path: status asks for every job
+    rec = jobdir.read_json(path) if os.path.isfile(path) else None
     try:
         return int((rec or {}).get("rung", 0))
     except (TypeError, ValueError):
