@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -93,7 +94,7 @@ def _steps(root: Path, formats: list[str]) -> list[tuple[str, float, float, str]
 
     out = []
 
-    def timed(label: str, **kw: object) -> object:
+    def timed(label: str, **kw: Any) -> Any:
         t, c = time.perf_counter(), time.process_time()
         report = summarize(root, **kw)
         dt, dc = time.perf_counter() - t, time.process_time() - c
@@ -114,7 +115,7 @@ def _steps(root: Path, formats: list[str]) -> list[tuple[str, float, float, str]
     spent: dict[str, float] = {}
     draw = plots.PLOTS["best_runs"]
 
-    def best_runs(ctx: object) -> object:
+    def best_runs(ctx: Any) -> Any:
         c = time.process_time()
         try:
             return draw(ctx)

@@ -870,7 +870,11 @@ def best_runs(ctx: PlotContext) -> list[tuple[str, str]]:
     try:
         # A title at a fixed height (axes.titley) is not moved above the tick labels, which
         # would take a layout pass per axis and draw; no tick labels sit on top here.
-        rc = {"xtick.minor.visible": False, "ytick.minor.visible": False, "axes.titley": 1.0}
+        rc: dict[str, Any] = {
+            "xtick.minor.visible": False,
+            "ytick.minor.visible": False,
+            "axes.titley": 1.0,
+        }
         with plt.rc_context({**ctx.style, **rc}):
             for g in ctx.groups:
                 best = g.picks[0]
