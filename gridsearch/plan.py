@@ -27,7 +27,7 @@ from gridsearch.spacefile import load_space
 if TYPE_CHECKING:
     from gridsearch.stages import Stage
 from hepae_core import yamlio
-from hepae_core.config import resolve, variables_of
+from hepae_core.config import canonical_form, resolve, variables_of
 from hepae_core.errors import ConfigError
 from hepae_core.jobdir import CONFIG, STATE, atomic_write_json, atomic_write_text, now_iso
 
@@ -57,6 +57,7 @@ class _Canon:
         return text
 
     def dump(self, cfg: Mapping[str, Any], skip: str | None = None) -> str:
+        cfg = canonical_form(cfg)
         return "".join(self.piece(k, cfg[k]) for k in sorted(cfg) if k != skip)
 
 
@@ -473,7 +474,7 @@ def plan(
         gone_entries = [dict(old[jid], in_space=False) for jid in report.gone]
         for i, entry in enumerate(gone_entries, start=len(entries)):
             entry["index"] = i
-        header = {
+        header: dict[str, Any] = {
             "name": space.name,
             "planned": now_iso(),
             "space_sha256": _sha(space.text),

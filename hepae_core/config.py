@@ -695,6 +695,29 @@ def load(path: str | Path) -> dict[str, Any]:
         raise
 
 
+#: Keys added after the first release (0.1.0), with their defaults. While at the default
+#: they are left out of the canonical text, so a campaign planned before they existed keeps
+#: its job ids when planned again (and nothing is trained twice); ``resolve`` fills them in
+#: when a job reads its config. A key added later goes here with its default.
+LATER_KEYS: dict[tuple[str, str], Any] = {
+    ("train", "augment"): {},
+    ("train", "rate_lambda"): 0.0,
+    ("train", "rate_quantise"): "noise",
+    ("train", "rate_residual_bounds"): {},
+}
+
+
+def canonical_form(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` without the :data:`LATER_KEYS` that are at their default (a shallow copy of
+    the sections it changes; ``cfg`` is left as it is)."""
+    out: dict[str, Any] = dict(cfg)
+    for (section, key), default in LATER_KEYS.items():
+        block = out.get(section)
+        if isinstance(block, Mapping) and key in block and block[key] == default:
+            out[section] = {k: v for k, v in block.items() if k != key}
+    return out
+
+
 def dump(cfg: Mapping[str, Any]) -> str:
     """Canonical YAML text of a config (sorted keys), the form job ids are hashed from."""
-    return yamlio.dump(dict(cfg), sort_keys=True, default_flow_style=None)
+    return yamlio.dump(canonical_form(cfg), sort_keys=True, default_flow_style=None)
