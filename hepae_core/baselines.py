@@ -40,8 +40,8 @@ def cast_roundtrip(x: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "bfloat16":
         u = x32.view(np.uint32).astype(np.uint64)
         # Round to nearest, ties to even: add 0x7FFF plus the lowest kept bit, then truncate.
-        u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
-        out = u.astype(np.uint32).view(np.float32)
+        kept = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+        out = kept.astype(np.uint32).view(np.float32)
         return np.where(np.isnan(x32), x32, out)
     raise ValueError(f"unknown cast {dtype!r}")
 

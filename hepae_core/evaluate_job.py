@@ -23,7 +23,7 @@ def reevaluate(job_dir: Path) -> Path:
 
     from hepae_core.config import load, residual_kinds
     from hepae_core.data import load_jets, split
-    from hepae_core.evaluate import reconstruct
+    from hepae_core.evaluate import reconstruct, threads_for
     from hepae_core.job import EVAL_SAMPLE, load_model, write_evaluation
 
     if not (job_dir / jobdir.MODEL).is_file():
@@ -38,7 +38,8 @@ def reevaluate(job_dir: Path) -> Path:
     )
     x_test = jets.values[parts.test]
     x_test = x_test[np.isfinite(norm.forward(x_test)).all(axis=1)][:EVAL_SAMPLE]
-    out = reconstruct(model, norm, x_test, torch.device("cpu"))
+    with threads_for(model, len(x_test)):  # a small model: one thread is faster
+        out = reconstruct(model, norm, x_test, torch.device("cpu"))
     kinds = residual_kinds(cfg)
     write_evaluation(job_dir, x_test, out, norm.variables, [kinds[v] for v in norm.variables])
     return job_dir / jobdir.EVAL
