@@ -13,8 +13,14 @@ and at a file of ``--file-jets`` jets):
 * ``ae``: each autoencoder with its latent quantised to k bits (model.pt's weights counted),
 * the float16 / bfloat16 casts and lossless (shuffle + deflate).
 
-First it prints the plane of the quantiser, SZ3 and ZFP side by side (``--no-ae`` stops
-there: seconds, no training).
+First come the goals of issue 17 (``--goals on``, the default; ``only`` stops after them,
+``off`` skips them): benchmarks/error_bounded.py on the Pythia dijet sample, every
+error-bounded codec at the bounds (``--max-error``, default 1e-3 on each of the 14
+variables: relative on pt, E, m, sum_pt_trk500, lead_pt, absolute on the rest), each ratio
+from the bytes written at ``--file-jets`` jets with SZ3 side by side, the floor (entropies
+of the quantised jets at the bounds and the ratio they allow) and the goal table (4D and 14
+variables against SZ3, the second sample, the speed; met or not met). Then the plane of the
+quantiser, SZ3 and ZFP side by side (``--no-ae`` stops there: seconds, no training).
 
 Samples: the bundled 4D jets (pt, eta, phi, E) and, when ../shared/data (relative to the
 repository) holds the Pythia dijet sample, 14 continuous per-jet variables of it (four-vector,
@@ -24,7 +30,8 @@ error of the natural-space standardised variables (``mse``).
 
     python benchmarks/rate_distortion.py [--epochs 30] [--jets 120000] [--threads 1]
                                          [--only 4d|14d] [--no-ae] [--file-jets 1000000]
-                                         [--json OUT.json]
+                                         [--goals on|only|off] [--goal-jets 200000]
+                                         [--max-error pt=1e-3,...] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -354,8 +361,23 @@ def main() -> None:
     p.add_argument("--file-jets", type=int, default=FILE_JETS,
                    help="jets over which side and model bytes are spread")  # fmt: skip
     p.add_argument("--json", type=Path, default=None, help="write all rows here")
+    p.add_argument("--goals", choices=("on", "only", "off"), default="on",
+                   help="issue 17's goal table and floor first (only: nothing else)")  # fmt: skip
+    p.add_argument("--goal-jets", type=int, default=200_000,
+                   help="jets read per sample for the goals (half fit, half measured)")  # fmt: skip
+    p.add_argument("--max-error", default=None, help="bounds of the goals (error_bounded.py)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.goals != "off":
+        import error_bounded
+
+        print("## issue 17's goals: error-bounded codecs at the bounds, SZ3 side by side")
+        argv = ["--jets", str(args.goal_jets), "--file-jets", str(args.file_jets)]
+        argv += ["--only", args.only] if args.only else []
+        argv += ["--max-error", args.max_error] if args.max_error else []
+        rc = error_bounded.main(argv)
+        if args.goals == "only":
+            raise SystemExit(rc)
     samples = [args.only] if args.only else ["4d", "14d"]
     every = []
     for s in samples:
