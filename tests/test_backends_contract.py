@@ -18,7 +18,7 @@ from hepae_core import contract
 class _NoQuery(Backend):
     kind = "broken"
 
-    def _prepare(self, jobs, profile, directory, overrides, search):  # type: ignore[override]
+    def _prepare(self, order):  # type: ignore[override]
         raise AssertionError
 
     def _display_command(self, prepared):  # type: ignore[override]
@@ -36,7 +36,7 @@ def test_a_backend_missing_a_hook_cannot_be_instantiated():
         _NoQuery()
 
     class NoJobId(SchedulerBackend):
-        def _prepare(self, jobs, profile, directory, overrides, search):  # type: ignore[override]
+        def _prepare(self, order):  # type: ignore[override]
             raise AssertionError
 
         def _task_ids(self, job_id, chunk):  # type: ignore[override]

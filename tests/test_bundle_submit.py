@@ -18,7 +18,7 @@ import yaml
 from conftest_gs import THREE_LR_SPACE, cli, write
 
 from gridsearch import bundles, sites
-from gridsearch.backends.base import JobRef
+from gridsearch.backends.base import JobRef, Order
 from gridsearch.backends.condor import CondorBackend
 from gridsearch.backends.slurm import SlurmBackend
 from gridsearch.campaign import open_campaign
@@ -102,11 +102,13 @@ def test_walltime_over_the_limit_names_the_bundle_that_fits(tmp_path):
     for j in jobs:
         j.dir.mkdir()
     with pytest.raises(GridsearchError) as err:
-        SlurmBackend()._prepare(jobs, profile, tmp_path / "sub", {"time": "30m", "bundle": 8}, [])
+        SlurmBackend()._prepare(
+            Order(jobs, profile, tmp_path / "sub", {"time": "30m", "bundle": 8})
+        )
     msg = str(err.value)
     assert "8 x 00:30:00" in msg and "--bundle 4" in msg  # 4 x 30 min = the 2 h limit
     prepared = SlurmBackend()._prepare(
-        jobs, profile, tmp_path / "sub", {"time": "30m", "bundle": 4}, []
+        Order(jobs, profile, tmp_path / "sub", {"time": "30m", "bundle": 4})
     )
     assert prepared.request["time"] == "02:00:00"
     assert "#SBATCH --time=02:00:00" in prepared.files["job.sh"][0]
@@ -118,7 +120,7 @@ def test_condor_renders_bundles(tmp_path):
     jobs = [JobRef(f"j{i}", tmp_path / f"j{i}", i) for i in range(3)]
     for j in jobs:
         j.dir.mkdir()
-    prepared = CondorBackend()._prepare(jobs, profile, tmp_path / "sub", {"bundle": 2}, [])
+    prepared = CondorBackend()._prepare(Order(jobs, profile, tmp_path / "sub", {"bundle": 2}))
     assert prepared.indices() == {"0": ["j0", "j1"], "1": ["j2"]}
     assert prepared.request["bundle"] == 2
 

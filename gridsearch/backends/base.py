@@ -29,7 +29,7 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,19 @@ class SchedulerState:
 
 
 @dataclass
+class Order:
+    """One submission as asked, what :meth:`Backend._prepare` checks and renders: the jobs,
+    the site profile, the submission directory, the user's request overrides (``--time``,
+    ``--bundle``...) and the user's template directories."""
+
+    jobs: list[JobRef]
+    profile: dict[str, Any]
+    directory: Path
+    overrides: dict[str, Any] = field(default_factory=dict)
+    search: list[Path] = field(default_factory=list)
+
+
+@dataclass
 class Chunk:
     """One scheduler command and the jobs it submits.
 
@@ -118,6 +131,20 @@ class Prepared:
             for c in self.chunks
             for i, refs in c.tasks().items()
         }
+
+
+def jobs_list(pairs: Iterable[tuple[int, JobRef]]) -> str:
+    """The text of ``jobs.txt`` (:data:`gridsearch.render.LIST_FILE`), the task index -> job
+    dir map every backend writes: ``INDEX DIR`` a line."""
+    from gridsearch import render  # jinja2: loaded by the backends that render, not by plan
+
+    return render.list_text((index, Path(ref.dir)) for index, ref in pairs)
+
+
+def python_note(environment: dict[str, Any]) -> str:
+    """The first note of a cluster submission: the python its job scripts run on the nodes
+    (``environment`` as :func:`gridsearch.sites.check_submission` returns it)."""
+    return f"python on the nodes: {environment['python']} ({environment['origin']})"
 
 
 def group_members(members: list[tuple[int, JobRef]]) -> dict[int, list[JobRef]]:
@@ -302,7 +329,7 @@ class Backend(abc.ABC):
                 message=f"{self.kind} cannot hold jobs until others ended; submit them once "
                 "the jobs they wait for are done"
             )
-        prepared = self._prepare(jobs, profile, directory, overrides or {}, search or [])
+        prepared = self._prepare(Order(jobs, profile, directory, overrides or {}, search or []))
         if after and not self.blocking:
             prepared.after = list(after)
             prepared.notes.append(
@@ -456,15 +483,8 @@ class Backend(abc.ABC):
     # ------------------------------------------------------------------ hooks
 
     @abc.abstractmethod
-    def _prepare(
-        self,
-        jobs: list[JobRef],
-        profile: dict[str, Any],
-        directory: Path,
-        overrides: dict[str, Any],
-        search: list[Path],
-    ) -> Prepared:
-        """Check everything and render every file; write nothing."""
+    def _prepare(self, order: Order) -> Prepared:
+        """Check everything and render every file of ``order``; write nothing."""
 
     @abc.abstractmethod
     def _display_command(self, prepared: Prepared) -> list[str]:

@@ -39,11 +39,13 @@ from typing import Any
 from gridsearch import bundles, render
 from gridsearch.backends.base import (
     Chunk,
-    JobRef,
+    Order,
     Prepared,
     SchedulerBackend,
     SchedulerState,
     SchedulerUnavailable,
+    jobs_list,
+    python_note,
     run_command,
     task_value,
 )
@@ -94,19 +96,13 @@ class CondorBackend(SchedulerBackend):
         """HTCondor's request keys (:func:`gridsearch.backends.condor.request.check_request`)."""
         check_request(profile, request)
 
-    def _prepare(
-        self,
-        jobs: list[JobRef],
-        profile: dict[str, Any],
-        directory: Path,
-        overrides: dict[str, Any],
-        search: list[Path],
-    ) -> Prepared:
+    def _prepare(self, order: Order) -> Prepared:
         """Render ``job.sh``, ``job.sub`` and ``jobs.txt`` and check ``job.sub`` with
         HTCondor's parser; write nothing."""
-        profile = dict(profile)
+        jobs, directory, search = order.jobs, order.directory, order.search
+        profile = dict(order.profile)
         profile.setdefault("kind", self.kind)
-        tasks = bundles.plan_tasks(jobs, profile, overrides)
+        tasks = bundles.plan_tasks(jobs, profile, order.overrides)
         request, environment = tasks.request, tasks.environment
         if not tasks.bundled:
             for job in jobs:  # each job dir is an item of the submit description
@@ -123,7 +119,7 @@ class CondorBackend(SchedulerBackend):
         script_text = render.render(profile.get("script_template", "condor.sh.j2"), context, search)
         submit_text = render.render(profile.get("template", "condor.sub.j2"), context, search)
         chunk = Chunk(SUBMIT_FILE, tasks.pairs, bundled=tasks.bundled)
-        lists = {render.LIST_FILE: render.list_text((i, Path(j.dir)) for i, j in tasks.pairs)}
+        lists = {render.LIST_FILE: jobs_list(tasks.pairs)}
         if tasks.bundled:
             # one proc per bundle: its task index, the line the job script looks up in jobs.txt
             lists[BUNDLE_LIST] = "".join(f"{i}\n" for i in chunk.tasks())
@@ -144,8 +140,7 @@ class CondorBackend(SchedulerBackend):
             SCRIPT_FILE: (script_text, 0o755),
             **{name: (text, 0o644) for name, text in lists.items()},
         }
-        notes = [f"python on the nodes: {environment['python']} ({environment['origin']})"]
-        notes.extend(tasks.notes)
+        notes = [python_note(environment), *tasks.notes]
         # a bundle's HTCondor output and the bundle's own log go to logs/ (must exist at submit)
         subdirs = ["logs"] if tasks.bundled else []
         return Prepared(directory, files, [chunk], subdirs, request, environment, notes=notes)

@@ -29,9 +29,11 @@ from gridsearch.backends.base import (
     Backend,
     Chunk,
     JobRef,
+    Order,
     Prepared,
     SchedulerState,
     Submission,
+    jobs_list,
     task_value,
 )
 from gridsearch.campaign import MANIFEST
@@ -221,18 +223,12 @@ class LocalBackend(Backend):
         """A local run has ended when its ledger record exists: nothing is in flight."""
         return {t: SchedulerState(t, TaskState.UNKNOWN) for t in task_ids}
 
-    def _prepare(
-        self,
-        jobs: list[JobRef],
-        profile: dict[str, Any],
-        directory: Path,
-        overrides: dict[str, Any],
-        search: list[Path],
-    ) -> Prepared:
+    def _prepare(self, order: Order) -> Prepared:
         """Workers, threads and time limit, checked; ``local.json`` says what will run."""
+        jobs, profile, directory = order.jobs, order.profile, order.directory
         if not jobs:
             raise GridsearchError(message="nothing to submit: no jobs given")
-        overrides = dict(overrides)
+        overrides = dict(order.overrides)
         wanted = overrides.pop("bundle", None)
         res = resources(profile, overrides)
         opts = profile.get("options") or {}
@@ -274,8 +270,7 @@ class LocalBackend(Backend):
             },
             indent=1,
         )
-        # the task index -> job dir map every backend writes
-        listed = render.list_text((i, Path(ref.dir)) for i, ref in listed_pairs)
+        listed = jobs_list(listed_pairs)
         files = {"local.json": (text + "\n", 0o644), render.LIST_FILE: (listed, 0o644)}
         return Prepared(directory, files, [chunk], [], res, {}, notes)
 

@@ -23,16 +23,18 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
 
 from gridsearch import bundles, render
 from gridsearch.backends.base import (
     Chunk,
     JobRef,
+    Order,
     Prepared,
     SchedulerBackend,
     SchedulerState,
     SchedulerUnavailable,
+    jobs_list,
+    python_note,
     run_command,
     task_value,
 )
@@ -68,19 +70,13 @@ class SlurmBackend(SchedulerBackend):
     supports_dependency = True
     script_template = "slurm.sh.j2"
 
-    def _prepare(
-        self,
-        jobs: list[JobRef],
-        profile: dict[str, Any],
-        directory: Path,
-        overrides: dict[str, Any],
-        search: list[Path],
-    ) -> Prepared:
+    def _prepare(self, order: Order) -> Prepared:
         """One array script per chunk of indices below MaxArraySize, and ``jobs.txt``."""
-        tasks = bundles.plan_tasks(jobs, profile, overrides)
+        profile, directory = order.profile, order.directory
+        tasks = bundles.plan_tasks(order.jobs, profile, order.overrides)
         k, pairs, request, environment = tasks.k, tasks.pairs, tasks.request, tasks.environment
         max_array = max_array_size(profile)
-        notes = [f"python on the nodes: {environment['python']} ({environment['origin']})"]
+        notes = [python_note(environment)]
         from_cluster = cluster_max_array_size()
         if from_cluster is not None and from_cluster < max_array:
             notes.append(
@@ -93,9 +89,7 @@ class SlurmBackend(SchedulerBackend):
         for index, job in pairs:
             groups.setdefault(index // max_array, []).append((index, job))
         throttle = request.get("throttle")
-        files: dict[str, tuple[str, int]] = {
-            render.LIST_FILE: (render.list_text((i, Path(j.dir)) for i, j in pairs), 0o644)
-        }
+        files: dict[str, tuple[str, int]] = {render.LIST_FILE: (jobs_list(pairs), 0o644)}
         notes.extend(tasks.notes)
         chunks: list[Chunk] = []
         for n, (group, members) in enumerate(sorted(groups.items())):
@@ -106,7 +100,7 @@ class SlurmBackend(SchedulerBackend):
             context = render.script_context(profile, request, environment, directory)
             context.update(array=array, offset=offset)
             name = "job.sh" if len(groups) == 1 else f"job-{n}.sh"
-            files[name] = (render.render(template, context, search), 0o755)
+            files[name] = (render.render(template, context, order.search), 0o755)
             chunks.append(Chunk(name, members, offset, bundled=k > 1))
         if throttle and len(chunks) > 1:
             notes.append(
