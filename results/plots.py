@@ -411,6 +411,7 @@ def rate_distortion(ctx: PlotContext) -> list[tuple[str, str]]:
     if not best:
         raise PlotSkipped("no best run with metrics", problem=True)
     panels = _rd_panels(ctx, variables, [r for _, r in best])
+    records = used.to_dict("records")  # the rate-aware jobs' frontier is drawn over all runs
 
     def name(value: Any) -> str:
         return f"AE {short(ctx.group_by)}={fmt(value)}" if ctx.group_by else "AE, best run"
@@ -421,7 +422,8 @@ def rate_distortion(ctx: PlotContext) -> list[tuple[str, str]]:
             (v0, row0), rest = best[0], best[1:]
             extra = [(r, PALETTE[(i + 1) % len(PALETTE)], name(val)) for i, (val, r) in
                      enumerate(rest)]  # fmt: skip
-            draw(ax, row0, v, color=PALETTE[0], label=name(v0), extra_rows=extra)
+            draw(ax, row0, v, color=PALETTE[0], label=name(v0), extra_rows=extra,
+                 frontier_rows=records)  # fmt: skip
             ax.set_title(v, loc="right", fontweight="bold")
         # the full ratio definition once under the panels, a short label on each
         full = axes[0].get_xlabel()
@@ -449,7 +451,8 @@ def rate_distortion(ctx: PlotContext) -> list[tuple[str, str]]:
     return [("rate_distortion", f"compression ratio (from the bytes written, model counted) "
              f"against the residual width of {what}: the best run of each group with its "
              "latent quantised at k bits, the scalar quantiser (plain and entropy-coded), SZ3, "
-             "ZFP, PCA, the crossovers and the lossless point")]  # fmt: skip
+             "ZFP, PCA, the crossovers, the lossless point and, with rate-aware runs "
+             "(train.rate_lambda), their frontier (predicted bits, model counted)")]  # fmt: skip
 
 
 def rate_distortion_bits(ctx: PlotContext) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -398,6 +398,218 @@ def _unit(row: Mapping[str, Any], var: str) -> str:
     return UNITS.get(str(kind), str(kind)) if kind else ""
 
 
+# -- the rate-aware frontier ------------------------------------------------------------
+
+FRONTIER_COLOR = "#D55E00"
+FRONTIER_LABEL = "rate-aware frontier (train.rate_lambda; predicted bits, model counted)"
+_AEQ_MODEL = re.compile(r"^aeq(\d+)\.model_bytes$")
+
+
+def _num(v: Any) -> float:
+    """``v`` as a float, NaN when it is missing or not a finite number."""
+    return float(v) if _finite(v) else math.nan
+
+
+def _model_bytes(row: Mapping[str, Any]) -> float:
+    """model.pt's bytes as the job's other codec points count them (0 when not kept)."""
+    if _finite(row.get("aer.model_bytes")):
+        return _num(row["aer.model_bytes"])
+    # the quantised latent's points count model.pt; the rate-aware point is the same model
+    kept = sorted((int(m.group(1)), _num(v)) for key, v in row.items()
+                  if (m := _AEQ_MODEL.match(str(key))) and _finite(v))  # fmt: skip
+    return kept[0][1] if kept else 0.0
+
+
+def aer_file_ratio(row: Mapping[str, Any], file_jets: int | None = None) -> float:
+    """Ratio of a rate-aware job's codec point ``aer`` at a file of ``file_jets`` jets.
+
+    float32 bytes over the predicted payload (``aer.bits_per_jet``, the prior's
+    cross-entropy of the rounded latent on the test jets) for ``file_jets`` jets plus the
+    model's bytes once, as :func:`file_ratio` counts the quantised latent's model; NaN
+    for a job without the point. The payload is predicted, not written: it has no side
+    information (the prior is in the model).
+    """
+    bits = _num(row.get("aer.bits_per_jet"))
+    d = _num(row.get("n_inputs") or _n_variables(row))
+    if not (bits > 0 and d > 0):  # NaN compares False
+        return math.nan
+    fj = float(file_jets or row.get("rate.file_jets") or FILE_JETS)
+    stored = bits / 8.0 * fj + _model_bytes(row)
+    return 4.0 * d * fj / stored
+
+
+@dataclass
+class FrontierPoint:
+    """One rate-aware job on the frontier of ratio against a variable's width."""
+
+    job_id: str
+    ratio: float
+    width: float
+    bits_per_jet: float
+    rate_lambda: float  # NaN when the metrics do not name it
+
+
+def rate_frontier(
+    rows: Iterable[Mapping[str, Any]], var: str, file_jets: int | None = None
+) -> tuple[list[FrontierPoint], int]:
+    """The rate-aware jobs not beaten in both ratio and ``aer.<var>.width``, by rising ratio.
+
+    Every row with the codec point ``aer`` (a job trained with ``train.rate_lambda``)
+    counts; its ratio is :func:`aer_file_ratio`. Returns (the frontier, how many rate-aware
+    jobs were considered).
+    """
+    pts: list[FrontierPoint] = []
+    for r in rows:
+        ratio, w = aer_file_ratio(r, file_jets), _num(r.get(f"aer.{var}.width"))
+        if not (math.isfinite(ratio) and w > 0):
+            continue
+        pts.append(FrontierPoint(str(r.get("job_id", "")), ratio, w,
+                                 _num(r.get("aer.bits_per_jet")),
+                                 _num(r.get("param.train.rate_lambda"))))  # fmt: skip
+    if not pts:
+        return [], 0
+    front = pareto_front(np.array([p.ratio for p in pts]), np.array([p.width for p in pts]))
+    return [pts[i] for i in front[::-1]], len(pts)
+
+
+def frontier_lines(
+    rows: list[Mapping[str, Any]], variables: list[str], file_jets: int | None = None
+) -> list[str]:
+    """The rate-aware frontier in words: per variable, the jobs on it and what they span."""
+    out = []
+    for v in variables:
+        front, n = rate_frontier(rows, v, file_jets)
+        if not front:
+            continue
+        lams = ", ".join(f"{p.rate_lambda:g}" for p in front if math.isfinite(p.rate_lambda))
+        out.append(f"    {v}: {len(front)} of {n} rate-aware jobs on the frontier, ratio "
+                   f"{front[0].ratio:.2f}-{front[-1].ratio:.2f}, width {_sci(front[0].width)}"
+                   f"-{_sci(front[-1].width)}" + (f" (lambda {lams})" if lams else ""))  # fmt: skip
+    if out:
+        kept = [r["rate.file_jets"] for r in rows if _finite(r.get("rate.file_jets"))]
+        fj = int(file_jets or (kept[0] if kept else FILE_JETS))
+        out.insert(0, f"  rate-aware frontier (predicted bits per jet, model counted, at "
+                      f"{fj:,} jets):")  # fmt: skip
+    return out
+
+
+# -- the plane, drawn ----------------------------------------------------------------------
+
+
+class _Panel:
+    """An axis and the points drawn on it (the limits hug them)."""
+
+    def __init__(self, ax: Any) -> None:
+        self.ax = ax
+        self.xs: list[float] = []
+        self.ys: list[float] = []
+
+    def plot(self, r: np.ndarray, w: np.ndarray, *args: Any, **kw: Any) -> None:
+        if len(r):
+            self.ax.plot(r, w, *args, **kw)
+            self.xs.extend(np.asarray(r, dtype=float).tolist())
+            self.ys.extend(np.asarray(w, dtype=float).tolist())
+
+
+def _plot_peers(panel: _Panel, row: Mapping[str, Any], var: str, fj: int) -> None:
+    """The scalar quantiser (plain and entropy-coded), SZ3 and ZFP at the same bounds."""
+    panel.plot(*rate_curve(row, "sq", var, fj), "-", color="black", lw=2.0,
+               label=METHOD_LABELS["sq"])  # fmt: skip
+    panel.plot(*rate_curve(row, "sqe", var, fj), "-", color="black", lw=0.8,
+               label="scalar quantiser, entropy-coded")  # fmt: skip
+    panel.plot(*rate_curve(row, "sz3_", var, fj), "--", color="#555555", marker="x", ms=4,
+               lw=1.2, label="SZ3, same bound")  # fmt: skip
+    panel.plot(*rate_curve(row, "zfp", var, fj), ":", color="#999999", marker="+", ms=5,
+               lw=1.2, label="ZFP, same bound")  # fmt: skip
+
+
+def _mark_crossover(ax: Any, x: float, w: float, c: str, labelled: bool) -> None:
+    """A star where an autoencoder crosses the quantiser, its ratio on the ratio axis."""
+    ax.plot([x], [w], marker="*", color=c, ms=11, mec="black", mew=0.6, ls="none",
+            zorder=5, label=None if labelled else "crossover with the scalar quantiser "
+            "(its ratio on the axis)")  # fmt: skip
+    # the ratio is written on the ratio axis, under the star, joined by a dotted line: it
+    # never sits on a curve, and reads like a tick
+    ax.annotate(f"{x:.2f}", xy=(x, w), xycoords="data", xytext=(x, 0.02),
+                textcoords=ax.get_xaxis_transform(), ha="center", va="bottom",
+                fontsize=7, color=c, fontweight="bold",
+                arrowprops={"arrowstyle": "-", "ls": ":", "color": c, "lw": 0.8})  # fmt: skip
+
+
+def _plot_models(
+    panel: _Panel,
+    models: list[tuple[Mapping[str, Any], str, str]],
+    var: str,
+    fj: int,
+    peers: bool,
+) -> None:
+    """Each autoencoder's quantised latent (and its PCA), the crossovers with the quantiser."""
+    starred = False
+    for r_row, c, name in models:
+        ae = rate_curve(r_row, "aeq", var, fj)
+        panel.plot(*ae, "-o", color=c, ms=3, label=f"{name}, quantised latent")
+        if peers:
+            pca = rate_curve(r_row, "pca", var, fj)
+            z = r_row.get("pca.z")
+            panel.plot(*pca, "-.", color=c, lw=1.0, label=f"PCA, {z} comp." if z else "PCA")
+        for x in crossovers(ae, rate_curve(r_row, "sq", var, fj)):
+            w = float(_log_interp(np.array([x]), *ae)[0])
+            _mark_crossover(panel.ax, x, w, c, starred)
+            starred = True
+
+
+def _plot_frontier(
+    panel: _Panel, rows: list[Mapping[str, Any]], var: str, fj: int
+) -> list[FrontierPoint]:
+    """The rate-aware frontier over ``rows``, each point labelled with its lambda."""
+    front, _ = rate_frontier(rows, var, fj)
+    if not front:
+        return front
+    panel.plot(np.array([p.ratio for p in front]), np.array([p.width for p in front]), "-s",
+               color=FRONTIER_COLOR, ms=4, lw=1.6, zorder=4, label=FRONTIER_LABEL)  # fmt: skip
+    for p in front:
+        if math.isfinite(p.rate_lambda):
+            panel.ax.annotate(f"{p.rate_lambda:g}", xy=(p.ratio, p.width), xytext=(3, 3),
+                              textcoords="offset points", fontsize=6,
+                              color=FRONTIER_COLOR)  # fmt: skip
+    return front
+
+
+def _fit_limits_and_lossless(panel: _Panel, row: Mapping[str, Any], fj: int) -> None:
+    """Log axes that hug the points, the lossless point on the ratio axis (width 0)."""
+    import matplotlib.transforms as mtransforms
+
+    ax = panel.ax
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    if not panel.xs:
+        return
+    lo, hi = min(panel.xs), max(panel.xs)
+    lossless = file_ratio(row, "lossless", fj)
+    if _finite(lossless):
+        lo, hi = min(lo, lossless), max(hi, lossless)
+    ax.set_xlim(lo / 1.08, hi * 1.08)
+    ax.set_ylim(min(panel.ys) / 1.5, max(panel.ys) * 1.5)
+    if _finite(lossless):
+        # width 0 has no place on a log axis: the point sits on the ratio axis itself
+        tr = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
+        ax.plot([lossless], [0.0], marker="v", color="#009E73", ms=9, ls="none",
+                transform=tr, clip_on=False, zorder=6,
+                label=f"lossless (width 0), ratio {lossless:.2f}")  # fmt: skip
+
+
+def _label_axes(ax: Any, row: Mapping[str, Any], var: str, fj: int) -> None:
+    import matplotlib.ticker as mticker
+
+    # plain numbers on the ratio axis (1.5, 2, 3, 4, 6, ...), not 2x10^0
+    ax.xaxis.set_major_locator(mticker.FixedLocator([1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64]))
+    ax.xaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+    unit = _unit(row, var)
+    ax.set_xlabel(f"compression ratio (bytes written, {_jets_short(fj)} jets, model counted)")
+    ax.set_ylabel(f"{var} residual width" + (f" [{unit}]" if unit else ""))
+
+
 def draw_plane(
     ax: Any,
     row: Mapping[str, Any],
@@ -408,83 +620,27 @@ def draw_plane(
     label: str = "autoencoder",
     peers: bool = True,
     extra_rows: list[tuple[Mapping[str, Any], str, str]] | None = None,
+    frontier_rows: list[Mapping[str, Any]] | None = None,
 ) -> None:
     """One panel of the rate-distortion figure: ratio (from bytes) against the width of ``var``.
 
     The scalar quantiser, SZ3, ZFP and PCA (``peers``) and the autoencoder's quantised
     latent of ``row``, plus ``extra_rows`` ((row, colour, label) of more autoencoders),
-    every ratio from the bytes written at ``file_jets`` jets with the model counted. Marks
-    where each autoencoder crosses the scalar quantiser, puts the lossless point on the
-    ratio axis (its width is zero) and fits the limits to the data (no empty quarter).
+    every ratio from the bytes written at ``file_jets`` jets with the model counted; the
+    frontier of the rate-aware jobs among ``frontier_rows`` (the campaign's runs,
+    :func:`rate_frontier`). Marks where each autoencoder crosses the scalar quantiser, puts
+    the lossless point on the ratio axis (its width is zero) and fits the limits to the
+    data (no empty quarter).
     """
-    import matplotlib.transforms as mtransforms
-
     fj = int(file_jets or row.get("rate.file_jets") or FILE_JETS)
-    xs: list[float] = []
-    ys: list[float] = []
-
-    def plot(r: np.ndarray, w: np.ndarray, *args: Any, **kw: Any) -> None:
-        if len(r):
-            ax.plot(r, w, *args, **kw)
-            xs.extend(r.tolist())
-            ys.extend(w.tolist())
-
-    sq = rate_curve(row, "sq", var, fj)
+    panel = _Panel(ax)
     if peers:
-        plot(*sq, "-", color="black", lw=2.0, label=METHOD_LABELS["sq"])
-        plot(*rate_curve(row, "sqe", var, fj), "-", color="black", lw=0.8,
-             label="scalar quantiser, entropy-coded")  # fmt: skip
-        plot(*rate_curve(row, "sz3_", var, fj), "--", color="#555555", marker="x", ms=4,
-             lw=1.2, label="SZ3, same bound")  # fmt: skip
-        plot(*rate_curve(row, "zfp", var, fj), ":", color="#999999", marker="+", ms=5,
-             lw=1.2, label="ZFP, same bound")  # fmt: skip
-    models = [(row, color, label), *(extra_rows or [])]
-    starred = False
-    for r_row, c, name in models:
-        ae = rate_curve(r_row, "aeq", var, fj)
-        plot(*ae, "-o", color=c, ms=3, label=f"{name}, quantised latent")
-        if peers:
-            pca = rate_curve(r_row, "pca", var, fj)
-            z = r_row.get("pca.z")
-            plot(*pca, "-.", color=c, lw=1.0, label=f"PCA, {z} comp." if z else "PCA")
-        ref = rate_curve(r_row, "sq", var, fj) if r_row is not row else sq
-        for x in crossovers(ae, ref):
-            w = float(_log_interp(np.array([x]), *ae)[0])
-            ax.plot([x], [w], marker="*", color=c, ms=11, mec="black", mew=0.6, ls="none",
-                    zorder=5, label=None if starred else "crossover with the scalar quantiser "
-                    "(its ratio on the axis)")  # fmt: skip
-            starred = True
-            # the ratio is written on the ratio axis, under the star, joined by a dotted
-            # line: it never sits on a curve, and reads like a tick
-            ax.annotate(f"{x:.2f}", xy=(x, w), xycoords="data", xytext=(x, 0.02),
-                        textcoords=ax.get_xaxis_transform(), ha="center", va="bottom",
-                        fontsize=7, color=c, fontweight="bold",
-                        arrowprops={"arrowstyle": "-", "ls": ":", "color": c,
-                                    "lw": 0.8})  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    if xs:
-        lo, hi = min(xs), max(xs)
-        lossless = file_ratio(row, "lossless", fj)
-        if _finite(lossless):
-            lo, hi = min(lo, lossless), max(hi, lossless)
-        ax.set_xlim(lo / 1.08, hi * 1.08)
-        ax.set_ylim(min(ys) / 1.5, max(ys) * 1.5)
-        if _finite(lossless):
-            # width 0 has no place on a log axis: the point sits on the ratio axis itself
-            tr = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
-            ax.plot([lossless], [0.0], marker="v", color="#009E73", ms=9, ls="none",
-                    transform=tr, clip_on=False, zorder=6,
-                    label=f"lossless (width 0), ratio {lossless:.2f}")  # fmt: skip
-    import matplotlib.ticker as mticker
-
-    # plain numbers on the ratio axis (1.5, 2, 3, 4, 6, ...), not 2x10^0
-    ax.xaxis.set_major_locator(mticker.FixedLocator([1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64]))
-    ax.xaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
-    ax.xaxis.set_minor_formatter(mticker.NullFormatter())
-    unit = _unit(row, var)
-    ax.set_xlabel(f"compression ratio (bytes written, {_jets_short(fj)} jets, model counted)")
-    ax.set_ylabel(f"{var} residual width" + (f" [{unit}]" if unit else ""))
+        _plot_peers(panel, row, var, fj)
+    _plot_models(panel, [(row, color, label), *(extra_rows or [])], var, fj, peers)
+    if frontier_rows:
+        _plot_frontier(panel, frontier_rows, var, fj)
+    _fit_limits_and_lossless(panel, row, fj)
+    _label_axes(ax, row, var, fj)
 
 
 def variables_of(df: Any) -> list[str]:
@@ -517,7 +673,7 @@ def report_lines(used: Any, groups: list[Any], label: str) -> list[str]:
         head = f"{label} = {g.value}" if label else "all runs"
         lines.append(f"  {head}: best run {best.name}")
         lines += verdict_lines(row.to_dict(), variables)
-    return lines
+    return lines + frontier_lines(used.to_dict("records"), variables)
 
 
 # -- the best codec per error bound ---------------------------------------------------------
