@@ -29,7 +29,7 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,6 +225,9 @@ class SchedulerUnavailable(OSError):
     its silence says nothing about the tasks, so status keeps the job dirs' word and
     resubmit does not take jobs it may hold."""
 
+
+#: One tool a scheduler backend asks about tasks: task ids -> the states of those it knows.
+Source = Callable[[list[str]], dict[str, SchedulerState]]
 
 #: A Slurm-style extra option of a profile's ``request.extra`` list (``--exclusive``).
 _OPTION = re.compile(r"^--?[A-Za-z][A-Za-z0-9\-]*(=[A-Za-z0-9_.:,+=@%/\-&|\[\]*!]+)?$")
@@ -551,3 +554,35 @@ class SchedulerBackend(Backend):
     ) -> str:
         said = (proc.stderr or proc.stdout).strip()
         return f"{self.submit_tool} refused {chunk.script}: {said}"
+
+    @staticmethod
+    def _query_in_turn(
+        task_ids: list[str], sources: Sequence[tuple[str, Source]], unknown: str
+    ) -> dict[str, SchedulerState]:
+        """The scheduler's word on each task: ``sources`` are ``(tool, ask)`` pairs asked in
+        turn about the tasks none before knew (the queue first, then what keeps ended tasks).
+
+        ``ask(tasks)`` returns the states of those of ``tasks`` its tool knows. The first
+        tool speaks for the scheduler: when it cannot be run (not on PATH, a timeout) this
+        raises :class:`SchedulerUnavailable`, since its silence proves nothing (``ask``
+        raises it too when the tool answers with an error); a later one that cannot be run
+        is passed over. A task no tool knows is ``unknown``, for the reason ``unknown``
+        (``{task}`` is the task id).
+        """
+        wanted = [str(t) for t in task_ids]
+        found: dict[str, SchedulerState] = {}
+        for n, (tool, ask) in enumerate(sources):
+            missing = [t for t in wanted if t not in found]
+            if not missing:
+                break
+            try:
+                answers = ask(missing)
+            except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+                if n == 0:
+                    raise SchedulerUnavailable(f"{tool} could not be run: {exc}") from None
+                continue
+            asked = set(missing)
+            found.update((t, state) for t, state in answers.items() if t in asked)
+        for t in wanted:
+            found.setdefault(t, SchedulerState(t, TaskState.UNKNOWN, unknown.format(task=t)))
+        return found

@@ -31,8 +31,8 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import subprocess
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -179,38 +179,34 @@ class CondorBackend(SchedulerBackend):
         Raise :class:`SchedulerUnavailable` when condor_q cannot answer (not on PATH, no
         schedd): a task is ``unknown`` only when the pool answered and does not know it.
         """
-        wanted = [str(t) for t in task_ids]
-        found: dict[str, SchedulerState] = {}
-        for tool in ("condor_q", "condor_history"):
-            missing = [t for t in wanted if t not in found]
-            if not missing:
-                break
-            clusters = sorted({t.split(".")[0] for t in missing if t.split(".")[0].isdigit()})
-            if not clusters:
-                break
-            constraint = " || ".join(f"ClusterId == {c}" for c in clusters)
-            try:
-                proc = _run([tool, "-json", "-attributes", _ATTRS, "-constraint", constraint])
-            except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
-                if tool == "condor_q":  # no answer at all: silence proves nothing
-                    raise SchedulerUnavailable(f"condor_q could not be run: {exc}") from None
-                continue
-            if proc.returncode != 0:
-                if tool == "condor_q":
-                    said = (proc.stderr or proc.stdout).strip() or f"exit {proc.returncode}"
-                    raise SchedulerUnavailable(f"condor_q failed: {said}")
-                continue
-            try:
-                ads = json.loads(proc.stdout) if proc.stdout.strip() else []
-            except ValueError:
-                continue
-            for ad in ads if isinstance(ads, list) else []:
-                task = f"{ad.get('ClusterId')}.{ad.get('ProcId')}"
-                if task in missing and task not in found:
-                    state, reason, code = classify(ad)
-                    # idle after earlier starts: evicted (or requeued), it runs again by itself
-                    restarts = int(ad.get("NumJobStarts") or 0) if state == TaskState.QUEUED else 0
-                    found[task] = SchedulerState(task, state, reason, code, restarts)
-        for t in wanted:
-            found.setdefault(t, SchedulerState(t, TaskState.UNKNOWN, "not known to HTCondor"))
-        return found
+        sources = [(tool, partial(_ads, tool)) for tool in ("condor_q", "condor_history")]
+        return self._query_in_turn(task_ids, sources, "not known to HTCondor")
+
+
+def _ads(tool: str, tasks: list[str]) -> dict[str, SchedulerState]:
+    """What ``tool`` (condor_q or condor_history) says of ``tasks``, from the job ads of
+    their clusters; raise :class:`SchedulerUnavailable` when condor_q answers with an error
+    (a failing condor_history knows nothing)."""
+    clusters = sorted({t.split(".")[0] for t in tasks if t.split(".")[0].isdigit()})
+    if not clusters:
+        return {}
+    constraint = " || ".join(f"ClusterId == {c}" for c in clusters)
+    proc = _run([tool, "-json", "-attributes", _ATTRS, "-constraint", constraint])
+    if proc.returncode != 0:
+        if tool == "condor_q":
+            said = (proc.stderr or proc.stdout).strip() or f"exit {proc.returncode}"
+            raise SchedulerUnavailable(f"condor_q failed: {said}")
+        return {}
+    try:
+        ads = json.loads(proc.stdout) if proc.stdout.strip() else []
+    except ValueError:
+        return {}
+    found: dict[str, SchedulerState] = {}
+    for ad in ads if isinstance(ads, list) else []:
+        task = f"{ad.get('ClusterId')}.{ad.get('ProcId')}"
+        if task in tasks and task not in found:
+            state, reason, code = classify(ad)
+            # idle after earlier starts: evicted (or requeued), it runs again by itself
+            restarts = int(ad.get("NumJobStarts") or 0) if state == TaskState.QUEUED else 0
+            found[task] = SchedulerState(task, state, reason, code, restarts)
+    return found

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from gridsearch import bundles, render
@@ -41,7 +43,6 @@ from gridsearch.backends.base import (
 from gridsearch.backends.slurm.request import cluster_max_array_size, max_array_size
 from gridsearch.backends.slurm.states import classify
 from gridsearch.errors import GridsearchError
-from hepae_core.contract import TaskState
 
 _run = run_command  # the one subprocess helper (base.run_command)
 
@@ -165,37 +166,9 @@ class SlurmBackend(SchedulerBackend):
         When squeue itself cannot answer (no controller, a timeout), raise
         :class:`SchedulerUnavailable`: silence is then no evidence of anything.
         """
-        wanted = [str(t) for t in task_ids]
-        found: dict[str, SchedulerState] = {}
-        if not wanted:
-            return found
-        for fetch in (self._squeue, self._scontrol, self._sacct):
-            missing = [t for t in wanted if t not in found]
-            if not missing:
-                break
-            try:
-                records = fetch(sorted({t.split("_")[0] for t in missing}))
-            except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
-                if fetch == self._squeue:
-                    raise SchedulerUnavailable(f"squeue could not be run: {exc}") from None
-                continue
-            for task, rec in records.items():
-                if task in missing:
-                    restarts = int(rec.get("restarts") or 0)
-                    state, reason, code = classify(
-                        rec.get("state", ""), rec.get("exit"), rec.get("reason", ""), restarts
-                    )
-                    found[task] = SchedulerState(task, state, reason, code, restarts)
-        for t in wanted:
-            found.setdefault(
-                t,
-                SchedulerState(
-                    t,
-                    TaskState.UNKNOWN,
-                    f"Slurm no longer knows task {t}",
-                ),
-            )
-        return found
+        fetchers = (("squeue", self._squeue), ("scontrol", self._scontrol), ("sacct", self._sacct))
+        sources = [(tool, partial(_states, fetch)) for tool, fetch in fetchers]
+        return self._query_in_turn(task_ids, sources, "Slurm no longer knows task {task}")
 
     @staticmethod
     def _squeue(ids: list[str]) -> dict[str, dict[str, str]]:
@@ -278,6 +251,22 @@ class SlurmBackend(SchedulerBackend):
                     "restarts": parts[4] if len(parts) > 4 and parts[4].isdigit() else "0",
                 }
         return out
+
+
+def _states(
+    fetch: Callable[[list[str]], dict[str, dict[str, str]]], tasks: list[str]
+) -> dict[str, SchedulerState]:
+    """The states of ``tasks`` in ``fetch``'s records of their arrays (squeue, scontrol or
+    sacct), classified."""
+    found: dict[str, SchedulerState] = {}
+    for task, rec in fetch(sorted({t.split("_")[0] for t in tasks})).items():
+        if task in tasks:
+            restarts = int(rec.get("restarts") or 0)
+            state, reason, code = classify(
+                rec.get("state", ""), rec.get("exit"), rec.get("reason", ""), restarts
+            )
+            found[task] = SchedulerState(task, state, reason, code, restarts)
+    return found
 
 
 def _expand_indices(text: str) -> list[str]:
