@@ -40,7 +40,9 @@ class _Canon:
 
     The dump of a block mapping is the concatenation of the dumps of its keys, so each
     top-level entry is dumped once per distinct value and cached (the result is byte for
-    byte ``dump``'s; a test checks it).
+    byte ``dump``'s; a test checks it). ``canonical_form`` acts on each section alone (it
+    drops a section's later keys at their default), so it runs once per distinct section
+    too, on a cache miss, not once per config (a new dict of the train section per point).
     """
 
     def __init__(self) -> None:
@@ -50,6 +52,7 @@ class _Canon:
         ck = (key, repr(value))  # equal reprs of plain YAML values are equal dumps
         text = self.cache.get(ck)
         if text is None:
+            value = canonical_form({key: value})[key]
             # a lone scalar would make the one-key mapping a flow mapping: force block there
             flow = None if isinstance(value, dict | list) else False
             text = yamlio.dump({key: value}, sort_keys=True, default_flow_style=flow)
@@ -57,8 +60,8 @@ class _Canon:
         return text
 
     def dump(self, cfg: Mapping[str, Any], skip: str | None = None) -> str:
-        cfg = canonical_form(cfg)
-        return "".join(self.piece(k, cfg[k]) for k in sorted(cfg) if k != skip)
+        piece = self.piece
+        return "".join([piece(k, cfg[k]) for k in sorted(cfg) if k != skip])
 
 
 def job_id_of(canonical: str) -> str:

@@ -101,6 +101,23 @@ def read_stages(space: Space, data: Mapping[str, Any]) -> None:
         Axes outside the stages, an unknown stage key or ``after``, a cycle, a bad
         ``stage1`` section: one message naming the file, line and key.
     """
+    _check_top_keys(space, data)
+    stages = data["stages"]
+    if not isinstance(stages, Mapping) or not stages:
+        raise GridsearchError(
+            message="must be a mapping of stage names to stages, e.g. {single: {grid: ...}, "
+            "grouped: {after: single, grid: ...}}",
+            source=space.where("stages"),
+            key="stages",
+        )
+    top_base = data.get("base") or {}
+    by_name = {name: _read_stage(space, name, body, top_base) for name, body in stages.items()}
+    _check_afters(by_name, space)
+    space.stages = _in_order(by_name, space)
+
+
+def _check_top_keys(space: Space, data: Mapping[str, Any]) -> None:
+    """Only :data:`STAGED_TOP_KEYS` beside ``stages:`` (axes belong to a stage)."""
     for key in data:
         if key not in STAGED_TOP_KEYS:
             raise GridsearchError(
@@ -112,63 +129,65 @@ def read_stages(space: Space, data: Mapping[str, Any]) -> None:
                 source=space.where(key),
                 key=str(key),
             )
-    stages = data["stages"]
-    if not isinstance(stages, Mapping) or not stages:
+
+
+def _read_stage(space: Space, name: Any, body: Any, top_base: Mapping[str, Any]) -> Stage:
+    """One stage: its name and keys checked, its sub-space read, then its dependency."""
+    _check_stage_body(space, name, body)
+    own_base = body.get("base") or {}
+    if not isinstance(own_base, Mapping):
         raise GridsearchError(
-            message="must be a mapping of stage names to stages, e.g. {single: {grid: ...}, "
-            "grouped: {after: single, grid: ...}}",
-            source=space.where("stages"),
+            message="must be a mapping of job config sections",
+            source=space.where("stages", name, "base"),
+            key=f"stages.{name}.base",
+        )
+    sub = Space(
+        path=space.path,
+        text=space.text,
+        name=space.name,
+        base=_merge_base(top_base, own_base),
+        axes=[],
+        include=[],
+        exclude=[],
+        lines=space.lines,
+        prefix=("stages", name),
+    )
+    read_body(sub, body)
+    stage = Stage(name=name, space=sub)
+    _read_dependency(stage, body, space)
+    return stage
+
+
+def _check_stage_body(space: Space, name: Any, body: Any) -> None:
+    """A stage name of safe characters, and a mapping of :data:`STAGE_KEYS`."""
+    where = space.where("stages", name)
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise GridsearchError(
+            message=f"a stage name must be letters, digits, '.', '_' or '-', got {name!r}",
+            source=where,
             key="stages",
         )
-    top_base = data.get("base") or {}
-    by_name: dict[str, Stage] = {}
-    for name, body in stages.items():
-        where = space.where("stages", name)
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise GridsearchError(
-                message=f"a stage name must be letters, digits, '.', '_' or '-', got {name!r}",
-                source=where,
-                key="stages",
-            )
-        if not isinstance(body, Mapping):
-            raise GridsearchError(
-                message="must be a mapping with grid/zip/repeat (and after, stage1 for a "
-                "stage that picks from another)",
-                source=where,
-                key=f"stages.{name}",
-            )
-        for key in body:
-            if key not in STAGE_KEYS:
-                raise GridsearchError(
-                    message="is not a stage key (expected one of "
-                    + ", ".join(STAGE_KEYS)
-                    + ")"
-                    + did_you_mean(str(key), STAGE_KEYS),
-                    source=space.where("stages", name, key),
-                    key=f"stages.{name}.{key}",
-                )
-        own_base = body.get("base") or {}
-        if not isinstance(own_base, Mapping):
-            raise GridsearchError(
-                message="must be a mapping of job config sections",
-                source=space.where("stages", name, "base"),
-                key=f"stages.{name}.base",
-            )
-        sub = Space(
-            path=space.path,
-            text=space.text,
-            name=space.name,
-            base=_merge_base(top_base, own_base),
-            axes=[],
-            include=[],
-            exclude=[],
-            lines=space.lines,
-            prefix=("stages", name),
+    if not isinstance(body, Mapping):
+        raise GridsearchError(
+            message="must be a mapping with grid/zip/repeat (and after, stage1 for a "
+            "stage that picks from another)",
+            source=where,
+            key=f"stages.{name}",
         )
-        read_body(sub, body)
-        stage = Stage(name=name, space=sub)
-        _read_dependency(stage, body, space)
-        by_name[name] = stage
+    for key in body:
+        if key not in STAGE_KEYS:
+            raise GridsearchError(
+                message="is not a stage key (expected one of "
+                + ", ".join(STAGE_KEYS)
+                + ")"
+                + did_you_mean(str(key), STAGE_KEYS),
+                source=space.where("stages", name, key),
+                key=f"stages.{name}.{key}",
+            )
+
+
+def _check_afters(by_name: dict[str, Stage], space: Space) -> None:
+    """Every ``after`` names a stage of the file."""
     for stage in by_name.values():
         if stage.after is not None and stage.after not in by_name:
             raise GridsearchError(
@@ -177,21 +196,47 @@ def read_stages(space: Space, data: Mapping[str, Any]) -> None:
                 source=space.where("stages", stage.name, "after"),
                 key=f"stages.{stage.name}.after",
             )
-    space.stages = _in_order(by_name, space)
 
 
 def _read_dependency(stage: Stage, body: Mapping[str, Any], space: Space) -> None:
+    """``after`` and ``stage1`` of a stage: whom it picks from, how, and among which jobs."""
+    if not _read_after(stage, body, space):
+        return
+    name = stage.name
+    spec = body.get("stage1")
+    spec = {} if spec is None else spec
+    if not isinstance(spec, Mapping) or set(spec) - {"pick", "by", "per", "where"}:
+        raise GridsearchError(
+            message="expects {pick: best|each, by: <metric, lower is better>, per: [<keys>], "
+            "where: <rule on the earlier stage's jobs>}",
+            source=space.where("stages", name, "stage1"),
+            key=f"stages.{name}.stage1",
+        )
+    pick = _read_pick(spec, name, space)
+    by = _read_by(spec, name, space)
+    per = _read_per(spec, name, space, pick)
+    stage.pick, stage.by, stage.per = pick, by, per
+    if spec.get("where") is not None:
+        # the include/exclude rule syntax, read relative to this stage1 section
+        holder = Space(
+            path=space.path, text=space.text, name=space.name, base={}, axes=[], include=[],
+            exclude=[], lines=space.lines, prefix=("stages", name, "stage1"),
+        )  # fmt: skip
+        stage.where = _read_rules(holder, spec, "where")
+
+
+def _read_after(stage: Stage, body: Mapping[str, Any], space: Space) -> bool:
+    """``stage.after`` from the body; False for a stage that picks from no other."""
     name = stage.name
     after = body.get("after")
-    spec = body.get("stage1")
     if after is None:
-        if spec is not None:
+        if body.get("stage1") is not None:
             raise GridsearchError(
                 message="needs 'after: <stage>': the stage whose jobs it picks from",
                 source=space.where("stages", name, "stage1"),
                 key=f"stages.{name}.stage1",
             )
-        return
+        return False
     if not isinstance(after, str):
         raise GridsearchError(
             message=f"must be the name of one earlier stage, got {after!r}",
@@ -206,15 +251,10 @@ def _read_dependency(stage: Stage, body: Mapping[str, Any], space: Space) -> Non
             source=space.where("stages", name),
             key="model.stage1",
         )
-    spec = {} if spec is None else spec
-    where = space.where("stages", name, "stage1")
-    if not isinstance(spec, Mapping) or set(spec) - {"pick", "by", "per", "where"}:
-        raise GridsearchError(
-            message="expects {pick: best|each, by: <metric, lower is better>, per: [<keys>], "
-            "where: <rule on the earlier stage's jobs>}",
-            source=where,
-            key=f"stages.{name}.stage1",
-        )
+    return True
+
+
+def _read_pick(spec: Mapping[str, Any], name: str, space: Space) -> str:
     pick = spec.get("pick", "best")
     if pick not in PICKS:
         raise GridsearchError(
@@ -223,6 +263,12 @@ def _read_dependency(stage: Stage, body: Mapping[str, Any], space: Space) -> Non
             source=space.where("stages", name, "stage1", "pick"),
             key=f"stages.{name}.stage1.pick",
         )
+    return str(pick)
+
+
+def _read_by(spec: Mapping[str, Any], name: str, space: Space) -> str:
+    """The metric candidates are ranked by, stripped; a misspelt one refused now, not once
+    stage 1 has trained."""
     by = spec.get("by", DEFAULT_BY)
     if not isinstance(by, str) or not by.strip():
         raise GridsearchError(
@@ -233,12 +279,17 @@ def _read_dependency(stage: Stage, body: Mapping[str, Any], space: Space) -> Non
     from hepae_core.config import metric_key_problem
 
     problem = metric_key_problem(by.strip())
-    if problem is not None:  # a misspelt metric fails only once stage 1 has trained
+    if problem is not None:
         raise GridsearchError(
             message=problem,
             source=space.where("stages", name, "stage1", "by"),
             key=f"stages.{name}.stage1.by",
         )
+    return by.strip()
+
+
+def _read_per(spec: Mapping[str, Any], name: str, space: Space, pick: str) -> list[str]:
+    """The keys whose values make a candidate group (``pick: best`` only)."""
     per = spec.get("per", [])
     per = [per] if isinstance(per, str) else per
     if not isinstance(per, list):
@@ -256,14 +307,7 @@ def _read_dependency(stage: Stage, body: Mapping[str, Any], space: Space) -> Non
             source=space.where("stages", name, "stage1", "per"),
             key=f"stages.{name}.stage1.per",
         )
-    stage.pick, stage.by, stage.per = pick, by.strip(), list(per)
-    if spec.get("where") is not None:
-        # the include/exclude rule syntax, read relative to this stage1 section
-        holder = Space(
-            path=space.path, text=space.text, name=space.name, base={}, axes=[], include=[],
-            exclude=[], lines=space.lines, prefix=("stages", name, "stage1"),
-        )  # fmt: skip
-        stage.where = _read_rules(holder, spec, "where")
+    return list(per)
 
 
 def _in_order(by_name: dict[str, Stage], space: Space) -> list[Stage]:

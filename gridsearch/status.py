@@ -279,57 +279,95 @@ def campaign_status(
         Lines of job.log kept for failed and lost jobs.
     """
     manifest = campaign.manifest()
-    now = time.time() if now is None else now
-    named = latest_submissions(campaign.submissions())
-    host = socket.gethostname()
-    root = str(campaign.root)
-    default_interval = heartbeat_interval()
-    blocking: dict[str, bool] = {}
-    campaign_locked: list[bool] = []  # asked once, when a blocking intent needs it
-    out: list[JobStatus] = []
-    evidence: list[_Evidence] = []
-    to_ask: list[_Evidence] = []
-    for i, entry in enumerate(manifest["jobs"]):
+    scan = _Scan(campaign, time.time() if now is None else now)
+    evidence = [scan.job(i, entry) for i, entry in enumerate(manifest["jobs"])]
+    out = [ev.js for ev in evidence]
+    answered = _ask_schedulers(scan.to_ask, scan.now) if query and scan.to_ask else set()
+    for ev in scan.to_ask:
+        if id(ev.js) not in answered:
+            ev.js.asked = False if query else None
+    for ev in evidence:
+        if id(ev.js) not in answered:
+            _without_answer(ev, lost_after_s)
+    if any(js.after for js in out):
+        apply_stages(out, {st.get("name"): st.get("after") for st in manifest.get("stages") or []})
+    _read_ends(out, metrics, log_lines)
+    return out
+
+
+class _Scan:
+    """One pass over a campaign's job dirs: each job's evidence from its files and the
+    ledger, and the jobs to ask the scheduler about (:attr:`to_ask`)."""
+
+    def __init__(self, campaign: Campaign, now: float) -> None:
+        self.campaign = campaign
+        self.now = now
+        self.named = latest_submissions(campaign.submissions())
+        self.host = socket.gethostname()
+        self.root = str(campaign.root)
+        # jobs/<id> as a child of one Path: a Path parsed from the whole string cost twice
+        # as much, per job of a 10,000-job status
+        self.jobs_path = campaign.root / "jobs"
+        self.default_interval = heartbeat_interval()
+        self.blocking: dict[str, bool] = {}
+        self.campaign_locked: list[bool] = []  # asked once, when a blocking intent needs it
+        self.to_ask: list[_Evidence] = []
+
+    def job(self, i: int, entry: dict[str, Any]) -> _Evidence:
+        """The evidence of the manifest's entry ``i``, its state decided from it."""
         jid = entry["id"]
-        jdir = os.path.join(root, entry.get("dir") or f"jobs/{jid}")
-        st = _read_state(os.path.join(jdir, STATE))
+        rel = entry.get("dir") or f"jobs/{jid}"
+        jdir = os.path.join(self.root, rel)
+        state_path = os.path.join(jdir, STATE)
+        st = _read_state(state_path)
         js = JobStatus(
             index=entry.get("index", i),
             id=jid,
             name=entry.get("name", jid),
-            dir=Path(jdir),
+            dir=self.jobs_path / jid if rel == f"jobs/{jid}" else Path(jdir),
             state=JobState.PLANNED,
             in_space=entry.get("in_space", True),
             params=entry.get("params", {}),
             stage=entry.get("stage"),
             after=[str(a) for a in entry.get("after") or []],
         )
-        out.append(js)
         rec = None
         sub_time = None
-        if jid in named:
-            rec, js.task_id = named[jid]
+        if jid in self.named:
+            rec, js.task_id = self.named[jid]
             js.submission, js.outcome = rec.get("submission"), rec.get("outcome")
             js.kind, js.site = rec.get("kind"), rec.get("site")
             sub_time = parse_time(rec.get("time"))
-        interval = heartbeat_interval(st) if st and "heartbeat_s" in st else default_interval
+        interval = heartbeat_interval(st) if st and "heartbeat_s" in st else self.default_interval
         ev = _Evidence(js, False, None, False, None, interval, sub_time)
-        evidence.append(ev)
         if st is not None:
-            _take_state(js, st, jdir)
-            updated = parse_time(js.updated)
-            if updated is None:  # unreadable: the file's own time stands in
-                try:
-                    updated = os.stat(os.path.join(jdir, STATE)).st_mtime
-                except OSError:
-                    updated = None
-            # Submitted again after this state was written: that state is history.
-            ev.ran = not (sub_time is not None and updated is not None and sub_time > updated)
-            if ev.ran:
-                ev.written = st.get("state")
-                ev.same_host = js.host == host
-                _decide_from_state(js, st, ev, now)
-        if rec is not None and not ev.ran:
+            self._from_state(ev, st, jdir, state_path)
+        if rec is not None:
+            self._submitted(ev)
+        return ev
+
+    def _from_state(self, ev: _Evidence, st: dict[str, Any], jdir: str, state_path: str) -> None:
+        """What state.json says, unless the job was submitted again after writing it."""
+        js = ev.js
+        _take_state(js, st, jdir)
+        updated = parse_time(js.updated)
+        if updated is None:  # unreadable: the file's own time stands in
+            try:
+                updated = os.stat(state_path).st_mtime
+            except OSError:
+                updated = None
+        # Submitted again after this state was written: that state is history.
+        ev.ran = not (ev.sub_time is not None and updated is not None and ev.sub_time > updated)
+        if ev.ran:
+            ev.written = st.get("state")
+            ev.same_host = js.host == self.host
+            _decide_from_state(js, st, ev, self.now)
+
+    def _submitted(self, ev: _Evidence) -> None:
+        """A job a submission names: queued unless it ran since; settled here for a
+        blocking backend, else kept to ask its scheduler when it may hold it."""
+        js = ev.js
+        if not ev.ran:
             js.state = JobState.QUEUED
             js.error_kind = js.exit_code = None  # an earlier attempt's, not this one's
             js.reason = (
@@ -338,36 +376,28 @@ def campaign_status(
                 else f"submission {js.submission} was handed to the scheduler but its ids were "
                 "not recorded: it may be queued (see 'gridsearch adopt')"
             )
-        if rec is None:
-            continue
         kind = js.kind or ""
-        if kind not in blocking:
-            blocking[kind] = _is_blocking(kind)
-        if blocking[kind]:
-            _settle_blocking(js, ev, campaign, campaign_locked)
-        elif js.task_id and js.state in (
-            JobState.QUEUED,
-            JobState.RUNNING,
-            JobState.LOST,
-            JobState.INTERRUPTED,
-            JobState.FAILED,
-        ):
-            to_ask.append(ev)
-    answered = _ask_schedulers(to_ask, now) if query and to_ask else set()
-    for ev in to_ask:
-        if id(ev.js) not in answered:
-            ev.js.asked = False if query else None
-    for ev in evidence:
-        if id(ev.js) not in answered:
-            _without_answer(ev, lost_after_s)
-    if any(js.after for js in out):
-        apply_stages(out, {st.get("name"): st.get("after") for st in manifest.get("stages") or []})
+        if kind not in self.blocking:
+            self.blocking[kind] = _is_blocking(kind)
+        if self.blocking[kind]:
+            _settle_blocking(js, ev, self.campaign, self.campaign_locked)
+        elif js.task_id and js.state in _ASKABLE:
+            self.to_ask.append(ev)
+
+
+#: States of a submitted job whose task the scheduler may still hold (or have requeued).
+_ASKABLE = frozenset(
+    {JobState.QUEUED, JobState.RUNNING, JobState.LOST, JobState.INTERRUPTED, JobState.FAILED}
+)
+
+
+def _read_ends(out: list[JobStatus], metrics: bool, log_lines: int) -> None:
+    """The end of job.log of failed and lost jobs; metrics.json of done ones if asked."""
     for js in out:
         if js.state in (JobState.FAILED, JobState.LOST) and log_lines > 0:
             js.log_tail = log_tail(js.dir, log_lines)
         elif js.state == JobState.DONE and metrics:
             js.metrics = _read_state(os.path.join(js.dir, METRICS))
-    return out
 
 
 def _take_state(js: JobStatus, st: dict[str, Any], jdir: str) -> None:
