@@ -9,7 +9,9 @@ width of every variable (docs/metrics.md). This module turns them into curves: b
 jet -> width (:func:`curve`, payload only) and compression ratio -> width
 (:func:`rate_curve`: from the bytes, side information and the model counted, at a stated
 file size), compares the autoencoder with its peers on both, and draws the plane
-(:func:`draw_plane`). Numpy (and matplotlib in :func:`draw_plane`) only.
+(:func:`draw_plane`), with the frontier of the campaign's rate-aware jobs (the ``aer`` point of
+``train.rate_lambda`` runs, :func:`rate_frontier`). Numpy (and matplotlib in
+:func:`draw_plane`) only.
 """
 
 from __future__ import annotations
