@@ -5,10 +5,10 @@ column per parameter and metric, plus the job's state. Reading is incremental: a
 JSON cache in ``summary/`` keeps each job's parsed files keyed by the ``mtime_ns`` and size
 of its ``metrics.json`` and ``state.json``, so summarizing again re-reads only the jobs
 whose files changed, rewrites only their rows of summary.h5 and summary.csv, and derives
-again only their derived columns. summary.csv is built column by column and takes each
-float of a job just read as the text metrics.json holds (Python's json wrote it as the
-float's shortest repr, what csv.writer writes), not formatted again: the same bytes as
-csv.writer, in a fraction of the time. Every file is written atomically.
+again only their derived columns. The files are read by orjson (json where it refuses
+one), summary.csv is built column by column, its floats written by orjson and set out as
+repr sets them out: the same bytes as csv.writer, in a fraction of the time. Every file
+is written atomically.
 
 Columns (see docs/results.md):
 
@@ -33,17 +33,25 @@ the job's ``problems``.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import gc
 import json
 import math
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+try:  # a fast JSON reader (a dependency; without it the json module reads the same)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - installed with the package
+    _orjson = None
 
 from gridsearch import campaign as C  # the campaign layout: one home for its file names
 from hepae_core.jobdir import (
@@ -147,18 +155,28 @@ def _old_schema(m: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_job(job_path: str, float_text: bool = False) -> dict[str, Any]:
-    """Read one job dir's state.json and metrics.json into a flat row (no manifest info).
+def _loads(data: bytes) -> Any:
+    """``json.loads`` of a file's bytes, by orjson where it can (several times faster on
+    the floats of a metrics.json, each parsed correctly rounded, as json does); json reads
+    what orjson refuses (NaN, 1e999, a byte order mark, a lone surrogate), so nothing a
+    job wrote reads differently, only faster."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(data)
+        except ValueError:
+            pass
+    return json.loads(data)
 
-    ``float_text``: metrics.json's floats as the bytes of their text (for :func:`collect`).
-    """
+
+def read_job(job_path: str) -> dict[str, Any]:
+    """Read one job dir's state.json and metrics.json into a flat row (no manifest info)."""
     row: dict[str, Any] = {}
     problems: list[str] = []
     text = _read_bytes(f"{job_path}/{STATE}")
     state: dict[str, Any] | None = None
     if text is not None:
         try:
-            state = json.loads(text)
+            state = _loads(text)
         except ValueError:
             state = None
         if not isinstance(state, dict):
@@ -168,11 +186,7 @@ def read_job(job_path: str, float_text: bool = False) -> dict[str, Any]:
     metrics: Any = None
     if mtext is not None:
         try:
-            # float_text: each float as the bytes of its text (b"1e-05"); the summary writes
-            # that text to summary.csv instead of formatting the float again (Python's json
-            # writes a float as its shortest repr, what the CSV holds) and converts a
-            # column to float64 in one numpy call
-            metrics = json.loads(mtext, parse_float=str.encode if float_text else None)
+            metrics = _loads(mtext)
         except ValueError:
             metrics = None
         if not isinstance(metrics, dict):
@@ -186,8 +200,6 @@ def read_job(job_path: str, float_text: bool = False) -> dict[str, Any]:
         types = set(map(type, metrics.values()))
         nested = dict in types or list in types
         if version != METRICS_SCHEMA or nested:
-            if float_text:  # read again with floats: flattening writes lists as text
-                metrics = json.loads(mtext or b"")
             metrics = _old_schema(metrics)
             problems.append(
                 f"metrics.json has schema_version {version!r} (expected {METRICS_SCHEMA}): "
@@ -218,7 +230,7 @@ def _promotion(job_path: str) -> dict[str, Any]:
     if text is None:
         return {}
     try:
-        rec = json.loads(text)
+        rec = _loads(text)
         rung = int(rec.get("rung", 0))
     except (ValueError, TypeError, AttributeError):
         return {}
@@ -374,8 +386,7 @@ def _values(arr: np.ndarray) -> list[Any]:
 def _column(
     key: str, values: list[Any], problems: list[list[str]], types: set[type] | None = None
 ) -> np.ndarray:
-    """The typed column of ``values`` (a float read as its text, bytes, counts as a float);
-    ``types``: the types of the values, when known."""
+    """The typed column of ``values``; ``types``: the types of the values, when known."""
     types = set(map(type, values)) if types is None else set(types)
     missing = type(None) in types
     types.discard(type(None))
@@ -388,9 +399,9 @@ def _column(
         return np.array(values, dtype=bool)
     if types == {int}:
         return np.array(values, dtype=float if missing else np.int64)
-    if types & {int, float, bytes} and types <= {int, float, bytes, bool, str}:
+    if types & {int, float} and types <= {int, float, bool, str}:
         if str not in types:
-            return np.array(values, dtype=float)  # None -> NaN, b"1.5" -> 1.5
+            return np.array(values, dtype=float)  # None -> NaN
         out = np.empty(n)
         for i, v in enumerate(values):
             if isinstance(v, str):
@@ -401,8 +412,6 @@ def _column(
                     v = math.nan
             out[i] = math.nan if v is None else float(v)
         return out
-    if bytes in types:  # a float read as its text is that text
-        values = [v.decode() if isinstance(v, bytes) else v for v in values]
     return np.array(["" if v is None else str(v) for v in values], dtype=object)
 
 
@@ -417,12 +426,12 @@ def _merge(old: np.ndarray, fresh: list[Any] | tuple[Any, ...]) -> np.ndarray | 
     if kind == "f":
         # Stored floats (missing: NaN) with numbers or None: a float column. When every
         # cached value is missing, the fresh types alone decide: the general path.
-        if types <= {int, float, bytes} and not np.isnan(old).all():
+        if types <= {int, float} and not np.isnan(old).all():
             return np.concatenate([old, np.array(fresh, dtype=float)])
     elif kind == "i":
         if types <= {int} and not none:
             return np.concatenate([old, np.array(fresh, dtype=np.int64)])
-        if types <= {int, float, bytes}:
+        if types <= {int, float}:
             return np.concatenate([old.astype(float), np.array(fresh, dtype=float)])
     elif kind == "b":
         if types <= {bool}:
@@ -455,14 +464,23 @@ def _job_dirs(root: Path) -> list[str]:
         return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
 
 
-def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> Table:
-    """Read every job of the campaign (incrementally) and write summary.h5 and summary.csv.
+@dataclass
+class _Scan:
+    """The jobs of a campaign and which of them the cache still holds."""
 
-    Raises SummaryError when ``root`` is not a campaign directory. Jobs that are failed,
-    running or unreadable become rows with their state and ``problems``; they never abort.
-    """
-    root = check_campaign(root)
-    manifest, notes = _manifest(root)
+    ids: list[str]  # every job, in table order: the manifest's, then other dirs under jobs/
+    by_id: dict[str, dict[str, Any]]  # the manifest's entry of each job
+    rels: dict[str, str]  # job id -> its dir, relative to the campaign
+    sigs: dict[str, Any]  # job id -> signature of its metrics.json and state.json
+    cached_ids: list[str]  # unchanged since the cache was written ...
+    cached_rows: list[int]  # ... and their rows in the cached columns
+    fresh_ids: list[str]  # read again ...
+    fresh: list[dict[str, Any]]  # ... and their rows as read
+
+
+def _scan(root: Path, manifest: list[dict[str, Any]], cache: _Cache) -> _Scan:
+    """Every job of the campaign: its signature, and its row read again unless the cache
+    holds it unchanged."""
     by_id = {j["id"]: j for j in manifest}
     ids = list(by_id)
     seen = set(ids)
@@ -470,62 +488,82 @@ def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> 
         if name not in seen:
             ids.append(name)
             seen.add(name)
-    out_dir = root / SUMMARY_DIR
-    manifest_sig = _stat_sig(str(root / C.MANIFEST))
-    cache = _load_cache(out_dir) if use_cache else _Cache()
-    old_sigs, old_cols, old_manifest = cache.jobs, cache.columns, cache.manifest
-    csv_path = out_dir / CSV_NAME
+    old_cols = cache.columns
     old_index = {jid: i for i, jid in enumerate(old_cols["job_id"].tolist())} if old_cols else {}
-
-    sigs: dict[str, Any] = {}
-    cached_ids: list[str] = []
-    cached_rows: list[int] = []
-    fresh_ids: list[str] = []
-    fresh: list[dict[str, Any]] = []
-    rels: dict[str, str] = {}
+    scan = _Scan(ids, by_id, {}, {}, [], [], [], [])
     root_s = str(root)
     for jid in ids:
         info = by_id.get(jid, {})
         rel = info.get("dir") if isinstance(info.get("dir"), str) else f"{C.JOBS}/{jid}"
-        rels[jid] = rel
+        scan.rels[jid] = rel
         path = rel if os.path.isabs(rel) else f"{root_s}/{rel}"
         sig = _stat_sig(f"{path}/{METRICS}") + _stat_sig(f"{path}/{STATE}")
-        sigs[jid] = sig
-        if old_sigs.get(jid) == sig and jid in old_index:
-            cached_ids.append(jid)
-            cached_rows.append(old_index[jid])
+        scan.sigs[jid] = sig
+        if cache.jobs.get(jid) == sig and jid in old_index:
+            scan.cached_ids.append(jid)
+            scan.cached_rows.append(old_index[jid])
         else:
-            fresh_ids.append(jid)
-            fresh.append(read_job(path, float_text=True))
+            scan.fresh_ids.append(jid)
+            scan.fresh.append(read_job(path))
+    return scan
 
-    # Rows: the cached ones first, then the fresh ones; reordered to `ids` at the end.
-    order_ids = cached_ids + fresh_ids
+
+def _transpose(rows: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:
+    """The rows as one sequence of values per key of ``order`` (None where a row has no
+    such key; no keys when there are no rows).
+
+    Rows whose keys come in the same order (the same code wrote their metrics.json: nearly
+    all of a campaign) are transposed together, their values zipped into columns, instead
+    of a lookup per row and key.
+    """
+    if not rows:
+        return {}
+    layouts: dict[tuple[str, ...], list[int]] = {}
+    for i, r in enumerate(rows):
+        layouts.setdefault(tuple(r), []).append(i)
+    m = len(rows)
+    parts: dict[str, list[tuple[list[int], tuple[Any, ...]]]] = {}
+    for keys, which in layouts.items():
+        values = zip(*[rows[i].values() for i in which])
+        for key, col in zip(keys, values):
+            parts.setdefault(key, []).append((which, col))
+    out: dict[str, Any] = {}
+    for key in order:
+        got = parts.get(key)
+        if got is not None and len(got) == 1 and len(got[0][0]) == m:
+            out[key] = got[0][1]  # every row has it, in one layout
+            continue
+        col = np.full(m, None, dtype=object)
+        for which, vals in got or ():
+            col[which] = vals
+        out[key] = col.tolist()
+    return out
+
+
+def _typed_columns(
+    scan: _Scan, order: list[str], old_cols: dict[str, np.ndarray], manifest_params: set[str]
+) -> tuple[dict[str, np.ndarray], list[list[str]]]:
+    """The typed columns of every key of ``order`` but job_id, job_dir and in_space, the
+    cached rows first, then the fresh ones; and each row's problems found on the way.
+    A column only rows no longer in the campaign had is left out."""
+    cached_ids, fresh, by_id = scan.cached_ids, scan.fresh, scan.by_id
+    order_ids = cached_ids + scan.fresh_ids
     n = len(order_ids)
-    keys: set[str] = set(old_cols) if cached_ids else set()
-    for r in fresh:
-        keys.update(r)
-    manifest_params = {f"param.{k}" for info in manifest for k in info.get("params") or {}}
-    keys |= manifest_params
-    take = np.array(cached_rows, dtype=np.int64)
+    take = np.array(scan.cached_rows, dtype=np.int64)
     problems: list[list[str]] = [[] for _ in range(n)]
     columns: dict[str, np.ndarray] = {}
     has = old_cols["has_metrics"][take].tolist() if cached_ids and "has_metrics" in old_cols else []
     has += [bool(r.get("has_metrics")) for r in fresh]
-    order = _order(keys)
-    # Fresh rows transposed to columns in C loops: one list per row, then zip.
-    fresh_cols = dict(zip(order, zip(*[list(map(r.get, order)) for r in fresh])))
+    fresh_cols = _transpose(fresh, order)
     bare = [i for i, h in enumerate(has) if not h]  # rows without metrics
     special = {*META, PROBLEMS, *manifest_params}
-    float_text: dict[str, Any] = {}  # float column -> the fresh rows' values as read
     for key in order:
         if key in ("job_id", "job_dir", "in_space"):
             continue
         fresh_types = set(map(type, fresh_cols.get(key, ())))
-        if fresh_types <= _TEXT_TYPES and key in fresh_cols and key not in special:
-            float_text[key] = fresh_cols[key]  # kept below if the column is of floats
         if cached_ids and key in old_cols and key not in special:
             # Column-wise: the stored column of the cached rows and the few fresh values.
-            merged = _merge(old_cols[key][take], fresh_cols.get(key, (None,) * len(fresh)))
+            merged = _merge(old_cols[key][take], fresh_cols.get(key, [None] * len(fresh)))
             if merged is not None:
                 columns[key] = merged
                 continue
@@ -544,7 +582,7 @@ def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> 
         elif key == "name":
             vals = [by_id.get(jid, {}).get("name") or v or jid for jid, v in zip(order_ids, vals)]
         if key == PROBLEMS:
-            columns[key] = vals  # merged below
+            columns[key] = np.array(vals, dtype=object)  # merged in _with_meta
             continue
         # Typed from the fresh values' types when they are all the values, else from all.
         only_fresh = not (cached_ids or key in special or key not in fresh_cols)
@@ -553,30 +591,30 @@ def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> 
         ):
             continue  # only jobs no longer in the campaign had it
         columns[key] = _column(key, vals, problems, fresh_types if only_fresh else None)
-    base = columns.pop(PROBLEMS, [None] * n)
+    return columns, problems
+
+
+def _with_meta(
+    scan: _Scan,
+    columns: dict[str, np.ndarray],
+    problems: list[list[str]],
+    cache: _Cache,
+    manifest_sig: list[int],
+) -> dict[str, np.ndarray]:
+    """The columns with problems, job_id, job_dir, in_space, the derived columns and the
+    stage added, in table order (the rows reordered from cached-then-fresh to ``ids``)."""
+    by_id, order_ids = scan.by_id, scan.cached_ids + scan.fresh_ids
+    n = len(order_ids)
+    base = columns.pop(PROBLEMS).tolist() if PROBLEMS in columns else [None] * n
     columns[PROBLEMS] = np.array(
         ["; ".join(([b] if b else []) + extra) for b, extra in zip(base, problems)], dtype=object
     )
     columns["job_id"] = np.array(order_ids, dtype=object)
-    columns["job_dir"] = np.array([rels[j] for j in order_ids], dtype=object)
+    columns["job_dir"] = np.array([scan.rels[j] for j in order_ids], dtype=object)
     columns["in_space"] = np.array(
         [bool(by_id[j].get("in_space", True)) if j in by_id else False for j in order_ids]
     )
-    # kind, group size, stage-1 id: derived from the row and the manifest; those of the
-    # cached rows kept while the manifest is the same, derived again for the fresh ones
-    after = [bool(by_id.get(j, {}).get("after")) for j in order_ids]
-    k = len(cached_ids)
-    keep = bool(k) and manifest_sig == old_manifest and all(d in old_cols for d in DERIVED)
-    if keep:
-        rows = {key: col[k:] for key, col in columns.items()}
-        for key, vals in derive(rows, n - k, after[k:]).items():
-            merged = _merge(old_cols[key][take], vals)
-            if merged is None:
-                merged = _column(key, _values(old_cols[key][take]) + vals, problems)
-            columns[key] = merged
-    else:
-        for key, vals in derive(columns, n, after).items():
-            columns[key] = _column(key, vals, problems)
+    _derive_columns(scan, columns, problems, cache, manifest_sig)
     columns.pop(STAGE, None)  # from the manifest only, never a stale cached copy
     stages = [by_id.get(j, {}).get("stage") for j in order_ids]
     if any(isinstance(s, str) and s for s in stages):  # a campaign with stages
@@ -584,78 +622,108 @@ def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> 
             STAGE, [s if isinstance(s, str) else None for s in stages], problems
         )
     position = {jid: i for i, jid in enumerate(order_ids)}
-    perm = np.array([position[j] for j in ids], dtype=np.int64)
-    columns = {k: columns[k][perm] for k in _order(columns)}
-    texts = _float_text(columns, float_text, len(cached_ids), perm)
+    perm = np.array([position[j] for j in scan.ids], dtype=np.int64)
+    return {k: columns[k][perm] for k in _order(columns)}
 
-    table = Table(columns, n, len(fresh_ids), len(cached_ids), notes=notes)
-    if not write:
-        return table
-    out_dir.mkdir(exist_ok=True)
-    changed = (
-        bool(fresh_ids)
-        or set(old_sigs) != set(sigs)
-        or manifest_sig != old_manifest
-        or not csv_path.exists()
-    )
-    if changed:
-        changes = None
-        if cache.csv == _stat_sig(str(csv_path)) and cache.csv_offsets is not None:
-            changes = _changes(old_cols, columns)
-        offsets = None
-        if changes is not None:
-            offsets = _update_files(out_dir, columns, changes, cache.csv_offsets, texts)
-        if offsets is None:
-            write_h5(out_dir / H5_NAME, columns, campaign=str(root))
-            offsets = write_csv(csv_path, columns, texts)
-        _save_cache(out_dir, sigs, manifest_sig, columns, offsets)
-        table.written = True
+
+def _derive_columns(
+    scan: _Scan,
+    columns: dict[str, np.ndarray],
+    problems: list[list[str]],
+    cache: _Cache,
+    manifest_sig: list[int],
+) -> None:
+    """Add kind, group size and stage-1 id, derived from the row and the manifest: those
+    of the cached rows kept while the manifest is the same, derived again for the fresh
+    ones."""
+    order_ids = scan.cached_ids + scan.fresh_ids
+    n = len(order_ids)
+    after = [bool(scan.by_id.get(j, {}).get("after")) for j in order_ids]
+    k = len(scan.cached_ids)
+    old_cols = cache.columns
+    keep = bool(k) and manifest_sig == cache.manifest and all(d in old_cols for d in DERIVED)
+    if not keep:
+        for key, vals in derive(columns, n, after).items():
+            columns[key] = _column(key, vals, problems)
+        return
+    take = np.array(scan.cached_rows, dtype=np.int64)
+    rows = {key: col[k:] for key, col in columns.items()}
+    for key, vals in derive(rows, n - k, after[k:]).items():
+        merged = _merge(old_cols[key][take], vals)
+        if merged is None:
+            merged = _column(key, _values(old_cols[key][take]) + vals, problems)
+        columns[key] = merged
+
+
+def collect(root: str | Path, *, use_cache: bool = True, write: bool = True) -> Table:
+    """Read every job of the campaign (incrementally) and write summary.h5 and summary.csv.
+
+    Raises SummaryError when ``root`` is not a campaign directory. Jobs that are failed,
+    running or unreadable become rows with their state and ``problems``; they never abort.
+    """
+    root = check_campaign(root)
+    with _no_cycle_collection():
+        manifest, notes = _manifest(root)
+        out_dir = root / SUMMARY_DIR
+        manifest_sig = _stat_sig(str(root / C.MANIFEST))
+        cache = _load_cache(out_dir) if use_cache else _Cache()
+        scan = _scan(root, manifest, cache)
+        keys: set[str] = set(cache.columns) if scan.cached_ids else set()
+        for r in scan.fresh:
+            keys.update(r)
+        params = {f"param.{k}" for info in manifest for k in info.get("params") or {}}
+        keys |= params
+        columns, problems = _typed_columns(scan, _order(keys), cache.columns, params)
+        n_read, scan.fresh = len(scan.fresh), []  # the rows as read: no longer needed
+        columns = _with_meta(scan, columns, problems, cache, manifest_sig)
+        table = Table(columns, len(scan.ids), n_read, len(scan.cached_ids), notes=notes)
+        if write:
+            table.written = _write_table(root, scan, columns, cache, manifest_sig)
     return table
 
 
-@dataclass
-class _FloatText:
-    """The text the fresh rows' floats were read from (see :func:`read_job`): per float
-    column the fresh values as read (bytes, or None where missing), and the table row of
-    each fresh row."""
-
-    rows: np.ndarray  # table row of each fresh row
-    values: dict[str, Any]  # column -> the fresh rows' values as read
-    n: int  # rows of the table
-
-    def at(self, key: str, rows: np.ndarray | None) -> list[Any] | None:
-        """The text of column ``key`` at ``rows`` (default all): bytes, or None where there
-        is none (a cached row, a missing value); None when the column has no text."""
-        values = self.values.get(key)
-        if values is None:
-            return None
-        if rows is None and len(self.rows) == self.n and (self.rows[1:] > self.rows[:-1]).all():
-            return list(values)  # every row fresh, in table order: the cold summary
-        where = np.full(self.n, -1, dtype=np.int64)
-        where[self.rows] = np.arange(len(self.rows))
-        picked = where if rows is None else where[rows]
-        out: list[Any] = [None] * len(picked)
-        for i in np.flatnonzero(picked >= 0).tolist():
-            out[i] = values[picked[i]]
-        return out
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector paused: a cold table makes millions of objects (7 million
+    values of 10,000 jobs), none in a reference cycle, and the collector would go over
+    all of them again and again as they are made (a fifth of the CPU time)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
-_TEXT_TYPES = {bytes, type(None)}
-
-
-def _float_text(
-    columns: dict[str, np.ndarray], fresh: dict[str, Any], n_cached: int, perm: np.ndarray
-) -> _FloatText:
-    """Of the columns whose fresh values were all read as text or are missing (``fresh``),
-    those of floats."""
-    position = np.empty(len(perm), dtype=np.int64)
-    position[perm] = np.arange(len(perm))  # row of `order_ids` -> table row
-    values = {
-        key: vals
-        for key, vals in fresh.items()
-        if key in columns and columns[key].dtype.kind == "f"
-    }
-    return _FloatText(position[n_cached:], values, len(perm))
+def _write_table(
+    root: Path, scan: _Scan, columns: dict[str, np.ndarray], cache: _Cache, manifest_sig: list[int]
+) -> bool:
+    """Write summary.h5, summary.csv and the cache when anything changed (only the rows
+    that changed, where the files on disk are the ones the cache describes); whether they
+    were written."""
+    out_dir = root / SUMMARY_DIR
+    csv_path = out_dir / CSV_NAME
+    out_dir.mkdir(exist_ok=True)
+    changed = (
+        bool(scan.fresh_ids)
+        or set(cache.jobs) != set(scan.sigs)
+        or manifest_sig != cache.manifest
+        or not csv_path.exists()
+    )
+    if not changed:
+        return False
+    changes = None
+    if cache.csv == _stat_sig(str(csv_path)) and cache.csv_offsets is not None:
+        changes = _changes(cache.columns, columns)
+    offsets = None
+    if changes is not None and cache.csv_offsets is not None:
+        offsets = _update_files(out_dir, columns, changes, cache.csv_offsets)
+    if offsets is None:
+        write_h5(out_dir / H5_NAME, columns, campaign=str(root))
+        offsets = write_csv(csv_path, columns)
+    _save_cache(out_dir, scan.sigs, manifest_sig, columns, offsets)
+    return True
 
 
 def _changes(old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> dict | None:
@@ -681,7 +749,6 @@ def _update_files(
     columns: dict[str, np.ndarray],
     changes: dict,
     offsets: np.ndarray,
-    texts: _FloatText | None = None,
 ) -> np.ndarray | None:
     """Rewrite only the changed rows of summary.h5 (a copy, renamed over it) and of
     summary.csv (located by their byte offsets); the new offsets, or None (nothing
@@ -695,7 +762,7 @@ def _update_files(
         if len(offsets) != n + 2 or int(offsets[-1]) != size:
             return None
         rows = np.unique(np.concatenate([np.zeros(0, dtype=np.int64), *changes.values()]))
-        lines = _csv_lines(columns, rows, texts)
+        lines = _csv_lines(columns, rows)
         h5 = out_dir / H5_NAME
         with atomic_path(h5) as tmp:
             shutil.copyfile(h5, tmp)
@@ -798,30 +865,59 @@ def _encoded(values: list[str]) -> list[bytes]:
     return joined.encode().split(b"\x00")
 
 
-def _cells(col: np.ndarray, text: list[Any] | None = None) -> list[bytes]:
+@functools.cache
+def _fast_floats() -> bool:
+    """Whether orjson writes every float as repr does outside the magnitudes
+    :func:`_float_cells` gives to repr: checked once on a float of every decimal exponent
+    (where the two place the point differently), so another orjson that writes them
+    otherwise falls back to repr."""
+    if _orjson is None:
+        return False
+    mantissas = (1.0, 1.5, 2.2250738585072014, 9.999999999999998, 1.2345678901234567)
+    probe = [m * 10.0**e for e in range(-323, 309) for m in mantissas if m * 10.0**e < math.inf]
+    probe += [0.0, -0.0, 5e-324, 1.7976931348623157e308, 0.1, 1e16, 123456789.125, 2.0**53]
+    col = np.array(probe + [-v for v in probe])
+    try:
+        return _float_cells(col, fast=True) == [float.__repr__(v).encode() for v in col.tolist()]
+    except (TypeError, ValueError):  # pragma: no cover - an orjson without numpy support
+        return False
+
+
+def _float_cells(col: np.ndarray, fast: bool | None = None) -> list[bytes]:
+    """The cells of a float column: each float as its shortest repr (what csv.writer
+    writes), b"" for NaN.
+
+    Formatting 7 million floats with repr takes seconds; orjson writes them in a fraction
+    of that, with the same digits and, but for magnitudes between 1e-10 and 1e-4 (0.00001
+    for 1e-05, 1.5e-7 for 1.5e-07), the same layout: those, and inf, are given to repr.
+    """
+    if not len(col):
+        return []
+    if fast is None:
+        fast = _fast_floats()
+    if not fast:
+        cells = _encoded(list(map(float.__repr__, col.tolist())))
+    else:
+        col = np.ascontiguousarray(col, dtype=np.float64)
+        cells = _orjson.dumps(col, option=_orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+        size = np.abs(col)
+        with np.errstate(invalid="ignore"):
+            redo = ~np.isfinite(col) | ((size >= 1e-10) & (size < 2e-4))
+        for i in np.flatnonzero(redo).tolist():
+            cells[i] = float.__repr__(float(col[i])).encode()
+    for i in np.flatnonzero(np.isnan(col)).tolist():
+        cells[i] = b""
+    return cells
+
+
+def _cells(col: np.ndarray) -> list[bytes]:
     """The CSV cells of a column, as csv.writer writes its values (floats as their shortest
     repr, missing numbers empty, booleans as True/False) in UTF-8, built column-wise:
     csv.writer takes several times longer over 7 million cells, one call and type check
-    per cell, most of it formatting the floats again.
-
-    ``text``: for a float column, the text each value was read from (bytes, None where
-    there is none), written as it is (Python's json wrote it as the float's shortest repr).
-    """
+    per cell, most of it formatting the floats."""
     kind = col.dtype.kind
     if kind == "f":
-        cells: list[Any]
-        if text is None:
-            cells = _encoded(list(map(float.__repr__, col.tolist())))
-        else:
-            cells = list(text)
-            for i in np.flatnonzero(np.isinf(col)).tolist():
-                cells[i] = None  # b"1e999" was read as inf: written as repr writes inf
-        for i in np.flatnonzero(np.isnan(col)).tolist():
-            cells[i] = b""
-        if text is not None and None in cells:  # a row from the cache or the manifest
-            for i in [i for i, c in enumerate(cells) if c is None]:
-                cells[i] = float.__repr__(float(col[i])).encode()
-        return cells
+        return _float_cells(col)
     if kind in "iu":
         return col.astype("S").tolist()
     if kind == "b":
@@ -832,31 +928,21 @@ def _cells(col: np.ndarray, text: list[Any] | None = None) -> list[bytes]:
     return _encoded(values)
 
 
-def _csv_lines(
-    columns: dict[str, np.ndarray],
-    rows: np.ndarray | None = None,
-    texts: _FloatText | None = None,
-) -> list[bytes]:
+def _csv_lines(columns: dict[str, np.ndarray], rows: np.ndarray | None = None) -> list[bytes]:
     """The CSV lines (without line ends) of ``rows`` (default all), as csv.writer writes
     them: the cells column by column, then joined row by row."""
-    cols = []
-    for key, c in columns.items():
-        text = texts.at(key, rows) if texts is not None else None
-        cols.append(_cells(c if rows is None else c[rows], text))
+    cols = [_cells(c if rows is None else c[rows]) for c in columns.values()]
     return list(map(b",".join, zip(*cols)))
 
 
-def write_csv(
-    path: Path, columns: dict[str, np.ndarray], texts: _FloatText | None = None
-) -> np.ndarray | None:
-    """Write the columns as CSV (missing values empty), atomically; ``texts``: the text the
-    fresh floats were read from (see :func:`_cells`).
+def write_csv(path: Path, columns: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Write the columns as CSV (missing values empty), atomically, as csv.writer would.
 
     Returns the byte offset of every line (header first) and the file's size, or None when
     a value holds a line break (a line is then not a row).
     """
     header = b",".join(_cells(np.array(list(columns), dtype=object)))
-    lines = [header, *_csv_lines(columns, texts=texts)] if columns else [header]
+    lines = [header, *_csv_lines(columns)] if columns else [header]
     data = b"\r\n".join(lines) + b"\r\n"
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
