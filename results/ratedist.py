@@ -474,24 +474,40 @@ def rate_frontier(
     return [pts[i] for i in front[::-1]], len(pts)
 
 
+def _span(lo: str, hi: str) -> str:
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
 def frontier_lines(
     rows: list[Mapping[str, Any]], variables: list[str], file_jets: int | None = None
 ) -> list[str]:
-    """The rate-aware frontier in words: per variable, the jobs on it and what they span."""
-    out = []
+    """The rate-aware frontier in words: the jobs on it, the ratios and widths it spans.
+
+    Variables whose frontier holds the same jobs share one sentence (a campaign over lambda
+    alone usually puts every job on every variable's frontier).
+    """
+    groups: dict[tuple[str, ...], list[tuple[str, list[FrontierPoint], int]]] = {}
     for v in variables:
         front, n = rate_frontier(rows, v, file_jets)
-        if not front:
-            continue
+        if front:
+            groups.setdefault(tuple(p.job_id for p in front), []).append((v, front, n))
+    if not groups:
+        return []
+    kept = [r["rate.file_jets"] for r in rows if _finite(r.get("rate.file_jets"))]
+    fj = int(file_jets or (kept[0] if kept else FILE_JETS))
+    out = [f"  rate-aware frontier (predicted bits per jet, model counted, at {fj:,} jets):"]
+    for members in groups.values():
+        _, front, n = members[0]
+        names = ", ".join(v for v, _, _ in members)
         lams = ", ".join(f"{p.rate_lambda:g}" for p in front if math.isfinite(p.rate_lambda))
-        out.append(f"    {v}: {len(front)} of {n} rate-aware jobs on the frontier, ratio "
-                   f"{front[0].ratio:.2f}-{front[-1].ratio:.2f}, width {_sci(front[0].width)}"
-                   f"-{_sci(front[-1].width)}" + (f" (lambda {lams})" if lams else ""))  # fmt: skip
-    if out:
-        kept = [r["rate.file_jets"] for r in rows if _finite(r.get("rate.file_jets"))]
-        fj = int(file_jets or (kept[0] if kept else FILE_JETS))
-        out.insert(0, f"  rate-aware frontier (predicted bits per jet, model counted, at "
-                      f"{fj:,} jets):")  # fmt: skip
+        ratio = _span(f"{front[0].ratio:.2f}", f"{front[-1].ratio:.2f}")
+        head = (f"{names}: {len(front)} of {n} rate-aware jobs on the frontier, ratio {ratio}"
+                + (f" (lambda {lams}, by rising ratio)" if lams else "") + "; width ")  # fmt: skip
+        widths = ", ".join((f"{v} " if len(members) > 1 else "")
+                           + _span(_sci(f[0].width), _sci(f[-1].width))
+                           for v, f, _ in members)  # fmt: skip
+        out += textwrap.wrap(head + widths + ".", width=96, initial_indent="    ",
+                             subsequent_indent="      ", break_on_hyphens=False)  # fmt: skip
     return out
 
 
@@ -563,17 +579,20 @@ def _plot_models(
 def _plot_frontier(
     panel: _Panel, rows: list[Mapping[str, Any]], var: str, fj: int
 ) -> list[FrontierPoint]:
-    """The rate-aware frontier over ``rows``, each point labelled with its lambda."""
+    """The rate-aware frontier over ``rows``, its two ends labelled with their lambda."""
     front, _ = rate_frontier(rows, var, fj)
     if not front:
         return front
     panel.plot(np.array([p.ratio for p in front]), np.array([p.width for p in front]), "-s",
                color=FRONTIER_COLOR, ms=4, lw=1.6, zorder=4, label=FRONTIER_LABEL)  # fmt: skip
-    for p in front:
+    # lambda at the two ends only: the points between sit too close to label each
+    # (below the low-ratio end, above the high-ratio end: inside the axes, off the curves)
+    ends = [(front[0], (0, -10), "center"), (front[-1], (0, 5), "center")][: len(front)]
+    for p, offset, ha in ends:
         if math.isfinite(p.rate_lambda):
-            panel.ax.annotate(f"{p.rate_lambda:g}", xy=(p.ratio, p.width), xytext=(3, 3),
-                              textcoords="offset points", fontsize=6,
-                              color=FRONTIER_COLOR)  # fmt: skip
+            panel.ax.annotate(f"lambda {p.rate_lambda:g}", xy=(p.ratio, p.width),
+                              xytext=offset, textcoords="offset points", fontsize=6,
+                              ha=ha, color=FRONTIER_COLOR)  # fmt: skip
     return front
 
 

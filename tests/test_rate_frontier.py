@@ -70,12 +70,16 @@ def test_the_model_is_counted_as_the_other_points_count_it() -> None:
 
 
 def test_frontier_in_words() -> None:
-    lines = frontier_lines(_rows(), ["pt", "eta"])
+    lines = frontier_lines(_rows(), ["pt", "eta", "phi", "E"])
     assert lines[0] == ("  rate-aware frontier (predicted bits per jet, model counted, at "
                         "1,000,000 jets):")  # fmt: skip
-    assert lines[1] == ("    pt: 3 of 5 rate-aware jobs on the frontier, ratio 3.17-7.80, "
-                        "width 0.003-0.04 (lambda 0.001, 0.01, 0.1)")  # fmt: skip
-    assert lines[2].startswith("    eta: 4 of 5 rate-aware jobs on the frontier")
+    text = " ".join(line.strip() for line in lines[1:])
+    assert ("pt: 3 of 5 rate-aware jobs on the frontier, ratio 3.17-7.80 (lambda 0.001, 0.01, "
+            "0.1, by rising ratio); width 0.003-0.04.") in text  # fmt: skip
+    assert "eta: 4 of 5 rate-aware jobs on the frontier" in text
+    # phi and E: every job at width 0.01, so the one of most ratio alone; one sentence
+    assert ("phi, E: 1 of 5 rate-aware jobs on the frontier, ratio 7.80 (lambda 0.1, by "
+            "rising ratio); width phi 0.01, E 0.01.") in text  # fmt: skip
     assert frontier_lines([r for r in _rows() if r["job_id"] == "plain"], ["pt"]) == []
 
 
@@ -93,7 +97,9 @@ def test_summary_draws_the_frontier(tmp_path: Path) -> None:
     report = results.summarize(root, only=["pareto"], formats=["png"])
     assert report.exit_code == 0, report.text()
     text = (root / "summary" / "report.txt").read_text()
-    assert "pt: 3 of 5 rate-aware jobs on the frontier, ratio 3.17-7.80" in text
+    assert "pt: 3 of 5 rate-aware jobs on the frontier, ratio 3.17-7.80" in " ".join(
+        line.strip() for line in text.splitlines()
+    )
     png = root / "summary" / "figures" / "rate_distortion.png"
     with_frontier = png.read_bytes()
     # the same campaign without the rate-aware points: the summary's figure changes
