@@ -113,3 +113,30 @@ def test_held_out_code_length_is_not_below_the_entropy_with_sparse_tables() -> N
     assert h_eta - 0.02 < held[1] < h_eta + 0.6
     # pt's true entropy at these cells: its held-out length is above the plug-in one
     assert held[0] > own[0]
+
+
+def _result(d: int, best: float, sz3: float, goal: float, second: float | None) -> dict:
+    row = {"label": "MLP", "ratio": best, "fit_bits": 32.0 * d / best * 1.01, "side": 0,
+           "model": 0, "enc_cpu": 2e5, "dec_cpu": 9e4}  # fmt: skip
+    s = None if second is None else {"jets": 10, "sz3": sz3, "best": second, "miss": 0}
+    return {"variables": [f"v{i}" for i in range(d)], "best": row, "sz3": sz3, "goal": goal,
+            "second": s}  # fmt: skip
+
+
+def test_goal_table_says_met_and_not_met() -> None:
+    from error_bounded import goal_lines
+
+    lines = goal_lines(
+        [_result(4, 3.71, 2.77, 1.15, 3.45), _result(14, 4.72, 3.42, 2.0, 3.0)], 1_000_000
+    )
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    # 4D: 3.71 / 2.77 = 1.34x >= 1.15x; second sample 3.45 / 3.71 = 0.93x, within 1.3x
+    assert rows[0][4:9] == ["3.71", "2.77", "1.34", ">= 1.15x SZ3", "met"]
+    # payload 1 % longer under held-out tables: the ratio 1 % lower
+    assert rows[0][9] == "3.67 (1.33x SZ3)"
+    assert rows[1][8] == "met" and "(0.93x)" in rows[1][7]
+    # 14: 4.72 / 3.42 = 1.38x < 2x; second 3.0 / 4.72 = 0.64x: outside 1.3x
+    assert rows[2][6:9] == ["1.38", ">= 2x SZ3", "NOT met"]
+    assert rows[3][8] == "NOT met" and "(0.64x)" in rows[3][7]
+    # speed: decode 90,000 jets/s < 1e5
+    assert rows[4][0] == "speed, one core (CPU time)" and rows[4][8] == "NOT met"
