@@ -237,6 +237,44 @@ def summarize(
         from results.plots import plot_style
 
         plot_style(style)  # an unknown style or a missing mplhep fails before any work
+    formats, asked, only = _plot_options(formats, only)
+    t0 = time.perf_counter()
+    table = collect(campaign_dir, use_cache=use_cache)
+    root = Path(campaign_dir)
+    out_dir = root / SUMMARY_DIR
+    df = table.frame()
+    seconds = time.perf_counter() - t0
+    metric_col, group_col, heatmap = _resolve_columns(df, metric, group_by, heatmap)
+    mask = used_mask(df, metric_col) if len(df) else []
+    used = df[mask] if len(df) else df
+    report = SummaryReport(root, table, metric_col, group_col, table_seconds=seconds)
+    report.states = dict(Counter(df["state"])) if len(df) else {}
+    report.n_used = len(used)
+    report.skipped = _skipped(df, mask, metric_col) if len(df) else []
+    report.notes = list(table.notes)
+    if not len(df):
+        report.notes.append(f"{root}: the campaign has no jobs (plan it with `gridsearch plan`)")
+    report.files = {"h5": out_dir / H5_NAME, "csv": out_dir / CSV_NAME}
+    if len(used):
+        _rank_and_tell(report, used, evaluate_on)
+    else:
+        (out_dir / LATEX_NAME).unlink(missing_ok=True)  # no stale table of an earlier run
+    if plots and len(used):
+        quiet = [p for p in OPTIONAL_PLOTS if p not in asked]
+        _draw(report, df, used, only, formats, top, heatmap, variable, style, quiet)
+    elif plots:
+        report.plots_skipped.append(("all", "no finished run to plot", False))
+    out_dir.mkdir(exist_ok=True)
+    write_text(out_dir / REPORT_NAME, report.text())
+    report.files["report"] = out_dir / REPORT_NAME
+    return report
+
+
+def _plot_options(
+    formats: list[str] | None, only: list[str] | None
+) -> tuple[list[str], list[str], list[str]]:
+    """The figure formats, the plots asked for by name and the plots to draw; a
+    SummaryError for an unknown format or plot."""
     # png only unless asked: a pdf draws every figure again (half of the plots' time)
     formats = list(formats or ["png"])
     bad = [f for f in formats if f not in FORMATS]
@@ -247,12 +285,15 @@ def summarize(
     bad = [p for p in only if p not in PLOT_NAMES]
     if bad:
         raise SummaryError(message=f"unknown plot {bad[0]!r}; choose from {', '.join(PLOT_NAMES)}")
-    t0 = time.perf_counter()
-    table = collect(campaign_dir, use_cache=use_cache)
-    root = Path(campaign_dir)
-    out_dir = root / SUMMARY_DIR
-    df = table.frame()
-    seconds = time.perf_counter() - t0
+    return formats, asked, only
+
+
+def _resolve_columns(
+    df: Any, metric: str, group_by: str | None, heatmap: tuple[str, str] | None
+) -> tuple[str, str | None, tuple[str, str] | None]:
+    """The columns of the metric, the grouping and the heat map's parameters; a
+    SummaryError for a name that is no column (unless nothing finished: then there are no
+    metric columns to check against) or a metric that is not numeric."""
     any_metrics = bool(len(df)) and bool(df["has_metrics"].any())
     try:
         metric_col = resolve(df.columns, metric, "metric")
@@ -276,46 +317,33 @@ def summarize(
             resolve(df.columns, heatmap[0], "parameter"),
             resolve(df.columns, heatmap[1], "parameter"),
         )
-    mask = used_mask(df, metric_col) if len(df) else []
-    used = df[mask] if len(df) else df
-    report = SummaryReport(root, table, metric_col, group_col, table_seconds=seconds)
-    report.states = dict(Counter(df["state"])) if len(df) else {}
-    report.n_used = len(used)
-    report.skipped = _skipped(df, mask, metric_col) if len(df) else []
-    report.notes = list(table.notes)
-    if not len(df):
-        report.notes.append(f"{root}: the campaign has no jobs (plan it with `gridsearch plan`)")
-    report.files = {"h5": out_dir / H5_NAME, "csv": out_dir / CSV_NAME}
-    if len(used):
-        report.groups = rank(used, metric_col, group_col)
-        report.speed = speed_lines(used)
-        report.rate_distortion = report_lines(used, report.groups, short(group_col or ""))
-        if has_collective(used):
-            report.collective = collective_lines(used)
-        if evaluate_on:
-            from results.evaluate_on import evaluate_best
+    return metric_col, group_col, heatmap
 
-            lines, problems, path = evaluate_best(
-                root, out_dir, used, report.groups, group_col, Path(evaluate_on)
-            )
-            report.rate_distortion += ["", *lines] if lines else []
-            report.notes += problems
-            if path:
-                report.files["evaluate_on"] = path
-        report.bottom_line = bottom_line(used, metric_col, report.files.get("evaluate_on"))
-        write_text(out_dir / LATEX_NAME, latex_tables(report.groups, metric_col, group_col))
-        report.files["latex"] = out_dir / LATEX_NAME
-    else:
-        (out_dir / LATEX_NAME).unlink(missing_ok=True)  # no stale table of an earlier run
-    if plots and len(used):
-        quiet = [p for p in OPTIONAL_PLOTS if p not in asked]
-        _draw(report, df, used, only, formats, top, heatmap, variable, style, quiet)
-    elif plots:
-        report.plots_skipped.append(("all", "no finished run to plot", False))
-    out_dir.mkdir(exist_ok=True)
-    write_text(out_dir / REPORT_NAME, report.text())
-    report.files["report"] = out_dir / REPORT_NAME
-    return report
+
+def _rank_and_tell(report: SummaryReport, used: Any, evaluate_on: str | Path | None) -> None:
+    """Rank the runs used and put the verdicts in words into the report (speed, rate and
+    distortion, collective, the other sample's widths, the bottom line); write the LaTeX
+    tables."""
+    out_dir = report.campaign / SUMMARY_DIR
+    metric_col, group_col = report.metric, report.group_by
+    report.groups = rank(used, metric_col, group_col)
+    report.speed = speed_lines(used)
+    report.rate_distortion = report_lines(used, report.groups, short(group_col or ""))
+    if has_collective(used):
+        report.collective = collective_lines(used)
+    if evaluate_on:
+        from results.evaluate_on import evaluate_best
+
+        lines, problems, path = evaluate_best(
+            report.campaign, out_dir, used, report.groups, group_col, Path(evaluate_on)
+        )
+        report.rate_distortion += ["", *lines] if lines else []
+        report.notes += problems
+        if path:
+            report.files["evaluate_on"] = path
+    report.bottom_line = bottom_line(used, metric_col, report.files.get("evaluate_on"))
+    write_text(out_dir / LATEX_NAME, latex_tables(report.groups, metric_col, group_col))
+    report.files["latex"] = out_dir / LATEX_NAME
 
 
 def _draw(
