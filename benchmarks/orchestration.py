@@ -1,7 +1,7 @@
 """Orchestration speed: plan, re-plan unchanged and status over 100, 1,000 and 10,000 points.
 
     python benchmarks/orchestration.py [--sizes 100 1000 10000] [--tmp DIR]
-        [--before DIR [--rounds N]]
+        [--before DIR [--rounds N]] [--floor]
 
 Each size gets a space file of 27-variable points (latent x lr x wd x batch size x seeds),
 planned into a fresh campaign in a temporary directory (on the file system of --tmp).
@@ -19,7 +19,10 @@ project, e.g. ``git worktree add /tmp/before HEAD~3``) runs the same measurement
 code in child processes, alternating with this checkout ``--rounds`` times, and prints the
 best of each side by side, so a loaded machine measures both alike. ``--tmp /dev/shm``
 (a tmpfs) leaves out the disk's file system: on a shared VM's ext4, creating 10,000 job
-dirs took 3-6 s of kernel time under other helpers' load, on tmpfs 0.2 s.
+dirs took 3-6 s of kernel time under other helpers' load, on tmpfs 0.2 s. ``--floor``
+adds a row timing a plain Python loop of the same file operations alone (mkdir and one
+config.yaml per job; one state.json read per job): what no change to gridsearch can go
+below on that file system. Figures and what keeps them low: docs/orchestration_speed.md.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 AXES = {  # size -> (latents, lrs, wds, batch sizes, seeds)
@@ -80,6 +84,55 @@ def timed(argv: list[str]) -> tuple[float, float, float, float]:
     if code != 0:
         raise SystemExit(f"gridsearch {' '.join(argv)} exited {code}")
     return dt, (u2 - u) + (s2 - s), u2 - u, s2 - s
+
+
+def _timed_call(fn: Callable[[], None]) -> tuple[float, float, float, float]:
+    """(wall, CPU, user CPU, sys CPU) seconds of ``fn()``."""
+    t, (u, s) = time.perf_counter(), _cpu()
+    fn()
+    dt, (u2, s2) = time.perf_counter() - t, _cpu()
+    return dt, (u2 - u) + (s2 - s), u2 - u, s2 - s
+
+
+def floor(size: int, tmp: str | None) -> dict[str, list[float]]:
+    """What the file operations alone cost, in a plain loop: ``size`` job dirs made with
+    one config.yaml each of a planned job's size (plan's mkdir, open, write, close; nothing
+    validated), then each job's state.json read as status reads it (open, read, parse,
+    close; the states :func:`fake_states` leaves: 6 jobs in 10 have one)."""
+    work = tempfile.mkdtemp(prefix="gs-floor-", dir=tmp)
+    try:
+        jobs = os.path.join(work, "jobs")
+        os.mkdir(jobs)
+        text = ("x" * 63 + "\n").encode() * 24  # a planned config.yaml: about 1.5 kB
+        dirs = [os.path.join(jobs, f"{i:012x}") for i in range(size)]
+
+        def create() -> None:
+            for d in dirs:
+                os.mkdir(d)
+                fd = os.open(d + "/config.yaml", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.write(fd, text)
+                os.close(fd)
+
+        out = {"plan": list(_timed_call(create))}
+        record = json.dumps({"state": "done", "attempt": 1, "epoch": 10, "epochs": 10})
+        for i, d in enumerate(dirs):
+            if i % 2 == 0 or i % 10 == 1:
+                with open(d + "/state.json", "w") as fh:
+                    fh.write(record)
+
+        def read() -> None:
+            for d in dirs:
+                try:
+                    fd = os.open(d + "/state.json", os.O_RDONLY)
+                except FileNotFoundError:
+                    continue
+                json.loads(os.read(fd, 1 << 16))
+                os.close(fd)
+
+        out["status"] = list(_timed_call(read))
+        return out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def fake_states(campaign: Path) -> None:
@@ -132,7 +185,9 @@ def _cells(t: dict[str, list[float]]) -> list[str]:
     return [f"{w:.2f} / {c:.2f} ({u:.2f}+{s:.2f})" for w, c, u, s in t.values()]
 
 
-def run(sizes: list[int], tmp: str | None, before: str | None, rounds: int) -> None:
+def run(
+    sizes: list[int], tmp: str | None, before: str | None, rounds: int, with_floor: bool = False
+) -> None:
     head = "wall / cpu (user+sys) s"
     print(
         f"{'points':>7}  {'code':>6}  {'plan ' + head:>31}  {'re-plan':>23}  {'status':>23}  load"
@@ -155,6 +210,15 @@ def run(sizes: list[int], tmp: str | None, before: str | None, rounds: int) -> N
                 f"{os.getloadavg()[0]:.1f}",
                 flush=True,
             )
+        if with_floor:  # the plain loop of the same file operations, best of the rounds
+            got = [floor(size, tmp) for _ in range(rounds if before else 1)]
+            low = {k: min((g[k] for g in got), key=lambda t: t[1]) for k in ("plan", "status")}
+            cells = _cells(low)
+            print(
+                f"{size:>7}  {'floor':>6}  {cells[0]:>31}  {'-':>23}  {cells[1]:>23}  "
+                f"{os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
@@ -163,6 +227,11 @@ if __name__ == "__main__":
     ap.add_argument("--tmp", help="where to make the campaigns (default: the system temp dir)")
     ap.add_argument("--before", help="another checkout of the project to compare with")
     ap.add_argument("--rounds", type=int, default=3, help="--before: rounds, best kept")
+    ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time a plain loop of the same file operations (the kernel's share)",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)  # internal: measure with this code
     args = ap.parse_args()
     if args.child:
@@ -170,4 +239,4 @@ if __name__ == "__main__":
         for size in args.sizes:
             print(json.dumps(measure(size, args.tmp)), flush=True)
     else:
-        run(args.sizes, args.tmp, args.before, args.rounds)
+        run(args.sizes, args.tmp, args.before, args.rounds, args.floor)

@@ -308,6 +308,7 @@ class _Scan:
         # jobs/<id> as a child of one Path: a Path parsed from the whole string cost twice
         # as much, per job of a 10,000-job status
         self.jobs_path = campaign.root / "jobs"
+        self.jobs_str = os.path.join(self.root, "jobs")
         self.default_interval = heartbeat_interval()
         self.blocking: dict[str, bool] = {}
         self.campaign_locked: list[bool] = []  # asked once, when a blocking intent needs it
@@ -317,14 +318,16 @@ class _Scan:
         """The evidence of the manifest's entry ``i``, its state decided from it."""
         jid = entry["id"]
         rel = entry.get("dir") or f"jobs/{jid}"
-        jdir = os.path.join(self.root, rel)
-        state_path = os.path.join(jdir, STATE)
+        # jobs/<id>, the planned layout: joined without a call per path
+        usual = rel == f"jobs/{jid}" and isinstance(jid, str) and "/" not in jid
+        jdir = f"{self.jobs_str}/{jid}" if usual else os.path.join(self.root, rel)
+        state_path = f"{jdir}/{STATE}" if usual else os.path.join(jdir, STATE)
         st = _read_state(state_path)
         js = JobStatus(
             index=entry.get("index", i),
             id=jid,
             name=entry.get("name", jid),
-            dir=self.jobs_path / jid if rel == f"jobs/{jid}" else Path(jdir),
+            dir=self.jobs_path / jid if usual else Path(jdir),
             state=JobState.PLANNED,
             in_space=entry.get("in_space", True),
             params=entry.get("params", {}),
