@@ -509,35 +509,11 @@ def _scan(root: Path, manifest: list[dict[str, Any]], cache: _Cache) -> _Scan:
 
 
 def _transpose(rows: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:
-    """The rows as one sequence of values per key of ``order`` (None where a row has no
-    such key; no keys when there are no rows).
-
-    Rows whose keys come in the same order (the same code wrote their metrics.json: nearly
-    all of a campaign) are transposed together, their values zipped into columns, instead
-    of a lookup per row and key.
-    """
-    if not rows:
-        return {}
-    layouts: dict[tuple[str, ...], list[int]] = {}
-    for i, r in enumerate(rows):
-        layouts.setdefault(tuple(r), []).append(i)
-    m = len(rows)
-    parts: dict[str, list[tuple[list[int], tuple[Any, ...]]]] = {}
-    for keys, which in layouts.items():
-        values = zip(*[rows[i].values() for i in which])
-        for key, col in zip(keys, values):
-            parts.setdefault(key, []).append((which, col))
-    out: dict[str, Any] = {}
-    for key in order:
-        got = parts.get(key)
-        if got is not None and len(got) == 1 and len(got[0][0]) == m:
-            out[key] = got[0][1]  # every row has it, in one layout
-            continue
-        col = np.full(m, None, dtype=object)
-        for which, vals in got or ():
-            col[which] = vals
-        out[key] = col.tolist()
-    return out
+    """The rows as one tuple of values per key of ``order`` (None where a row has no such
+    key; no keys when there are no rows): a list per row, then zipped, in C loops. (Rows
+    of one key order taken together, their values zipped as they are, measured slower:
+    the few rows of other orders must then be placed key by key.)"""
+    return dict(zip(order, zip(*[list(map(r.get, order)) for r in rows])))
 
 
 def _typed_columns(
@@ -563,7 +539,7 @@ def _typed_columns(
         fresh_types = set(map(type, fresh_cols.get(key, ())))
         if cached_ids and key in old_cols and key not in special:
             # Column-wise: the stored column of the cached rows and the few fresh values.
-            merged = _merge(old_cols[key][take], fresh_cols.get(key, [None] * len(fresh)))
+            merged = _merge(old_cols[key][take], fresh_cols.get(key, (None,) * len(fresh)))
             if merged is not None:
                 columns[key] = merged
                 continue

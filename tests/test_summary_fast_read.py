@@ -122,3 +122,37 @@ def test_rows_of_other_key_orders_keep_their_values(tmp_path: Path) -> None:
                 assert got != got, (job.name, key)
             else:
                 assert got == want and type(want)(got) == want, (job.name, key)
+
+
+def _csv_writer(columns: dict[str, np.ndarray]) -> bytes:
+    """What csv.writer writes for the columns (NaN as an empty cell)."""
+    import csv
+    import io
+
+    cols = [[None if v != v else v for v in c.tolist()] for c in columns.values()]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(list(columns))
+    w.writerows(zip(*cols))
+    return buf.getvalue().encode()
+
+
+@pytest.mark.parametrize("with_inf", [False, True])
+def test_float_columns_are_written_as_csv_writer_writes_them(
+    tmp_path: Path, with_inf: bool
+) -> None:
+    x = _odd_floats()
+    x = x[np.isfinite(x) | np.isnan(x)] if not with_inf else x
+    rng = np.random.default_rng(3)
+    n = len(x) // 4
+    cols = {"job_id": np.array([f"j{i}" for i in range(n)], dtype=object)}
+    for k in range(3):
+        cols[f"f{k}"] = rng.permutation(x)[:n]
+    cols["count"] = np.arange(n, dtype=np.int64)
+    cols["near"] = np.array([10.00001, 0.000010001, -0.00001, 100.0000001] * n)[:n]
+    cols["last"] = rng.permutation(x)[:n]
+    path = tmp_path / "t.csv"
+    offsets = T.write_csv(path, cols)
+    data = path.read_bytes()
+    assert data == _csv_writer(cols)
+    assert offsets is not None and offsets[-1] == len(data) and len(offsets) == n + 2
