@@ -6,7 +6,7 @@ unless ``--model`` names one, then, in this process on ONE thread:
 
 * ``hepae-data compress`` (``codec.compress``, file to file, ``--bits``, ``--keep event``)
   and ``decompress`` (to HDF5 and to ROOT): jets/s;
-* SZ3 (``pysz``, ``hepae_core.codecs`` registry: natural-space values at the absolute bound
+* SZ3 (``pysz``, ``hepae_core.codecs.registry`` registry: natural-space values at the absolute bound
   of the ``--bits`` scalar quantiser's half step) and that quantiser, on the same jets in
   memory, chunk by chunk as compress reads them: jets/s and ratio;
 
@@ -42,7 +42,7 @@ VARS = ["pt", "eta", "phi", "E"]
 def make_file(path: Path, n_jets: int) -> int:
     import uproot
 
-    from hepae_core.data import bundled_path
+    from hepae_core.data.jets import bundled_path
 
     with uproot.open(bundled_path("dijet_4d")) as f:
         base = {v: f["jets"][v].array(library="np").astype(np.float32) for v in VARS}
@@ -66,7 +66,7 @@ def make_file(path: Path, n_jets: int) -> int:
 def train_job(d: Path) -> Path:
     import yaml
 
-    from hepae_core.job import run_job
+    from hepae_core.run.job import run_job
 
     d.mkdir(parents=True, exist_ok=True)
     cfg = {"data": {"source": "bundled:dijet_4d", "max_jets": 50_000},
@@ -93,7 +93,7 @@ def _child(mode: str, job: str, src: str, out: str, bits: int) -> None:
     """One compress or decompress in this fresh process; prints its peak memory as JSON.
 
     Per-jet models run on numpy (OMP_NUM_THREADS=1 above): torch is not imported."""
-    from hepae_core.codec import compress, decompress
+    from hepae_core.codecs.codec import compress, decompress
 
     t0 = time.perf_counter()
     if mode == "compress":
@@ -118,7 +118,7 @@ def peers(src: Path, bits: int, chunk: int) -> list[tuple[str, float, float, flo
     the jets of ``src``, chunk by chunk, fitted on the first chunk."""
     import uproot
 
-    from hepae_core import codecs
+    from hepae_core.codecs import registry as codecs
     from hepae_core.variables import default_residual_kind
 
     with uproot.open(src) as f:
@@ -156,7 +156,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from hepae_core.codec import CHUNK, compress, decompress
+    from hepae_core.codecs.codec import CHUNK, compress, decompress
 
     work = args.dir or Path(tempfile.mkdtemp(prefix="hepae-codec-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hepae_core.predictive import step_of, to_natural
+from hepae_core.codecs.predictive import step_of, to_natural
 
 # the cell of a value without a natural-space value (a zero under a log): its own symbol
 NO_VALUE = np.iinfo(np.int64).min

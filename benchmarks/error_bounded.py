@@ -16,13 +16,13 @@ vectors and 14 continuous variables), jets split half for fitting, half for meas
   4 bins of the predicted value (order as given, a physics order on 14 variables, or
   greedy);
 * ``pred_mlp``: the same plus a small ReLU network per variable where it pays on held-out
-  fit jets (``hepae_core.pred_learned``);
+  fit jets (``hepae_core.codecs.pred_learned``);
 * ``pred_ae`` / ``pred_ae_linear``: the autoencoder as predictor: its quantised latent is
   coded first (ANS), then each variable's residual against the decoder's output for it
   (alone, or beside the variables decoded before it).
 
 Speeds: jets per second of one process (best of 3), wall clock and CPU time. Each ratio is
-float32 bytes over the bytes ``hepae_core.codecs.write_file`` writes (payload scaled to a
+float32 bytes over the bytes ``hepae_core.codecs.registry.write_file`` writes (payload scaled to a
 file of ``--file-jets`` jets, side information and model once). Since each file fits its
 own tables, a table per context also fits that file's noise: "bits/jet, fit tables" is the
 payload the test jets would need with the tables counted on the fitting half (add-half
@@ -46,12 +46,10 @@ from typing import Any
 import numpy as np
 from entropy_floor import floor_lines, measure_floor
 
-from hepae_core import codecs
-from hepae_core.codecs import BaseCodec, Encoded
-from hepae_core.container import parse_bounds
-from hepae_core.errors import HepaeError
-from hepae_core.pred_learned import AutoencoderPredictiveCodec, MLPPredictiveCodec
-from hepae_core.predictive import (
+from hepae_core.codecs import registry as codecs
+from hepae_core.codecs.container import parse_bounds
+from hepae_core.codecs.pred_learned import AutoencoderPredictiveCodec, MLPPredictiveCodec
+from hepae_core.codecs.predictive import (
     OFFSET,
     PredictiveCodec,
     default_kind,
@@ -60,6 +58,8 @@ from hepae_core.predictive import (
     to_natural,
     within,
 )
+from hepae_core.codecs.registry import BaseCodec, Encoded
+from hepae_core.errors import HepaeError
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

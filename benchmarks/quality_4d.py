@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from hepae_core.job import run_job
+from hepae_core.run.job import run_job
 
 
 def main() -> None:

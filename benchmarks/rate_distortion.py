@@ -1,7 +1,7 @@
 """Rate-distortion benchmark: autoencoders against the quantiser, PCA, SZ3 and ZFP, in bytes.
 
 For each sample, trains small autoencoders (minutes on a CPU), then measures every codec of
-the registry (hepae_core.codecs) at k = 4..16 bits per value on held-out jets, each ratio
+the registry (hepae_core.codecs.registry) at k = 4..16 bits per value on held-out jets, each ratio
 from the bytes its writer stores (payload + side information + the model, on the test jets
 and at a file of ``--file-jets`` jets):
 
@@ -47,12 +47,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from hepae_core import codecs
-from hepae_core.evaluate import latent_codecs, latent_metrics, model_weight_bytes
-from hepae_core.metric_curves import FILE_JETS
-from hepae_core.models import build_model
-from hepae_core.quantise import from_space, natural_space, to_space
-from hepae_core.residuals import residual_stats, residuals
+from hepae_core.codecs import registry as codecs
+from hepae_core.codecs.quantise import from_space, natural_space, to_space
+from hepae_core.evaluation.evaluate import latent_codecs, latent_metrics, model_weight_bytes
+from hepae_core.evaluation.metric_curves import FILE_JETS
+from hepae_core.evaluation.residuals import residual_stats, residuals
+from hepae_core.training.models import build_model
 from hepae_core.variables import default_residual_kind
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def load(sample: str, n: int) -> tuple[list[str], np.ndarray]:
     import uproot
 
     if sample == "4d":
-        from hepae_core.data import bundled_path
+        from hepae_core.data.jets import bundled_path
 
         path, variables = bundled_path("dijet_4d"), VARS_4D
     else:

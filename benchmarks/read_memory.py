@@ -2,7 +2,7 @@
 
 Writes an ATLAS-style file (tree CollectionTree, 27 jagged branches in MeV, jet kinematics
 replicated from the bundled Pythia sample, the other variables synthesised; see
-hepae_core.readers.synthetic) into a temporary directory, then reads it in fresh
+hepae_core.data.readers.synthetic) into a temporary directory, then reads it in fresh
 subprocesses with different selections and prints, for each, the peak resident memory
 (``VmHWM``) next to the size of the array that was kept.
 
@@ -58,7 +58,7 @@ def write(path: Path, size_gb: float, block: int) -> dict:
     import numpy as np
     import uproot
 
-    from hepae_core.readers.synthetic import (
+    from hepae_core.data.readers.synthetic import (
         ATLAS_CONTAINER,
         ATLAS_TREE,
         atlas_columns,
@@ -96,11 +96,11 @@ def read(path: Path, scenario: str, chunk_size: int) -> dict:
     import numpy as np
 
     from hepae_core.config import resolve
-    from hepae_core.data import load_jets
-    from hepae_core.readers.synthetic import ATLAS_CONTAINER, ATLAS_TREE
+    from hepae_core.data.jets import load_jets
+    from hepae_core.data.readers.synthetic import ATLAS_CONTAINER, ATLAS_TREE
 
     spec = SCENARIOS[scenario]
-    from hepae_core.cuts import PRESETS
+    from hepae_core.data.cuts import PRESETS
 
     cuts = (list(PRESETS["thesis_27d"]) if spec.get("preset") else []) + list(spec["cuts"])
     data = {
@@ -118,7 +118,7 @@ def read(path: Path, scenario: str, chunk_size: int) -> dict:
     import awkward  # noqa: F401  (imported before the baseline, as load_jets would)
     import uproot  # noqa: F401
 
-    import hepae_core.readers.root  # noqa: F401
+    import hepae_core.data.readers.root  # noqa: F401
 
     np.zeros(1)
     base = rss_mb()
@@ -142,7 +142,7 @@ def read_all_at_once(path: Path) -> dict:
     import numpy  # noqa: F401
     import uproot
 
-    from hepae_core.readers.synthetic import ATLAS_CONTAINER, ATLAS_TREE
+    from hepae_core.data.readers.synthetic import ATLAS_CONTAINER, ATLAS_TREE
 
     base = rss_mb()
     t0 = time.monotonic()

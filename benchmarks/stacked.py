@@ -2,9 +2,9 @@
 
 For each thread count, model shape and batch size, prints the model-jets/s (training jets
 per second summed over the models) of one model trained alone with
-hepae_core.train.Trainer -- K sequential runs go at that same rate, one after the other --
+hepae_core.training.train.Trainer -- K sequential runs go at that same rate, one after the other --
 and of K = 1, 2, 4, ..., 64 models trained as one stack with
-hepae_core.stacked.StackedTrainer, side by side, with the ratio stacked/sequential.
+hepae_core.training.stacked.StackedTrainer, side by side, with the ratio stacked/sequential.
 
 Both are measured through the real training loops (shuffling gather, epoch ends with
 validation included) for about ``--seconds`` each after a warm-up, on the same data. The
@@ -24,9 +24,9 @@ import time
 import torch
 
 from hepae_core.config import resolve
-from hepae_core.models import build_model
-from hepae_core.stacked import StackedTrainer
-from hepae_core.train import StopFlag, Trainer
+from hepae_core.training.models import build_model
+from hepae_core.training.stacked import StackedTrainer
+from hepae_core.training.train import StopFlag, Trainer
 
 MODELS = {
     "AE_3D_200 (4D)": ({"preset": "AE_3D_200"}, 4),
@@ -140,7 +140,7 @@ def vmap_rate(model_cfg, n_in, bs, k, x, seconds, device) -> float:
 
 def bmm_rate(model_cfg, n_in, bs, k, x, seconds, device) -> float:
     """Forward and backward of K models with the stack's own pass (no optimiser)."""
-    from hepae_core.stacked import _Stack
+    from hepae_core.training.stacked import _Stack
 
     members = [trainer(model_cfg, n_in, bs, seed, x, x) for seed in range(k)]
     stack = _Stack(members)

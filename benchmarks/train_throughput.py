@@ -1,11 +1,11 @@
 """Training throughput: our loop against a plain DataLoader(TensorDataset) loop, side by side.
 
 Prints jets/s of one warm epoch for each model, batch size and thread count, for:
-  hepae      hepae_core.train.Trainer (one gather per epoch, views, fused Adam)
+  hepae      hepae_core.training.train.Trainer (one gather per epoch, views, fused Adam)
   compiled   the same with train.compile: true (torch.compile of the model)
   slicing    a plain loop over index slices with torch's default Adam
   dataloader DataLoader(TensorDataset(x), shuffle=True) with torch's default Adam
-  stacked    K models as one stack (hepae_core.stacked, ``--stack K``, default 8): each
+  stacked    K models as one stack (hepae_core.training.stacked, ``--stack K``, default 8): each
              model's own rate as if alone (the stack's model-jets/s), a warm epoch
   fastai     the seeds' recipe: a fastai Learner (DataLoaders.from_dsets of a
              TensorDataset, MSE loss, fit_one_cycle), its training phase of a warm epoch;
@@ -29,11 +29,11 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from hepae_core.config import resolve
-from hepae_core.data import load_jets
-from hepae_core.models import build_model
-from hepae_core.normalise import Normaliser
-from hepae_core.stacked import StackedTrainer
-from hepae_core.train import Trainer
+from hepae_core.data.jets import load_jets
+from hepae_core.data.normalise import Normaliser
+from hepae_core.training.models import build_model
+from hepae_core.training.stacked import StackedTrainer
+from hepae_core.training.train import Trainer
 
 MODELS = {
     "AE_3D_200 (4D)": ({"preset": "AE_3D_200"}, "4d"),

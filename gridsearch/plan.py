@@ -327,7 +327,7 @@ def _check_variables(stage: Stage, jobs: list[PlannedJob], earlier: list[Planned
 
 def _check_latents(stage: Stage, jobs: list[PlannedJob], earlier: list[PlannedJob]) -> None:
     """A stage-2 latent must be below G x z1 of every stage-1 job it may pick: the job
-    would refuse it when it starts, after stage 1 has trained (hepae_core/two_stage.py)."""
+    would refuse it when it starts, after stage 1 has trained (hepae_core/training/two_stage.py)."""
     import yaml
 
     def settings(job: PlannedJob) -> tuple[Any, Any]:

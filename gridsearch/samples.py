@@ -71,7 +71,7 @@ def sample_path(
 
 def _bundled(name: str, where: str, error: type[UserError]) -> Path:
     """A sample shipped in the package (``hepae_core/data/NAME.root``), found as
-    hepae_core.data.bundled_path finds it, without importing it (numpy)."""
+    hepae_core.data.jets.bundled_path finds it, without importing it (numpy)."""
     from importlib import resources
 
     data = resources.files("hepae_core").joinpath("data")

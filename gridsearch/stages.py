@@ -18,7 +18,7 @@ best``, the jobs of the ``after`` stage that share the values of the ``per`` key
 them without ``per``); with ``pick: each``, every job of that stage alone. The point's
 ``model.stage1`` names its candidates (``{pick: best, by: ..., from: [../<id>, ...]}`` or
 ``../<id>``); the job itself picks the best finished one when it starts
-(hepae_core.two_stage) and writes its choice into its job dir (``stage1.json``).
+(hepae_core.training.two_stage) and writes its choice into its job dir (``stage1.json``).
 
 The manifest carries each job's ``stage`` and ``after`` (the job ids it depends on);
 ``status`` calls a job whose dependencies are not done ``waiting``; ``submit`` submits the

@@ -128,7 +128,7 @@ def group_of(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 #: ``model.stage1`` as a mapping: the best of several stage-1 jobs, chosen when the
-#: stage-2 job starts (hepae_core.two_stage.resolve_stage1, docs/collective.md).
+#: stage-2 job starts (hepae_core.training.two_stage.resolve_stage1, docs/collective.md).
 STAGE1_PICKS = ("best",)
 STAGE1_KEYS = ("pick", "by", "from")
 STAGE1_DEFAULT_BY = "best_val_loss"
@@ -346,7 +346,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
             None, _opt(lambda v: _is_int(v) and 1 <= v <= 24), "null or bits per latent value"
         ),
         "latent_noise_epochs": Field(None, _opt(_pos_int), "null (all epochs) or a count"),
-        # rate-aware training and symmetry augmentation (hepae_core.rate_model, .augment)
+        # rate-aware training and symmetry augmentation (hepae_core.training.rate_model, .augment)
         "rate_lambda": Field(
             0.0, lambda v: _is_num(v) and v >= 0, "a number >= 0 (weight of the bits per jet)"
         ),
@@ -649,7 +649,7 @@ def _check_rate_augment(
                 message="is set with data.group: augmentation acts on one jet per input; "
                 "remove train.augment",
             )
-        from hepae_core.augment import problem
+        from hepae_core.training.augment import problem
 
         found = problem(names, t["augment"])
         if found:
@@ -661,7 +661,7 @@ def _check_cuts(cfg: dict[str, Any], source: str, names: list[str]) -> None:
     data = cfg["data"]
     if isinstance(data["cuts"], list) and not data["cuts"] and not data["branches"]:
         return  # nothing to check (the common case: skipped per grid point when planning)
-    from hepae_core.cuts import check_cuts, cut_variables
+    from hepae_core.data.cuts import check_cuts, cut_variables
     from hepae_core.variables import KNOWN_VARIABLES
 
     problems = check_cuts(data["cuts"], set(names) | KNOWN_VARIABLES | set(data["branches"]))

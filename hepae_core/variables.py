@@ -1,7 +1,7 @@
 """Jet variable sets, their default residual kinds and the thesis normalisation formulas.
 
 Kept free of numpy so configs can be checked without importing the numerical stack; the
-formulas are declared here as data and evaluated in :mod:`hepae_core.normalise`.
+formulas are declared here as data and evaluated in :mod:`hepae_core.data.normalise`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ VARIABLE_SETS: dict[str, tuple[str, ...]] = {
     "27d": VARIABLES_27D,
 }
 
-# Per-jet branches of the generator sample (hepae_core.generate, ../shared/data): usable in
+# Per-jet branches of the generator sample (hepae_core.data.generate, ../shared/data): usable in
 # data.variables lists and in cuts.
 GENERATOR_VARIABLES = (
     "event", "rank", "pt", "eta", "phi", "E", "m", "n_constituents", "n90", "width",

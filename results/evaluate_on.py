@@ -28,7 +28,7 @@ from typing import Any
 from results.ratedist import byte_verdict_lines, compare, variables_of
 from results.report import fmt, short
 
-EVALUATE_CMD = ("-m", "hepae_core.data_cli", "evaluate")
+EVALUATE_CMD = ("-m", "hepae_core.cli.data", "evaluate")
 
 
 def _slug(path: Path) -> str:

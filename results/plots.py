@@ -30,9 +30,9 @@ from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
+from hepae_core.evaluation.plots import hist_in_out, residual_hist, unit
+from hepae_core.evaluation.residuals import residuals
 from hepae_core.jobdir import EVAL, HISTORY, atomic_path
-from hepae_core.plots import hist_in_out, residual_hist, unit
-from hepae_core.residuals import residuals
 from hepae_core.variables import default_residual_kind
 from results import collective as collective_mod
 from results.ratedist import (
@@ -71,7 +71,7 @@ STYLE = {
     "lines.markersize": 5,
     "image.cmap": "viridis",
 }
-EVALUATE_MODULE = "hepae_core.evaluate_job"
+EVALUATE_MODULE = "hepae_core.evaluation.evaluate_job"
 STYLES = ("house", "atlas", "cms", "root")
 
 
@@ -771,7 +771,7 @@ def _grid_pages(n: int) -> list[range]:
 
 
 def _io_figure(n: int) -> tuple[Any, list[tuple[Any, Any]]]:
-    """Like hepae_core.plots.io_grid, on fixed margins instead of a layout engine: the
+    """Like hepae_core.evaluation.plots.io_grid, on fixed margins instead of a layout engine: the
     figure is drawn once per best run and format, and constrained layout would be solved
     again for each (it was most of the time of these plots)."""
     ncols = min(3, n)

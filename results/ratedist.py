@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from hepae_core.metric_curves import (
+from hepae_core.evaluation.metric_curves import (
     FILE_JETS,
     _finite,
     bit_depths,

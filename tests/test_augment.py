@@ -11,14 +11,14 @@ import pytest
 import torch
 from conftest import TINY_JOB, write_job
 
-from hepae_core.augment import Augmenter, make, wrap_angle
 from hepae_core.config import resolve
+from hepae_core.data.normalise import Normaliser
 from hepae_core.errors import ConfigError
-from hepae_core.job import run_job
-from hepae_core.modelfile import read_payload
-from hepae_core.models import build_model
-from hepae_core.normalise import Normaliser
-from hepae_core.train import Trainer
+from hepae_core.run.job import run_job
+from hepae_core.run.modelfile import read_payload
+from hepae_core.training.augment import Augmenter, make, wrap_angle
+from hepae_core.training.models import build_model
+from hepae_core.training.train import Trainer
 
 VARS = ["pt", "eta", "phi", "E", "m", "width_eta", "DetectorEta", "charged_frac", "lead_pt"]
 

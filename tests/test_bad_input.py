@@ -13,7 +13,7 @@ import pytest
 import uproot
 from conftest import run_job_process, write_job
 
-from hepae_core.data_cli import main
+from hepae_core.cli.data import main
 from hepae_core.jobdir import FILE_MODE
 
 N = 3000

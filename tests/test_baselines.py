@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from hepae_core.data import bundled_path
-from hepae_core.evaluate import baseline_metrics, evaluate
-from hepae_core.models import AutoEncoder, build_model
-from hepae_core.normalise import Normaliser
+from hepae_core.data.jets import bundled_path
+from hepae_core.data.normalise import Normaliser
+from hepae_core.evaluation.evaluate import baseline_metrics, evaluate
+from hepae_core.training.models import AutoEncoder, build_model
 
 VARS = ["pt", "eta", "phi", "E"]
 KINDS = ["relative", "absolute", "angle", "relative"]

@@ -16,8 +16,8 @@ import torch
 from conftest import REPO, TINY_JOB, run_job_process, write_job
 
 from hepae_core import jobdir
-from hepae_core.bundle import bundle_threads
 from hepae_core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from hepae_core.run.bundle import bundle_threads
 
 
 def bundle_process(*args, env: dict | None = None, **kw) -> subprocess.Popen:

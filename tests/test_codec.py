@@ -13,11 +13,11 @@ import pytest
 import uproot
 from conftest import TINY_JOB, write_job
 
-from hepae_core.codec import FORMAT, dequantise, load_codec, quantise, sparse_read
-from hepae_core.data import bundled_path
-from hepae_core.data_cli import main
-from hepae_core.job import run_job
-from hepae_core.quantise import unpack_bits
+from hepae_core.cli.data import main
+from hepae_core.codecs.codec import FORMAT, dequantise, load_codec, quantise, sparse_read
+from hepae_core.codecs.quantise import unpack_bits
+from hepae_core.data.jets import bundled_path
+from hepae_core.run.job import run_job
 
 VARS = ["pt", "eta", "phi", "E"]
 

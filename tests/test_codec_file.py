@@ -16,7 +16,8 @@ import pytest
 import uproot
 from conftest import TINY_JOB, write_job
 
-from hepae_core.codec import (
+from hepae_core.cli.data import main
+from hepae_core.codecs.codec import (
     CorruptFile,
     compress,
     decompress,
@@ -24,11 +25,10 @@ from hepae_core.codec import (
     load_codec,
     parse_bounds,
 )
-from hepae_core.container import _header_hash
-from hepae_core.data import bundled_path
-from hepae_core.data_cli import main
+from hepae_core.codecs.container import _header_hash
+from hepae_core.data.jets import bundled_path
 from hepae_core.errors import HepaeError
-from hepae_core.job import run_job
+from hepae_core.run.job import run_job
 
 VARS = ["pt", "eta", "phi", "E"]
 
@@ -389,7 +389,7 @@ def test_absolute_bounds_are_in_the_files_units_or_their_own() -> None:
 
 
 def test_atlas_jagged_round_trip_keeps_every_branch_and_counter(job: Path, tmp_path: Path):
-    from hepae_core.readers.synthetic import (
+    from hepae_core.data.readers.synthetic import (
         ATLAS_CONTAINER,
         ATLAS_TREE,
         events_of,
@@ -460,7 +460,7 @@ def test_the_numpy_model_is_the_torch_model(tmp_path: Path, model: dict) -> None
     """The codec runs per-jet models on numpy; they give torch's numbers to float32 rounding."""
     import torch
 
-    from hepae_core.evaluate import decode, encode
+    from hepae_core.evaluation.evaluate import decode, encode
 
     cfg = copy.deepcopy(TINY_JOB)
     cfg["model"].update(model)
@@ -480,7 +480,7 @@ def test_compress_and_decompress_do_not_import_torch(job: Path, sample: Path, tm
     import sys
 
     code = (
-        "import sys; from hepae_core.codec import compress, decompress; "
+        "import sys; from hepae_core.codecs.codec import compress, decompress; "
         f"compress({str(job)!r}, {str(sample)!r}, {str(tmp_path / 'c.h5')!r}); "
         f"decompress({str(tmp_path / 'c.h5')!r}, {str(tmp_path / 'r.root')!r}); "
         "print('torch' in sys.modules)"
@@ -522,7 +522,7 @@ def test_two_stage_model_compresses_pairs_of_jets(job: Path, sample: Path, tmp_p
 
 def test_the_file_codec_is_a_registry_codec(job: Path) -> None:
     """The same class serves the evaluation (codecs.JetCodec: training ranges, model bytes)."""
-    from hepae_core.codecs import JetCodec
+    from hepae_core.codecs.registry import JetCodec
 
     codec = load_codec(job)
     codec.bits = [10]
@@ -560,7 +560,7 @@ def test_a_chunk_of_events_without_jets(job: Path, tmp_path: Path) -> None:
 def test_an_absolute_energy_bound_holds_in_the_files_units(tmp_path: Path) -> None:
     """NegativeE (absolute residual, an energy) in a MeV file: 0.5 means 0.5 MeV, 0.5GeV
     means 500 MeV; version 1 read 0.5 as GeV and allowed 500 MeV."""
-    from hepae_core.readers.synthetic import (
+    from hepae_core.data.readers.synthetic import (
         ATLAS_CONTAINER,
         ATLAS_TREE,
         atlas_columns,

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from hepae_core import codecs
-from hepae_core.data import bundled_path
-from hepae_core.evaluate import baseline_metrics, latent_codecs
-from hepae_core.models import build_model
-from hepae_core.normalise import Normaliser
+from hepae_core.codecs import registry as codecs
+from hepae_core.data.jets import bundled_path
+from hepae_core.data.normalise import Normaliser
+from hepae_core.evaluation.evaluate import baseline_metrics, latent_codecs
+from hepae_core.training.models import build_model
 
 VARS = ["pt", "eta", "phi", "E"]
 KINDS = ["relative", "absolute", "angle", "relative"]

@@ -43,7 +43,7 @@ def _run(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def _compress(cwd: Path, *argv: str) -> subprocess.CompletedProcess:
-    return _run("hepae_core.data_cli", "compress", *argv, cwd=cwd)
+    return _run("hepae_core.cli.data", "compress", *argv, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_best_is_the_lowest_loss_and_every_value_meets_the_bound(campaign: Path)
     with h5py.File(campaign / "best.h5") as f:
         assert f.attrs["codec"] == "pred"
     assert not [p for p in campaign.iterdir() if p.name.startswith(".")]  # no temporary left
-    proc = _run("hepae_core.data_cli", "decompress", "best.h5", "-o", "reco.h5", cwd=campaign)
+    proc = _run("hepae_core.cli.data", "decompress", "best.h5", "-o", "reco.h5", cwd=campaign)
     assert proc.returncode == 0, proc.stderr
     import uproot
 

@@ -2,7 +2,7 @@ import pytest
 
 from hepae_core.config import PRESETS, dump, known_keys, load, resolve
 from hepae_core.errors import ConfigError
-from hepae_core.models import build_model, describe
+from hepae_core.training.models import build_model, describe
 
 
 def test_defaults_are_complete_and_valid():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hepae_core.config import resolve
-from hepae_core.cuts import (
+from hepae_core.data.cuts import (
     PRESETS,
     CutFlow,
     CutSyntaxError,

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import uproot
 
-from hepae_core import generate as gen
+from hepae_core.cli.data import main
 from hepae_core.config import resolve
-from hepae_core.data import load_jets
-from hepae_core.data_cli import main
-from hepae_core.readers.synthetic import (
+from hepae_core.data import generate as gen
+from hepae_core.data.jets import load_jets
+from hepae_core.data.readers.synthetic import (
     ATLAS_CONTAINER,
     ATLAS_TREE,
     atlas_columns,
@@ -108,7 +108,7 @@ def test_generate_without_the_gen_extra(tmp_path):
         pass
     out = tmp_path / "gen.root"
     proc = subprocess.run(
-        [sys.executable, "-m", "hepae_core.data_cli", "generate", "--out", str(out)],
+        [sys.executable, "-m", "hepae_core.cli.data", "generate", "--out", str(out)],
         capture_output=True,
         text=True,
     )
@@ -192,7 +192,7 @@ def test_event_jets_write_and_read_back(tmp_path):
             "model": {"latent": 2},
         }
     )
-    from hepae_core.data import read_source
+    from hepae_core.data.jets import read_source
 
     got = read_source(cfg)
     np.testing.assert_allclose(got["tau21"], cols["tau21"], rtol=1e-6)

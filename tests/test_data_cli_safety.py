@@ -19,11 +19,11 @@ import pytest
 import uproot
 from conftest import REPO, TINY_JOB, write_job
 
-from hepae_core.data import bundled_path
-from hepae_core.data_cli import build_parser, main
-from hepae_core.data_guard import check_max_error, printable, untemp
+from hepae_core.cli.data import build_parser, main
+from hepae_core.cli.data_guard import check_max_error, printable, untemp
+from hepae_core.data.jets import bundled_path
 from hepae_core.errors import HepaeError
-from hepae_core.job import run_job
+from hepae_core.run.job import run_job
 
 VARS = ["pt", "eta", "phi", "E"]
 ENV = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -32,7 +32,7 @@ ENV = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHO
 def hepae_data(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``hepae-data ARGS`` as a user would (its own process, stdout and stderr apart)."""
     return subprocess.run(
-        [sys.executable, "-m", "hepae_core.data_cli", *map(str, args)],
+        [sys.executable, "-m", "hepae_core.cli.data", *map(str, args)],
         capture_output=True,
         text=True,
         env=ENV,
@@ -399,7 +399,7 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _stop_midway(argv: list, out_dir: Path, signum: int) -> subprocess.CompletedProcess:
     """Start ``hepae-data ARGV``; once its temporary output exists, send ``signum``."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hepae_core.data_cli", *map(str, argv)],
+        [sys.executable, "-m", "hepae_core.cli.data", *map(str, argv)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -433,7 +433,7 @@ def test_a_signal_leaves_no_temporary_file(cmd, signum, big: Path, job: Path, tm
     out_dir.mkdir()
     packed = big.parent / "big.h5"
     if cmd == "decompress" and not packed.exists():
-        from hepae_core.codec import compress
+        from hepae_core.codecs.codec import compress
 
         compress(job, big, packed)
     before = digest(big)
@@ -475,7 +475,7 @@ def test_progress_bar_on_a_terminal_shows_no_second_speed(work: Path, job: Path)
     import struct
     import termios
 
-    argv = [sys.executable, "-m", "hepae_core.data_cli", "compress", "--model", str(job),
+    argv = [sys.executable, "-m", "hepae_core.cli.data", "compress", "--model", str(job),
             str(work / "jets.root"), "-o", str(work / "c.h5"), "--chunk-size", "500"]  # fmt: skip
     pid, fd = pty.fork()
     if pid == 0:  # the child: wait for the window size, then run the command
@@ -525,7 +525,7 @@ def test_a_sigterm_lost_in_a_finaliser_still_stops_the_rename(tmp_path: Path) ->
     """Python drops an exception raised in a finaliser (a weakref callback in h5py, a
     __del__): convert once went on and wrote its output after SIGTERM. The signal is
     remembered, and the output is not renamed into place."""
-    from hepae_core.data_guard import Terminated, atomic_output, signals_interrupt
+    from hepae_core.cli.data_guard import Terminated, atomic_output, signals_interrupt
 
     class Finalised:
         def __del__(self) -> None:

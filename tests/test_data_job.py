@@ -7,7 +7,7 @@ import json
 import numpy as np
 from conftest import run_job_process, write_job
 
-from hepae_core.readers.synthetic import (
+from hepae_core.data.readers.synthetic import (
     ATLAS_CONTAINER,
     ATLAS_TREE,
     atlas_columns,

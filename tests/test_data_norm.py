@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hepae_core.normalise import Normaliser
-from hepae_core.readers.synthetic import atlas_columns
+from hepae_core.data.normalise import Normaliser
+from hepae_core.data.readers.synthetic import atlas_columns
 from hepae_core.variables import VARIABLES_25D, VARIABLES_27D
 
 L = np.log10
@@ -82,7 +82,7 @@ def test_round_trip_exact_to_float32_precision():
 
 
 def test_round_trip_exact_in_float64():
-    from hepae_core.normalise import _custom_forward, _custom_inverse
+    from hepae_core.data.normalise import _custom_forward, _custom_inverse
     from hepae_core.variables import CUSTOM_FORMULAS
 
     x = in_domain().astype(np.float64)

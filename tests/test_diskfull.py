@@ -123,7 +123,7 @@ def test_convert_on_a_full_disk(small_fs, suffix):
     out = small_fs / f"jets{suffix}"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     done = subprocess.run(
-        [sys.executable, "-m", "hepae_core.data_cli", "convert", str(BUNDLED), str(out)],
+        [sys.executable, "-m", "hepae_core.cli.data", "convert", str(BUNDLED), str(out)],
         capture_output=True,
         text=True,
         env=env,
@@ -181,7 +181,7 @@ def codec_job(tmp_path_factory):
 def _hepae_data(*args):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.run(
-        [sys.executable, "-m", "hepae_core.data_cli", *map(str, args)],
+        [sys.executable, "-m", "hepae_core.cli.data", *map(str, args)],
         capture_output=True,
         text=True,
         env=env,

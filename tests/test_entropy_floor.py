@@ -99,7 +99,7 @@ def test_held_out_code_length_is_not_below_the_entropy_with_sparse_tables() -> N
     eta uniform over 4 at 1e-3), where the file's own plug-in tables look 2 bits cheaper."""
     from error_bounded import fit_table_bits_by_position
 
-    from hepae_core.predictive import PredictiveCodec
+    from hepae_core.codecs.predictive import PredictiveCodec
 
     rng = np.random.default_rng(2)
     x = _jets(10_000, rng)[:, :2]

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from hepae_core import plots
+from hepae_core.evaluation import plots
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_residual_panel_shows_the_whole_range_and_says_what_it_is(jets) -> None:
 def test_per_run_figures_are_written(tmp_path, jets) -> None:
     x, y = jets
     plots.input_vs_output(x, y, ["pt", "eta", "phi", "E"], tmp_path / "io.png")
-    from hepae_core.residuals import residuals
+    from hepae_core.evaluation.residuals import residuals
 
     kinds = ["relative", "absolute", "angle", "relative"]
     res = residuals(x, y, kinds)

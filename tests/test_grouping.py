@@ -9,9 +9,9 @@ import uproot
 from conftest import run_job_process, write_job
 
 from hepae_core.config import group_of, resolve
+from hepae_core.data.grouping import form_groups, split_groups
 from hepae_core.errors import EXIT_BAD_INPUT, ConfigError, DataError
-from hepae_core.grouping import form_groups, split_groups
-from hepae_core.train import Trainer, evaluate_loss, masked_mse
+from hepae_core.training.train import Trainer, evaluate_loss, masked_mse
 
 CFG = {"data": {"source": "test.root"}}
 

@@ -176,7 +176,7 @@ def test_a_killed_stage1_candidate_reads_lost_in_the_stage2_reason(tmp_path):
 
     from hepae_core.config import resolve
     from hepae_core.jobdir import job_lock
-    from hepae_core.two_stage import Stage1NotDone, resolve_stage1
+    from hepae_core.training.two_stage import Stage1NotDone, resolve_stage1
 
     a = tmp_path / "a"
     a.mkdir()

@@ -14,7 +14,7 @@ import yaml
 from conftest import REPO, run_job_process, start_job_process, write_job
 
 from hepae_core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
-from hepae_core.job import load_model
+from hepae_core.run.job import load_model
 
 
 def test_job_trains_evaluates_and_writes_everything(tmp_path, tiny_job_config):
@@ -199,7 +199,7 @@ def test_reevaluation_rewrites_the_same_evaluation(tmp_path, tiny_job_config):
     (job / "evaluation.npz").unlink()
     env = dict(os.environ, PYTHONPATH=str(REPO))
     out = subprocess.run(
-        [sys.executable, "-m", "hepae_core.evaluate_job", str(job)],
+        [sys.executable, "-m", "hepae_core.evaluation.evaluate_job", str(job)],
         capture_output=True,
         text=True,
         env=env,

@@ -203,7 +203,7 @@ def test_interrupted_and_resumed_job_equals_an_uninterrupted_one(tmp_path):
 
 
 def test_heartbeat_interval_comes_from_the_environment(monkeypatch):
-    from hepae_core.job import heartbeat_interval
+    from hepae_core.run.job import heartbeat_interval
 
     monkeypatch.setenv("HEPAE_HEARTBEAT_S", "0.25")
     assert heartbeat_interval() == 0.25

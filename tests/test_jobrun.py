@@ -1,4 +1,4 @@
-"""One run of a job (hepae_core.jobrun): the same failure ends a lone job and a bundle member
+"""One run of a job (hepae_core.run.jobrun): the same failure ends a lone job and a bundle member
 in the same words, and every file of a bundle member goes through the disk-full-aware writer.
 """
 
@@ -16,8 +16,8 @@ from test_diskfull import fill, small_fs  # noqa: F401  (the tmpfs fixture)
 
 from hepae_core.diskfull import DiskFull
 from hepae_core.errors import EXIT_BAD_INPUT, EXIT_FAILED, HepaeError
-from hepae_core.jobrun import failure_of
-from hepae_core.two_stage import Stage1NotDone
+from hepae_core.run.jobrun import failure_of
+from hepae_core.training.two_stage import Stage1NotDone
 
 
 def config(encoder=(16, 8), **train) -> dict:
@@ -115,9 +115,12 @@ def _imports(path: Path) -> set[str]:
 def test_the_job_run_and_the_model_file_are_in_no_import_circle():
     from conftest import REPO
 
-    graph = {
-        f"hepae_core.{p.stem}": _imports(p) for p in sorted((REPO / "hepae_core").glob("*.py"))
-    }
+    def name(p: Path) -> str:
+        parts = p.relative_to(REPO).with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    graph = {name(p): _imports(p) for p in sorted((REPO / "hepae_core").rglob("*.py"))}
+    assert "hepae_core.run.jobrun" in graph and "hepae_core.training.two_stage" in graph
 
     def reaches(start: str, goal: str) -> bool:
         seen, todo = set(), list(graph.get(start, ()))
@@ -130,18 +133,18 @@ def test_the_job_run_and_the_model_file_are_in_no_import_circle():
                 todo.extend(graph.get(mod, ()))
         return False
 
-    run = ("job", "jobrun", "bundle", "modelfile", "prepared")
+    run = ("run.job", "run.jobrun", "run.bundle", "run.modelfile", "data.prepared")
     assert [m for m in run if reaches(f"hepae_core.{m}", f"hepae_core.{m}")] == []
     # grouped and two-stage models use the model file and the data, never the job entry
-    for low in ("two_stage", "modelfile", "prepared"):
-        assert not reaches(f"hepae_core.{low}", "hepae_core.job"), low
-        assert not reaches(f"hepae_core.{low}", "hepae_core.jobrun"), low
+    for low in ("training.two_stage", "run.modelfile", "data.prepared"):
+        assert not reaches(f"hepae_core.{low}", "hepae_core.run.job"), low
+        assert not reaches(f"hepae_core.{low}", "hepae_core.run.jobrun"), low
 
 
 def test_a_file_that_is_no_model_is_refused_in_one_line(tmp_path):
     import torch
 
-    from hepae_core.modelfile import load_model, read_payload
+    from hepae_core.run.modelfile import load_model, read_payload
 
     path = tmp_path / "model.pt"
     torch.save({"format": "something-else", "state_dict": {}}, path)

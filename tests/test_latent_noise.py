@@ -7,9 +7,9 @@ import copy
 import torch
 from conftest import TINY_JOB, write_job
 
-from hepae_core.job import run_job
-from hepae_core.latent_noise import LatentNoise, wrap
-from hepae_core.models import build_model
+from hepae_core.run.job import run_job
+from hepae_core.training.latent_noise import LatentNoise, wrap
+from hepae_core.training.models import build_model
 
 
 def _model() -> torch.nn.Module:

@@ -153,3 +153,75 @@ def _cycles() -> list[list[str]]:
 def test_no_import_circles():
     cycles = _cycles()
     assert not cycles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+#: hepae_core's top level: the floor its rooms and gridsearch stand on (docs/architecture.md).
+FLOOR = {
+    f"hepae_core.{m}"
+    for m in (
+        "contract", "config", "jobdir", "states", "errors", "variables", "text", "yamlio",
+        "diskfull",
+    )
+}  # fmt: skip
+ROOMS = ("data", "training", "codecs", "evaluation", "run", "cli")
+#: The floor's only reaches into rooms: the config check asks the room that owns a syntax
+#: (cut expressions, augmentation keys) to check it; both modules are plain Python at import.
+FLOOR_CHECKERS = {
+    ("hepae_core.config", "hepae_core.data.cuts"),
+    ("hepae_core.config", "hepae_core.training.augment"),
+}
+
+
+def _room(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "hepae_core" and len(parts) > 1 and parts[1] in ROOMS else None
+
+
+def test_hepae_core_is_in_rooms_on_one_floor():
+    loose = sorted(
+        m for m in MODULES if m.startswith("hepae_core.") and _room(m) is None and m not in FLOOR
+    )
+    # the two `python -m` entry points rendered job scripts name; nothing else is loose
+    assert loose == ["hepae_core.bundle", "hepae_core.job"]
+    for entry in loose:
+        assert GRAPH[entry] == {entry.replace("hepae_core.", "hepae_core.run.")}
+    up = sorted(
+        f"{m} imports {d}"
+        for m in FLOOR
+        for d in GRAPH[m]
+        if d not in FLOOR and (m, d) not in FLOOR_CHECKERS
+    )
+    assert not up, "the floor imports a room:\n" + "\n".join(up)
+
+
+def test_only_the_commands_import_the_cli_room():
+    users = sorted(
+        f"{m} imports {d}"
+        for m, deps in GRAPH.items()
+        for d in deps
+        if _room(d) == "cli" and _room(m) != "cli"
+    )
+    assert not users, "\n".join(users)
+
+
+def test_the_floor_checkers_load_neither_numpy_nor_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hepae_core.config, hepae_core.data.cuts, hepae_core.training.augment;"
+        "print(sorted({'numpy', 'torch'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_gridsearch_imports_only_hepae_cores_floor():
+    heavy = sorted(
+        f"{m} imports {d}"
+        for m, deps in GRAPH.items()
+        if m.startswith("gridsearch")
+        for d in deps
+        if d.startswith("hepae_core") and d not in FLOOR
+    )
+    assert not heavy, "gridsearch must not load the science (torch, numpy):\n" + "\n".join(heavy)

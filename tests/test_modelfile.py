@@ -6,10 +6,10 @@ import torch
 from conftest import write_job
 
 from hepae_core import config
+from hepae_core.data.normalise import Normaliser
 from hepae_core.errors import HepaeError
-from hepae_core.modelfile import load_model, save_model
-from hepae_core.models import build_model
-from hepae_core.normalise import Normaliser
+from hepae_core.run.modelfile import load_model, save_model
+from hepae_core.training.models import build_model
 
 VARS = ["pt", "eta", "phi", "E"]
 

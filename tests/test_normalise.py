@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from hepae_core.config import resolve
-from hepae_core.data import load_jets
-from hepae_core.normalise import Normaliser
+from hepae_core.data.jets import load_jets
+from hepae_core.data.normalise import Normaliser
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import uproot
 
-from hepae_core.codec import CorruptFile, decompress
-from hepae_core.data import bundled_path
-from hepae_core.data_cli import main
-from hepae_core.pred_file import compress_pred
+from hepae_core.cli.data import main
+from hepae_core.codecs.codec import CorruptFile, decompress
+from hepae_core.codecs.pred_file import compress_pred
+from hepae_core.data.jets import bundled_path
 
 VARS = ["pt", "eta", "phi", "E"]
 BOUNDS = "pt=1e-3,eta=1e-3,phi=1e-3,E=1e-3"

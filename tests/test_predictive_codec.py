@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hepae_core import codecs, predictive
-from hepae_core.data import bundled_path
-from hepae_core.predictive import PredictiveCodec
+from hepae_core.codecs import predictive
+from hepae_core.codecs import registry as codecs
+from hepae_core.codecs.predictive import PredictiveCodec
+from hepae_core.data.jets import bundled_path
 
 VARS = ["pt", "eta", "phi", "E"]
 KINDS = ["relative", "absolute", "angle", "relative"]

@@ -1,5 +1,5 @@
 """The predictive codec's contexts (value bins, the exact-1 symbol) and its learned
-predictors (hepae_core.pred_learned): hand-worked cases, every value within its bound,
+predictors (hepae_core.codecs.pred_learned): hand-worked cases, every value within its bound,
 model bytes that read back into the same decoder."""
 
 from __future__ import annotations
@@ -7,15 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hepae_core import predictive
-from hepae_core.pred_learned import (
+from hepae_core.codecs import predictive
+from hepae_core.codecs.pred_learned import (
     GRID,
     AutoencoderPredictiveCodec,
     MLPPredictiveCodec,
     forward,
     snap,
 )
-from hepae_core.predictive import PredictiveCodec
+from hepae_core.codecs.predictive import PredictiveCodec
 
 
 def _off_bound(y: np.ndarray, x: np.ndarray, kinds: list[str], bound: float) -> int:

@@ -15,10 +15,10 @@ from conftest import TINY_JOB, write_job
 
 from hepae_core.config import resolve
 from hepae_core.errors import ConfigError
-from hepae_core.job import run_job
-from hepae_core.modelfile import load_model, read_payload
-from hepae_core.models import build_model
-from hepae_core.rate_model import (
+from hepae_core.run.job import run_job
+from hepae_core.run.modelfile import load_model, read_payload
+from hepae_core.training.models import build_model
+from hepae_core.training.rate_model import (
     LIKELIHOOD_BOUND,
     FactorisedPrior,
     RateAware,
@@ -27,7 +27,7 @@ from hepae_core.rate_model import (
     prior_from_payload,
     quantise,
 )
-from hepae_core.train import Trainer
+from hepae_core.training.train import Trainer
 
 
 def _sig(x: float) -> float:
@@ -190,8 +190,8 @@ def test_rate_aware_trainer_records_and_checkpoints_its_prior(tmp_path) -> None:
 
 
 def test_a_resumed_rate_aware_augmented_training_continues_exactly(tmp_path) -> None:
-    from hepae_core.normalise import Normaliser
-    from hepae_core.stacked import why_not_stackable
+    from hepae_core.data.normalise import Normaliser
+    from hepae_core.training.stacked import why_not_stackable
 
     x, v = _data()
     norm = Normaliser.fit("standard", ["pt", "eta", "phi", "E"], x.numpy())
@@ -289,8 +289,8 @@ def test_the_learned_codec_example_plans_a_lambda_grid(tmp_path) -> None:
 
 
 def test_residual_symbols_by_hand() -> None:
-    from hepae_core.normalise import Normaliser
-    from hepae_core.rate_model import ResidualRate
+    from hepae_core.data.normalise import Normaliser
+    from hepae_core.training.rate_model import ResidualRate
 
     norm = Normaliser("none", ["pt", "eta", "phi", "m"], [0.0] * 4, [1.0] * 4)
     res = ResidualRate(norm, {"pt": 1e-3, "eta": 1e-3, "phi": 1e-2, "m": 1e-3})

@@ -12,15 +12,15 @@ import pytest
 import uproot
 
 from hepae_core.config import resolve
-from hepae_core.data import load_jets, read_source
-from hepae_core.errors import DataError
-from hepae_core.readers.synthetic import (
+from hepae_core.data.jets import load_jets, read_source
+from hepae_core.data.readers.synthetic import (
     ATLAS_CONTAINER,
     ATLAS_TREE,
     atlas_columns,
     events_of,
     write_atlas_root,
 )
+from hepae_core.errors import DataError
 from hepae_core.variables import VARIABLES_27D
 
 N_JETS = 3000
@@ -192,7 +192,7 @@ def test_phenoml_csv(tmp_path):
 
 def load_jets_allow_few(cfg):
     """load_jets refuses fewer than 10 jets; tile a tiny file's rows for the check."""
-    from hepae_core import data
+    from hepae_core.data import jets as data
 
     chunks, req = data.iter_source(cfg, None, data.needed_variables(cfg))
     parts = list(chunks)

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from gridsearch.cli import build_parser as gridsearch_parser
-from hepae_core.data_cli import build_parser as data_parser
+from hepae_core.cli.data import build_parser as data_parser
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

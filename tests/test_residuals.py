@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from hepae_core.baselines import PCACoder, cast_roundtrip, lossless_bytes, ratio
-from hepae_core.quantise import (
+from hepae_core.codecs.baselines import PCACoder, cast_roundtrip, lossless_bytes, ratio
+from hepae_core.codecs.quantise import (
     LatentQuantiser,
     ScalarQuantiser,
     code_dtype,
@@ -16,7 +16,7 @@ from hepae_core.quantise import (
     uniform_decode,
     uniform_encode,
 )
-from hepae_core.residuals import residual_stats, residuals, stats_table
+from hepae_core.evaluation.residuals import residual_stats, residuals, stats_table
 
 # --------------------------------------------------------------------------- statistics
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from hepae_core.baseline_cache import CACHE_DIR, FORMAT, campaign_cache_dir
 from hepae_core.config import resolve
-from hepae_core.data import bundled_path
-from hepae_core.evaluate import evaluate
-from hepae_core.models import build_model
-from hepae_core.normalise import Normaliser
+from hepae_core.data.jets import bundled_path
+from hepae_core.data.normalise import Normaliser
+from hepae_core.evaluation.baseline_cache import CACHE_DIR, FORMAT, campaign_cache_dir
+from hepae_core.evaluation.evaluate import evaluate
+from hepae_core.training.models import build_model
 
 VARS = ["pt", "eta", "phi", "E"]
 KINDS = dict(zip(VARS, ["relative", "absolute", "angle", "relative"]))
@@ -145,7 +145,7 @@ def test_small_model_is_evaluated_on_one_thread_with_the_same_numbers(jets):
         one = run(train, test, None)
         torch.set_num_threads(2)
         seen = []
-        import hepae_core.evaluate as E
+        import hepae_core.evaluation.evaluate as E
 
         real = E.decode
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from hepae_core.config import resolve
-from hepae_core.models import build_model
-from hepae_core.stacked import StackedTrainer
-from hepae_core.train import Trainer
+from hepae_core.training.models import build_model
+from hepae_core.training.stacked import StackedTrainer
+from hepae_core.training.train import Trainer
 
 SMALL = {"encoder": [16, 8], "latent": 3}
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from hepae_core.config import resolve
-from hepae_core.data import load_jets
-from hepae_core.models import build_model
-from hepae_core.normalise import Normaliser
-from hepae_core.stacked import StackedTrainer, group_stackable, layer_signature
-from hepae_core.train import StopFlag, Trainer
+from hepae_core.data.jets import load_jets
+from hepae_core.data.normalise import Normaliser
+from hepae_core.training.models import build_model
+from hepae_core.training.stacked import StackedTrainer, group_stackable, layer_signature
+from hepae_core.training.train import StopFlag, Trainer
 
 SMALL = {"encoder": [16, 8], "latent": 3}
 SMALL_BN = {"encoder": [16, 8], "latent": 3, "batch_norm": True, "activation": "leaky_relu"}
@@ -230,7 +230,7 @@ def test_stack_limit_follows_the_cache_budget(jets):
     """Hand-worked: AE_3D_200 widths 200+100+50+3+50+100+200+4 = 707, plus 4 inputs;
     batch 256 x 711 x 12 bytes = 2,184,192 bytes per member; 24 MiB / that = 11.5 -> 11;
     at batch 1024, 8,736,768 bytes: 2.9 -> 2."""
-    from hepae_core.stacked import stack_limit
+    from hepae_core.training.stacked import stack_limit
 
     ae = member(jets, {"batch_size": 256}, 0, {"preset": "AE_3D_200"})
     assert stack_limit(ae) == 11
@@ -254,7 +254,7 @@ def test_dropout_member_trains_and_others_stay_exact(jets):
 
 def test_stacked_forward_is_each_members_own_forward(jets):
     """Batch norm statistics per member: each member sees only its own batch."""
-    from hepae_core.stacked import _Stack
+    from hepae_core.training.stacked import _Stack
 
     trs = [member(jets, {}, seed, SMALL_BN) for seed in (0, 1, 2)]
     x = torch.stack([jets[0][:256], jets[0][256:512] * 3 + 1, jets[0][512:768] - 2])
@@ -333,7 +333,7 @@ def test_members_the_stack_would_train_wrongly_run_alone(jets):
 )
 def test_hand_written_backward_gives_autograd_s_gradients(jets, model):
     """The stack's own backward pass: each member's gradients are autograd's."""
-    from hepae_core.stacked import _Stack
+    from hepae_core.training.stacked import _Stack
 
     trs = [member(jets, {}, seed, model) for seed in (0, 1)]
     twins = []

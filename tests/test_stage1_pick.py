@@ -24,7 +24,7 @@ from hepae_core import jobdir
 from hepae_core.config import ConfigError, dump, load, resolve, stage1_spec
 from hepae_core.errors import EXIT_BAD_INPUT, HepaeError
 from hepae_core.states import ERROR_KINDS, EXIT_INTERRUPTED
-from hepae_core.two_stage import Stage1NotDone, resolve_stage1
+from hepae_core.training.two_stage import Stage1NotDone, resolve_stage1
 
 STAGE1 = {
     "data": {"source": "bundled:dijet_4d", "max_jets": 3000},

@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import REPO, run_job_process, write_job
 
-from hepae_core.tensorboard import TENSORBOARD_DIR
+from hepae_core.training.tensorboard import TENSORBOARD_DIR
 
 
 def _config(tiny_job_config: dict) -> dict:

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from hepae_core.config import resolve
-from hepae_core.models import build_model
-from hepae_core.train import StopFlag, Trainer, pick_threads
+from hepae_core.training.models import build_model
+from hepae_core.training.train import StopFlag, Trainer, pick_threads
 
 
 def make(tmp_path, **train):

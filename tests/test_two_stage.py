@@ -11,10 +11,10 @@ import pytest
 import torch
 from conftest import run_job_process, write_job
 
-from hepae_core.data import resolve_source
+from hepae_core.data.jets import resolve_source
 from hepae_core.errors import EXIT_BAD_INPUT, HepaeError
-from hepae_core.job import load_model
-from hepae_core.two_stage import codec_from_payload
+from hepae_core.run.job import load_model
+from hepae_core.training.two_stage import codec_from_payload
 
 STAGE1 = {
     "data": {"source": "bundled:dijet_4d", "max_jets": 3000},
@@ -59,7 +59,7 @@ def test_stage2_trains_on_stage1_latents_and_stands_alone(tmp_path, stage1_job):
     # tests/test_codec_file.py checks the bytes and the round trip)
     src = resolve_source("bundled:dijet_4d")
     res = subprocess.run(
-        [sys.executable, "-m", "hepae_core.data_cli", "compress", "--model", str(job), str(src),
+        [sys.executable, "-m", "hepae_core.cli.data", "compress", "--model", str(job), str(src),
          "-o", str(tmp_path / "c.h5"), "--quiet"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
