@@ -47,6 +47,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import torch
@@ -822,9 +823,7 @@ class StackedTrainer:
                         if i < len(starts):
                             save_member_checkpoint(tr)
                         if stop:
-                            tr.result.epochs_run = tr.epoch
-                            tr.result.interrupted = True
-                            tr.result.signal_name = stop.signal_name
+                            tr.interrupted(stop)
                     if stop:
                         return {}, True
             elapsed = time.perf_counter() - t0
@@ -849,9 +848,7 @@ class StackedTrainer:
                     if row in finished:
                         continue
                     save_member_checkpoint(tr)
-                    tr.result.epochs_run = tr.epoch
-                    tr.result.interrupted = True
-                    tr.result.signal_name = stop.signal_name
+                    tr.interrupted(stop)
                 return finished, True
             if finished:
                 return finished, False
@@ -879,26 +876,11 @@ class StackedTrainer:
 
     @staticmethod
     def _end_epoch(tr: Trainer, loss_sum: float, val_loss: float) -> bool:
-        """The single trainer's epoch-end steps for one member; True when it is finished.
-
-        Mirrors the end of :meth:`hepae_core.training.train.Trainer.run` line by line, so a member
-        records, saves and stops exactly where a single run would.
-        """
-        cfg = tr.cfg
-        x = tr.x_train
-        starts, bs = tr.starts, tr.batch_size
-        tr.batch = 0
-        tr.epoch += 1
-        n_seen = starts[-1] + min(bs, x.shape[0] - starts[-1])
+        """One member's epoch end, through the Trainer's own steps (count, close, checkpoint,
+        report, patience) as a single run takes them; True when the member is finished."""
+        n_seen = tr.count_epoch()
         train_loss = loss_sum / n_seen  # batch means weighted by rows: per-value MSE
         tr.result.epochs_run = tr.epoch
-        record = tr.close_epoch(train_loss, val_loss, n_seen, lambda: own_storage(tr.model))
-        every = cfg["checkpoint_every_s"]
-        if not every or time.monotonic() - tr._last_checkpoint > every:
-            save_member_checkpoint(tr)
-        if tr.on_epoch:
-            tr.on_epoch(record)
-        if cfg["patience"] and tr.bad_epochs >= cfg["patience"]:
-            tr.result.early_stopped = True
-            return True
-        return tr.epoch >= int(cfg["epochs"])
+        save = partial(save_member_checkpoint, tr)
+        early = tr.end_epoch(train_loss, val_loss, n_seen, save, lambda: own_storage(tr.model))
+        return early or tr.epoch >= int(tr.cfg["epochs"])

@@ -419,7 +419,6 @@ class Trainer:
     def run(self, stop: StopFlag | None = None) -> TrainResult:
         """Train until the configured epochs, early stopping or a stop signal."""
         epochs = int(self.cfg["epochs"])
-        patience = self.cfg["patience"]
         every = self.cfg["checkpoint_every_s"]
         model, opt, sched = self.model, self.optimizer, self.scheduler
         x = self.x_train
@@ -470,16 +469,11 @@ class Trainer:
                     if i < len(starts):
                         self.save_checkpoint()
                     if stop:
-                        self.result.epochs_run = self.epoch
-                        self.result.interrupted = True
-                        self.result.signal_name = stop.signal_name
-                        return self.result
+                        return self.interrupted(stop)
             elapsed = time.perf_counter() - t0
             self.epoch_time += elapsed
             self.result.train_time_s += elapsed
-            self.batch = 0
-            self.epoch += 1
-            n_seen = starts[-1] + min(bs, x.shape[0] - starts[-1])
+            n_seen = self.count_epoch()
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             # loss_sum adds each batch's mean squared error weighted by its rows (real
@@ -498,21 +492,51 @@ class Trainer:
                 )
                 val_loss = mse + self.rate_lambda * bits
                 extra = {"val_mse": mse, "val_bits_per_jet": bits}
-            record = self.close_epoch(train_loss, val_loss, n_seen, extra=extra)
-            if not every or time.monotonic() - self._last_checkpoint > every:
-                self.save_checkpoint()
-            if self.on_epoch:
-                self.on_epoch(record)
-            if patience and self.bad_epochs >= patience:
-                self.result.early_stopped = True
+            if self.end_epoch(train_loss, val_loss, n_seen, self.save_checkpoint, extra=extra):
                 break
             if stop:
                 self.save_checkpoint()
-                self.result.epochs_run = self.epoch
-                self.result.interrupted = True
-                self.result.signal_name = stop.signal_name
-                return self.result
+                return self.interrupted(stop)
         self.result.epochs_run = self.epoch
+        return self.result
+
+    # The epoch-end steps below are public so that a stack of Trainers
+    # (hepae_core.training.stacked) ends each member's epoch through the very same code.
+
+    def count_epoch(self) -> int:
+        """Count the epoch just trained (the next starts at batch 0); the rows it trained on."""
+        self.batch = 0
+        self.epoch += 1
+        return self.starts[-1] + min(self.batch_size, self.x_train.shape[0] - self.starts[-1])
+
+    def end_epoch(
+        self,
+        train_loss: float,
+        val_loss: float,
+        n_seen: int,
+        save: Callable[[], None],
+        best_context: Callable[[], Any] | None = None,
+        extra: dict[str, float] | None = None,
+    ) -> bool:
+        """Close the epoch (:meth:`close_epoch`), checkpoint with ``save`` when one is due,
+        report it (``on_epoch``); True when the patience ran out (early stop)."""
+        record = self.close_epoch(train_loss, val_loss, n_seen, best_context, extra)
+        every = self.cfg["checkpoint_every_s"]
+        if not every or time.monotonic() - self._last_checkpoint > every:
+            save()
+        if self.on_epoch:
+            self.on_epoch(record)
+        patience = self.cfg["patience"]
+        if patience and self.bad_epochs >= patience:
+            self.result.early_stopped = True
+            return True
+        return False
+
+    def interrupted(self, stop: StopFlag) -> TrainResult:
+        """The result of a run stopped by a signal: the epochs run so far and the signal."""
+        self.result.epochs_run = self.epoch
+        self.result.interrupted = True
+        self.result.signal_name = stop.signal_name
         return self.result
 
     def close_epoch(
