@@ -27,9 +27,9 @@ import hashlib
 import json
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -79,6 +79,120 @@ def check_bounds(
     return bounds
 
 
+class _Options(NamedTuple):
+    """The checked options of :func:`compress_pred`."""
+
+    variables: list[str]
+    kinds: list[str]
+    bounds: dict[str, float]
+    units: str
+    names: dict[str, str]  # branch by variable
+    fmt: str
+
+
+def _check_options(
+    src: Path,
+    max_error: str | None,
+    variables: list[str] | None,
+    branches: str | None,
+    fmt: str,
+    units: str | None,
+    chunk_size: int,
+) -> _Options:
+    """Every option checked (one line naming it on an error) before anything is read."""
+    from hepae_core.data.readers import detect_format
+
+    if chunk_size < 1:
+        raise HepaeError(source="--chunk-size", message=f"{chunk_size}: give 1 or more")
+    variables = list(variables or DEFAULT_VARIABLES)
+    if len(set(variables)) != len(variables):
+        raise HepaeError(source="--variables", message="name every variable once")
+    units = units or "GeV"
+    if units not in ("GeV", "MeV"):
+        raise HepaeError(source="--units", message=f"{units!r}: use GeV or MeV")
+    kinds = [default_kind(v) for v in variables]
+    bounds = check_bounds(max_error, variables, kinds, units)
+    bmap = parse_map(branches, "--branches")
+    unknown = [v for v in bmap if v not in variables]
+    if unknown:
+        raise HepaeError(source="--branches", message=f"{unknown[0]!r} is not compressed (the "
+                         f"variables are {', '.join(variables)})")  # fmt: skip
+    if not src.is_file():
+        raise DataError(source=str(src), message="no such file")
+    fmt = detect_format(src, fmt)
+    if fmt not in ("root", "hdf5", "csv"):
+        raise DataError(source=str(src), message=f"compress reads ROOT, HDF5 or CSV, not {fmt}")
+    names = {v: bmap.get(v, v) for v in variables}
+    return _Options(variables, kinds, bounds, units, names, fmt)
+
+
+class _ChunkCoder:
+    """Fits the codec on the first ``fit_jets`` jets read, then encodes every chunk into
+    the streams; keeps the chunk table and the counts."""
+
+    def __init__(
+        self,
+        codec: PredictiveCodec,
+        streams: _Streams,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.codec, self.streams, self.progress = codec, streams, progress
+        self.table: list[list[int]] = []
+        self.n = self.n_raw = 0
+        self.held = 0  # jets read before the fit
+
+    def run(self, chunks: Iterable[dict[str, Any]], fit_jets: int) -> None:
+        codec = self.codec
+        pending: list[np.ndarray] = []
+        for chunk in chunks:
+            raw = self._jets(chunk)
+            if codec.fitted:
+                self._encode(raw)
+                continue
+            pending.append(raw)
+            self.held += len(raw)
+            if self.held >= fit_jets:
+                codec.fit(np.concatenate(pending)[:fit_jets].astype(np.float64))
+                for r in pending:
+                    self._encode(r)
+                pending = []
+        if not codec.fitted and self.held:
+            codec.fit(np.concatenate(pending).astype(np.float64))
+            for r in pending:
+                self._encode(r)
+
+    def _jets(self, chunk: dict[str, Any]) -> np.ndarray:
+        variables = self.codec.variables
+        raw = np.empty((len(chunk[variables[0]]), len(variables)), np.float32)
+        for j, v in enumerate(variables):
+            raw[:, j] = np.asarray(chunk[v])
+        return raw
+
+    def _encode(self, raw: np.ndarray) -> None:
+        enc = self.codec.encode(raw.astype(np.float64))
+        meta = np.concatenate([enc.side["cmin"], enc.side["size"]]).astype("<i4")
+        add = self.streams.add
+        self.table.append([len(raw),
+                           add("codes", enc.payload["ans"].astype("<u4").tobytes()),
+                           add("tables", enc.side["tables"].tobytes()),
+                           add("meta", meta.tobytes()),
+                           # raw values are the input's float32 values: exact in float32
+                           add("raw", enc.side["raw"].astype("<f4").tobytes())])  # fmt: skip
+        self.n += len(raw)
+        self.n_raw += int(enc.clipped)
+        if self.progress:
+            self.progress(self.n)
+
+    def write_into(self, f: Any, blob: bytes) -> dict[str, str]:
+        """The model, the streams and the chunk table as datasets; their SHA-256."""
+        checks: dict[str, str] = {}
+        checks["model"] = _write_array(f, "model", np.frombuffer(blob, np.uint8))
+        for s in STREAMS:
+            checks[s] = self.streams.copy_into(f, s, s)
+        checks["chunks"] = _write_array(f, "chunks", np.asarray(self.table, np.uint64))
+        return checks
+
+
 def compress_pred(
     src: str | Path,
     out: str | Path,
@@ -103,134 +217,84 @@ def compress_pred(
     """
     import h5py
 
-    from hepae_core.data.readers import ReadRequest, detect_format, iter_chunks
+    from hepae_core.data.readers import ReadRequest, iter_chunks
 
-    if chunk_size < 1:
-        raise HepaeError(source="--chunk-size", message=f"{chunk_size}: give 1 or more")
     src, out = Path(src), Path(out)
-    variables = list(variables or DEFAULT_VARIABLES)
-    if len(set(variables)) != len(variables):
-        raise HepaeError(source="--variables", message="name every variable once")
-    units = units or "GeV"
-    if units not in ("GeV", "MeV"):
-        raise HepaeError(source="--units", message=f"{units!r}: use GeV or MeV")
-    kinds = [default_kind(v) for v in variables]
-    bounds = check_bounds(max_error, variables, kinds, units)
-    bmap = parse_map(branches, "--branches")
-    unknown = [v for v in bmap if v not in variables]
-    if unknown:
-        raise HepaeError(source="--branches", message=f"{unknown[0]!r} is not compressed (the "
-                         f"variables are {', '.join(variables)})")  # fmt: skip
-    if not src.is_file():
-        raise DataError(source=str(src), message="no such file")
-    fmt = detect_format(src, fmt)
-    if fmt not in ("root", "hdf5", "csv"):
-        raise DataError(source=str(src), message=f"compress reads ROOT, HDF5 or CSV, not {fmt}")
-    names = {v: bmap.get(v, v) for v in variables}
-    request = ReadRequest(branches=names, tree=tree, key=key, chunk_size=chunk_size)
-    codec = PredictiveCodec(variables, kinds, bounds=bounds, predictor="linear")
+    o = _check_options(src, max_error, variables, branches, fmt, units, chunk_size)
+    request = ReadRequest(branches=o.names, tree=tree, key=key, chunk_size=chunk_size)
+    codec = PredictiveCodec(o.variables, o.kinds, bounds=o.bounds, predictor="linear")
     codec.store_dtype = np.float32  # decompress writes float32: the bound holds as written
     t0 = time.perf_counter()
-
-    def jets(chunk: dict[str, Any]) -> np.ndarray:
-        raw = np.empty((len(chunk[variables[0]]), len(variables)), np.float32)
-        for j, v in enumerate(variables):
-            raw[:, j] = np.asarray(chunk[v])
-        return raw
-
-    table: list[list[int]] = []
-    n = n_raw = 0
-    pending: list[np.ndarray] = []
-    held = 0
-    streams = _Streams(out.resolve().parent)
-
-    def encode(raw: np.ndarray) -> None:
-        nonlocal n, n_raw
-        enc = codec.encode(raw.astype(np.float64))
-        meta = np.concatenate([enc.side["cmin"], enc.side["size"]]).astype("<i4")
-        table.append([len(raw),
-                      streams.add("codes", enc.payload["ans"].astype("<u4").tobytes()),
-                      streams.add("tables", enc.side["tables"].tobytes()),
-                      streams.add("meta", meta.tobytes()),
-                      # raw values are the input's float32 values: exact in float32
-                      streams.add("raw", enc.side["raw"].astype("<f4").tobytes())])  # fmt: skip
-        n += len(raw)
-        n_raw += int(enc.clipped)
-        if progress:
-            progress(n)
-
+    coder = _ChunkCoder(codec, _Streams(out.resolve().parent), progress)
     try:
-        for chunk in iter_chunks(src, fmt, request):
-            raw = jets(chunk)
-            if codec.fitted:
-                encode(raw)
-                continue
-            pending.append(raw)
-            held += len(raw)
-            if held >= fit_jets:
-                codec.fit(np.concatenate(pending)[:fit_jets].astype(np.float64))
-                for r in pending:
-                    encode(r)
-                pending = []
-        if not codec.fitted and held:
-            codec.fit(np.concatenate(pending).astype(np.float64))
-            for r in pending:
-                encode(r)
-        if n == 0:
+        coder.run(iter_chunks(src, o.fmt, request), fit_jets)
+        if coder.n == 0:
             raise DataError(source=str(src), message="has no jets to compress")
         blob = codec.model_blob() or b""
-        checks: dict[str, str] = {}
         with jobdir.atomic_path(out) as tmp:
             with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
-                checks["model"] = _write_array(f, "model", np.frombuffer(blob, np.uint8))
-                for s in STREAMS:
-                    checks[s] = streams.copy_into(f, s, s)
-                checks["chunks"] = _write_array(f, "chunks", np.asarray(table, np.uint64))
-                sizes = _dataset_bytes(f)
-                payload, model = sizes["codes"], sizes["model"]
-                attrs: dict[str, Any] = {
-                    "format": FORMAT,
-                    "format_version": FORMAT_VERSION,
-                    "codec": "pred",
-                    "tool_version": __version__,
-                    "created": jobdir.now_iso(),
-                    "variables": json.dumps(variables),
-                    "kinds": json.dumps(kinds),
-                    "predictor": codec.predictor,
-                    "contexts": codec.n_contexts,
-                    "value_bins": codec.n_value,
-                    "symbols": codec.symbols,
-                    "fit_jets": min(held, fit_jets),
-                    "branches": json.dumps(names),
-                    "kept": "[]",
-                    "counters": "{}",
-                    "container": "",
-                    "units": units,
-                    "tree": tree if fmt == "root" else (key or ""),
-                    "chunk_columns": json.dumps(COLUMNS),
-                    "n_jets": n,
-                    "n_events": n,
-                    "n_exceptions": n_raw,
-                    "input_name": src.name,
-                    "input_sha256": sha256_of(src),
-                    "input_format": fmt,
-                    "model_sha256": hashlib.sha256(blob).hexdigest(),
-                    "model_bytes": model,
-                    "raw_float32_bytes": 4 * len(variables) * n,
-                    "payload_bytes": payload,
-                    "side_bytes": sum(sizes.values()) - payload - model,
-                    "kept_bytes": 0,
-                    "max_error": json.dumps(bounds),
-                    "checksums": json.dumps(checks, sort_keys=True),
-                }
+                checks = coder.write_into(f, blob)
+                attrs = _header(src, o, codec, coder, blob, _dataset_bytes(f), checks, fit_jets,
+                                tree, key)  # fmt: skip
                 write_header(f, attrs)
             size = tmp.stat().st_size
     finally:
-        streams.close()
+        coder.streams.close()
     summary = dict(attrs)
     summary.update(_accounting(attrs, size, [], 1))
-    summary.update(seconds=time.perf_counter() - t0, n_raw_values=n_raw)
+    summary.update(seconds=time.perf_counter() - t0, n_raw_values=coder.n_raw)
     return summary
+
+
+def _header(
+    src: Path,
+    o: _Options,
+    codec: PredictiveCodec,
+    coder: _ChunkCoder,
+    blob: bytes,
+    sizes: dict[str, int],
+    checks: dict[str, str],
+    fit_jets: int,
+    tree: str,
+    key: str | None,
+) -> dict[str, Any]:
+    """The file's attributes (the module doc's format; the summary's keys)."""
+    payload, model, n = sizes["codes"], sizes["model"], coder.n
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "codec": "pred",
+        "tool_version": __version__,
+        "created": jobdir.now_iso(),
+        "variables": json.dumps(o.variables),
+        "kinds": json.dumps(o.kinds),
+        "predictor": codec.predictor,
+        "contexts": codec.n_contexts,
+        "value_bins": codec.n_value,
+        "symbols": codec.symbols,
+        "fit_jets": min(coder.held, fit_jets),
+        "branches": json.dumps(o.names),
+        "kept": "[]",
+        "counters": "{}",
+        "container": "",
+        "units": o.units,
+        "tree": tree if o.fmt == "root" else (key or ""),
+        "chunk_columns": json.dumps(COLUMNS),
+        "n_jets": n,
+        "n_events": n,
+        "n_exceptions": coder.n_raw,
+        "input_name": src.name,
+        "input_sha256": sha256_of(src),
+        "input_format": o.fmt,
+        "model_sha256": hashlib.sha256(blob).hexdigest(),
+        "model_bytes": model,
+        "raw_float32_bytes": 4 * len(o.variables) * n,
+        "payload_bytes": payload,
+        "side_bytes": sum(sizes.values()) - payload - model,
+        "kept_bytes": 0,
+        "max_error": json.dumps(o.bounds),
+        "checksums": json.dumps(checks, sort_keys=True),
+    }
 
 
 Decoded = tuple[dict[str, np.ndarray], None]
