@@ -35,6 +35,7 @@ from hepae_core.evaluation.residuals import residuals
 from hepae_core.jobdir import EVAL, HISTORY, atomic_path
 from hepae_core.variables import default_residual_kind
 from results import collective as collective_mod
+from results.names import PLOT_FUNCTIONS
 from results.ratedist import (
     METHOD_LABELS,
     compare,
@@ -1104,12 +1105,7 @@ def _fronts(
             "scalar quantiser")  # fmt: skip
 
 
+#: The registry of :data:`results.names.PLOT_FUNCTIONS`, resolved: name -> function.
 PLOTS: dict[str, Callable[[PlotContext], list[tuple[str, str]]]] = {
-    "loss_vs_lr": loss_vs_lr,
-    "widths": widths_vs_latent,
-    "pareto": pareto,
-    "heatmap": heatmap,
-    "curves": curves,
-    "best_runs": best_runs,
-    "collective": collective,
+    name: globals()[function] for name, function in PLOT_FUNCTIONS.items()
 }
