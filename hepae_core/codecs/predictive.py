@@ -220,6 +220,42 @@ def _ridge(f: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.linalg.solve(a, f.T @ y)
 
 
+class _Coded:
+    """What :meth:`PredictiveCodec.encode` gathers, table by table: the ANS blocks (symbols
+    and their table), the tables and their counts, each position's alphabet (first code and
+    size) and the values stored raw."""
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple[np.ndarray, np.ndarray]] = []
+        self.tables: list[np.ndarray] = []
+        self.counts_of: list[np.ndarray] = []  # per table: symbol counts (descriptive)
+        self.cmins: list[int] = []
+        self.sizes: list[int] = []
+        self.raws: list[np.ndarray] = []
+        self.n_raw = 0
+
+    def table(self, counts: np.ndarray) -> np.ndarray:
+        """The table of ``counts`` (kept, with them)."""
+        table = table_of(counts)
+        self.tables.append(table)
+        self.counts_of.append(counts)
+        return table
+
+    def context_tables(self, sym: np.ndarray, ctx: np.ndarray, size: int, contexts: int) -> float:
+        """One table and block a context (a table for an empty context too, none of its
+        block); returns the symbols' empirical entropy within their contexts, in bits."""
+        ideal = 0.0
+        for c in range(contexts):
+            s = sym[ctx == c]
+            counts = np.bincount(s, minlength=size)
+            nz = counts[counts > 0]
+            ideal += float(-(nz * np.log2(nz / nz.sum())).sum()) if len(s) else 0.0
+            table = self.table(counts)
+            if len(s):
+                self.blocks.append((s.astype(np.int32), table))
+        return ideal
+
+
 class PredictiveCodec(BaseCodec):
     """Error-bounded predictive coding (see the module doc).
 
@@ -556,86 +592,23 @@ class PredictiveCodec(BaseCodec):
         n, d = x.shape
         # decoded natural-space values (the predictors' input), then the auxiliary columns
         dec_t = np.full((n, d + len(self.aux_names)), np.nan)
-        blocks: list[tuple[np.ndarray, np.ndarray]] = []
-        tables, cmins, sizes, raws = [], [], [], []
-        counts_of: list[np.ndarray] = []  # per table: symbol counts (descriptive)
-        n_raw = 0
-        latent_bits: list[float] = []
-        if self.n_latent:
-            # the latent first: its codes need no bound (any value is a valid latent), so
-            # out-of-alphabet codes are clamped, never escaped
-            z = self._latent(x)
-            code = np.rint(np.where(np.isfinite(z), z, 0.0) / self.latent_step)
-            for col in code.T:
-                cmin, cmax = _alphabet(col, self.offset)
-                col[:] = np.clip(col, cmin, cmax)
-                sym = (col - cmin + self.offset).astype(np.int64)
-                size = cmax - cmin + 1 + self.offset
-                counts = np.bincount(sym, minlength=size)
-                table = table_of(counts)
-                tables.append(table)
-                counts_of.append(counts)
-                blocks.append((sym.astype(np.int32), table))
-                cmins.append(cmin)
-                sizes.append(size)
-                latent_bits.append(round(entropy_bits(sym) / max(n, 1), 3))
-            dec_t[:, d:] = self._aux(code * self.latent_step)
+        acc = _Coded()
+        latent_bits = self._encode_latent(x, dec_t, acc) if self.n_latent else []
         ideal_bits: list[float] = []  # empirical entropy per jet, per position (descriptive)
-        for pos, j in enumerate(self.order):
-            kind, bound, step = self.kinds[j], self.bounds[j], self.steps[j]
-            xj = x[:, j]
-            t = to_natural(xj, kind)
-            p, ctx = self._predict(dec_t, pos, n)
-            code = quantise_residual(t - p, step)
-            finite = np.isfinite(code)
-            cmin, cmax = _alphabet(code[finite], self.offset)
-            sym = np.full(n, ESC, np.int64)
-            inside = finite & (code >= cmin) & (code <= cmax)
-            sym[inside] = (code[inside] - cmin + self.offset).astype(np.int64)
-            value = from_natural(p + np.where(inside, code, 0.0) * step, kind)
-            # the bound, checked on every value: a miss goes raw
-            stored = value if self.store_dtype is None else value.astype(self.store_dtype)
-            good = inside & within(stored.astype(np.float64), xj, kind, bound)
-            sym[~good] = ESC
-            # exactly 0 has its own symbol: a scale variable's log has none, and a
-            # fraction's point mass at 0 (no neutral hadrons: 42 % of the dijet jets)
-            # costs one likely symbol instead of the predictor's spread around it; so
-            # has an absolute variable's exactly 1 (the fraction's other edge)
-            zero = xj == 0
-            sym[zero] = ZERO
-            value[zero] = 0.0
-            if kind == "absolute" and self.symbols == 2:
-                one = xj == 1.0
-                sym[one] = ONE
-                value[one] = 1.0
-            value[sym == ESC] = xj[sym == ESC]
-            raws.append(xj[sym == ESC])
-            n_raw += int((sym == ESC).sum())
-            dec_t[:, j] = to_natural(value, kind)
-            size = cmax - cmin + 1 + self.offset
-            cmins.append(cmin)
-            sizes.append(size)
-            ideal = 0.0
-            for c in range(self.n_contexts):
-                s = sym[ctx == c]
-                counts = np.bincount(s, minlength=size)
-                nz = counts[counts > 0]
-                ideal += float(-(nz * np.log2(nz / nz.sum())).sum()) if len(s) else 0.0
-                table = table_of(counts)
-                tables.append(table)
-                counts_of.append(counts)
-                if len(s):
-                    blocks.append((s.astype(np.int32), table))
+        for pos in range(len(self.order)):
+            sym, ctx, size = self._encode_position(x, dec_t, pos, acc)
+            ideal = acc.context_tables(sym, ctx, size, self.n_contexts)
             ideal_bits.append(round(ideal / max(n, 1), 3))
         coder = constriction.stream.stack.AnsCoder()
-        for s, table in reversed(blocks):  # a stack: decoded in the opposite order
+        for s, table in reversed(acc.blocks):  # a stack: decoded in the opposite order
             coder.encode_reverse(s, _categorical(table))
         words = coder.get_compressed().astype(np.uint32)
+        tables = zlib.compress(np.concatenate(acc.tables).tobytes(), 9)
         side: dict[str, np.ndarray] = {
-            "tables": np.frombuffer(zlib.compress(np.concatenate(tables).tobytes(), 9), np.uint8),
-            "cmin": np.asarray(cmins, np.int32),
-            "size": np.asarray(sizes, np.int32),
-            "raw": np.concatenate(raws) if raws else np.empty(0),
+            "tables": np.frombuffer(tables, np.uint8),
+            "cmin": np.asarray(acc.cmins, np.int32),
+            "size": np.asarray(acc.sizes, np.int32),
+            "raw": np.concatenate(acc.raws) if acc.raws else np.empty(0),
         }
         attrs = {"predictor": self.predictor, "order": list(self.order),
                  "contexts": self.n_contexts, "bounds": list(self.bounds),
@@ -643,8 +616,73 @@ class PredictiveCodec(BaseCodec):
                  "latent_bits": latent_bits}  # fmt: skip
         # the symbol counts of each table of the last encode, with each position's cmin
         # (descriptive: the cross-entropy of one file's symbols under another's tables)
-        self.last_counts = (counts_of, list(cmins), self.n_contexts)
-        return Encoded(n, {"ans": words}, side, n_raw, attrs)
+        self.last_counts = (acc.counts_of, list(acc.cmins), self.n_contexts)
+        return Encoded(n, {"ans": words}, side, acc.n_raw, attrs)
+
+    def _encode_latent(self, x: np.ndarray, dec_t: np.ndarray, acc: _Coded) -> list[float]:
+        """Code the latent (before the variables); fills ``dec_t``'s auxiliary columns.
+        Returns each latent's empirical entropy per jet (descriptive)."""
+        # its codes need no bound (any value is a valid latent), so out-of-alphabet codes
+        # are clamped, never escaped
+        n, d = x.shape
+        z = self._latent(x)
+        code = np.rint(np.where(np.isfinite(z), z, 0.0) / self.latent_step)
+        latent_bits = []
+        for col in code.T:
+            cmin, cmax = _alphabet(col, self.offset)
+            col[:] = np.clip(col, cmin, cmax)
+            sym = (col - cmin + self.offset).astype(np.int64)
+            size = cmax - cmin + 1 + self.offset
+            table = acc.table(np.bincount(sym, minlength=size))
+            acc.blocks.append((sym.astype(np.int32), table))
+            acc.cmins.append(cmin)
+            acc.sizes.append(size)
+            latent_bits.append(round(entropy_bits(sym) / max(n, 1), 3))
+        dec_t[:, d:] = self._aux(code * self.latent_step)
+        return latent_bits
+
+    def _encode_position(
+        self, x: np.ndarray, dec_t: np.ndarray, pos: int, acc: _Coded
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """The symbols of the variable at ``pos``, each value checked against its bound
+        (a miss goes raw, into ``acc``); fills its decoded column of ``dec_t``. Returns
+        (symbols, contexts, alphabet size)."""
+        n = len(x)
+        j = self.order[pos]
+        kind, bound, step = self.kinds[j], self.bounds[j], self.steps[j]
+        xj = x[:, j]
+        t = to_natural(xj, kind)
+        p, ctx = self._predict(dec_t, pos, n)
+        code = quantise_residual(t - p, step)
+        finite = np.isfinite(code)
+        cmin, cmax = _alphabet(code[finite], self.offset)
+        sym = np.full(n, ESC, np.int64)
+        inside = finite & (code >= cmin) & (code <= cmax)
+        sym[inside] = (code[inside] - cmin + self.offset).astype(np.int64)
+        value = from_natural(p + np.where(inside, code, 0.0) * step, kind)
+        # the bound, checked on every value: a miss goes raw
+        stored = value if self.store_dtype is None else value.astype(self.store_dtype)
+        good = inside & within(stored.astype(np.float64), xj, kind, bound)
+        sym[~good] = ESC
+        # exactly 0 has its own symbol: a scale variable's log has none, and a
+        # fraction's point mass at 0 (no neutral hadrons: 42 % of the dijet jets)
+        # costs one likely symbol instead of the predictor's spread around it; so
+        # has an absolute variable's exactly 1 (the fraction's other edge)
+        zero = xj == 0
+        sym[zero] = ZERO
+        value[zero] = 0.0
+        if kind == "absolute" and self.symbols == 2:
+            one = xj == 1.0
+            sym[one] = ONE
+            value[one] = 1.0
+        value[sym == ESC] = xj[sym == ESC]
+        acc.raws.append(xj[sym == ESC])
+        acc.n_raw += int((sym == ESC).sum())
+        dec_t[:, j] = to_natural(value, kind)
+        size = cmax - cmin + 1 + self.offset
+        acc.cmins.append(cmin)
+        acc.sizes.append(size)
+        return sym, ctx, size
 
     def decode(self, enc: Encoded) -> np.ndarray:
         import constriction
