@@ -276,6 +276,25 @@ class _Stack:
         # Every entry is written by each backward pass (out= views), so never zeroed.
         self.g = torch.zeros(k, n_par, device=device)
         self.steps: list[torch.Tensor] = []
+        self._adopt(trainers)
+
+        self.dropout = torch.tensor(
+            [_dropout_rate(tr.model) for tr in trainers], device=device
+        ).view(k, 1, 1)
+        self.any_dropout = bool((self.dropout > 0).any())
+        member_layers = [
+            [x for x in _layers(tr.model) if not isinstance(x, nn.Dropout)] for tr in trainers
+        ]
+        self._work: dict[tuple, torch.Tensor] = {}
+        self.feature_major = any(isinstance(x, nn.BatchNorm1d) for x in layers0)
+        self.plan: list[_Op] = []
+        self._build_plan(layers0, member_layers)
+
+    def _adopt(self, trainers: list[Trainer]) -> None:
+        """Make each member's parameters and Adam moments views of its row of the stack's
+        buffers, copying what it has (a resumed member's moments and step count)."""
+        sizes = self.sizes
+        device = self.p.device
         for row, tr in enumerate(trainers):
             params = list(tr.model.parameters())
             opt = tr.optimizer
@@ -306,16 +325,10 @@ class _Stack:
             # steps it through the fused kernel, not through optimizer.step().
             opt._opt_called = True
 
-        self.dropout = torch.tensor(
-            [_dropout_rate(tr.model) for tr in trainers], device=device
-        ).view(k, 1, 1)
-        self.any_dropout = bool((self.dropout > 0).any())
-        member_layers = [
-            [x for x in _layers(tr.model) if not isinstance(x, nn.Dropout)] for tr in trainers
-        ]
-        self._work: dict[tuple, torch.Tensor] = {}
-        self.feature_major = any(isinstance(x, nn.BatchNorm1d) for x in layers0)
-        self.plan: list[_Op] = []
+    def _build_plan(self, layers0: list[nn.Module], member_layers: list[list[nn.Module]]) -> None:
+        """The stack's forward plan from the first member's layers: a linear op per Linear,
+        a batch norm taking its linear layer's bias and its activation in place, dropout
+        after each activation where a member has any."""
         kept = [x for x in layers0 if not isinstance(x, nn.Dropout)]
         j = 0
         for li, layer in enumerate(kept):
@@ -794,12 +807,7 @@ class StackedTrainer:
                     tr.perm = torch.randperm(n, generator=tr.generator)
                     tr.epoch_time = 0.0
                 loss_sum.zero_()
-            for row, tr in enumerate(members):  # one gather per member and epoch
-                perm = cast(torch.Tensor, tr.perm).to(device)
-                if fm:
-                    xs[row] = tr.x_train[perm].t()
-                else:
-                    torch.index_select(tr.x_train, 0, perm, out=xs[row])
+            self._gather_epoch(members, xs, fm)
             t0 = time.perf_counter()
             i = ref.batch
             per_batch = [tr for tr in members if tr.per_batch_schedule]
@@ -852,6 +860,17 @@ class StackedTrainer:
                 return finished, True
             if finished:
                 return finished, False
+
+    @staticmethod
+    def _gather_epoch(members: list[Trainer], xs: torch.Tensor, fm: bool) -> None:
+        """Each member's training jets in its epoch's order into its row of ``xs`` (one
+        gather per member and epoch; feature-major rows for a batch-norm stack)."""
+        for row, tr in enumerate(members):
+            perm = cast(torch.Tensor, tr.perm).to(xs.device)
+            if fm:
+                xs[row] = tr.x_train[perm].t()
+            else:
+                torch.index_select(tr.x_train, 0, perm, out=xs[row])
 
     @torch.no_grad()
     def _val_losses(self, stack: _Stack, x_val: torch.Tensor) -> list[float]:

@@ -481,17 +481,7 @@ class Trainer:
             # squared error per value, the unit of val_loss.
             seen = n_seen if ms is None else ms[:n_seen].sum().item() / x.shape[1]
             train_loss = loss_sum.item() / seen
-            extra: dict[str, float] = {}
-            if self.rate is None:
-                val_loss = evaluate_loss(model, self.x_val, self.m_val)
-            else:
-                from hepae_core.training.rate_model import evaluate_rate
-
-                mse, bits = evaluate_rate(
-                    model, self.rate.prior, self.x_val, residual=self.rate.residual
-                )
-                val_loss = mse + self.rate_lambda * bits
-                extra = {"val_mse": mse, "val_bits_per_jet": bits}
+            val_loss, extra = self.validate()
             if self.end_epoch(train_loss, val_loss, n_seen, self.save_checkpoint, extra=extra):
                 break
             if stop:
@@ -502,6 +492,18 @@ class Trainer:
 
     # The epoch-end steps below are public so that a stack of Trainers
     # (hepae_core.training.stacked) ends each member's epoch through the very same code.
+
+    def validate(self) -> tuple[float, dict[str, float]]:
+        """The validation loss the best model is chosen by, and extra history columns (a
+        rate-aware model's loss is its mse plus lambda times its bits)."""
+        if self.rate is None:
+            return evaluate_loss(self.model, self.x_val, self.m_val), {}
+        from hepae_core.training.rate_model import evaluate_rate
+
+        mse, bits = evaluate_rate(
+            self.model, self.rate.prior, self.x_val, residual=self.rate.residual
+        )
+        return mse + self.rate_lambda * bits, {"val_mse": mse, "val_bits_per_jet": bits}
 
     def count_epoch(self) -> int:
         """Count the epoch just trained (the next starts at batch 0); the rows it trained on."""
