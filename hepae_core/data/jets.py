@@ -171,16 +171,24 @@ def to_array(columns: dict[str, np.ndarray], variables: list[str], units: str) -
     return out
 
 
-def drop_nonfinite(values: np.ndarray, policy: str, source: str) -> tuple[np.ndarray, int]:
-    """Drop (or refuse) jets with NaN or inf in any variable; return the count dropped."""
+def nonfinite_jets(values: np.ndarray, policy: str, source: str) -> np.ndarray:
+    """The jets with NaN or inf in any variable (a mask); refused when ``policy`` is
+    ``refuse``."""
     bad = ~np.isfinite(values).all(axis=1)
-    n_bad = int(bad.sum())
-    if n_bad and policy == "refuse":
+    if policy == "refuse" and bad.any():
         raise DataError(
             source=source,
-            message=f"{n_bad} jets contain NaN or inf; set data.nonfinite: drop to skip them",
+            message=f"{int(bad.sum())} jets contain NaN or inf; set data.nonfinite: drop to "
+            "skip them",
             key="data.nonfinite",
         )
+    return bad
+
+
+def drop_nonfinite(values: np.ndarray, policy: str, source: str) -> tuple[np.ndarray, int]:
+    """Drop (or refuse) jets with NaN or inf in any variable; return the count dropped."""
+    bad = nonfinite_jets(values, policy, source)
+    n_bad = int(bad.sum())
     return (values[~bad] if n_bad else values), n_bad
 
 
@@ -208,7 +216,7 @@ def load_jets(
     needed = needed_variables(cfg)
     needed += [c for c in carry if c not in needed]
     chunks, req = iter_source(cfg, base_dir, needed)
-    n_train = len(variables)
+    cut_names = sorted({name for cut in flow.cuts for name in cut.names})
     kept: list[np.ndarray] = []
     carried: dict[str, list[np.ndarray]] = {c: [] for c in carry}
     n_read = n_bad = 0
@@ -221,31 +229,18 @@ def load_jets(
         n_read += n
         # float32 GeV for the kept array, one column at a time; float64 only for the
         # columns the cuts read, so a chunk costs little beyond what the reader holds.
-        values = np.empty((n, n_train), dtype=np.float32)
-        for j, var in enumerate(variables):
-            values[:, j] = to_columns({var: chunk[var]}, [var], data["units"])[var]
-        cut_names = {name for cut in flow.cuts for name in cut.names}
-        cols = to_columns({v: chunk[v] for v in cut_names}, sorted(cut_names), data["units"])
+        values = to_array(chunk, variables, data["units"])
+        cols = to_columns(chunk, cut_names, data["units"])
         extra = {c: np.asarray(chunk[c], dtype=np.float64) for c in carry}
         del chunk
-        bad = ~np.isfinite(values).all(axis=1)
+        bad = nonfinite_jets(values, data["nonfinite"], source)
         if bad.any():
-            if data["nonfinite"] == "refuse":
-                raise DataError(
-                    source=source,
-                    message=f"{int(bad.sum())} jets contain NaN or inf; set data.nonfinite: "
-                    "drop to "
-                    "skip them",
-                    key="data.nonfinite",
-                )
             n_bad += int(bad.sum())
-            values = values[~bad]
-            cols = {v: c[~bad] for v, c in cols.items()}
-            extra = {v: c[~bad] for v, c in extra.items()}
+            ok = ~bad
+            cols = {v: c[ok] for v, c in cols.items()}
+            values, extra = _rows(ok, values, extra)
         if flow.cuts:
-            passed = flow.mask(cols)
-            values = values[passed]
-            extra = {v: c[passed] for v, c in extra.items()}
+            values, extra = _rows(flow.mask(cols), values, extra)
         kept.append(values)
         for c, col in extra.items():
             carried[c].append(col)
@@ -257,7 +252,7 @@ def load_jets(
         raise DataError(
             source=source, message="holds no jets (the tree or table is empty)", key="data.source"
         )
-    values = _concatenate(kept, n_train)
+    values = _concatenate(kept, len(variables))
     counts: dict[str, Any] = {"jets_read": n_read}
     counts.update({k: v for k, v in req.stats.items()})
     counts["jets_nonfinite_dropped"] = n_bad
@@ -272,6 +267,13 @@ def load_jets(
         )
     extra_cols = {c: np.concatenate(parts) for c, parts in carried.items()}
     return JetData(values=values, variables=variables, counts=counts, extra=extra_cols)
+
+
+def _rows(
+    keep: np.ndarray, values: np.ndarray, extra: dict[str, np.ndarray]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The jets ``keep`` selects, in the array and in the carried columns beside it."""
+    return values[keep], {v: c[keep] for v, c in extra.items()}
 
 
 @functools.cache
