@@ -364,73 +364,96 @@ def evaluate_on(
     the job's test jets: :func:`hepae_core.codecs.pred_file.bounded_metrics`).
     """
     import numpy as np
-    import torch
 
     from hepae_core import jobdir
-    from hepae_core.codecs.codec import load_codec, parse_map
-    from hepae_core.config import load, residual_kinds
-    from hepae_core.data.jets import load_jets, split
-    from hepae_core.data.readers import ReadRequest, detect_format, iter_chunks
-    from hepae_core.evaluation.evaluate import encode, evaluate
-    from hepae_core.variables import ENERGY_VARIABLES
+    from hepae_core.codecs.codec import load_codec
+    from hepae_core.config import load
 
     codec = load_codec(job_dir)
     cfg = load(job_dir / jobdir.CONFIG)
     units = units or codec.units
-    bmap = parse_map(branches, "--branches")
-    names = {v: bmap.get(v, v) for v in codec.variables}
-    fmt = detect_format(sample, fmt)
-    req = ReadRequest(branches=names, tree=tree, key=key, max_jets=max_jets)
-    parts = []
-    for chunk in iter_chunks(sample, fmt, req):
-        x = np.stack([np.asarray(chunk[v], np.float64) for v in codec.variables], axis=1)
-        if units == "MeV":
-            for j, v in enumerate(codec.variables):
-                if v in ENERGY_VARIABLES:
-                    x[:, j] /= 1000.0
-        parts.append(x)
-    x = np.concatenate(parts) if parts else np.empty((0, len(names)))
-    if max_jets:
-        x = x[:max_jets]
+    x = _read_sample(sample, list(codec.variables), tree=tree, key=key, branches=branches,
+                     max_jets=max_jets, fmt=fmt, units=units)  # fmt: skip
     # Odd values (inf, NaN, 1e30) are counted below, not announced by numpy's warnings.
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         ok = np.isfinite(codec.norm.forward(x)).all(axis=1)
-        n_ok = int(ok.sum())
-        if n_ok == 0:
+        if not ok.any():
             why = "it holds no jets" if len(x) == 0 else (
                 f"all {len(x)} jets are outside the model's normalisation domain "
                 f"(check --units: the model takes {codec.units})")  # fmt: skip
             raise DataError(source=str(sample), message=f"nothing to evaluate: {why}")
-        jets = load_jets(cfg, job_dir)
-        sp = split(len(jets.values), cfg["data"]["test_fraction"], cfg["train"]["val_fraction"],
-                   cfg["seed"])  # fmt: skip
-        x_train = jets.values[sp.train]
-        ecfg = cfg["evaluate"]
-        mb = codec.model_bytes
-        metrics, _ = evaluate(
-            codec.model, codec.norm, x[ok], residual_kinds(cfg), codec.latent,
-            torch.device("cpu"), min(ecfg["timing_jets"], n_ok), x_train=x_train,
-            bits=tuple(ecfg["bits"]), pca_components=ecfg["pca_components"],
-            model_bytes=mb if isinstance(mb, int) else len(mb),  # model.pt as stored
-        )  # fmt: skip
-        metrics.update(domain_counts(codec, x[ok], x_train, encode, job_dir))
-        if predictive:
-            # the error-bounded predictive codec at the quantiser's bounds, fitted on the
-            # job's training jets: on this sample, and on the job's own test jets under
-            # own.pred<k>.* (the job's metrics have no pred keys), so that the summary
-            # quotes its ratio on both samples (docs/compression.md)
-            from hepae_core.codecs.pred_file import bounded_metrics
-
-            kinds = residual_kinds(cfg)
-            pred = bounded_metrics(x_train, {"sample": x[ok], "own": jets.values[sp.test]},
-                                   list(codec.variables), [kinds[v] for v in codec.variables],
-                                   tuple(ecfg["bits"]))  # fmt: skip
-            metrics.update(pred["sample"])
-            metrics.update({f"own.{k}": v for k, v in pred["own"].items()})
-            metrics["own.rate.jets"] = len(sp.test)
+        metrics = _model_metrics(job_dir, cfg, codec, x[ok], predictive)
     metrics.update(sample=str(sample), sample_jets=len(x), norm_domain_errors=int((~ok).sum()),
                    model_job_id=job_dir.name, sample_units=units)  # fmt: skip
+    return metrics
+
+
+def _read_sample(
+    sample: Path, variables: list[str], *, tree: str, key: str | None, branches: str | None,
+    max_jets: int | None, fmt: str, units: str,
+) -> Any:  # fmt: skip
+    """The sample's jets (float64, GeV; the model's variables in its order)."""
+    import numpy as np
+
+    from hepae_core.codecs.codec import parse_map
+    from hepae_core.data.readers import ReadRequest, detect_format, iter_chunks
+    from hepae_core.variables import ENERGY_VARIABLES
+
+    bmap = parse_map(branches, "--branches")
+    names = {v: bmap.get(v, v) for v in variables}
+    fmt = detect_format(sample, fmt)
+    req = ReadRequest(branches=names, tree=tree, key=key, max_jets=max_jets)
+    parts = []
+    for chunk in iter_chunks(sample, fmt, req):
+        x = np.stack([np.asarray(chunk[v], np.float64) for v in variables], axis=1)
+        if units == "MeV":
+            for j, v in enumerate(variables):
+                if v in ENERGY_VARIABLES:
+                    x[:, j] /= 1000.0
+        parts.append(x)
+    x = np.concatenate(parts) if parts else np.empty((0, len(names)))
+    return x[:max_jets] if max_jets else x
+
+
+def _model_metrics(
+    job_dir: Path, cfg: dict[str, Any], codec: Any, x: Any, predictive: bool
+) -> dict[str, Any]:
+    """:func:`evaluate_on`'s metrics of the sample's jets ``x`` (all in the model's
+    domain), against the job's own training jets."""
+    import torch
+
+    from hepae_core.config import residual_kinds
+    from hepae_core.data.jets import load_jets, split
+    from hepae_core.evaluation.evaluate import encode, evaluate
+
+    jets = load_jets(cfg, job_dir)
+    sp = split(len(jets.values), cfg["data"]["test_fraction"], cfg["train"]["val_fraction"],
+               cfg["seed"])  # fmt: skip
+    x_train = jets.values[sp.train]
+    ecfg = cfg["evaluate"]
+    mb = codec.model_bytes
+    metrics, _ = evaluate(
+        codec.model, codec.norm, x, residual_kinds(cfg), codec.latent,
+        torch.device("cpu"), min(ecfg["timing_jets"], len(x)), x_train=x_train,
+        bits=tuple(ecfg["bits"]), pca_components=ecfg["pca_components"],
+        model_bytes=mb if isinstance(mb, int) else len(mb),  # model.pt as stored
+    )  # fmt: skip
+    metrics.update(domain_counts(codec, x, x_train, encode, job_dir))
+    if predictive:
+        # the error-bounded predictive codec at the quantiser's bounds, fitted on the
+        # job's training jets: on this sample, and on the job's own test jets under
+        # own.pred<k>.* (the job's metrics have no pred keys), so that the summary
+        # quotes its ratio on both samples (docs/compression.md)
+        from hepae_core.codecs.pred_file import bounded_metrics
+
+        kinds = residual_kinds(cfg)
+        pred = bounded_metrics(x_train, {"sample": x, "own": jets.values[sp.test]},
+                               list(codec.variables), [kinds[v] for v in codec.variables],
+                               tuple(ecfg["bits"]))  # fmt: skip
+        metrics.update(pred["sample"])
+        metrics.update({f"own.{k}": v for k, v in pred["own"].items()})
+        metrics["own.rate.jets"] = len(sp.test)
     return metrics
 
 
@@ -528,6 +551,12 @@ def predictive_line(m: dict[str, Any]) -> str | None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the compress, decompress and evaluate subcommands to ``hepae-data``."""
+    _register_compress(sub)
+    _register_decompress(sub)
+    _register_evaluate(sub)
+
+
+def _register_compress(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser(
         "compress", help="compress jets with a trained model (HDF5 out)",
         description="Compress the jets of a ROOT, HDF5 or CSV file with a finished job's "
@@ -582,6 +611,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "when stderr is not a terminal)")  # fmt: skip
     c.set_defaults(func=cmd_compress, paths=("input", "output", "model"))
 
+
+def _register_decompress(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser(
         "decompress", help="decompress a file written by compress",
         description="Decode a file written by `hepae-data compress` into a ROOT tree (.root) "
@@ -593,6 +624,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_decompress, paths=("input", "output"))
 
+
+def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser(
         "evaluate", help="metrics of a trained model on another sample",
         description="Measure a finished job's model on another sample with the job's own "
