@@ -956,11 +956,14 @@ def write_csv(path: Path, columns: dict[str, np.ndarray]) -> np.ndarray | None:
     """
     header = b",".join(_cells(np.array(list(columns), dtype=object)))
     lines = [header, *_csv_lines(columns)] if columns else [header]
-    data = b"\r\n".join(lines) + b"\r\n"
+    data = b"\r\n".join([*lines, b""])
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-    if data.count(b"\r\n") != len(lines):  # a value holds a line end
-        return None
+    # Only a name or a string can hold a line end (numbers and booleans cannot): looked
+    # for there, not in the 100 MB of the file.
+    texts = [list(columns), *(c.tolist() for c in columns.values() if c.dtype == object)]
+    if any("\r\n" in "\x00".join(map(str, values)) for values in texts):
+        return None  # a value holds a line end
     ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 2)
     return np.concatenate([[0], ends]).astype(np.int64)
 
