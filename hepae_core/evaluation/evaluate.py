@@ -378,69 +378,93 @@ def evaluate(
     model.pt, counted in every ratio of the autoencoder (default: its weights as torch.save
     writes them); ``file_jets``: the file size of the ``*.ratio_file`` keys;
     ``baseline_cache``: a directory where the model-independent baselines are shared by the
-    jobs of a campaign (:mod:`hepae_core.evaluation.baseline_cache`). Returns the flat metrics and
-    the
-    reconstructed test jets. A small model on CPU is evaluated on one thread
-    (:func:`threads_for`; the timing keys too).
+    jobs of a campaign (:mod:`hepae_core.evaluation.baseline_cache`). Returns the flat
+    metrics and the reconstructed test jets. A small model on CPU is evaluated on one
+    thread (:func:`threads_for`; the timing keys too).
     """
     with threads_for(model, len(x_test)):
-        return _evaluate(
-            model, norm, x_test, kinds, latent, device, timing_jets, x_train, baselines,
-            bits, pca_components, model_bytes, file_jets, baseline_cache,
-        )  # fmt: skip
+        t_eval = time.perf_counter()
+        kind_list = [kinds[v] for v in norm.variables]
+        # The model-independent part first: the casts and the baselines of these test and
+        # training jets, shared by the jobs of a campaign through ``baseline_cache``.
+        base: dict[str, Any] = {}
+        train = None
+        baselines_s = 0.0
+        if baselines and x_train is not None and len(x_test):
+            components = pca_components or latent
+            base, train, baselines_s = _shared_baselines(
+                norm, x_test, x_train, kind_list, bits, components, file_jets, baseline_cache
+            )
+        casts = {k: v for k, v in base.items() if k.split(".")[0] in CASTS}
+        metrics, z_test, out = _ae_metrics(
+            model, norm, x_test, kinds, latent, device, casts, file_jets
+        )
+        if train is not None:
+            t0 = time.perf_counter()
+            metrics.update({k: v for k, v in base.items() if k not in casts})
+            metrics.update(
+                latent_metrics(
+                    model, norm, x_test, train, kind_list, device, tuple(bits), model_bytes,
+                    file_jets, base, z_test,
+                )
+            )  # fmt: skip
+            metrics["baselines_s"] = baselines_s + time.perf_counter() - t0
+        xt = torch.from_numpy(norm.forward(x_test[:timing_jets])).to(device)
+        enc, dec = time_codec(model, xt, warm=True)  # warm: the model has just run
+        metrics["encode_s_per_jet"] = enc
+        metrics["decode_s_per_jet"] = dec
+        metrics["evaluate_s"] = time.perf_counter() - t_eval
+        return metrics, out
 
 
-def _evaluate(
+def _shared_baselines(
+    norm: Normaliser,
+    x_test: np.ndarray,
+    x_train: np.ndarray,
+    kind_list: list[str],
+    bits: tuple[int, ...],
+    components: int,
+    file_jets: int,
+    baseline_cache: Path | None,
+) -> tuple[dict[str, Any], np.ndarray, float]:
+    """The casts and baselines (:func:`cast_metrics`, :func:`baseline_metrics`) of these
+    jets, read from ``baseline_cache`` where another job computed them; the training jets
+    inside the normalisation's domain; the seconds spent."""
+    from hepae_core.evaluation.baseline_cache import cache_key, cached
+
+    t0 = time.perf_counter()
+    train = np.asarray(x_train)
+    train = train[np.isfinite(norm.forward(train)).all(axis=1)]
+    variables = norm.variables
+    args = (x_test, train, variables, kind_list, tuple(bits), components, file_jets)
+    key = cache_key(*args) if baseline_cache is not None else ""
+
+    def compute() -> dict[str, Any]:
+        return {
+            **cast_metrics(x_test, variables, kind_list, file_jets),
+            **baseline_metrics(*args),
+        }
+
+    base = cached(baseline_cache, key, compute)
+    return base, train, time.perf_counter() - t0
+
+
+def _ae_metrics(
     model: AutoEncoder,
     norm: Normaliser,
     x_test: np.ndarray,
     kinds: dict[str, str],
     latent: int,
     device: torch.device,
-    timing_jets: int,
-    x_train: np.ndarray | None = None,
-    baselines: bool = True,
-    bits: tuple[int, ...] = DEFAULT_BITS,
-    pca_components: int | None = None,
-    model_bytes: int | None = None,
-    file_jets: int = FILE_JETS,
-    baseline_cache: Path | None = None,
-) -> tuple[dict[str, Any], np.ndarray]:
-    """:func:`evaluate`, on the threads the caller set."""
+    casts: dict[str, Any],
+    file_jets: int,
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """The autoencoder's residuals (float32 and float16 latent), the casts' (``casts``, or
+    computed here) and its nominal sizes; returns them, the test jets' latent and their
+    reconstruction."""
     variables = norm.variables
     kind_list = [kinds[v] for v in variables]
     n_in = len(variables)
-    t_eval = time.perf_counter()
-    # The model-independent part first: the casts and the baselines of these test and
-    # training jets, shared by the jobs of a campaign through ``baseline_cache``.
-    base: dict[str, Any] = {}
-    train = None
-    baselines_s = 0.0
-    if baselines and x_train is not None and len(x_test):
-        t0 = time.perf_counter()
-        train = np.asarray(x_train)
-        train = train[np.isfinite(norm.forward(train)).all(axis=1)]
-        from hepae_core.evaluation.baseline_cache import cache_key, cached
-
-        args = (
-            x_test,
-            train,
-            variables,
-            kind_list,
-            tuple(bits),
-            pca_components or latent,
-            file_jets,
-        )
-        key = cache_key(*args) if baseline_cache is not None else ""
-
-        def compute() -> dict[str, Any]:
-            return {
-                **cast_metrics(x_test, variables, kind_list, file_jets),
-                **baseline_metrics(*args),
-            }
-
-        base = cached(baseline_cache, key, compute)
-        baselines_s = time.perf_counter() - t0
     # One encoding of the test jets serves the reconstruction, the float16 latent and the
     # quantised latents (in the batches of reconstruct(): the same numbers).
     z_test = encode(model, norm, x_test, device)
@@ -449,7 +473,6 @@ def _evaluate(
     metrics: dict[str, Any] = {}
     metrics.update(stats_table("ae", residuals(x_test, out, kind_list), variables))
     metrics.update(stats_table("ae_f16latent", residuals(x_test, out16, kind_list), variables))
-    casts = {k: v for k, v in base.items() if k.split(".")[0] in CASTS}
     metrics.update(casts or cast_metrics(x_test, variables, kind_list, file_jets))
     for v in variables:
         metrics[f"residual.{v}"] = kinds[v]
@@ -458,19 +481,4 @@ def _evaluate(
     metrics["compression_ratio_f16"] = FLOAT_BYTES * n_in / (2 * latent)
     metrics["ae.bits_per_jet"] = 32 * latent
     metrics["ae_f16latent.bits_per_jet"] = 16 * latent
-    if train is not None:
-        t0 = time.perf_counter()
-        metrics.update({k: v for k, v in base.items() if k not in casts})
-        metrics.update(
-            latent_metrics(
-                model, norm, x_test, train, kind_list, device, tuple(bits), model_bytes,
-                file_jets, base, z_test,
-            )
-        )  # fmt: skip
-        metrics["baselines_s"] = baselines_s + time.perf_counter() - t0
-    xt = torch.from_numpy(norm.forward(x_test[:timing_jets])).to(device)
-    enc, dec = time_codec(model, xt, warm=True)  # warm: the model has just run
-    metrics["encode_s_per_jet"] = enc
-    metrics["decode_s_per_jet"] = dec
-    metrics["evaluate_s"] = time.perf_counter() - t_eval
-    return metrics, out
+    return metrics, z_test, out
