@@ -74,7 +74,7 @@ class Normaliser:
         if self.kind.startswith("custom_"):
             out = np.empty_like(y)
             for j, var in enumerate(self.variables):
-                out[:, j] = _custom_inverse(CUSTOM_FORMULAS[var], y[:, j])
+                out[:, j] = custom_inverse(CUSTOM_FORMULAS[var], y[:, j])
             return out.astype(np.float32)
         return (y * np.asarray(self.scale) + np.asarray(self.shift)).astype(np.float32)
 
@@ -115,10 +115,13 @@ def _custom_forward(formula: tuple, x: np.ndarray) -> tuple[np.ndarray, int]:
     return y, int(bad.sum())
 
 
-def _custom_inverse(formula: tuple, y: np.ndarray) -> np.ndarray:
+def custom_inverse(formula: tuple, y: Any) -> Any:
+    """Normalised -> physical by one of the thesis formulas (:data:`CUSTOM_FORMULAS`): on
+    a numpy array here, on a torch tensor in the training's augmentation and rate model
+    (arithmetic only, the same numbers)."""
     kind, *p = formula
     if kind == "identity":
-        return y.copy()
+        return y
     if kind == "scale":
         return y * p[0]
     if kind == "affine":

@@ -83,22 +83,13 @@ class _Column:
             self.formula = ("linear", float(norm.shift[j]), float(norm.scale[j]))
 
     def to_phys(self, y: torch.Tensor) -> torch.Tensor:
-        import torch
+        from hepae_core.data.normalise import custom_inverse
 
         kind, *p = self.formula
         if kind == "linear":
             return y * p[1] + p[0]
-        if kind == "identity":
-            return y
-        if kind == "scale":
-            return y * p[0]
-        if kind == "affine":
-            return (y + p[1]) * p[0]
-        if kind == "log10":
-            shift, offset, s = p
-            return torch.pow(10.0, y * s + offset) - shift
-        shift, s = p  # neglog10
-        return shift - torch.pow(10.0, y * s)
+        result: torch.Tensor = custom_inverse(self.formula, y)
+        return result
 
     def from_phys(self, x: torch.Tensor) -> torch.Tensor:
         import torch
