@@ -150,17 +150,6 @@ def latent_size(model: Any) -> int:
     return int(linear[-1].out_features)
 
 
-def residual_kind(name: str) -> str:
-    """relative (scale variables), angle (phi) or absolute: as the error-bounded codec."""
-    from hepae_core.variables import ANGLE_RESIDUAL, ENERGY_VARIABLES, RELATIVE_RESIDUAL
-
-    if name in ANGLE_RESIDUAL:
-        return "angle"
-    if name in RELATIVE_RESIDUAL or name in ENERGY_VARIABLES:
-        return "relative"
-    return "absolute"
-
-
 class ResidualRate(nn.Module):
     """The bits of the residuals an error-bounded codec would store with the network as its
     predictor (``train.rate_residual_bounds``, docs/rate_aware.md).
@@ -176,12 +165,13 @@ class ResidualRate(nn.Module):
 
     def __init__(self, norm: Any, bounds: dict[str, float]) -> None:
         super().__init__()
+        from hepae_core.codecs.predictive import default_kind
         from hepae_core.training.augment import column_map
 
         variables = list(norm.variables)
         self.names = [v for v in variables if v in bounds]
         self.cols = [variables.index(v) for v in self.names]
-        self.kinds = [residual_kind(v) for v in self.names]
+        self.kinds = [default_kind(v) for v in self.names]  # the error-bounded codec's
         self.bounds = {v: float(bounds[v]) for v in self.names}
         self.maps = [column_map(norm, j) for j in self.cols]
         self.prior = FactorisedPrior(len(self.cols))
