@@ -551,12 +551,12 @@ def predictive_line(m: dict[str, Any]) -> str | None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the compress, decompress and evaluate subcommands to ``hepae-data``."""
-    _register_compress(sub)
-    _register_decompress(sub)
-    _register_evaluate(sub)
+    _add_compress(sub)
+    _add_decompress(sub)
+    _add_evaluate(sub)
 
 
-def _register_compress(sub: argparse._SubParsersAction) -> None:
+def _add_compress(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser(
         "compress", help="compress jets with a trained model (HDF5 out)",
         description="Compress the jets of a ROOT, HDF5 or CSV file with a finished job's "
@@ -612,7 +612,7 @@ def _register_compress(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=cmd_compress, paths=("input", "output", "model"))
 
 
-def _register_decompress(sub: argparse._SubParsersAction) -> None:
+def _add_decompress(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser(
         "decompress", help="decompress a file written by compress",
         description="Decode a file written by `hepae-data compress` into a ROOT tree (.root) "
@@ -625,7 +625,7 @@ def _register_decompress(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=cmd_decompress, paths=("input", "output"))
 
 
-def _register_evaluate(sub: argparse._SubParsersAction) -> None:
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser(
         "evaluate", help="metrics of a trained model on another sample",
         description="Measure a finished job's model on another sample with the job's own "
