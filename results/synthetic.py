@@ -32,6 +32,7 @@ ENCODERS = ("200-100-50", "400-200-100", "100-50")
 SOURCES = ("ae", "ae_f16latent", "float16", "bfloat16")
 # Robust widths of a plain cast: about 2**-12 (float16) and 2**-9 (bfloat16) relative.
 CAST_WIDTH = {"float16": 2.4e-4, "bfloat16": 1.9e-3}
+EPOCHS = 30  # every done job's
 
 
 def _job_id(params: dict[str, Any], seed: int) -> str:
@@ -81,9 +82,20 @@ def _loss(p: dict[str, Any], rng: np.random.Generator) -> float:
 def _metrics(
     p: dict[str, Any], variables: Sequence[str], rng: np.random.Generator
 ) -> tuple[dict[str, Any], list[tuple[int, float, float]]]:
-    z = p["model.latent"]
     best = _loss(p, rng)
-    epochs = 30
+    best_epoch, history = _history(best, EPOCHS, rng)
+    m = _run_keys(p, variables, best, best_epoch, history, rng)
+    for key, value in p.items():
+        m["param." + key] = value
+    m.update(_width_keys(variables, best, rng))
+    return m, history
+
+
+def _history(
+    best: float, epochs: int, rng: np.random.Generator
+) -> tuple[int, list[tuple[int, float, float]]]:
+    """The best epoch and (epoch, train loss, validation loss) per epoch: a decay down to
+    ``best`` at the best epoch, never below it after."""
     best_epoch = int(rng.integers(18, epochs + 1))
     history = []
     for e in range(1, epochs + 1):
@@ -94,8 +106,21 @@ def _metrics(
         elif e > best_epoch:
             val = max(val, best * 1.001)
         history.append((e, val * 0.97, val))
+    return best_epoch, history
+
+
+def _run_keys(
+    p: dict[str, Any],
+    variables: Sequence[str],
+    best: float,
+    best_epoch: int,
+    history: list[tuple[int, float, float]],
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """The keys of a run besides the residuals (one flat table, as a job writes them)."""
+    z = p["model.latent"]
     n_in = len(variables)
-    m: dict[str, Any] = {
+    return {
         "schema_version": 1,
         "status": "done",
         "name": _name(p),
@@ -108,7 +133,7 @@ def _metrics(
         "param.model.dropout": 0.0,
         "param.model.decoder": None,
         "param.train.optimizer": "adam",
-        "param.train.epochs": epochs,
+        "param.train.epochs": EPOCHS,
         "param.train.schedule": "constant",
         "param.train.patience": None,
         "param.seed": p.get("seed", 0),
@@ -125,14 +150,14 @@ def _metrics(
         "val_jets": 7_880,
         "test_jets": 19_700,
         "norm_domain_errors": 0,
-        "epochs_run": epochs,
+        "epochs_run": EPOCHS,
         "best_epoch": best_epoch,
         "best_val_loss": best,
         "final_train_loss": history[-1][1],
         "final_val_loss": history[-1][2],
         "test_loss": best * float(rng.lognormal(0.0, 0.03)),
         "early_stopped": False,
-        "train_time_s": float(epochs * 70_920 / 2e5 * (256 / p["train.batch_size"]) ** 0.5),
+        "train_time_s": float(EPOCHS * 70_920 / 2e5 * (256 / p["train.batch_size"]) ** 0.5),
         "train_jets_per_s": float(2e5 * (p["train.batch_size"] / 256) ** 0.5),
         "device": "cpu",
         "threads": 2,
@@ -144,8 +169,12 @@ def _metrics(
         "encode_s_per_jet": 2e-7,
         "decode_s_per_jet": 2.5e-7,
     }
-    for key, value in p.items():
-        m["param." + key] = value
+
+
+def _width_keys(variables: Sequence[str], best: float, rng: np.random.Generator) -> dict[str, Any]:
+    """``residual.<v>`` and the residual statistics of every source: the autoencoder's
+    widths grow with the loss, the casts' are their real ones."""
+    m: dict[str, Any] = {}
     scale = math.sqrt(best / 2e-5)
     for i, v in enumerate(variables):
         kind = default_residual_kind(v)
@@ -165,7 +194,7 @@ def _metrics(
             m[f"{s}.{v}.width"] = w
             m[f"{s}.{v}.frac_1pct"] = float(math.erfc(0.01 / w / math.sqrt(2)))
             m[f"{s}.{v}.frac_5pct"] = float(math.erfc(0.05 / w / math.sqrt(2)))
-    return m, history
+    return m
 
 
 def _jets(n: int, variables: Sequence[str], rng: np.random.Generator) -> np.ndarray:
@@ -252,14 +281,15 @@ def make_campaign(
     jobs_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     points = _points(n_jobs)
-    kinds = (
-        ["failed"] * n_failed
-        + ["running"] * n_running
-        + ["planned"] * n_planned
-        + ["truncated"] * n_truncated
-        + ["old_schema"] * n_old_schema
-        + ["bad_params"] * n_bad_params
-    )
+    bad = {
+        "failed": n_failed,
+        "running": n_running,
+        "planned": n_planned,
+        "truncated": n_truncated,
+        "old_schema": n_old_schema,
+        "bad_params": n_bad_params,
+    }
+    kinds = [kind for kind, n in bad.items() for _ in range(n)]
     kinds = ["done"] * (n_jobs - len(kinds)) + kinds
     if len(kinds) != n_jobs:
         raise ValueError("more bad jobs requested than jobs")
@@ -282,54 +312,7 @@ def make_campaign(
         (jdir / "config.yaml").write_text(f"name: {_name(params)}\nseed: {pseed}\n")
         if kind == "planned":
             continue
-        metrics, hist = _metrics(params, variables, rng)
-        state = {
-            "state": "done",
-            "attempt": 1,
-            "host": "n01",
-            "pid": 1000 + index,
-            "started": "2026-11-24T01:00:00+00:00",
-            "updated": "2026-11-24T02:00:00+00:00",
-            "scheduler_job_id": f"4711_{index}",
-            "epoch": 30,
-            "epochs": 30,
-        }
-        if kind == "failed":
-            state.update(
-                state="failed",
-                reason="RuntimeError: CUDA out of memory",
-                error_kind="python_error",
-                exit_code=1,
-            )
-            _write_json(jdir / "state.json", state)
-            continue
-        if kind == "running":
-            state.update(state="running", epoch=12)
-            _write_json(jdir / "state.json", state)
-            hist = hist[:12]
-        else:
-            _write_json(jdir / "state.json", state)
-        if history:
-            lines = ["epoch,train_loss,val_loss,lr,seconds,jets_per_s"]
-            for e, tl, vl in hist:
-                lines.append(f"{e},{tl:.6g},{vl:.6g},{params['train.lr']:g},2.5,28000")
-            (jdir / "history.csv").write_text("\n".join(lines) + "\n")
-        if kind == "running":
-            continue
-        if kind == "truncated":
-            text = json.dumps(metrics, indent=1, sort_keys=True)
-            (jdir / "metrics.json").write_text(text[: len(text) // 2])
-            continue
-        if kind == "old_schema":
-            old = {
-                "params": {k[6:]: v for k, v in metrics.items() if k.startswith("param.")},
-                "losses": {"best_val": metrics["best_val_loss"], "epoch": metrics["best_epoch"]},
-            }
-            _write_json(jdir / "metrics.json", old)
-            continue
-        if kind == "bad_params":
-            metrics["param.train.lr"] = "fast"
-        _write_json(jdir / "metrics.json", metrics)
+        metrics = _write_job(jdir, index, params, kind, variables, rng, history)
         if kind == "done":
             z = params["model.latent"]
             if z not in best or metrics["best_val_loss"] < best[z][0]:
@@ -346,3 +329,68 @@ def make_campaign(
         {"name": root.name, "created": "2026-11-24T00:00:00+00:00", "tool_version": "0.1.0"},
     )
     return root
+
+
+def _write_job(
+    jdir: Path,
+    index: int,
+    params: dict[str, Any],
+    kind: str,
+    variables: Sequence[str],
+    rng: np.random.Generator,
+    history: bool,
+) -> dict[str, Any]:
+    """A job's state.json, history.csv and metrics.json as a job of ``kind`` leaves them
+    (:func:`make_campaign`); returns its metrics."""
+    metrics, hist = _metrics(params, variables, rng)
+    state = {
+        "state": "done",
+        "attempt": 1,
+        "host": "n01",
+        "pid": 1000 + index,
+        "started": "2026-11-24T01:00:00+00:00",
+        "updated": "2026-11-24T02:00:00+00:00",
+        "scheduler_job_id": f"4711_{index}",
+        "epoch": 30,
+        "epochs": 30,
+    }
+    if kind == "failed":
+        state.update(
+            state="failed",
+            reason="RuntimeError: CUDA out of memory",
+            error_kind="python_error",
+            exit_code=1,
+        )
+        _write_json(jdir / "state.json", state)
+        return metrics
+    if kind == "running":
+        state.update(state="running", epoch=12)
+        hist = hist[:12]
+    _write_json(jdir / "state.json", state)
+    if history:
+        lines = ["epoch,train_loss,val_loss,lr,seconds,jets_per_s"]
+        for e, tl, vl in hist:
+            lines.append(f"{e},{tl:.6g},{vl:.6g},{params['train.lr']:g},2.5,28000")
+        (jdir / "history.csv").write_text("\n".join(lines) + "\n")
+    if kind != "running":
+        _write_metrics(jdir / "metrics.json", kind, metrics)
+    return metrics
+
+
+def _write_metrics(path: Path, kind: str, metrics: dict[str, Any]) -> None:
+    """metrics.json as a ``done`` job writes it, or damaged as ``kind`` says (half of it,
+    the old schema, a non-numeric learning rate)."""
+    if kind == "truncated":
+        text = json.dumps(metrics, indent=1, sort_keys=True)
+        path.write_text(text[: len(text) // 2])
+        return
+    if kind == "old_schema":
+        old = {
+            "params": {k[6:]: v for k, v in metrics.items() if k.startswith("param.")},
+            "losses": {"best_val": metrics["best_val_loss"], "epoch": metrics["best_epoch"]},
+        }
+        _write_json(path, old)
+        return
+    if kind == "bad_params":
+        metrics["param.train.lr"] = "fast"
+    _write_json(path, metrics)
