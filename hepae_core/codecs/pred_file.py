@@ -16,9 +16,8 @@ format ``hepae-compressed`` version 2 with ``codec = "pred"``; its datasets (one
     the fitted predictor's parameters (:meth:`PredictiveCodec.model_blob`).
 
 Integrity is the autoencoder file's: ``checksums`` (SHA-256 of every dataset) and
-``header_sha256``, verified by :func:`hepae_core.codecs.container.verify_checksums` before anything
-is
-decoded. Every decoded value, as written (float32), meets its bound.
+``header_sha256``, verified by :func:`hepae_core.codecs.container.verify_checksums` before
+anything is decoded. Every decoded value, as written (float32), meets its bound.
 """
 
 from __future__ import annotations
