@@ -420,18 +420,7 @@ def matches(rule: Rule, raw: Mapping[str, Any]) -> bool:
 
 def set_dotted(cfg: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``a.b`` (or ``a.b.c``) in a nested config, copying the mappings it changes."""
-    parts = dotted.split(".")
-    if len(parts) == 1:
-        cfg[parts[0]] = value
-        return
-    section = dict(cfg.get(parts[0]) or {})
-    if len(parts) == 2:
-        section[parts[1]] = value
-    else:
-        sub = dict(section.get(parts[1]) or {})
-        sub[parts[2]] = value
-        section[parts[1]] = sub
-    cfg[parts[0]] = section
+    _set_all(cfg, [dotted.split(".")], [value])
 
 
 def _set_all(raw: dict[str, Any], split: list[list[str]], values: list[Any]) -> None:
