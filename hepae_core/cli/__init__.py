@@ -76,7 +76,3 @@ def main(argv: list[str] | None = None) -> int:
     from hepae_core.run.job import run_job
 
     return run_job(out, force=args.force)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -336,7 +336,3 @@ def main(argv: list[str] | None = None) -> int:
     if not dirs:
         parser.error("give at least one job directory (or --list FILE)")
     return run_bundle(dirs, args.max_stack)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

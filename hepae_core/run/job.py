@@ -209,7 +209,3 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rerun a finished job from scratch")
     args = parser.parse_args(argv)
     return run_job(args.job_dir, force=args.force)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
