@@ -880,10 +880,9 @@ def _encoded(values: list[str]) -> list[bytes]:
 
 @functools.cache
 def _fast_floats() -> bool:
-    """Whether orjson writes every float as repr does outside the magnitudes
-    :func:`_float_cells` gives to repr: checked once on a float of every decimal exponent
-    (where the two place the point differently), so another orjson that writes them
-    otherwise falls back to repr."""
+    """Whether orjson, with the layout fixes of :func:`_float_rows`, writes every float as
+    repr does: checked once on a float of every decimal exponent (where the two place the
+    point differently), so another orjson that writes them otherwise falls back to repr."""
     if _orjson is None:
         return False
     mantissas = (1.0, 1.5, 2.2250738585072014, 9.999999999999998, 1.2345678901234567)
@@ -891,36 +890,56 @@ def _fast_floats() -> bool:
     probe += [0.0, -0.0, 5e-324, 1.7976931348623157e308, 0.1, 1e16, 123456789.125, 2.0**53]
     col = np.array(probe + [-v for v in probe])
     try:
-        return _float_cells(col, fast=True) == [float.__repr__(v).encode() for v in col.tolist()]
+        got = _float_rows(col.reshape(-1, 1), fast=True)
     except (TypeError, ValueError):  # pragma: no cover - an orjson without numpy support
         return False
+    return got == [float.__repr__(v).encode() for v in col.tolist()]
 
 
-def _float_cells(col: np.ndarray, fast: bool | None = None) -> list[bytes]:
-    """The cells of a float column: each float as its shortest repr (what csv.writer
-    writes), b"" for NaN.
+def _repr_row(values: Iterable[float]) -> bytes:
+    return b",".join(b"" if v != v else float.__repr__(v).encode() for v in values)
 
-    Formatting 7 million floats with repr takes seconds; orjson writes them in a fraction
-    of that, with the same digits and, but for magnitudes between 1e-10 and 1e-4 (0.00001
-    for 1e-05, 1.5e-7 for 1.5e-07), the same layout: those, and inf, are given to repr.
+
+def _float_rows(block: np.ndarray, fast: bool | None = None) -> list[bytes]:
+    """The CSV text of each row of a 2-D block of floats: every float as its shortest repr
+    (what csv.writer writes), NaN as an empty cell, cells joined by commas.
+
+    Formatting 7 million floats with repr takes seconds, and joining them cell by cell as
+    long again. orjson writes the whole block as one JSON array of rows in a fraction of
+    that, with repr's digits and, but for magnitudes between 1e-9 and 1e-4 (0.00001 for
+    1e-05, 1.5e-7 for 1.5e-07), the same layout. Those cells, the infinities and the NaNs
+    are set to NaN, which orjson writes as ``null`` (no number's text holds it), and each
+    ``null`` is then replaced by the cell's own text: repr's, or nothing for a NaN.
     """
-    if not len(col):
-        return []
+    n, width = block.shape
+    if not n or not width:
+        return [b""] * n
     if fast is None:
         fast = _fast_floats()
     if not fast:
-        cells = _encoded(list(map(float.__repr__, col.tolist())))
-    else:
-        col = np.ascontiguousarray(col, dtype=np.float64)
-        cells = _orjson.dumps(col, option=_orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
-        size = np.abs(col)
-        with np.errstate(invalid="ignore"):
-            redo = ~np.isfinite(col) | ((size >= 1e-10) & (size < 2e-4))
-        for i in np.flatnonzero(redo).tolist():
-            cells[i] = float.__repr__(float(col[i])).encode()
-    for i in np.flatnonzero(np.isnan(col)).tolist():
-        cells[i] = b""
-    return cells
+        return [_repr_row(row) for row in block.tolist()]
+    block = np.array(block, dtype=np.float64, order="C")  # a copy: cells are set to NaN
+    size = np.abs(block)
+    with np.errstate(invalid="ignore"):
+        special = ~np.isfinite(block) | ((size >= 1e-10) & (size < 2e-4))
+    if not special.any():
+        text = _orjson.dumps(block, option=_orjson.OPT_SERIALIZE_NUMPY)
+        return text[2:-2].split(b"],[")
+    values = block[special]
+    cells = np.full(len(values), b"", dtype=object)
+    shown = ~np.isnan(values)
+    cells[shown] = _encoded(list(map(float.__repr__, values[shown].tolist())))
+    block[special] = np.nan
+    pieces = _orjson.dumps(block, option=_orjson.OPT_SERIALIZE_NUMPY).split(b"null")
+    mixed: list[bytes] = [b""] * (2 * len(pieces) - 1)
+    mixed[0::2] = pieces
+    mixed[1::2] = cells.tolist()
+    return b"".join(mixed)[2:-2].split(b"],[")
+
+
+def _float_cells(col: np.ndarray, fast: bool | None = None) -> list[bytes]:
+    """The cells of a float column (see :func:`_float_rows`)."""
+    return _float_rows(np.asarray(col, dtype=np.float64).reshape(-1, 1), fast)
 
 
 def _cells(col: np.ndarray) -> list[bytes]:
@@ -943,9 +962,20 @@ def _cells(col: np.ndarray) -> list[bytes]:
 
 def _csv_lines(columns: dict[str, np.ndarray], rows: np.ndarray | None = None) -> list[bytes]:
     """The CSV lines (without line ends) of ``rows`` (default all), as csv.writer writes
-    them: the cells column by column, then joined row by row."""
-    cols = [_cells(c if rows is None else c[rows]) for c in columns.values()]
-    return list(map(b",".join, zip(*cols)))
+    them: each run of neighbouring float columns written as one block of rows, each other
+    column cell by cell, then the pieces joined row by row."""
+    pieces: list[list[bytes]] = []
+    run: list[np.ndarray] = []
+    for col in [*columns.values(), None]:
+        if col is not None and col.dtype.kind == "f":
+            run.append(col if rows is None else col[rows])
+            continue
+        if run:
+            pieces.append(_float_rows(np.column_stack(run)))
+            run = []
+        if col is not None:
+            pieces.append(_cells(col if rows is None else col[rows]))
+    return list(map(b",".join, zip(*pieces)))
 
 
 def write_csv(path: Path, columns: dict[str, np.ndarray]) -> np.ndarray | None:

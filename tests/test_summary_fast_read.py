@@ -13,7 +13,7 @@ import pytest
 
 import results.table as T
 from results.synthetic import make_campaign
-from results.table import CSV_NAME, SUMMARY_DIR, _float_cells, _read_h5, collect
+from results.table import CSV_NAME, SUMMARY_DIR, _float_cells, _float_rows, _read_h5, collect
 
 
 def _odd_floats() -> np.ndarray:
@@ -41,6 +41,27 @@ def test_float_cells_are_what_repr_writes(fast: bool) -> None:
     assert _float_cells(col, fast=fast) == _repr_cells(col)
     assert _float_cells(col[::3], fast=fast) == _repr_cells(col[::3])  # not contiguous
     assert _float_cells(np.zeros(0), fast=fast) == []
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_float_rows_are_what_repr_writes(fast: bool) -> None:
+    """A block of several columns: each row's cells as repr writes them, NaN empty, joined
+    by commas; rows with infinities, NaNs and small magnitudes among ordinary floats."""
+    if fast and T._orjson is None:
+        pytest.skip("orjson is not installed")
+    x = _odd_floats()
+    block = x[: len(x) // 7 * 7].reshape(-1, 7)
+    want = [b",".join(_repr_cells(row)) for row in block]
+    assert _float_rows(block, fast=fast) == want
+    assert (
+        _float_rows(block[::5, 1:4], fast=fast)
+        == [  # a view, not contiguous
+            b",".join(_repr_cells(row)) for row in block[::5, 1:4]
+        ]
+    )
+    plain = np.array([[1.0, 2.5], [3.0, -0.0]])  # nothing to put back
+    assert _float_rows(plain, fast=fast) == [b"1.0,2.5", b"3.0,-0.0"]
+    assert _float_rows(np.zeros((3, 0)), fast=fast) == [b"", b"", b""]
 
 
 def test_orjson_is_used_when_installed() -> None:
