@@ -16,7 +16,8 @@ On a scheduler (Slurm, HTCondor) ``submit`` and ``promote`` return at once; each
 followed by ``gridsearch status DIR --watch --interval 2``, which returns when no job is
 queued or running, and the wall time counts both (queue waits included).
 ``--slurm-test-cluster`` runs on the one-node Slurm cluster of the tests
-(tests/slurm/cluster.py starts it when it is not running; it is never stopped here) with a
+(tests/slurm/cluster.py starts it when it is not running, and stops it at the end when this
+run started it; one that ran before is left running) with a
 profile ``test-slurm`` written into the temporary directory (this Python, this checkout on
 PYTHONPATH, one core per task).
 
@@ -159,6 +160,13 @@ def test_cluster_profile(directory: Path) -> Path:
     }
     (sites_dir / "test-slurm.yaml").write_text(json.dumps(profile, indent=1) + "\n")
     return sites_dir
+
+
+def stop_test_cluster() -> None:
+    """Stop the tests' Slurm cluster when this run started it (no daemons left behind)."""
+    cluster = sys.modules.get("slurm.cluster")
+    if cluster is not None and cluster.started_here():
+        cluster.stop()
 
 
 def results(campaign: Path) -> list[dict]:
@@ -319,6 +327,7 @@ def main() -> None:
         for r in [head, ["-" * w for w in widths], *rows]:
             print(" | ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
     finally:
+        stop_test_cluster()
         if args.keep is None:
             shutil.rmtree(top, ignore_errors=True)
 
