@@ -900,6 +900,13 @@ def _repr_row(values: Iterable[float]) -> bytes:
     return b",".join(b"" if v != v else float.__repr__(v).encode() for v in values)
 
 
+# Cells of a block written as one text at most: its three copies (orjson's, the joined,
+# the rows) stay a few megabytes however large the campaign, which is also faster than one
+# text of the whole table (0.90-0.96 s against 1.17-1.73 s for 6.8 million cells, best of
+# four interleaved: the copies stay in the caches).
+_BLOCK_CELLS = 250_000
+
+
 def _float_rows(block: np.ndarray, fast: bool | None = None) -> list[bytes]:
     """The CSV text of each row of a 2-D block of floats: every float as its shortest repr
     (what csv.writer writes), NaN as an empty cell, cells joined by commas.
@@ -918,6 +925,9 @@ def _float_rows(block: np.ndarray, fast: bool | None = None) -> list[bytes]:
         fast = _fast_floats()
     if not fast:
         return [_repr_row(row) for row in block.tolist()]
+    if n * width > _BLOCK_CELLS:  # a part of the rows at a time
+        step = max(1, _BLOCK_CELLS // width)
+        return [row for i in range(0, n, step) for row in _float_rows(block[i : i + step], True)]
     block = np.array(block, dtype=np.float64, order="C")  # a copy: cells are set to NaN
     size = np.abs(block)
     with np.errstate(invalid="ignore"):

@@ -44,7 +44,7 @@ def test_float_cells_are_what_repr_writes(fast: bool) -> None:
 
 
 @pytest.mark.parametrize("fast", [True, False])
-def test_float_rows_are_what_repr_writes(fast: bool) -> None:
+def test_float_rows_are_what_repr_writes(fast: bool, monkeypatch) -> None:
     """A block of several columns: each row's cells as repr writes them, NaN empty, joined
     by commas; rows with infinities, NaNs and small magnitudes among ordinary floats."""
     if fast and T._orjson is None:
@@ -59,6 +59,9 @@ def test_float_rows_are_what_repr_writes(fast: bool) -> None:
             b",".join(_repr_cells(row)) for row in block[::5, 1:4]
         ]
     )
+    monkeypatch.setattr(T, "_BLOCK_CELLS", 50)  # many parts, one of them short
+    assert _float_rows(block[:103], fast=fast) == want[:103]
+    monkeypatch.undo()
     plain = np.array([[1.0, 2.5], [3.0, -0.0]])  # nothing to put back
     assert _float_rows(plain, fast=fast) == [b"1.0,2.5", b"3.0,-0.0"]
     assert _float_rows(np.zeros((3, 0)), fast=fast) == [b"", b"", b""]
