@@ -912,11 +912,7 @@ def _float_rows(block: np.ndarray, fast: bool | None = None) -> list[bytes]:
     (what csv.writer writes), NaN as an empty cell, cells joined by commas.
 
     Formatting 7 million floats with repr takes seconds, and joining them cell by cell as
-    long again. orjson writes the whole block as one JSON array of rows in a fraction of
-    that, with repr's digits and, but for magnitudes between 1e-9 and 1e-4 (0.00001 for
-    1e-05, 1.5e-7 for 1.5e-07), the same layout. Those cells, the infinities and the NaNs
-    are set to NaN, which orjson writes as ``null`` (no number's text holds it), and each
-    ``null`` is then replaced by the cell's own text: repr's, or nothing for a NaN.
+    long again; orjson writes them a part of the rows at a time (:func:`_orjson_rows`).
     """
     n, width = block.shape
     if not n or not width:
@@ -925,9 +921,18 @@ def _float_rows(block: np.ndarray, fast: bool | None = None) -> list[bytes]:
         fast = _fast_floats()
     if not fast:
         return [_repr_row(row) for row in block.tolist()]
-    if n * width > _BLOCK_CELLS:  # a part of the rows at a time
-        step = max(1, _BLOCK_CELLS // width)
-        return [row for i in range(0, n, step) for row in _float_rows(block[i : i + step], True)]
+    step = max(1, _BLOCK_CELLS // width)
+    return [row for i in range(0, n, step) for row in _orjson_rows(block[i : i + step])]
+
+
+def _orjson_rows(block: np.ndarray) -> list[bytes]:
+    """:func:`_float_rows` of a block, written by orjson as one JSON array of rows.
+
+    orjson writes repr's digits and, but for magnitudes between 1e-9 and 1e-4 (0.00001 for
+    1e-05, 1.5e-7 for 1.5e-07), the same layout. Those cells, the infinities and the NaNs
+    are set to NaN, which orjson writes as ``null`` (no number's text holds it), and each
+    ``null`` is then replaced by the cell's own text: repr's, or nothing for a NaN.
+    """
     block = np.array(block, dtype=np.float64, order="C")  # a copy: cells are set to NaN
     size = np.abs(block)
     with np.errstate(invalid="ignore"):

@@ -61,6 +61,8 @@ def test_float_rows_are_what_repr_writes(fast: bool, monkeypatch) -> None:
     )
     monkeypatch.setattr(T, "_BLOCK_CELLS", 50)  # many parts, one of them short
     assert _float_rows(block[:103], fast=fast) == want[:103]
+    wide = block[:10].reshape(1, -1)  # one row of 70 cells, wider than a part of 50
+    assert _float_rows(wide, fast=fast) == [b",".join(want[:10])]
     monkeypatch.undo()
     plain = np.array([[1.0, 2.5], [3.0, -0.0]])  # nothing to put back
     assert _float_rows(plain, fast=fast) == [b"1.0,2.5", b"3.0,-0.0"]
